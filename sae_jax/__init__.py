@@ -1,0 +1,80 @@
+"""sae-jax: the classic (UFLDL / CS294A) KL-sparsity autoencoder as pure JAX functions.
+
+Public API::
+
+    Params, init_params                  # parameters (UFLDL shapes) and initialisation
+    encode, decode, forward, reconstruct # the forward pass (samples as rows)
+    rho_hat, kl_divergence, cost, cost_terms
+    sparsity_delta, cost_and_grad        # the tutorial's backprop, jitted
+    autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
+
+Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
+"""
+
+from .backprop import (
+    autodiff_cost_and_grad as autodiff_cost_and_grad,
+    cost_and_grad as cost_and_grad,
+    cost_terms_and_grad as cost_terms_and_grad,
+    hidden_delta as hidden_delta,
+    output_delta as output_delta,
+    sparsity_delta as sparsity_delta,
+)
+from .cost import (
+    CostTerms as CostTerms,
+    cost as cost,
+    cost_terms as cost_terms,
+    kl_divergence as kl_divergence,
+    reconstruction as reconstruction,
+    rho_hat as rho_hat,
+    safe_rho_hat as safe_rho_hat,
+    sparsity as sparsity,
+    weight_decay as weight_decay,
+)
+from .forward import (
+    Activations as Activations,
+    decode as decode,
+    encode as encode,
+    forward as forward,
+    reconstruct as reconstruct,
+    sigmoid as sigmoid,
+    sigmoid_prime as sigmoid_prime,
+)
+from .params import (
+    Params as Params,
+    init_params as init_params,
+    params_to_theta as params_to_theta,
+    theta_to_params as theta_to_params,
+)
+from .validate import InputError as InputError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activations",
+    "CostTerms",
+    "InputError",
+    "Params",
+    "autodiff_cost_and_grad",
+    "cost",
+    "cost_and_grad",
+    "cost_terms",
+    "cost_terms_and_grad",
+    "decode",
+    "encode",
+    "forward",
+    "hidden_delta",
+    "init_params",
+    "kl_divergence",
+    "output_delta",
+    "params_to_theta",
+    "reconstruct",
+    "reconstruction",
+    "rho_hat",
+    "safe_rho_hat",
+    "sigmoid",
+    "sigmoid_prime",
+    "sparsity",
+    "sparsity_delta",
+    "theta_to_params",
+    "weight_decay",
+]

@@ -1,0 +1,125 @@
+r"""Parameters of the sparse autoencoder and their UFLDL initialisation.
+
+Layout
+------
+The weights keep the shapes of the UFLDL / CS294A notes, so a parameter set is
+interchangeable with any UFLDL port (``W1`` is ``hiddenSize × visibleSize``):
+
+=====  ======================  =========================================
+field  shape                   meaning
+=====  ======================  =========================================
+W1     (n_hidden, n_visible)   encoder weights; row j is hidden unit j's filter
+b1     (n_hidden,)             encoder bias
+W2     (n_visible, n_hidden)   decoder weights
+b2     (n_visible,)            decoder bias
+=====  ======================  =========================================
+
+Only the *data* layout differs from the notes: sae-jax stores samples as rows,
+``x.shape == (m, n_visible)``, where UFLDL stores them as columns
+(``data`` is ``visibleSize × m``). So UFLDL's ``W1 * data + b1`` is
+``x @ W1.T + b1`` here, and every gradient array has the same shape and values
+as UFLDL's ``W1grad``, ``b1grad``, ``W2grad``, ``b2grad``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Params", "init_params", "init_radius", "params_to_theta", "theta_to_params"]
+
+
+class Params(NamedTuple):
+    """Sparse-autoencoder parameters, a pytree (UFLDL shapes).
+
+    Being a ``NamedTuple``, ``jax.grad``, ``jax.tree.map`` and ``optax`` return
+    the same type. Never use ``+`` or ``*`` on two ``Params``: tuple arithmetic
+    concatenates or repeats; use ``jax.tree.map``.
+    """
+
+    W1: jax.Array  # shape=(n_hidden, n_visible)
+    b1: jax.Array  # shape=(n_hidden,)
+    W2: jax.Array  # shape=(n_visible, n_hidden)
+    b2: jax.Array  # shape=(n_visible,)
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.W1.shape[1])
+
+    @property
+    def n_hidden(self) -> int:
+        return int(self.W1.shape[0])
+
+    @property
+    def dtype(self):
+        return self.W1.dtype
+
+
+def init_radius(n_visible: int, n_hidden: int) -> float:
+    r"""UFLDL's initialisation radius :math:`r = \sqrt{6 / (n_\text{visible} + n_\text{hidden} + 1)}`."""
+    return math.sqrt(6.0 / (n_visible + n_hidden + 1))
+
+
+def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.float32) -> Params:
+    r"""UFLDL ``initializeParameters``: weights uniform in :math:`(-r, r)`, biases zero.
+
+    .. math::
+        r = \sqrt{\frac{6}{n_\text{visible} + n_\text{hidden} + 1}}
+
+    Args:
+      key: a ``jax.random`` key.
+      n_visible: number of input (and output) units, ``>= 1``.
+      n_hidden: number of hidden units, ``>= 1``.
+      dtype: floating dtype of every array (``float32`` or, with x64 on, ``float64``).
+
+    Returns:
+      ``Params`` with ``W1: (n_hidden, n_visible)``, ``W2: (n_visible, n_hidden)``,
+      zero biases.
+
+    Examples:
+      >>> import jax
+      >>> p = init_params(jax.random.key(0), 64, 25)
+      >>> p.W1.shape, p.W2.shape, p.b1.shape, p.b2.shape
+      ((25, 64), (64, 25), (25,), (64,))
+    """
+    from .validate import check_sizes
+
+    check_sizes(n_visible=n_visible, n_hidden=n_hidden)
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    r = init_radius(n_visible, n_hidden)
+    k1, k2 = jax.random.split(key)
+    W1 = jax.random.uniform(k1, (n_hidden, n_visible), dtype, minval=-r, maxval=r)
+    W2 = jax.random.uniform(k2, (n_visible, n_hidden), dtype, minval=-r, maxval=r)
+    return Params(W1, jnp.zeros((n_hidden,), dtype), W2, jnp.zeros((n_visible,), dtype))
+
+
+def params_to_theta(params: Params) -> np.ndarray:
+    """Flatten to UFLDL's ``theta = [W1(:); W2(:); b1(:); b2(:)]`` (column-major).
+
+    For exchanging parameters and gradients with MATLAB/Octave code and UFLDL ports.
+    """
+    W1, b1, W2, b2 = (np.asarray(a) for a in params)
+    return np.concatenate([W1.ravel(order="F"), W2.ravel(order="F"), b1.ravel(), b2.ravel()])
+
+
+def theta_to_params(theta, n_visible: int, n_hidden: int) -> Params:
+    """Inverse of :func:`params_to_theta` (UFLDL's unpacking in ``sparseAutoencoderCost``)."""
+    theta = np.asarray(theta)
+    hv = n_hidden * n_visible
+    expected = 2 * hv + n_hidden + n_visible
+    if theta.shape != (expected,):
+        raise ValueError(
+            f"theta must have shape ({expected},) for n_visible={n_visible}, "
+            f"n_hidden={n_hidden}, got {theta.shape}"
+        )
+    W1 = theta[:hv].reshape((n_hidden, n_visible), order="F")
+    W2 = theta[hv : 2 * hv].reshape((n_visible, n_hidden), order="F")
+    b1 = theta[2 * hv : 2 * hv + n_hidden]
+    b2 = theta[2 * hv + n_hidden :]
+    return Params(*(jnp.asarray(a) for a in (W1, b1, W2, b2)))

@@ -1,0 +1,177 @@
+"""Input checks, run in Python before anything is traced or compiled.
+
+Every check raises :class:`InputError` (a ``ValueError``) with one line naming
+the argument, what was expected and what was given. Shape and dtype checks need
+only static information and always run, also under ``jit``/``vmap``. Value
+checks (ranges, finiteness) run whenever the value is concrete; under the
+caller's own ``jit``/``vmap`` they are skipped, so call :func:`check_call`
+once, before tracing, to check them there.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "InputError",
+    "is_concrete",
+    "check_sizes",
+    "check_output",
+    "check_params",
+    "check_data",
+    "check_hyperparams",
+    "check_call",
+]
+
+
+class InputError(ValueError):
+    """Bad input to a public sae-jax entry point (one clear line: argument, expectation, value)."""
+
+
+def is_concrete(value) -> bool:
+    """True unless ``value`` is a tracer (inside the caller's ``jit``, ``vmap``, ``grad``...)."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _shape(a):
+    return tuple(np.shape(a))
+
+
+def check_sizes(*, n_visible, n_hidden) -> None:
+    """``n_visible`` and ``n_hidden`` are integers ``>= 1``."""
+    for name, v in (("n_visible", n_visible), ("n_hidden", n_hidden)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+
+
+def check_output(output) -> None:
+    from .forward import OUTPUTS
+
+    if output not in OUTPUTS:
+        raise InputError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
+def check_params(params) -> None:
+    """Four floating arrays of one dtype with UFLDL shapes ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``."""
+    names = ("W1", "b1", "W2", "b2")
+    if not isinstance(params, tuple) or len(params) != 4:
+        raise InputError(
+            f"params must be a Params(W1, b1, W2, b2) of 4 arrays, got {type(params).__name__}"
+        )
+    for name, a in zip(names, params):
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise InputError(f"params.{name} must be an array, got {type(a).__name__}")
+    W1, b1, W2, b2 = params
+    if W1.ndim != 2:
+        raise InputError(f"params.W1 must be 2-D (n_hidden, n_visible), got shape {_shape(W1)}")
+    h, n = W1.shape
+    if h < 1 or n < 1:
+        raise InputError(f"params.W1 must have n_hidden >= 1 and n_visible >= 1, got shape {_shape(W1)}")
+    expected = {"b1": (h,), "W2": (n, h), "b2": (n,)}
+    for name, a in zip(names[1:], params[1:]):
+        if _shape(a) != expected[name]:
+            raise InputError(
+                f"params.{name} must have shape {expected[name]} to match W1 {(h, n)} "
+                f"(n_hidden={h}, n_visible={n}), got {_shape(a)}"
+            )
+    dtype = jnp.dtype(W1.dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise InputError(f"params must be floating point, got params.W1 of dtype {dtype}")
+    for name, a in zip(names[1:], params[1:]):
+        if jnp.dtype(a.dtype) != dtype:
+            raise InputError(
+                f"params.{name} must have the same dtype as params.W1 ({dtype}), got {jnp.dtype(a.dtype)}"
+            )
+
+
+def _describe_nonfinite(x: np.ndarray) -> str:
+    bad = ~np.isfinite(x)
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{int(bad.sum())} non-finite value(s) (first {x[idx]!r} at index {idx})"
+
+
+@jax.jit
+def _stats(x):
+    return jnp.all(jnp.isfinite(x)), jnp.min(x), jnp.max(x)
+
+
+def check_data_values(x, *, output: str = "sigmoid", name: str = "x") -> None:
+    """``x`` is finite and, for a sigmoid output layer, inside [0, 1] (the sigmoid's range)."""
+    if isinstance(x, np.ndarray):
+        finite = bool(np.isfinite(x).all())
+        lo, hi = (x.min(), x.max()) if finite else (None, None)
+    else:
+        finite, lo, hi = (v.item() for v in _stats(x))
+    if not finite:
+        raise InputError(f"{name} must be finite, but has {_describe_nonfinite(np.asarray(x))}")
+    if output == "sigmoid" and (lo < 0 or hi > 1):
+        raise InputError(
+            f"{name} must lie in [0, 1] for output='sigmoid' (the sigmoid's range), "
+            f"got values in [{float(lo):.6g}, {float(hi):.6g}]; rescale the data or use output='linear'"
+        )
+
+
+def check_data(x, params, *, output: str = "sigmoid", name: str = "x") -> None:
+    """``x`` is ``(m, n_visible)`` with ``m >= 1``, in ``params``' dtype; values checked if concrete."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise InputError(f"{name} must be an array of shape (m, n_visible), got {type(x).__name__}")
+    n = params.W1.shape[1]
+    if x.ndim != 2:
+        raise InputError(
+            f"{name} must be 2-D (m, n_visible) with samples as rows, got shape {_shape(x)}"
+            + ("; use x[None, :] for a single sample" if x.ndim == 1 else "")
+        )
+    if x.shape[1] != n:
+        hint = ""
+        if x.shape[0] == n:
+            hint = " (samples look like columns, UFLDL's layout: pass x.T)"
+        raise InputError(
+            f"{name} must have shape (m, {n}) to match params (n_visible={n}), got {_shape(x)}{hint}"
+        )
+    if x.shape[0] < 1:
+        raise InputError(f"{name} must have at least one sample (row), got shape {_shape(x)}")
+    dtype = jnp.dtype(params.W1.dtype)
+    if jnp.dtype(x.dtype) != dtype:
+        raise InputError(
+            f"{name} must have the same dtype as params ({dtype}), got {jnp.dtype(x.dtype)}; "
+            f"convert one of them (e.g. x.astype({dtype.name!r}))"
+        )
+    if is_concrete(x):
+        check_data_values(x, output=output, name=name)
+
+
+def check_hyperparams(*, lam, beta, rho) -> None:
+    """Scalars with ``lam >= 0``, ``beta >= 0``, ``0 < rho < 1``, all finite (values checked if concrete)."""
+    for name, v in (("lam", lam), ("beta", beta), ("rho", rho)):
+        if isinstance(v, (str, bytes)) or v is None:
+            raise InputError(f"{name} must be a real scalar, got {v!r}")
+        shape = _shape(v)
+        if shape != ():
+            raise InputError(
+                f"{name} must be a scalar, got shape {shape} (to sweep values, jax.vmap over scalars)"
+            )
+        dt = jnp.asarray(v).dtype if is_concrete(v) else v.dtype
+        if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+            raise InputError(f"{name} must be a real number, got dtype {dt}")
+        if not is_concrete(v):
+            continue
+        f = float(v)
+        if not math.isfinite(f):
+            raise InputError(f"{name} must be finite, got {f}")
+        if name in ("lam", "beta") and f < 0:
+            raise InputError(f"{name} must be >= 0, got {f}")
+        if name == "rho" and not 0 < f < 1:
+            raise InputError(f"rho must be in (0, 1) (a target mean activation), got {f}")
+
+
+def check_call(params, x, *, lam, beta, rho, output="sigmoid") -> None:
+    """All checks of a ``cost(params, x, lam=, beta=, rho=, output=)`` call."""
+    check_output(output)
+    check_params(params)
+    check_data(x, params, output=output)
+    check_hyperparams(lam=lam, beta=beta, rho=rho)
