@@ -1,0 +1,204 @@
+r"""Pictures: the learned filters (UFLDL ``display_network``) and the training curve.
+
+matplotlib is imported lazily, inside the functions, and only through its
+object-oriented API (``matplotlib.figure.Figure`` rendered by the Agg canvas). No
+pyplot, no ``matplotlib.use``: drawing a PNG never changes the user's backend or
+global state, works without a display, and ``import sae_jax`` never imports matplotlib.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .validate import InputError
+
+__all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "grid_shape"]
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """``(rows, cols)`` of ``display_network``'s near-square grid for ``n`` tiles.
+
+    A perfect square gives a square grid; otherwise ``cols`` starts at ``ceil(sqrt(n))``
+    and grows (up to ``1.2 sqrt(n)``) looking for a divisor of ``n``; ``rows = ceil(n/cols)``.
+    """
+    if n < 1:
+        raise InputError(f"need at least one filter, got {n}")
+    r = math.isqrt(n)
+    if r * r == n:
+        return r, r
+    cols = math.ceil(math.sqrt(n))
+    while n % cols != 0 and cols < 1.2 * math.sqrt(n):
+        cols += 1
+    return math.ceil(n / cols), cols
+
+
+def _weights(W1) -> np.ndarray:
+    if hasattr(W1, "W1"):  # a Params
+        W1 = W1.W1
+    W = np.asarray(W1, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
+        raise InputError(f"W1 must be 2-D (n_hidden, n_visible), got shape {W.shape}")
+    if not np.isfinite(W).all():
+        raise InputError("W1 must be finite to be displayed, but has non-finite values")
+    return W
+
+
+def _patch_shape(n_visible: int, patch_shape) -> tuple[int, int]:
+    if patch_shape is None:
+        s = math.isqrt(n_visible)
+        if s * s != n_visible:
+            raise InputError(
+                f"n_visible={n_visible} is not a square; pass patch_shape=(rows, cols) to display the filters"
+            )
+        return s, s
+    shape = tuple(int(v) for v in patch_shape)
+    if len(shape) != 2 or shape[0] * shape[1] != n_visible or min(shape) < 1:
+        raise InputError(f"patch_shape must be (rows, cols) with rows*cols == n_visible={n_visible}, got {patch_shape!r}")
+    return shape
+
+
+def tile_filters(W1, *, patch_shape=None, pad: int = 1) -> np.ndarray:
+    r"""Arrange each hidden unit's weights as a patch in a grid (UFLDL ``display_network``).
+
+    As in ``display_network.m``: the overall mean of ``W1`` is subtracted, then each
+    hidden unit's row is divided by its own largest absolute value,
+
+    .. math::
+        \text{tile}_j = \frac{W^{(1)}_{j\cdot} - \bar W}{\max_i |W^{(1)}_{ji} - \bar W|}
+        \in [-1, 1],
+
+    reshaped row-major to ``patch_shape`` (the layout :func:`sae_jax.data.sample_patches`
+    flattens with), and placed in a near-square grid (:func:`grid_shape`), filling rows
+    first, separated by ``pad`` pixels of background −1 (black).
+
+    Args:
+      W1: ``(n_hidden, n_visible)`` encoder weights (or a ``Params``).
+      patch_shape: ``(rows, cols)`` of one filter; default square ``sqrt(n_visible)``.
+      pad: background pixels between and around the tiles, ``>= 0``.
+
+    Returns:
+      float64 image ``(pad + R (rows + pad), pad + C (cols + pad))`` with values in [-1, 1].
+    """
+    W = _weights(W1)
+    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        raise InputError(f"pad must be an integer >= 0, got {pad!r}")
+    h, n = W.shape
+    pr, pc = _patch_shape(n, patch_shape)
+    W = W - W.mean()
+    clim = np.abs(W).max(axis=1, keepdims=True)
+    W = W / np.where(clim > 0, clim, 1.0)
+    R, C = grid_shape(h)
+    out = -np.ones((pad + R * (pr + pad), pad + C * (pc + pad)))
+    for j in range(h):
+        r, c = divmod(j, C)
+        y, x = pad + r * (pr + pad), pad + c * (pc + pad)
+        out[y : y + pr, x : x + pc] = W[j].reshape(pr, pc)
+    return out
+
+
+def _figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path, **kw) -> None:
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    fig.savefig(path, format="png", **kw)
+
+
+def save_filters_png(W1, path, *, patch_shape=None, title=None, pad: int = 1) -> np.ndarray:
+    """Write :func:`tile_filters` as a grayscale PNG (nearest-neighbour, no smoothing).
+
+    Args:
+      W1: ``(n_hidden, n_visible)`` encoder weights (or a ``Params``).
+      path: the PNG file to write (parent directories are created).
+      patch_shape: ``(rows, cols)`` of one filter; default square.
+      title: optional title above the grid.
+      pad: background pixels between tiles.
+
+    Returns:
+      the tiled image that was drawn.
+    """
+    img = tile_filters(W1, patch_shape=patch_shape, pad=pad)
+    H, W = img.shape
+    scale = 5.0 / max(H, W)
+    fig = _figure((max(W * scale, 1.0), max(H * scale, 1.0) + (0.4 if title else 0.0)))
+    ax = fig.add_axes((0.0, 0.0, 1.0, (H * scale) / fig.get_figheight()))
+    ax.imshow(img, cmap="gray", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10, y=0.99)
+    _save(fig, path, dpi=100)
+    return img
+
+
+_TERMS = ("cost", "reconstruction", "weight_decay", "sparsity")
+
+
+def save_training_curve_png(metrics_rows, path, *, rho=None, title=None) -> None:
+    """Cost and its terms against the step (log y), and the mean activation ρ̂ below.
+
+    Args:
+      metrics_rows: a sequence of dicts (e.g. the run's ``metrics.jsonl``) with ``step``
+        and any of ``cost``, ``reconstruction``, ``weight_decay``, ``sparsity``,
+        ``rho_hat_mean`` (and optionally ``rho_hat_min``/``rho_hat_max``); missing keys
+        are skipped, non-positive values are left off the log axis.
+      path: the PNG file to write.
+      rho: the target ρ, drawn as a dashed line on the ρ̂ panel if given.
+      title: optional figure title.
+    """
+    rows = [r for r in metrics_rows if isinstance(r, dict) and "step" in r]
+    if not rows:
+        raise InputError("metrics_rows must contain at least one row with a 'step' key")
+
+    def series(key):
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if not pts:
+            return None
+        s, v = np.array(pts, dtype=np.float64).T
+        return s, v
+
+    fig = _figure((7.0, 6.0))
+    ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (2, 1)})
+    drawn = False
+    for key in _TERMS:
+        sv = series(key)
+        if sv is None:
+            continue
+        s, v = sv
+        ok = np.isfinite(v) & (v > 0)
+        if ok.any():
+            ax.plot(s[ok], v[ok], label=key.replace("_", " "), lw=2.0 if key == "cost" else 1.2)
+            drawn = True
+    if drawn:
+        ax.set_yscale("log")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("cost terms")
+    ax.grid(True, which="both", alpha=0.3)
+    sv = series("rho_hat_mean")
+    if sv is not None:
+        ax2.plot(*sv, color="C4", label="mean ρ̂")
+        lo, hi = series("rho_hat_min"), series("rho_hat_max")
+        if lo is not None and hi is not None and len(lo[0]) == len(hi[0]):
+            ax2.fill_between(lo[0], lo[1], hi[1], color="C4", alpha=0.15, label="min–max ρ̂")
+    if rho is not None:
+        ax2.axhline(float(rho), color="k", ls="--", lw=1.0, label=f"ρ = {float(rho):g}")
+    if sv is not None or rho is not None:
+        ax2.legend(loc="upper right", fontsize=8)
+    ax2.set_ylabel("ρ̂")
+    ax2.set_xlabel("step")
+    ax2.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path, dpi=100)
