@@ -314,11 +314,12 @@ def natural_image_patches(
     the scale of the image structure relative to the 8-pixel patch. Olshausen's images
     were 512 × 512 photographs of wide natural scenes; scikit-image's photographs are
     closer-up, so at full resolution an 8×8 patch sees smoother, larger-scale structure.
-    Measured with 400 L-BFGS iterations on the exercise's sizes: ``f0`` = 0.2 cycles/pixel
-    gives broad oriented gratings filling the patch; 0.4 (Olshausen's value) is better;
-    0.4 *plus* a 2× block-average downsample gives localized light/dark edge pairs, the
-    classic result. ZCA whitening of the patches instead gave pixel noise at small ε and
-    broad gratings at larger ε, so the 1/f filter is used.
+    Measured with 400 L-BFGS iterations at the exercise's sizes (64-25, ρ = 0.01,
+    λ = 1e-4, β = 3): ``f0`` = 0.2 cycles/pixel gives broad oriented gratings filling the
+    patch; 0.3, or 0.4 at full resolution, gives broad, blurred edges; 0.4 *plus* a 2×
+    block-average downsample gives sharp, localized light/dark edge pairs, the classic
+    result (a 3× downsample looks much the same). ZCA whitening of the patches instead gave
+    pixel noise at small ε and broad gratings at larger ε, so the 1/f filter is used.
 
     The whitened images are cached in-process (``functools.lru_cache``), so repeated calls
     only re-sample.
