@@ -405,25 +405,32 @@ def load_array(path, *, key: str | None = None) -> np.ndarray:
       the stored array as float64 (shape unchanged; :func:`load_dataset` checks it is 2-D).
     """
     path = _check_file(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise InputError(f"cannot read {path} as .npy/.npz without pickle: {e}") from e
-    except (OSError, EOFError) as e:
-        raise InputError(f"cannot read {path} as .npy/.npz: {e}") from e
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            names = list(loaded.files)
-            if key is None:
-                if len(names) != 1:
-                    raise InputError(
-                        f"{path} holds {len(names)} arrays {names}; name one with key= (--data-key)"
-                    )
-                key = names[0]
-            elif key not in names:
-                raise InputError(f"{path} has no array {key!r}; it holds {names}")
-            arr = loaded[key]
-        return _as_float_rows(arr, f"array {key!r} in {path}")
+    # Open the file ourselves: np.load(path) leaks its handle when a .npz is corrupt.
+    with open(path, "rb") as f:
+        try:
+            loaded = np.load(f, allow_pickle=False)
+        except ValueError as e:
+            raise InputError(f"cannot read {path} as .npy/.npz without pickle: {e}") from e
+        except Exception as e:  # truncated/corrupt files raise OSError, EOFError, BadZipFile...
+            raise InputError(f"cannot read {path} as .npy/.npz: {type(e).__name__}: {e}") from e
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = list(loaded.files)
+                if key is None:
+                    if len(names) != 1:
+                        raise InputError(
+                            f"{path} holds {len(names)} arrays {names}; name one with key= (--data-key)"
+                        )
+                    key = names[0]
+                elif key not in names:
+                    raise InputError(f"{path} has no array {key!r}; it holds {names}")
+                try:
+                    arr = loaded[key]
+                except ValueError as e:
+                    raise InputError(f"cannot read array {key!r} in {path} without pickle: {e}") from e
+                except Exception as e:
+                    raise InputError(f"cannot read array {key!r} in {path}: {type(e).__name__}: {e}") from e
+            return _as_float_rows(arr, f"array {key!r} in {path}")
     return _as_float_rows(loaded, f"data in {path}")
 
 

@@ -131,7 +131,8 @@ def save_filters_png(W1, path, *, patch_shape=None, title=None, pad: int = 1) ->
     """
     img = tile_filters(W1, patch_shape=patch_shape, pad=pad)
     H, W = img.shape
-    scale = 5.0 / max(H, W)
+    # 500 px on the long side at 100 dpi, more for big grids (>= 2 px per weight, <= 2000 px).
+    scale = max(5.0, min(20.0, 2 * max(H, W) / 100)) / max(H, W)
     fig = _figure((max(W * scale, 1.0), max(H * scale, 1.0) + (0.4 if title else 0.0)))
     ax = fig.add_axes((0.0, 0.0, 1.0, (H * scale) / fig.get_figheight()))
     ax.imshow(img, cmap="gray", vmin=-1.0, vmax=1.0, interpolation="nearest")

@@ -282,6 +282,19 @@ def test_linear_output_accepts_unbounded(tmp_path):
     np.testing.assert_array_equal(data.load_dataset(tmp_path / "w.npy", output="linear"), [[-3.0, 7.0]])
 
 
+def test_corrupt_npz_and_npy(tmp_path):
+    np.savez(tmp_path / "ok.npz", x=np.zeros((3, 3)))
+    raw = (tmp_path / "ok.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="cannot read .*cut.npz"):
+        data.load_dataset(tmp_path / "cut.npz")
+    np.save(tmp_path / "ok.npy", np.zeros((30, 30)))
+    raw = (tmp_path / "ok.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="cannot read .*cut.npy"):
+        data.load_dataset(tmp_path / "cut.npy")
+
+
 def test_pickled_npy_refused(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="without pickle"):

@@ -109,6 +109,9 @@ def test_save_filters_png(tmp_path):
     assert np.allclose(gray[..., 0], gray[..., 2])  # grayscale colormap
     save_filters_png(W, tmp_path / "plain.png")
     _read_png(tmp_path / "plain.png")
+    big = np.random.default_rng(1).normal(size=(196, 784))  # MNIST-sized: >= 2 px per weight
+    save_filters_png(big, tmp_path / "big.png")
+    assert min(_read_png(tmp_path / "big.png").shape[:2]) >= 2 * tile_filters(big).shape[0]
 
 
 def test_save_training_curve_png(tmp_path):
