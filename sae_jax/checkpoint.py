@@ -1,0 +1,263 @@
+r"""Run-directory files: atomic writes, checksummed training checkpoints, parameter export.
+
+Every file is written **atomically**: the bytes go to a temporary file in the same directory,
+which is flushed, ``fsync``-ed and then ``os.replace``-d over the target (and the directory is
+``fsync``-ed). A kill at any moment leaves either the old file or the new one, never a mix.
+
+Two safetensors files, both loadable with plain numpy (``safetensors.numpy.load_file``) or torch:
+
+``params.safetensors``
+    ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)`` (UFLDL shapes, :mod:`sae_jax.params`);
+    the training config as JSON in the header metadata (``"config"``).
+
+``checkpoint.safetensors``
+    Everything needed to continue training bit for bit: ``params/W1`` … ``params/b2``, the
+    optimizer state's leaves ``opt/00000`` … (in ``jax.tree`` order of the optimizer rebuilt
+    from the config), ``step``, ``key`` (the data RNG's raw key data), ``rho_ema`` (if the EMA
+    estimate is on), and as metadata the config, the data spec, the data's SHA-256 and a
+    SHA-256 over all tensors and metadata (``"sha256"``). :func:`load_checkpoint` recomputes it,
+    so a truncated or corrupted file raises :class:`~sae_jax.InputError` instead of resuming
+    from garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .params import Params
+from .validate import InputError
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "PARAMS_NAME",
+    "CONFIG_NAME",
+    "METRICS_NAME",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "save_checkpoint",
+    "load_checkpoint",
+    "save_params",
+    "load_params",
+    "find_params_file",
+]
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+PARAMS_NAME = "params.safetensors"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+FORMAT = "sae-jax-checkpoint"
+FORMAT_VERSION = "1"
+PARAM_FIELDS = ("W1", "b1", "W2", "b2")
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(dfd)
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _digest(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(metadata):
+        if k != "sha256":
+            h.update(f"{k}={metadata[k]}\n".encode())
+    for k in sorted(tensors):
+        a = np.ascontiguousarray(tensors[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def data_sha256(x) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (to check that a resume sees the same data)."""
+    a = np.ascontiguousarray(np.asarray(x))
+    h = hashlib.sha256(f"{a.dtype.str}|{a.shape}\n".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    import safetensors.numpy
+
+    return safetensors.numpy.save(tensors, metadata=metadata)
+
+
+def save_checkpoint(
+    path,
+    *,
+    params: Params,
+    opt_leaves: list,
+    step: int,
+    key_data,
+    rho_ema=None,
+    config: dict,
+    data_spec: dict | None,
+    data_sha256: str,
+    extra: dict | None = None,
+) -> None:
+    """Write a full training checkpoint to ``path`` atomically, with a checksum."""
+    tensors = {f"params/{k}": np.asarray(v) for k, v in zip(PARAM_FIELDS, params)}
+    for i, leaf in enumerate(opt_leaves):
+        tensors[f"opt/{i:05d}"] = np.asarray(leaf)
+    tensors["step"] = np.asarray(step, np.int64)
+    tensors["key"] = np.asarray(key_data)
+    if rho_ema is not None:
+        tensors["rho_ema"] = np.asarray(rho_ema)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": str(int(step)),
+        "n_opt_leaves": str(len(opt_leaves)),
+        "config": json.dumps(config, sort_keys=True),
+        "data_spec": json.dumps(data_spec, sort_keys=True),
+        "data_sha256": data_sha256,
+        "extra": json.dumps(extra or {}, sort_keys=True),
+    }
+    metadata["sha256"] = _digest(tensors, metadata)
+    atomic_write_bytes(path, _serialize(tensors, metadata))
+
+
+def _read_safetensors(path, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file; any failure is an InputError."""
+    import safetensors.numpy
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InputError(f"{what} {str(path)!r} is not a file")
+    data = path.read_bytes()
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a mapping")
+        tensors = safetensors.numpy.load(data)
+    except Exception as e:  # struct.error, UnicodeDecodeError, JSONDecodeError, SafetensorError...
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(
+            f"{what} {str(path)!r} is corrupt or truncated (not a readable safetensors file: {msg})"
+        ) from None
+    return tensors, metadata
+
+
+def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+
+    Returns ``(tensors, meta)`` with ``meta`` holding ``step`` (int), ``config`` (dict),
+    ``data_spec`` (dict or None), ``data_sha256`` (str), ``extra`` (dict), ``n_opt_leaves`` (int).
+    Raises :class:`~sae_jax.InputError` if the file is missing, truncated, corrupted
+    (checksum mismatch) or not a sae-jax checkpoint.
+    """
+    tensors, md = _read_safetensors(path, "checkpoint")
+    if md.get("format") != FORMAT:
+        raise InputError(
+            f"checkpoint {str(path)!r} is not a sae-jax training checkpoint (format={md.get('format')!r})"
+        )
+    if md.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"checkpoint {str(path)!r} has format version {md.get('format_version')!r}, "
+            f"this sae-jax reads version {FORMAT_VERSION}"
+        )
+    if _digest(tensors, md) != md.get("sha256"):
+        raise InputError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 checksum does not match")
+    try:
+        meta = {
+            "step": int(md["step"]),
+            "n_opt_leaves": int(md["n_opt_leaves"]),
+            "config": json.loads(md["config"]),
+            "data_spec": json.loads(md["data_spec"]),
+            "data_sha256": md["data_sha256"],
+            "extra": json.loads(md.get("extra", "{}")),
+        }
+    except (KeyError, ValueError) as e:  # pragma: no cover - guarded by the checksum
+        raise InputError(f"checkpoint {str(path)!r} has incomplete metadata ({e})") from None
+    for k in PARAM_FIELDS:
+        if f"params/{k}" not in tensors:  # pragma: no cover - guarded by the checksum
+            raise InputError(f"checkpoint {str(path)!r} lacks params/{k}")
+    return tensors, meta
+
+
+def checkpoint_params(tensors: dict[str, np.ndarray]) -> Params:
+    return Params(*(tensors[f"params/{k}"] for k in PARAM_FIELDS))
+
+
+def save_params(path, params: Params, *, config: dict | None = None) -> None:
+    """Export parameters as safetensors (``W1 b1 W2 b2``, numpy-loadable), atomically."""
+    tensors = {k: np.ascontiguousarray(np.asarray(v)) for k, v in zip(PARAM_FIELDS, params)}
+    metadata = {"format": "sae-jax-params", "config": json.dumps(config or {}, sort_keys=True)}
+    atomic_write_bytes(path, _serialize(tensors, metadata))
+
+
+def _params_from_tensors(tensors, prefix: str, path) -> Params:
+    try:
+        p = Params(*(tensors[prefix + k] for k in PARAM_FIELDS))
+    except KeyError as e:
+        raise InputError(f"{str(path)!r} holds no sae-jax parameters (missing tensor {e.args[0]!r})") from None
+    from .validate import check_params
+
+    check_params(p)
+    return p
+
+
+def find_params_file(path) -> Path:
+    """A run directory, ``params.safetensors`` or ``checkpoint.safetensors`` → the file to read params from."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (PARAMS_NAME, CHECKPOINT_NAME):
+            if (path / name).is_file():
+                return path / name
+        raise InputError(
+            f"run directory {str(path)!r} has neither {PARAMS_NAME} nor {CHECKPOINT_NAME}"
+        )
+    if not path.exists():
+        raise InputError(f"params path {str(path)!r} does not exist (expected a run directory or a .safetensors file)")
+    return path
+
+
+def load_params(path) -> tuple[Params, dict]:
+    """Parameters (numpy arrays) and config from a run directory, params file or checkpoint."""
+    f = find_params_file(path)
+    tensors, md = _read_safetensors(f, "params file")
+    if md.get("format") == FORMAT:
+        tensors, meta = load_checkpoint(f)
+        return _params_from_tensors(tensors, "params/", f), meta["config"]
+    try:
+        config = json.loads(md.get("config", "{}"))
+    except ValueError:
+        config = {}
+    return _params_from_tensors(tensors, "", f), config

@@ -1,0 +1,126 @@
+r"""The sparsity penalty on minibatches: the batch estimate of :math:`\hat\rho`, or a running (EMA) one.
+
+On a minibatch :math:`B` of size :math:`b`, the plain cost (:func:`sae_jax.cost` applied to the
+batch) uses the *batch estimate* :math:`\hat\rho^B_j = \frac1b \sum_{i \in B} a^{(2)}_j(x^{(i)})`.
+Its KL penalty is a biased, noisy estimate of the full-data penalty (KL is convex in
+:math:`\hat\rho`, and with :math:`\rho = 0.01` and small batches :math:`\hat\rho^B` is very noisy).
+That is what ``rho_hat="batch"`` trains (the default, and the only choice with full-batch L-BFGS,
+where the "batch" is all the data and the estimate is exact).
+
+``rho_hat="ema"`` instead penalises a running estimate carried between steps,
+
+.. math::
+    \hat\rho^{\text{ema}}_t = \alpha \, \operatorname{sg}(\hat\rho^{\text{ema}}_{t-1})
+        + (1 - \alpha) \, \hat\rho^B_t,
+    \qquad
+    J_t = \frac1b \sum_{i\in B} \tfrac12 \lVert \hat x^{(i)} - x^{(i)} \rVert^2
+        + \frac\lambda2 (\lVert W_1\rVert^2 + \lVert W_2\rVert^2)
+        + \beta \sum_j \mathrm{KL}(\rho \Vert \hat\rho^{\text{ema}}_{t,j}),
+
+with :math:`\operatorname{sg}` = ``stop_gradient`` (the past is a constant) and
+:math:`\alpha` = ``ema_decay``. The gradient flows only through the batch term, so in the
+tutorial's backprop the sparsity term of :math:`\delta^{(2)}` becomes
+
+.. math::
+    (1 - \alpha) \, \beta \left( -\frac{\rho}{\hat\rho^{\text{ema}}_j}
+        + \frac{1-\rho}{1-\hat\rho^{\text{ema}}_j} \right),
+
+the derivative *at the running estimate*, times :math:`1-\alpha`. :math:`\alpha = 0` is the batch
+estimate exactly. The running estimate returned in :attr:`CostTerms.rho_hat` becomes the next
+step's :math:`\hat\rho^{\text{ema}}_{t-1}`. :func:`ema_cost_terms_and_grad` (manual) and
+:func:`autodiff_ema_cost_terms_and_grad` (``jax.value_and_grad``) are tested equal.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from .backprop import hidden_delta, output_delta, sparsity_delta
+from .cost import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
+from .forward import Activations, Output, forward
+from .params import Params
+
+__all__ = [
+    "EmaBatch",
+    "ema_rho_hat",
+    "ema_cost_terms",
+    "ema_cost_terms_and_grad",
+    "autodiff_ema_cost_terms_and_grad",
+]
+
+
+class EmaBatch(NamedTuple):
+    """A minibatch and the running estimate it is combined with."""
+
+    x: jax.Array  # shape=(b, n_visible), the minibatch (rows = samples)
+    rho_prev: jax.Array  # shape=(n_hidden,), the previous running estimate (treated as a constant)
+
+
+def ema_rho_hat(rho_prev: jax.Array, rho_batch: jax.Array, *, ema_decay: ArrayLike) -> jax.Array:
+    r""":math:`\alpha\,\operatorname{sg}(\hat\rho_{\text{prev}}) + (1-\alpha)\,\hat\rho^B`, shape ``(n_hidden,)``."""
+    alpha = jnp.asarray(ema_decay, rho_batch.dtype)
+    return alpha * lax.stop_gradient(rho_prev) + (1 - alpha) * rho_batch
+
+
+def _ema_terms(params: Params, batch: EmaBatch, acts: Activations, *, lam, beta, rho, ema_decay) -> CostTerms:
+    rh = ema_rho_hat(batch.rho_prev, rho_hat(acts.a2), ema_decay=ema_decay)
+    rec = reconstruction(acts.a3, batch.x)
+    wd = weight_decay(params, lam=lam)
+    sp = sparsity(rh, rho=rho, beta=beta)
+    return CostTerms(rec + wd + sp, rec, wd, sp, rh)
+
+
+def ema_cost_terms(
+    params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
+    ema_decay: ArrayLike, output: Output = "sigmoid",
+) -> CostTerms:
+    r""":class:`~sae_jax.CostTerms` of the EMA objective; ``rho_hat`` is the new running estimate.
+
+    Unchecked (call it inside ``jit``; :func:`sae_jax.train.train` validates its inputs).
+    """
+    acts = forward(params, batch.x, output=output)
+    return _ema_terms(params, batch, acts, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay)
+
+
+def ema_cost_terms_and_grad(
+    params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
+    ema_decay: ArrayLike, output: Output = "sigmoid",
+) -> tuple[CostTerms, Params]:
+    r"""The tutorial's backprop for the EMA objective: the sparsity delta at
+    :math:`\hat\rho^{\text{ema}}`, times :math:`1 - \alpha`. Returns ``(CostTerms, grads)``."""
+    x = batch.x
+    dtype = params.W1.dtype
+    lam_ = jnp.asarray(lam, dtype)
+    alpha = jnp.asarray(ema_decay, dtype)
+    acts = forward(params, x, output=output)
+    terms = _ema_terms(params, batch, acts, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay)
+    m = x.shape[0]
+    delta3 = output_delta(acts.a3, x, output=output)
+    sd = (1 - alpha) * sparsity_delta(terms.rho_hat, rho=rho, beta=beta)
+    delta2 = hidden_delta(delta3, params.W2, acts.a2, sd)
+    grads = Params(
+        W1=(delta2.T @ x) / m + lam_ * params.W1,
+        b1=jnp.sum(delta2, axis=0) / m,
+        W2=(delta3.T @ acts.a2) / m + lam_ * params.W2,
+        b2=jnp.sum(delta3, axis=0) / m,
+    )
+    return terms, grads
+
+
+def autodiff_ema_cost_terms_and_grad(
+    params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
+    ema_decay: ArrayLike, output: Output = "sigmoid",
+) -> tuple[CostTerms, Params]:
+    """The reference: ``jax.value_and_grad`` of :func:`ema_cost_terms` (``has_aux``). Returns ``(CostTerms, grads)``."""
+
+    def f(p):
+        t = ema_cost_terms(p, batch, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay, output=output)
+        return t.cost, t
+
+    (_, terms), grads = jax.value_and_grad(f, has_aux=True)(params)
+    return terms, grads

@@ -1,0 +1,894 @@
+r"""Jitted training: full-batch L-BFGS (optax, zoom line search) or minibatch Adam / SGD.
+
+The pieces, each usable on its own:
+
+``make_value_and_grad(gradient, lam=, beta=, rho=, ...)``
+    The objective as ``value_and_grad_fn(params, batch) -> ((cost, aux), grads)`` — the
+    convention of ``jax.value_and_grad(f, has_aux=True)``, with ``aux`` a
+    :class:`~sae_jax.CostTerms`. ``gradient="manual"`` is the tutorial's backprop
+    (:mod:`sae_jax.backprop`), ``"autodiff"`` is ``jax.value_and_grad`` of the cost; the two
+    give the same trajectory to float tolerance (tested).
+
+``make_step(value_and_grad_fn, optimizer)``
+    One optimizer step ``step(params, opt_state, batch) -> (params, opt_state, StepOutput)``.
+    **This is the seam for other gradients**: any function with the signature above — e.g. a
+    data-sharded or chunked gradient that sums per-device partial results — plugs in here
+    (and into :func:`train` through its ``value_and_grad_fn`` argument), unchanged for every
+    optimizer. Line searches (L-BFGS's zoom search) evaluate the objective through the same
+    function (:func:`value_fn_from` wraps it in a ``jax.custom_vjp``), so they never fall
+    back to ``jax.grad``. When the optimizer state caches the value and gradient at the
+    current point (optax's line searches do), they are reused instead of recomputed, like
+    ``optax.value_and_grad_from_state``.
+
+``train(x, TrainConfig(...), run_dir=...)``
+    Validates every input in Python (errors are :class:`~sae_jax.InputError`), then runs
+    the loop in chunks of ``config.chunk`` steps per dispatch: one compiled
+    ``lax.while_loop`` (the chunk length is a traced argument, so it compiles once), so the
+    Python overhead is one call per chunk. It writes the run directory (see
+    :mod:`sae_jax.checkpoint`), stops on the first non-finite cost, gradient or parameter
+    (:class:`TrainingDiverged`, naming the step and the cause; the last good checkpoint is
+    left as it was) and resumes bit-identically (``resume=True``).
+
+Minibatches and :math:`\hat\rho`
+--------------------------------
+With ``optimizer="adam"`` or ``"sgd"`` each step sees ``batch_size`` rows (a fresh seeded
+permutation every epoch; the last incomplete batch of an epoch is dropped), and with
+``rho_hat="batch"`` (default) the sparsity penalty uses **the batch's estimate**
+:math:`\hat\rho^B` — a noisy, biased stand-in for the full-data :math:`\hat\rho` at small
+batches. ``rho_hat="ema"`` penalises a running estimate
+:math:`\alpha\,\operatorname{sg}(\hat\rho_{t-1}) + (1-\alpha)\hat\rho^B_t` instead
+(:mod:`sae_jax.minibatch`, ``ema_decay`` = :math:`\alpha`), starting from the full-data
+:math:`\hat\rho` of the initial parameters. L-BFGS is always full-batch (exact
+:math:`\hat\rho`).
+
+Determinism: for a given config, data and backend, the result is a pure function of
+``config.seed`` (init and the data permutations both derive from it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from . import checkpoint as ckpt
+from .backprop import _cost_terms_and_grad
+from .cost import CostTerms, _cost_terms
+from .minibatch import EmaBatch, autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
+from .params import Params, init_params
+from .validate import (
+    InputError,
+    check_data,
+    check_data_values,
+    check_hyperparams,
+    check_output,
+    check_params,
+)
+
+__all__ = [
+    "GRADIENTS",
+    "OPTIMIZERS",
+    "RHO_HAT",
+    "TrainConfig",
+    "TrainState",
+    "StepOutput",
+    "TrainResult",
+    "TrainingDiverged",
+    "validate_config",
+    "make_value_and_grad",
+    "value_fn_from",
+    "make_optimizer",
+    "make_step",
+    "init_state",
+    "evaluate",
+    "train",
+]
+
+GRADIENTS = ("manual", "autodiff")
+OPTIMIZERS = ("lbfgs", "adam", "sgd")
+RHO_HAT = ("batch", "ema")
+DTYPES = ("float32", "float64")
+
+# Fields that may differ between a checkpoint and the config a resume is asked for: they
+# change how long the run is and how it is cut into dispatches, not the trajectory.
+RESUMABLE_FIELDS = ("steps", "chunk", "checkpoint_every")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Defaults = the UFLDL sparse-autoencoder exercise.
+
+    Attributes:
+      n_hidden: hidden units (25).
+      lam, beta, rho: weight decay λ (1e-4), sparsity weight β (3), target activation ρ (0.01).
+      output: ``"sigmoid"`` (data in [0, 1]) or ``"linear"`` output layer.
+      optimizer: ``"lbfgs"`` (full batch, zoom line search), ``"adam"`` or ``"sgd"`` (minibatch).
+      steps: total optimizer steps (400 L-BFGS iterations).
+      learning_rate: Adam / SGD step size (L-BFGS uses its line search).
+      momentum: SGD momentum (0 = plain SGD).
+      batch_size: minibatch rows for Adam / SGD.
+      rho_hat: ``"batch"`` (the batch's ρ̂) or ``"ema"`` (running estimate; Adam / SGD only).
+      ema_decay: α of the running estimate, in [0, 1).
+      gradient: ``"manual"`` (the tutorial's backprop) or ``"autodiff"`` (``jax.value_and_grad``).
+      dtype: ``"float64"`` (needs ``jax_enable_x64``) or ``"float32"``.
+      seed: seeds the initial parameters and the minibatch order.
+      lbfgs_memory: L-BFGS history size.
+      max_linesearch_steps: zoom line-search evaluations per L-BFGS step, at most.
+      chunk: optimizer steps per compiled dispatch (and per metrics row).
+      checkpoint_every: write the checkpoint every this many steps (and at the end).
+    """
+
+    n_hidden: int = 25
+    lam: float = 1e-4
+    beta: float = 3.0
+    rho: float = 0.01
+    output: str = "sigmoid"
+    optimizer: str = "lbfgs"
+    steps: int = 400
+    learning_rate: float = 1e-2
+    momentum: float = 0.9
+    batch_size: int = 128
+    rho_hat: str = "batch"
+    ema_decay: float = 0.9
+    gradient: str = "manual"
+    dtype: str = "float64"
+    seed: int = 0
+    lbfgs_memory: int = 10
+    max_linesearch_steps: int = 20
+    chunk: int = 20
+    checkpoint_every: int = 100
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise InputError(f"config must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"config has unknown field(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    @property
+    def full_batch(self) -> bool:
+        return self.optimizer == "lbfgs"
+
+
+def _check_int(name, v, minimum, maximum=None):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum or (
+        maximum is not None and v > maximum
+    ):
+        rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise InputError(f"{name} must be an integer {rng}, got {v!r}")
+
+
+def _check_real(name, v, *, lo=None, hi=None, lo_open=False, hi_open=False):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+        raise InputError(f"{name} must be a finite real number, got {v!r}")
+    f = float(v)
+    bad = (lo is not None and (f < lo or (lo_open and f == lo))) or (
+        hi is not None and (f > hi or (hi_open and f == hi))
+    )
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise InputError(f"{name} must be in {left}{lo_s}, {hi_s}{right}, got {f:g}")
+
+
+def _check_choice(name, v, choices):
+    if v not in choices:
+        raise InputError(f"{name} must be one of {choices}, got {v!r}")
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Every field's type and range, and the combinations (raises :class:`InputError`)."""
+    if not isinstance(config, TrainConfig):
+        raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
+    c = config
+    _check_int("n_hidden", c.n_hidden, 1)
+    check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)
+    check_output(c.output)
+    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_int("steps", c.steps, 0)
+    _check_real("learning_rate", c.learning_rate, lo=0.0, lo_open=True)
+    _check_real("momentum", c.momentum, lo=0.0, hi=1.0, hi_open=True)
+    _check_int("batch_size", c.batch_size, 1)
+    _check_choice("rho_hat", c.rho_hat, RHO_HAT)
+    _check_real("ema_decay", c.ema_decay, lo=0.0, hi=1.0, hi_open=True)
+    _check_choice("gradient", c.gradient, GRADIENTS)
+    _check_choice("dtype", c.dtype, DTYPES)
+    _check_int("seed", c.seed, 0, 2**32 - 1)
+    _check_int("lbfgs_memory", c.lbfgs_memory, 1)
+    _check_int("max_linesearch_steps", c.max_linesearch_steps, 1)
+    _check_int("chunk", c.chunk, 1)
+    _check_int("checkpoint_every", c.checkpoint_every, 1)
+    if c.rho_hat == "ema" and c.full_batch:
+        raise InputError(
+            "rho_hat='ema' is for minibatch optimizers (adam, sgd); L-BFGS is full-batch and "
+            "uses the exact rho_hat"
+        )
+    if c.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise InputError(
+            "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
+            "first (the sae-jax CLI does this for --dtype float64), or use dtype='float32'"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Objective, step
+# ---------------------------------------------------------------------------------------
+
+ValueAndGradFn = Callable[[Params, Any], tuple[tuple[jax.Array, Any], Params]]
+
+
+def make_value_and_grad(
+    gradient: str = "manual",
+    *,
+    lam,
+    beta,
+    rho,
+    output: str = "sigmoid",
+    rho_hat: str = "batch",
+    ema_decay=0.9,
+) -> ValueAndGradFn:
+    r"""The objective as ``value_and_grad_fn(params, batch) -> ((cost, CostTerms), grads)``.
+
+    Args:
+      gradient: ``"manual"`` (the tutorial's backprop) or ``"autodiff"`` (``jax.value_and_grad``).
+      lam, beta, rho, output: as for :func:`sae_jax.cost`.
+      rho_hat: ``"batch"``: ``batch`` is the data ``(m, n_visible)``; ``"ema"``: ``batch`` is an
+        :class:`~sae_jax.minibatch.EmaBatch` ``(x, rho_prev)`` and ``CostTerms.rho_hat`` is the
+        new running estimate.
+      ema_decay: α for ``rho_hat="ema"``.
+
+    Unchecked and traceable: call it inside ``jit`` (:func:`train` validates first).
+    """
+    _check_choice("gradient", gradient, GRADIENTS)
+    _check_choice("rho_hat", rho_hat, RHO_HAT)
+    hp = dict(lam=lam, beta=beta, rho=rho, output=output)
+    if rho_hat == "ema":
+        impl = ema_cost_terms_and_grad if gradient == "manual" else autodiff_ema_cost_terms_and_grad
+
+        def value_and_grad_fn(params, batch):
+            terms, grads = impl(params, batch, ema_decay=ema_decay, **hp)
+            return (terms.cost, terms), grads
+
+    elif gradient == "manual":
+
+        def value_and_grad_fn(params, batch):
+            terms, grads = _cost_terms_and_grad(params, batch, **hp)
+            return (terms.cost, terms), grads
+
+    else:
+
+        def f(params, batch):
+            terms = _cost_terms(params, batch, **hp)
+            return terms.cost, terms
+
+        value_and_grad_fn = jax.value_and_grad(f, has_aux=True)
+    value_and_grad_fn.__doc__ = f"sae-jax objective ({gradient} gradient, rho_hat={rho_hat})"
+    return value_and_grad_fn
+
+
+def value_fn_from(value_and_grad_fn: ValueAndGradFn) -> Callable:
+    """``value_fn(params, batch) -> cost`` whose ``jax.grad`` *is* ``value_and_grad_fn``'s gradient.
+
+    A ``jax.custom_vjp``: optax's line searches call ``jax.value_and_grad(value_fn)``, and this
+    makes them use the given (manual, autodiff, sharded...) gradient rather than autodiff of
+    whatever the forward computation is. The cotangent of ``batch`` is zero (data is not
+    trained).
+    """
+
+    @jax.custom_vjp
+    def value_fn(params, batch):
+        (value, _), _ = value_and_grad_fn(params, batch)
+        return value
+
+    def fwd(params, batch):
+        (value, _), grads = value_and_grad_fn(params, batch)
+        return value, (grads, batch)
+
+    def bwd(res, ct):
+        grads, batch = res
+        return jax.tree.map(lambda g: ct * g, grads), jax.tree.map(jnp.zeros_like, batch)
+
+    value_fn.defvjp(fwd, bwd)
+    return value_fn
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
+    """The optax transformation a config asks for.
+
+    ``lbfgs``: ``optax.lbfgs(memory_size=lbfgs_memory)`` with its zoom line search
+    (``initial_guess_strategy="one"``, as optax recommends for quasi-Newton methods).
+    ``adam``: ``optax.adam(learning_rate)``. ``sgd``: ``optax.sgd(learning_rate, momentum)``.
+    """
+    if config.optimizer == "lbfgs":
+        return optax.lbfgs(
+            memory_size=config.lbfgs_memory,
+            linesearch=optax.scale_by_zoom_linesearch(
+                max_linesearch_steps=config.max_linesearch_steps, initial_guess_strategy="one"
+            ),
+        )
+    if config.optimizer == "adam":
+        return optax.adam(config.learning_rate)
+    if config.optimizer == "sgd":
+        return optax.sgd(config.learning_rate, momentum=config.momentum or None)
+    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    raise AssertionError("unreachable")
+
+
+class StepOutput(NamedTuple):
+    value: jax.Array  # shape=(), the objective at the parameters *before* this step
+    grads_finite: jax.Array  # shape=(), bool: every gradient entry finite
+    aux: Any  # the objective's aux (CostTerms) when computed this step, else None
+
+
+def _cached_value_and_grad(opt_state):
+    """``(value, grad)`` an optax line search stored in the state, or None."""
+    value = optax.tree.get(opt_state, "value")
+    grad = optax.tree.get(opt_state, "grad")
+    if value is None or grad is None:
+        return None
+    return value, grad
+
+
+def make_step(value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransformation) -> Callable:
+    r"""One optimizer step, pure and jittable: ``step(params, opt_state, batch)``.
+
+    Args:
+      value_and_grad_fn: ``(params, batch) -> ((cost, aux), grads)``, the convention of
+        ``jax.value_and_grad(f, has_aux=True)``; ``grads`` has ``params``' structure. Any
+        implementation — :func:`make_value_and_grad`'s manual or autodiff one, or a sharded /
+        chunked one — works unchanged.
+      optimizer: an optax transformation. It receives the extra arguments ``value``, ``grad``,
+        ``value_fn`` (:func:`value_fn_from`) and ``batch``, which line searches use and other
+        optimizers ignore.
+
+    Returns:
+      ``step(params, opt_state, batch) -> (new_params, new_opt_state, StepOutput)``.
+
+    If the optimizer state caches the objective's value and gradient at the current
+    parameters (optax's line searches store them under ``value`` and ``grad``), they are
+    reused — valid for a deterministic full-batch objective, which is how :func:`train`
+    uses L-BFGS. The cache starts at ``inf``, so the first step computes them.
+    """
+    value_fn = value_fn_from(value_and_grad_fn)
+
+    def step(params, opt_state, batch):
+        cached = _cached_value_and_grad(opt_state)
+        if cached is None:
+            (value, aux), grads = value_and_grad_fn(params, batch)
+        else:
+            cached_value, cached_grad = cached
+
+            def fresh():
+                (v, _), g = value_and_grad_fn(params, batch)
+                return v, g
+
+            value, grads = lax.cond(jnp.isfinite(cached_value), lambda: (cached_value, cached_grad), fresh)
+            aux = None
+        updates, opt_state = optimizer.update(
+            grads, opt_state, params, value=value, grad=grads, value_fn=value_fn, batch=batch
+        )
+        new_params = optax.apply_updates(params, updates)
+        grads_finite = _all_finite(grads)
+        return new_params, opt_state, StepOutput(value, grads_finite, aux)
+
+    return step
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+# ---------------------------------------------------------------------------------------
+# State, chunk runner
+# ---------------------------------------------------------------------------------------
+
+
+class TrainState(NamedTuple):
+    """Everything that evolves during training (a pytree; what the checkpoint stores)."""
+
+    params: Params
+    opt_state: Any
+    step: jax.Array  # shape=(), int32: optimizer steps taken
+    key: jax.Array  # shape=(2,) uint32: raw key data of the minibatch-order RNG
+    rho_ema: jax.Array | None  # shape=(n_hidden,): running rho_hat (rho_hat="ema"), else None
+
+
+class TrainingDiverged(RuntimeError):
+    """Training hit a non-finite cost, gradient or parameter. ``step`` and ``cause`` say where and what."""
+
+    def __init__(self, message, *, step: int, cause: str, checkpoint_step: int | None, state=None):
+        super().__init__(message)
+        self.step = step
+        self.cause = cause
+        self.checkpoint_step = checkpoint_step
+        self.state = state  # the last good state (parameters before the failing step)
+
+
+_CAUSES = {1: "non-finite cost", 2: "non-finite gradient", 3: "non-finite parameters after the update"}
+
+
+def _make_runner(step: Callable, config: TrainConfig) -> Callable:
+    """``run(state, x, n) -> (state, values, bad_step, cause, bad_value)``: ≤ ``config.chunk`` steps, jitted.
+
+    ``n`` is traced (one compilation for every chunk length). The loop stops before committing
+    the first step whose cost, gradient or new parameters are non-finite: ``state`` is then the
+    last good state, ``bad_step`` its step (else -1) and ``cause`` a code of ``_CAUSES``.
+    ``values[i]`` is the objective at the parameters before the i-th step of the chunk (NaN past ``n``).
+    """
+    K = config.chunk
+    full_batch = config.full_batch
+    B = config.batch_size
+    ema = config.rho_hat == "ema"
+
+    def run(state: TrainState, x: jax.Array, n: jax.Array):
+        m = x.shape[0]
+        spe = max(m // B, 1)  # minibatches per epoch
+
+        def perm_for(step_):
+            k = jax.random.fold_in(jax.random.wrap_key_data(state.key), step_ // spe)
+            return jax.random.permutation(k, m)
+
+        perm0 = jnp.zeros((0,), jnp.int32) if full_batch else perm_for(state.step)
+        dtype = state.params.W1.dtype
+        carry = (
+            jnp.zeros((), jnp.int32), state, perm0, jnp.full((K,), jnp.nan, dtype),
+            jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32), jnp.full((), jnp.nan, dtype),
+        )
+
+        def cond(c):
+            i, _, _, _, bad, _, _ = c
+            return (i < n) & (bad < 0)
+
+        def body(c):
+            i, st, perm, values, bad, cause, bad_value = c
+            if full_batch:
+                xb = x
+            else:
+                pos = st.step % spe
+                perm = lax.cond(pos == 0, lambda: perm_for(st.step), lambda: perm)
+                idx = lax.dynamic_slice(perm, (pos * B,), (B,))
+                xb = jnp.take(x, idx, axis=0)
+            batch = EmaBatch(xb, st.rho_ema) if ema else xb
+            params, opt_state, out = step(st.params, st.opt_state, batch)
+            value_ok = jnp.isfinite(out.value)
+            params_ok = _all_finite(params)
+            ok = value_ok & out.grads_finite & params_ok
+            rho_ema = out.aux.rho_hat if ema else st.rho_ema
+            new = TrainState(params, opt_state, st.step + 1, st.key, rho_ema)
+            st_next = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, st)
+            values = values.at[i].set(out.value)
+            code = jnp.where(~value_ok, 1, jnp.where(~out.grads_finite, 2, jnp.where(~params_ok, 3, 0)))
+            bad = jnp.where(ok, bad, st.step)
+            cause = jnp.where(ok, cause, code.astype(jnp.int32))
+            bad_value = jnp.where(ok, bad_value, out.value)
+            return i + 1, st_next, perm, values, bad, cause, bad_value
+
+        _, state, _, values, bad, cause, bad_value = lax.while_loop(cond, body, carry)
+        return state, values, bad, cause, bad_value
+
+    return jax.jit(run)
+
+
+_RUNNER_CACHE: dict = {}
+
+
+def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None) -> Callable:
+    """A compiled chunk runner, shared between runs whose compiled code would be identical."""
+    key = None
+    if value_and_grad_fn is None:
+        cfg = config.to_dict()
+        for f in ("steps", "seed", "checkpoint_every", "dtype"):
+            cfg.pop(f)
+        key = tuple(sorted(cfg.items()))
+        if key in _RUNNER_CACHE:
+            return _RUNNER_CACHE[key]
+        value_and_grad_fn = make_value_and_grad(
+            config.gradient, lam=config.lam, beta=config.beta, rho=config.rho, output=config.output,
+            rho_hat=config.rho_hat, ema_decay=config.ema_decay,
+        )
+    runner = _make_runner(make_step(value_and_grad_fn, make_optimizer(config)), config)
+    if key is not None:
+        _RUNNER_CACHE[key] = runner
+    return runner
+
+
+def _terms_jit(params, x, lam, beta, rho, *, output):
+    t = _cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return t
+
+
+_terms_jit = jax.jit(_terms_jit, static_argnames=("output",))
+
+
+def evaluate(params: Params, x, config: TrainConfig) -> dict:
+    """Full-data metrics at ``params``: cost and its terms, ρ̂ mean/min/max, and the mean squared
+    reconstruction error per entry (``mse``), as Python floats."""
+    dtype = params.W1.dtype
+    t = _terms_jit(
+        params, x, jnp.asarray(config.lam, dtype), jnp.asarray(config.beta, dtype),
+        jnp.asarray(config.rho, dtype), output=config.output,
+    )
+    t = jax.device_get(t)
+    rh = np.asarray(t.rho_hat, np.float64)
+    return {
+        "cost": float(t.cost),
+        "reconstruction": float(t.reconstruction),
+        "weight_decay": float(t.weight_decay),
+        "sparsity": float(t.sparsity),
+        "rho_hat_mean": float(rh.mean()),
+        "rho_hat_min": float(rh.min()),
+        "rho_hat_max": float(rh.max()),
+        "mse": 2.0 * float(t.reconstruction) / x.shape[1],
+    }
+
+
+def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
+    """The state at step 0: UFLDL init from ``PRNGKey(seed)``'s first split, the data key from its second."""
+    key = jax.random.key(config.seed)
+    k_init, k_data = jax.random.split(key)
+    params = init_params(k_init, int(x.shape[1]), config.n_hidden, dtype=jnp.dtype(config.dtype))
+    optimizer = make_optimizer(config) if optimizer is None else optimizer
+    rho_ema = None
+    if config.rho_hat == "ema":
+        dtype = params.W1.dtype
+        rho_ema = _terms_jit(
+            params, x, jnp.asarray(config.lam, dtype), jnp.asarray(config.beta, dtype),
+            jnp.asarray(config.rho, dtype), output=config.output,
+        ).rho_hat
+    return TrainState(
+        params, optimizer.init(params), jnp.zeros((), jnp.int32), jax.random.key_data(k_data), rho_ema
+    )
+
+
+def _state_from_checkpoint(tensors, meta, template: TrainState, path) -> TrainState:
+    t_leaves, treedef = jax.tree.flatten(template.opt_state)
+    if meta["n_opt_leaves"] != len(t_leaves):
+        raise InputError(
+            f"checkpoint {str(path)!r} has {meta['n_opt_leaves']} optimizer-state arrays, "
+            f"the configured optimizer has {len(t_leaves)}"
+        )
+    leaves = []
+    for i, t in enumerate(t_leaves):
+        a = tensors[f"opt/{i:05d}"]
+        if a.shape != tuple(t.shape) or a.dtype != t.dtype:
+            raise InputError(
+                f"checkpoint {str(path)!r}: optimizer-state array {i} has shape {a.shape} and dtype "
+                f"{a.dtype}, expected {tuple(t.shape)} {t.dtype}"
+            )
+        leaves.append(jnp.asarray(a))
+    params = ckpt.checkpoint_params(tensors)
+    check_params(params)
+    for name, a, t in zip(Params._fields, params, template.params):
+        if a.shape != t.shape or a.dtype != t.dtype:
+            raise InputError(
+                f"checkpoint {str(path)!r}: params.{name} has shape {a.shape} {a.dtype}, "
+                f"expected {t.shape} {t.dtype}"
+            )
+    rho_ema = None
+    if template.rho_ema is not None:
+        rho_ema = jnp.asarray(tensors["rho_ema"])
+    return TrainState(
+        Params(*(jnp.asarray(a) for a in params)),
+        jax.tree.unflatten(treedef, leaves),
+        jnp.asarray(meta["step"], jnp.int32),
+        jnp.asarray(tensors["key"]),
+        rho_ema,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# train()
+# ---------------------------------------------------------------------------------------
+
+
+class TrainResult(NamedTuple):
+    params: Params  # final parameters
+    state: TrainState  # final state (for continuing in memory)
+    metrics: list  # one dict per chunk (the rows of metrics.jsonl)
+    config: TrainConfig
+    run_dir: Path | None
+    compile_s: float  # seconds spent compiling the chunk runner (0 if cached)
+    train_s: float  # seconds in the training loop, excluding compilation
+
+
+def _spec_dict(spec) -> dict | None:
+    if spec is None or isinstance(spec, dict):
+        return spec
+    for attr in ("to_dict", "_asdict"):
+        if hasattr(spec, attr):
+            return dict(getattr(spec, attr)())
+    if dataclasses.is_dataclass(spec):
+        return dataclasses.asdict(spec)
+    raise InputError(f"data_spec must be a dict or a DataSpec, got {type(spec).__name__}")
+
+
+def _prepare_data(x, config: TrainConfig) -> np.ndarray:
+    if isinstance(x, (str, bytes, os.PathLike)):
+        raise InputError(
+            f"x must be an array (m, n_visible); to load a file use sae_jax.data.load_dataset({x!r})"
+        )
+    try:
+        a = np.asarray(x)
+    except Exception as e:  # pragma: no cover - exotic inputs
+        raise InputError(f"x must be an array (m, n_visible), got {type(x).__name__} ({e})") from None
+    if a.dtype == bool or a.dtype.kind not in "fiu":
+        raise InputError(f"x must hold real numbers, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise InputError(f"x must be 2-D (m, n_visible) with samples as rows, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.dtype(config.dtype))
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line from a kill mid-append: drop it
+    return rows
+
+
+def _write_pictures(run_dir: Path, params: Params, metrics: list, config: TrainConfig) -> None:
+    from . import display
+
+    for name, draw in (
+        ("filters.png", lambda p: display.save_filters_png(
+            np.asarray(params.W1), p, title=f"{config.n_hidden} hidden units")),
+        ("training_curve.png", lambda p: display.save_training_curve_png(metrics, p, rho=config.rho)),
+    ):
+        if name == "training_curve.png" and not metrics:
+            continue
+        tmp = run_dir / f".{name}.tmp.png"
+        draw(tmp)
+        os.replace(tmp, run_dir / name)
+
+
+def train(
+    x=None,
+    config: TrainConfig | None = None,
+    *,
+    run_dir=None,
+    resume: bool = False,
+    data_spec=None,
+    progress: Callable[[dict], None] | None = None,
+    value_and_grad_fn: ValueAndGradFn | None = None,
+    pictures: bool = True,
+) -> TrainResult:
+    r"""Train a sparse autoencoder; optionally write (or resume) a run directory.
+
+    Args:
+      x: training data ``(m, n_visible)``, samples as rows (cast to ``config.dtype``). May be
+        ``None`` when ``data_spec`` is given or when resuming (the checkpoint's spec is used).
+      config: :class:`TrainConfig` (default: the UFLDL exercise). On resume, ``None`` means the
+        checkpoint's config; otherwise it must equal it except for ``steps``, ``chunk`` and
+        ``checkpoint_every``.
+      run_dir: directory for ``config.json``, ``checkpoint.safetensors``, ``params.safetensors``,
+        ``metrics.jsonl``, ``filters.png``, ``training_curve.png``. ``None``: train in memory.
+        A fresh run refuses a directory that already holds a checkpoint.
+      resume: continue from ``run_dir``'s checkpoint; the result is bit-identical to an
+        uninterrupted run.
+      data_spec: a :class:`sae_jax.data.DataSpec` (or its dict) describing ``x``, stored in the
+        checkpoint so a resume can rebuild the data.
+      progress: called after every chunk with the metrics row (a dict).
+      value_and_grad_fn: replaces the objective (see :func:`make_step`); e.g. a sharded gradient.
+      pictures: write ``filters.png`` and ``training_curve.png`` at the end (needs matplotlib).
+
+    Returns:
+      :class:`TrainResult`.
+
+    Raises:
+      InputError: bad config, data, run directory or checkpoint (nothing is written then).
+      TrainingDiverged: a non-finite cost, gradient or parameter; the run directory keeps
+        its last good checkpoint.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else None
+    explicit_config = config is not None
+    config = TrainConfig() if config is None else config
+    tensors = meta = None
+    if resume:
+        if run_dir is None:
+            raise InputError("resume=True needs run_dir (the directory of the run to continue)")
+        tensors, meta = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME)
+        saved = TrainConfig.from_dict(meta["config"])
+        if explicit_config:
+            validate_config(config)
+            diff = [
+                f.name for f in dataclasses.fields(TrainConfig)
+                if f.name not in RESUMABLE_FIELDS and getattr(config, f.name) != getattr(saved, f.name)
+            ]
+            if diff:
+                raise InputError(
+                    f"cannot resume {str(run_dir)!r} with a different config: "
+                    + ", ".join(f"{k}={getattr(config, k)!r} (checkpoint has {getattr(saved, k)!r})" for k in diff)
+                )
+            config = dataclasses.replace(saved, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
+        else:
+            config = saved
+        if data_spec is None:
+            data_spec = meta["data_spec"]
+        if x is None:
+            if data_spec is None:
+                raise InputError(
+                    f"checkpoint {str(run_dir)!r} has no data spec (it was trained on an in-memory "
+                    f"array): pass the same x again"
+                )
+            from .data import load_from_spec
+
+            x = load_from_spec(data_spec, output=config.output)
+    elif run_dir is not None and (run_dir / ckpt.CHECKPOINT_NAME).exists():
+        raise InputError(
+            f"run directory {str(run_dir)!r} already holds a checkpoint; resume it or choose another directory"
+        )
+    validate_config(config)
+    data_spec = _spec_dict(data_spec)
+    if x is None:
+        if data_spec is None:
+            raise InputError("train needs data: pass x (m, n_visible) or data_spec")
+        from .data import load_from_spec
+
+        x = load_from_spec(data_spec, output=config.output)
+    x_np = _prepare_data(x, config)
+    if x_np.shape[0] < 1 or x_np.shape[1] < 1:
+        raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
+    check_data_values(x_np, output=config.output, name="x")
+    x_dev = jnp.asarray(x_np)
+    optimizer = make_optimizer(config)
+    template = init_state(config, x_dev, optimizer)
+    check_data(x_dev, template.params, output=config.output)
+    if not config.full_batch and config.batch_size > x_np.shape[0]:
+        raise InputError(
+            f"batch_size must be <= the number of samples ({x_np.shape[0]}), got {config.batch_size}"
+        )
+    digest = ckpt.data_sha256(x_np)
+    state = template
+    if resume:
+        if meta["data_sha256"] != digest:
+            raise InputError(
+                f"the data differ from those {str(run_dir)!r} was trained on (SHA-256 mismatch); "
+                f"resume with the same data"
+            )
+        state = _state_from_checkpoint(tensors, meta, template, run_dir / ckpt.CHECKPOINT_NAME)
+
+    # ---- inputs valid: from here on, files may be written ----
+    metrics: list[dict] = []
+    metrics_path = None
+    config_doc = {
+        "config": config.to_dict(),
+        "data_spec": data_spec,
+        "n_visible": int(x_np.shape[1]),
+        "n_samples": int(x_np.shape[0]),
+        "data_sha256": digest,
+        "sae_jax_version": _version(),
+    }
+    start_step = int(state.step)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(run_dir / ckpt.CONFIG_NAME, json.dumps(config_doc, indent=2) + "\n")
+        metrics_path = run_dir / ckpt.METRICS_NAME
+        if resume:  # rows logged after the checkpoint belong to the lost tail: drop them
+            metrics = [r for r in _read_metrics(metrics_path) if r.get("step", 0) <= start_step]
+            ckpt.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
+        else:
+            ckpt.atomic_write_text(metrics_path, "")
+
+    def save(st: TrainState):
+        if run_dir is None:
+            return
+        ckpt.save_checkpoint(
+            run_dir / ckpt.CHECKPOINT_NAME,
+            params=st.params,
+            opt_leaves=jax.tree.leaves(st.opt_state),
+            step=int(st.step),
+            key_data=st.key,
+            rho_ema=st.rho_ema,
+            config=config.to_dict(),
+            data_spec=data_spec,
+            data_sha256=digest,
+            extra={"n_visible": int(x_np.shape[1]), "n_samples": int(x_np.shape[0])},
+        )
+
+    if not resume:
+        save(state)
+    last_saved = start_step
+
+    t0 = time.perf_counter()
+    runner = _runner_for(config, value_and_grad_fn)
+    jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32)))  # compile (or hit the cache)
+    compile_s = time.perf_counter() - t0
+
+    if not resume:
+        row = {"step": start_step, **evaluate(state.params, x_dev, config), "step_time_s": None}
+        metrics.append(row)
+        if metrics_path is not None:
+            _append(metrics_path, row)
+        if progress is not None:
+            progress(row)
+
+    train_s = 0.0
+    step = start_step
+    K = config.chunk
+    while step < config.steps:
+        n = min(K - step % K, config.steps - step)  # chunk boundaries at multiples of K
+        t1 = time.perf_counter()
+        new_state, values, bad, cause, bad_value = runner(state, x_dev, jnp.asarray(n, jnp.int32))
+        bad = int(bad)
+        dt = time.perf_counter() - t1
+        train_s += dt
+        if bad >= 0:
+            what = _CAUSES.get(int(cause), "non-finite value")
+            val = float(bad_value)
+            where = (
+                f"; the last good checkpoint (step {last_saved}) in {str(run_dir)!r} is kept"
+                if run_dir is not None else ""
+            )
+            raise TrainingDiverged(
+                f"training stopped at step {bad}: {what} (cost {val!r}) with optimizer="
+                f"{config.optimizer}, learning_rate={config.learning_rate:g}{where}",
+                step=bad, cause=what, checkpoint_step=last_saved if run_dir is not None else None,
+                state=new_state,
+            )
+        state = new_state
+        step = int(state.step)
+        row = {
+            "step": step,
+            **evaluate(state.params, x_dev, config),
+            "batch_cost": float(np.nanmean(np.asarray(values[:n], np.float64))),
+            "step_time_s": dt / n,
+            "elapsed_s": train_s,
+        }
+        metrics.append(row)
+        if metrics_path is not None:
+            _append(metrics_path, row)
+        if run_dir is not None and (
+            step // config.checkpoint_every > last_saved // config.checkpoint_every or step == config.steps
+        ):
+            save(state)
+            last_saved = step
+        if progress is not None:
+            progress(row)
+
+    if run_dir is not None:
+        if last_saved != step:
+            save(state)
+        ckpt.save_params(run_dir / ckpt.PARAMS_NAME, state.params, config={
+            **config.to_dict(), "n_visible": int(x_np.shape[1]), "step": step,
+        })
+        if pictures:
+            _write_pictures(run_dir, state.params, metrics, config)
+    return TrainResult(state.params, state, metrics, config, run_dir, compile_s, train_s)
+
+
+def _append(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
