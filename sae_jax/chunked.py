@@ -47,6 +47,8 @@ at a time from Python with it.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
@@ -585,6 +587,55 @@ def value_with_grad(value_and_grad: Callable[[Params], tuple[jax.Array, Params]]
     return value
 
 
+# Host functions for the cached L-BFGS step, looked up by an integer token passed as a traced
+# argument: the compiled step depends only on shapes, so every run with the same shapes reuses it.
+_HOST_FUNCTIONS: dict[int, Callable] = {}
+_TOKENS = itertools.count()
+
+
+def _host_by_token(token, params):
+    params = Params(*params)
+    J, g = _HOST_FUNCTIONS[int(token)](params)
+    return jnp.asarray(J, params.W1.dtype), Params(*(jnp.asarray(a, params.W1.dtype) for a in g))
+
+
+@jax.custom_vjp
+def _token_value(params, token):
+    return _token_value_fwd(params, token)[0]
+
+
+def _token_value_fwd(params, token):
+    shapes = (
+        jax.ShapeDtypeStruct((), params.W1.dtype),
+        jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params),
+    )
+    return jax.pure_callback(_host_by_token, shapes, token, params, vmap_method="sequential")
+
+
+def _token_value_bwd(grads, ct):
+    return jax.tree.map(lambda g: ct * g, grads), None
+
+
+_token_value.defvjp(_token_value_fwd, _token_value_bwd)
+
+
+def _lbfgs_step(value_fn, params, state, memory_size):
+    opt = optax.lbfgs(memory_size=memory_size)
+    # optax's own recipe: the line search stores the accepted point's value and gradient in the
+    # state, so each iteration evaluates the objective only inside the line search.
+    with jax.numpy_dtype_promotion("standard"):
+        J, g = optax.value_and_grad_from_state(value_fn)(params, state=state)
+        updates, state = opt.update(g, state, params, value=J, grad=g, value_fn=value_fn)
+        new = optax.apply_updates(params, updates)
+        stored = (optax.tree.get(state, "value"), optax.tree.norm(optax.tree.get(state, "grad")))
+    return new, state, (J, optax.tree.norm(g)), stored
+
+
+@functools.partial(jax.jit, static_argnames=("memory_size",))
+def _host_lbfgs_step(params, state, token, *, memory_size):
+    return _lbfgs_step(lambda q: _token_value(q, token), params, state, memory_size)
+
+
 class LbfgsResult(NamedTuple):
     """What :func:`lbfgs` returns."""
 
@@ -628,42 +679,40 @@ def lbfgs(
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
         raise InputError(f"num_steps must be an integer >= 0, got {num_steps!r}")
     validate.check_params(params)
-    value_fn = value_with_grad(value_and_grad) if traced else traceable(value_and_grad, params)
-    vg = jax.value_and_grad(value_fn)
-
-    opt = optax.lbfgs(memory_size=memory_size)
-    # optax's own recipe: the line search stores the accepted point's value and gradient in the
-    # state, so each iteration evaluates the objective only inside the line search.
-    value_and_grad_from_state = optax.value_and_grad_from_state(value_fn)
-
-    @jax.jit
-    def step(p, state):
-        with jax.numpy_dtype_promotion("standard"):
-            J, g = value_and_grad_from_state(p, state=state)
-            updates, state = opt.update(g, state, p, value=J, grad=g, value_fn=value_fn)
-            p = optax.apply_updates(p, updates)
-            stored = (optax.tree.get(state, "value"), optax.tree.norm(optax.tree.get(state, "grad")))
-        return p, state, (J, optax.tree.norm(g)), stored
-
     with jax.numpy_dtype_promotion("standard"):
-        state = opt.init(params)
+        state = optax.lbfgs(memory_size=memory_size).init(params)
     if num_steps == 0:
-        J, g = jax.jit(vg)(params)
+        J, g = value_and_grad(params)
         return LbfgsResult(params, [float(J)], [float(optax.tree.norm(g))])
+    if traced:
+        value_fn = value_with_grad(value_and_grad)
+        step = jax.jit(lambda p, s: _lbfgs_step(value_fn, p, s, memory_size))
+    else:
+        token = next(_TOKENS)
+        _HOST_FUNCTIONS[token] = value_and_grad
+        token_arr = jnp.asarray(token, jnp.int32)
+
+        def step(p, s):
+            return _host_lbfgs_step(p, s, token_arr, memory_size=memory_size)
+
     values: list = []
     norms: list = []
-    for k in range(num_steps):
-        new_params, state, (J, gn), (J_new, gn_new) = step(params, state)
-        if k == 0:
-            values.append(float(J))
-            norms.append(float(gn))
-            if norms[0] <= tol:
+    try:
+        for k in range(num_steps):
+            new_params, state, (J, gn), (J_new, gn_new) = step(params, state)
+            if k == 0:
+                values.append(float(J))
+                norms.append(float(gn))
+                if norms[0] <= tol:
+                    break
+            params = new_params
+            values.append(float(J_new))
+            norms.append(float(gn_new))
+            if callback is not None:
+                callback(k + 1, params, values[-1])
+            if norms[-1] <= tol:
                 break
-        params = new_params
-        values.append(float(J_new))
-        norms.append(float(gn_new))
-        if callback is not None:
-            callback(k + 1, params, values[-1])
-        if norms[-1] <= tol:
-            break
+    finally:
+        if not traced:
+            del _HOST_FUNCTIONS[token]
     return LbfgsResult(params, values, norms)

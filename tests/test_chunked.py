@@ -1,0 +1,190 @@
+"""Chunked full batch == one-shot full batch (global m, global rho_hat), for every data source.
+
+Tolerance: float64 <= 1e-12 relative to each array's largest entry (the only difference is the
+order of the sums); float32 <= 2e-5.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sae_jax as sae
+from sae_jax import chunked
+
+HP = dict(lam=1e-3, beta=3.0, rho=0.1)
+N, H, M = 6, 3, 23
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = np.max(np.abs(b))
+    return float(np.max(np.abs(a - b)) / (scale if scale > 0 else 1.0))
+
+
+def assert_close(got, want, tol=1e-12):
+    errs = jax.tree.map(_rel, got, want)
+    assert max(jax.tree.leaves(errs)) <= tol, errs
+
+
+def _problem(m=M, dtype=jnp.float64, seed=0):
+    # numpy draws: no compilation per data shape
+    rng = np.random.default_rng(seed)
+    r = np.sqrt(6 / (N + H + 1))
+    p = sae.Params(
+        W1=rng.uniform(-r, r, (H, N)),
+        # nonzero biases, so padded zero rows would visibly change rho_hat if they were counted
+        b1=rng.normal(size=H),
+        W2=rng.uniform(-r, r, (N, H)),
+        b2=np.full(N, 0.3),
+    )
+    p = sae.Params(*(jnp.asarray(a, dtype) for a in p))
+    x = rng.uniform(size=(m, N)).astype(dtype)
+    return p, x
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, M, 64])
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_equals_one_shot(chunk_size, output):
+    p, x = _problem()
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), output=output, **HP)
+    got = chunked.chunked_cost_terms_and_grad(p, x, chunk_size=chunk_size, output=output, **HP)
+    assert_close(got, want)
+    J, g = chunked.chunked_cost_and_grad(p, x, chunk_size=chunk_size, output=output, **HP)
+    assert_close((J, g), (want[0].cost, want[1]))
+    terms = chunked.chunked_cost_terms(p, x, chunk_size=chunk_size, output=output, **HP)
+    assert_close(terms, want[0])
+    assert_close(chunked.chunked_cost(p, x, chunk_size=chunk_size, output=output, **HP), want[0].cost)
+
+
+def test_rho_hat_is_global_not_mean_of_chunk_estimates():
+    # With unequal chunks, averaging per-chunk rho_hat (or KL of each chunk) would be wrong.
+    p, x = _problem()
+    terms, _ = chunked.chunked_cost_terms_and_grad(p, [x[:3], x[3:]], chunk_size=3, **HP)
+    np.testing.assert_allclose(terms.rho_hat, np.asarray(sae.encode(p, jnp.asarray(x))).mean(0), rtol=1e-13)
+
+
+def test_compiles_each_kernel_once_per_chunk_shape():
+    p, _ = _problem()
+    chunk_size = 4  # unique to this test, so the jit caches start without this shape
+    before = (chunked._pass1_kernel._cache_size(), chunked._pass2_kernel._cache_size())
+    for m in (9, 13, 16, 30):  # ragged last chunk, padded: same shape every time
+        _, x = _problem(m=m)
+        chunked.chunked_cost_and_grad(p, x, chunk_size=chunk_size, **HP)
+    after = (chunked._pass1_kernel._cache_size(), chunked._pass2_kernel._cache_size())
+    assert after == (before[0] + 1, before[1] + 1)
+
+
+def test_sources(tmp_path):
+    p, x = _problem()
+    want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    sources = {
+        "npy path": path,
+        "str path": str(path),
+        "memmap": np.load(path, mmap_mode="r"),
+        "jax array": jnp.asarray(x),
+        "uneven list": [x[:2], x[2:3], x[3:17], x[17:]],
+        "callable": lambda: (x[i : i + 7] for i in range(0, M, 7)),
+    }
+    for name, data in sources.items():
+        got = chunked.chunked_cost_and_grad(p, data, chunk_size=5, **HP)
+        assert_close(got, want), name
+
+
+def test_float32():
+    p, x = _problem(dtype=jnp.float32)
+    want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
+    J, g = chunked.chunked_cost_and_grad(p, x, chunk_size=5, **HP)
+    assert J.dtype == jnp.float32 and all(a.dtype == jnp.float32 for a in g)
+    assert_close((J, g), want, tol=2e-5)
+
+
+def test_memory_budget():
+    size = chunked.chunk_size_for_budget(1 << 20, n_visible=64, n_hidden=25, dtype=jnp.float64)
+    assert size == (1 << 20) // (2 * (5 * 64 + 3 * 25) * 8)
+    assert chunked.chunk_size_for_budget(1, n_visible=64, n_hidden=25) == 1
+    p, x = _problem()
+    got = chunked.chunked_cost_and_grad(p, x, memory_bytes=2 * (5 * N + 3 * H) * 8 * 5, **HP)
+    assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
+
+
+def test_bad_input(tmp_path):
+    p, x = _problem()
+    call = chunked.chunked_cost_and_grad
+    with pytest.raises(sae.InputError, match="re-readable"):
+        call(p, iter([x]), chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match="same dtype"):
+        call(p, x.astype(np.float32), chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match=r"shape \(m, 6\)"):
+        call(p, x[:, :4], chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match="at least one sample"):
+        call(p, x[:0], chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match="chunk_size"):
+        call(p, x, chunk_size=0, **HP)
+    with pytest.raises(sae.InputError, match="not both"):
+        call(p, x, chunk_size=3, memory_bytes=1000, **HP)
+    with pytest.raises(sae.InputError, match="rho"):
+        call(p, x, chunk_size=5, lam=0.0, beta=1.0, rho=1.5)
+    bad = x.copy()
+    bad[20, 1] = np.nan
+    with pytest.raises(sae.InputError, match=r"data \(chunk 4\) must be finite"):
+        call(p, bad, chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match=r"\[0, 1\]"):
+        call(p, x + 1.0, chunk_size=5, **HP)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    with pytest.raises(sae.InputError, match="C-ordered 2-D"):
+        call(p, tmp_path / "f.npy", chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match="readable .npy"):
+        call(p, tmp_path / "missing.npy", chunk_size=5, **HP)
+    grown = [x]
+    with pytest.raises(sae.InputError, match="changed between the two passes"):
+        def source():
+            grown.append(x[:1])  # a source that yields more rows on the second pass
+            return list(grown)
+        call(p, source, chunk_size=5, check_values=False, **HP)
+
+
+def test_traceable_gives_the_host_value_and_grad_under_jit():
+    p, x = _problem()
+    vg = chunked.make_chunked_value_and_grad(x, chunk_size=4, **HP)
+    value = chunked.traceable(vg, p)
+    got = jax.jit(jax.value_and_grad(value))(p)
+    assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
+
+
+def _lbfgs_runs(tmp_path, traced_in_memory):
+    p, x = _problem(m=41)
+    np.save(tmp_path / "x.npy", x)
+    data = np.load(tmp_path / "x.npy", mmap_mode="r")
+    streamed = chunked.lbfgs(
+        chunked.make_chunked_value_and_grad(data, chunk_size=8, **HP), p, num_steps=4
+    )
+    xj = jnp.asarray(x)
+    in_memory = chunked.lbfgs(
+        lambda q: sae.cost_and_grad(q, xj, **HP), p, num_steps=4, traced=traced_in_memory
+    )
+    return streamed, in_memory
+
+
+def _assert_same_trajectory(streamed, in_memory):
+    assert len(streamed.values) == len(in_memory.values) == 5
+    np.testing.assert_allclose(streamed.values, in_memory.values, rtol=1e-10)
+    np.testing.assert_allclose(streamed.grad_norms, in_memory.grad_norms, rtol=1e-8)
+    assert streamed.values[-1] < 0.5 * streamed.values[0]
+    assert_close(streamed.params, in_memory.params, tol=1e-9)
+
+
+def test_lbfgs_on_memmapped_npy_follows_in_memory_trajectory(tmp_path):
+    """optax.lbfgs driven from Python: chunks of a memory-mapped .npy == all data at once.
+
+    Both runs go through the same compiled step (host value_and_grad via traceable), so one
+    compilation serves both; the slow test below also compares with the fully traced run.
+    """
+    _assert_same_trajectory(*_lbfgs_runs(tmp_path, traced_in_memory=False))
+
+
+@pytest.mark.slow
+def test_lbfgs_streamed_equals_fully_traced_in_memory_run(tmp_path):
+    _assert_same_trajectory(*_lbfgs_runs(tmp_path, traced_in_memory=True))
