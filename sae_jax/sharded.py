@@ -1,0 +1,324 @@
+r"""Data parallelism over devices (and hosts) with a global :math:`\hat\rho` and a global m.
+
+The batch ``x (m, n_visible)`` is split by rows over a 1-D device mesh (axis ``"batch"``); the
+parameters are replicated. The sparsity penalty needs
+:math:`\hat\rho_j = \frac1m\sum_{i=1}^m a^{(2)}_j(x^{(i)})` over **all** devices' rows before
+any device can form its hidden deltas, so each evaluation is
+
+.. math::
+    S = \textstyle\sum_{d} S_d \ (\texttt{psum}), \quad \hat\rho = S/m, \quad
+    s = \texttt{sparsity\_delta}(\hat\rho), \qquad
+    (R, G) = \textstyle\sum_d (R_d, G_d) \ (\texttt{psum}), \quad J, \nabla J \text{ from } (S, R, G)/m,
+
+with :math:`S_d, R_d, G_d` device d's :func:`~sae_jax.chunked.hidden_sum` and
+:func:`~sae_jax.chunked.delta_sums` (the same per-block pieces the chunked path uses). Devices
+combine **sums** with ``psum`` and divide by the global m once; ``pmean`` of per-device means
+would equal this only when every device holds the same number of real rows.
+
+Two ways to run it, equal to :func:`sae_jax.cost_and_grad` on one device (float64 ≤ 1e-12):
+
+- :func:`sharded_cost_terms_and_grad`: plain ``jit`` over arrays with a ``NamedSharding``; XLA's
+  partitioner inserts the all-reduces. (So does plain :func:`sae_jax.cost_and_grad` when
+  given a row-sharded ``x`` whose m divides evenly: ``jnp.mean`` over a sharded axis is a global
+  mean. The tests check both.)
+- :func:`shard_map_cost_terms_and_grad`: ``jax.shard_map``, each device computing its local sums
+  and ``lax.psum``-ing them explicitly, as written above.
+
+**m not divisible by the device count**: :func:`shard_batch` pads ``x`` with zero rows up to a
+multiple of the device count and carries a 0/1 row weight ``mask`` (1 for data); padded rows
+add nothing to any sum, and m stays the true sample count, so :math:`\hat\rho`, J and the
+gradient are exact. (Nothing is refused; at most ``devices − 1`` rows of padding.)
+
+**Several hosts**: after ``jax.distributed.initialize`` (see README, "Across devices and hosts"),
+:func:`shard_batch` on each process takes that process's rows (``process_local=True``), pads
+them to a common per-process length and assembles one global array with
+``jax.make_array_from_process_local_data``; m is the sum of every process's true row count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from jax.typing import ArrayLike
+
+from . import validate
+from .backprop import sparsity_delta
+from .chunked import delta_sums, hidden_sum, terms_and_grads_from_sums
+from .cost import CostTerms
+from .forward import Output
+from .params import Params
+from .validate import InputError
+
+__all__ = [
+    "BATCH_AXIS",
+    "ShardedBatch",
+    "batch_mesh",
+    "shard_batch",
+    "replicate",
+    "sharded_cost_terms_and_grad",
+    "sharded_cost_and_grad",
+    "shard_map_cost_terms_and_grad",
+    "shard_map_cost_and_grad",
+    "make_sharded_value_and_grad",
+]
+
+BATCH_AXIS = "batch"
+
+
+class ShardedBatch(NamedTuple):
+    """A row-sharded batch, padded to a multiple of the device count (a pytree)."""
+
+    x: jax.Array  # shape=(m_padded, n_visible), rows sharded over the mesh's batch axis
+    mask: jax.Array  # shape=(m_padded,), 1 for data rows and 0 for padding, x's dtype, same sharding
+    m: jax.Array  # shape=(), the global number of real samples, x's dtype (replicated)
+
+
+def batch_mesh(devices: int | str | Sequence[jax.Device] | None = None, *, axis_name: str = BATCH_AXIS) -> Mesh:
+    """A 1-D mesh over devices for data parallelism.
+
+    Args:
+      devices: ``None`` or ``"all"``: every device (``jax.devices()``: all processes' devices
+        after ``jax.distributed.initialize``); an int ``N``: the first N of them; or a list of devices.
+      axis_name: the mesh axis that rows are split over.
+    """
+    all_devices = jax.devices()
+    if devices is None or devices == "all":
+        chosen = all_devices
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(all_devices):
+            raise InputError(
+                f"devices must be 'all' or an integer in [1, {len(all_devices)}] (the devices JAX sees), got {devices}"
+            )
+        chosen = all_devices[:devices]
+    elif isinstance(devices, str):
+        raise InputError(f"devices must be 'all', an integer or a list of devices, got {devices!r}")
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise InputError("devices must not be empty")
+    return Mesh(np.asarray(chosen), (axis_name,))
+
+
+def _axis(mesh: Mesh) -> str:
+    if len(mesh.axis_names) != 1:
+        raise InputError(f"mesh must be 1-D (one batch axis), got axes {mesh.axis_names}")
+    return mesh.axis_names[0]
+
+
+def replicate(tree, mesh: Mesh):
+    """Put every array of ``tree`` (e.g. :class:`~sae_jax.Params`) on every device of ``mesh``."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_batch(
+    x,
+    mesh: Mesh,
+    *,
+    output: Output = "sigmoid",
+    check_values: bool = True,
+    process_local: bool = False,
+) -> ShardedBatch:
+    """Split ``x`` by rows over ``mesh``, padding with masked zero rows to a multiple of the device count.
+
+    Args:
+      x: ``(m, n_visible)`` host or device array: the whole batch, or with ``process_local=True``
+        this process's rows only.
+      mesh: a 1-D mesh (:func:`batch_mesh`).
+      output: the model's output layer, for the value check (data in [0, 1] for ``"sigmoid"``).
+      check_values: check ``x`` is finite (and in range) before sharding.
+      process_local: ``x`` holds this process's rows of a multi-process batch (every process calls
+        this with its own rows; they are concatenated in process order). Needs every process to call
+        it (it exchanges row counts).
+
+    Returns:
+      :class:`ShardedBatch` ``(x, mask, m)`` with ``m`` the global number of real rows.
+    """
+    axis = _axis(mesh)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype") or len(x.shape) != 2:
+        raise InputError(
+            f"x must be a 2-D array (m, n_visible) with samples as rows, got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    dtype = jnp.dtype(x.dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise InputError(f"x must be floating point, got dtype {dtype}")
+    if check_values and x.shape[0]:
+        validate.check_data_values(x, output=output)
+    x = np.asarray(x)
+    m_local, n = x.shape
+    if process_local and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        counts = np.asarray(multihost_utils.process_allgather(np.asarray([m_local], np.int64))).reshape(-1)
+        m = int(counts.sum())
+        local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+        rows = int(-(-int(counts.max()) // local_devices) * local_devices)  # common per-process length
+    else:
+        m = m_local
+        rows = int(-(-m // mesh.size) * mesh.size)
+    if m < 1:
+        raise InputError(f"x must have at least one sample (row), got shape {tuple(x.shape)}")
+    pad = rows - m_local
+    x_pad = np.concatenate([x, np.zeros((pad, n), dtype)]) if pad else x
+    mask = (np.arange(rows) < m_local).astype(dtype)
+    rows_sharding = NamedSharding(mesh, P(axis))
+    if process_local and jax.process_count() > 1:
+        xs = jax.make_array_from_process_local_data(NamedSharding(mesh, P(axis, None)), x_pad)
+        ms = jax.make_array_from_process_local_data(rows_sharding, mask)
+    else:
+        xs = jax.device_put(x_pad, NamedSharding(mesh, P(axis, None)))
+        ms = jax.device_put(mask, rows_sharding)
+    m_arr = jax.device_put(np.asarray(m, dtype), NamedSharding(mesh, P()))
+    return ShardedBatch(xs, ms, m_arr)
+
+
+def _check(params, batch, *, lam, beta, rho, output):
+    validate.check_output(output)
+    validate.check_params(params)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    if not isinstance(batch, ShardedBatch):
+        raise InputError(f"batch must be a ShardedBatch from shard_batch(x, mesh), got {type(batch).__name__}")
+    n = params.W1.shape[1]
+    if batch.x.shape[1] != n:
+        raise InputError(f"batch.x must have shape (m, {n}) to match params (n_visible={n}), got {batch.x.shape}")
+    if jnp.dtype(batch.x.dtype) != jnp.dtype(params.W1.dtype):
+        raise InputError(
+            f"batch.x must have the same dtype as params ({jnp.dtype(params.W1.dtype)}), got {batch.x.dtype}"
+        )
+
+
+# --- (a) plain jit over sharded arrays: XLA's partitioner inserts the collectives ---------------
+
+
+def _masked_terms_and_grad(params, x, mask, m, *, lam, beta, rho, output):
+    a2_sum = hidden_sum(params, x, mask)
+    s = sparsity_delta(a2_sum / m, rho=rho, beta=beta)
+    rec_sum, grad_sums = delta_sums(params, x, mask, s, output=output)
+    return terms_and_grads_from_sums(params, a2_sum, rec_sum, grad_sums, m, lam=lam, beta=beta, rho=rho)
+
+
+def _gspmd(params, batch, lam, beta, rho, *, output):
+    return _masked_terms_and_grad(params, batch.x, batch.mask, batch.m, lam=lam, beta=beta, rho=rho, output=output)
+
+
+def sharded_cost_terms_and_grad(
+    params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
+) -> tuple[CostTerms, Params]:
+    r"""``(CostTerms, grads)`` over a :class:`ShardedBatch` under plain ``jit`` (global :math:`\hat\rho`, global m).
+
+    The arrays' shardings drive the partitioning; the results are replicated on every device of
+    the mesh. Equal to :func:`sae_jax.cost_terms_and_grad` on the unpadded data.
+    """
+    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output)
+    return _terms_and_grad_jit(params, batch, lam, beta, rho, mesh=_mesh_of(batch), output=output, method="jit")
+
+
+def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tuple[jax.Array, Params]:
+    """``(J, grads)`` like :func:`sae_jax.cost_and_grad`; see :func:`sharded_cost_terms_and_grad`."""
+    terms, grads = sharded_cost_terms_and_grad(params, batch, **kwargs)
+    return terms.cost, grads
+
+
+# --- (b) explicit shard_map: local sums, psum, divide by the global m ----------------------------
+
+
+def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, *, axis, output):
+    """One device's view: its rows ``x``/``mask``; ``psum`` makes every total global."""
+    a2_sum = lax.psum(hidden_sum(params, x, mask), axis)  # S = Σ_d S_d: the global ρ̂ is S/m
+    s = sparsity_delta(a2_sum / m, rho=rho, beta=beta)
+    rec_sum, grad_sums = lax.psum(delta_sums(params, x, mask, s, output=output), axis)
+    return terms_and_grads_from_sums(params, a2_sum, rec_sum, grad_sums, m, lam=lam, beta=beta, rho=rho)
+
+
+def _shard_map(params, batch, lam, beta, rho, *, mesh, output):
+    axis = _axis(mesh)
+    f = jax.shard_map(
+        lambda *a: _local_terms_and_grad(*a, axis=axis, output=output),
+        mesh=mesh,
+        in_specs=(P(), P(axis), P(axis), P(), P(), P(), P()),
+        out_specs=P(),
+    )
+    return f(params, batch.x, batch.mask, batch.m, lam, beta, rho)
+
+
+def _terms_and_grad(params, batch, lam, beta, rho, *, mesh, output, method):
+    dtype = params.W1.dtype
+    lam, beta, rho = (jnp.asarray(v, dtype) for v in (lam, beta, rho))
+    if method == "jit":
+        return _gspmd(params, batch, lam, beta, rho, output=output)
+    return _shard_map(params, batch, lam, beta, rho, mesh=mesh, output=output)
+
+
+_terms_and_grad_jit = jax.jit(_terms_and_grad, static_argnames=("mesh", "output", "method"))
+
+
+def _mesh_of(batch: ShardedBatch) -> Mesh:
+    sharding = batch.x.sharding
+    if not isinstance(sharding, NamedSharding):
+        raise InputError("batch.x must carry a NamedSharding (build the batch with shard_batch(x, mesh))")
+    return sharding.mesh
+
+
+def shard_map_cost_terms_and_grad(
+    params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
+) -> tuple[CostTerms, Params]:
+    r"""``(CostTerms, grads)`` by ``jax.shard_map``: local :math:`\sum a^{(2)}`, ``psum`` → global
+    :math:`\hat\rho`, local δ-products, ``psum``, divide by the global m.
+
+    The mesh is the one ``batch`` was sharded over. Results are replicated. Equal to
+    :func:`sae_jax.cost_terms_and_grad` on the unpadded data (float64 ≤ 1e-12 relative).
+    """
+    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output)
+    mesh = _mesh_of(batch)
+    return _terms_and_grad_jit(params, batch, lam, beta, rho, mesh=mesh, output=output, method="shard_map")
+
+
+def shard_map_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tuple[jax.Array, Params]:
+    """``(J, grads)`` like :func:`sae_jax.cost_and_grad`; see :func:`shard_map_cost_terms_and_grad`."""
+    terms, grads = shard_map_cost_terms_and_grad(params, batch, **kwargs)
+    return terms.cost, grads
+
+
+def make_sharded_value_and_grad(
+    mesh: Mesh,
+    x,
+    *,
+    lam: ArrayLike,
+    beta: ArrayLike,
+    rho: ArrayLike,
+    output: Output = "sigmoid",
+    method: str = "shard_map",
+    process_local: bool = False,
+) -> Callable[[Params], tuple[jax.Array, Params]]:
+    """Shard ``x`` once and return ``value_and_grad(params) -> (J, grads)``, jit-able, for a trainer.
+
+    The returned function has the shape of :func:`sae_jax.cost_and_grad` with the data bound,
+    so it plugs into any ``params -> (value, grads)`` seam (e.g. :func:`sae_jax.chunked.lbfgs`
+    with ``traced=True``, or optax L-BFGS inside ``jit``). It can be called eagerly or traced.
+
+    Args:
+      mesh: a 1-D mesh (:func:`batch_mesh`).
+      x: ``(m, n_visible)`` data (this process's rows if ``process_local``).
+      lam, beta, rho, output: as for :func:`sae_jax.cost`.
+      method: ``"shard_map"`` (explicit psum) or ``"jit"`` (partitioner).
+    """
+    if method not in ("shard_map", "jit"):
+        raise InputError(f"method must be 'shard_map' or 'jit', got {method!r}")
+    validate.check_output(output)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    batch = shard_batch(x, mesh, output=output, process_local=process_local)
+
+    def value_and_grad(params: Params) -> tuple[jax.Array, Params]:
+        if validate.is_concrete(params.W1):
+            params = replicate(params, mesh)
+        terms, grads = _terms_and_grad_jit(params, batch, lam, beta, rho, mesh=mesh, output=output, method=method)
+        return terms.cost, grads
+
+    value_and_grad.batch = batch  # the sharded data, for inspection
+    return value_and_grad
