@@ -1,0 +1,150 @@
+"""Data parallel == one device: global rho_hat, global m, replicated results.
+
+Runs on every device JAX sees (8 host CPU devices under conftest; a GPU machine may show one
+device, where the multi-device cases skip). Tolerance: float64 <= 1e-12 relative to each
+array's largest entry (only the order of the sums differs).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import sae_jax as sae
+from sae_jax import sharded
+
+HP = dict(lam=1e-3, beta=3.0, rho=0.1)
+N, H = 6, 3
+N_DEV = len(jax.devices())
+multi = pytest.mark.skipif(N_DEV < 2, reason=f"needs >= 2 devices to shard over, JAX sees {N_DEV}")
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = np.max(np.abs(b))
+    return float(np.max(np.abs(a - b)) / (scale if scale > 0 else 1.0))
+
+
+def assert_close(got, want, tol=1e-12):
+    errs = jax.tree.map(_rel, got, want)
+    assert max(jax.tree.leaves(errs)) <= tol, errs
+
+
+def _problem(m, dtype=jnp.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    r = np.sqrt(6 / (N + H + 1))
+    p = sae.Params(rng.uniform(-r, r, (H, N)), rng.normal(size=H), rng.uniform(-r, r, (N, H)), np.full(N, 0.3))
+    return sae.Params(*(jnp.asarray(a, dtype) for a in p)), rng.uniform(size=(m, N)).astype(dtype)
+
+
+def _replicated(tree):
+    return all(a.sharding.is_fully_replicated for a in jax.tree.leaves(tree))
+
+
+# m = 2*N_DEV divides evenly; m = 2*N_DEV + 3 does not (and m = 3 < 8 devices leaves some empty).
+SIZES = sorted({2 * N_DEV, 2 * N_DEV + 3, 3})
+
+
+@pytest.mark.parametrize("m", SIZES)
+@pytest.mark.parametrize("method", ["jit", "shard_map"])
+def test_equals_single_device(m, method):
+    p, x = _problem(m)
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
+    batch = sharded.shard_batch(x, sharded.batch_mesh())
+    f = sharded.sharded_cost_terms_and_grad if method == "jit" else sharded.shard_map_cost_terms_and_grad
+    got = f(p, batch, **HP)
+    assert_close(got, want)
+    assert _replicated(got)
+    assert float(batch.m) == m  # padding never enters m
+
+
+def test_linear_output_and_float32():
+    p, x = _problem(2 * N_DEV + 1)
+    batch = sharded.shard_batch(x + 1.5, sharded.batch_mesh(), output="linear")
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x + 1.5), output="linear", **HP)
+    assert_close(sharded.shard_map_cost_terms_and_grad(p, batch, output="linear", **HP), want)
+    p32, x32 = _problem(2 * N_DEV + 1, dtype=jnp.float32)
+    J, g = sharded.shard_map_cost_and_grad(p32, sharded.shard_batch(x32, sharded.batch_mesh()), **HP)
+    assert J.dtype == jnp.float32
+    assert_close((J, g), sae.cost_and_grad(p32, jnp.asarray(x32), **HP), tol=2e-5)
+
+
+@multi
+def test_padding_rows_are_masked_and_batch_is_sharded():
+    m = 2 * N_DEV + 3
+    _, x = _problem(m)
+    batch = sharded.shard_batch(x, sharded.batch_mesh())
+    rows = -(-m // N_DEV) * N_DEV
+    assert batch.x.shape == (rows, N) and batch.mask.shape == (rows,)
+    assert float(jnp.sum(batch.mask)) == m
+    assert batch.x.sharding.spec == P("batch") or batch.x.sharding.spec == P("batch", None)
+    assert len({s.device for s in batch.x.addressable_shards}) == N_DEV
+
+
+@multi
+def test_plain_cost_and_grad_on_sharded_x_gives_global_rho_hat():
+    """(a) No special code: sae.cost_and_grad under jit with x sharded by rows and params replicated."""
+    p, x = _problem(2 * N_DEV)
+    mesh = sharded.batch_mesh()
+    xs = jax.device_put(jnp.asarray(x), NamedSharding(mesh, P("batch")))
+    assert len(xs.addressable_shards) == N_DEV
+    terms, grads = sae.cost_terms_and_grad(sharded.replicate(p, mesh), xs, **HP)
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
+    assert_close((terms, grads), want)
+    np.testing.assert_allclose(terms.rho_hat, np.asarray(sae.encode(p, jnp.asarray(x))).mean(0), rtol=1e-13)
+    assert _replicated((terms, grads))
+
+
+@multi
+def test_shard_map_uses_global_rho_hat_not_per_device():
+    """Per-device rho_hat (each device's own mean) would give a different gradient: check we differ from it."""
+    p, x = _problem(2 * N_DEV + 3)
+    got = sharded.shard_map_cost_and_grad(p, sharded.shard_batch(x, sharded.batch_mesh()), **HP)
+    assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
+    first_half = sae.cost_and_grad(p, jnp.asarray(x[: len(x) // 2]), **HP)
+    assert _rel(got[1].W1, first_half[1].W1) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["jit", "shard_map"])
+def test_make_sharded_value_and_grad_eager_and_traced(method):
+    p, x = _problem(2 * N_DEV + 5)
+    mesh = sharded.batch_mesh()
+    vg = sharded.make_sharded_value_and_grad(mesh, x, method=method, **HP)
+    want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
+    assert_close(vg(p), want)
+    assert_close(jax.jit(vg)(p), want)
+
+
+@multi
+def test_subset_of_devices():
+    p, x = _problem(11)
+    mesh = sharded.batch_mesh(2)
+    assert mesh.size == 2
+    batch = sharded.shard_batch(x, mesh)
+    assert_close(sharded.shard_map_cost_and_grad(p, batch, **HP), sae.cost_and_grad(p, jnp.asarray(x), **HP))
+
+
+def test_bad_input():
+    p, x = _problem(5)
+    mesh = sharded.batch_mesh()
+    with pytest.raises(sae.InputError, match="devices must be"):
+        sharded.batch_mesh(N_DEV + 1)
+    with pytest.raises(sae.InputError, match="devices must be"):
+        sharded.batch_mesh("some")
+    with pytest.raises(sae.InputError, match="2-D"):
+        sharded.shard_batch(x[0], mesh)
+    with pytest.raises(sae.InputError, match="at least one sample"):
+        sharded.shard_batch(x[:0], mesh)
+    with pytest.raises(sae.InputError, match=r"\[0, 1\]"):
+        sharded.shard_batch(x + 2.0, mesh)
+    with pytest.raises(sae.InputError, match="ShardedBatch"):
+        sharded.shard_map_cost_and_grad(p, x, **HP)
+    batch = sharded.shard_batch(x, mesh)
+    with pytest.raises(sae.InputError, match="same dtype"):
+        sharded.shard_map_cost_and_grad(sae.Params(*(a.astype(jnp.float32) for a in p)), batch, **HP)
+    with pytest.raises(sae.InputError, match="rho"):
+        sharded.sharded_cost_and_grad(p, batch, lam=0.0, beta=1.0, rho=0.0)
+    with pytest.raises(sae.InputError, match="method"):
+        sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
