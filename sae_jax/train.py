@@ -383,14 +383,22 @@ def make_step(value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransf
 
             value, grads = lax.cond(jnp.isfinite(cached_value), lambda: (cached_value, cached_grad), fresh)
             aux = None
-        updates, opt_state = optimizer.update(
-            grads, opt_state, params, value=value, grad=grads, value_fn=value_fn, batch=batch
-        )
+        with _optax_promotion():
+            updates, opt_state = optimizer.update(
+                grads, opt_state, params, value=value, grad=grads, value_fn=value_fn, batch=batch
+            )
         new_params = optax.apply_updates(params, updates)
         grads_finite = _all_finite(grads)
         return new_params, opt_state, StepOutput(value, grads_finite, aux)
 
     return step
+
+
+def _optax_promotion():
+    """optax's L-BFGS mixes int32 and int64 indices under x64 (fine with JAX's default
+    "standard" promotion, an error under "strict"); scope "standard" to optax's own calls so
+    training works whatever the caller's global setting. sae-jax's own math is strict-clean."""
+    return jax.numpy_dtype_promotion("standard")
 
 
 def _all_finite(tree) -> jax.Array:
@@ -555,9 +563,9 @@ def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
             params, x, jnp.asarray(config.lam, dtype), jnp.asarray(config.beta, dtype),
             jnp.asarray(config.rho, dtype), output=config.output,
         ).rho_hat
-    return TrainState(
-        params, optimizer.init(params), jnp.zeros((), jnp.int32), jax.random.key_data(k_data), rho_ema
-    )
+    with _optax_promotion():
+        opt_state = optimizer.init(params)
+    return TrainState(params, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(k_data), rho_ema)
 
 
 def _state_from_checkpoint(tensors, meta, template: TrainState, path) -> TrainState:

@@ -1,0 +1,180 @@
+"""Run-directory files: atomic writes survive a crash, checksums catch corruption, exports load in numpy."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from sae_jax import InputError, Params, init_params
+from sae_jax import checkpoint as ckpt
+from sae_jax.train import TrainConfig, train
+
+
+def _save(path, step=3, scale=1.0):
+    p = init_params(jax.random.key(0), 6, 4, dtype=jnp.float64)
+    p = jax.tree.map(lambda a: a * scale, p)
+    ckpt.save_checkpoint(
+        path, params=p, opt_leaves=[jnp.zeros((), jnp.int32), jnp.ones((2, 3))], step=step,
+        key_data=np.array([1, 2], np.uint32), config={"a": 1}, data_spec={"name": "natural"},
+        data_sha256="abc",
+    )
+    return p
+
+
+def test_checkpoint_roundtrip_is_exact(tmp_path):
+    f = tmp_path / "c.safetensors"
+    p = _save(f)
+    tensors, meta = ckpt.load_checkpoint(f)
+    for name, a in zip(Params._fields, p):
+        np.testing.assert_array_equal(tensors[f"params/{name}"], np.asarray(a))
+    assert meta["step"] == 3 and meta["config"] == {"a": 1} and meta["n_opt_leaves"] == 2
+    assert tensors["opt/00000"].dtype == np.int32 and tensors["opt/00000"].shape == ()
+    assert meta["data_spec"] == {"name": "natural"}
+
+
+def test_corrupt_truncated_missing_or_foreign_checkpoint_is_an_input_error(tmp_path):
+    f = tmp_path / "c.safetensors"
+    _save(f)
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0x01  # one flipped bit in the last tensor
+    bad = tmp_path / "flip.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupt: its SHA-256 checksum does not match"):
+        ckpt.load_checkpoint(bad)
+    short = tmp_path / "short.safetensors"
+    short.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        ckpt.load_checkpoint(short)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        ckpt.load_checkpoint(empty)
+    with pytest.raises(InputError, match="does not exist"):
+        ckpt.load_checkpoint(tmp_path / "nope.safetensors")
+    foreign = tmp_path / "foreign.safetensors"
+    safetensors.numpy.save_file({"w": np.zeros(3)}, str(foreign))
+    with pytest.raises(InputError, match="not a sae-jax training checkpoint"):
+        ckpt.load_checkpoint(foreign)
+
+
+@pytest.mark.parametrize("fail_at", ["write", "fsync", "replace"])
+def test_crash_mid_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch, fail_at):
+    f = tmp_path / "c.safetensors"
+    _save(f, step=3)
+    before = f.read_bytes()
+
+    class Crash(Exception):
+        pass
+
+    def boom(*a, **k):
+        raise Crash(fail_at)
+
+    if fail_at == "replace":
+        monkeypatch.setattr(os, "replace", boom)
+    elif fail_at == "fsync":
+        monkeypatch.setattr(os, "fsync", boom)
+    else:
+        real_fdopen = os.fdopen
+
+        class Torn:
+            """A file object that writes half of the data, then dies (like a kill mid-write)."""
+
+            def __init__(self, *a, **k):
+                self.f = real_fdopen(*a, **k)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, b):
+                self.f.write(b[: len(b) // 2])
+                raise Crash("write")
+
+        monkeypatch.setattr(os, "fdopen", Torn)
+    with pytest.raises(Crash):
+        _save(f, step=4, scale=2.0)
+    monkeypatch.undo()
+    assert f.read_bytes() == before
+    _, meta = ckpt.load_checkpoint(f)
+    assert meta["step"] == 3
+    assert os.listdir(tmp_path) == ["c.safetensors"]  # no temp file left behind
+
+
+def test_atomic_write_keeps_file_mode_sane(tmp_path):
+    f = tmp_path / "x.txt"
+    ckpt.atomic_write_text(f, "hi")
+    assert f.read_text() == "hi"
+    assert os.stat(f).st_mode & 0o044  # readable by group/others under the usual umask
+
+
+X = np.clip(np.random.default_rng(0).uniform(0.1, 0.9, (64, 9)), 0.1, 0.9)
+CFG = TrainConfig(n_hidden=3, optimizer="adam", learning_rate=0.05, batch_size=16, steps=10, chunk=5,
+                  checkpoint_every=5)
+
+
+class Killed(BaseException):
+    """Stands in for a SIGKILL/KeyboardInterrupt arriving mid-write."""
+
+
+def test_crash_while_checkpointing_during_training_then_resume(tmp_path, monkeypatch):
+    full = train(X, CFG)
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def crash_on_third(src, dst):
+        if str(dst).endswith(ckpt.CHECKPOINT_NAME):
+            calls["n"] += 1
+            if calls["n"] == 3:  # checkpoints at steps 0, 5, then the one at step 10 dies
+                raise Killed("killed while writing the step-10 checkpoint")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_third)
+    with pytest.raises(Killed):
+        train(X, CFG, run_dir=tmp_path, pictures=False)
+    monkeypatch.undo()
+    _, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    assert meta["step"] == 5
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    resumed = train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)
+    for a, b in zip(resumed.params, full.params):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    steps = [json.loads(line)["step"] for line in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
+    assert steps == [0, 5, 10]  # the row logged after the lost checkpoint was dropped, then redone
+
+
+def test_run_directory_exports_load_with_plain_numpy(tmp_path):
+    cfg = dataclasses.replace(CFG, steps=5)
+    r = train(X, cfg, run_dir=tmp_path)
+    d = safetensors.numpy.load_file(str(tmp_path / ckpt.PARAMS_NAME))
+    assert {k: v.shape for k, v in d.items()} == {"W1": (3, 9), "b1": (3,), "W2": (9, 3), "b2": (9,)}
+    np.testing.assert_array_equal(d["W1"], np.asarray(r.params.W1))
+    conf = json.loads((tmp_path / ckpt.CONFIG_NAME).read_text())
+    assert conf["config"]["n_hidden"] == 3 and conf["n_visible"] == 9
+    rows = [json.loads(line) for line in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
+    keys = {"step", "cost", "reconstruction", "weight_decay", "sparsity", "rho_hat_mean", "rho_hat_min",
+            "rho_hat_max", "mse", "step_time_s"}
+    assert all(keys <= set(row) for row in rows)
+    assert (tmp_path / "filters.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    p, config = ckpt.load_params(tmp_path)
+    assert config["n_visible"] == 9
+    p2, _ = ckpt.load_params(tmp_path / ckpt.CHECKPOINT_NAME)
+    np.testing.assert_array_equal(p.W1, p2.W1)
+
+
+def test_load_params_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        ckpt.load_params(tmp_path / "nope")
+    with pytest.raises(InputError, match="has neither"):
+        ckpt.load_params(tmp_path)
+    f = tmp_path / "w.safetensors"
+    safetensors.numpy.save_file({"w": np.zeros(3)}, str(f))
+    with pytest.raises(InputError, match="no sae-jax parameters"):
+        ckpt.load_params(f)

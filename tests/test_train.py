@@ -1,0 +1,296 @@
+"""Training: both optimizers x both gradients, EMA rho_hat, determinism, resume, NaN stop, validation.
+
+Small sizes throughout (m = 120 samples of 16 = 4x4 pixels, 5 hidden units), and few distinct
+configs, because every new optimizer/gradient combination compiles a new chunk runner.
+Tolerances (float64): manual vs autodiff is the same math summed in another order; over
+tens of L-BFGS steps the difference stays below 1e-8 relative (measured ~1e-12).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sae_jax.train as T
+from sae_jax import InputError, cost_and_grad, init_params
+from sae_jax.minibatch import (
+    EmaBatch,
+    autodiff_ema_cost_terms_and_grad,
+    ema_cost_terms,
+    ema_cost_terms_and_grad,
+)
+from sae_jax.train import TrainConfig, TrainingDiverged, train
+
+M, N, H = 120, 16, 5
+TRAJ_RTOL = 1e-8  # manual vs autodiff trajectories, float64
+
+
+def _data(seed=0, m=M, n=N):
+    rng = np.random.default_rng(seed)
+    # smooth-ish patches in [0.1, 0.9], like the natural ones
+    base = rng.uniform(0.1, 0.9, (m, 1))
+    return np.clip(base + 0.2 * rng.standard_normal((m, n)), 0.1, 0.9)
+
+
+X = _data()
+LBFGS = TrainConfig(n_hidden=H, steps=12, chunk=5, checkpoint_every=5)
+ADAM = TrainConfig(n_hidden=H, optimizer="adam", learning_rate=0.05, batch_size=32, steps=12, chunk=5,
+                   checkpoint_every=5)
+
+
+def _assert_tree_equal(a, b):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def _assert_tree_close(a, b, rtol):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+        scale = max(np.max(np.abs(v)), 1e-300)
+        assert np.max(np.abs(u - v)) / scale <= rtol
+
+
+@pytest.mark.parametrize("base", [LBFGS, ADAM], ids=["lbfgs", "adam"])
+def test_manual_and_autodiff_give_the_same_trajectory(base):
+    r_m = train(X, dataclasses.replace(base, gradient="manual"))
+    r_a = train(X, dataclasses.replace(base, gradient="autodiff"))
+    _assert_tree_close(r_m.params, r_a.params, TRAJ_RTOL)
+    costs_m = [row["cost"] for row in r_m.metrics]
+    costs_a = [row["cost"] for row in r_a.metrics]
+    np.testing.assert_allclose(costs_m, costs_a, rtol=TRAJ_RTOL)
+    assert costs_m[-1] < costs_m[0]  # it trains
+    assert r_m.params.W1.dtype == jnp.float64
+
+
+def test_lbfgs_decreases_monotonically():
+    r = train(X, LBFGS)
+    costs = [row["cost"] for row in r.metrics]
+    assert all(b <= a for a, b in zip(costs, costs[1:]))
+    assert [row["step"] for row in r.metrics] == [0, 5, 10, 12]
+
+
+def test_sgd_runs_and_float32_is_preserved():
+    cfg = TrainConfig(n_hidden=H, optimizer="sgd", learning_rate=0.5, batch_size=40, steps=10, chunk=5,
+                      dtype="float32")
+    r = train(X, cfg)
+    assert all(a.dtype == jnp.float32 for a in r.params)
+    assert r.metrics[-1]["cost"] < r.metrics[0]["cost"]
+
+
+def test_deterministic_for_a_seed():
+    a = train(X, ADAM)
+    b = train(X, ADAM)
+    _assert_tree_equal(a.params, b.params)
+    c = train(X, dataclasses.replace(ADAM, seed=1))
+    assert not np.array_equal(np.asarray(a.params.W1), np.asarray(c.params.W1))
+
+
+def _linear_objective(params, batch):
+    """A cheap objective for tests of the loop itself: J = -b2[0], gradient -1 on b2[0]."""
+    g = jax.tree.map(jnp.zeros_like, params)
+    return (-params.b2[0], None), g._replace(b2=g.b2.at[0].set(-1.0))
+
+
+def test_runner_compiles_once_for_every_chunk_length():
+    traces = []
+
+    def counted(params, batch):
+        traces.append(1)
+        return _linear_objective(params, batch)
+
+    cfg = TrainConfig(n_hidden=H, optimizer="sgd", learning_rate=1.0, momentum=0.0, batch_size=32,
+                      steps=5, chunk=5)
+    train(X, cfg, value_and_grad_fn=counted)
+    per_compile = len(traces)
+    traces.clear()
+    r = train(X, dataclasses.replace(cfg, steps=23), value_and_grad_fn=counted)  # chunks 5,5,5,5,3
+    assert len(traces) == per_compile
+    assert float(r.params.b2[0]) == 23.0  # every step ran exactly once
+
+
+# --- EMA rho_hat ---------------------------------------------------------------------
+
+
+def _ema_point(dtype=jnp.float64):
+    p = init_params(jax.random.key(3), N, H, dtype=dtype)
+    p = p._replace(b1=jnp.linspace(-0.5, 0.5, H, dtype=dtype))
+    x = jnp.asarray(X[:32], dtype)
+    rho_prev = jnp.linspace(0.02, 0.4, H, dtype=dtype)
+    return p, EmaBatch(x, rho_prev)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.9])
+def test_ema_manual_gradient_equals_autodiff(alpha):
+    p, batch = _ema_point()
+    hp = dict(lam=1e-3, beta=3.0, rho=0.05, ema_decay=alpha)
+    t_m, g_m = jax.jit(lambda p, b: ema_cost_terms_and_grad(p, b, **hp))(p, batch)
+    t_a, g_a = jax.jit(lambda p, b: autodiff_ema_cost_terms_and_grad(p, b, **hp))(p, batch)
+    _assert_tree_close(g_m, g_a, 1e-12)
+    _assert_tree_close(t_m, t_a, 1e-14)
+    # the running estimate is alpha * prev + (1 - alpha) * batch estimate
+    t0 = ema_cost_terms(p, batch._replace(rho_prev=batch.rho_prev), **{**hp, "ema_decay": 0.0})
+    np.testing.assert_allclose(t_m.rho_hat, alpha * batch.rho_prev + (1 - alpha) * t0.rho_hat, rtol=1e-14)
+
+
+def test_ema_with_alpha_zero_is_the_batch_estimate():
+    p, batch = _ema_point()
+    hp = dict(lam=1e-3, beta=3.0, rho=0.05)
+    t, g = ema_cost_terms_and_grad(p, batch, ema_decay=0.0, **hp)
+    J, g_plain = cost_and_grad(p, batch.x, **hp)
+    np.testing.assert_allclose(t.cost, J, rtol=1e-14)
+    _assert_tree_close(g, g_plain, 1e-13)
+
+
+def test_ema_gradient_is_sparsity_derivative_at_the_ema_times_one_minus_alpha():
+    # Only the sparsity term depends on alpha; d(sparsity)/d(rho_hat_batch) = (1-alpha) * KL'(rho_ema).
+    p, batch = _ema_point()
+    alpha = 0.7
+
+    def sp(rho_b):
+        rh = alpha * batch.rho_prev + (1 - alpha) * rho_b
+        return 3.0 * jnp.sum(0.05 * jnp.log(0.05 / rh) + 0.95 * jnp.log(0.95 / (1 - rh)))
+
+    rho_b = jnp.linspace(0.1, 0.3, H)
+    rh = alpha * batch.rho_prev + (1 - alpha) * rho_b
+    expected = (1 - alpha) * 3.0 * (-0.05 / rh + 0.95 / (1 - rh))
+    np.testing.assert_allclose(jax.grad(sp)(rho_b), expected, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_ema_training_manual_equals_autodiff_and_differs_from_batch():
+    cfg = dataclasses.replace(ADAM, rho_hat="ema", ema_decay=0.8)
+    r_m = train(X, cfg)
+    r_a = train(X, dataclasses.replace(cfg, gradient="autodiff"))
+    _assert_tree_close(r_m.params, r_a.params, TRAJ_RTOL)
+    assert r_m.state.rho_ema.shape == (H,)
+    r_b = train(X, ADAM)
+    assert not np.allclose(np.asarray(r_m.params.W1), np.asarray(r_b.params.W1))
+
+
+# --- resume ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base",
+    [LBFGS, ADAM, pytest.param(dataclasses.replace(ADAM, rho_hat="ema"), marks=pytest.mark.slow)],
+    ids=["lbfgs", "adam", "adam-ema"],
+)
+def test_resume_is_bit_identical(tmp_path, base):
+    full = train(X, base, run_dir=tmp_path / "full", pictures=False)
+    first = train(X, dataclasses.replace(base, steps=7), run_dir=tmp_path / "cut", pictures=False)
+    assert int(first.state.step) == 7
+    resumed = train(X, base, run_dir=tmp_path / "cut", resume=True, pictures=False)
+    assert int(resumed.state.step) == base.steps
+    _assert_tree_equal(resumed.params, full.params)
+    _assert_tree_equal(resumed.state.opt_state, full.state.opt_state)
+    rows = [r["step"] for r in resumed.metrics]
+    assert rows == sorted(set(rows)) and rows[-1] == base.steps
+
+
+def test_resume_refuses_other_config_and_other_data(tmp_path):
+    train(X, dataclasses.replace(LBFGS, steps=5), run_dir=tmp_path, pictures=False)
+    with pytest.raises(InputError, match="different config: beta"):
+        train(X, dataclasses.replace(LBFGS, beta=1.0), run_dir=tmp_path, resume=True)
+    with pytest.raises(InputError, match="data differ"):
+        train(_data(seed=1), LBFGS, run_dir=tmp_path, resume=True)
+    with pytest.raises(InputError, match="no data spec"):
+        train(None, LBFGS, run_dir=tmp_path, resume=True)
+    with pytest.raises(InputError, match="already holds a checkpoint"):
+        train(X, LBFGS, run_dir=tmp_path)
+
+
+# --- divergence -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["cost", "gradient"])
+def test_nan_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path, where):
+    # An objective whose gradient is -1 on b2[0] only: with SGD (lr 1, no momentum) b2[0] == k
+    # after k steps, and the objective turns NaN from the parameters of step 9 on.
+    def poisoned(params, batch):
+        (J, _), g = _linear_objective(params, batch)
+        bad = params.b2[0] > 8.5
+        if where == "cost":
+            J = jnp.where(bad, jnp.nan, J)
+        else:
+            g = g._replace(W1=jnp.where(bad, jnp.nan, g.W1))
+        return (J, None), g
+
+    cfg = TrainConfig(n_hidden=H, optimizer="sgd", learning_rate=1.0, momentum=0.0, batch_size=32,
+                      steps=20, chunk=5, checkpoint_every=5)
+    with pytest.raises(TrainingDiverged) as e:
+        train(X, cfg, run_dir=tmp_path, value_and_grad_fn=poisoned, pictures=False)
+    assert e.value.step == 9 and e.value.cause == f"non-finite {where}"
+    assert "training stopped at step 9" in str(e.value)
+    assert "last good checkpoint (step 5)" in str(e.value)
+    from sae_jax import checkpoint as ckpt
+
+    tensors, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    assert meta["step"] == 5 and tensors["params/b2"][0] == 5.0
+    assert not (tmp_path / ckpt.PARAMS_NAME).exists()
+    # the state handed back is the last good one: the parameters before the failing step
+    assert int(e.value.state.step) == 9 and float(e.value.state.params.b2[0]) == 9.0
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(n_hidden=0), "n_hidden must be an integer >= 1"),
+        (dict(rho=1.5), "rho must be in"),
+        (dict(beta=-1.0), "beta must be >= 0"),
+        (dict(lam=float("nan")), "lam must be finite"),
+        (dict(optimizer="newton"), "optimizer must be one of"),
+        (dict(steps=-1), "steps must be an integer >= 0"),
+        (dict(learning_rate=0.0), "learning_rate must be in"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (dict(ema_decay=1.0), "ema_decay must be in"),
+        (dict(gradient="numeric"), "gradient must be one of"),
+        (dict(dtype="float16"), "dtype must be one of"),
+        (dict(seed=-3), "seed must be an integer"),
+        (dict(chunk=0), "chunk must be an integer >= 1"),
+        (dict(rho_hat="ema"), "rho_hat='ema' is for minibatch"),
+        (dict(optimizer="adam", batch_size=10_000), "batch_size must be <="),
+    ],
+)
+def test_bad_config_is_an_input_error(change, match):
+    with pytest.raises(InputError, match=match):
+        train(X, dataclasses.replace(LBFGS, **change))
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (X[:, :, None], "must be 2-D"),
+        (np.full((0, N), 0.5), "at least one sample"),
+        (np.where(np.arange(N) == 3, np.nan, X), "must be finite"),
+        (X * 2.0, r"must lie in \[0, 1\]"),
+        (X.astype(str), "real numbers"),
+        ("patches.npy", "to load a file"),
+    ],
+)
+def test_bad_data_is_an_input_error(x, match):
+    with pytest.raises(InputError, match=match):
+        train(x, LBFGS)
+
+
+def test_make_step_uses_the_given_gradient_in_the_line_search():
+    # A value_and_grad_fn whose gradient is deliberately 2x the true one: optax's line search must
+    # see *this* gradient (through value_fn_from's custom_vjp), not jax.grad of the value.
+    import optax
+
+    def vg(params, x):
+        J, g = jax.value_and_grad(lambda p: jnp.sum(p**2))(params)
+        return (J, None), 2 * g
+
+    vf = T.value_fn_from(vg)
+    p = jnp.arange(3.0)
+    np.testing.assert_array_equal(jax.grad(vf)(p, None), 4 * p)
+    step = jax.jit(T.make_step(vg, optax.lbfgs()))
+    opt = optax.lbfgs()
+    p1, s1, out = step(p, opt.init(p), None)
+    assert float(out.value) == 5.0 and bool(out.grads_finite)
+    assert float(jnp.sum(p1**2)) < 5.0
