@@ -106,7 +106,10 @@ def check_data_values(x, *, output: str = "sigmoid", name: str = "x") -> None:
         finite = bool(np.isfinite(x).all())
         lo, hi = (x.min(), x.max()) if finite else (None, None)
     else:
-        finite, lo, hi = (v.item() for v in _stats(x))
+        # Concrete data closed over inside someone's jit trace is still concrete:
+        # evaluate the summary eagerly rather than staging it into their trace.
+        with jax.ensure_compile_time_eval():
+            finite, lo, hi = (v.item() for v in _stats(x))
     if not finite:
         raise InputError(f"{name} must be finite, but has {_describe_nonfinite(np.asarray(x))}")
     if output == "sigmoid" and (lo < 0 or hi > 1):

@@ -1,0 +1,66 @@
+"""Shared test helpers: random problems, tolerances, comparisons."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import sae_jax as sae
+
+# manual vs jax.grad is the same math summed in another order: hold it tight.
+# Errors are relative to each array's largest |entry| (max-norm relative error).
+GRAD_RTOL = {jnp.dtype(jnp.float64): 1e-12, jnp.dtype(jnp.float32): 2e-5}
+COST_RTOL = {jnp.dtype(jnp.float64): 1e-13, jnp.dtype(jnp.float32): 2e-6}
+
+
+def max_rel_err(a, b) -> float:
+    """max|a - b| / max|b| in float64 (0 if both are all-zero)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if scale == 0.0:
+        return diff
+    return diff / scale
+
+
+def assert_tree_close(got, want, rtol, what=""):
+    """Every leaf of ``got`` within ``rtol`` (max-norm relative) of ``want``, same dtype and shape."""
+    got_leaves, got_def = jax.tree.flatten(got)
+    want_leaves, want_def = jax.tree.flatten(want)
+    assert got_def == want_def, (got_def, want_def)
+    for i, (g, w) in enumerate(zip(got_leaves, want_leaves)):
+        assert np.shape(g) == np.shape(w), (what, i, np.shape(g), np.shape(w))
+        assert jnp.dtype(g.dtype) == jnp.dtype(w.dtype), (what, i, g.dtype, w.dtype)
+        assert np.all(np.isfinite(np.asarray(g))), (what, i, "non-finite")
+        err = max_rel_err(g, w)
+        assert err <= rtol, f"{what} leaf {i}: relative error {err:.3e} > {rtol:.1e}"
+
+
+def random_problem(
+    seed: int,
+    m: int,
+    n: int,
+    h: int,
+    *,
+    dtype=jnp.float64,
+    output: str = "sigmoid",
+    bias_scale: float = 0.5,
+    weight_scale: float | None = None,
+):
+    """Params with nonzero biases, and data valid for ``output`` (in [0, 1] for sigmoid)."""
+    key = jax.random.key(seed)
+    kp, kb1, kb2, kx = jax.random.split(key, 4)
+    p = sae.init_params(kp, n, h, dtype=dtype)
+    if weight_scale is not None:
+        p = p._replace(W1=p.W1 * weight_scale, W2=p.W2 * weight_scale)
+    p = p._replace(
+        b1=bias_scale * jax.random.normal(kb1, (h,), dtype),
+        b2=bias_scale * jax.random.normal(kb2, (n,), dtype),
+    )
+    if output == "sigmoid":
+        x = jax.random.uniform(kx, (m, n), dtype)
+    else:
+        x = 2.0 * jax.random.normal(kx, (m, n), dtype)
+    return p, x
