@@ -378,6 +378,22 @@ def _device_chunks(data, params: Params, chunk_size: int, *, output: str, check_
         yield jnp.asarray(block), mask, rows
 
 
+class _Backpressure:
+    """Bound the chunks in flight. JAX dispatches asynchronously, so without a wait the Python loop
+    would read and transfer every chunk before the first kernel finished (all the data at once).
+    Waiting for the accumulator of the chunk *before* the newest keeps two chunks in flight:
+    reading chunk k+1 overlaps computing chunk k, and memory stays at about two chunks."""
+
+    def __init__(self):
+        self.prev = None
+
+    def __call__(self, acc):
+        if self.prev is not None:
+            jax.block_until_ready(self.prev)
+        self.prev = acc
+        return acc
+
+
 def _check(params, *, lam, beta, rho, output):
     validate.check_output(output)
     validate.check_params(params)
@@ -429,8 +445,9 @@ def chunked_cost_terms_and_grad(
     dtype = params.dtype
     # Pass 1: S = Σ a2 over every sample, hence the global ρ̂ and sparsity delta.
     a2_sum, m = jnp.zeros((params.n_hidden,), dtype), 0
+    _in_flight = _Backpressure()
     for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=check_values):
-        a2_sum = _pass1_kernel(a2_sum, params, x, mask)
+        a2_sum = _in_flight(_pass1_kernel(a2_sum, params, x, mask))
         m += rows
     _empty(m)
     m_arr = jnp.asarray(m, dtype)
@@ -438,8 +455,9 @@ def chunked_cost_terms_and_grad(
     # Pass 2: reconstruction sum and δ-products, every chunk using the same global sparsity delta.
     acc = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
     m2 = 0
+    _in_flight = _Backpressure()
     for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=False):
-        acc = _pass2_kernel(acc, params, x, mask, sdelta, output=output)
+        acc = _in_flight(_pass2_kernel(acc, params, x, mask, sdelta, output=output))
         m2 += rows
     if m2 != m:
         raise InputError(f"data changed between the two passes: {m} rows in pass 1, {m2} in pass 2")
@@ -484,8 +502,9 @@ def chunked_cost_terms(
     size = _resolve_chunk_size(data, params, chunk_size, memory_bytes)
     dtype = params.dtype
     acc, m = (jnp.zeros((params.n_hidden,), dtype), jnp.zeros((), dtype)), 0
+    _in_flight = _Backpressure()
     for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=check_values):
-        acc = _terms_kernel(acc, params, x, mask, output=output)
+        acc = _in_flight(_terms_kernel(acc, params, x, mask, output=output))
         m += rows
     _empty(m)
     terms, _ = _finish(params, acc[0], acc[1], None, jnp.asarray(m, dtype), lam=lam, beta=beta, rho=rho)
