@@ -1,0 +1,68 @@
+"""Run every derivation and check in order (what ``python -m derivations`` prints)."""
+
+from __future__ import annotations
+
+import time
+
+from . import concrete, numeric, symbolic_m, variant
+from .steps import Derivation
+
+__all__ = ["run_all", "summary"]
+
+
+def run_all(
+    *,
+    max_m: int = 5,
+    n: int = 2,
+    h: int = 2,
+    numerics: bool = True,
+    progress=None,
+) -> list[Derivation]:
+    """Every derivation, in reading order. ``progress(derivation)`` is called as each one finishes."""
+    if max_m < 1:
+        raise ValueError(f"max_m must be >= 1, got {max_m}")
+    jobs = [
+        concrete.sigmoid_derivative,
+        lambda: concrete.identities(range(1, max_m + 1), n=n, h=h),
+        symbolic_m.sparsity_wrt_z,
+        lambda: symbolic_m.cost_wrt_z("sigmoid"),
+        lambda: symbolic_m.cost_wrt_z("linear"),
+        lambda: symbolic_m.cost_wrt_W1("sigmoid")[0],
+        lambda: symbolic_m.cost_wrt_W1("linear")[0],
+        lambda: symbolic_m.cost_wrt_b1("sigmoid"),
+        lambda: symbolic_m.cost_wrt_b1("linear"),
+        lambda: variant.symbolic("sigmoid"),
+        lambda: variant.concrete_sizes(tuple(range(1, min(max_m, 3) + 1)), n=n, h=h),
+    ]
+    if numerics:
+        jobs += [
+            lambda: variant.numeric(),
+            lambda: numeric.agreement(((n, h, max_m, "sigmoid"), (n, h, max_m, "linear"), (3, 2, 3, "sigmoid"))),
+        ]
+    out = []
+    for job in jobs:
+        d = job()
+        out.append(d)
+        if progress is not None:
+            progress(d)
+    return out
+
+
+def summary(derivations: list[Derivation], seconds: float | None = None) -> str:
+    """The verdict block: every check, then one line saying whether all held."""
+    checks = [c for d in derivations for c in d.checks]
+    failed = [c for c in checks if not c.passed]
+    lines = ["Verdicts", "========"]
+    lines += [c.line() for c in checks]
+    tail = f"{len(checks) - len(failed)}/{len(checks)} checks hold"
+    if seconds is not None:
+        tail += f" ({seconds:.1f} s)"
+    lines.append("")
+    lines.append(("ALL CHECKS HOLD: " if not failed else "SOME CHECKS FAILED: ") + tail)
+    return "\n".join(lines)
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
