@@ -92,7 +92,7 @@ def check_params(params) -> None:
 def _describe_nonfinite(x: np.ndarray) -> str:
     bad = ~np.isfinite(x)
     idx = tuple(int(i) for i in np.argwhere(bad)[0])
-    return f"{int(bad.sum())} non-finite value(s) (first {x[idx]!r} at index {idx})"
+    return f"{int(bad.sum())} non-finite value(s) (first {float(x[idx])} at index {idx})"
 
 
 @jax.jit

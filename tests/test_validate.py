@@ -1,0 +1,109 @@
+"""Every bad input named in the core issue raises one clear InputError, before anything is traced."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sae_jax as sae
+from sae_jax import validate
+from helpers import random_problem
+
+HP = dict(lam=1e-4, beta=3.0, rho=0.01)
+ENTRY_POINTS = [sae.cost, sae.cost_terms, sae.cost_and_grad, sae.cost_terms_and_grad, sae.autodiff_cost_and_grad]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return random_problem(0, 6, 5, 3)
+
+
+def _raises(fn, p, x, match, **kw):
+    hp = {**HP, **kw}
+    with pytest.raises(sae.InputError, match=match) as info:
+        fn(p, x, **hp)
+    assert "\n" not in str(info.value)  # one line
+    return info
+
+
+@pytest.mark.parametrize("fn", ENTRY_POINTS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(rho=0.0), r"rho must be in \(0, 1\).*got 0.0"),
+        (dict(rho=1.0), r"rho must be in \(0, 1\)"),
+        (dict(rho=1.5), r"rho must be in \(0, 1\).*1.5"),
+        (dict(rho=-0.1), r"rho must be in \(0, 1\)"),
+        (dict(rho=float("nan")), r"rho must be finite"),
+        (dict(beta=-1.0), r"beta must be >= 0, got -1.0"),
+        (dict(beta=float("inf")), r"beta must be finite"),
+        (dict(lam=-1e-4), r"lam must be >= 0"),
+        (dict(lam=jnp.array([1e-4, 1e-3])), r"lam must be a scalar, got shape \(2,\)"),
+        (dict(rho="0.1"), r"rho must be a real scalar"),
+        (dict(beta=None), r"beta must be a real scalar"),
+        (dict(output="relu"), r"output must be one of \('sigmoid', 'linear'\), got 'relu'"),
+    ],
+)
+def test_bad_hyperparameters(fn, problem, kw, match):
+    p, x = problem
+    _raises(fn, p, x, match, **kw)
+
+
+@pytest.mark.parametrize("fn", [sae.cost, sae.cost_and_grad], ids=lambda f: f.__name__)
+def test_bad_data(fn, problem):
+    p, x = problem
+    _raises(fn, p, x[0], r"x must be 2-D \(m, n_visible\).*shape \(5,\).*x\[None, :\]")
+    _raises(fn, p, x[:, :4], r"x must have shape \(m, 5\) to match params \(n_visible=5\), got \(6, 4\)")
+    _raises(fn, p, x.T[:5], r"samples look like columns")
+    _raises(fn, p, x[:0], r"at least one sample")
+    _raises(fn, p, x.astype(jnp.float32), r"x must have the same dtype as params \(float64\), got float32")
+    _raises(fn, p, x.astype(jnp.int32), r"same dtype as params")
+    _raises(fn, p, x.at[2, 3].set(jnp.nan), r"x must be finite, but has 1 non-finite value\(s\) \(first nan at index \(2, 3\)\)")
+    _raises(fn, p, x.at[0, 0].set(jnp.inf), r"x must be finite")
+    _raises(fn, p, np.asarray(x.at[1, 1].set(-jnp.inf)), r"x must be finite")
+    _raises(fn, p, x + 0.5, r"x must lie in \[0, 1\] for output='sigmoid'.*use output='linear'")
+    _raises(fn, p, np.asarray(x) - 0.5, r"x must lie in \[0, 1\]")
+    _raises(fn, p, [[0.5] * 5], r"x must be an array")
+    # outside [0, 1] is fine for the linear decoder; NaN is not
+    fn(p, x + 0.5, **HP, output="linear")
+    _raises(fn, p, x.at[0, 0].set(jnp.nan), r"x must be finite", output="linear")
+
+
+@pytest.mark.parametrize("fn", [sae.cost, sae.cost_and_grad], ids=lambda f: f.__name__)
+def test_bad_params(fn, problem):
+    p, x = problem
+    _raises(fn, p[:3], x, r"params must be a Params\(W1, b1, W2, b2\)")
+    _raises(fn, p._replace(W1=p.W1[0]), x, r"params.W1 must be 2-D")
+    _raises(fn, p._replace(b1=p.b1[:2]), x, r"params.b1 must have shape \(3,\).*got \(2,\)")
+    _raises(fn, p._replace(W2=p.W2.T), x, r"params.W2 must have shape \(5, 3\)")
+    _raises(fn, p._replace(b2=p.b2[:, None]), x, r"params.b2 must have shape \(5,\)")
+    _raises(fn, p._replace(W2=p.W2.astype(jnp.float32)), x, r"params.W2 must have the same dtype as params.W1")
+    _raises(fn, p._replace(W1="W1"), x, r"params.W1 must be an array")
+    ip = jax.tree.map(lambda a: a.astype(jnp.int32), p)
+    _raises(fn, ip, x.astype(jnp.int32), r"params must be floating point")
+
+
+def test_shape_checks_run_under_jit_and_value_checks_do_not_break_tracing(problem):
+    p, x = problem
+    with pytest.raises(sae.InputError, match="x must have shape"):
+        jax.jit(lambda p, x: sae.cost(p, x, **HP))(p, x[:, :4])
+    # traced hyperparameters: values cannot be checked there, shapes still are
+    f = jax.jit(lambda r: sae.cost(p, x, lam=1e-4, beta=3.0, rho=r))
+    assert np.isfinite(float(f(0.2)))
+    with pytest.raises(sae.InputError, match="rho must be a scalar"):
+        jax.vmap(lambda r: sae.cost(p, x, lam=1e-4, beta=3.0, rho=r))(jnp.ones((3, 2)) * 0.1)
+    # check_call before tracing catches values the traced call cannot
+    with pytest.raises(sae.InputError, match="rho must be in"):
+        validate.check_call(p, x, lam=1e-4, beta=3.0, rho=2.0)
+
+
+def test_valid_inputs_pass_all_checks(problem):
+    p, x = problem
+    validate.check_call(p, x, **HP)
+    validate.check_call(p, np.asarray(x), lam=0, beta=0, rho=np.float32(0.5))
+    validate.check_call(p, jnp.zeros_like(x), lam=jnp.array(0.0), beta=1, rho=1e-6)
+    validate.check_call(p, jnp.ones_like(x), **HP)
+
+
+def test_input_error_is_a_value_error():
+    assert issubclass(sae.InputError, ValueError)
