@@ -2,10 +2,18 @@
 
 Example invocations::
 
+    sae-jax train                          # the UFLDL exercise: 8x8 natural patches, 25 hidden, 400 L-BFGS its
+    sae-jax train --out runs/digits --data digits --n-hidden 36 --steps 200
+    sae-jax train --optimizer adam --learning-rate 1e-2 --batch-size 128 --steps 3000 --rho-hat ema
+    sae-jax train --data my_patches.npy --dtype float32 --gradient autodiff
+    sae-jax train --resume runs/digits --steps 400     # continue a run (bit-identical to no interruption)
+    sae-jax visualize runs/digits                      # filters.png from a run dir / checkpoint / params file
+    sae-jax encode runs/digits --data digits --out features.npy
     sae-jax gradcheck                      # manual vs jax.grad vs finite differences, UFLDL sizes
     sae-jax gradcheck --m 100 --output linear
 
-Bad input ends with exit code 2 and one line on stderr.
+Bad input ends with exit code 2 and one line on stderr (nothing is written); training that
+diverges (non-finite cost, gradient or parameters) ends with exit code 1, naming the step.
 """
 
 from __future__ import annotations
@@ -48,8 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--m", type=int, default=10_000, help="number of samples (default 10000)")
     g.add_argument("--directions", type=int, default=4, help="random FD directions per array")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--data", choices=("natural", "random"), default="natural",
+        help="natural: whitened 8x8 natural-image patches (needs a square --n-visible); "
+        "random: uniform in [0, 1] (standard normal for --output linear). Default natural",
+    )
     _add_hyperparams(g)
     g.set_defaults(func=_cmd_gradcheck)
+    _add_train_commands(sub)
     return parser
 
 
@@ -78,15 +92,26 @@ def _cmd_gradcheck(args) -> int:
     # Nonzero biases, so their gradients are exercised away from the initial point.
     b = 0.1 * jax.random.normal(kb, (args.n_hidden + args.n_visible,), jnp.float64)
     params = params._replace(b1=b[: args.n_hidden], b2=b[args.n_hidden :])
-    rng = np.random.default_rng(args.seed)
-    x = rng.uniform(0.0, 1.0, (args.m, args.n_visible))
-    if args.output == "linear":
-        x = rng.standard_normal((args.m, args.n_visible))
+    if args.data == "natural":
+        side = int(round(args.n_visible**0.5))
+        if side * side != args.n_visible:
+            raise _usage(
+                f"--data natural needs a square --n-visible (patch_size**2), got {args.n_visible}; "
+                f"use --data random"
+            )
+        from .data import natural_image_patches
+
+        x = natural_image_patches(args.m, side, seed=args.seed)
+    else:
+        rng = np.random.default_rng(args.seed)
+        x = rng.uniform(0.0, 1.0, (args.m, args.n_visible))
+        if args.output == "linear":
+            x = rng.standard_normal((args.m, args.n_visible))
     x = jnp.asarray(x, jnp.float64)
 
     print(
         f"gradcheck: n_visible={args.n_visible} n_hidden={args.n_hidden} m={args.m} "
-        f"lam={args.lam} beta={args.beta} rho={args.rho} output={args.output} float64, "
+        f"lam={args.lam} beta={args.beta} rho={args.rho} output={args.output} data={args.data} float64, "
         f"devices={[str(d) for d in jax.devices()]}",
         flush=True,
     )
@@ -103,6 +128,292 @@ def _cmd_gradcheck(args) -> int:
         f"max vs finite differences {worst_fd:.2e} (tol {GRADCHECK_TOL_FD:g})"
     )
     return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------
+# train / visualize / encode
+# ---------------------------------------------------------------------------------------
+
+# TrainConfig fields settable from the command line: flag -> (field, type, help).
+_TRAIN_FLAGS = (
+    ("--n-hidden", "n_hidden", int, "hidden units (default 25)"),
+    ("--lam", "lam", float, "weight decay lambda (default 1e-4)"),
+    ("--beta", "beta", float, "sparsity weight beta (default 3)"),
+    ("--rho", "rho", float, "target mean activation rho (default 0.01)"),
+    ("--output", "output", str, "output layer: sigmoid (data in [0, 1]) or linear (default sigmoid)"),
+    ("--optimizer", "optimizer", str, "lbfgs (full batch, zoom line search), adam or sgd (minibatch); default lbfgs"),
+    ("--steps", "steps", int, "total optimizer steps (default 400); with --resume, the new total"),
+    ("--learning-rate", "learning_rate", float, "Adam/SGD step size (default 1e-2; L-BFGS uses its line search)"),
+    ("--momentum", "momentum", float, "SGD momentum (default 0.9)"),
+    ("--batch-size", "batch_size", int, "Adam/SGD minibatch rows (default 128)"),
+    ("--rho-hat", "rho_hat", str, "sparsity estimate for minibatches: batch (the batch's rho_hat) or ema (running) (default batch)"),
+    ("--ema-decay", "ema_decay", float, "alpha of the running rho_hat estimate (default 0.9)"),
+    ("--gradient", "gradient", str, "manual (the tutorial's backprop) or autodiff (jax.value_and_grad) (default manual)"),
+    ("--dtype", "dtype", str, "float64 (enables JAX x64) or float32 (default float64)"),
+    ("--seed", "seed", int, "seed of the initial weights and the minibatch order (default 0)"),
+    ("--lbfgs-memory", "lbfgs_memory", int, "L-BFGS history size (default 100, as minFunc in the UFLDL exercise)"),
+    ("--max-linesearch-steps", "max_linesearch_steps", int, "zoom line-search evaluations per L-BFGS step (default 20)"),
+    ("--chunk", "chunk", int, "optimizer steps per compiled dispatch and per metrics row (default 20)"),
+    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 100; always at the end)"),
+)
+_CHOICES = {
+    "output": ("sigmoid", "linear"),
+    "optimizer": ("lbfgs", "adam", "sgd"),
+    "rho_hat": ("batch", "ema"),
+    "gradient": ("manual", "autodiff"),
+    "dtype": ("float64", "float32"),
+}
+
+
+def _add_data_flags(p: argparse.ArgumentParser, *, default_data) -> None:
+    p.add_argument(
+        "--data", default=default_data, metavar="NAME_OR_PATH",
+        help="natural (whitened natural-image patches, bundled), digits (scikit-learn 8x8), or a "
+        ".npy/.npz (rows = samples), MNIST IDX or IMAGES.mat file"
+        + (f" (default {default_data})" if default_data else ""),
+    )
+    p.add_argument("--n-patches", type=int, default=None, help="patches to sample for natural/.mat (default 10000)")
+    p.add_argument("--patch-size", type=int, default=None, help="patch side for natural/.mat (default 8)")
+    p.add_argument("--data-seed", type=int, default=None, help="seed of the patch sampling (default 0)")
+    p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
+
+
+def _add_train_commands(sub) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train a sparse autoencoder (default: the UFLDL natural-image exercise)",
+        description="Train the sparse autoencoder with jitted full-batch L-BFGS or minibatch "
+        "Adam/SGD and write a run directory: config.json, checkpoint.safetensors (resumable), "
+        "params.safetensors, metrics.jsonl, filters.png, training_curve.png. Defaults reproduce "
+        "the UFLDL exercise: 10,000 8x8 natural-image patches, 64 visible, 25 hidden, rho=0.01, "
+        "lambda=1e-4, beta=3, 400 L-BFGS iterations.",
+        epilog="examples:\n  sae-jax train\n  sae-jax train --out runs/adam --optimizer adam "
+        "--steps 4000 --rho-hat ema\n  sae-jax train --resume runs/adam --steps 8000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag, field, typ, hlp in _TRAIN_FLAGS:
+        t.add_argument(flag, dest=field, type=typ, default=None, choices=_CHOICES.get(field), help=hlp)
+    _add_data_flags(t, default_data=None)
+    t.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory (default runs/<data>-<optimizer>-h<n_hidden>-<timestamp>); "
+                   "must not already hold a checkpoint")
+    t.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its checkpoint (its config and data; "
+                   "--steps may raise the total)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    v = sub.add_parser(
+        "visualize",
+        help="draw the learned filters (display_network) as a PNG",
+        description="Draw each hidden unit's weights (rows of W1) as a normalised patch in a grid.",
+        epilog="examples:\n  sae-jax visualize runs/my-run\n  sae-jax visualize runs/my-run/checkpoint.safetensors --out f.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument("params", metavar="PATH", help="run directory, params.safetensors or checkpoint.safetensors")
+    v.add_argument("--out", default=None, help="PNG to write (default: filters.png next to PATH)")
+    v.add_argument("--patch-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                   help="shape of one filter (default square)")
+    v.set_defaults(func=_cmd_visualize)
+
+    e = sub.add_parser(
+        "encode",
+        help="hidden-unit activations of a dataset -> .npy",
+        description="Compute a2 = sigmoid(x W1^T + b1) for every sample of a dataset with trained "
+        "parameters and save the (m, n_hidden) array as .npy.",
+        epilog="examples:\n  sae-jax encode runs/my-run --data natural --out features.npy\n"
+        "  sae-jax encode runs/my-run/params.safetensors --data x.npy --out x_features.npy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("params", metavar="PATH", help="run directory, params.safetensors or checkpoint.safetensors")
+    _add_data_flags(e, default_data="natural")
+    e.add_argument("--out", required=True, help="the .npy file to write")
+    e.set_defaults(func=_cmd_encode)
+
+
+def _data_kwargs(args) -> dict:
+    return dict(
+        n_patches=10_000 if args.n_patches is None else args.n_patches,
+        patch_size=8 if args.patch_size is None else args.patch_size,
+        seed=0 if args.data_seed is None else args.data_seed,
+        key=args.npz_key,
+    )
+
+
+def _default_run_dir(data: str, config) -> str:
+    import os
+    import time
+
+    stem = os.path.splitext(os.path.basename(data))[0] or "data"
+    base = os.path.join("runs", f"{stem}-{config.optimizer}-h{config.n_hidden}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out, i = base, 1
+    while os.path.exists(out):
+        out, i = f"{base}-{i}", i + 1
+    return out
+
+
+def _cmd_train(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from . import checkpoint as ckpt
+    from .train import TrainConfig, validate_config
+
+    given = {f: getattr(args, f) for _, f, _, _ in _TRAIN_FLAGS if getattr(args, f) is not None}
+    data_given = [
+        flag for flag, v in (("--data", args.data), ("--n-patches", args.n_patches),
+                             ("--patch-size", args.patch_size), ("--data-seed", args.data_seed),
+                             ("--npz-key", args.npz_key)) if v is not None
+    ]
+    if args.resume is not None:
+        if args.out is not None:
+            raise _usage("--resume DIR continues the run in DIR; it cannot be combined with --out")
+        if data_given:
+            raise _usage(f"{data_given[0]} cannot be combined with --resume (the checkpoint records its data)")
+        _, meta = ckpt.load_checkpoint(Path(args.resume) / ckpt.CHECKPOINT_NAME)
+        base = TrainConfig.from_dict(meta["config"])
+    else:
+        base = TrainConfig()
+    config = dataclasses.replace(base, **given)
+    if config.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # only the CLI changes global config
+    validate_config(config)
+
+    x = spec = None
+    if args.resume is None:
+        from .data import data_spec, load_dataset
+
+        data = "natural" if args.data is None else args.data
+        kw = _data_kwargs(args)
+        x = load_dataset(data, output=config.output, **kw)
+        spec = data_spec(data, **kw)
+        run_dir = args.out if args.out is not None else _default_run_dir(data, config)
+        if (Path(run_dir) / ckpt.CHECKPOINT_NAME).exists():
+            raise _usage(
+                f"run directory {run_dir!r} already holds a checkpoint; use --resume {run_dir} "
+                f"to continue it or choose another --out"
+            )
+    else:
+        run_dir = args.resume
+    return _run_training(x, config, run_dir, resume=args.resume is not None, spec=spec,
+                         progress=not args.no_progress)
+
+
+def _run_training(x, config, run_dir, *, resume, spec, progress) -> int:
+    import time
+
+    from .train import TrainingDiverged, train
+
+    bar = None
+    state = {}
+
+    def on_row(row):
+        nonlocal bar
+        if not progress:
+            return
+        if bar is None:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.steps, initial=row["step"], desc="train", unit="step",
+                       dynamic_ncols=True, file=sys.stderr)
+        else:
+            bar.update(row["step"] - state.get("step", row["step"]))
+        bar.set_postfix_str(f"cost={row['cost']:.5g} rho_hat={row['rho_hat_mean']:.4g}", refresh=True)
+        state["step"] = row["step"]
+
+    t0 = time.perf_counter()
+    print(f"sae-jax train: {config.optimizer} {config.steps} steps, n_hidden={config.n_hidden} "
+          f"lam={config.lam:g} beta={config.beta:g} rho={config.rho:g} {config.dtype} "
+          f"{config.gradient} gradient -> {run_dir}", flush=True)
+    try:
+        result = train(x, config, run_dir=run_dir, resume=resume, data_spec=spec, progress=on_row)
+    except TrainingDiverged as e:
+        if bar is not None:
+            bar.close()
+        print(f"sae-jax train: error: {e}", file=sys.stderr)
+        return 1
+    if bar is not None:
+        bar.close()
+    last = result.metrics[-1]
+    print(
+        f"done: step {last['step']}, cost {last['cost']:.6f} (reconstruction {last['reconstruction']:.6f}, "
+        f"weight decay {last['weight_decay']:.6f}, sparsity {last['sparsity']:.6f}), "
+        f"rho_hat mean {last['rho_hat_mean']:.4f}; {time.perf_counter() - t0:.1f} s "
+        f"(compile {result.compile_s:.1f} s, training {result.train_s:.1f} s)"
+    )
+    print(f"wrote {run_dir}/: params.safetensors checkpoint.safetensors config.json metrics.jsonl "
+          f"filters.png training_curve.png")
+    return 0
+
+
+def _cmd_visualize(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .checkpoint import find_params_file, load_params
+    from .display import save_filters_png
+
+    params, _ = load_params(args.params)
+    W1 = np.asarray(params.W1)
+    shape = tuple(args.patch_shape) if args.patch_shape else None
+    if shape is not None and (shape[0] < 1 or shape[1] < 1 or shape[0] * shape[1] != W1.shape[1]):
+        raise _usage(f"--patch-shape {shape[0]} {shape[1]} must multiply to n_visible={W1.shape[1]}")
+    if shape is None and int(round(W1.shape[1] ** 0.5)) ** 2 != W1.shape[1]:
+        raise _usage(f"n_visible={W1.shape[1]} is not a square: pass --patch-shape ROWS COLS")
+    src = Path(args.params)
+    out = Path(args.out) if args.out else (src if src.is_dir() else find_params_file(src).parent) / "filters.png"
+    if out.suffix.lower() != ".png":
+        raise _usage(f"--out must be a .png file, got {str(out)!r}")
+    if not out.parent.is_dir():
+        raise _usage(f"output directory {str(out.parent)!r} does not exist")
+    import os
+
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    save_filters_png(W1, tmp, patch_shape=shape, title=f"{W1.shape[0]} hidden units")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_encode(args) -> int:
+    import io
+    from pathlib import Path
+
+    import numpy as np
+
+    from .checkpoint import atomic_write_bytes, load_params
+    from .data import load_dataset
+    from .forward import encode
+
+    params, config = load_params(args.params)
+    out = Path(args.out)
+    if out.suffix.lower() != ".npy":
+        raise _usage(f"--out must be a .npy file, got {str(out)!r}")
+    if not out.parent.is_dir() and str(out.parent) != "":
+        raise _usage(f"output directory {str(out.parent)!r} does not exist")
+    x = load_dataset(args.data, output=config.get("output", "sigmoid"), **_data_kwargs(args))
+    n = params.W1.shape[1]
+    if x.shape[1] != n:
+        raise _usage(f"data {args.data!r} has {x.shape[1]} features per sample, the parameters expect n_visible={n}")
+    import jax
+
+    dtype = np.asarray(params.W1).dtype
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from .params import Params
+
+    p = Params(*(jnp.asarray(a) for a in params))
+    a2 = np.asarray(jax.jit(encode)(p, jnp.asarray(x.astype(dtype))))
+    buf = io.BytesIO()
+    np.save(buf, a2)
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"wrote {out}: {a2.shape[0]} samples x {a2.shape[1]} hidden units ({a2.dtype})")
+    return 0
 
 
 class _UsageError(Exception):

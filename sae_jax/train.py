@@ -123,7 +123,7 @@ class TrainConfig:
       gradient: ``"manual"`` (the tutorial's backprop) or ``"autodiff"`` (``jax.value_and_grad``).
       dtype: ``"float64"`` (needs ``jax_enable_x64``) or ``"float32"``.
       seed: seeds the initial parameters and the minibatch order.
-      lbfgs_memory: L-BFGS history size.
+      lbfgs_memory: L-BFGS history size (100, minFunc's default, which the UFLDL exercise used).
       max_linesearch_steps: zoom line-search evaluations per L-BFGS step, at most.
       chunk: optimizer steps per compiled dispatch (and per metrics row).
       checkpoint_every: write the checkpoint every this many steps (and at the end).
@@ -144,7 +144,7 @@ class TrainConfig:
     gradient: str = "manual"
     dtype: str = "float64"
     seed: int = 0
-    lbfgs_memory: int = 10
+    lbfgs_memory: int = 100
     max_linesearch_steps: int = 20
     chunk: int = 20
     checkpoint_every: int = 100

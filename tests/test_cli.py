@@ -1,0 +1,154 @@
+"""The sae-jax command: train / visualize / encode / gradcheck, and every error path (exit 2, one line)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sae_jax import checkpoint as ckpt
+from sae_jax.cli import main
+
+# Small runs: 200 natural 4x4 patches, 3 hidden units; one config shared so it compiles once.
+SMALL = ["--patch-size", "4", "--n-patches", "200", "--n-hidden", "3", "--steps", "6", "--chunk", "3",
+         "--no-progress"]
+
+
+def _snapshot(d):
+    return {n: (d / n).read_bytes() for n in sorted(os.listdir(d))}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    assert main(["train", "--out", str(d), *SMALL]) == 0
+    return d
+
+
+def test_train_writes_the_run_directory(run_dir, capsys):
+    names = set(os.listdir(run_dir))
+    assert {"config.json", "checkpoint.safetensors", "params.safetensors", "metrics.jsonl", "filters.png",
+            "training_curve.png"} <= names
+    conf = json.loads((run_dir / "config.json").read_text())
+    assert conf["config"]["n_hidden"] == 3 and conf["n_visible"] == 16
+    assert conf["data_spec"]["name"] == "natural" and conf["data_spec"]["patch_size"] == 4
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 3, 6]
+
+
+def test_resume_extends_the_run(run_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(run_dir, d)
+    assert main(["train", "--resume", str(d), "--steps", "9", "--no-progress"]) == 0
+    _, meta = ckpt.load_checkpoint(d / ckpt.CHECKPOINT_NAME)
+    assert meta["step"] == 9
+
+
+def test_visualize_and_encode(run_dir, tmp_path, capsys):
+    png = tmp_path / "f.png"
+    assert main(["visualize", str(run_dir), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["visualize", str(run_dir / ckpt.CHECKPOINT_NAME), "--out", str(png)]) == 0
+    out = tmp_path / "feat.npy"
+    assert main(["encode", str(run_dir), "--data", "natural", "--patch-size", "4", "--n-patches", "50",
+                 "--out", str(out)]) == 0
+    a = np.load(out)
+    assert a.shape == (50, 3) and a.dtype == np.float64 and (a > 0).all() and (a < 1).all()
+
+
+def test_help_has_examples(capsys):
+    for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        assert "sae-jax" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "sae-jax train" in out and "sae-jax encode" in out
+
+
+def _bad(argv, capsys, match):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def test_train_error_paths(tmp_path, capsys, run_dir):
+    out = tmp_path / "o"
+    _bad(["train", "--out", str(out), "--data", str(tmp_path / "missing.npy"), *SMALL], capsys,
+         "data file not found")
+    np.save(tmp_path / "cube.npy", np.full((4, 4, 4), 0.5))
+    _bad(["train", "--out", str(out), "--data", str(tmp_path / "cube.npy"), *SMALL], capsys, "must be 2-D")
+    np.save(tmp_path / "big.npy", np.full((10, 4), 5.0))
+    _bad(["train", "--out", str(out), "--data", str(tmp_path / "big.npy"), *SMALL], capsys, "[0, 1]")
+    _bad(["train", "--out", str(out), "--rho", "1.5", *SMALL], capsys, "rho must be in (0, 1)")
+    _bad(["train", "--out", str(out), "--beta", "-1", *SMALL], capsys, "beta must be >= 0")
+    _bad(["train", "--out", str(out), *SMALL, "--steps", "-5"], capsys, "steps must be")
+    _bad(["train", "--out", str(out), "--rho-hat", "ema", *SMALL], capsys, "minibatch")
+    assert not out.exists()  # nothing written for bad input
+    # an existing run is never overwritten
+    before = _snapshot(run_dir)
+    _bad(["train", "--out", str(run_dir), *SMALL], capsys, "already holds a checkpoint")
+    _bad(["train", "--resume", str(run_dir), "--beta", "1.0", "--no-progress"], capsys, "different config")
+    _bad(["train", "--resume", str(run_dir), "--out", str(out)], capsys, "--resume")
+    _bad(["train", "--resume", str(tmp_path)], capsys, "does not exist")
+    assert _snapshot(run_dir) == before
+
+
+def test_corrupt_checkpoint_is_exit_2_and_untouched(run_dir, tmp_path, capsys):
+    import shutil
+
+    d = tmp_path / "corrupt"
+    shutil.copytree(run_dir, d)
+    f = d / ckpt.CHECKPOINT_NAME
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    before = _snapshot(d)
+    _bad(["train", "--resume", str(d), "--steps", "9", "--no-progress"], capsys, "corrupt")
+    f.write_bytes(bytes(data[:100]))
+    before = _snapshot(d)
+    _bad(["train", "--resume", str(d), "--no-progress"], capsys, "corrupt or truncated")
+    _bad(["visualize", str(f)], capsys, "corrupt or truncated")
+    assert _snapshot(d) == before
+
+
+def test_visualize_and_encode_error_paths(run_dir, tmp_path, capsys):
+    _bad(["visualize", str(tmp_path / "nope")], capsys, "does not exist")
+    _bad(["visualize", str(run_dir), "--out", str(tmp_path / "x.jpg")], capsys, ".png")
+    _bad(["visualize", str(run_dir), "--patch-shape", "3", "3"], capsys, "n_visible=16")
+    _bad(["encode", str(run_dir), "--data", "digits", "--out", str(tmp_path / "f.npy")], capsys,
+         "n_visible=16")
+    _bad(["encode", str(run_dir), "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "f.npy")],
+         capsys, "not found")
+    _bad(["encode", str(run_dir), "--patch-size", "4", "--out", str(tmp_path / "f.txt")], capsys, ".npy")
+    assert not (tmp_path / "f.npy").exists()
+
+
+def test_divergence_exits_1_naming_the_step(tmp_path, capsys):
+    rc = main(["train", "--out", str(tmp_path / "d"), "--optimizer", "sgd", "--learning-rate", "1e200",
+               "--momentum", "0", "--batch-size", "50", *SMALL])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert "training stopped at step" in err[-1] and "non-finite" in err[-1]
+    _, meta = ckpt.load_checkpoint(tmp_path / "d" / ckpt.CHECKPOINT_NAME)  # the last good one is kept
+    assert meta["step"] == 0
+
+
+def test_gradcheck_needs_a_square_n_visible_for_natural_patches(capsys):
+    _bad(["gradcheck", "--n-visible", "15", "--m", "10"], capsys, "square")
+
+
+@pytest.mark.slow  # compiles the gradient check once per device (8 host CPUs under the conftest)
+def test_gradcheck_still_passes_on_natural_patches(capsys):
+    rc = main(["gradcheck", "--m", "50", "--n-visible", "16", "--n-hidden", "3", "--directions", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "data=natural" in out and "PASS" in out
