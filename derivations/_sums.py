@@ -46,6 +46,7 @@ __all__ = [
     "substitute_sum",
     "is_zero",
     "sums_in",
+    "collect_sums",
 ]
 
 
@@ -186,3 +187,13 @@ def is_zero(e: sp.Basic, names: Mapping[sp.Expr, Sequence[str]]) -> bool:
     n = normalize(e, names)
     rep = {s: sp.Dummy(f"S{k}") for k, s in enumerate(sums_in(n))}
     return sp.cancel(sp.expand(n.xreplace(rep))) == 0
+
+
+def collect_sums(e: sp.Basic, names: Mapping[sp.Expr, Sequence[str]]) -> sp.Expr:
+    """:func:`normalize`, then group the terms by distinct sum and cancel each coefficient (a tidier, equal form)."""
+    n = normalize(e, names)
+    sums = sums_in(n)
+    rep = {s: sp.Dummy(f"S{k}") for k, s in enumerate(sums)}
+    back = {v: k for k, v in rep.items()}
+    collected = sp.collect(sp.expand(n.xreplace(rep)), list(rep.values()), evaluate=False)
+    return sp.Add(*[sp.factor(sp.cancel(c)).xreplace(back) * k.xreplace(back) for k, c in collected.items()])

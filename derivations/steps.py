@@ -22,11 +22,16 @@ the README); :meth:`Step.latex` gives one step's LaTeX.
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 __all__ = ["Step", "Check", "Derivation", "render_text", "render_latex", "SOURCES"]
+
+#: Plain-text steps wider than this many columns are printed as wrapped one-line text.
+TEXT_WIDTH = 140
 
 SOURCES = ("definition", "sympy", "substitution", "stated")
 
@@ -52,15 +57,26 @@ class Step:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
 
-    def latex(self) -> str:
-        """The step as one LaTeX equation (no surrounding ``$$``)."""
-        body = sp.latex(self.rhs)
-        return body if self.lhs is None else f"{sp.latex(self.lhs)} = {body}"
+    def latex(self, display=None) -> str:
+        """The step as one LaTeX equation (no surrounding ``$$``); ``display`` rewrites it for reading only."""
+        lhs, rhs = self._shown(display)
+        body = sp.latex(rhs)
+        return body if lhs is None else f"{sp.latex(lhs)} = {body}"
 
-    def text(self) -> str:
-        """The step as unicode 2-D text (sympy's pretty printer)."""
-        expr = self.rhs if self.lhs is None else sp.Eq(self.lhs, self.rhs, evaluate=False)
-        return sp.pretty(expr, use_unicode=True, wrap_line=False)
+    def _shown(self, display):
+        if display is None:
+            return self.lhs, self.rhs
+        return (None if self.lhs is None else display(self.lhs)), display(self.rhs)
+
+    def text(self, width: int = TEXT_WIDTH, display=None) -> str:
+        """The step as unicode 2-D text (sympy's pretty printer), or wrapped one-line text where that is wider than ``width``."""
+        lhs, rhs = self._shown(display)
+        expr = rhs if lhs is None else sp.Eq(lhs, rhs, evaluate=False)
+        pretty = sp.pretty(expr, use_unicode=True, wrap_line=False)
+        if max(map(len, pretty.splitlines()), default=0) <= width:
+            return pretty
+        line = sp.sstr(rhs) if lhs is None else f"{sp.sstr(lhs)} = {sp.sstr(rhs)}"
+        return "\n".join(textwrap.wrap(line, width, break_on_hyphens=False))
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,10 @@ class Derivation:
     steps: list[Step] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    #: Optional rewrite applied when *rendering* (abbreviations such as z for Σ W x + b); never used by a check.
+    display: Callable | None = None
+    #: What ``display`` abbreviates, printed above the steps.
+    abbreviations: str = ""
 
     @property
     def passed(self) -> bool:
@@ -103,11 +123,14 @@ def render_text(d: Derivation, *, show_steps: bool = True) -> str:
     """Plain-text (unicode) rendering: each step with its source tag, then the verdicts."""
     out = [d.title, "=" * len(d.title)]
     if show_steps:
+        if d.abbreviations:
+            out.append(f"Shown with abbreviations (display only): {d.abbreviations}")
+            out.append("")
         for n, s in enumerate(d.steps, 1):
             out.append(f"({n}) {s.title}   [{_TAG[s.source]}]")
             if s.note:
                 out.append(f"    {s.note}")
-            out.extend("    " + line for line in s.text().splitlines())
+            out.extend("    " + line for line in s.text(display=d.display).splitlines())
             out.append("")
     out.extend(c.line() for c in d.checks)
     out.append(f"({d.seconds:.1f} s)")
@@ -118,11 +141,14 @@ def render_latex(d: Derivation, *, show_steps: bool = True) -> str:
     """Markdown with one ``$$ ... $$`` block per step (renders in Jupyter and on GitHub)."""
     out = [f"### {d.title}", ""]
     if show_steps:
+        if d.abbreviations:
+            out.append(f"Shown with abbreviations (display only): {d.abbreviations}")
+            out.append("")
         for n, s in enumerate(d.steps, 1):
             out.append(f"**({n}) {s.title}** — *{_TAG[s.source]}*" + (f". {s.note}" if s.note else ""))
             out.append("")
             out.append("$$")
-            out.append(s.latex())
+            out.append(s.latex(display=d.display))
             out.append("$$")
             out.append("")
     out.extend(f"- {'✅' if c.passed else '❌'} {c.claim}" + (f" ({c.detail})" if c.detail else "") for c in d.checks)

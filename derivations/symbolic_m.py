@@ -39,7 +39,7 @@ __all__ = [
     "z2", "a2", "z3", "a3", "delta3", "sparsity_delta", "rho_hat_def",
     "cost_of_z", "cost_of_params", "sparsity_of_z",
     "derive", "sparsity_wrt_z", "cost_wrt_z", "cost_wrt_W1", "cost_wrt_b1",
-    "tutorial_delta2", "tutorial_W1", "all_derivations",
+    "tutorial_delta2", "tutorial_W1", "all_derivations", "abbreviate",
 ]
 
 m, n, h = sp.symbols("m n h", integer=True, positive=True)
@@ -155,6 +155,37 @@ def cost_of_params(output):
     return _reconstruction(output) + weight_decay + sparsity
 
 
+# --- display-only abbreviations --------------------------------------------------------------
+
+#: Display names: z3[i, r] for the output pre-activation (z[i, j] is the hidden one).
+z3_name = sp.IndexedBase(sp.Symbol("z3"))
+ABBREVIATIONS = "z[i,j] = Σ_s W1[j,s]·x[i,s] + b1[j],  z3[i,r] = Σ_j W2[r,j]·f(z[i,j]) + b2[r]"
+
+
+def _indices_of(node, base, position):
+    return {a.indices[position] for a in node.atoms(sp.Indexed) if a.base == base}
+
+
+def abbreviate(e: sp.Basic) -> sp.Basic:
+    """Rewrite every sub-expression that *is* :func:`z2` or :func:`z3` (after canonical renaming) as ``z[i, j]`` / ``z3[i, r]``.
+
+    For display only: checks always use the full expressions.
+    """
+
+    def visit(node):
+        if node.args and not isinstance(node, (sp.Indexed, sp.Symbol)):
+            node = node.func(*[visit(a) for a in node.args])
+        if isinstance(node, sp.Add) and len(node.args) == 2:
+            for base, full, short in ((b1, z2, z), (b2, lambda u_, t_: z3(u_, t_, hidden=z), z3_name)):
+                for t_ in {a.indices[0] for a in node.args if isinstance(a, sp.Indexed) and a.base == base}:
+                    for u_ in _indices_of(node, x if base is b1 else z, 0):
+                        if _sums.canonical(node, NAMES) == _sums.canonical(full(u_, t_), NAMES):
+                            return short[u_, t_]
+        return node
+
+    return visit(e)
+
+
 # --- the stated (tutorial) formulas ----------------------------------------------------------
 
 
@@ -246,7 +277,7 @@ def sparsity_wrt_z() -> Derivation:
 def cost_wrt_z(output: str = "sigmoid") -> Derivation:
     r""":math:`\partial J/\partial z_{k,p} = \frac1m \delta^{(2)}_{k,p}`: the tutorial's δ is m times the per-sample gradient."""
     t0 = time.perf_counter()
-    d = Derivation(f"Whole cost, per sample: ∂J/∂z_(k,p) = δ⁽²⁾_(k,p) / m  [{output} output]")
+    d = Derivation(f"Whole cost, per sample: ∂J/∂z_(k,p) = δ⁽²⁾_(k,p) / m  [{output} output]", display=abbreviate, abbreviations=ABBREVIATIONS)
     J = cost_of_z(output)
     d.step("reconstruction + sparsity as a function of every z_(i,j)", J, "definition", sp.Symbol("J"))
     lhs = sp.Derivative(sp.Symbol("J"), z[k, p])
@@ -261,7 +292,7 @@ def cost_wrt_z(output: str = "sigmoid") -> Derivation:
 def cost_wrt_W1(output: str = "sigmoid") -> tuple[Derivation, sp.Expr]:
     r""":math:`\partial J/\partial W_{1\,p,q}` through both layers; returns ``(derivation, derived_expression)``."""
     t0 = time.perf_counter()
-    d = Derivation(f"Weight gradient: ∂J/∂W1_(p,q) for symbolic m, n, h  [{output} output]")
+    d = Derivation(f"Weight gradient: ∂J/∂W1_(p,q) for symbolic m, n, h  [{output} output]", display=abbreviate, abbreviations=ABBREVIATIONS)
     J = cost_of_params(output)
     d.step("the cost", J, "definition", sp.Symbol("J"))
     lhs = sp.Derivative(sp.Symbol("J"), W1[p, q])
@@ -271,8 +302,8 @@ def cost_wrt_W1(output: str = "sigmoid") -> tuple[Derivation, sp.Expr]:
     _compare(d, "∂J/∂W1 equals the tutorial's (1/m)Σ_i δ⁽²⁾_(i,p) x_(i,q) + λW1_(p,q) for symbolic m", got, stated)
     # The 1/m is the common factor of both data terms: m·(∂J/∂W1 − λW1) has no 1/m left.
     without_decay = _sums.normalize(got - lam * W1[p, q], NAMES)
-    times_m = _sums.normalize(sp.expand(m * without_decay), NAMES)
-    d.step("m·(∂J/∂W1 − λW1): the 1/m is gone from every term", times_m, "sympy")
+    times_m = _sums.collect_sums(sp.expand(m * without_decay), NAMES)
+    d.step("m·(∂J/∂W1 − λW1), terms grouped by sum: no 1/m is left in any term", times_m, "sympy")
     d.check(
         "1/m is the common factor: m·(∂J/∂W1 − λW1) = Σ_i δ⁽²⁾_(i,p) x_(i,q), free of 1/m",
         _sums.is_zero(times_m - sp.Sum(tutorial_delta2(i, p, output) * x[i, q], (i, 0, m - 1)), NAMES)
@@ -290,7 +321,7 @@ def _has_inverse_m(e) -> bool:
 def cost_wrt_b1(output: str = "sigmoid") -> Derivation:
     r""":math:`\partial J/\partial b_{1\,p} = \frac1m\sum_i \delta^{(2)}_{i,p}`."""
     t0 = time.perf_counter()
-    d = Derivation(f"Bias gradient: ∂J/∂b1_p for symbolic m, n, h  [{output} output]")
+    d = Derivation(f"Bias gradient: ∂J/∂b1_p for symbolic m, n, h  [{output} output]", display=abbreviate, abbreviations=ABBREVIATIONS)
     J = cost_of_params(output)
     lhs = sp.Derivative(sp.Symbol("J"), b1[p])
     got = derive(d, J, b1[p], lhs)

@@ -47,7 +47,11 @@ def variant_W1(output):
 def symbolic(output: str = "sigmoid") -> Derivation:
     """For symbolic m: derived sparsity gradient / variant's sparsity gradient = m, exactly."""
     t0 = time.perf_counter()
-    d = Derivation(f"The variant (1/m inside δ and the outer 1/m), symbolic m  [{output} output]")
+    d = Derivation(
+        f"The variant (1/m inside δ and the outer 1/m), symbolic m  [{output} output]",
+        display=S.abbreviate,
+        abbreviations=S.ABBREVIATIONS,
+    )
     p, q, m = S.p, S.q, S.m
     lhs = sp.Derivative(sp.Symbol("J"), S.W1[p, q])
     variant = variant_W1(output)
