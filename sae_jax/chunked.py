@@ -638,8 +638,13 @@ def _token_value_bwd(grads, ct):
 _token_value.defvjp(_token_value_fwd, _token_value_bwd)
 
 
-def _lbfgs_step(value_fn, params, state, memory_size):
-    opt = optax.lbfgs(memory_size=memory_size)
+@functools.lru_cache(maxsize=None)
+def _default_lbfgs(memory_size: int):
+    # One object per memory size, so the cached compiled step (keyed on it) is reused.
+    return optax.lbfgs(memory_size=memory_size)
+
+
+def _lbfgs_step(value_fn, params, state, opt):
     # optax's own recipe: the line search stores the accepted point's value and gradient in the
     # state, so each iteration evaluates the objective only inside the line search.
     with jax.numpy_dtype_promotion("standard"):
@@ -650,9 +655,9 @@ def _lbfgs_step(value_fn, params, state, memory_size):
     return new, state, (J, optax.tree.norm(g)), stored
 
 
-@functools.partial(jax.jit, static_argnames=("memory_size",))
-def _host_lbfgs_step(params, state, token, *, memory_size):
-    return _lbfgs_step(lambda q: _token_value(q, token), params, state, memory_size)
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def _host_lbfgs_step(params, state, token, *, optimizer):
+    return _lbfgs_step(lambda q: _token_value(q, token), params, state, optimizer)
 
 
 class LbfgsResult(NamedTuple):
@@ -669,6 +674,7 @@ def lbfgs(
     *,
     num_steps: int,
     memory_size: int = 10,
+    optimizer: optax.GradientTransformationExtraArgs | None = None,
     tol: float = 0.0,
     callback: Callable[[int, Params, float], None] | None = None,
     traced: bool = False,
@@ -684,7 +690,10 @@ def lbfgs(
       value_and_grad: ``params -> (J, grads)``.
       params: starting point.
       num_steps: maximum number of L-BFGS iterations.
-      memory_size: L-BFGS history length.
+      memory_size: L-BFGS history length (for the default ``optax.lbfgs(memory_size=...)``).
+      optimizer: another optax transformation taking ``value``, ``grad``, ``value_fn``, e.g.
+        :func:`sae_jax.train.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
+        L-BFGS (its memory and line-search settings).
       tol: stop when :math:`\lVert\nabla J\rVert \le` ``tol``.
       callback: called as ``callback(step, params, J)`` after each step.
       traced: ``True``: ``value_and_grad`` is jit-able (in-memory data) and is traced into the step;
@@ -698,21 +707,22 @@ def lbfgs(
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
         raise InputError(f"num_steps must be an integer >= 0, got {num_steps!r}")
     validate.check_params(params)
+    opt = _default_lbfgs(int(memory_size)) if optimizer is None else optimizer
     with jax.numpy_dtype_promotion("standard"):
-        state = optax.lbfgs(memory_size=memory_size).init(params)
+        state = opt.init(params)
     if num_steps == 0:
         J, g = value_and_grad(params)
         return LbfgsResult(params, [float(J)], [float(optax.tree.norm(g))])
     if traced:
         value_fn = value_with_grad(value_and_grad)
-        step = jax.jit(lambda p, s: _lbfgs_step(value_fn, p, s, memory_size))
+        step = jax.jit(lambda p, s: _lbfgs_step(value_fn, p, s, opt))
     else:
         token = next(_TOKENS)
         _HOST_FUNCTIONS[token] = value_and_grad
         token_arr = jnp.asarray(token, jnp.int32)
 
         def step(p, s):
-            return _host_lbfgs_step(p, s, token_arr, memory_size=memory_size)
+            return _host_lbfgs_step(p, s, token_arr, optimizer=opt)
 
     values: list = []
     norms: list = []

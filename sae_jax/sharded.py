@@ -67,6 +67,7 @@ __all__ = [
     "shard_map_cost_terms_and_grad",
     "shard_map_cost_and_grad",
     "make_sharded_value_and_grad",
+    "make_train_value_and_grad",
 ]
 
 BATCH_AXIS = "batch"
@@ -322,3 +323,46 @@ def make_sharded_value_and_grad(
 
     value_and_grad.batch = batch  # the sharded data, for inspection
     return value_and_grad
+
+
+def make_train_value_and_grad(
+    mesh: Mesh, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
+) -> Callable:
+    r"""The full-batch objective for :func:`sae_jax.train.train`'s ``value_and_grad_fn`` seam, data-parallel.
+
+    Returns ``value_and_grad_fn(params, x) -> ((J, CostTerms), grads)`` (the convention of
+    ``jax.value_and_grad(f, has_aux=True)`` that :func:`sae_jax.train.make_step` takes), for an
+    **unsharded** ``x`` of any m: inside the trace it pads ``x`` with masked zero rows to a
+    multiple of ``mesh.size``, splits the rows over the mesh and runs the ``shard_map`` /
+    ``psum`` evaluation (global :math:`\hat\rho`, global m). XLA moves ``x`` onto the mesh
+    once per dispatch of the caller's jitted loop. Equal to the one-device manual objective.
+
+    Example (every local device; the CLI's ``--devices all``)::
+
+        mesh = sharded.batch_mesh("all")
+        fn = sharded.make_train_value_and_grad(mesh, lam=cfg.lam, beta=cfg.beta, rho=cfg.rho, output=cfg.output)
+        result = sae_jax.train.train(x, cfg, value_and_grad_fn=fn)
+
+    Full batch only (L-BFGS, or Adam/SGD with ``rho_hat="batch"``: then each minibatch's own
+    :math:`\hat\rho` is what is sharded, as on one device).
+    """
+    axis = _axis(mesh)
+    validate.check_output(output)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+
+    def value_and_grad_fn(params, x):
+        m, n = x.shape
+        rows = -(-m // mesh.size) * mesh.size
+        dtype = params.W1.dtype
+        xp = jnp.concatenate([x, jnp.zeros((rows - m, n), x.dtype)]) if rows > m else x
+        mask = (jnp.arange(rows) < m).astype(dtype)
+        xp = lax.with_sharding_constraint(xp, NamedSharding(mesh, P(axis, None)))
+        mask = lax.with_sharding_constraint(mask, NamedSharding(mesh, P(axis)))
+        batch = ShardedBatch(xp, mask, jnp.asarray(m, dtype))
+        terms, grads = _shard_map(
+            params, batch, *(jnp.asarray(v, dtype) for v in (lam, beta, rho)), mesh=mesh, output=output
+        )
+        return (terms.cost, terms), grads
+
+    value_and_grad_fn.__doc__ = f"sae-jax objective (manual gradient, data-parallel over {mesh.size} devices)"
+    return value_and_grad_fn

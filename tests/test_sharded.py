@@ -148,3 +148,20 @@ def test_bad_input():
         sharded.sharded_cost_and_grad(p, batch, lam=0.0, beta=1.0, rho=0.0)
     with pytest.raises(sae.InputError, match="method"):
         sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
+
+
+@pytest.mark.parametrize("m", [2 * N_DEV + 5])
+def test_trainer_lbfgs_sharded_equals_unsharded(m):
+    """sae_jax.train.train with the data-parallel objective plugged into its value_and_grad seam
+    takes the same L-BFGS steps as the one-device run (m not a multiple of the device count)."""
+    from sae_jax import train
+
+    _, x = _problem(m)
+    cfg = train.TrainConfig(n_hidden=H, **HP, steps=4, chunk=2, lbfgs_memory=5)
+    one = train.train(x, cfg, pictures=False)
+    fn = sharded.make_train_value_and_grad(sharded.batch_mesh("all"), lam=cfg.lam, beta=cfg.beta, rho=cfg.rho)
+    many = train.train(x, cfg, value_and_grad_fn=fn, pictures=False)
+    costs = [r["cost"] for r in one.metrics]
+    np.testing.assert_allclose([r["cost"] for r in many.metrics], costs, rtol=1e-11)
+    assert costs[-1] < 0.5 * costs[0]
+    assert_close(many.params, one.params, tol=1e-10)
