@@ -339,9 +339,11 @@ def make_train_value_and_grad(
 
     Example (every local device; the CLI's ``--devices all``)::
 
+        from sae_jax.train import TrainConfig, train
+        cfg = TrainConfig(n_hidden=25)
         mesh = sharded.batch_mesh("all")
         fn = sharded.make_train_value_and_grad(mesh, lam=cfg.lam, beta=cfg.beta, rho=cfg.rho, output=cfg.output)
-        result = sae_jax.train.train(x, cfg, value_and_grad_fn=fn)
+        result = train(x, cfg, value_and_grad_fn=fn)
 
     Full batch only (L-BFGS, or Adam/SGD with ``rho_hat="batch"``: then each minibatch's own
     :math:`\hat\rho` is what is sharded, as on one device).

@@ -179,16 +179,17 @@ def _assert_same_trajectory(streamed, in_memory):
 def test_lbfgs_on_memmapped_npy_follows_the_trainers_in_memory_run(tmp_path):
     """The trainer's L-BFGS (same optax transformation), driven from Python over chunks of a
     memory-mapped .npy, follows sae_jax.train.train's in-memory full-batch run step by step."""
-    from sae_jax import train
+    # (from-import: the package re-exports the function `train` under the module's name)
+    from sae_jax.train import TrainConfig, init_state, make_optimizer, train
 
     _, x = _problem(m=41)
     np.save(tmp_path / "x.npy", x)
-    cfg = train.TrainConfig(n_hidden=H, **HP, steps=3, chunk=1, lbfgs_memory=5)
-    trained = train.train(x, cfg, pictures=False)
-    p0 = train.init_state(cfg, jnp.asarray(x)).params
+    cfg = TrainConfig(n_hidden=H, **HP, steps=3, chunk=1, lbfgs_memory=5)
+    trained = train(x, cfg, pictures=False)
+    p0 = init_state(cfg, jnp.asarray(x)).params
     streamed = chunked.lbfgs(
         chunked.make_chunked_value_and_grad(np.load(tmp_path / "x.npy", mmap_mode="r"), chunk_size=8, **HP),
-        p0, num_steps=3, optimizer=train.make_optimizer(cfg),
+        p0, num_steps=3, optimizer=make_optimizer(cfg),
     )
     np.testing.assert_allclose(streamed.values, [row["cost"] for row in trained.metrics], rtol=1e-10)
     assert streamed.values[-1] < 0.5 * streamed.values[0]

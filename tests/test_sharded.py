@@ -150,17 +150,18 @@ def test_bad_input():
         sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
 
 
-@pytest.mark.parametrize("m", [2 * N_DEV + 5])
-def test_trainer_lbfgs_sharded_equals_unsharded(m):
+def test_trainer_lbfgs_sharded_equals_unsharded():
     """sae_jax.train.train with the data-parallel objective plugged into its value_and_grad seam
     takes the same L-BFGS steps as the one-device run (m not a multiple of the device count)."""
-    from sae_jax import train
+    from sae_jax.train import TrainConfig, train  # the package's `train` is the function
 
-    _, x = _problem(m)
-    cfg = train.TrainConfig(n_hidden=H, **HP, steps=4, chunk=2, lbfgs_memory=5)
-    one = train.train(x, cfg, pictures=False)
+    # m = 41 is no multiple of 8 (or 2, 4); same shapes and config as tests/test_chunked.py's
+    # trainer test, so one compiled one-device runner serves both.
+    _, x = _problem(41)
+    cfg = TrainConfig(n_hidden=H, **HP, steps=3, chunk=1, lbfgs_memory=5)
+    one = train(x, cfg, pictures=False)
     fn = sharded.make_train_value_and_grad(sharded.batch_mesh("all"), lam=cfg.lam, beta=cfg.beta, rho=cfg.rho)
-    many = train.train(x, cfg, value_and_grad_fn=fn, pictures=False)
+    many = train(x, cfg, value_and_grad_fn=fn, pictures=False)
     costs = [r["cost"] for r in one.metrics]
     np.testing.assert_allclose([r["cost"] for r in many.metrics], costs, rtol=1e-11)
     assert costs[-1] < 0.5 * costs[0]
