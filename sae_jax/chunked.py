@@ -439,6 +439,18 @@ def chunked_cost_terms_and_grad(
 
     Returns:
       ``(CostTerms, Params)``.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from sae_jax import init_params, cost_terms_and_grad
+      >>> from sae_jax.chunked import chunked_cost_terms_and_grad
+      >>> p = init_params(jax.random.key(0), 8, 3)
+      >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
+      >>> hp = dict(lam=1e-4, beta=3.0, rho=0.1)
+      >>> terms, g = chunked_cost_terms_and_grad(p, x, chunk_size=4, **hp)  # chunks of 4, 4, 2 (+2 padding)
+      >>> want, g1 = cost_terms_and_grad(p, jax.numpy.asarray(x), **hp)
+      >>> bool(jax.numpy.allclose(terms.rho_hat, want.rho_hat, rtol=1e-6))
+      True
     """
     _check(params, lam=lam, beta=beta, rho=rho, output=output)
     size = _resolve_chunk_size(data, params, chunk_size, memory_bytes)
