@@ -303,6 +303,11 @@ def chunks(data, chunk_size: int) -> Iterator[tuple[np.ndarray, int]]:
         b = np.asarray(b)
         if b.ndim != 2:
             raise InputError(f"data block {k} must be 2-D (rows, n_visible), got shape {b.shape}")
+        if buf and (b.shape[1] != buf[0].shape[1] or b.dtype != buf[0].dtype):
+            raise InputError(
+                f"data block {k} has shape {b.shape} and dtype {b.dtype}, but earlier blocks have "
+                f"{buf[0].shape[1]} columns and dtype {buf[0].dtype}"
+            )
         if b.shape[0] == 0:
             continue
         if not buf and b.shape[0] == chunk_size:

@@ -138,6 +138,8 @@ def test_bad_input(tmp_path):
         call(p, tmp_path / "f.npy", chunk_size=5, **HP)
     with pytest.raises(sae.InputError, match="readable .npy"):
         call(p, tmp_path / "missing.npy", chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match="earlier blocks"):
+        call(p, [x[:3], x[3:, :5]], chunk_size=5, **HP)
     grown = [x]
     with pytest.raises(sae.InputError, match="changed between the two passes"):
         def source():
