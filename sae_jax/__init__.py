@@ -7,6 +7,8 @@ Public API::
     rho_hat, kl_divergence, cost, cost_terms
     sparsity_delta, cost_and_grad        # the tutorial's backprop, jitted
     autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
+    chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
+    batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
 
 Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
 """
@@ -46,6 +48,17 @@ from .params import (
     theta_to_params as theta_to_params,
 )
 from .validate import InputError as InputError
+from . import chunked as chunked, sharded as sharded  # noqa: E402
+from .chunked import (  # noqa: E402
+    chunked_cost_and_grad as chunked_cost_and_grad,
+    chunked_cost_terms_and_grad as chunked_cost_terms_and_grad,
+)
+from .sharded import (  # noqa: E402
+    batch_mesh as batch_mesh,
+    shard_batch as shard_batch,
+    shard_map_cost_and_grad as shard_map_cost_and_grad,
+    sharded_cost_and_grad as sharded_cost_and_grad,
+)
 
 __version__ = "0.1.0"
 
@@ -55,6 +68,9 @@ __all__ = [
     "InputError",
     "Params",
     "autodiff_cost_and_grad",
+    "batch_mesh",
+    "chunked_cost_and_grad",
+    "chunked_cost_terms_and_grad",
     "cost",
     "cost_and_grad",
     "cost_terms",
@@ -71,6 +87,9 @@ __all__ = [
     "reconstruction",
     "rho_hat",
     "safe_rho_hat",
+    "shard_batch",
+    "shard_map_cost_and_grad",
+    "sharded_cost_and_grad",
     "sigmoid",
     "sigmoid_prime",
     "sparsity",
