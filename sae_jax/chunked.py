@@ -57,6 +57,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from . import validate
@@ -340,7 +342,7 @@ def chunk_size_for_budget(memory_bytes: int, *, n_visible: int, n_hidden: int, d
     return max(1, memory_bytes // per_row)
 
 
-def _resolve_chunk_size(data, params: Params, chunk_size, memory_bytes) -> int:
+def _resolve_chunk_size(data, params: Params, chunk_size, memory_bytes, mesh=None) -> int:
     if chunk_size is not None and memory_bytes is not None:
         raise InputError("give chunk_size or memory_bytes, not both")
     if memory_bytes is not None:
@@ -354,13 +356,31 @@ def _resolve_chunk_size(data, params: Params, chunk_size, memory_bytes) -> int:
     m = num_rows(data)
     if m is not None and 0 < m < chunk_size:
         chunk_size = m  # one chunk, no padding
+    if mesh is not None:  # each chunk splits evenly over the devices (padding rows are masked)
+        chunk_size = -(-chunk_size // mesh.size) * mesh.size
     return int(chunk_size)
 
 
-def _device_chunks(data, params: Params, chunk_size: int, *, output: str, check_values: bool):
-    """Yield ``(x, mask, rows)`` device arrays, checking each block's shape, dtype (and values)."""
+def _device_chunks(data, params: Params, chunk_size: int, *, output: str, check_values: bool, mesh=None):
+    """Yield ``(x, mask, rows)`` device arrays, checking each block's shape, dtype (and values).
+
+    With a ``mesh``, each chunk's rows are split over its devices (``NamedSharding``), and the
+    kernels, unchanged, run data-parallel: XLA all-reduces each chunk's sums.
+    """
     n, dtype = params.n_visible, jnp.dtype(params.dtype)
     ones = None
+    if mesh is None:
+        put_x = put_mask = jnp.asarray
+    else:
+        axis = mesh.axis_names[0]
+        x_sharding, mask_sharding = NamedSharding(mesh, P(axis, None)), NamedSharding(mesh, P(axis))
+
+        def put_x(a):
+            return jax.device_put(a, x_sharding)
+
+        def put_mask(a):
+            return jax.device_put(a, mask_sharding)
+
     for k, (block, rows) in enumerate(chunks(data, chunk_size)):
         if block.shape[1] != n:
             raise InputError(
@@ -376,11 +396,11 @@ def _device_chunks(data, params: Params, chunk_size: int, *, output: str, check_
             validate.check_data_values(block[:rows], output=output, name=f"data (chunk {k})")
         if rows == chunk_size:
             if ones is None:
-                ones = jnp.ones((chunk_size,), dtype)
+                ones = put_mask(np.ones((chunk_size,), dtype))
             mask = ones
         else:
-            mask = jnp.asarray(np.arange(chunk_size) < rows, dtype)
-        yield jnp.asarray(block), mask, rows
+            mask = put_mask((np.arange(chunk_size) < rows).astype(dtype))
+        yield put_x(block), mask, rows
 
 
 class _Backpressure:
@@ -397,6 +417,14 @@ class _Backpressure:
             jax.block_until_ready(self.prev)
         self.prev = acc
         return acc
+
+
+def _place(params: Params, mesh) -> Params:
+    if mesh is None:
+        return params
+    if len(mesh.axis_names) != 1:
+        raise InputError(f"mesh must be 1-D (one batch axis), got axes {mesh.axis_names}")
+    return jax.device_put(params, NamedSharding(mesh, P()))
 
 
 def _check(params, *, lam, beta, rho, output):
@@ -426,6 +454,7 @@ def chunked_cost_terms_and_grad(
     chunk_size: int | None = None,
     memory_bytes: int | None = None,
     check_values: bool = True,
+    mesh: Mesh | None = None,
 ) -> tuple[CostTerms, Params]:
     r"""Full-batch :class:`~sae_jax.CostTerms` and gradient, streaming ``data`` in chunks (two passes).
 
@@ -441,6 +470,9 @@ def chunked_cost_terms_and_grad(
       memory_bytes: a working-set budget instead (:func:`chunk_size_for_budget`).
       check_values: check every chunk is finite (and in [0, 1] for a sigmoid output) during pass 1.
         Turn off inside optimisation loops once the data has been checked.
+      mesh: a 1-D device mesh (:func:`sae_jax.sharded.batch_mesh`): split every chunk's rows over
+        its devices too (chunk size rounded up to a multiple of the device count, padding masked);
+        results replicated. Past memory *and* past one device.
 
     Returns:
       ``(CostTerms, Params)``.
@@ -458,12 +490,13 @@ def chunked_cost_terms_and_grad(
       True
     """
     _check(params, lam=lam, beta=beta, rho=rho, output=output)
-    size = _resolve_chunk_size(data, params, chunk_size, memory_bytes)
+    size = _resolve_chunk_size(data, params, chunk_size, memory_bytes, mesh)
+    params = _place(params, mesh)
     dtype = params.dtype
     # Pass 1: S = Σ a2 over every sample, hence the global ρ̂ and sparsity delta.
     a2_sum, m = jnp.zeros((params.n_hidden,), dtype), 0
     _in_flight = _Backpressure()
-    for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=check_values):
+    for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=check_values, mesh=mesh):
         a2_sum = _in_flight(_pass1_kernel(a2_sum, params, x, mask))
         m += rows
     _empty(m)
@@ -473,7 +506,7 @@ def chunked_cost_terms_and_grad(
     acc = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
     m2 = 0
     _in_flight = _Backpressure()
-    for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=False):
+    for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=False, mesh=mesh):
         acc = _in_flight(_pass2_kernel(acc, params, x, mask, sdelta, output=output))
         m2 += rows
     if m2 != m:
@@ -493,11 +526,12 @@ def chunked_cost_and_grad(
     chunk_size: int | None = None,
     memory_bytes: int | None = None,
     check_values: bool = True,
+    mesh: Mesh | None = None,
 ) -> tuple[jax.Array, Params]:
     """``(J, grads)`` like :func:`sae_jax.cost_and_grad`, over chunks; see :func:`chunked_cost_terms_and_grad`."""
     terms, grads = chunked_cost_terms_and_grad(
         params, data, lam=lam, beta=beta, rho=rho, output=output,
-        chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=check_values,
+        chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=check_values, mesh=mesh,
     )
     return terms.cost, grads
 
@@ -513,14 +547,16 @@ def chunked_cost_terms(
     chunk_size: int | None = None,
     memory_bytes: int | None = None,
     check_values: bool = True,
+    mesh: Mesh | None = None,
 ) -> CostTerms:
     r"""Full-batch :class:`~sae_jax.CostTerms` in **one** pass (the value needs no :math:`\hat\rho` per sample)."""
     _check(params, lam=lam, beta=beta, rho=rho, output=output)
-    size = _resolve_chunk_size(data, params, chunk_size, memory_bytes)
+    size = _resolve_chunk_size(data, params, chunk_size, memory_bytes, mesh)
+    params = _place(params, mesh)
     dtype = params.dtype
     acc, m = (jnp.zeros((params.n_hidden,), dtype), jnp.zeros((), dtype)), 0
     _in_flight = _Backpressure()
-    for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=check_values):
+    for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=check_values, mesh=mesh):
         acc = _in_flight(_terms_kernel(acc, params, x, mask, output=output))
         m += rows
     _empty(m)
@@ -543,6 +579,7 @@ def make_chunked_value_and_grad(
     chunk_size: int | None = None,
     memory_bytes: int | None = None,
     check_values: bool = True,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params], tuple[jax.Array, Params]]:
     """``params -> (J, grads)`` over chunked ``data``, a Python function (see :func:`traceable`).
 
@@ -557,7 +594,7 @@ def make_chunked_value_and_grad(
     def value_and_grad(params: Params) -> tuple[jax.Array, Params]:
         return chunked_cost_and_grad(
             params, data, lam=lam, beta=beta, rho=rho, output=output,
-            chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=False,
+            chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=False, mesh=mesh,
         )
 
     return value_and_grad

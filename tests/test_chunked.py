@@ -93,6 +93,20 @@ def test_sources(tmp_path):
         assert_close(got, want), name
 
 
+def test_chunks_split_over_devices():
+    """Past memory and past one device: every chunk's rows sharded over the mesh (chunk 5 -> a
+    multiple of the device count, padding masked); results replicated and equal to one-shot."""
+    from sae_jax import sharded
+
+    p, x = _problem()
+    mesh = sharded.batch_mesh()
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
+    got = chunked.chunked_cost_terms_and_grad(p, x, chunk_size=5, mesh=mesh, **HP)
+    assert_close(got, want)
+    assert all(a.sharding.is_fully_replicated for a in jax.tree.leaves(got))
+    assert_close(chunked.chunked_cost_terms(p, x, chunk_size=5, mesh=mesh, **HP), want[0])
+
+
 def test_float32():
     p, x = _problem(dtype=jnp.float32)
     want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
