@@ -2,7 +2,8 @@
 
 The UFLDL exercise: 10,000 natural-image patches (``sae_jax.data.natural_image_patches``,
 seed 0), 64 visible, 25 hidden, rho=0.01, lambda=1e-4, beta=3, 400 iterations, the same
-initial parameters (``TrainConfig(seed=0)``), history size 10 for both. scipy minimises the
+initial parameters (``TrainConfig(seed=0)``). sae-jax uses its default history (100, minFunc's,
+as in the exercise); scipy runs with its default ``maxcor=10`` and with ``maxcor=100``. scipy minimises the
 same cost through ``sae_jax.cost_and_grad`` in float64 (so only the optimizer differs), with
 ``maxiter=400`` (its line search may use several evaluations per iteration, as optax's may).
 
@@ -64,8 +65,10 @@ def main(argv=None) -> None:
             print(f"sae-jax optax.lbfgs {dtype:8s} {gradient:8s} final cost {m['cost']:.6f} "
                   f"(rho_hat mean {m['rho_hat_mean']:.4f})  train {r.train_s:6.1f} s + compile {r.compile_s:5.1f} s")
     if not args.no_scipy:
-        J, nfev, dt = run_scipy(x, args.steps, TrainConfig().lbfgs_memory)
-        print(f"scipy L-BFGS-B     float64 (sae_jax.cost_and_grad) final cost {J:.6f}  nfev {nfev}  {dt:6.1f} s")
+        for memory in (10, 100):
+            J, nfev, dt = run_scipy(x, args.steps, memory)
+            print(f"scipy L-BFGS-B maxcor={memory:<3d} float64 (sae_jax.cost_and_grad) final cost {J:.6f}  "
+                  f"nfev {nfev}  {dt:6.1f} s")
 
 
 if __name__ == "__main__":

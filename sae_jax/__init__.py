@@ -9,6 +9,7 @@ Public API::
     autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
     chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
     batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
+    train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.train)
 
 Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
 """
@@ -59,6 +60,12 @@ from .sharded import (  # noqa: E402
     shard_map_cost_and_grad as shard_map_cost_and_grad,
     sharded_cost_and_grad as sharded_cost_and_grad,
 )
+from .train import (  # noqa: E402  (after the math it uses; note: the name `train` is the function)
+    TrainConfig as TrainConfig,
+    TrainingDiverged as TrainingDiverged,
+    TrainResult as TrainResult,
+    train as train,
+)
 
 __version__ = "0.1.0"
 
@@ -66,6 +73,9 @@ __all__ = [
     "Activations",
     "CostTerms",
     "InputError",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
     "Params",
     "autodiff_cost_and_grad",
     "batch_mesh",
@@ -95,5 +105,6 @@ __all__ = [
     "sparsity",
     "sparsity_delta",
     "theta_to_params",
+    "train",
     "weight_decay",
 ]

@@ -341,8 +341,9 @@ class StepOutput(NamedTuple):
 
 def _cached_value_and_grad(opt_state):
     """``(value, grad)`` an optax line search stored in the state, or None."""
-    value = optax.tree.get(opt_state, "value")
-    grad = optax.tree.get(opt_state, "grad")
+    get = optax.tree.get if hasattr(optax, "tree") else optax.tree_utils.tree_get  # optax < 0.2.5
+    value = get(opt_state, "value")
+    grad = get(opt_state, "grad")
     if value is None or grad is None:
         return None
     return value, grad

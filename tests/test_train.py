@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import sae_jax.train as T
 from sae_jax import InputError, cost_and_grad, init_params
 from sae_jax.minibatch import (
     EmaBatch,
@@ -21,7 +20,7 @@ from sae_jax.minibatch import (
     ema_cost_terms,
     ema_cost_terms_and_grad,
 )
-from sae_jax.train import TrainConfig, TrainingDiverged, train
+from sae_jax.train import TrainConfig, TrainingDiverged, make_step, train, value_fn_from
 
 M, N, H = 120, 16, 5
 TRAJ_RTOL = 1e-8  # manual vs autodiff trajectories, float64
@@ -261,6 +260,12 @@ def test_bad_config_is_an_input_error(change, match):
         train(X, dataclasses.replace(LBFGS, **change))
 
 
+def test_float64_without_x64_is_an_input_error():
+    with jax.enable_x64(False):
+        with pytest.raises(InputError, match="dtype='float64' needs 64-bit JAX"):
+            train(X, LBFGS)
+
+
 @pytest.mark.parametrize(
     "x, match",
     [
@@ -286,10 +291,10 @@ def test_make_step_uses_the_given_gradient_in_the_line_search():
         J, g = jax.value_and_grad(lambda p: jnp.sum(p**2))(params)
         return (J, None), 2 * g
 
-    vf = T.value_fn_from(vg)
+    vf = value_fn_from(vg)
     p = jnp.arange(3.0)
     np.testing.assert_array_equal(jax.grad(vf)(p, None), 4 * p)
-    step = jax.jit(T.make_step(vg, optax.lbfgs()))
+    step = jax.jit(make_step(vg, optax.lbfgs()))
     opt = optax.lbfgs()
     p1, s1, out = step(p, opt.init(p), None)
     assert float(out.value) == 5.0 and bool(out.grads_finite)
