@@ -110,7 +110,8 @@ def canonical(e: sp.Basic, names: Mapping[sp.Expr, Sequence[str]], _depth=None) 
     """Rename every bound index after its range and how many enclosing sums share that range.
 
     ``names`` maps a range's upper limit (e.g. ``m - 1``) to the index names to
-    use at nesting depth 0, 1, ... for that range; e.g. ``{m - 1: ("i", "i'")}``.
+    use at nesting depth 0, 1, ... for that range; e.g. ``{m - 1: ("i", "i'")}``
+    (other ranges get generic names).
     Two alpha-equivalent sums become the same sympy object.
     """
     depth = dict(_depth or {})
@@ -120,10 +121,10 @@ def canonical(e: sp.Basic, names: Mapping[sp.Expr, Sequence[str]], _depth=None) 
         for v, a, b in reversed(e.limits):  # outermost first
             key = sp.sympify(b)
             level = depth.get(key, 0)
-            choices = names.get(key)
-            if choices is None or level >= len(choices):
-                raise ValueError(f"no canonical index name for a sum over ({v}, {a}, {b}) at depth {level}")
-            new = sp.Symbol(choices[level], integer=True)
+            choices = names.get(key, ())
+            # a range without given names (or nested deeper than given) gets a generic, still canonical, name
+            name = choices[level] if level < len(choices) else f"_{level}_{sp.sstr(key)}"
+            new = sp.Symbol(name, integer=True)
             depth[key] = level + 1
             body = body.xreplace({v: new})
             limits.append((new, a, b))

@@ -65,6 +65,7 @@ def _f_fdiff(self, argindex=1):
 f = type("f", (sp.Function,), {"fdiff": _f_fdiff, "__module__": __name__})
 
 
+@lru_cache(maxsize=None)
 def sigmoid_derivative() -> Derivation:
     r"""Show :math:`\frac{d}{du}\frac{1}{1+e^{-u}} = f(u)(1-f(u))` for the real sigmoid, and that :data:`f` obeys it."""
     t0 = time.perf_counter()
@@ -218,7 +219,8 @@ def check_identity(n: int, h: int, m: int, output: str = "sigmoid") -> dict[str,
     return {a: all(is_identity(mod, ours[a][k] - tut[a][k]) for k in range(len(ours[a]))) for a in ARRAYS}
 
 
-def identities(ms=range(1, 6), *, n: int = 3, h: int = 2, outputs=("sigmoid", "linear")) -> Derivation:
+@lru_cache(maxsize=None)
+def identities(ms=range(1, 6), *, n: int = 2, h: int = 2, outputs=("sigmoid", "linear")) -> Derivation:
     """The exact identity sympy-diff == tutorial for every ``m`` in ``ms`` and both output layers."""
     t0 = time.perf_counter()
     d = Derivation(f"Exact identities at concrete sizes (n = {n}, h = {h}; every entry symbolic; ρ, β, λ symbolic)")

@@ -94,6 +94,16 @@ def random_problem(n: int, h: int, m: int, *, seed: int = 0):
     return params, x, hp
 
 
+@lru_cache(maxsize=None)
+def _jitted_grad():
+    """``jax.jit(jax.grad(sae_jax.cost))``, built once (one compilation per shape instead of many op-by-op ones)."""
+    import jax
+
+    import sae_jax
+
+    return jax.jit(jax.grad(sae_jax.cost), static_argnames="output")
+
+
 def relative_error(a, b) -> float:
     """:math:`\\max|a-b| / \\max|b|` (or the absolute error where ``b`` is all zero)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -115,8 +125,7 @@ def three_way(n: int, h: int, m: int, output: str = "sigmoid", *, seed: int = 0,
         params = sae_jax.Params(*(jnp.asarray(a, jnp.float64) for a in (W1, b1, W2, b2)))
         xj = jnp.asarray(x, jnp.float64)
         _, manual = sae_jax.cost_and_grad(params, xj, output=output, **hp)
-        # jax.grad of sae_jax's cost, jit-compiled (one compilation instead of many op-by-op ones).
-        auto = jax.jit(jax.grad(sae_jax.cost), static_argnames="output")(params, xj, output=output, **hp)
+        auto = _jitted_grad()(params, xj, output=output, **hp)
         manual = [np.asarray(a) for a in manual]
         auto = [np.asarray(a) for a in auto]
         if any(a.dtype != np.float64 for a in (*manual, *auto)):

@@ -39,7 +39,7 @@ __all__ = [
     "z2", "a2", "z3", "a3", "delta3", "sparsity_delta", "rho_hat_def",
     "cost_of_z", "cost_of_params", "sparsity_of_z",
     "derive", "sparsity_wrt_z", "cost_wrt_z", "cost_wrt_W1", "cost_wrt_b1",
-    "tutorial_delta2", "tutorial_W1", "all_derivations", "abbreviate",
+    "tutorial_delta2", "tutorial_W1", "all_derivations", "abbreviate", "equal",
 ]
 
 m, n, h = sp.symbols("m n h", integer=True, positive=True)
@@ -205,6 +205,11 @@ def tutorial_b1(output):
     return sp.Sum(tutorial_delta2(i, p, output), (i, 0, m - 1)) / m
 
 
+def equal(a, b) -> bool:
+    """Exactly decide ``a == b`` for two expressions of this module (sums normalised; see :func:`derivations._sums.is_zero`)."""
+    return _sums.is_zero(a - b, NAMES)
+
+
 # --- derivations ----------------------------------------------------------------------------
 
 
@@ -254,6 +259,7 @@ def _compare(d: Derivation, claim: str, derived, stated) -> bool:
     return ok
 
 
+@lru_cache(maxsize=None)
 def sparsity_wrt_z() -> Derivation:
     r""":math:`\partial(\beta\sum_j\mathrm{KL})/\partial z_{k,p} = \frac{\beta}{m}\big(-\frac{\rho}{\hat\rho_p} + \frac{1-\rho}{1-\hat\rho_p}\big) f'(z_{k,p})`."""
     t0 = time.perf_counter()
@@ -274,6 +280,7 @@ def sparsity_wrt_z() -> Derivation:
     return d
 
 
+@lru_cache(maxsize=None)
 def cost_wrt_z(output: str = "sigmoid") -> Derivation:
     r""":math:`\partial J/\partial z_{k,p} = \frac1m \delta^{(2)}_{k,p}`: the tutorial's δ is m times the per-sample gradient."""
     t0 = time.perf_counter()
@@ -289,6 +296,7 @@ def cost_wrt_z(output: str = "sigmoid") -> Derivation:
     return d
 
 
+@lru_cache(maxsize=None)
 def cost_wrt_W1(output: str = "sigmoid") -> tuple[Derivation, sp.Expr]:
     r""":math:`\partial J/\partial W_{1\,p,q}` through both layers; returns ``(derivation, derived_expression)``."""
     t0 = time.perf_counter()
@@ -318,6 +326,7 @@ def _has_inverse_m(e) -> bool:
     return any(isinstance(a, sp.Pow) and a.base == m and a.exp.is_negative for a in sp.preorder_traversal(e))
 
 
+@lru_cache(maxsize=None)
 def cost_wrt_b1(output: str = "sigmoid") -> Derivation:
     r""":math:`\partial J/\partial b_{1\,p} = \frac1m\sum_i \delta^{(2)}_{i,p}`."""
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ That counts the same :math:`1/m` twice: its sparsity part of :math:`\partial J/\
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -44,6 +45,7 @@ def variant_W1(output):
     return sp.Sum(variant_delta2(S.i, S.p, output) * S.x[S.i, S.q], (S.i, 0, S.m - 1)) / S.m + S.lam * S.W1[S.p, S.q]
 
 
+@functools.lru_cache(maxsize=None)
 def symbolic(output: str = "sigmoid") -> Derivation:
     """For symbolic m: derived sparsity gradient / variant's sparsity gradient = m, exactly."""
     t0 = time.perf_counter()
@@ -81,6 +83,7 @@ def symbolic(output: str = "sigmoid") -> Derivation:
     return d
 
 
+@functools.lru_cache(maxsize=None)
 def concrete_sizes(ms=(1, 2, 3), *, n: int = 2, h: int = 2, output: str = "sigmoid") -> Derivation:
     """At concrete sizes (every entry symbolic): sympy's ∂J/∂W1, ∂J/∂b1 − variant = (1 − 1/m)·sparsity part, ≠ 0 for m ≥ 2."""
     t0 = time.perf_counter()
@@ -130,6 +133,20 @@ def variant_grad(params, x, *, lam, beta, rho, output="sigmoid"):
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted():
+    """``(jit(variant_grad), jit(sae_jax.cost))``, built once so repeated calls reuse the compilations."""
+    import jax
+
+    import sae_jax
+
+    return (
+        jax.jit(variant_grad, static_argnames="output"),
+        jax.jit(lambda p, x, *, lam, beta, rho, output: sae_jax.cost(p, x, lam=lam, beta=beta, rho=rho, output=output),
+                static_argnames="output"),
+    )
+
+
 def directional_fd(cost, params, v, *, step: float = 1e-3) -> float:
     """Five-point central difference of ``cost`` along the pytree direction ``v`` (float64)."""
     import jax
@@ -160,7 +177,7 @@ def numeric(*, n: int = 8, h: int = 5, m: int = 20, output: str = "sigmoid", see
         x = jnp.asarray(x_np, jnp.float64)
         _, good = sae_jax.cost_and_grad(params, x, output=output, **hp)
         _, good0 = sae_jax.cost_and_grad(params, x, output=output, **dict(hp, beta=0.0))
-        vg = jax.jit(variant_grad, static_argnames="output")
+        vg, jcost = _jitted()
         bad = vg(params, x, output=output, **hp)
         bad0 = vg(params, x, output=output, **dict(hp, beta=0.0))
         ratios = []
@@ -173,7 +190,7 @@ def numeric(*, n: int = 8, h: int = 5, m: int = 20, output: str = "sigmoid", see
             max(ratios) <= 1e-12,
             f"relative error {max(ratios):.1e}",
         )
-        cost = jax.jit(lambda p: sae_jax.cost(p, x, output=output, **hp))
+        cost = functools.partial(jcost, x=x, output=output, **hp)
         err_good, err_bad = [], []
         for _ in range(directions):
             for name in ("W1", "b1"):
