@@ -4,7 +4,7 @@ Example invocations::
 
     sae-jax train                          # the UFLDL exercise: 8x8 natural patches, 25 hidden, 400 L-BFGS its
     sae-jax train --out runs/digits --data digits --n-hidden 36 --steps 200
-    sae-jax train --optimizer adam --learning-rate 1e-2 --batch-size 128 --steps 3000 --rho-hat ema
+    sae-jax train --optimizer adam --learning-rate 1e-2 --batch-size 128 --steps 4000
     sae-jax train --data my_patches.npy --dtype float32 --gradient autodiff
     sae-jax train --resume runs/digits --steps 400     # continue a run (bit-identical to no interruption)
     sae-jax visualize runs/digits                      # filters.png from a run dir / checkpoint / params file
@@ -188,7 +188,7 @@ def _add_train_commands(sub) -> None:
         "the UFLDL exercise: 10,000 8x8 natural-image patches, 64 visible, 25 hidden, rho=0.01, "
         "lambda=1e-4, beta=3, 400 L-BFGS iterations.",
         epilog="examples:\n  sae-jax train\n  sae-jax train --out runs/adam --optimizer adam "
-        "--steps 4000 --rho-hat ema\n  sae-jax train --resume runs/adam --steps 8000",
+        "--steps 4000\n  sae-jax train --resume runs/adam --steps 8000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for flag, field, typ, hlp in _TRAIN_FLAGS:

@@ -48,6 +48,7 @@ Determinism: for a given config, data and backend, the result is a pure function
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import numbers
@@ -521,12 +522,9 @@ def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None) -
     return runner
 
 
+@functools.partial(jax.jit, static_argnames=("output",))
 def _terms_jit(params, x, lam, beta, rho, *, output):
-    t = _cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return t
-
-
-_terms_jit = jax.jit(_terms_jit, static_argnames=("output",))
+    return _cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output)
 
 
 def evaluate(params: Params, x, config: TrainConfig) -> dict:
@@ -829,13 +827,13 @@ def train(
     jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32)))  # compile (or hit the cache)
     compile_s = time.perf_counter() - t0
 
-    if not resume:
+    if not metrics or metrics[-1].get("step") != start_step:
         row = {"step": start_step, **evaluate(state.params, x_dev, config), "step_time_s": None}
         metrics.append(row)
         if metrics_path is not None:
             _append(metrics_path, row)
-        if progress is not None:
-            progress(row)
+    if progress is not None:
+        progress(metrics[-1])  # the starting point
 
     train_s = 0.0
     step = start_step
