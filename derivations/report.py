@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from . import concrete, numeric, symbolic_m, variant
 from .steps import Derivation
 
@@ -60,9 +58,3 @@ def summary(derivations: list[Derivation], seconds: float | None = None) -> str:
     lines.append("")
     lines.append(("ALL CHECKS HOLD: " if not failed else "SOME CHECKS FAILED: ") + tail)
     return "\n".join(lines)
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0

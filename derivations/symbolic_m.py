@@ -244,9 +244,8 @@ def derive(d: Derivation, expr, wrt, lhs, *, hidden=None, rho_index=p):
             lhs,
             note=f"the definition of ρ̂; replaced {count} sum(s), each checked identical to the definition",
         )
-        leftover = [
-            S for S in _sums.sums_in(substituted) if S.has(f) and not S.has(fprime) and not S.has(x) and not S.has(W2)
-        ]
+        # any sum of bare f(...) terms left over would be a ρ̂ that the substitution did not recognise
+        leftover = [S for S in substituted.atoms(sp.Sum) if isinstance(S.function, f)]
         d.check(
             f"every Σ_i f(z_(i,{rho_index})) became m·ρ̂_{rho_index}", not leftover, f"{count} replaced, {len(leftover)} left"
         )

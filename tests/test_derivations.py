@@ -63,8 +63,8 @@ def test_identity_check_is_not_vacuous():
     assert concrete.is_identity(mod, ours["W2"][0, 1] - tut["W2"][0, 1])
     # forgetting weight decay, a transposed weight, the variant's extra 1/m: all caught
     assert not concrete.is_identity(mod, ours["W2"][0, 1] - (tut["W2"][0, 1] - mod.lam * mod.W2[0, 1]))
-    assert not concrete.is_identity(mod, ours["W1"][0, 1] - tut["W1"][1, 0])
-    assert not concrete.is_identity(mod, ours["W1"][0, 1] - concrete.variant_gradient(mod)["W1"][0, 1])
+    assert not concrete.is_identity(mod, ours["W2"][0, 1] - tut["W2"][1, 0])
+    assert not concrete.is_identity(mod, ours["b1"][1] - concrete.variant_gradient(mod)["b1"][1])
     # m = 1: the "expand alone" trap -- the identity still holds (cancel decides it)
     mod1 = concrete.model(2, 2, 1, "linear")
     assert concrete.is_identity(mod1, concrete.sympy_gradient(mod1)["b1"][0] - concrete.tutorial_gradient(mod1)["b1"][0])
@@ -158,7 +158,7 @@ def test_variant_concrete_sizes_exact():
 
 
 def test_variant_numeric_and_finite_differences_catch_it():
-    d = variant.numeric(n=5, h=3, m=7)
+    d = variant.numeric()  # the sizes `python -m derivations` uses (compilations are shared with it)
     assert d.passed, render_text(d)
     assert len(d.checks) == 3
 
@@ -166,7 +166,7 @@ def test_variant_numeric_and_finite_differences_catch_it():
 # --- numerics ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n, h, m, output", [(2, 2, 5, "sigmoid"), (2, 2, 5, "linear"), (2, 2, 3, "sigmoid")])
+@pytest.mark.parametrize("n, h, m, output", numeric.CASES)
 def test_three_way_agreement(n, h, m, output):
     errs = numeric.three_way(n, h, m, output, seed=m)
     assert max(errs.values()) <= numeric.TOL, errs
@@ -230,16 +230,19 @@ def test_main_exits_1_when_a_check_fails(monkeypatch, capsys):
     assert "SOME CHECKS FAILED" in capsys.readouterr().out
 
 
-def test_python_m_derivations_subprocess():
-    """The module entry point itself (small sizes; the full default run is test_main_runs_every_check_and_exits_0)."""
-    r = subprocess.run(
-        [sys.executable, "-m", "derivations", "--max-m", "1", "--no-numerics", "--latex"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "ALL CHECKS HOLD" in r.stdout and "$$" in r.stdout
+def test_main_latex_and_steps(capsys):
+    assert main(["--latex", "--max-m", "1", "--no-numerics"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("$$") > 40 and r"\hat{\rho}" in out and "*derived by sympy*" in out
+    assert main(["--max-m", "1", "--no-numerics"]) == 0
+    out = capsys.readouterr().out
+    assert "[derived by sympy]" in out and "[substitution (checked)]" in out and "ALL CHECKS HOLD" in out
+
+
+def test_python_m_derivations_entry_point():
+    """``python -m derivations`` is wired to main (the full default run is test_main_runs_every_check_and_exits_0)."""
+    r = subprocess.run([sys.executable, "-m", "derivations", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--latex" in r.stdout, r.stderr
     bad = subprocess.run([sys.executable, "-m", "derivations", "--max-m", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--max-m must be >= 1" in bad.stderr
 
