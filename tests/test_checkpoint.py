@@ -114,8 +114,9 @@ def test_atomic_write_keeps_file_mode_sane(tmp_path):
     assert os.stat(f).st_mode & 0o044  # readable by group/others under the usual umask
 
 
-X = np.clip(np.random.default_rng(0).uniform(0.1, 0.9, (64, 9)), 0.1, 0.9)
-CFG = TrainConfig(n_hidden=3, optimizer="adam", learning_rate=0.05, batch_size=16, steps=10, chunk=5,
+# The same sizes and compiled config as tests/test_train.py's ADAM, so a full run compiles it once.
+X = np.random.default_rng(0).uniform(0.1, 0.9, (120, 16))
+CFG = TrainConfig(n_hidden=5, optimizer="adam", learning_rate=0.05, batch_size=32, steps=10, chunk=5,
                   checkpoint_every=5)
 
 
@@ -153,10 +154,10 @@ def test_run_directory_exports_load_with_plain_numpy(tmp_path):
     cfg = dataclasses.replace(CFG, steps=5)
     r = train(X, cfg, run_dir=tmp_path)
     d = safetensors.numpy.load_file(str(tmp_path / ckpt.PARAMS_NAME))
-    assert {k: v.shape for k, v in d.items()} == {"W1": (3, 9), "b1": (3,), "W2": (9, 3), "b2": (9,)}
+    assert {k: v.shape for k, v in d.items()} == {"W1": (5, 16), "b1": (5,), "W2": (16, 5), "b2": (16,)}
     np.testing.assert_array_equal(d["W1"], np.asarray(r.params.W1))
     conf = json.loads((tmp_path / ckpt.CONFIG_NAME).read_text())
-    assert conf["config"]["n_hidden"] == 3 and conf["n_visible"] == 9
+    assert conf["config"]["n_hidden"] == 5 and conf["n_visible"] == 16
     rows = [json.loads(line) for line in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
     keys = {"step", "cost", "reconstruction", "weight_decay", "sparsity", "rho_hat_mean", "rho_hat_min",
             "rho_hat_max", "mse", "step_time_s"}
@@ -164,7 +165,7 @@ def test_run_directory_exports_load_with_plain_numpy(tmp_path):
     assert (tmp_path / "filters.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
     p, config = ckpt.load_params(tmp_path)
-    assert config["n_visible"] == 9
+    assert config["n_visible"] == 16
     p2, _ = ckpt.load_params(tmp_path / ckpt.CHECKPOINT_NAME)
     np.testing.assert_array_equal(p.W1, p2.W1)
 

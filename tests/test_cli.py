@@ -9,8 +9,9 @@ import pytest
 from sae_jax import checkpoint as ckpt
 from sae_jax.cli import main
 
-# Small runs: 200 natural 4x4 patches, 3 hidden units; one config shared so it compiles once.
-SMALL = ["--patch-size", "4", "--n-patches", "200", "--n-hidden", "3", "--steps", "6", "--chunk", "3",
+# Small runs: 120 natural 4x4 patches, 5 hidden units, chunks of 5 -- the sizes and compiled config
+# of tests/test_train.py's LBFGS, so a full test run compiles that L-BFGS runner once.
+SMALL = ["--patch-size", "4", "--n-patches", "120", "--n-hidden", "5", "--steps", "10", "--chunk", "5",
          "--no-progress"]
 
 
@@ -30,10 +31,10 @@ def test_train_writes_the_run_directory(run_dir, capsys):
     assert {"config.json", "checkpoint.safetensors", "params.safetensors", "metrics.jsonl", "filters.png",
             "training_curve.png"} <= names
     conf = json.loads((run_dir / "config.json").read_text())
-    assert conf["config"]["n_hidden"] == 3 and conf["n_visible"] == 16
+    assert conf["config"]["n_hidden"] == 5 and conf["n_visible"] == 16
     assert conf["data_spec"]["name"] == "natural" and conf["data_spec"]["patch_size"] == 4
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 3, 6]
+    assert [r["step"] for r in rows] == [0, 5, 10]
 
 
 def test_resume_extends_the_run(run_dir, tmp_path):
@@ -41,9 +42,9 @@ def test_resume_extends_the_run(run_dir, tmp_path):
 
     d = tmp_path / "copy"
     shutil.copytree(run_dir, d)
-    assert main(["train", "--resume", str(d), "--steps", "9", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(d), "--steps", "15", "--no-progress"]) == 0
     _, meta = ckpt.load_checkpoint(d / ckpt.CHECKPOINT_NAME)
-    assert meta["step"] == 9
+    assert meta["step"] == 15
 
 
 def test_visualize_and_encode(run_dir, tmp_path, capsys):
@@ -55,7 +56,7 @@ def test_visualize_and_encode(run_dir, tmp_path, capsys):
     assert main(["encode", str(run_dir), "--data", "natural", "--patch-size", "4", "--n-patches", "50",
                  "--out", str(out)]) == 0
     a = np.load(out)
-    assert a.shape == (50, 3) and a.dtype == np.float64 and (a > 0).all() and (a < 1).all()
+    assert a.shape == (50, 5) and a.dtype == np.float64 and (a > 0).all() and (a < 1).all()
 
 
 def test_help_has_examples(capsys):
@@ -112,7 +113,7 @@ def test_corrupt_checkpoint_is_exit_2_and_untouched(run_dir, tmp_path, capsys):
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
     before = _snapshot(d)
-    _bad(["train", "--resume", str(d), "--steps", "9", "--no-progress"], capsys, "corrupt")
+    _bad(["train", "--resume", str(d), "--steps", "15", "--no-progress"], capsys, "corrupt")
     f.write_bytes(bytes(data[:100]))
     before = _snapshot(d)
     _bad(["train", "--resume", str(d), "--no-progress"], capsys, "corrupt or truncated")
