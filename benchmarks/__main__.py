@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per size and dtype (default 4; quick 0.3)")
     ap.add_argument("--skip", default="", help=f"comma list of parts to skip: {', '.join(SKIPPABLE)}")
     ap.add_argument("--no-torch", action="store_true", help="leave the PyTorch peer out even if installed")
+    ap.add_argument("--max-peer-flops", type=float, default=1e12,
+                    help="leave the CPU peers out of sizes above this many flops per call (default 1e12; S3 is 1.7e11)")
     ap.add_argument("--e2e-iters", type=int, default=None, help="L-BFGS iterations for the exercise (default 400; quick 10)")
     ap.add_argument("--sweep-steps", type=int, default=None, help="GD steps per setting in the sweep (default 100; quick 5)")
     ap.add_argument("--sweep-size", default=None, help="NxHxM for the sweep (default 64x25x10000; quick 64x25x1000)")
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
         for label, n, h, m in sizes:
             for d in dtypes:
                 res["kernels"].append(bench_size(label, n, h, m, jnp.dtype(d), budget_s=budget,
-                                                 torch_peer=not args.no_torch, log=log))
+                                                 torch_peer=not args.no_torch, max_peer_flops=args.max_peer_flops,
+                                                 log=log))
     if "sweep" not in skip:
         from .sweep import bench_sweep
 
@@ -119,6 +122,8 @@ def main(argv=None) -> int:
         for label, n, h, m in msizes:
             for impl in IMPLS:
                 if impl == "torch" and (args.no_torch or not HAVE_TORCH):
+                    continue
+                if impl in ("numpy", "torch") and 10.0 * n * h * m > args.max_peer_flops:
                     continue
                 r = measure_subprocess(impl, n, h, m, "float32")
                 r["size"] = label

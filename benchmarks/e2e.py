@@ -15,6 +15,7 @@ final cost, iterations and function evaluations where known.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -160,8 +161,10 @@ def _faster_blas_threads(call, reps: int = 5):
     On a shared machine OpenBLAS's threads can collapse when another process holds a core; the
     scipy baseline is given whichever configuration is faster at the moment it runs.
     """
-    from threadpoolctl import threadpool_info, threadpool_limits
-
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return None
     default = max([d.get("num_threads", 1) for d in threadpool_info() if d.get("user_api") == "blas"] or [1])
     if default == 1:
         return 1
@@ -184,9 +187,13 @@ def run_scipy(W1, b1, W2, b2, x, *, iters, hp) -> dict:
     theta0 = peers.theta_from_arrays(W1, b1, W2, b2)
     f = functools.partial(peers.numpy_flat_cost_and_grad, n_visible=n, n_hidden=h, data=data, **hp)
     threads = _faster_blas_threads(lambda: f(theta0))
-    from threadpoolctl import threadpool_limits
+    if threads is None:  # no threadpoolctl: BLAS as configured
+        limit = contextlib.nullcontext()
+    else:
+        from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(threads, user_api="blas"):
+        limit = threadpool_limits(threads, user_api="blas")
+    with limit:
         t0 = time.perf_counter()
         res = minimize(f, theta0, method="L-BFGS-B", jac=True, options=dict(maxiter=iters, maxcor=10))
         wall = time.perf_counter() - t0

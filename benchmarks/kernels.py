@@ -24,6 +24,8 @@ efficiency is its GFLOP/s (10·m·n·h / time) over the faster of the two GEMM r
 
 from __future__ import annotations
 
+import importlib.util
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,7 +88,9 @@ def _one_thread_torch(fn):
 PEERS = ("numpy", "numpy 1 thread", "torch", "torch 1 thread")
 
 
-def implementations(params, x, *, torch_peer: bool = True, single_thread_peers: bool = False) -> dict:
+def implementations(
+    params, x, *, torch_peer: bool = True, single_thread_peers: bool = False, cpu_peers: bool = True
+) -> dict:
     """Zero-argument callables, each computing J and the gradient once and blocking on the result."""
     dtype = params.W1.dtype
     hp = {k: jnp.asarray(v, dtype) for k, v in HP.items()}
@@ -98,9 +102,11 @@ def implementations(params, x, *, torch_peer: bool = True, single_thread_peers: 
     fns = {
         "sae_jax manual": lambda: _block(_cost_and_grad_jit(params, x, **hp)),
         "jax.grad": lambda: _block(autodiff(params, x, **hp)),
-        "numpy": lambda: peers.numpy_cost_and_grad(*p_np, data_cols, **hp_np),
     }
-    if single_thread_peers:
+    if not cpu_peers:
+        return fns
+    fns["numpy"] = lambda: peers.numpy_cost_and_grad(*p_np, data_cols, **hp_np)
+    if single_thread_peers and importlib.util.find_spec("threadpoolctl") is not None:
         fns["numpy 1 thread"] = _one_thread_numpy(fns["numpy"])
     if torch_peer and peers.HAVE_TORCH:
         fns["torch"] = peers.make_torch_cost_and_grad(*p_np, np.asarray(x), **hp_np)
@@ -109,25 +115,32 @@ def implementations(params, x, *, torch_peer: bool = True, single_thread_peers: 
     return fns
 
 
-def gemm_chain(params, x):
-    """The five products of one cost+grad call, as (numpy callable, jax callable)."""
+def gemm_chain(params, x, *, numpy_too: bool = True):
+    """The five products of one cost+grad call, as (numpy callable or None, jax callable)."""
     dtype = params.W1.dtype
     m, n = x.shape
     h = params.W1.shape[0]
-    rng = np.random.default_rng(0)
-    a2 = rng.uniform(0, 1, (m, h)).astype(dtype)
-    d3 = rng.uniform(-1, 1, (m, n)).astype(dtype)
-    d2 = rng.uniform(-1, 1, (m, h)).astype(dtype)
-    W1, W2, xn = np.asarray(params.W1), np.asarray(params.W2), np.asarray(x)
-
-    def numpy_chain():
-        return (xn @ W1.T, a2 @ W2.T, d3 @ W2, d2.T @ xn, d3.T @ a2)
+    ka, kd3, kd2 = jax.random.split(jax.random.key(2), 3)
+    args = (
+        x,
+        jax.random.uniform(ka, (m, h), dtype),  # a2
+        jax.random.uniform(kd3, (m, n), dtype, -1, 1),  # delta3
+        jax.random.uniform(kd2, (m, h), dtype, -1, 1),  # delta2
+        params.W1,
+        params.W2,
+    )
 
     @jax.jit
     def _jax_chain(xj, a2j, d3j, d2j, W1j, W2j):
         return (xj @ W1j.T, a2j @ W2j.T, d3j @ W2j, d2j.T @ xj, d3j.T @ a2j)
 
-    args = tuple(jnp.asarray(a) for a in (xn, a2, d3, d2, W1, W2))
+    numpy_chain = None
+    if numpy_too:
+        xn, a2, d3, d2, W1, W2 = (np.asarray(a) for a in args)
+
+        def numpy_chain():
+            return (xn @ W1.T, a2 @ W2.T, d3 @ W2, d2.T @ xn, d3.T @ a2)
+
     return numpy_chain, lambda: _block(_jax_chain(*args))
 
 
@@ -140,9 +153,9 @@ def checked_overhead(params, x, *, reps: int = 5) -> dict:
             "checked": lambda: _block(sae_jax.cost_and_grad(params, x, **hp)),
             "unchecked": lambda: _block(_cost_and_grad_jit(params, x, **hp)),
         },
-        budget_s=0.0,
+        budget_s=1.0,
         min_reps=reps,
-        min_reps_slow=reps,
+        min_reps_slow=3,
     )
     return {
         "checked_median_s": t["checked"].median_s,
@@ -152,32 +165,39 @@ def checked_overhead(params, x, *, reps: int = 5) -> dict:
 
 
 def bench_size(
-    label, n, h, m, dtype, *, budget_s=3.0, torch_peer=True, checked=True, single_thread_peers=None, log=print
+    label, n, h, m, dtype, *, budget_s=3.0, torch_peer=True, checked=True, single_thread_peers=None,
+    max_peer_flops=1e12, log=print,
 ) -> dict:
     """All implementations and both GEMM chains at one size, interleaved in one measurement.
 
     ``single_thread_peers=None`` adds the one-thread peers when 10·m·n·h < 2e10 flops (S1, S2).
+    Above ``max_peer_flops`` per call the CPU peers (numpy, torch, numpy GEMM) are left out (a
+    GPU run's largest sizes would take minutes per call on the host).
     """
     params, x = make_problem(n, h, m, dtype)
+    flops = flops_per_call(n, h, m)
     if single_thread_peers is None:
-        single_thread_peers = flops_per_call(n, h, m) < 2e10
-    fns = implementations(params, x, torch_peer=torch_peer, single_thread_peers=single_thread_peers)
-    np_chain, jax_chain = gemm_chain(params, x)
-    fns["GEMM numpy"] = np_chain
+        single_thread_peers = flops < 2e10
+    cpu_peers = flops <= max_peer_flops
+    fns = implementations(params, x, torch_peer=torch_peer, single_thread_peers=single_thread_peers,
+                          cpu_peers=cpu_peers)
+    np_chain, jax_chain = gemm_chain(params, x, numpy_too=cpu_peers)
+    if cpu_peers:
+        fns["GEMM numpy"] = np_chain
     fns["GEMM jax"] = jax_chain
     timings = measure(fns, budget_s=budget_s)
-    flops = flops_per_call(n, h, m)
-    gemm_rate = max(flops / timings["GEMM numpy"].median_s, flops / timings["GEMM jax"].median_s)
+    gemm_rate = max(flops / timings[k].median_s for k in ("GEMM numpy", "GEMM jax") if k in timings)
     impl_names = [k for k in fns if not k.startswith("GEMM")]
     peer_names = [k for k in impl_names if k in PEERS]
-    fastest_peer = min(peer_names, key=lambda k: timings[k].median_s)
+    fastest_peer = min(peer_names, key=lambda k: timings[k].median_s) if peer_names else None
     rows = {}
     for k, t in timings.items():
         row = t.summary()
         row["gflops"] = flops / t.median_s / 1e9
         row["fraction_of_gemm_rate"] = flops / t.median_s / gemm_rate
         if k in impl_names:
-            row["speedup_vs_fastest_peer"] = paired_ratio(timings[fastest_peer], t)
+            if fastest_peer is not None:
+                row["speedup_vs_fastest_peer"] = paired_ratio(timings[fastest_peer], t)
             row["time_vs_jax_grad"] = paired_ratio(t, timings["jax.grad"])
         rows[k] = row
     out = {

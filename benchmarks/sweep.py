@@ -4,7 +4,8 @@ Both sides call the *same* training function (``steps`` full-batch gradient-desc
 a ``lax.fori_loop`` over the manual cost+grad, jitted once): sequential calls it K times in a
 Python loop, one setting at a time; the sweep calls ``jax.jit(jax.vmap(train))`` once with
 the K settings stacked. Compilation is excluded from both (each is called once first) and
-reported separately. The final costs of the two must agree (checked, and reported).
+reported separately. The final costs of the two agree to float rounding (reported); the step
+size (0.2) keeps gradient descent stable for every setting, so rounding differences stay small.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def train_gd(params, x, lam, beta, rho, *, steps: int, lr: float):
     return p, J
 
 
-def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.5, dtype=jnp.float32, reps=3, log=print) -> dict:
+def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.2, dtype=jnp.float32, reps=3, log=print) -> dict:
     params = sae_jax.init_params(jax.random.key(0), n, h, dtype=dtype)
     x = jax.random.uniform(jax.random.key(1), (m, n), dtype=dtype, minval=0.1, maxval=0.9)
     lam, beta, rho = settings(k, dtype)
@@ -89,12 +90,13 @@ def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.5, dtype=jnp.floa
         "vmapped_first_call_s": first_vm,
         "speedup_median": float(np.median(ratios)),
         "final_cost_max_abs_diff": float(np.max(np.abs(J_seq - J_vm))),
+        "final_cost_max_rel_diff": float(np.max(np.abs(J_seq - J_vm) / np.abs(J_seq))),
         "final_costs": J_vm.tolist(),
     }
     log(
         f"sweep K={k} x {steps} GD steps at (n={n}, h={h}, m={m}) {out['dtype']}: sequential "
         f"{out['sequential_median_s']:.2f} s, vmapped {out['vmapped_median_s']:.2f} s, "
         f"speedup x{out['speedup_median']:.2f} (first calls {first_seq:.1f} s / {first_vm:.1f} s; "
-        f"final costs agree to {out['final_cost_max_abs_diff']:.1e})"
+        f"final costs agree to {out['final_cost_max_rel_diff']:.1e} relative)"
     )
     return out

@@ -65,14 +65,18 @@ def measure(
 ) -> dict[str, Timing]:
     """Time each zero-argument callable; rounds interleave the callables.
 
-    Each callable is called once (``first_s``: includes JIT compilation) and once more
-    (warm-up, not recorded). The number of rounds is ``budget_s / sum(per-call time)``,
-    clipped to ``[min_reps, max_reps]`` (``min_reps_slow`` when one round takes > 2 s).
+    Each callable is called once (``first_s``: includes JIT compilation) and, unless that took
+    over 2 s, once more (warm-up, not recorded). The number of rounds is ``budget_s / sum(per-call time)``,
+    clipped to ``[lo, max_reps]``: ``lo`` is 10 when a round takes under 2 s, ``min_reps`` up
+    to 10 s and ``min_reps_slow`` beyond (so slow, collapsed peers can't starve a cheap size of
+    repetitions, and S3 in float64 stays within minutes).
     """
     first = {k: _timed(f) for k, f in fns.items()}
-    warm = {k: _timed(f) for k, f in fns.items()}
+    # A second, untimed warm-up call; skipped for callables whose first call took over 2 s
+    # (their first call is then the round-time estimate, an overestimate for JAX's compile).
+    warm = {k: (_timed(f) if first[k] <= 2.0 else first[k]) for k, f in fns.items()}
     round_s = sum(warm.values())
-    lo = min_reps_slow if round_s > 2.0 else min_reps
+    lo = min_reps_slow if round_s > 10.0 else (min_reps if round_s > 2.0 else max(min_reps, 10))
     reps = int(np.clip(budget_s / max(round_s, 1e-9), lo, max_reps))
     times: dict[str, list[float]] = {k: [] for k in fns}
     names = list(fns)
