@@ -220,3 +220,18 @@ def test_lbfgs_streamed_equals_host_in_memory_run(tmp_path):
 @pytest.mark.slow
 def test_lbfgs_streamed_equals_fully_traced_in_memory_run(tmp_path):
     _assert_same_trajectory(*_lbfgs_runs(tmp_path, traced_in_memory=True))
+
+
+@pytest.mark.slow
+def test_memory_benchmark_runs_at_a_tiny_size(tmp_path, capsys):
+    import json
+
+    from benchmarks import memory_chunked
+
+    out = tmp_path / "m.json"
+    assert memory_chunked.main(["--size", "8,3,1000", "--chunk-size", "64", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [c["case"] for c in res["cases"]] == list(memory_chunked.CASES)
+    assert all("peak_rss_bytes" in c for c in res["cases"])
+    costs = [c["cost"] for c in res["cases"]]
+    np.testing.assert_allclose(costs, costs[0], rtol=1e-5)
