@@ -564,6 +564,9 @@ def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
         ).rho_hat
     with _optax_promotion():
         opt_state = optimizer.init(params)
+    # optax's zoom line search initialises some fields as weak-typed scalars, which the compiled
+    # loop returns strongly typed; strip weak types here so the second chunk does not recompile.
+    opt_state = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), opt_state)
     return TrainState(params, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(k_data), rho_ema)
 
 

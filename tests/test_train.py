@@ -63,11 +63,16 @@ def test_manual_and_autodiff_give_the_same_trajectory(base):
     assert r_m.params.W1.dtype == jnp.float64
 
 
-def test_lbfgs_decreases_monotonically():
+def test_lbfgs_decreases_monotonically_and_compiles_once():
+    from sae_jax.train import _runner_for
+
     r = train(X, LBFGS)
     costs = [row["cost"] for row in r.metrics]
     assert all(b <= a for a, b in zip(costs, costs[1:]))
     assert [row["step"] for row in r.metrics] == [0, 5, 10, 12]
+    # chunks of 5, 5, 2 all ran one executable: the state the loop returns has the types it was
+    # compiled for (optax's weak-typed line-search fields would otherwise force a second compile)
+    assert _runner_for(LBFGS, None)._cache_size() == 1
 
 
 def test_sgd_runs_and_float32_is_preserved():
