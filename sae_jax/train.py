@@ -65,7 +65,7 @@ from jax import lax
 
 from . import checkpoint as ckpt
 from .backprop import _cost_terms_and_grad
-from .cost import CostTerms, _cost_terms
+from .cost import _cost_terms
 from .minibatch import EmaBatch, autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
 from .params import Params, init_params
 from .validate import (
