@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-peer-flops", type=float, default=1e12,
                     help="leave the CPU peers out of sizes above this many flops per call (default 1e12; S3 is 1.7e11)")
     ap.add_argument("--e2e-iters", type=int, default=None, help="L-BFGS iterations for the exercise (default 400; quick 10)")
-    ap.add_argument("--sweep-steps", type=int, default=None, help="GD steps per setting in the sweep (default 100; quick 5)")
+    ap.add_argument("--sweep-steps", type=int, default=None, help="GD steps per setting in the sweep (default 50; quick 5)")
     ap.add_argument("--sweep-size", default=None, help="NxHxM for the sweep (default 64x25x10000; quick 64x25x1000)")
     ap.add_argument("--memory-sizes", default=None, help="sizes for the memory probe (default: --sizes, float32 only)")
     ap.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before JAX is imported (benchmark only)")
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         from .sweep import bench_sweep
 
         sn, sh, sm = (int(v) for v in (args.sweep_size or ("64x25x1000" if q else "64x25x10000")).split("x"))
-        steps = args.sweep_steps or (5 if q else 100)
+        steps = args.sweep_steps or (5 if q else 50)
         res["sweep"] = bench_sweep(sn, sh, sm, steps=steps, reps=1 if q else 3, log=log)
     if "e2e" not in skip:
         from .e2e import bench_e2e

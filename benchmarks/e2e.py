@@ -1,9 +1,10 @@
 """End to end: the UFLDL exercise (64 visible, 25 hidden, 10,000 patches, 400 L-BFGS iterations).
 
 * scipy: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the numpy peer, UFLDL's flat
-  ``theta`` (what Python ports of the exercise do), ``maxiter=400``, memory 10.
+  ``theta`` (what Python ports of the exercise do), ``maxiter=400``, ``maxcor`` = the trainer's
+  L-BFGS memory (100, minFunc's default, as the exercise used; 10 when the trainer is absent).
 * sae-jax: the package's own trainer, ``sae_jax.train.train(x, TrainConfig(steps=400))`` (L-BFGS,
-  memory 10, zoom line search, manual gradient), what ``sae-jax train`` runs; when that module is
+  its default memory, zoom line search, manual gradient), what ``sae-jax train`` runs; when that module is
   absent, ``optax.lbfgs`` driven here instead (400 iterations in one jitted ``lax.fori_loop``, the
   manual gradient supplied to the line search through a ``jax.custom_vjp``). Neither side uses autodiff.
 
@@ -96,8 +97,10 @@ def lbfgs_optax(params, x, *, iters: int, hp: dict):
 
 def _train_api():
     """``(TrainConfig, train, init_state, evaluate)`` from ``sae_jax.train`` if it has them, else None."""
-    try:
-        from sae_jax import train as tm
+    import importlib
+
+    try:  # the module (``sae_jax.train`` the attribute is the function, re-exported)
+        tm = importlib.import_module("sae_jax.train")
     except ImportError:
         return None
     names = ("TrainConfig", "train", "init_state", "evaluate")
@@ -179,7 +182,13 @@ def _faster_blas_threads(call, reps: int = 5):
     return min(ts, key=lambda k: float(np.median(ts[k])))
 
 
-def run_scipy(W1, b1, W2, b2, x, *, iters, hp) -> dict:
+def lbfgs_memory() -> int:
+    """The L-BFGS history both sides use: the trainer's default (``TrainConfig.lbfgs_memory``), else 10."""
+    api = _train_api()
+    return int(api[0]().lbfgs_memory) if api is not None else 10
+
+
+def run_scipy(W1, b1, W2, b2, x, *, iters, hp, memory: int = 10) -> dict:
     from scipy.optimize import minimize
 
     n, h = x.shape[1], W1.shape[0]
@@ -195,10 +204,10 @@ def run_scipy(W1, b1, W2, b2, x, *, iters, hp) -> dict:
         limit = threadpool_limits(threads, user_api="blas")
     with limit:
         t0 = time.perf_counter()
-        res = minimize(f, theta0, method="L-BFGS-B", jac=True, options=dict(maxiter=iters, maxcor=10))
+        res = minimize(f, theta0, method="L-BFGS-B", jac=True, options=dict(maxiter=iters, maxcor=memory))
         wall = time.perf_counter() - t0
     return {
-        "how": f"scipy.optimize.minimize(method='L-BFGS-B', jac=True) on the numpy peer, BLAS threads={threads}",
+        "how": f"scipy.optimize.minimize(method='L-BFGS-B', jac=True, maxcor={memory}) on the numpy peer, BLAS threads={threads}",
         "blas_threads": threads,
         "dtype": "float64",
         "wall_s": wall,
@@ -213,7 +222,8 @@ def bench_e2e(*, m=10_000, iters=400, float32=True, log=print) -> dict:
     x64, source = exercise_data(m)
     params = initial_params(x64, jnp.float64)
     p_np = [np.asarray(a) for a in params]
-    scipy_res = run_scipy(*p_np, x64, iters=iters, hp=HP)
+    memory = lbfgs_memory()
+    scipy_res = run_scipy(*p_np, x64, iters=iters, hp=HP, memory=memory)
     log(f"e2e scipy L-BFGS-B + numpy: {scipy_res['wall_s']:.2f} s, cost {scipy_res['final_cost']:.4f}, "
         f"{scipy_res['iterations']} it / {scipy_res['function_evaluations']} evals")
     rows = {"scipy+numpy float64": scipy_res}
@@ -227,4 +237,4 @@ def bench_e2e(*, m=10_000, iters=400, float32=True, log=print) -> dict:
             r["speedup_vs_scipy"] = scipy_res["wall_s"] / r["wall_s"]
             log(f"e2e {k}: {r['wall_s']:.2f} s (first call {r['first_call_s']:.2f} s), cost {r['final_cost']:.4f}, "
                 f"x{r['speedup_vs_scipy']:.1f} vs scipy")
-    return {"m": m, "iterations": iters, "data": source, "hyperparameters": HP, "results": rows}
+    return {"m": m, "iterations": iters, "lbfgs_memory": memory, "data": source, "hyperparameters": HP, "results": rows}

@@ -9,6 +9,9 @@ Implementations (all compute the same J and the same four gradient arrays):
 * ``jax.grad``         ``jax.jit(jax.value_and_grad(sae_jax.cost))``;
 * ``numpy``            :func:`benchmarks.peers.numpy_cost_and_grad` (UFLDL column layout);
 * ``torch``            :func:`benchmarks.peers.make_torch_cost_and_grad` (autograd, CPU).
+* ``sae_jax + OpenBLAS``  the optional CPU path of :mod:`benchmarks.blas_dispatch` (sae-jax's backprop,
+  the five products by numpy's BLAS through ``jax.pure_callback``); timed on the CPU backend at
+  sizes of ≥ 2e10 flops per call (S3), where XLA's matmul rate is the bottleneck;
 * ``numpy 1 thread``, ``torch 1 thread``: the same peers with their thread pools limited to one
   thread (``threadpoolctl`` / ``torch.set_num_threads``). On a machine shared with other
   processes a library's two threads can collapse when another process holds a core; the
@@ -89,7 +92,8 @@ PEERS = ("numpy", "numpy 1 thread", "torch", "torch 1 thread")
 
 
 def implementations(
-    params, x, *, torch_peer: bool = True, single_thread_peers: bool = False, cpu_peers: bool = True
+    params, x, *, torch_peer: bool = True, single_thread_peers: bool = False, cpu_peers: bool = True,
+    blas_path: bool = False,
 ) -> dict:
     """Zero-argument callables, each computing J and the gradient once and blocking on the result."""
     dtype = params.W1.dtype
@@ -103,6 +107,10 @@ def implementations(
         "sae_jax manual": lambda: _block(_cost_and_grad_jit(params, x, **hp)),
         "jax.grad": lambda: _block(autodiff(params, x, **hp)),
     }
+    if blas_path:
+        from .blas_dispatch import cost_and_grad_blas
+
+        fns["sae_jax + OpenBLAS"] = lambda: _block(cost_and_grad_blas(params, x, **hp))
     if not cpu_peers:
         return fns
     fns["numpy"] = lambda: peers.numpy_cost_and_grad(*p_np, data_cols, **hp_np)
@@ -179,8 +187,9 @@ def bench_size(
     if single_thread_peers is None:
         single_thread_peers = flops < 2e10
     cpu_peers = flops <= max_peer_flops
+    blas_path = cpu_peers and jax.default_backend() == "cpu" and flops >= 2e10
     fns = implementations(params, x, torch_peer=torch_peer, single_thread_peers=single_thread_peers,
-                          cpu_peers=cpu_peers)
+                          cpu_peers=cpu_peers, blas_path=blas_path)
     np_chain, jax_chain = gemm_chain(params, x, numpy_too=cpu_peers)
     if cpu_peers:
         fns["GEMM numpy"] = np_chain
@@ -211,7 +220,7 @@ def bench_size(
         "fastest_peer": fastest_peer,
         "results": rows,
     }
-    if checked:
+    if checked and flops < 2e10:  # at S3 the few-ms check is far inside the call's run-to-run spread
         out["checked_cost_and_grad"] = checked_overhead(params, x)
     log(format_size(out))
     return out

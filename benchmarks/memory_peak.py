@@ -1,7 +1,7 @@
 """Peak memory of one cost+grad implementation at one size, measured in a fresh subprocess.
 
 ``python -m benchmarks.memory_peak --impl "sae_jax manual" --size 64,25,10000 --dtype float32``
-prints one JSON line: the process's peak resident set (``ru_maxrss``) after setup (imports, data,
+prints one JSON line: the process's peak resident set (``VmHWM``; ``ru_maxrss`` off Linux) after setup (imports, data,
 parameters, the peer's own copies) and after compiling + running the call three times, and their
 difference (what the call itself added at its high-water mark; compilation included for JAX).
 For the JAX implementations it also reports XLA's own accounting of the compiled call
@@ -22,6 +22,18 @@ IMPLS = ("sae_jax manual", "jax.grad", "numpy", "torch")
 
 
 def _maxrss_bytes() -> int:
+    """This process's peak resident set: ``VmHWM`` on Linux, else ``ru_maxrss``.
+
+    On Linux ``ru_maxrss`` survives ``exec``: a subprocess started by a large parent reports the
+    parent's high-water mark until it exceeds it. ``VmHWM`` belongs to the new address space.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024  # Linux reports KiB
 
