@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sae_jax as sae
+from sae_jax.params import init_radius
 
 # manual vs jax.grad is the same math summed in another order: hold it tight.
 # Errors are relative to each array's largest |entry| (max-norm relative error).
@@ -49,18 +50,22 @@ def random_problem(
     bias_scale: float = 0.5,
     weight_scale: float | None = None,
 ):
-    """Params with nonzero biases, and data valid for ``output`` (in [0, 1] for sigmoid)."""
-    key = jax.random.key(seed)
-    kp, kb1, kb2, kx = jax.random.split(key, 4)
-    p = sae.init_params(kp, n, h, dtype=dtype)
-    if weight_scale is not None:
-        p = p._replace(W1=p.W1 * weight_scale, W2=p.W2 * weight_scale)
-    p = p._replace(
-        b1=bias_scale * jax.random.normal(kb1, (h,), dtype),
-        b2=bias_scale * jax.random.normal(kb2, (n,), dtype),
+    """UFLDL-initialised params with nonzero biases, and data valid for ``output``.
+
+    Drawn with NumPy rather than ``jax.random``: eager ``jax.random`` compiles for every
+    new shape (seconds per test on 2 cores); ``sae.init_params`` is tested on its own.
+    """
+    rng = np.random.default_rng(seed)
+    r = init_radius(n, h) * (1.0 if weight_scale is None else weight_scale)
+    arrays = (
+        rng.uniform(-r, r, (h, n)),
+        bias_scale * rng.standard_normal(h),
+        rng.uniform(-r, r, (n, h)),
+        bias_scale * rng.standard_normal(n),
     )
+    p = sae.Params(*(jnp.asarray(a, dtype) for a in arrays))
     if output == "sigmoid":
-        x = jax.random.uniform(kx, (m, n), dtype)
+        x = rng.uniform(0.0, 1.0, (m, n))
     else:
-        x = 2.0 * jax.random.normal(kx, (m, n), dtype)
-    return p, x
+        x = 2.0 * rng.standard_normal((m, n))
+    return p, jnp.asarray(x, dtype)
