@@ -201,6 +201,9 @@ def _add_train_commands(sub) -> None:
                    help="continue the run in DIR from its checkpoint (its config and data; "
                    "--steps may raise the total)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--devices", default=None, metavar="all|N",
+                   help="data parallel over all devices JAX sees or the first N (rows split, rho_hat and "
+                   "m stay global: sae_jax.sharded; manual gradient, --rho-hat batch); default one device")
     t.set_defaults(func=_cmd_train)
 
     v = sub.add_parser(
@@ -298,10 +301,32 @@ def _cmd_train(args) -> int:
     else:
         run_dir = args.resume
     return _run_training(x, config, run_dir, resume=args.resume is not None, spec=spec,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress,
+                         value_and_grad_fn=_devices_value_and_grad(args.devices, config))
 
 
-def _run_training(x, config, run_dir, *, resume, spec, progress) -> int:
+def _devices_value_and_grad(devices, config):
+    """``--devices all|N``: :func:`sae_jax.sharded.make_train_value_and_grad` for train's seam (None: one device)."""
+    if devices is None:
+        return None
+    if devices != "all":
+        try:
+            devices = int(devices)
+        except ValueError:
+            raise _usage(f"--devices must be 'all' or a positive integer, got {devices!r}") from None
+    if config.rho_hat != "batch":
+        raise _usage("--devices needs --rho-hat batch (the running-estimate objective is not sharded)")
+    if config.gradient != "manual":
+        raise _usage("--devices runs the manual gradient; drop --gradient autodiff")
+    from .sharded import batch_mesh, make_train_value_and_grad
+
+    mesh = batch_mesh(devices)  # InputError (exit 2) if N is not in [1, number of devices]
+    print(f"sae-jax train: data parallel over {mesh.size} device(s): {[str(d) for d in mesh.devices.flat]}",
+          flush=True)
+    return make_train_value_and_grad(mesh, lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
+
+
+def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_fn=None) -> int:
     import time
 
     from .train import TrainingDiverged, train
@@ -328,7 +353,8 @@ def _run_training(x, config, run_dir, *, resume, spec, progress) -> int:
           f"lam={config.lam:g} beta={config.beta:g} rho={config.rho:g} {config.dtype} "
           f"{config.gradient} gradient -> {run_dir}", flush=True)
     try:
-        result = train(x, config, run_dir=run_dir, resume=resume, data_spec=spec, progress=on_row)
+        result = train(x, config, run_dir=run_dir, resume=resume, data_spec=spec, progress=on_row,
+                       value_and_grad_fn=value_and_grad_fn)
     except TrainingDiverged as e:
         if bar is not None:
             bar.close()

@@ -13,7 +13,7 @@ import sae_jax as sae
 from sae_jax import chunked
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
-N, H, M = 6, 3, 23
+N, H, M = 9, 3, 23
 
 
 def _rel(a, b):
@@ -131,7 +131,7 @@ def test_bad_input(tmp_path):
         call(p, iter([x]), chunk_size=5, **HP)
     with pytest.raises(sae.InputError, match="same dtype"):
         call(p, x.astype(np.float32), chunk_size=5, **HP)
-    with pytest.raises(sae.InputError, match=r"shape \(m, 6\)"):
+    with pytest.raises(sae.InputError, match=r"shape \(m, 9\)"):
         call(p, x[:, :4], chunk_size=5, **HP)
     with pytest.raises(sae.InputError, match="at least one sample"):
         call(p, x[:0], chunk_size=5, **HP)

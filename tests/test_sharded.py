@@ -16,7 +16,7 @@ import sae_jax as sae
 from sae_jax import sharded
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
-N, H = 6, 3
+N, H = 9, 3  # n_visible a square, so the CLI can draw filters.png
 N_DEV = len(jax.devices())
 multi = pytest.mark.skipif(N_DEV < 2, reason=f"needs >= 2 devices to shard over, JAX sees {N_DEV}")
 
@@ -150,19 +150,27 @@ def test_bad_input():
         sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
 
 
-def test_trainer_lbfgs_sharded_equals_unsharded():
-    """sae_jax.train.train with the data-parallel objective plugged into its value_and_grad seam
-    takes the same L-BFGS steps as the one-device run (m not a multiple of the device count)."""
-    from sae_jax.train import TrainConfig, train  # the package's `train` is the function
+def test_cli_devices_trains_like_one_device(tmp_path, capsys):
+    """`sae-jax train --devices all` (sharded.make_train_value_and_grad in train()'s seam; rows over
+    every device, m = 41 not a multiple of 8) takes the same L-BFGS steps as the one-device train().
+    Same shapes and config as tests/test_chunked.py's trainer test: one one-device compile serves both."""
+    from sae_jax import checkpoint
+    from sae_jax.cli import main
+    from sae_jax.train import TrainConfig, train
 
-    # m = 41 is no multiple of 8 (or 2, 4); same shapes and config as tests/test_chunked.py's
-    # trainer test, so one compiled one-device runner serves both.
     _, x = _problem(41)
+    np.save(tmp_path / "x.npy", x)
     cfg = TrainConfig(n_hidden=H, **HP, steps=3, chunk=1, lbfgs_memory=5)
     one = train(x, cfg, pictures=False)
-    fn = sharded.make_train_value_and_grad(sharded.batch_mesh("all"), lam=cfg.lam, beta=cfg.beta, rho=cfg.rho)
-    many = train(x, cfg, value_and_grad_fn=fn, pictures=False)
-    costs = [r["cost"] for r in one.metrics]
-    np.testing.assert_allclose([r["cost"] for r in many.metrics], costs, rtol=1e-11)
-    assert costs[-1] < 0.5 * costs[0]
-    assert_close(many.params, one.params, tol=1e-10)
+    flags = ["train", "--data", str(tmp_path / "x.npy"), "--n-hidden", str(H), "--lam", str(HP["lam"]),
+             "--beta", str(HP["beta"]), "--rho", str(HP["rho"]), "--steps", "3", "--chunk", "1",
+             "--lbfgs-memory", "5", "--no-progress"]
+    assert main([*flags, "--devices", "all", "--out", str(tmp_path / "many")]) == 0
+    assert f"data parallel over {N_DEV} device(s)" in capsys.readouterr().out
+    many, _ = checkpoint.load_params(tmp_path / "many")
+    assert_close(sae.Params(*(np.asarray(a) for a in many)), one.params, tol=1e-10)
+    # bad values: one line, exit 2, before anything is trained
+    for bad, msg in ((["--devices", "0"], "devices must be"), (["--devices", "two"], "--devices must be"),
+                     (["--devices", "all", "--gradient", "autodiff"], "manual gradient")):
+        assert main([*flags, *bad, "--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
