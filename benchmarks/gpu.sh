@@ -43,11 +43,11 @@ mkdir -p "$out"
 
 echo "## tests"
 set +e
-timeout 300 "$PY" -m pytest -q -x "${tests[@]}" 2>&1 | tee "$out/$tag-tests.txt"
+timeout 240 "$PY" -m pytest -q -x "${tests[@]}" 2>&1 | tee "$out/$tag-tests.txt"
 rc_tests=${PIPESTATUS[0]}
 set -e
 
 echo "## benchmarks"
-timeout 420 "$PY" -m benchmarks "${bench[@]}" --out "$out" --tag "$tag"
+timeout 330 "$PY" -m benchmarks "${bench[@]}" --out "$out" --tag "$tag"
 echo "tests exit code: $rc_tests; results in $out/$tag*.json and .md"
 exit "$rc_tests"
