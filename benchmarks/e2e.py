@@ -3,7 +3,7 @@
 * scipy: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the numpy peer, UFLDL's flat
   ``theta`` (what Python ports of the exercise do), ``maxiter=400``, ``maxcor`` = the trainer's
   L-BFGS memory (100, minFunc's default, as the exercise used; 10 when the trainer is absent).
-* sae-jax: the package's own trainer, ``sae_jax.train.train(x, TrainConfig(steps=400))`` (L-BFGS,
+* sae-jax: the package's own trainer, ``sae_jax.training.train(x, TrainConfig(steps=400))`` (L-BFGS,
   its default memory, zoom line search, manual gradient), what ``sae-jax train`` runs; when that module is
   absent, ``optax.lbfgs`` driven here instead (400 iterations in one jitted ``lax.fori_loop``, the
   manual gradient supplied to the line search through a ``jax.custom_vjp``). Neither side uses autodiff.
@@ -96,11 +96,11 @@ def lbfgs_optax(params, x, *, iters: int, hp: dict):
 
 
 def _train_api():
-    """``(TrainConfig, train, init_state, evaluate)`` from ``sae_jax.train`` if it has them, else None."""
+    """``(TrainConfig, train, init_state, evaluate)`` from ``sae_jax.training`` if it has them, else None."""
     import importlib
 
-    try:  # the module (``sae_jax.train`` the attribute is the function, re-exported)
-        tm = importlib.import_module("sae_jax.train")
+    try:
+        tm = importlib.import_module("sae_jax.training")
     except ImportError:
         return None
     names = ("TrainConfig", "train", "init_state", "evaluate")
@@ -126,7 +126,7 @@ def run_sae_jax(params, x, *, iters, hp, use_train_api=True) -> dict:
     if api is not None:
         TrainConfig, train, _, evaluate = api
         cfg = TrainConfig(n_hidden=params.W1.shape[0], steps=iters, dtype=np.dtype(dtype).name, **hp)
-        how = (f"sae_jax.train.train(x, TrainConfig(optimizer={cfg.optimizer!r}, steps={iters}, "
+        how = (f"sae_jax.training.train(x, TrainConfig(optimizer={cfg.optimizer!r}, steps={iters}, "
                f"lbfgs_memory={cfg.lbfgs_memory}, chunk={cfg.chunk}, gradient={cfg.gradient!r}), pictures=False)")
         x_np = np.asarray(x)
 

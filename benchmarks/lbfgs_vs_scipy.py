@@ -27,7 +27,7 @@ import scipy.optimize  # noqa: E402
 
 from sae_jax import cost_and_grad, params_to_theta, theta_to_params  # noqa: E402
 from sae_jax.data import natural_image_patches  # noqa: E402
-from sae_jax.train import TrainConfig, init_state, train  # noqa: E402
+from sae_jax.training import TrainConfig, init_state, train  # noqa: E402
 
 HP = dict(lam=1e-4, beta=3.0, rho=0.01)
 

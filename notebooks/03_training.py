@@ -18,7 +18,7 @@
 # iterations of L-BFGS and shows the learned filters: localized, oriented edge detectors.
 # This notebook runs the same pipeline at a size that executes in seconds (3,000 patches,
 # 150 iterations; `sae-jax train` runs the full exercise), then checks (the manual gradient vs
-# `jax.grad` is in `02_gradient_check`; `tests/test_train.py` checks both drive the same trajectory):
+# `jax.grad` is in `02_gradient_check`; `tests/test_training.py` checks both drive the same trajectory):
 #
 # * the cost decreases and ρ̂ ends near ρ = 0.01;
 # * a run cut in two and resumed from its checkpoint is bit-identical to an uninterrupted one.
@@ -40,7 +40,7 @@ import numpy as np
 
 from sae_jax.data import natural_image_patches
 from sae_jax.display import tile_filters
-from sae_jax.train import TrainConfig, train
+from sae_jax.training import TrainConfig, train
 
 x = natural_image_patches(3_000, 8, seed=0)
 print(x.shape, x.min(), x.max())

@@ -9,7 +9,7 @@ Public API::
     autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
     chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
     batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
-    train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.train)
+    train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.training)
 
 Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
 """
@@ -60,7 +60,7 @@ from .sharded import (  # noqa: E402
     shard_map_cost_and_grad as shard_map_cost_and_grad,
     sharded_cost_and_grad as sharded_cost_and_grad,
 )
-from .train import (  # noqa: E402  (after the math it uses; note: the name `train` is the function)
+from .training import (  # noqa: E402  (after the math it uses)
     TrainConfig as TrainConfig,
     TrainingDiverged as TrainingDiverged,
     TrainResult as TrainResult,

@@ -746,7 +746,7 @@ def lbfgs(
       num_steps: maximum number of L-BFGS iterations.
       memory_size: L-BFGS history length (for the default ``optax.lbfgs(memory_size=...)``).
       optimizer: another optax transformation taking ``value``, ``grad``, ``value_fn``, e.g.
-        :func:`sae_jax.train.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
+        :func:`sae_jax.training.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
         L-BFGS (its memory and line-search settings).
       tol: stop when :math:`\lVert\nabla J\rVert \le` ``tol``.
       callback: called as ``callback(step, params, J)`` after each step.

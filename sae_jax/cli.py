@@ -260,7 +260,7 @@ def _cmd_train(args) -> int:
     from pathlib import Path
 
     from . import checkpoint as ckpt
-    from .train import TrainConfig, validate_config
+    from .training import TrainConfig, validate_config
 
     given = {f: getattr(args, f) for _, f, _, _ in _TRAIN_FLAGS if getattr(args, f) is not None}
     data_given = [
@@ -329,7 +329,7 @@ def _devices_value_and_grad(devices, config):
 def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_fn=None) -> int:
     import time
 
-    from .train import TrainingDiverged, train
+    from .training import TrainingDiverged, train
 
     bar = None
     state = {}

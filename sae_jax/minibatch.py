@@ -81,7 +81,7 @@ def ema_cost_terms(
 ) -> CostTerms:
     r""":class:`~sae_jax.CostTerms` of the EMA objective; ``rho_hat`` is the new running estimate.
 
-    Unchecked (call it inside ``jit``; :func:`sae_jax.train.train` validates its inputs).
+    Unchecked (call it inside ``jit``; :func:`sae_jax.training.train` validates its inputs).
     """
     acts = forward(params, batch.x, output=output)
     return _ema_terms(params, batch, acts, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay)

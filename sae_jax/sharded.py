@@ -338,10 +338,10 @@ def make_sharded_value_and_grad(
 def make_train_value_and_grad(
     mesh: Mesh, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
 ) -> Callable:
-    r"""The full-batch objective for :func:`sae_jax.train.train`'s ``value_and_grad_fn`` seam, data-parallel.
+    r"""The full-batch objective for :func:`sae_jax.training.train`'s ``value_and_grad_fn`` seam, data-parallel.
 
     Returns ``value_and_grad_fn(params, x) -> ((J, CostTerms), grads)`` (the convention of
-    ``jax.value_and_grad(f, has_aux=True)`` that :func:`sae_jax.train.make_step` takes), for an
+    ``jax.value_and_grad(f, has_aux=True)`` that :func:`sae_jax.training.make_step` takes), for an
     **unsharded** ``x`` of any m: inside the trace it pads ``x`` with masked zero rows to a
     multiple of ``mesh.size``, splits the rows over the mesh and runs the ``shard_map`` /
     ``psum`` evaluation (global :math:`\hat\rho`, global m). XLA moves ``x`` onto the mesh
@@ -349,7 +349,7 @@ def make_train_value_and_grad(
 
     Example (every local device; the CLI's ``--devices all``)::
 
-        from sae_jax.train import TrainConfig, train
+        from sae_jax.training import TrainConfig, train
         cfg = TrainConfig(n_hidden=25)
         mesh = sharded.batch_mesh("all")
         fn = sharded.make_train_value_and_grad(mesh, lam=cfg.lam, beta=cfg.beta, rho=cfg.rho, output=cfg.output)

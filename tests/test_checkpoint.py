@@ -12,7 +12,7 @@ import safetensors.numpy
 
 from sae_jax import InputError, Params, init_params
 from sae_jax import checkpoint as ckpt
-from sae_jax.train import TrainConfig, train
+from sae_jax.training import TrainConfig, train
 
 
 def _save(path, step=3, scale=1.0):
@@ -114,7 +114,7 @@ def test_atomic_write_keeps_file_mode_sane(tmp_path):
     assert os.stat(f).st_mode & 0o044  # readable by group/others under the usual umask
 
 
-# The same sizes and compiled config as tests/test_train.py's ADAM, so a full run compiles it once.
+# The same sizes and compiled config as tests/test_training.py's ADAM, so a full run compiles it once.
 X = np.random.default_rng(0).uniform(0.1, 0.9, (120, 16))
 CFG = TrainConfig(n_hidden=5, optimizer="adam", learning_rate=0.05, batch_size=32, steps=10, chunk=5,
                   checkpoint_every=5)

@@ -194,9 +194,9 @@ def _assert_same_trajectory(streamed, in_memory):
 
 def test_lbfgs_on_memmapped_npy_follows_the_trainers_in_memory_run(tmp_path):
     """The trainer's L-BFGS (same optax transformation), driven from Python over chunks of a
-    memory-mapped .npy, follows sae_jax.train.train's in-memory full-batch run step by step."""
+    memory-mapped .npy, follows sae_jax.training.train's in-memory full-batch run step by step."""
     # (from-import: the package re-exports the function `train` under the module's name)
-    from sae_jax.train import TrainConfig, init_state, make_optimizer, train
+    from sae_jax.training import TrainConfig, init_state, make_optimizer, train
 
     _, x = _problem(m=41)
     np.save(tmp_path / "x.npy", x)

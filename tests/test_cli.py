@@ -10,7 +10,7 @@ from sae_jax import checkpoint as ckpt
 from sae_jax.cli import main
 
 # Small runs: 120 natural 4x4 patches, 5 hidden units, chunks of 5 -- the sizes and compiled config
-# of tests/test_train.py's LBFGS, so a full test run compiles that L-BFGS runner once.
+# of tests/test_training.py's LBFGS, so a full test run compiles that L-BFGS runner once.
 SMALL = ["--patch-size", "4", "--n-patches", "120", "--n-hidden", "5", "--steps", "10", "--chunk", "5",
          "--no-progress"]
 

@@ -156,7 +156,7 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
     Same shapes and config as tests/test_chunked.py's trainer test: one one-device compile serves both."""
     from sae_jax import checkpoint
     from sae_jax.cli import main
-    from sae_jax.train import TrainConfig, train
+    from sae_jax.training import TrainConfig, train
 
     _, x = _problem(41)
     np.save(tmp_path / "x.npy", x)

@@ -20,7 +20,7 @@ from sae_jax.minibatch import (
     ema_cost_terms,
     ema_cost_terms_and_grad,
 )
-from sae_jax.train import TrainConfig, TrainingDiverged, make_step, train, value_fn_from
+from sae_jax.training import TrainConfig, TrainingDiverged, make_step, train, value_fn_from
 
 M, N, H = 120, 16, 5
 TRAJ_RTOL = 1e-8  # manual vs autodiff trajectories, float64
@@ -64,7 +64,7 @@ def test_manual_and_autodiff_give_the_same_trajectory(base):
 
 
 def test_lbfgs_decreases_monotonically_and_compiles_once():
-    from sae_jax.train import _runner_for
+    from sae_jax.training import _runner_for
 
     r = train(X, LBFGS)
     costs = [row["cost"] for row in r.metrics]
