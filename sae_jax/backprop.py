@@ -40,6 +40,7 @@ __all__ = [
     "sparsity_delta",
     "output_delta",
     "hidden_delta",
+    "weight_gradients",
     "cost_and_grad",
     "cost_terms_and_grad",
     "autodiff_cost_and_grad",
@@ -99,21 +100,29 @@ def _terms(params: Params, x, acts, *, lam, beta, rho) -> CostTerms:
     return CostTerms(rec + wd + sp, rec, wd, sp, rh)
 
 
-def _cost_terms_and_grad(params: Params, x, *, lam, beta, rho, output="sigmoid"):
-    dtype = params.W1.dtype
-    lam_ = jnp.asarray(lam, dtype)
-    acts = forward(params, x, output=output)
-    terms = _terms(params, x, acts, lam=lam, beta=beta, rho=rho)
+def weight_gradients(params: Params, x, a2, delta2, delta3, *, lam) -> Params:
+    r"""The averaged gradient from the deltas, with the one :math:`1/m`.
+
+    .. math::
+        \frac1m \delta^{(2)\top} x + \lambda W_1, \quad \frac1m \sum_i \delta^{(2)(i)}, \quad
+        \frac1m \delta^{(3)\top} a^{(2)} + \lambda W_2, \quad \frac1m \sum_i \delta^{(3)(i)}
+    """
     m = x.shape[0]
-    delta3 = output_delta(acts.a3, x, output=output)
-    delta2 = hidden_delta(delta3, params.W2, acts.a2, sparsity_delta(terms.rho_hat, rho=rho, beta=beta))
-    grads = Params(
-        W1=(delta2.T @ x) / m + lam_ * params.W1,
+    lam = jnp.asarray(lam, params.W1.dtype)
+    return Params(
+        W1=(delta2.T @ x) / m + lam * params.W1,
         b1=jnp.sum(delta2, axis=0) / m,
-        W2=(delta3.T @ acts.a2) / m + lam_ * params.W2,
+        W2=(delta3.T @ a2) / m + lam * params.W2,
         b2=jnp.sum(delta3, axis=0) / m,
     )
-    return terms, grads
+
+
+def _cost_terms_and_grad(params: Params, x, *, lam, beta, rho, output="sigmoid"):
+    acts = forward(params, x, output=output)
+    terms = _terms(params, x, acts, lam=lam, beta=beta, rho=rho)
+    delta3 = output_delta(acts.a3, x, output=output)
+    delta2 = hidden_delta(delta3, params.W2, acts.a2, sparsity_delta(terms.rho_hat, rho=rho, beta=beta))
+    return terms, weight_gradients(params, x, acts.a2, delta2, delta3, lam=lam)
 
 
 _cost_terms_and_grad_jit = jax.jit(_cost_terms_and_grad, static_argnames=("output",))

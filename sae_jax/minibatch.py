@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from .backprop import hidden_delta, output_delta, sparsity_delta
+from .backprop import hidden_delta, output_delta, sparsity_delta, weight_gradients
 from .cost import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
 from .forward import Activations, Output, forward
 from .params import Params
@@ -95,21 +95,13 @@ def ema_cost_terms_and_grad(
     :math:`\hat\rho^{\text{ema}}`, times :math:`1 - \alpha`. Returns ``(CostTerms, grads)``."""
     x = batch.x
     dtype = params.W1.dtype
-    lam_ = jnp.asarray(lam, dtype)
     alpha = jnp.asarray(ema_decay, dtype)
     acts = forward(params, x, output=output)
     terms = _ema_terms(params, batch, acts, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay)
-    m = x.shape[0]
     delta3 = output_delta(acts.a3, x, output=output)
     sd = (1 - alpha) * sparsity_delta(terms.rho_hat, rho=rho, beta=beta)
     delta2 = hidden_delta(delta3, params.W2, acts.a2, sd)
-    grads = Params(
-        W1=(delta2.T @ x) / m + lam_ * params.W1,
-        b1=jnp.sum(delta2, axis=0) / m,
-        W2=(delta3.T @ acts.a2) / m + lam_ * params.W2,
-        b2=jnp.sum(delta3, axis=0) / m,
-    )
-    return terms, grads
+    return terms, weight_gradients(params, x, acts.a2, delta2, delta3, lam=lam)
 
 
 def autodiff_ema_cost_terms_and_grad(
