@@ -440,10 +440,17 @@ _CAUSES = {1: "non-finite cost", 2: "non-finite gradient", 3: "non-finite parame
 def _make_runner(step: Callable, config: TrainConfig) -> Callable:
     """``run(state, x, n) -> (state, values, bad_step, cause, bad_value)``: ≤ ``config.chunk`` steps, jitted.
 
-    ``n`` is traced (one compilation for every chunk length). The loop stops before committing
-    the first step whose cost, gradient or new parameters are non-finite: ``state`` is then the
-    last good state, ``bad_step`` its step (else -1) and ``cause`` a code of ``_CAUSES``.
+    ``n`` is traced (one compilation for every chunk length). The loop stops after the first
+    step whose cost, gradient or new parameters are non-finite: ``bad_step`` is then that step
+    (else -1), ``cause`` a code of ``_CAUSES``, and ``state`` the state *after* the bad step;
+    :func:`_run_chunk` replays the chunk up to the bad step to hand back the last good state.
     ``values[i]`` is the objective at the parameters before the i-th step of the chunk (NaN past ``n``).
+
+    The loop carries the new state unconditionally. Keeping the last good state in the loop
+    instead (a ``where(ok, new, old)`` over the state) copied the whole optimizer state every
+    step, L-BFGS's 2 x 100 x 3,289-entry history included: 17 % of the UFLDL exercise's time
+    in float64 (``benchmarks/NOTES.md``). Training is deterministic, so replaying the few steps
+    after a failure is exact and costs nothing on the normal path.
     """
     K = config.chunk
     full_batch = config.full_batch
@@ -484,8 +491,7 @@ def _make_runner(step: Callable, config: TrainConfig) -> Callable:
             params_ok = _all_finite(params)
             ok = value_ok & out.grads_finite & params_ok
             rho_ema = out.aux.rho_hat if ema else st.rho_ema
-            new = TrainState(params, opt_state, st.step + 1, st.key, rho_ema)
-            st_next = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, st)
+            st_next = TrainState(params, opt_state, st.step + 1, st.key, rho_ema)
             values = values.at[i].set(out.value)
             code = jnp.where(~value_ok, 1, jnp.where(~out.grads_finite, 2, jnp.where(~params_ok, 3, 0)))
             bad = jnp.where(ok, bad, st.step)
@@ -497,6 +503,22 @@ def _make_runner(step: Callable, config: TrainConfig) -> Callable:
         return state, values, bad, cause, bad_value
 
     return jax.jit(run)
+
+
+def _run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int):
+    """``runner`` for ``n`` steps; on a non-finite step, the last good state (by replay).
+
+    Returns ``(state, values, bad_step, cause, bad_value)`` as :func:`_make_runner`'s ``run``
+    does, except that after a bad step ``state`` is the state before it: the chunk is run
+    again from ``state`` for ``bad_step - state.step`` steps, which reproduces it bit for bit
+    (same compiled code, same inputs).
+    """
+    new_state, values, bad, cause, bad_value = runner(state, x, jnp.asarray(n, jnp.int32))
+    bad_step = int(bad)
+    if bad_step >= 0:
+        redo = bad_step - int(state.step)
+        new_state = runner(state, x, jnp.asarray(redo, jnp.int32))[0] if redo > 0 else state
+    return new_state, values, bad_step, cause, bad_value
 
 
 _RUNNER_CACHE: dict = {}
@@ -844,8 +866,7 @@ def train(
     while step < config.steps:
         n = min(K - step % K, config.steps - step)  # chunk boundaries at multiples of K
         t1 = time.perf_counter()
-        new_state, values, bad, cause, bad_value = runner(state, x_dev, jnp.asarray(n, jnp.int32))
-        bad = int(bad)
+        new_state, values, bad, cause, bad_value = _run_chunk(runner, state, x_dev, n)
         dt = time.perf_counter() - t1
         train_s += dt
         if bad >= 0:
