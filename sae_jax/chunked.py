@@ -41,7 +41,7 @@ refused). Blocks of any sizes are regrouped into ``chunk_size`` rows.
 Training: a chunked pass is a Python loop, so it cannot be traced into a jitted training
 loop directly. :func:`traceable` wraps any Python ``params -> (value, grads)`` function as a
 differentiable JAX function (``jax.pure_callback`` + ``jax.custom_vjp``), which optax's
-L-BFGS line search can call inside ``jit``; :func:`lbfgs` drives ``optax.lbfgs`` one jitted step
+L-BFGS line search can call inside ``jit``; :func:`lbfgs` drives :func:`sae_jax.lbfgs.lbfgs` one jitted step
 at a time from Python with it.
 """
 
@@ -65,6 +65,7 @@ from . import validate
 from .backprop import hidden_delta, output_delta, sparsity_delta
 from .cost import CostTerms, reconstruction, sparsity, weight_decay
 from .forward import Output, encode, forward
+from .lbfgs import lbfgs as compact_lbfgs
 from .params import Params
 from .validate import InputError
 
@@ -695,7 +696,7 @@ _token_value.defvjp(_token_value_fwd, _token_value_bwd)
 @functools.lru_cache(maxsize=None)
 def _default_lbfgs(memory_size: int):
     # One object per memory size, so the cached compiled step (keyed on it) is reused.
-    return optax.lbfgs(memory_size=memory_size)
+    return compact_lbfgs(memory_size=memory_size)
 
 
 def _lbfgs_step(value_fn, params, state, opt):
@@ -733,7 +734,7 @@ def lbfgs(
     callback: Callable[[int, Params, float], None] | None = None,
     traced: bool = False,
 ) -> LbfgsResult:
-    r"""Minimise with ``optax.lbfgs`` (zoom line search), one jitted step per Python iteration.
+    r"""Minimise with :func:`sae_jax.lbfgs.lbfgs` (``optax.lbfgs``'s algorithm, zoom line search), one jitted step per Python iteration.
 
     ``value_and_grad`` is any ``params -> (J, grads)``: a jit-able one (e.g. ``partial`` of
     :func:`sae_jax.cost_and_grad`) is traced into the step with ``traced=True``; a Python one (e.g.
@@ -744,7 +745,7 @@ def lbfgs(
       value_and_grad: ``params -> (J, grads)``.
       params: starting point.
       num_steps: maximum number of L-BFGS iterations.
-      memory_size: L-BFGS history length (for the default ``optax.lbfgs(memory_size=...)``).
+      memory_size: L-BFGS history length (for the default ``sae_jax.lbfgs.lbfgs(memory_size=...)``).
       optimizer: another optax transformation taking ``value``, ``grad``, ``value_fn``, e.g.
         :func:`sae_jax.training.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
         L-BFGS (its memory and line-search settings).
