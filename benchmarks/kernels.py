@@ -10,8 +10,9 @@ Implementations (all compute the same J and the same four gradient arrays):
 * ``numpy``            :func:`benchmarks.peers.numpy_cost_and_grad` (UFLDL column layout);
 * ``torch``            :func:`benchmarks.peers.make_torch_cost_and_grad` (autograd, CPU).
 * ``sae_jax + OpenBLAS``  the optional CPU path of :mod:`benchmarks.blas_dispatch` (sae-jax's backprop,
-  the five products by numpy's BLAS through ``jax.pure_callback``); timed on the CPU backend at
-  sizes of ≥ 2e10 flops per call (S3), where XLA's matmul rate is the bottleneck;
+  the five products by numpy's OpenBLAS through a zero-copy XLA FFI call when a C++ compiler is
+  available, else ``jax.pure_callback``; the result's ``blas_backend`` says which); timed on the
+  CPU backend at sizes of ≥ 2e10 flops per call (S3), where XLA's matmul rate is the bottleneck;
 * ``numpy 1 thread``, ``torch 1 thread``: the same peers with their thread pools limited to one
   thread (``threadpoolctl`` / ``torch.set_num_threads``). On a machine shared with other
   processes a library's two threads can collapse when another process holds a core; the
@@ -220,6 +221,10 @@ def bench_size(
         "fastest_peer": fastest_peer,
         "results": rows,
     }
+    if blas_path:
+        from .blas_dispatch import backend
+
+        out["blas_backend"] = backend()
     if checked and flops < 2e10:  # at S3 the few-ms check is far inside the call's run-to-run spread
         out["checked_cost_and_grad"] = checked_overhead(params, x)
     log(format_size(out))
@@ -239,6 +244,8 @@ def format_size(r: dict) -> str:
             f"first {row['first_call_s'] * 1e3:9.1f} ms  {row['gflops']:7.1f} GFLOP/s "
             f"({100 * row['fraction_of_gemm_rate']:5.1f}% GEMM){extra}  n={row['reps']}"
         )
+    if "blas_backend" in r:
+        lines.append(f"  sae_jax + OpenBLAS via {r['blas_backend']}")
     if "checked_cost_and_grad" in r:
         c = r["checked_cost_and_grad"]
         lines.append(f"  checked cost_and_grad overhead: {c['overhead_s'] * 1e3:.2f} ms per call")

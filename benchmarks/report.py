@@ -108,6 +108,11 @@ def markdown(res: dict) -> str:
         lines.append("First call (compile + run) for the JAX implementations, ms: " + "; ".join(
             f"{r['size']} manual {_ms(r['results']['sae_jax manual']['first_call_s'])}, "
             f"jax.grad {_ms(r['results']['jax.grad']['first_call_s'])}" for r in rows))
+        bb = [r for r in rows if "blas_backend" in r]
+        if bb:
+            lines.append("")
+            lines.append("`sae_jax + OpenBLAS` (benchmarks/blas_dispatch.py, a benchmark-side experiment) reached "
+                         "OpenBLAS via: " + "; ".join(f"{r['size']} {r['blas_backend']}" for r in bb))
         ck = [r for r in rows if "checked_cost_and_grad" in r]
         if ck:
             lines.append("")

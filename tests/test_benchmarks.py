@@ -39,6 +39,27 @@ def test_numpy_peer_matches_sae_jax():
         _close(a, b)
 
 
+@pytest.mark.parametrize("dtype, rtol", [(jnp.float64, 1e-12), (jnp.float32, 1e-5)])
+def test_openblas_path_matches_sae_jax(dtype, rtol):
+    # The benchmark's OpenBLAS row (FFI when a compiler is present, else pure_callback) must
+    # compute sae-jax's cost and gradient; every transpose flag of blas_matmul is exercised.
+    from benchmarks import blas_dispatch
+
+    params, x = _problem()
+    params = jax.tree.map(lambda a: a.astype(dtype), params)
+    x = x.astype(dtype)
+    J, g = sae_jax.cost_and_grad(params, x, **HP)
+    Jb, gb = blas_dispatch.cost_and_grad_blas(params, x, **HP)
+    assert blas_dispatch.backend().startswith(("ffi", "pure_callback"))
+    _close(Jb, J, rtol)
+    for a, b in zip(gb, g):
+        _close(a, b, rtol)
+    a, b = np.asarray(x[:6, :4]), np.asarray(x[:6, 2:7])
+    for ta, tb, A, B in [(False, False, a, b[:4]), (True, False, a, b), (False, True, a.T, b.T), (True, True, a, b.T)]:
+        got = jax.jit(lambda A, B, ta=ta, tb=tb: blas_dispatch.blas_matmul(A, B, ta=ta, tb=tb))(A, B)
+        _close(got, (A.T if ta else A) @ (B.T if tb else B), rtol)
+
+
 def test_flat_theta_round_trip_and_scipy_wrapper():
     params, x = _problem()
     p = [np.asarray(a) for a in params]
