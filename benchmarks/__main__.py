@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-peer-flops", type=float, default=1e12,
                     help="leave the CPU peers out of sizes above this many flops per call (default 1e12; S3 is 1.7e11)")
     ap.add_argument("--e2e-iters", type=int, default=None, help="L-BFGS iterations for the exercise (default 400; quick 10)")
+    ap.add_argument("--e2e-rounds", type=int, default=None,
+                    help="interleaved timed runs of each side of the exercise (default 3; quick 1)")
     ap.add_argument("--sweep-steps", type=int, default=None, help="GD steps per setting in the sweep (default 50; quick 5)")
     ap.add_argument("--sweep-size", default=None, help="NxHxM for the sweep (default 64x25x10000; quick 64x25x1000)")
     ap.add_argument("--memory-sizes", default=None, help="sizes for the memory probe (default: --sizes, float32 only)")
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
     if "e2e" not in skip:
         from .e2e import bench_e2e
 
-        res["e2e"] = bench_e2e(m=1000 if q else 10_000, iters=args.e2e_iters or (10 if q else 400), log=log)
+        res["e2e"] = bench_e2e(m=1000 if q else 10_000, iters=args.e2e_iters or (10 if q else 400),
+                               rounds=args.e2e_rounds or (1 if q else 3), log=log)
     if "memory" not in skip:
         from .memory_peak import IMPLS, measure_subprocess
         from .peers import HAVE_TORCH

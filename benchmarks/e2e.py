@@ -10,8 +10,9 @@
 
 Same data (:func:`sae_jax.data.natural_image_patches` when available), same initial parameters,
 float64 on both sides (the exercise's precision); sae-jax in float32 is reported as an extra row.
-Reported: wall time (sae-jax's split into first call = compile + run, and a second, compiled run),
-final cost, iterations and function evaluations where known.
+Reported: wall time, the median of interleaved rounds (each round runs every contender once,
+the order alternating), with sae-jax's first, compiling run timed apart; the speedup is the
+median of the per-round ratios; final cost, iterations and function evaluations where known.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def initial_params(x, dtype, *, n_hidden=25):
     return sae_jax.init_params(jax.random.key(0), x.shape[1], n_hidden, dtype=dtype)
 
 
-def run_sae_jax(params, x, *, iters, hp, use_train_api=True) -> dict:
-    """Two identical runs: the first includes compilation, the second is the reported wall time."""
+def sae_jax_runner(params, x, *, iters, hp, use_train_api=True):
+    """``(run, how)``: ``run()`` trains once from ``params`` and returns ``(wall_s, final_cost)``."""
     dtype = params.W1.dtype
     api = _train_api() if use_train_api else None
     if api is not None:
@@ -130,7 +131,7 @@ def run_sae_jax(params, x, *, iters, hp, use_train_api=True) -> dict:
                f"lbfgs_memory={cfg.lbfgs_memory}, chunk={cfg.chunk}, gradient={cfg.gradient!r}), pictures=False)")
         x_np = np.asarray(x)
 
-        def run():
+        def go():
             r = train(x_np, cfg, pictures=False)
             return r.params, evaluate(r.params, jnp.asarray(x_np, dtype), cfg)["cost"]
     else:
@@ -138,22 +139,27 @@ def run_sae_jax(params, x, *, iters, hp, use_train_api=True) -> dict:
         how = "optax.lbfgs (memory 10, zoom line search) in one jitted fori_loop, manual gradient via custom_vjp"
         fn = jax.jit(functools.partial(lbfgs_optax, iters=iters))
 
-        def run():
+        def go():
             return jax.block_until_ready(fn(params, x, hp=hpj))
 
-    t0 = time.perf_counter()
-    run()
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = run()
-    second = time.perf_counter() - t0
+    def run():
+        t0 = time.perf_counter()
+        out = go()
+        return time.perf_counter() - t0, float(out[1])
+
+    return run, how
+
+
+def _sae_row(how, dtype, first, walls, cost, iters) -> dict:
+    wall = float(np.median(walls))
     return {
         "how": how,
         "dtype": np.dtype(dtype).name,
         "first_call_s": first,
-        "wall_s": second,
-        "compile_s_approx": first - second,
-        "final_cost": float(out[1]),
+        "wall_s": wall,
+        "wall_s_all": walls,
+        "compile_s_approx": first - wall,
+        "final_cost": cost,
         "iterations": iters,
     }
 
@@ -188,7 +194,8 @@ def lbfgs_memory() -> int:
     return int(api[0]().lbfgs_memory) if api is not None else 10
 
 
-def run_scipy(W1, b1, W2, b2, x, *, iters, hp, memory: int = 10) -> dict:
+def scipy_runner(W1, b1, W2, b2, x, *, iters, hp, memory: int = 10):
+    """``(run, info)``: ``run()`` minimises once with scipy's L-BFGS-B, returns ``(wall_s, result)``."""
     from scipy.optimize import minimize
 
     n, h = x.shape[1], W1.shape[0]
@@ -196,21 +203,32 @@ def run_scipy(W1, b1, W2, b2, x, *, iters, hp, memory: int = 10) -> dict:
     theta0 = peers.theta_from_arrays(W1, b1, W2, b2)
     f = functools.partial(peers.numpy_flat_cost_and_grad, n_visible=n, n_hidden=h, data=data, **hp)
     threads = _faster_blas_threads(lambda: f(theta0))
-    if threads is None:  # no threadpoolctl: BLAS as configured
-        limit = contextlib.nullcontext()
-    else:
-        from threadpoolctl import threadpool_limits
 
-        limit = threadpool_limits(threads, user_api="blas")
-    with limit:
-        t0 = time.perf_counter()
-        res = minimize(f, theta0, method="L-BFGS-B", jac=True, options=dict(maxiter=iters, maxcor=memory))
-        wall = time.perf_counter() - t0
-    return {
+    def run():
+        if threads is None:  # no threadpoolctl: BLAS as configured
+            limit = contextlib.nullcontext()
+        else:
+            from threadpoolctl import threadpool_limits
+
+            limit = threadpool_limits(threads, user_api="blas")
+        with limit:
+            t0 = time.perf_counter()
+            res = minimize(f, theta0, method="L-BFGS-B", jac=True, options=dict(maxiter=iters, maxcor=memory))
+            return time.perf_counter() - t0, res
+
+    info = {
         "how": f"scipy.optimize.minimize(method='L-BFGS-B', jac=True, maxcor={memory}) on the numpy peer, BLAS threads={threads}",
         "blas_threads": threads,
         "dtype": "float64",
-        "wall_s": wall,
+    }
+    return run, info
+
+
+def _scipy_row(info, walls, res) -> dict:
+    return {
+        **info,
+        "wall_s": float(np.median(walls)),
+        "wall_s_all": walls,
         "final_cost": float(res.fun),
         "iterations": int(res.nit),
         "function_evaluations": int(res.nfev),
@@ -218,23 +236,42 @@ def run_scipy(W1, b1, W2, b2, x, *, iters, hp, memory: int = 10) -> dict:
     }
 
 
-def bench_e2e(*, m=10_000, iters=400, float32=True, log=print) -> dict:
+def bench_e2e(*, m=10_000, iters=400, float32=True, rounds: int = 3, log=print) -> dict:
+    """scipy + numpy vs sae-jax (float64, and float32), ``rounds`` interleaved timed runs each.
+
+    Each round runs every contender once, the order alternating between rounds, so a burst of
+    background load hits a round's runs alike; wall times are medians, and the speedup is the
+    median of the per-round ratios. sae-jax's first (compiling) run is timed apart.
+    """
     x64, source = exercise_data(m)
     params = initial_params(x64, jnp.float64)
     p_np = [np.asarray(a) for a in params]
     memory = lbfgs_memory()
-    scipy_res = run_scipy(*p_np, x64, iters=iters, hp=HP, memory=memory)
-    log(f"e2e scipy L-BFGS-B + numpy: {scipy_res['wall_s']:.2f} s, cost {scipy_res['final_cost']:.4f}, "
-        f"{scipy_res['iterations']} it / {scipy_res['function_evaluations']} evals")
-    rows = {"scipy+numpy float64": scipy_res}
-    rows["sae_jax float64"] = run_sae_jax(params, jnp.asarray(x64), iters=iters, hp=HP)
+    scipy_run, scipy_info = scipy_runner(*p_np, x64, iters=iters, hp=HP, memory=memory)
+    contenders = {"sae_jax float64": sae_jax_runner(params, jnp.asarray(x64), iters=iters, hp=HP)}
     if float32:
         p32 = initial_params(x64, jnp.float32)
-        rows["sae_jax float32"] = run_sae_jax(p32, jnp.asarray(x64, jnp.float32), iters=iters, hp=HP)
-    for k in ("sae_jax float64", "sae_jax float32"):
-        if k in rows:
-            r = rows[k]
-            r["speedup_vs_scipy"] = scipy_res["wall_s"] / r["wall_s"]
-            log(f"e2e {k}: {r['wall_s']:.2f} s (first call {r['first_call_s']:.2f} s), cost {r['final_cost']:.4f}, "
-                f"x{r['speedup_vs_scipy']:.1f} vs scipy")
-    return {"m": m, "iterations": iters, "lbfgs_memory": memory, "data": source, "hyperparameters": HP, "results": rows}
+        contenders["sae_jax float32"] = sae_jax_runner(p32, jnp.asarray(x64, jnp.float32), iters=iters, hp=HP)
+    first = {k: run()[0] for k, (run, _) in contenders.items()}  # compile + run
+    walls = {k: [] for k in ("scipy+numpy float64", *contenders)}
+    last = {}
+    for r in range(max(rounds, 1)):
+        order = list(walls) if r % 2 == 0 else list(walls)[::-1]
+        for k in order:
+            w, last[k] = scipy_run() if k == "scipy+numpy float64" else contenders[k][0]()
+            walls[k].append(w)
+    rows = {"scipy+numpy float64": _scipy_row(scipy_info, walls["scipy+numpy float64"], last["scipy+numpy float64"])}
+    sc = rows["scipy+numpy float64"]
+    log(f"e2e scipy L-BFGS-B + numpy: {sc['wall_s']:.2f} s (median of {len(walls['scipy+numpy float64'])}), "
+        f"cost {sc['final_cost']:.4f}, {sc['iterations']} it / {sc['function_evaluations']} evals")
+    for k, (_, how) in contenders.items():
+        dtype = jnp.float64 if k.endswith("float64") else jnp.float32
+        row = _sae_row(how, dtype, first[k], walls[k], last[k], iters)
+        ratios = np.asarray(walls["scipy+numpy float64"]) / np.asarray(walls[k])
+        row["speedup_vs_scipy"] = float(np.median(ratios))
+        row["speedup_vs_scipy_all"] = ratios.tolist()
+        rows[k] = row
+        log(f"e2e {k}: {row['wall_s']:.2f} s (first call {row['first_call_s']:.2f} s), cost {row['final_cost']:.4f}, "
+            f"x{row['speedup_vs_scipy']:.1f} vs scipy (per round {', '.join(f'{v:.1f}' for v in ratios)})")
+    return {"m": m, "iterations": iters, "rounds": rounds, "lbfgs_memory": memory, "data": source,
+            "hyperparameters": HP, "results": rows}

@@ -133,7 +133,9 @@ def markdown(res: dict) -> str:
     if e2e:
         lines += ["## UFLDL exercise end to end", "",
                   f"{e2e['m']} patches ({e2e['data']}), {e2e['iterations']} L-BFGS iterations, λ, β, ρ = "
-                  f"{e2e['hyperparameters']['lam']}, {e2e['hyperparameters']['beta']}, {e2e['hyperparameters']['rho']}.", "",
+                  f"{e2e['hyperparameters']['lam']}, {e2e['hyperparameters']['beta']}, {e2e['hyperparameters']['rho']}; "
+                  f"wall = median of {e2e.get('rounds', 1)} interleaved runs per contender, speedup = median of "
+                  "the per-round ratios.", "",
                   "| run | wall s | first call s | final cost | iterations / evals | speedup vs scipy |", "|---|---|---|---|---|---|"]
         for k, r in e2e["results"].items():
             ev = r.get("function_evaluations", "–")
