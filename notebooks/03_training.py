@@ -24,8 +24,9 @@
 # * a run cut in two and resumed from its checkpoint is bit-identical to an uninterrupted one.
 #
 # Everything comes from `sae_jax`: `data.natural_image_patches` (1/f-whitened photographs bundled
-# with scikit-image), `train.train` (jitted optax L-BFGS with a zoom line search), and
-# `display.tile_filters` (the tutorial's `display_network`).
+# with scikit-image), `training.train` (jitted L-BFGS: optax's algorithm and zoom line search, the
+# direction computed in the compact matrix form by `sae_jax.lbfgs`), and `display.tile_filters`
+# (the tutorial's `display_network`).
 
 # %%
 import jax

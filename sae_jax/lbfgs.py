@@ -52,7 +52,7 @@ __all__ = ["ScaleByCompactLBFGSState", "scale_by_compact_lbfgs", "lbfgs"]
 
 
 class ScaleByCompactLBFGSState(NamedTuple):
-    """``optax.ScaleByLBFGSState``'s fields (the history flattened), plus its Gram matrices.
+    r"""``optax.ScaleByLBFGSState``'s fields (the history flattened), plus its Gram matrices.
 
     Attributes:
       count: iterations so far (int32).
