@@ -73,6 +73,11 @@ def main(argv=None) -> int:
     if bad:
         print(f"--skip: unknown part(s) {sorted(bad)}; known: {', '.join(SKIPPABLE)}", file=sys.stderr)
         return 2
+    for flag in ("e2e_iters", "e2e_rounds", "sweep_steps"):
+        v = getattr(args, flag, None)
+        if v is not None and v < 1:
+            print(f"--{flag.replace('_', '-')}: expected an integer >= 1, got {v}", file=sys.stderr)
+            return 2
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
 

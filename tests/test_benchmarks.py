@@ -103,6 +103,7 @@ def test_entry_point_runs_at_tiny_sizes(tmp_path, capsys):
 def test_bad_flags_exit_2(tmp_path):
     assert main(["--skip", "nonsense", "--out", str(tmp_path)]) == 2
     assert main(["--dtypes", "float16", "--skip", "kernels,sweep,e2e,memory,others", "--out", str(tmp_path)]) == 2
+    assert main(["--e2e-rounds", "0", "--out", str(tmp_path)]) == 2
 
 
 @pytest.mark.slow
