@@ -161,3 +161,15 @@ def test_vmap_over_settings():
 def test_memory_size_must_be_positive():
     with pytest.raises(ValueError, match="memory_size must be >= 1"):
         scale_by_compact_lbfgs(0)
+
+
+def test_lbfgs_without_line_search_is_a_scaled_direction():
+    # linesearch=None (as in optax.lbfgs): no line search, the direction times -learning_rate.
+    traj = _trajectory(5)
+    want, _ = _directions(scale_by_compact_lbfgs(4), traj)
+    opt = lbfgs(learning_rate=0.1, memory_size=4, linesearch=None)
+    with _optax_promotion():
+        state = opt.init(traj[0][0])
+        for (p, g), d in zip(traj, want):
+            u, state = opt.update(g, state, p)
+            assert_tree_close(u, jax.tree.map(lambda a: -0.1 * a, d), 1e-14)
