@@ -601,7 +601,8 @@ def _state_from_checkpoint(tensors, meta, template: TrainState, path) -> TrainSt
     if meta["n_opt_leaves"] != len(t_leaves):
         raise InputError(
             f"checkpoint {str(path)!r} has {meta['n_opt_leaves']} optimizer-state arrays, "
-            f"the configured optimizer has {len(t_leaves)}"
+            f"the configured optimizer has {len(t_leaves)} (a checkpoint from another optimizer "
+            "layout, e.g. L-BFGS checkpoints written before sae_jax.lbfgs, cannot be resumed)"
         )
     leaves = []
     for i, t in enumerate(t_leaves):

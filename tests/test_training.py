@@ -193,6 +193,18 @@ def test_resume_is_bit_identical(tmp_path, base):
     assert rows == sorted(set(rows)) and rows[-1] == base.steps
 
 
+def test_resume_refuses_a_checkpoint_of_another_optimizer_layout(tmp_path, monkeypatch):
+    # E.g. an L-BFGS checkpoint written with optax's state (before sae_jax.lbfgs): one clear error.
+    import optax
+
+    import sae_jax.training as training
+
+    train(X, dataclasses.replace(LBFGS, steps=5), run_dir=tmp_path, pictures=False)
+    monkeypatch.setattr(training, "make_optimizer", lambda config: optax.lbfgs(memory_size=config.lbfgs_memory))
+    with pytest.raises(InputError, match="optimizer-state arrays.*another optimizer layout"):
+        train(X, LBFGS, run_dir=tmp_path, resume=True, pictures=False)
+
+
 def test_resume_refuses_other_config_and_other_data(tmp_path):
     train(X, dataclasses.replace(LBFGS, steps=5), run_dir=tmp_path, pictures=False)
     with pytest.raises(InputError, match="different config: beta"):
