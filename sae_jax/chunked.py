@@ -62,9 +62,17 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from . import validate
-from .backprop import hidden_delta, output_delta, sparsity_delta
-from .cost import CostTerms, reconstruction, sparsity, weight_decay
-from .forward import Output, encode, forward
+from .backprop import exact_sparsity_sums, hidden_delta, output_delta, sparsity_delta
+from .cost import (
+    CostTerms,
+    exact_on_fast_path,
+    kl_divergence_from_logs,
+    log_hidden_sums,
+    reconstruction,
+    sparsity,
+    weight_decay,
+)
+from .forward import Output, encode, forward, hidden_pre_activation
 from .lbfgs import lbfgs as compact_lbfgs
 from .params import Params
 from .validate import InputError
@@ -77,6 +85,7 @@ __all__ = [
     "hidden_sum",
     "delta_sums",
     "terms_and_grads_from_sums",
+    "sparsity_from_log_sums",
     "chunked_cost_terms",
     "chunked_cost",
     "chunked_cost_terms_and_grad",
@@ -151,19 +160,26 @@ def terms_and_grads_from_sums(
     lam: ArrayLike,
     beta: ArrayLike,
     rho: ArrayLike,
+    sparsity_terms: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[CostTerms, Params | None]:
     r"""Totals → :class:`~sae_jax.CostTerms` and gradient, dividing by the global ``m`` once.
 
     :math:`\hat\rho = S/m`, :math:`J = R/m + \text{weight decay} + \text{sparsity}(\hat\rho)`,
-    :math:`\nabla_{W} = G_W/m + \lambda W`, :math:`\nabla_b = G_b/m`.
+    :math:`\nabla_{W} = G_W/m + \lambda W`, :math:`\nabla_b = G_b/m`. ``sparsity_terms``:
+    the penalty and :math:`\hat\rho` when already computed exactly at saturation
+    (:func:`sae_jax.backprop.sparsity_terms_and_delta`, :func:`sparsity_from_log_sums`);
+    by default the plain :func:`~sae_jax.cost.sparsity` of :math:`S/m`.
     """
     dtype = params.W1.dtype
     m = jnp.asarray(m, dtype)
     lam_ = jnp.asarray(lam, dtype)
-    rh = a2_sum / m
     rec = rec_sum / m
     wd = weight_decay(params, lam=lam)
-    sp = sparsity(rh, rho=rho, beta=beta)
+    if sparsity_terms is None:
+        rh = a2_sum / m
+        sp = sparsity(rh, rho=rho, beta=beta)
+    else:
+        sp, rh = sparsity_terms
     terms = CostTerms(rec + wd + sp, rec, wd, sp, rh)
     if grad_sums is None:
         return terms, None
@@ -176,6 +192,16 @@ def terms_and_grads_from_sums(
     return terms, grads
 
 
+def sparsity_from_log_sums(
+    log_sums: tuple[jax.Array, jax.Array], m: ArrayLike, *, rho: ArrayLike, beta: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
+    r"""``(sparsity, rho_hat)`` from the global :math:`\log\sum_i f(\pm z_{ij})` (exact at saturation)."""
+    log_m = jnp.log(jnp.asarray(m, log_sums[0].dtype))
+    log_rh, log1m_rh = log_sums[0] - log_m, log_sums[1] - log_m
+    rho = jnp.asarray(rho, log_rh.dtype)
+    return jnp.asarray(beta, log_rh.dtype) * jnp.sum(kl_divergence_from_logs(rho, log_rh, log1m_rh)), jnp.exp(log_rh)
+
+
 # Per-chunk kernels: each adds one chunk's contribution to an accumulator (one dispatch per chunk).
 
 
@@ -185,17 +211,44 @@ def _pass1_kernel(acc, params, x, mask):
 
 
 @jax.jit
-def _sparsity_delta_from_sum(a2_sum, m, rho, beta):
-    return sparsity_delta(a2_sum / m, rho=rho, beta=beta)
+def _log_sums_kernel(acc, params, x, mask):
+    # Only where some unit saturates (see _sparsity_plan): log-sums combine by logaddexp.
+    logs = log_hidden_sums(hidden_pre_activation(params, x), mask)
+    return tuple(jnp.logaddexp(a, b) for a, b in zip(acc, logs))
 
 
-def _pass2(acc, params, x, mask, sdelta, *, output):
+@jax.jit
+def _sparsity_delta_and_fast(a2_sum, m, rho, beta):
+    sd = sparsity_delta(a2_sum / m, rho=rho, beta=beta)
+    return sd, exact_on_fast_path(a2_sum / m, sd)
+
+
+def _pass2(acc, params, x, mask, sdelta, logs, rho, beta, *, output):
     rec_sum, g = delta_sums(params, x, mask, sdelta, output=output)
+    if logs is not None:  # the exact sparsity part (saturated units), in place of sdelta
+        gW1, gb1 = exact_sparsity_sums(params, x, *logs, rho=rho, beta=beta, mask=mask)
+        g = g._replace(W1=g.W1 + gW1, b1=g.b1 + gb1)
     acc_rec, acc_g = acc
     return acc_rec + rec_sum, jax.tree.map(jnp.add, acc_g, g)
 
 
 _pass2_kernel = jax.jit(_pass2, static_argnames=("output",))
+_sparsity_from_log_sums = jax.jit(sparsity_from_log_sums)
+
+
+def _sparsity_plan(params, data, size, a2_sum, m_arr, rho, beta, *, output, mesh):
+    r"""``(sdelta, logs, sparsity_terms)``: on the fast path the global sparsity delta and no more;
+    where a unit saturates, a zero delta, one extra pass for the global log-sums (exact
+    :math:`\log\hat\rho`, :math:`\log(1-\hat\rho)`), and the exact penalty."""
+    sd, fast = _sparsity_delta_and_fast(a2_sum, m_arr, rho, beta)
+    if bool(fast):
+        return sd, None, None
+    acc = (jnp.full_like(a2_sum, -jnp.inf), jnp.full_like(a2_sum, -jnp.inf))
+    for x, mask, _ in _device_chunks(data, params, size, output=output, check_values=False, mesh=mesh):
+        acc = _log_sums_kernel(acc, params, x, mask)
+    log_m = jnp.log(m_arr)
+    logs = (acc[0] - log_m, acc[1] - log_m)
+    return jnp.zeros_like(sd), logs, _sparsity_from_log_sums(acc, m_arr, rho=rho, beta=beta)
 
 
 def _terms_pass(acc, params, x, mask, *, output):
@@ -502,18 +555,19 @@ def chunked_cost_terms_and_grad(
         m += rows
     _empty(m)
     m_arr = jnp.asarray(m, dtype)
-    sdelta = _sparsity_delta_from_sum(a2_sum, m_arr, jnp.asarray(rho, dtype), jnp.asarray(beta, dtype))
+    rho_, beta_ = jnp.asarray(rho, dtype), jnp.asarray(beta, dtype)
+    sdelta, logs, sp_terms = _sparsity_plan(params, data, size, a2_sum, m_arr, rho_, beta_, output=output, mesh=mesh)
     # Pass 2: reconstruction sum and δ-products, every chunk using the same global sparsity delta.
     acc = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
     m2 = 0
     _in_flight = _Backpressure()
     for x, mask, rows in _device_chunks(data, params, size, output=output, check_values=False, mesh=mesh):
-        acc = _in_flight(_pass2_kernel(acc, params, x, mask, sdelta, output=output))
+        acc = _in_flight(_pass2_kernel(acc, params, x, mask, sdelta, logs, rho_, beta_, output=output))
         m2 += rows
     if m2 != m:
         raise InputError(f"data changed between the two passes: {m} rows in pass 1, {m2} in pass 2")
     rec_sum, grad_sums = acc
-    return _finish(params, a2_sum, rec_sum, grad_sums, m_arr, lam=lam, beta=beta, rho=rho)
+    return _finish(params, a2_sum, rec_sum, grad_sums, m_arr, lam=lam, beta=beta, rho=rho, sparsity_terms=sp_terms)
 
 
 def chunked_cost_and_grad(
@@ -561,7 +615,10 @@ def chunked_cost_terms(
         acc = _in_flight(_terms_kernel(acc, params, x, mask, output=output))
         m += rows
     _empty(m)
-    terms, _ = _finish(params, acc[0], acc[1], None, jnp.asarray(m, dtype), lam=lam, beta=beta, rho=rho)
+    m_arr = jnp.asarray(m, dtype)
+    rho_, beta_ = jnp.asarray(rho, dtype), jnp.asarray(beta, dtype)
+    _, _, sp_terms = _sparsity_plan(params, data, size, acc[0], m_arr, rho_, beta_, output=output, mesh=mesh)
+    terms, _ = _finish(params, acc[0], acc[1], None, m_arr, lam=lam, beta=beta, rho=rho, sparsity_terms=sp_terms)
     return terms
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Activations",
     "sigmoid",
     "sigmoid_prime",
+    "hidden_pre_activation",
     "encode",
     "decode",
     "forward",
@@ -64,6 +65,11 @@ def _add_bias(y: jax.Array, b: jax.Array) -> jax.Array:
     return y + jnp.reshape(b, (1,) * (y.ndim - 1) + b.shape)
 
 
+def hidden_pre_activation(params: Params, x: jax.Array) -> jax.Array:
+    r"""Hidden pre-activations :math:`z^{(2)} = x W_1^\top + b_1`, ``(m, n_hidden)`` (or ``(n_hidden,)``)."""
+    return _add_bias(x @ params.W1.T, params.b1)
+
+
 def encode(params: Params, x: jax.Array) -> jax.Array:
     r"""Hidden activations :math:`a^{(2)} = f(x W_1^\top + b_1)`.
 
@@ -74,7 +80,7 @@ def encode(params: Params, x: jax.Array) -> jax.Array:
     Returns:
       ``(m, n_hidden)`` (or ``(n_hidden,)``), in ``x``'s dtype.
     """
-    return sigmoid(_add_bias(x @ params.W1.T, params.b1))
+    return sigmoid(hidden_pre_activation(params, x))
 
 
 def decode(params: Params, a2: jax.Array, *, output: Output = "sigmoid") -> jax.Array:
@@ -99,7 +105,7 @@ def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Acti
       x: data, shape ``(m, n_visible)`` (or ``(n_visible,)``).
       output: ``"sigmoid"`` or ``"linear"`` (static).
     """
-    z2 = _add_bias(x @ params.W1.T, params.b1)
+    z2 = hidden_pre_activation(params, x)
     a2 = sigmoid(z2)
     z3 = _add_bias(a2 @ params.W2.T, params.b2)
     a3 = _output_activation(z3, output)

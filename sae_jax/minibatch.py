@@ -36,12 +36,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
-from .backprop import hidden_delta, output_delta, sparsity_delta, weight_gradients
-from .cost import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
+from .backprop import hidden_delta, output_delta, sparsity_terms_and_delta, weight_gradients
+from .cost import CostTerms, reconstruction, rho_hat, running_estimate, sparsity_and_rho_hat, weight_decay
 from .forward import Activations, Output, forward
 from .params import Params
 
@@ -63,15 +61,15 @@ class EmaBatch(NamedTuple):
 
 def ema_rho_hat(rho_prev: jax.Array, rho_batch: jax.Array, *, ema_decay: ArrayLike) -> jax.Array:
     r""":math:`\alpha\,\operatorname{sg}(\hat\rho_{\text{prev}}) + (1-\alpha)\,\hat\rho^B`, shape ``(n_hidden,)``."""
-    alpha = jnp.asarray(ema_decay, rho_batch.dtype)
-    return alpha * lax.stop_gradient(rho_prev) + (1 - alpha) * rho_batch
+    return running_estimate(rho_batch, rho_prev, ema_decay)
 
 
 def _ema_terms(params: Params, batch: EmaBatch, acts: Activations, *, lam, beta, rho, ema_decay) -> CostTerms:
-    rh = ema_rho_hat(batch.rho_prev, rho_hat(acts.a2), ema_decay=ema_decay)
+    sp, rh = sparsity_and_rho_hat(
+        acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=batch.rho_prev, ema_decay=ema_decay
+    )
     rec = reconstruction(acts.a3, batch.x)
     wd = weight_decay(params, lam=lam)
-    sp = sparsity(rh, rho=rho, beta=beta)
     return CostTerms(rec + wd + sp, rec, wd, sp, rh)
 
 
@@ -94,14 +92,16 @@ def ema_cost_terms_and_grad(
     r"""The tutorial's backprop for the EMA objective: the sparsity delta at
     :math:`\hat\rho^{\text{ema}}`, times :math:`1 - \alpha`. Returns ``(CostTerms, grads)``."""
     x = batch.x
-    dtype = params.W1.dtype
-    alpha = jnp.asarray(ema_decay, dtype)
     acts = forward(params, x, output=output)
-    terms = _ema_terms(params, batch, acts, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay)
+    sp, rh, sd, extra = sparsity_terms_and_delta(
+        params, x, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=batch.rho_prev, ema_decay=ema_decay
+    )
+    rec = reconstruction(acts.a3, x)
+    wd = weight_decay(params, lam=lam)
+    terms = CostTerms(rec + wd + sp, rec, wd, sp, rh)
     delta3 = output_delta(acts.a3, x, output=output)
-    sd = (1 - alpha) * sparsity_delta(terms.rho_hat, rho=rho, beta=beta)
-    delta2 = hidden_delta(delta3, params.W2, acts.a2, sd)
-    return terms, weight_gradients(params, x, acts.a2, delta2, delta3, lam=lam)
+    delta2 = hidden_delta(delta3, params.W2, acts.a2, sd)  # sd carries the factor 1 - alpha
+    return terms, weight_gradients(params, x, acts.a2, delta2, delta3, lam=lam, hidden_sums=extra)
 
 
 def autodiff_ema_cost_terms_and_grad(

@@ -49,7 +49,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from . import validate
-from .backprop import sparsity_delta
+from .backprop import sparsity_terms_and_delta
 from .chunked import delta_sums, hidden_sum, terms_and_grads_from_sums
 from .cost import CostTerms
 from .forward import Output
@@ -197,11 +197,18 @@ def _check(params, batch, *, lam, beta, rho, output):
 # --- (a) plain jit over sharded arrays: XLA's partitioner inserts the collectives ---------------
 
 
+def _with_extra(grad_sums: Params, extra) -> Params:
+    return grad_sums._replace(W1=grad_sums.W1 + extra[0], b1=grad_sums.b1 + extra[1])
+
+
 def _masked_terms_and_grad(params, x, mask, m, *, lam, beta, rho, output):
     a2_sum = hidden_sum(params, x, mask)
-    s = sparsity_delta(a2_sum / m, rho=rho, beta=beta)
+    sp, rh, s, extra = sparsity_terms_and_delta(params, x, a2_sum / m, rho=rho, beta=beta, mask=mask, m=m)
     rec_sum, grad_sums = delta_sums(params, x, mask, s, output=output)
-    return terms_and_grads_from_sums(params, a2_sum, rec_sum, grad_sums, m, lam=lam, beta=beta, rho=rho)
+    return terms_and_grads_from_sums(
+        params, a2_sum, rec_sum, _with_extra(grad_sums, extra), m, lam=lam, beta=beta, rho=rho,
+        sparsity_terms=(sp, rh),
+    )
 
 
 def _gspmd(params, batch, lam, beta, rho, *, output):
@@ -232,9 +239,15 @@ def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tupl
 def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, *, axis, output):
     """One device's view: its rows ``x``/``mask``; ``psum`` makes every total global."""
     a2_sum = lax.psum(hidden_sum(params, x, mask), axis)  # S = Σ_d S_d: the global ρ̂ is S/m
-    s = sparsity_delta(a2_sum / m, rho=rho, beta=beta)
-    rec_sum, grad_sums = lax.psum(delta_sums(params, x, mask, s, output=output), axis)
-    return terms_and_grads_from_sums(params, a2_sum, rec_sum, grad_sums, m, lam=lam, beta=beta, rho=rho)
+    # Saturated units: the exact path's log-sums are combined over the axis inside (log_psum).
+    sp, rh, s, extra = sparsity_terms_and_delta(
+        params, x, a2_sum / m, rho=rho, beta=beta, mask=mask, m=m, axis_name=axis
+    )
+    rec_sum, grad_sums = delta_sums(params, x, mask, s, output=output)
+    rec_sum, grad_sums = lax.psum((rec_sum, _with_extra(grad_sums, extra)), axis)
+    return terms_and_grads_from_sums(
+        params, a2_sum, rec_sum, grad_sums, m, lam=lam, beta=beta, rho=rho, sparsity_terms=(sp, rh)
+    )
 
 
 def _shard_map(params, batch, lam, beta, rho, *, mesh, output):

@@ -239,6 +239,19 @@ def _saturated_problem(dtype, b1_shift, weight_scale, output="sigmoid", seed=0):
 SATURATION_TOL = {jnp.dtype(jnp.float64): 1e-12, jnp.dtype(jnp.float32): 1e-4}
 
 
+def _saturation_tol(p, x, dtype):
+    """The base tolerance, or the conditioning of the exact sparsity gradient if larger.
+
+    Where units saturate, the exact gradient depends on e^(z_i - z_k) across samples; z itself
+    carries an absolute rounding error of about eps * |z|, so two evaluations of the same z
+    (inside two differently fused programs) give gradients that differ by ~eps * max|z|
+    relatively: 1e-3 in float32 at |z| = 1e4. (Before sae-jax evaluated the term exactly,
+    both gradients sat on the same clipped plateau and agreed trivially.)
+    """
+    z = np.asarray(x, np.float64) @ np.asarray(p.W1, np.float64).T + np.asarray(p.b1, np.float64)
+    return max(SATURATION_TOL[jnp.dtype(dtype)], 16 * float(jnp.finfo(dtype).eps) * float(np.abs(z).max()))
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("output", ["sigmoid", "linear"])
 @pytest.mark.parametrize(
@@ -249,15 +262,17 @@ SATURATION_TOL = {jnp.dtype(jnp.float64): 1e-12, jnp.dtype(jnp.float32): 1e-4}
 def test_saturation_finite_and_manual_equals_autodiff(dtype, output, b1_shift):
     """rho_hat -> 0 and -> 1 (and |z| up to 1e4): finite cost/grad, manual == jax.grad.
 
-    float32 tolerance is 1e-4 here: near rho_hat ~ 1e-6 the sparsity derivative is ~1e4 times
-    larger than its typical size and the two orders of summation differ by more ulps.
+    float32 tolerance is 1e-4 here (or the conditioning, :func:`_saturation_tol`): near
+    rho_hat ~ 1e-6 the sparsity derivative is ~1e4 times larger than its typical size and the two
+    orders of summation differ by more ulps.
     """
     p, x = _saturated_problem(dtype, b1_shift, 1.0, output)
     J, g = sae.cost_and_grad(p, x, **HP, output=output)
     J_ad, g_ad = _reference(p, x, **HP, output=output)
     assert np.isfinite(float(J)) and np.isfinite(float(J_ad))
-    assert max_rel_err(J, J_ad) <= SATURATION_TOL[jnp.dtype(dtype)]
-    assert_tree_close(g, g_ad, SATURATION_TOL[jnp.dtype(dtype)], "saturated")
+    tol = _saturation_tol(p, x, dtype)
+    assert max_rel_err(J, J_ad) <= tol
+    assert_tree_close(g, g_ad, tol, "saturated")
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -273,7 +288,7 @@ def test_saturation_property_float32(shift, scale, seed):
     J_ad, g_ad = _reference(p, x, **HP)
     assert np.isfinite(float(J))
     assert max_rel_err(J, J_ad) <= 1e-5
-    assert_tree_close(g, g_ad, 1e-4, "property")
+    assert_tree_close(g, g_ad, _saturation_tol(p, x, jnp.float32), "property")
 
 
 @pytest.mark.slow

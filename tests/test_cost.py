@@ -72,17 +72,26 @@ def test_rho_hat_is_the_mean_activation():
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-def test_safe_rho_hat(dtype):
-    eps = float(jnp.finfo(dtype).eps)
-    rh = jnp.array([0.0, eps / 2, eps, 2 * eps, 0.5, 1 - 2 * eps, 1 - eps, 1.0], dtype)
-    safe, inside = sae.safe_rho_hat(rh)
-    assert safe.dtype == jnp.dtype(dtype)
-    np.testing.assert_array_equal(inside, [False, False, False, True, True, True, False, False])
-    np.testing.assert_array_equal(np.asarray(safe)[np.asarray(inside)], np.asarray(rh)[np.asarray(inside)])
-    assert float(safe.min()) == pytest.approx(eps) and float(safe.max()) == pytest.approx(1 - eps)
-    # derivative is exactly the mask (no NaN, no 0.5 at ties)
-    d = jax.vmap(jax.grad(lambda r: sae.safe_rho_hat(r)[0]))(rh)
-    np.testing.assert_array_equal(d, np.asarray(inside, dtype))
+def test_log_rho_hat_equals_log_of_the_mean_and_survives_underflow(dtype):
+    z = np.random.default_rng(0).normal(size=(7, 3)) * 3
+    log_rh, log1m_rh = sae.log_rho_hat(jnp.asarray(z, dtype))
+    a = 1 / (1 + np.exp(-z))
+    tol = 1e-14 if dtype == jnp.float64 else 1e-6
+    np.testing.assert_allclose(log_rh, np.log(a.mean(0)), rtol=tol)
+    np.testing.assert_allclose(log1m_rh, np.log((1 - a).mean(0)), rtol=tol)
+    # Every sigmoid underflows (z = -1000 - k): log rho_hat = log mean(e^z) to first order.
+    z = -1000.0 - np.arange(4.0)[:, None] * np.ones((1, 2))
+    log_rh, log1m_rh = sae.log_rho_hat(jnp.asarray(z, dtype))
+    want = np.log(np.exp(-np.arange(4.0)).mean()) - 1000.0
+    np.testing.assert_allclose(log_rh, [want, want], rtol=tol)
+    np.testing.assert_allclose(log1m_rh, 0.0, atol=1e-300)
+
+
+def test_kl_divergence_from_logs_equals_the_plain_formula():
+    rho = 0.05
+    rh = np.array([1e-3, 0.05, 0.5, 0.9])
+    got = sae.kl_divergence_from_logs(rho, jnp.log(rh), jnp.log1p(-rh))
+    np.testing.assert_allclose(got, sae.kl_divergence(rho, jnp.asarray(rh)), rtol=1e-13, atol=1e-16)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
