@@ -315,7 +315,8 @@ def test_mat_results_round_trip(cases_dir, tmp_path, capsys):
     assert "PASS" in capsys.readouterr().out
 
     results = _run_on_cases(fields, planted("weight_decay_on_biases"), "sigmoid")
-    scipy.io.savemat(tmp_path / "bad.mat", results, oned_as="column")
+    # as the README's MATLAB snippet saves it: one struct `results` with a field per probe
+    scipy.io.savemat(tmp_path / "bad.mat", {"results": results}, oned_as="column")
     assert main(["check", "--results", str(tmp_path / "bad.mat")]) == 1
     out = capsys.readouterr().out
     assert "Diagnosis: weight_decay_on_biases" in out and "Finite differences of their own cost need" in out
@@ -434,3 +435,70 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     (t / "file").write_text("")
     _bad(["check", "--write-cases", str(t / "file")], capsys, "not a directory")
     _bad(["check", "sae_jax:cost_and_grad", "--tol", "2"], capsys, "tol must be")
+
+
+# ---------------------------------------------------------------------------------------
+# the documented commands and snippets, as written
+# ---------------------------------------------------------------------------------------
+
+MY_SAE = """
+import numpy as np
+import sys
+sys.path.insert(0, {tests!r})
+from test_check import planted, variant_cost_and_grad
+
+sparseAutoencoderCost = planted("sparsity_delta_divided_by_m", order="C")
+my_code_cost = planted(None)   # correct, column-major like MATLAB
+
+def cost_and_grad(params, x, lam, beta, rho):
+    return variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, output="linear")
+"""
+
+
+def _blocks(text, lang):
+    import re
+
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_check_section_runs_as_written(tmp_path, monkeypatch, capsys):
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Check your implementation (`sae-jax check`)", 1)[1].split("\n## ", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_sae.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (bash,) = _blocks(section, "bash")
+    expected = iter([1, 0, 0, 0])
+    for line in bash.strip().splitlines():
+        argv = shlex.split(line.split("#", 1)[0])
+        assert argv[0] == "sae-jax"
+        if argv[1:3] == ["check", "--results"]:  # make results.mat from the cases just written (correct code)
+            import scipy.io
+
+            mat = scipy.io.loadmat("cases/cases.mat", squeeze_me=True, struct_as_record=False)
+            fields = {n: {f: getattr(v, f) for f in v._fieldnames} for n, v in mat.items() if not n.startswith("__")}
+            scipy.io.savemat("results.mat", {"results": _run_on_cases(fields, planted(None), "sigmoid")})
+        assert main(argv[1:]) == next(expected), line
+    (py,) = _blocks(section, "python")
+    ns = {}
+    exec(py, ns)
+    shown = py.split("report.passed, report.match", 1)[1].split("#", 1)[1].splitlines()[0].strip()
+    assert repr((ns["report"].passed, ns["report"].match)) == shown
+
+
+def test_cases_readme_python_snippet_runs_as_written(cases_dir, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import shutil
+
+    (py,) = _blocks((cases_dir / "README.md").read_text(), "python")
+    shutil.copy(cases_dir / "cases.npz", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
+                                         + "\nsparseAutoencoderCost = my_code_cost\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exec(py, {})
+    assert main(["check", "--results", "results.npz"]) == 0

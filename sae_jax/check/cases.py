@@ -77,7 +77,7 @@ for k = 1:numel(names)
                                        p.lambda, p.sparsityParam, p.beta, p.data);
   results.(names{{k}}) = struct('cost', cost, 'grad', grad);
 end
-save('-v7', 'results.mat', '-struct', 'results');
+save('results.mat', 'results', '-v7');   % one struct, a field per probe
 ```
 
 Python (any framework; convert outputs to numpy):
@@ -169,14 +169,13 @@ def _load(path: Path) -> dict[str, dict]:
         if suffix == ".mat":
             import scipy.io
 
-            raw = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-            out = {}
-            for n, v in raw.items():
-                if n.startswith("__"):
-                    continue
-                if hasattr(v, "_fieldnames"):
-                    out[n] = {f: getattr(v, f) for f in v._fieldnames}
-            return out
+            raw = {n: v for n, v in scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False).items()
+                   if not n.startswith("__")}
+            if len(raw) == 1:  # one struct holding a struct per probe: save('results.mat', 'results')
+                (v,) = raw.values()
+                if hasattr(v, "_fieldnames") and all(hasattr(getattr(v, f), "_fieldnames") for f in v._fieldnames):
+                    raw = {f: getattr(v, f) for f in v._fieldnames}
+            return {n: {f: getattr(v, f) for f in v._fieldnames} for n, v in raw.items() if hasattr(v, "_fieldnames")}
         if suffix == ".json":
             js = json.loads(path.read_text())
             if not isinstance(js, dict):
