@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sae_jax
-from sae_jax.check import CATALOGUE, MISTAKES, check, check_results, probes, reference, write_cases
+from sae_jax.check import CATALOGUE, MISTAKES, check, check_results, probes, reference
 from sae_jax.check.catalogue import variant_cost_and_grad
 from sae_jax.cli import main
 
@@ -23,7 +23,8 @@ def sigm(z):
 
 def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *, mistake=None, linear=False,
                order="F"):
-    """sparseAutoencoderCost.m in numpy (data as columns), with one planted mistake (None: correct)."""
+    """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct)."""
+    mistakes = (mistake,) if isinstance(mistake, str) else tuple(mistake or ())
     hv = hiddenSize * visibleSize
     W1 = theta[:hv].reshape(hiddenSize, visibleSize, order=order)
     W2 = theta[hv : 2 * hv].reshape(visibleSize, hiddenSize, order=order)
@@ -37,83 +38,83 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
     z3 = W2 @ a2 + b2[:, None]
     a3 = z3 if linear else sigm(z3)
 
-    if mistake == "rho_hat_wrong_axis":
+    if "rho_hat_wrong_axis" in mistakes:
         rho_hat = np.mean(a2, axis=0)  # (m,): over hidden units
     else:
         rho_hat = np.mean(a2, axis=1)  # (h,): over samples
 
-    if mistake == "kl_reversed":
+    if "kl_reversed" in mistakes:
         kl = np.sum(rho_hat * np.log(rho_hat / rho) + (1 - rho_hat) * np.log((1 - rho_hat) / (1 - rho)))
     else:
         kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
     sq = np.sum((a3 - data) ** 2)
-    if mistake == "reconstruction_summed":
+    if "reconstruction_summed" in mistakes:
         recon = 0.5 * sq
-    elif mistake == "reconstruction_missing_half":
+    elif "reconstruction_missing_half" in mistakes:
         recon = sq / m
     else:
         recon = 0.5 * sq / m
     decay = (lam / 2) * (np.sum(W1**2) + np.sum(W2**2))
-    if mistake == "weight_decay_on_biases":
+    if "weight_decay_on_biases" in mistakes:
         decay += (lam / 2) * (np.sum(b1**2) + np.sum(b2**2))
-    if mistake == "weight_decay_divided_by_m":
+    if "weight_decay_divided_by_m" in mistakes:
         decay = (lam / (2 * m)) * (np.sum(W1**2) + np.sum(W2**2))
     cost = recon + decay + beta * kl
 
     def fprime(z, a):
-        if mistake == "fprime_of_z":
+        if "fprime_of_z" in mistakes:
             return z * (1 - z)
-        if mistake == "fprime_of_activation":
+        if "fprime_of_activation" in mistakes:
             return sigm(a) * (1 - sigm(a))
         return a * (1 - a)
 
     if linear:
-        delta3 = -(data - a3) * (a3 * (1 - a3) if mistake == "sigmoid_fprime_in_linear_decoder" else 1.0)
-    elif mistake == "output_delta_missing_fprime":
+        delta3 = -(data - a3) * (a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mistakes else 1.0)
+    elif "output_delta_missing_fprime" in mistakes:
         delta3 = -(data - a3)
     else:
         delta3 = -(data - a3) * fprime(z3, a3)
 
-    if mistake == "kl_reversed":
+    if "kl_reversed" in mistakes:
         sparsity_delta = np.log(rho_hat / rho) - np.log((1 - rho_hat) / (1 - rho))
-    elif mistake == "kl_derivative_sign_flipped":
+    elif "kl_derivative_sign_flipped" in mistakes:
         sparsity_delta = rho / rho_hat - (1 - rho) / (1 - rho_hat)
     else:
         sparsity_delta = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
-    if mistake == "sparsity_delta_divided_by_m":
+    if "sparsity_delta_divided_by_m" in mistakes:
         sparsity_delta = sparsity_delta / m
     fp2 = fprime(z2, a2)
-    if mistake == "sparsity_missing_from_backprop":
+    if "sparsity_missing_from_backprop" in mistakes:
         delta2 = (W2.T @ delta3) * fp2
-    elif mistake == "beta_applied_twice":
+    elif "beta_applied_twice" in mistakes:
         delta2 = (W2.T @ delta3 + beta * (beta * sparsity_delta)[:, None]) * fp2
-    elif mistake == "rho_hat_wrong_axis":
+    elif "rho_hat_wrong_axis" in mistakes:
         delta2 = (W2.T @ delta3 + beta * sparsity_delta) * fp2  # (m,) broadcasts over the rows
     else:
         delta2 = (W2.T @ delta3 + beta * sparsity_delta[:, None]) * fp2
 
-    if mistake == "reconstruction_summed":  # the exact gradient of the summed data term
+    if "reconstruction_summed" in mistakes:  # the exact gradient of the summed data term
         d2_rec = (W2.T @ delta3) * fp2
         d2_sp = delta2 - d2_rec
         W1grad = d2_rec @ data.T + d2_sp @ data.T / m + lam * W1
         b1grad = d2_rec.sum(axis=1) + d2_sp.sum(axis=1) / m
         W2grad = delta3 @ a2.T + lam * W2
         b2grad = delta3.sum(axis=1)
-    elif mistake == "gradient_not_averaged":
+    elif "gradient_not_averaged" in mistakes:
         W1grad, W2grad = delta2 @ data.T + lam * W1, delta3 @ a2.T + lam * W2
         b1grad, b2grad = delta2.sum(axis=1), delta3.sum(axis=1)
-    elif mistake == "transposed_weight_gradients":
+    elif "transposed_weight_gradients" in mistakes:
         W1grad = data @ delta2.T / m + lam * W1.T  # visibleSize x hiddenSize
         W2grad = a2 @ delta3.T / m + lam * W2.T
         b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
     else:
         W1grad, W2grad = delta2 @ data.T / m + lam * W1, delta3 @ a2.T / m + lam * W2
         b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
-    if mistake == "weight_decay_on_biases":
+    if "weight_decay_on_biases" in mistakes:
         b1grad, b2grad = b1grad + lam * b1, b2grad + lam * b2
-    if mistake == "weight_decay_divided_by_m":
+    if "weight_decay_divided_by_m" in mistakes:
         W1grad, W2grad = W1grad - lam * W1 + (lam / m) * W1, W2grad - lam * W2 + (lam / m) * W2
-    if mistake == "lambda_applied_twice":
+    if "lambda_applied_twice" in mistakes:
         W1grad, W2grad = W1grad + lam * W1, W2grad + lam * W2
     grad = np.concatenate([W1grad.ravel(order=order), W2grad.ravel(order=order), b1grad, b2grad])
     return cost, grad
@@ -146,6 +147,8 @@ def test_every_planted_mistake_is_named(mistake, output):
     assert report.match == (mistake,), report.text
     assert f"Diagnosis: {mistake}" in report.text
     assert MISTAKES[mistake].derivation in report.text
+    if mistake == "transposed_weight_gradients":
+        assert "the correct array transposed" in report.text
 
 
 def test_the_question_variant_report_shows_the_ratio_per_probe():
@@ -502,3 +505,18 @@ def test_cases_readme_python_snippet_runs_as_written(cases_dir, tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     exec(py, {})
     assert main(["check", "--results", "results.npz"]) == 0
+
+
+def test_rows_form_with_transposed_weight_gradients_is_diagnosed():
+    def f(params, x, lam, beta, rho):
+        J, g = rows_numpy(params, x, lam, beta, rho)
+        return J, (g["W1grad"].T, g["b1grad"], g["W2grad"].T, g["b2grad"])  # (n, h) and (h, n)
+
+    report = check(f)
+    assert report.match == ("transposed_weight_gradients",), report.text
+
+
+def test_two_mistakes_at_once_are_named_as_a_pair():
+    report = check(planted(("weight_decay_on_biases", "sparsity_delta_divided_by_m")))
+    assert report.match == ("sparsity_delta_divided_by_m", "weight_decay_on_biases"), report.text
+    assert "Diagnosis: sparsity_delta_divided_by_m + weight_decay_on_biases" in report.text

@@ -288,8 +288,6 @@ def make_target(fn, *, convention: str | None = None, arrays: str = "auto", labe
     if arrays not in ("numpy", "torch"):
         raise InputError(f"arrays must be 'auto', 'numpy' or 'torch', got {arrays!r}")
     if arrays == "torch":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise InputError("arrays='torch' needs PyTorch installed") from None
+        if importlib.util.find_spec("torch") is None:
+            raise InputError("arrays='torch' needs PyTorch installed")
     return Target(fn, label, convention, arrays)

@@ -141,7 +141,7 @@ def _cost_evidence(J: float, probe: Probe) -> str:
     return f"{J:.10g} vs {r.cost:.10g}; as if one term were scaled: " + ", ".join(shown)
 
 
-def _evidence(outputs: dict, ps, tol: float) -> list[str]:
+def _evidence(outputs: dict, ps, tol: float, packing: str) -> list[str]:
     lines = []
     for p in ps:
         J, g = outputs[p.name]
@@ -154,8 +154,13 @@ def _evidence(outputs: dict, ps, tol: float) -> list[str]:
                 lines.append(f"{head} {_cost_evidence(J, p)}")
                 continue
             ratios, resid = _part_ratios(g[ARRAYS.index(k) - 1], p, k)
+            i = ARRAYS.index(k) - 1
+            flipped = as_read(reference(p.name).grads, packing, ("transposed_weight_gradients",))[i]
             if resid <= 1e-8:
                 lines.append(head + " parts vs correct: " + ", ".join(f"{n} ×{_fmt_ratio(v)}" for n, v in ratios.items()))
+            elif k in ("W1", "W2") and relative_error(g[i], flipped, flipped) <= tol:
+                lines.append(f"{head} equals the correct array transposed (the right numbers in the wrong places: "
+                             f"computed as {k}grad.T and packed {PACKINGS[packing]})")
             else:
                 lines.append(f"{head} differs by {errs[k]:.3g} (relative), not a rescaling of its parts "
                              f"(residual {resid:.2g})")
@@ -260,7 +265,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
             lines.append("  Close to the correct algorithm everywhere: a precision difference (float32 inside their "
                          "code?) rather than a formula.")
     lines.append("  Evidence, per probe and array that differs (ratios of their parts to the correct parts; 1 = correct):")
-    lines.extend(_evidence(outputs, ps, tol))
+    lines.extend(_evidence(outputs, ps, tol, packing))
     if fd is not None:
         lines.append(_fd_summary(fd))
     elif target is None:
