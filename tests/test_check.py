@@ -520,3 +520,13 @@ def test_two_mistakes_at_once_are_named_as_a_pair():
     report = check(planted(("weight_decay_on_biases", "sparsity_delta_divided_by_m")))
     assert report.match == ("sparsity_delta_divided_by_m", "weight_decay_on_biases"), report.text
     assert "Diagnosis: sparsity_delta_divided_by_m + weight_decay_on_biases" in report.text
+
+
+def test_float32_code_is_told_to_compute_in_float64():
+    def f(params, x, lam, beta, rho):
+        p = {k: np.asarray(v, np.float32) for k, v in zip(("W1", "b1", "W2", "b2"), params)}
+        return rows_numpy(p, x.astype(np.float32), np.float32(lam), np.float32(beta), np.float32(rho))
+
+    report = check(f)
+    assert not report.passed and report.match is None and report.fd_errors is None
+    assert "a precision difference" in report.text and "Their outputs are float32" in report.text

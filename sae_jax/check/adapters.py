@@ -22,7 +22,7 @@ import inspect
 import os
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -208,6 +208,7 @@ class Target:
     convention: str
     arrays: str  # "numpy" or "torch"
     packing: str = "F"  # ufldl only: "F" or "C"
+    low_precision: set = field(default_factory=set)  # dtypes below float64 seen in their outputs
 
     def _inputs(self, a):
         a = np.array(a, dtype=np.float64)  # a fresh copy per call: their code may write into it
@@ -231,6 +232,15 @@ class Target:
                              + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
         return out, who
 
+    def _note_dtypes(self, arrays) -> None:
+        try:
+            for a in arrays:
+                name = str(getattr(a, "dtype", "")).replace("torch.", "")
+                if name in ("float32", "float16", "bfloat16"):
+                    self.low_precision.add(name)
+        except TypeError:  # not iterable: the shape check reports it
+            pass
+
     def evaluate(self, probe: Probe, params: Params | None = None) -> tuple[float, Params, bool]:
         """Their (cost, gradient as UFLDL-shaped Params, weights-transposed flag) at ``params`` (default: the probe's)."""
         params = probe.params if params is None else params
@@ -238,6 +248,7 @@ class Target:
         if self.convention == "ufldl":
             theta = self._inputs(pack_theta(params, self.packing))
             (J, g), who = self._call(probe, theta, n, h, probe.lam, probe.rho, probe.beta, self._inputs(probe.x.T))
+            self._note_dtypes([g])
             grad = _to_numpy(g, f"{who}: gradient")
             N = 2 * h * n + h + n
             if grad.size != N or grad.ndim > 2 or (grad.ndim == 2 and 1 not in grad.shape):
@@ -255,6 +266,7 @@ class Target:
             else:
                 out, who = self._call(probe, p, x, probe.lam, probe.beta, probe.rho)
             J, g = out
+            self._note_dtypes(g.values() if isinstance(g, dict) else g)
             grads, transposed = _rows_grads(g, probe, who)
         cost = _scalar(J, f"{who}: cost")
         bad = [k for k, a in zip(("cost",) + _GRAD_KEYS, (np.asarray(cost),) + tuple(grads)) if not np.all(np.isfinite(a))]

@@ -240,7 +240,8 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
                        key=lambda t: t[1])
         hits = [(mk, s) for mk, s in pairs if s <= tol]
         scores = sorted(scores + pairs[:3], key=lambda t: t[1])
-    if target is not None:
+    low = sorted(getattr(target, "low_precision", ()) or ())
+    if target is not None and not low:
         fd = _fd_check(target, ps, outputs)
     if hits:
         match = hits[0][0]
@@ -262,11 +263,15 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
         lines.append("Diagnosis: no catalogued mistake (nor a pair of them) matches. Nearest variants (max relative "
                      "difference): " + "; ".join(f"{_name(mk)} {s:.2g}" for mk, s in scores[:3]) + ".")
         if scores[0][0] == () and scores[0][1] < 1e-3:
-            lines.append("  Close to the correct algorithm everywhere: a precision difference (float32 inside their "
-                         "code?) rather than a formula.")
+            lines.append("  Close to the correct algorithm everywhere (within 1e-3): a precision difference "
+                         "(float32 inside their code?) rather than a formula.")
     lines.append("  Evidence, per probe and array that differs (ratios of their parts to the correct parts; 1 = correct):")
     lines.extend(_evidence(outputs, ps, tol, packing))
-    if fd is not None:
+    if low:
+        lines.append(f"  Their outputs are {', '.join(low)}: this check compares in float64 at a tolerance of "
+                     f"{tol:g}; compute in float64 (cast the inputs and every constant) and run it again. "
+                     f"(Finite differences of a {low[0]} cost are not meaningful; skipped.)")
+    elif fd is not None:
         lines.append(_fd_summary(fd))
     elif target is None:
         lines.append("  (Finite differences of their own cost need their code: run `sae-jax check file.py:function`.)")
