@@ -23,17 +23,19 @@ Probe cases (:func:`sae_jax.check.probes.probes`), per decoder, all float64
     biases, λ = 0.01, β = 3, ρ = 0.05 unless switched off, data uniform in [0.05, 0.95] (sigmoid)
     or normal (linear), from a fixed seed:
 
-    ================  ====  =======================================================
-    probe             m     isolates
-    ================  ====  =======================================================
-    ``*_m1``          1     every misplaced 1/m is invisible here
-    ``*_m7``          7     all three terms
-    ``*_m20``         20    all three terms, another m (ratios that follow m)
-    ``*_m7_beta0``    7     β = 0: no sparsity term
-    ``*_m7_lam0``     7     λ = 0: no weight decay
-    ``*_m20_saturated`` 20  hidden units saturated: ρ̂ ≈ 1e-5 and 1 − ρ̂ ≈ 1e-4 (kept where the
-                            plain formula is finite and accurate in float64)
-    ================  ====  =======================================================
+    =====================  ====  ======================================================
+    probe                  m     isolates
+    =====================  ====  ======================================================
+    ``*_m1``               1     every misplaced 1/m is invisible here
+    ``*_m7``               7     all three terms
+    ``*_m20``              20    all three terms, another m (ratios that follow m)
+    ``*_m7_beta0``         7     β = 0: no sparsity term
+    ``*_m7_lam0``          7     λ = 0: no weight decay
+    ``*_m20_saturated``    20    saturated hidden units: ρ̂ ≈ 1e-5 and 1 − ρ̂ ≈ 1e-4
+                                 (where the plain formula is finite and accurate)
+    =====================  ====  ======================================================
+
+    ``*`` is ``sigmoid`` or ``linear``.
 
 Agreement: for the cost and each gradient array on every probe,
 max |theirs − reference| ≤ ``tol`` × max |reference| (``tol`` = 1e-7 by default).
