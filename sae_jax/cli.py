@@ -11,6 +11,8 @@ Example invocations::
     sae-jax encode runs/digits --data digits --out features.npy
     sae-jax gradcheck                      # manual vs jax.grad vs finite differences, UFLDL sizes
     sae-jax gradcheck --m 100 --output linear
+    sae-jax check my_sae.py:sparseAutoencoderCost  # test your implementation; names the mistake
+    sae-jax check --write-cases cases/             # probe files for MATLAB/Octave/any language
 
 Bad input ends with exit code 2 and one line on stderr (nothing is written); training that
 diverges (non-finite cost, gradient or parameters) ends with exit code 1, naming the step.
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hyperparams(g)
     g.set_defaults(func=_cmd_gradcheck)
     _add_train_commands(sub)
+    _add_check_command(sub)
     return parser
 
 
@@ -440,6 +443,62 @@ def _cmd_encode(args) -> int:
     atomic_write_bytes(out, buf.getvalue())
     print(f"wrote {out}: {a2.shape[0]} samples x {a2.shape[1]} hidden units ({a2.dtype})")
     return 0
+
+
+# ---------------------------------------------------------------------------------------
+# check (sae_jax.check)
+# ---------------------------------------------------------------------------------------
+
+
+def _add_check_command(sub) -> None:
+    c = sub.add_parser(
+        "check",
+        help="test your own sparse-autoencoder cost and gradient; names the mistake if it finds one",
+        description="Run someone else's cost-and-gradient on float64 probe cases, compare it with "
+        "sae-jax's float64 reference and name the catalogued mistake its outputs match. Exit 0 when "
+        "everything agrees, 1 with the diagnosis, 2 when the code cannot be run.",
+        epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
+        "  sae-jax check mypkg.sae:cost_and_grad --convention rows --output linear\n"
+        "  sae-jax check --write-cases cases/\n  sae-jax check --results results.mat",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("target", nargs="?", default=None, metavar="FILE.py:FUNCTION",
+                   help="path/to/file.py:function or package.module:function")
+    c.add_argument("--convention", choices=("ufldl", "rows"), default=None,
+                   help="ufldl: f(theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data); "
+                   "rows: f(params, x, lam, beta, rho) (default: read from the signature)")
+    c.add_argument("--output", choices=("sigmoid", "linear"), default=None,
+                   help="the decoder the code implements (default sigmoid; for --results: the file's)")
+    c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
+                   help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
+    c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
+    c.add_argument("--write-cases", default=None, metavar="DIR",
+                   help="write the probe cases and expected outputs (.npz, .mat, .json, README.md) to DIR")
+    c.add_argument("--results", default=None, metavar="FILE",
+                   help="compare a results file (.npz, .mat or .json) made from --write-cases")
+    c.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args) -> int:
+    from .check import DEFAULT_TOL, check, check_results, write_cases
+
+    modes = [m for m, v in (("FILE.py:FUNCTION", args.target), ("--write-cases", args.write_cases),
+                            ("--results", args.results)) if v is not None]
+    if len(modes) != 1:
+        raise _usage("give exactly one of FILE.py:FUNCTION, --write-cases DIR, --results FILE"
+                     + (f" (got {', '.join(modes)})" if modes else ""))
+    tol = DEFAULT_TOL if args.tol is None else args.tol
+    if args.write_cases is not None:
+        paths = write_cases(args.write_cases)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+        return 0
+    if args.results is not None:
+        report = check_results(args.results, output=args.output, tol=tol)
+    else:
+        report = check(args.target, convention=args.convention, output=args.output or "sigmoid", tol=tol,
+                       arrays=args.arrays)
+    print(report.text)
+    return report.exit_code
 
 
 class _UsageError(Exception):

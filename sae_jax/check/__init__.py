@@ -1,0 +1,192 @@
+r"""``sae_jax.check``: test anyone's sparse-autoencoder cost and gradient, and name its defect.
+
+The UFLDL exercise's gradient check says "wrong", never why. :func:`check` runs someone
+else's cost-and-gradient on a designed set of float64 probes, compares it with sae-jax's
+float64 reference (:func:`sae_jax.cost_and_grad`, :func:`sae_jax.cost_terms`) and, when they
+differ, runs every catalogued mistake as an executable variant on the same probes and names
+the one whose outputs equal theirs, with the evidence and the derivation step that shows the
+right form. ``sae-jax check`` is the command-line front end.
+
+Their code, as it is written (:mod:`sae_jax.check.adapters`)
+    A Python callable, or ``"path/to/file.py:function"`` / ``"package.module:function"``, in
+    NumPy, JAX or PyTorch (tensors converted; torch imported only for a module that imports it),
+    in UFLDL's convention ``sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda,
+    sparsityParam, beta, data) -> (cost, grad)`` (data as columns; ``theta = [W1(:); W2(:); b1(:);
+    b2(:)]`` in MATLAB's column-major or numpy's row-major packing, detected) or the rows form
+    ``f(params, x, lam, beta, rho) -> (cost, grads)`` (samples as rows). The convention is read
+    from the signature (7 positional parameters: ufldl; 5, or ``params, x`` plus keywords
+    ``lam, beta, rho``: rows), else named with ``convention=``. Each decoder (``output=
+    "sigmoid"`` or ``"linear"``) has its own probes.
+
+Probe cases (:func:`sae_jax.check.probes.probes`), per decoder, all float64
+    ``n_visible = 5``, ``n_hidden = 3`` (unequal: a transposed weight array cannot hide), nonzero
+    biases, λ = 0.01, β = 3, ρ = 0.05 unless switched off, data uniform in [0.05, 0.95] (sigmoid)
+    or normal (linear), from a fixed seed:
+
+    =====================  ====  ======================================================
+    probe                  m     isolates
+    =====================  ====  ======================================================
+    ``*_m1``               1     every misplaced 1/m is invisible here
+    ``*_m7``               7     all three terms
+    ``*_m20``              20    all three terms, another m (ratios that follow m)
+    ``*_m7_beta0``         7     β = 0: no sparsity term
+    ``*_m7_lam0``          7     λ = 0: no weight decay
+    ``*_m20_saturated``    20    saturated hidden units: ρ̂ ≈ 1e-5 and 1 − ρ̂ ≈ 1e-4
+                                 (where the plain formula is finite and accurate)
+    =====================  ====  ======================================================
+
+    ``*`` is ``sigmoid`` or ``linear``.
+
+Agreement: for the cost and each gradient array on every probe,
+max |theirs − reference| ≤ ``tol`` × max |reference| (``tol`` = 1e-7 by default).
+
+Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
+:func:`~sae_jax.check.catalogue.variant_cost_and_grad`)
+    ``sparsity_delta_divided_by_m`` (1/m inside the sparsity delta with the outer 1/m kept: the
+    1/m question's variant; invisible at m = 1), ``sparsity_missing_from_backprop``,
+    ``kl_derivative_sign_flipped``, ``beta_applied_twice``, ``rho_hat_wrong_axis``,
+    ``kl_reversed`` (KL(ρ̂‖ρ)), ``weight_decay_on_biases``, ``weight_decay_divided_by_m``,
+    ``lambda_applied_twice``, ``reconstruction_summed``, ``reconstruction_missing_half``,
+    ``gradient_not_averaged``, ``fprime_of_z`` (z(1 − z)), ``fprime_of_activation``
+    (f(a)(1 − f(a))), ``output_delta_missing_fprime`` (sigmoid decoder),
+    ``sigmoid_fprime_in_linear_decoder`` (linear decoder), ``transposed_weight_gradients``.
+
+Diagnosis (:func:`sae_jax.check.report.analyse`)
+    Every variant (and, if none matches, every pair of them) is run on the probes; a variant
+    matches when it agrees with their outputs within ``tol`` everywhere. The report shows the
+    per-probe error table, the matched mistake with its signature, evidence (for each array and
+    probe that differs, the least-squares ratios of their reconstruction / weight-decay /
+    sparsity parts to the correct parts, e.g. "sparsity ×0.142857 (1/7)" at m = 7, and the
+    cost as a rescaled term), and the derivation step (``derivations/``, README § The
+    derivation) with the right form. For code (not a results file) it also checks their
+    gradient against five-point central differences of *their own* cost: consistent means a
+    different objective (a convention difference in the cost), inconsistent means a gradient bug.
+
+Any language (:mod:`sae_jax.check.cases`)
+    :func:`write_cases` writes the probes and expected outputs as ``.npz``, ``.mat`` and
+    ``.json`` with a README on producing a results file; :func:`check_results` compares one.
+
+Code that cannot be run (import error, wrong signature, wrong output shapes, NaN output) raises
+:class:`~sae_jax.InputError` with one line (``sae-jax check`` exits 2).
+
+Examples:
+  >>> import numpy as np
+  >>> from sae_jax.check import check
+  >>> def cost_and_grad(params, x, lam, beta, rho):   # a NumPy implementation, rows form
+  ...     W1, b1, W2, b2 = params
+  ...     m = x.shape[0]
+  ...     a2 = 1 / (1 + np.exp(-(x @ W1.T + b1)))
+  ...     a3 = 1 / (1 + np.exp(-(a2 @ W2.T + b2)))
+  ...     rh = a2.mean(axis=0)
+  ...     J = (0.5 / m * np.sum((a3 - x) ** 2) + lam / 2 * (np.sum(W1**2) + np.sum(W2**2))
+  ...          + beta * np.sum(rho * np.log(rho / rh) + (1 - rho) * np.log((1 - rho) / (1 - rh))))
+  ...     d3 = (a3 - x) * a3 * (1 - a3)
+  ...     d2 = (d3 @ W2 + beta * (-rho / rh + (1 - rho) / (1 - rh)) / m) * a2 * (1 - a2)  # 1/m inside
+  ...     return J, (d2.T @ x / m + lam * W1, d2.sum(0) / m, d3.T @ a2 / m + lam * W2, d3.sum(0) / m)
+  >>> report = check(cost_and_grad)
+  >>> report.passed, report.match
+  (False, ('sparsity_delta_divided_by_m',))
+"""
+
+from __future__ import annotations
+
+from .adapters import detect_convention as detect_convention, load_function as load_function, make_target
+from .cases import read_results, write_cases as write_cases
+from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
+from .catalogue import variant_cost_and_grad as variant_cost_and_grad
+from .probes import Probe as Probe, probes as probes, reference as reference
+from .report import DEFAULT_TOL as DEFAULT_TOL, Report as Report, analyse
+
+__all__ = [
+    "CATALOGUE",
+    "DEFAULT_TOL",
+    "MISTAKES",
+    "Mistake",
+    "Probe",
+    "Report",
+    "check",
+    "check_results",
+    "detect_convention",
+    "load_function",
+    "probes",
+    "reference",
+    "variant_cost_and_grad",
+    "write_cases",
+]
+
+_CONVENTION_TEXT = {
+    "ufldl": "UFLDL convention (theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data)",
+    "rows": "rows form (params, x, lam, beta, rho)",
+}
+
+
+def _check_output(output):
+    if output not in ("sigmoid", "linear"):
+        from ..validate import InputError
+
+        raise InputError(f"output must be 'sigmoid' or 'linear', got {output!r}")
+
+
+def _check_tol(tol):
+    from ..validate import InputError
+
+    if not isinstance(tol, (int, float)) or not (0 < tol < 1):
+        raise InputError(f"tol must be a number in (0, 1), got {tol!r}")
+
+
+def check(fn, *, convention: str | None = None, output: str = "sigmoid", tol: float = DEFAULT_TOL,
+          arrays: str = "auto", finite_differences: bool = True) -> Report:
+    """Run their cost-and-gradient on the probes of one decoder, compare and diagnose.
+
+    Args:
+      fn: a callable, or ``"path/to/file.py:function"`` / ``"package.module:function"``.
+      convention: ``"ufldl"`` or ``"rows"``; ``None`` reads it from the signature.
+      output: the decoder their code implements, ``"sigmoid"`` or ``"linear"``.
+      tol: relative agreement tolerance per array and probe (default 1e-7).
+      arrays: inputs as ``"numpy"`` arrays or ``"torch"`` tensors; ``"auto"``: torch when the
+        function's module imports torch.
+      finite_differences: on a mismatch, also check their gradient against finite differences
+        of their own cost.
+
+    Returns:
+      :class:`Report` (``passed``, ``match``, ``text``, ``exit_code``).
+
+    Raises:
+      InputError: their code cannot be run (one line).
+    """
+    _check_output(output)
+    _check_tol(tol)
+    target = make_target(fn, convention=convention, arrays=arrays)
+    ps = probes(output)
+    packings = ("F", "C") if target.convention == "ufldl" else ("C",)
+    by_packing = {}
+    for pk in packings:
+        target.packing = pk
+        by_packing[pk] = {p.name: target.evaluate(p)[:2] for p in ps}
+    header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]}, {output} decoder, "
+              f"{target.arrays} inputs, {len(ps)} probes in float64"]
+    # analyse() picks the packing under which their outputs are explained best.
+    report = analyse(target.label, header, by_packing, ps, tol=tol, target=None)
+    if not report.passed and finite_differences:
+        target.packing = report.packing
+        report = analyse(target.label, header, {report.packing: by_packing[report.packing]}, ps, tol=tol,
+                         target=target)
+        if len(packings) > 1:  # keep the "detected" line
+            from .probes import PACKINGS
+
+            lines = report.text.split("\n")
+            lines.insert(1, f"theta packing: {PACKINGS[report.packing]} (detected)")
+            report.text = "\n".join(lines)
+    return report
+
+
+def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL) -> Report:
+    """Compare a results file (see :func:`write_cases`) with the reference and diagnose it."""
+    if output is not None:
+        _check_output(output)
+    _check_tol(tol)
+    ps, by_packing, missing = read_results(path, output)
+    (pk,) = by_packing
+    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, {len(ps)} probes"
+              + (f" (not in the file: {', '.join(missing)})" if missing else "")]
+    return analyse(str(path), header, by_packing, ps, tol=tol)

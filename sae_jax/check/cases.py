@@ -1,0 +1,245 @@
+"""Probe cases as files for any language (``--write-cases DIR``) and results files back (``--results FILE``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..validate import InputError
+from .probes import Probe, pack_theta, probes, reference, unpack_theta
+
+__all__ = ["write_cases", "read_results", "CASE_FILES"]
+
+CASE_FILES = ("cases.npz", "cases.mat", "cases.json", "README.md")
+
+
+def _case_dict(p: Probe) -> dict:
+    r = reference(p.name)
+    W1, b1, W2, b2 = p.params
+    return {
+        "output": p.output,
+        "what": p.what,
+        "visibleSize": p.n_visible,
+        "hiddenSize": p.n_hidden,
+        "m": p.m,
+        "lambda": p.lam,
+        "sparsityParam": p.rho,
+        "beta": p.beta,
+        "theta": pack_theta(p.params, "F"),
+        "theta_rowmajor": pack_theta(p.params, "C"),
+        "data": p.x.T.copy(),
+        "x": p.x,
+        "W1": W1, "b1": b1, "W2": W2, "b2": b2,
+        "expected_cost": r.cost,
+        "expected_grad": pack_theta(r.grads, "F"),
+        "expected_grad_rowmajor": pack_theta(r.grads, "C"),
+        "expected_W1grad": r.grads.W1, "expected_b1grad": r.grads.b1,
+        "expected_W2grad": r.grads.W2, "expected_b2grad": r.grads.b2,
+    }
+
+
+_README = """\
+# sae-jax check: probe cases
+
+{n} probes of the sparse-autoencoder cost J = (1/m) Σᵢ ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + (λ/2)(‖W1‖² + ‖W2‖²) + β Σⱼ KL(ρ‖ρ̂ⱼ)
+(float64), {nd} per decoder: {names}.
+Run your `sparseAutoencoderCost` on each probe of your decoder (`output`: sigmoid or linear) and
+save a results file; `sae-jax check --results results.mat` (or `.npz`, `.json`) compares it with
+sae-jax's float64 reference and names the mistake if it finds one.
+
+The same cases three ways: `cases.mat` (MATLAB/Octave: one struct per probe), `cases.npz`
+(keys `PROBE.FIELD`, plus `probes`, the list of names) and `cases.json` (`{{"probes": {{PROBE: {{FIELD: ...}}}}}}`).
+Fields of each probe:
+
+- inputs in UFLDL's convention: `theta` (packed `[W1(:); W2(:); b1(:); b2(:)]`, **column-major**, as
+  MATLAB's `W1(:)`; a numpy port that unpacks row-major should use `theta_rowmajor`), `visibleSize`,
+  `hiddenSize`, `lambda`, `sparsityParam`, `beta`, `data` (visibleSize × m, samples as columns);
+- the same as arrays: `W1` (hiddenSize × visibleSize), `b1`, `W2`, `b2`, `x` (m × visibleSize, samples as rows);
+- `output`, `m`, `what` (what the probe isolates);
+- expected outputs: `expected_cost`, `expected_grad` (packed like `theta`), `expected_grad_rowmajor`,
+  `expected_W1grad`, `expected_b1grad`, `expected_W2grad`, `expected_b2grad`.
+
+A results file holds, for each probe you ran, its `cost` and its gradient as `grad` (packed like
+`theta`, column-major), or `grad_rowmajor` (if you used `theta_rowmajor`), or the four arrays
+`W1grad`, `b1grad`, `W2grad`, `b2grad`. Run every probe of your decoder.
+
+MATLAB / Octave:
+
+```matlab
+c = load('cases.mat'); names = fieldnames(c); results = struct();
+for k = 1:numel(names)
+  p = c.(names{{k}});
+  if ~strcmp(p.output, 'sigmoid'), continue; end   % the decoder your code implements
+  [cost, grad] = sparseAutoencoderCost(p.theta, p.visibleSize, p.hiddenSize, ...
+                                       p.lambda, p.sparsityParam, p.beta, p.data);
+  results.(names{{k}}) = struct('cost', cost, 'grad', grad);
+end
+save('results.mat', 'results', '-v7');   % one struct, a field per probe
+```
+
+Python (any framework; convert outputs to numpy):
+
+```python
+import numpy as np
+from my_code import sparseAutoencoderCost
+c = np.load("cases.npz")
+results = {{}}
+for p in c["probes"]:
+    if str(c[f"{{p}}.output"]) != "sigmoid":      # the decoder your code implements
+        continue
+    cost, grad = sparseAutoencoderCost(c[f"{{p}}.theta"], int(c[f"{{p}}.visibleSize"]), int(c[f"{{p}}.hiddenSize"]),
+                                       float(c[f"{{p}}.lambda"]), float(c[f"{{p}}.sparsityParam"]),
+                                       float(c[f"{{p}}.beta"]), c[f"{{p}}.data"])
+    results[f"{{p}}.cost"], results[f"{{p}}.grad"] = cost, grad
+np.savez("results.npz", **results)
+```
+
+Any other language: read `cases.json` and write `results.json` as
+`{{"PROBE": {{"cost": 0.123, "grad": [ ... ]}}, ...}}`.
+
+Then: `sae-jax check --results results.npz`. Agreement means max |yours − expected| ≤ {tol:g} × max |expected|
+for the cost and each gradient array, on every probe.
+"""
+
+
+def write_cases(directory) -> list[Path]:
+    """Write the probe inputs and sae-jax's expected outputs as .npz, .mat and .json, plus a README.md.
+
+    Returns the written paths. ``directory`` is created if needed (its parent must exist).
+    """
+    import scipy.io
+
+    from .report import DEFAULT_TOL
+
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise InputError(f"--write-cases {str(d)!r} exists and is not a directory")
+    if not d.parent.is_dir():
+        raise InputError(f"--write-cases: the parent directory {str(d.parent)!r} does not exist")
+    d.mkdir(exist_ok=True)
+    ps = probes()
+    cases = {p.name: _case_dict(p) for p in ps}
+    flat = {f"{n}.{k}": np.asarray(v) for n, c in cases.items() for k, v in c.items()}
+    flat["probes"] = np.asarray([p.name for p in ps])
+    written = []
+
+    def _write(name, writer):
+        tmp = d / f".{name}.tmp"
+        writer(tmp)
+        os.replace(tmp, d / name)
+        written.append(d / name)
+
+    def _npz(path):
+        with open(path, "wb") as f:
+            np.savez(f, **flat)
+
+    def _mat(path):
+        with open(path, "wb") as f:  # one struct per probe; vectors as columns, as MATLAB's theta
+            scipy.io.savemat(f, cases, oned_as="column")
+
+    def _json(path):
+        js = {"probes": {n: {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in c.items()}
+                         for n, c in cases.items()}}
+        path.write_text(json.dumps(js, indent=1))
+
+    _write("cases.npz", _npz)
+    _write("cases.mat", _mat)
+    _write("cases.json", _json)
+    names = ", ".join(p.name for p in probes("sigmoid")) + " (and the same six with linear_)"
+    _write("README.md", lambda path: path.write_text(
+        _README.format(n=len(ps), nd=len(probes("sigmoid")), names=names, tol=DEFAULT_TOL)))
+    return written
+
+
+def _load(path: Path) -> dict[str, dict]:
+    """Results file -> {probe: {field: value}}."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                out: dict[str, dict] = {}
+                for key in z.files:
+                    if "." in key:
+                        n, f = key.split(".", 1)
+                        out.setdefault(n, {})[f] = z[key]
+                return out
+        if suffix == ".mat":
+            import scipy.io
+
+            raw = {n: v for n, v in scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False).items()
+                   if not n.startswith("__")}
+            if len(raw) == 1:  # one struct holding a struct per probe: save('results.mat', 'results')
+                (v,) = raw.values()
+                if hasattr(v, "_fieldnames") and all(hasattr(getattr(v, f), "_fieldnames") for f in v._fieldnames):
+                    raw = {f: getattr(v, f) for f in v._fieldnames}
+            return {n: {f: getattr(v, f) for f in v._fieldnames} for n, v in raw.items() if hasattr(v, "_fieldnames")}
+        if suffix == ".json":
+            js = json.loads(path.read_text())
+            if not isinstance(js, dict):
+                raise InputError(f"results file {str(path)!r}: expected a JSON object {{probe: {{cost, grad}}}}")
+            js = js.get("probes", js)
+            out = {}
+            for n, v in js.items():
+                if isinstance(v, dict):
+                    out[n] = v
+                elif "." in n:
+                    a, f = n.split(".", 1)
+                    out.setdefault(a, {})[f] = v
+            return out
+    except InputError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()
+        raise InputError(f"results file {str(path)!r} cannot be read: {type(e).__name__}: {msg[0] if msg else ''}") from None
+    raise InputError(f"results file must be .npz, .mat or .json, got {str(path)!r}")
+
+
+def read_results(path, output: str | None = None):
+    """Read a results file: ``(probes, {packing: {probe: (cost, Params)}})`` for the probes it covers."""
+    from .adapters import _rows_grads, _scalar, _to_numpy
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"results file {str(path)!r} does not exist")
+    raw = _load(path)
+    known = {p.name: p for p in probes()}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise InputError(f"results file has unknown probe(s) {unknown[:3]}; expected names like {list(known)[:2]}")
+    decoders = sorted({known[n].output for n in raw})
+    if output is not None:
+        decoders = [d for d in decoders if d == output]
+    if not decoders:
+        raise InputError(f"results file {str(path)!r} holds no probe results" + (f" for the {output} decoder" if output else ""))
+    if len(decoders) > 1:
+        raise InputError("results file holds probes of both decoders; pass --output sigmoid or --output linear")
+    ps = [p for p in probes(decoders[0]) if p.name in raw]
+    missing = [p.name for p in probes(decoders[0]) if p.name not in raw]
+    by_packing: dict[str, dict] = {}
+    for p in ps:
+        f = raw[p.name]
+        who = f"results for probe {p.name}"
+        if "cost" not in f:
+            raise InputError(f"{who}: no 'cost' field (fields: {sorted(f)})")
+        J = _scalar(f["cost"], f"{who}: cost")
+        N = 2 * p.n_hidden * p.n_visible + p.n_hidden + p.n_visible
+        if "grad" in f or "grad_rowmajor" in f:
+            key, pk = ("grad", "F") if "grad" in f else ("grad_rowmajor", "C")
+            g = _to_numpy(f[key], f"{who}: {key}")
+            if g.size != N:
+                raise InputError(f"{who}: {key} has {g.size} entries, expected {N} (packed like theta)")
+            grads = unpack_theta(g.ravel(), p.n_visible, p.n_hidden, pk)
+        elif all(k in f for k in ("W1grad", "b1grad", "W2grad", "b2grad")):
+            pk = "C"
+            grads, _ = _rows_grads({k: f[k] for k in ("W1grad", "b1grad", "W2grad", "b2grad")}, p, who)
+        else:
+            raise InputError(f"{who}: needs 'grad', 'grad_rowmajor' or W1grad/b1grad/W2grad/b2grad (fields: {sorted(f)})")
+        if not (np.isfinite(J) and all(np.all(np.isfinite(a)) for a in grads)):
+            raise InputError(f"{who}: non-finite values (NaN or inf)")
+        by_packing.setdefault(pk, {})[p.name] = (J, grads)
+    if len(by_packing) > 1:
+        raise InputError("results file mixes gradient packings across probes; use one of grad, grad_rowmajor, W1grad...")
+    return ps, by_packing, missing

@@ -1,0 +1,252 @@
+"""The catalogue of known mistakes, each an executable variant of the cost and gradient.
+
+:func:`variant_cost_and_grad` is a plain NumPy transcription of the tutorial's cost and
+backprop (samples as rows) with a switch per catalogued mistake; with no switch it is the
+correct algorithm (the tests hold it equal to :func:`sae_jax.cost_and_grad` to 1e-12).
+Diagnosis runs every variant on the probes and names the one whose outputs equal the user's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..params import Params
+
+__all__ = ["Mistake", "CATALOGUE", "MISTAKES", "variant_cost_and_grad", "as_read"]
+
+# Where the right form is derived (README section "The derivation (derivations/)";
+# `python -m derivations` prints each named derivation step by step).
+_D_SPARSITY = ("derivations/symbolic_m.py, 'Sparsity term, per sample: ∂(β Σ_j KL(ρ‖ρ̂_j)) / ∂z_(k,p)' "
+               "and 'Weight gradient: ∂J/∂W1_(p,q)' (python -m derivations; README § The derivation)")
+_D_DELTA = ("derivations/symbolic_m.py, 'Whole cost, per sample: ∂J/∂z_(k,p) = δ⁽²⁾_(k,p) / m' and "
+            "'Weight gradient: ∂J/∂W1_(p,q)' (python -m derivations; README § The derivation)")
+_D_COST = ("the cost's definition, J = (1/m) Σ_i ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + (λ/2)(‖W1‖² + ‖W2‖²) + β Σ_j KL(ρ‖ρ̂_j) "
+           "(sae_jax/cost.py; README § Pure functions), differentiated in derivations/concrete.py "
+           "'Exact identities at concrete sizes' (python -m derivations)")
+_D_SIGMOID = ("derivations/concrete.py, 'The sigmoid's derivative: f' = f(1 − f)' (f' at z, written with "
+              "a = f(z); python -m derivations)")
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A catalogued mistake: its name, what it is, its predicted signature, where the right form is derived."""
+
+    name: str
+    title: str
+    signature: str
+    derivation: str
+    outputs: tuple[str, ...] = ("sigmoid", "linear")  # decoders on which it is visible
+
+
+CATALOGUE: tuple[Mistake, ...] = (
+    Mistake(
+        "sparsity_delta_divided_by_m",
+        "1/m inside the sparsity delta, with the outer 1/m kept",
+        "∂J/∂W1 and ∂J/∂b1: the sparsity part is 1/m of the correct value (correct at m = 1); cost correct",
+        _D_SPARSITY + "; the variant itself: derivations/variant.py",
+    ),
+    Mistake(
+        "sparsity_missing_from_backprop",
+        "the sparsity term is in the cost but not in the backprop",
+        "∂J/∂W1 and ∂J/∂b1: sparsity part 0 (correct where β = 0); cost correct",
+        _D_SPARSITY,
+    ),
+    Mistake(
+        "kl_derivative_sign_flipped",
+        "the KL derivative's sign is flipped: β(ρ/ρ̂ − (1−ρ)/(1−ρ̂))",
+        "∂J/∂W1 and ∂J/∂b1: sparsity part −1 times the correct value; cost correct",
+        _D_SPARSITY,
+    ),
+    Mistake(
+        "beta_applied_twice",
+        "β applied twice in the backprop (β²(−ρ/ρ̂ + (1−ρ)/(1−ρ̂)))",
+        "∂J/∂W1 and ∂J/∂b1: sparsity part β times the correct value; cost correct",
+        _D_SPARSITY,
+    ),
+    Mistake(
+        "rho_hat_wrong_axis",
+        "ρ̂ averaged over the wrong axis (over hidden units per sample instead of over samples per unit)",
+        "cost's sparsity term and the sparsity part of ∂J/∂W1, ∂J/∂b1 wrong, on every probe with β > 0",
+        _D_COST,
+    ),
+    Mistake(
+        "kl_reversed",
+        "KL(ρ̂‖ρ) instead of KL(ρ‖ρ̂), in the cost and its derivative",
+        "cost's sparsity term and the sparsity part of ∂J/∂W1, ∂J/∂b1 wrong, consistently with each other",
+        _D_COST,
+    ),
+    Mistake(
+        "weight_decay_on_biases",
+        "weight decay applied to the biases too",
+        "cost + (λ/2)(‖b1‖² + ‖b2‖²); ∂J/∂b1, ∂J/∂b2 + λb (correct where λ = 0)",
+        _D_COST,
+    ),
+    Mistake(
+        "weight_decay_divided_by_m",
+        "weight decay divided by m",
+        "cost's weight decay and the λW part of ∂J/∂W1, ∂J/∂W2 are 1/m of the correct value (correct at m = 1)",
+        _D_COST,
+    ),
+    Mistake(
+        "lambda_applied_twice",
+        "λ applied twice in the gradient (2λW, or λW added twice)",
+        "∂J/∂W1, ∂J/∂W2: the weight-decay part is 2 times the correct value; cost correct",
+        _D_COST,
+    ),
+    Mistake(
+        "reconstruction_summed",
+        "reconstruction summed over samples instead of averaged (cost and gradient)",
+        "cost's reconstruction term and the reconstruction part of every gradient are m times the correct "
+        "value (correct at m = 1)",
+        _D_COST,
+    ),
+    Mistake(
+        "reconstruction_missing_half",
+        "the cost's reconstruction term misses its ½ (the gradient, the tutorial's, assumes it)",
+        "cost: reconstruction term 2 times the correct value; gradient correct; their gradient disagrees with "
+        "finite differences of their cost",
+        _D_COST,
+    ),
+    Mistake(
+        "gradient_not_averaged",
+        "the gradient's sums over samples are not divided by m (cost correct)",
+        "every gradient except the λW part is m times the correct value (correct at m = 1)",
+        _D_DELTA,
+    ),
+    Mistake(
+        "fprime_of_z",
+        "f′ taken of z instead of a: z(1 − z) where a(1 − a) belongs",
+        "every gradient wrong on every probe (the sigmoid layers' f′ is off); cost correct",
+        _D_SIGMOID,
+    ),
+    Mistake(
+        "fprime_of_activation",
+        "f′ evaluated at a instead of z: f(a)(1 − f(a)), the sigmoid applied twice",
+        "every gradient wrong on every probe; cost correct",
+        _D_SIGMOID,
+    ),
+    Mistake(
+        "output_delta_missing_fprime",
+        "the output delta misses the output layer's f′: δ⁽³⁾ = −(x − a⁽³⁾) with a sigmoid decoder",
+        "sigmoid decoder: every reconstruction part wrong; cost correct",
+        _D_DELTA,
+        outputs=("sigmoid",),
+    ),
+    Mistake(
+        "sigmoid_fprime_in_linear_decoder",
+        "the linear decoder keeps the sigmoid's f′ in the output delta: δ⁽³⁾ = −(x − a⁽³⁾)·a⁽³⁾(1 − a⁽³⁾)",
+        "linear decoder: every reconstruction part wrong; cost correct",
+        _D_DELTA,
+        outputs=("linear",),
+    ),
+    Mistake(
+        "transposed_weight_gradients",
+        "transposed weight gradients (W1grad, W2grad computed as data·δᵀ, i.e. (n_visible × n_hidden) "
+        "instead of (n_hidden × n_visible), then packed)",
+        "∂J/∂W1, ∂J/∂W2 hold the right numbers in the wrong places (biases and cost correct)",
+        _D_DELTA,
+    ),
+)
+
+MISTAKES = {mk.name: mk for mk in CATALOGUE}
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistakes=()):
+    """The cost and gradient with the named catalogued mistakes made (none: the correct algorithm).
+
+    Samples as rows: ``x: (m, n_visible)``, ``params`` in UFLDL shapes. Returns
+    ``(cost, Params)`` as NumPy float64. ``transposed_weight_gradients`` is a matter of
+    packing and is applied by :func:`as_read`, not here.
+    """
+    mk = frozenset(mistakes)
+    unknown = mk - set(MISTAKES)
+    if unknown:
+        raise ValueError(f"unknown mistakes {sorted(unknown)}; known: {sorted(MISTAKES)}")
+    W1, b1, W2, b2 = (np.asarray(a, np.float64) for a in params)
+    x = np.asarray(x, np.float64)
+    m = x.shape[0]
+    z2 = x @ W1.T + b1
+    a2 = _sigmoid(z2)
+    z3 = a2 @ W2.T + b2
+    a3 = _sigmoid(z3) if output == "sigmoid" else z3
+
+    wrong_axis = "rho_hat_wrong_axis" in mk
+    rh = a2.mean(axis=1) if wrong_axis else a2.mean(axis=0)
+
+    sq = 0.5 * np.sum((a3 - x) ** 2)
+    if "reconstruction_missing_half" in mk:
+        sq = 2.0 * sq
+    rec = sq if "reconstruction_summed" in mk else sq / m
+    wsum = np.sum(W1**2) + np.sum(W2**2)
+    if "weight_decay_on_biases" in mk:
+        wsum = wsum + np.sum(b1**2) + np.sum(b2**2)
+    wd = 0.5 * lam * wsum
+    if "weight_decay_divided_by_m" in mk:
+        wd = wd / m
+    if "kl_reversed" in mk:
+        kl = rh * np.log(rh / rho) + (1 - rh) * np.log((1 - rh) / (1 - rho))
+    else:
+        kl = rho * np.log(rho / rh) + (1 - rho) * np.log((1 - rho) / (1 - rh))
+    J = rec + wd + beta * np.sum(kl)
+
+    def fprime(z, a):
+        if "fprime_of_z" in mk:
+            return z * (1 - z)
+        if "fprime_of_activation" in mk:
+            return _sigmoid(a) * (1 - _sigmoid(a))
+        return a * (1 - a)
+
+    if output == "sigmoid":
+        fp3 = 1.0 if "output_delta_missing_fprime" in mk else fprime(z3, a3)
+    else:
+        fp3 = a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mk else 1.0
+    d3 = (a3 - x) * fp3
+    if "reconstruction_summed" in mk:
+        d3 = m * d3
+    if "kl_reversed" in mk:
+        sd = np.log(rh / rho) - np.log((1 - rh) / (1 - rho))
+    else:
+        sd = -rho / rh + (1 - rho) / (1 - rh)
+    if "kl_derivative_sign_flipped" in mk:
+        sd = -sd
+    if "sparsity_delta_divided_by_m" in mk:
+        sd = sd / m
+    if "sparsity_missing_from_backprop" in mk:
+        sd = 0.0 * sd
+    bsd = beta * sd
+    if "beta_applied_twice" in mk:
+        bsd = beta * bsd
+    bsd = bsd[:, None] if wrong_axis else bsd[None, :]
+    d2 = (d3 @ W2 + bsd) * fprime(z2, a2)
+
+    avg = 1.0 if "gradient_not_averaged" in mk else 1.0 / m
+    W1g, b1g = avg * (d2.T @ x), avg * d2.sum(axis=0)
+    W2g, b2g = avg * (d3.T @ a2), avg * d3.sum(axis=0)
+    lw = lam / m if "weight_decay_divided_by_m" in mk else lam
+    if "lambda_applied_twice" in mk:
+        lw = 2 * lw
+    W1g, W2g = W1g + lw * W1, W2g + lw * W2
+    if "weight_decay_on_biases" in mk:
+        b1g, b2g = b1g + lw * b1, b2g + lw * b2
+    return float(J), Params(W1g, b1g, W2g, b2g)
+
+
+def as_read(grads: Params, packing: str, mistakes=()) -> Params:
+    """The gradient as sae-jax reads it back from code with the given mistakes.
+
+    With ``transposed_weight_gradients`` the code computes ``W1grad.T`` (n_visible × n_hidden)
+    and packs it in its own ``packing``; unpacking that as ``W1`` (n_hidden × n_visible)
+    puts the right numbers in the wrong places.
+    """
+    if "transposed_weight_gradients" not in mistakes:
+        return grads
+    W1, b1, W2, b2 = grads
+    W1r = W1.T.ravel(order=packing).reshape(W1.shape, order=packing)
+    W2r = W2.T.ravel(order=packing).reshape(W2.shape, order=packing)
+    return Params(W1r, b1, W2r, b2)

@@ -1,0 +1,295 @@
+"""Compare outputs with the reference, diagnose a difference with the catalogue, and write the report."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from ..params import Params
+from ..validate import InputError
+from .catalogue import CATALOGUE, MISTAKES, as_read, variant_cost_and_grad
+from .probes import PACKINGS, Probe, probes, reference
+
+__all__ = ["DEFAULT_TOL", "FD_TOL", "Report", "analyse", "relative_error"]
+
+#: Agreement tolerance: max |theirs − reference| ≤ DEFAULT_TOL × max |reference|, per array and probe.
+DEFAULT_TOL = 1e-7
+#: Their gradient vs five-point central differences of their own cost (h = 1e-4, float64).
+FD_TOL = 1e-5
+FD_STEP = 1e-4
+ARRAYS = ("cost", "W1", "b1", "W2", "b2")
+
+Output = tuple[float, Params]  # (cost, gradient as read, UFLDL shapes)
+
+
+def relative_error(a, b, ref) -> float:
+    """max |a − b| / max(max |b|, max |ref|): relative to the reference's scale, or the prediction's if larger.
+
+    ``b`` is the reference itself (agreement) or a variant's prediction (matching; a variant whose
+    outputs are far larger than the reference's is compared at its own scale). 0/0 = 0.
+    """
+    a, b, ref = (np.asarray(v, np.float64) for v in (a, b, ref))
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("inf")
+    num = float(np.max(np.abs(a - b))) if a.size else 0.0
+    den = max(float(np.max(np.abs(ref))) if ref.size else 0.0, float(np.max(np.abs(b))) if b.size else 0.0, 1e-300)
+    return 0.0 if num == 0.0 else num / den
+
+
+def _errors(out: Output, pred: Output, ref: Output) -> dict[str, float]:
+    e = {"cost": relative_error(out[0], pred[0], ref[0])}
+    for k, u, v, r in zip(ARRAYS[1:], out[1], pred[1], ref[1]):
+        e[k] = relative_error(u, v, r)
+    return e
+
+
+@functools.lru_cache(maxsize=None)
+def _variant(probe_name: str, mistakes: frozenset) -> Output:
+    (p,) = [q for q in probes() if q.name == probe_name]
+    with np.errstate(all="ignore"):  # a pair of mistakes may overflow; it then simply does not match
+        return variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output,
+                                     mistakes=mistakes - {"transposed_weight_gradients"})
+
+
+def _ref(probe: Probe) -> Output:
+    r = reference(probe.name)
+    return r.cost, r.grads
+
+
+def _prediction(probe: Probe, mistakes: tuple[str, ...], packing: str) -> Output:
+    J, g = _variant(probe.name, frozenset(mistakes))
+    return J, as_read(g, packing, mistakes)
+
+
+def _score(outputs: dict, ps, mistakes, packing) -> float:
+    return max(max(_errors(outputs[p.name], _prediction(p, mistakes, packing), _ref(p)).values()) for p in ps)
+
+
+def _candidates(decoder: str) -> list[str]:
+    return [mk.name for mk in CATALOGUE if decoder in mk.outputs]
+
+
+@dataclass
+class Report:
+    """The outcome of a check: ``passed``, the named mistake(s) if any, and ``text`` (the printed report)."""
+
+    label: str
+    passed: bool
+    match: tuple[str, ...] | None  # the catalogued mistake(s) their outputs equal; None: no match
+    errors: dict[str, dict[str, float]]  # probe -> array -> relative error vs the reference
+    nearest: list[tuple[tuple[str, ...], float]]  # variants by distance (() is the correct algorithm)
+    tol: float
+    packing: str | None = None
+    fd_errors: dict[str, dict[str, float]] | None = None  # their gradient vs FD of their own cost
+    text: str = field(default="", repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _name(mistakes) -> str:
+    return " + ".join(mistakes) if mistakes else "the correct algorithm"
+
+
+def _fmt_ratio(r: float) -> str:
+    if not np.isfinite(r):
+        return "—"
+    if abs(r - 1) < 1e-9:
+        return "1"
+    fr = Fraction(r).limit_denominator(64)
+    if fr.denominator > 1 and abs(float(fr) - r) <= 1e-9 * max(1.0, abs(r)):
+        return f"{r:.6g} ({fr.numerator}/{fr.denominator})"
+    if abs(r - round(r)) <= 1e-9 * max(1.0, abs(r)):
+        return f"{round(r)}"
+    return f"{r:.6g}"
+
+
+def _part_ratios(u: np.ndarray, probe: Probe, k: str) -> tuple[dict[str, float], float]:
+    """Least-squares ratios of their array's reconstruction / decay / sparsity parts to the correct ones.
+
+    Fits ``theirs − correct = Σ_parts (ratio − 1)·part``; returns the ratios and the residual
+    (relative to the array's scale). A residual near 0 means the difference is a rescaling of parts.
+    """
+    r = reference(probe.name)
+    i = ARRAYS.index(k) - 1
+    ref = r.grads[i]
+    parts = {"reconstruction": r.recon_grad[i], "decay": r.decay_grad[i], "sparsity": r.sparsity_grad[i]}
+    scale = max(float(np.max(np.abs(ref))), 1e-300)
+    live = {n: a for n, a in parts.items() if np.max(np.abs(a)) > 1e-12 * scale}
+    if not live:
+        return {}, float(np.max(np.abs(u - ref))) / scale
+    A = np.stack([a.ravel() for a in live.values()], axis=1)
+    d = (u - ref).ravel()
+    coef, *_ = np.linalg.lstsq(A, d, rcond=None)
+    resid = float(np.max(np.abs(d - A @ coef))) / scale
+    return {n: 1.0 + c for n, c in zip(live, coef)}, resid
+
+
+def _cost_evidence(J: float, probe: Probe) -> str:
+    r = reference(probe.name)
+    d = J - r.cost
+    terms = {"reconstruction": r.reconstruction, "decay": r.weight_decay, "sparsity": r.sparsity}
+    shown = [f"{n} ×{_fmt_ratio(1 + d / t)}" for n, t in terms.items() if abs(t) > 1e-300]
+    return f"{J:.10g} vs {r.cost:.10g}; as if one term were scaled: " + ", ".join(shown)
+
+
+def _evidence(outputs: dict, ps, tol: float, packing: str) -> list[str]:
+    lines = []
+    for p in ps:
+        J, g = outputs[p.name]
+        errs = _errors(outputs[p.name], _ref(p), _ref(p))
+        for k in ARRAYS:
+            if errs[k] <= tol:
+                continue
+            head = f"    {p.name:<22} m={p.m:<3} {k:<4}"
+            if k == "cost":
+                lines.append(f"{head} {_cost_evidence(J, p)}")
+                continue
+            ratios, resid = _part_ratios(g[ARRAYS.index(k) - 1], p, k)
+            i = ARRAYS.index(k) - 1
+            flipped = as_read(reference(p.name).grads, packing, ("transposed_weight_gradients",))[i]
+            if resid <= 1e-8:
+                lines.append(head + " parts vs correct: " + ", ".join(f"{n} ×{_fmt_ratio(v)}" for n, v in ratios.items()))
+            elif k in ("W1", "W2") and relative_error(g[i], flipped, flipped) <= tol:
+                lines.append(f"{head} equals the correct array transposed (the right numbers in the wrong places: "
+                             f"computed as {k}grad.T and packed {PACKINGS[packing]})")
+            else:
+                lines.append(f"{head} differs by {errs[k]:.3g} (relative), not a rescaling of its parts "
+                             f"(residual {resid:.2g})")
+    return lines
+
+
+def _fd_check(target, ps, outputs) -> dict[str, dict[str, float]]:
+    """Their gradient vs five-point central differences of their own cost, one random direction per array."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for p in ps:
+        J0, g = outputs[p.name]
+        row = {}
+        for i, k in enumerate(ARRAYS[1:]):
+            d = rng.standard_normal(p.params[i].shape)
+            d /= np.linalg.norm(d)
+
+            def J(t, i=i, d=d):
+                arrays = list(p.params)
+                arrays[i] = arrays[i] + t * d
+                return target.evaluate(p, Params(*arrays))[0]
+
+            h = FD_STEP
+            fd = (-J(2 * h) + 8 * J(h) - 8 * J(-h) + J(-2 * h)) / (12 * h)
+            an = float(np.sum(g[i] * d))
+            row[k] = abs(fd - an) / max(abs(fd), abs(an), 1e-8)
+        out[p.name] = row
+    return out
+
+
+def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[str, Output]], ps,
+            *, tol: float = DEFAULT_TOL, target=None) -> Report:
+    """Compare, diagnose and write the report for outputs read under each candidate packing."""
+    if not ps:
+        raise InputError("no probes to compare")
+    decoder = ps[0].output
+    singles = [()] + [(n,) for n in _candidates(decoder)]
+
+    def best(pk):
+        scores = sorted(((mk, _score(outputs_by_packing[pk], ps, mk, pk)) for mk in singles), key=lambda t: t[1])
+        return scores
+
+    ranked = {pk: best(pk) for pk in outputs_by_packing}
+    packing = min(ranked, key=lambda pk: (ranked[pk][0][1], dict(ranked[pk])[()]))
+    outputs, scores = outputs_by_packing[packing], ranked[packing]
+    errors = {p.name: _errors(outputs[p.name], _ref(p), _ref(p)) for p in ps}
+    worst = max(max(e.values()) for e in errors.values())
+    passed = worst <= tol
+    lines = list(header)
+    if len(outputs_by_packing) > 1:
+        lines.append(f"theta packing: {PACKINGS[packing]} (detected)")
+    lines.append(f"tolerance: max |theirs − reference| ≤ {tol:g} × max |reference|, per array and probe "
+                 f"(sae-jax's float64 reference: sae_jax.cost_and_grad, cost_terms)")
+    lines.append("")
+    lines.append(f"  {'probe':<22} {'m':>3} {'β':>4} {'λ':>5}   " + "".join(f"{k:>10}" for k in ARRAYS))
+    for p in ps:
+        e = errors[p.name]
+        cells = "".join(f"{e[k]:>9.1e}{'!' if e[k] > tol else ' '}" for k in ARRAYS)
+        lines.append(f"  {p.name:<22} {p.m:>3} {p.beta:>4g} {p.lam:>5g}   {cells}")
+    lines.append("  (relative error vs the reference; ! = above tolerance)")
+    lines.append("")
+    match = None
+    fd = None
+    if passed:
+        lines.append(f"PASS: every probe agrees with sae-jax's float64 reference (max relative error {worst:.2g} "
+                     f"≤ {tol:g}).")
+        return Report(label, True, (), errors, scores[:3], tol, packing, None, "\n".join(lines))
+
+    bad = sorted({p.name for p in ps if max(errors[p.name].values()) > tol})
+    lines.append(f"FAIL: {len(bad)} of {len(ps)} probes differ from the reference: " + "; ".join(
+        f"{k} on {sum(errors[p.name][k] > tol for p in ps)} (up to {max(errors[p.name][k] for p in ps):.2g} relative)"
+        for k in ARRAYS if any(errors[p.name][k] > tol for p in ps)) + ".")
+    hits = [(mk, s) for mk, s in scores if mk and s <= tol]
+    if not hits:  # two mistakes at once?
+        cands = _candidates(decoder)
+        pairs = sorted(((pair, _score(outputs, ps, pair, packing)) for pair in itertools.combinations(cands, 2)),
+                       key=lambda t: t[1])
+        hits = [(mk, s) for mk, s in pairs if s <= tol]
+        scores = sorted(scores + pairs[:3], key=lambda t: t[1])
+    low = sorted(getattr(target, "low_precision", ()) or ())
+    if target is not None and not low:
+        fd = _fd_check(target, ps, outputs)
+    if hits:
+        match = hits[0][0]
+        others = [_name(mk) for mk, _ in hits[1:]]
+        nxt = [(mk, s) for mk, s in scores if mk != match and s > tol][:1]
+        lines.append("")
+        lines.append(f"Diagnosis: {_name(match)}")
+        for n in match:
+            mk = MISTAKES[n]
+            lines.append(f"  {n}: {mk.title}.")
+            lines.append(f"    signature: {mk.signature}.")
+        lines.append(f"  Their outputs equal this variant's on all {len(ps)} probes (max relative difference "
+                     f"{hits[0][1]:.2g})" + (f"; next nearest: {_name(nxt[0][0])} ({nxt[0][1]:.2g})" if nxt else "")
+                     + ".")
+        if others:
+            lines.append(f"  On these probes it is indistinguishable from: {', '.join(others)}.")
+    else:
+        lines.append("")
+        lines.append("Diagnosis: no catalogued mistake (nor a pair of them) matches. Nearest variants (max relative "
+                     "difference): " + "; ".join(f"{_name(mk)} {s:.2g}" for mk, s in scores[:3]) + ".")
+        if scores[0][0] == () and scores[0][1] < 1e-3:
+            lines.append("  Close to the correct algorithm everywhere (within 1e-3): a precision difference "
+                         "(float32 inside their code?) rather than a formula.")
+    lines.append("  Evidence, per probe and array that differs (ratios of their parts to the correct parts; 1 = correct):")
+    lines.extend(_evidence(outputs, ps, tol, packing))
+    if low:
+        lines.append(f"  Their outputs are {', '.join(low)}: this check compares in float64 at a tolerance of "
+                     f"{tol:g}; compute in float64 (cast the inputs and every constant) and run it again. "
+                     f"(Finite differences of a {low[0]} cost are not meaningful; skipped.)")
+    elif fd is not None:
+        lines.append(_fd_summary(fd))
+    elif target is None:
+        lines.append("  (Finite differences of their own cost need their code: run `sae-jax check file.py:function`.)")
+    if match:
+        lines.append("  The right form is derived in: " + "; ".join(MISTAKES[n].derivation for n in match))
+    else:
+        lines.append("  The right form: README § The derivation (python -m derivations).")
+    return Report(label, False, match, errors, scores[:3], tol, packing, fd, "\n".join(lines))
+
+
+def _fd_summary(fd) -> str:
+    worst = {k: max(row[k] for row in fd.values()) for k in ARRAYS[1:]}
+    bad = [k for k, v in worst.items() if v > FD_TOL]
+    if not bad:
+        return (f"  Their gradient matches central finite differences of their own cost on every probe (max relative "
+                f"error {max(worst.values()):.1g} ≤ {FD_TOL:g}): cost and gradient are consistent, so the "
+                f"difference is in the objective their cost defines (a convention difference), not a backprop bug.")
+    where = ", ".join(f"{k} (max relative error {worst[k]:.2g}, on {sum(r[k] > FD_TOL for r in fd.values())} of "
+                      f"{len(fd)} probes)" for k in bad)
+    return (f"  Their gradient does NOT match central finite differences of their own cost on {where}: "
+            f"the gradient (or the cost) has a bug — they disagree with each other.")

@@ -1,0 +1,540 @@
+"""sae_jax.check / `sae-jax check`: planted mistakes are named, correct code passes, files round trip.
+
+The implementation under test here is written in UFLDL's own column layout with a flat theta
+(like tests/ufldl_reference.py, sharing no code with sae_jax.check's catalogue, which works in
+rows), with one switch per catalogued mistake planted the way a student would write it.
+"""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+import sae_jax
+from sae_jax.check import CATALOGUE, MISTAKES, check, check_results, probes, reference
+from sae_jax.check.catalogue import variant_cost_and_grad
+from sae_jax.cli import main
+
+
+def sigm(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *, mistake=None, linear=False,
+               order="F"):
+    """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct)."""
+    mistakes = (mistake,) if isinstance(mistake, str) else tuple(mistake or ())
+    hv = hiddenSize * visibleSize
+    W1 = theta[:hv].reshape(hiddenSize, visibleSize, order=order)
+    W2 = theta[hv : 2 * hv].reshape(visibleSize, hiddenSize, order=order)
+    b1 = theta[2 * hv : 2 * hv + hiddenSize]
+    b2 = theta[2 * hv + hiddenSize :]
+    m = data.shape[1]
+    rho = sparsityParam
+
+    z2 = W1 @ data + b1[:, None]
+    a2 = sigm(z2)
+    z3 = W2 @ a2 + b2[:, None]
+    a3 = z3 if linear else sigm(z3)
+
+    if "rho_hat_wrong_axis" in mistakes:
+        rho_hat = np.mean(a2, axis=0)  # (m,): over hidden units
+    else:
+        rho_hat = np.mean(a2, axis=1)  # (h,): over samples
+
+    if "kl_reversed" in mistakes:
+        kl = np.sum(rho_hat * np.log(rho_hat / rho) + (1 - rho_hat) * np.log((1 - rho_hat) / (1 - rho)))
+    else:
+        kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
+    sq = np.sum((a3 - data) ** 2)
+    if "reconstruction_summed" in mistakes:
+        recon = 0.5 * sq
+    elif "reconstruction_missing_half" in mistakes:
+        recon = sq / m
+    else:
+        recon = 0.5 * sq / m
+    decay = (lam / 2) * (np.sum(W1**2) + np.sum(W2**2))
+    if "weight_decay_on_biases" in mistakes:
+        decay += (lam / 2) * (np.sum(b1**2) + np.sum(b2**2))
+    if "weight_decay_divided_by_m" in mistakes:
+        decay = (lam / (2 * m)) * (np.sum(W1**2) + np.sum(W2**2))
+    cost = recon + decay + beta * kl
+
+    def fprime(z, a):
+        if "fprime_of_z" in mistakes:
+            return z * (1 - z)
+        if "fprime_of_activation" in mistakes:
+            return sigm(a) * (1 - sigm(a))
+        return a * (1 - a)
+
+    if linear:
+        delta3 = -(data - a3) * (a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mistakes else 1.0)
+    elif "output_delta_missing_fprime" in mistakes:
+        delta3 = -(data - a3)
+    else:
+        delta3 = -(data - a3) * fprime(z3, a3)
+
+    if "kl_reversed" in mistakes:
+        sparsity_delta = np.log(rho_hat / rho) - np.log((1 - rho_hat) / (1 - rho))
+    elif "kl_derivative_sign_flipped" in mistakes:
+        sparsity_delta = rho / rho_hat - (1 - rho) / (1 - rho_hat)
+    else:
+        sparsity_delta = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
+    if "sparsity_delta_divided_by_m" in mistakes:
+        sparsity_delta = sparsity_delta / m
+    fp2 = fprime(z2, a2)
+    if "sparsity_missing_from_backprop" in mistakes:
+        delta2 = (W2.T @ delta3) * fp2
+    elif "beta_applied_twice" in mistakes:
+        delta2 = (W2.T @ delta3 + beta * (beta * sparsity_delta)[:, None]) * fp2
+    elif "rho_hat_wrong_axis" in mistakes:
+        delta2 = (W2.T @ delta3 + beta * sparsity_delta) * fp2  # (m,) broadcasts over the rows
+    else:
+        delta2 = (W2.T @ delta3 + beta * sparsity_delta[:, None]) * fp2
+
+    if "reconstruction_summed" in mistakes:  # the exact gradient of the summed data term
+        d2_rec = (W2.T @ delta3) * fp2
+        d2_sp = delta2 - d2_rec
+        W1grad = d2_rec @ data.T + d2_sp @ data.T / m + lam * W1
+        b1grad = d2_rec.sum(axis=1) + d2_sp.sum(axis=1) / m
+        W2grad = delta3 @ a2.T + lam * W2
+        b2grad = delta3.sum(axis=1)
+    elif "gradient_not_averaged" in mistakes:
+        W1grad, W2grad = delta2 @ data.T + lam * W1, delta3 @ a2.T + lam * W2
+        b1grad, b2grad = delta2.sum(axis=1), delta3.sum(axis=1)
+    elif "transposed_weight_gradients" in mistakes:
+        W1grad = data @ delta2.T / m + lam * W1.T  # visibleSize x hiddenSize
+        W2grad = a2 @ delta3.T / m + lam * W2.T
+        b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
+    else:
+        W1grad, W2grad = delta2 @ data.T / m + lam * W1, delta3 @ a2.T / m + lam * W2
+        b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
+    if "weight_decay_on_biases" in mistakes:
+        b1grad, b2grad = b1grad + lam * b1, b2grad + lam * b2
+    if "weight_decay_divided_by_m" in mistakes:
+        W1grad, W2grad = W1grad - lam * W1 + (lam / m) * W1, W2grad - lam * W2 + (lam / m) * W2
+    if "lambda_applied_twice" in mistakes:
+        W1grad, W2grad = W1grad + lam * W1, W2grad + lam * W2
+    grad = np.concatenate([W1grad.ravel(order=order), W2grad.ravel(order=order), b1grad, b2grad])
+    return cost, grad
+
+
+def planted(mistake=None, *, linear=False, order="F"):
+    def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                          mistake=mistake, linear=linear, order=order)
+
+    return sparseAutoencoderCost
+
+
+CASES = [(mk.name, out) for mk in CATALOGUE for out in mk.outputs]
+
+
+def test_catalogue_is_large_enough_and_documented():
+    assert len(CATALOGUE) >= 10
+    doc = sae_jax.check.__doc__
+    for mk in CATALOGUE:
+        assert f"``{mk.name}``" in doc, mk.name
+    for p in probes("sigmoid"):
+        assert "``*" + p.name[len("sigmoid"):] + "``" in doc, p.name
+
+
+@pytest.mark.parametrize("mistake,output", CASES, ids=[f"{m}-{o}" for m, o in CASES])
+def test_every_planted_mistake_is_named(mistake, output):
+    report = check(planted(mistake, linear=output == "linear"), output=output)
+    assert not report.passed and report.exit_code == 1
+    assert report.match == (mistake,), report.text
+    assert f"Diagnosis: {mistake}" in report.text
+    assert MISTAKES[mistake].derivation in report.text
+    if mistake == "transposed_weight_gradients":
+        assert "the correct array transposed" in report.text
+
+
+def test_the_question_variant_report_shows_the_ratio_per_probe():
+    report = check(planted("sparsity_delta_divided_by_m", order="C"))
+    assert report.packing == "C"
+    text = report.text
+    assert "sparsity ×0.142857 (1/7)" in text and "sparsity ×0.05 (1/20)" in text
+    # m = 1 agrees: no evidence line for it, and its row of the table has no "!"
+    assert "sigmoid_m1 " not in text.split("Evidence")[1]
+    row = [ln for ln in text.splitlines() if ln.strip().startswith("sigmoid_m1 ")][0]
+    assert "!" not in row
+    assert "NOT match central finite differences of their own cost on W1" in text
+    assert "derivations/variant.py" in text
+
+
+def test_consistent_convention_difference_is_told_from_a_gradient_bug():
+    # KL(rho_hat || rho): cost and gradient consistent -> finite differences agree
+    text = check(planted("kl_reversed")).text
+    assert "matches central finite differences of their own cost" in text
+    # the missing 1/2 in the cost only: their gradient disagrees with their own cost
+    text = check(planted("reconstruction_missing_half")).text
+    assert "does NOT match central finite differences" in text
+    assert "reconstruction ×2" in text
+
+
+def test_unmatched_difference_reports_arrays_ratios_and_fd():
+    def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        J, g = ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data)
+        hv = hiddenSize * visibleSize
+        g[2 * hv : 2 * hv + hiddenSize] *= 1.5  # b1grad 1.5x: not in the catalogue
+        return J, g
+
+    report = check(f)
+    assert report.match is None and report.exit_code == 1
+    assert "no catalogued mistake" in report.text
+    assert "b1 on 6" in report.text and "reconstruction ×1.5 (3/2)" in report.text
+    assert "does NOT match central finite differences of their own cost on b1" in report.text
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_correct_ufldl_passes_in_both_packings(order, output):
+    report = check(planted(None, linear=output == "linear", order=order), output=output)
+    assert report.passed and report.exit_code == 0 and report.match == (), report.text
+    assert report.packing == order
+    assert "PASS" in report.text and "1e-07" in report.text
+    assert max(max(e.values()) for e in report.errors.values()) < 1e-10  # saturated probe: 1 - rho_hat cancels
+
+
+def test_catalogue_correct_variant_equals_sae_jax():
+    for p in probes():
+        J, g = variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output)
+        r = reference(p.name)
+        assert abs(J - r.cost) <= 1e-12 * abs(r.cost)
+        for a, b in zip(g, r.grads):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.max(np.abs(b)))
+        assert 1e-7 < r.rho_hat.min() and r.rho_hat.max() < 1 - 1e-7  # the plain formula's regime
+
+
+def test_saturated_probe_is_saturated_but_finite():
+    (p,) = [q for q in probes("sigmoid") if q.name == "sigmoid_m20_saturated"]
+    rh = reference(p.name).rho_hat
+    assert rh.min() < 1e-4 and 1 - rh.max() < 1e-3 and np.isfinite(reference(p.name).cost)
+
+
+def rows_numpy(params, x, lam, beta, rho):
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    m = x.shape[0]
+    a2 = sigm(x @ W1.T + b1)
+    a3 = sigm(a2 @ W2.T + b2)
+    rh = a2.mean(axis=0)
+    J = (0.5 / m * np.sum((a3 - x) ** 2) + lam / 2 * (np.sum(W1**2) + np.sum(W2**2))
+         + beta * np.sum(rho * np.log(rho / rh) + (1 - rho) * np.log((1 - rho) / (1 - rh))))
+    d3 = (a3 - x) * a3 * (1 - a3)
+    d2 = (d3 @ W2 + beta * (-rho / rh + (1 - rho) / (1 - rh))) * a2 * (1 - a2)
+    return J, {"W1grad": d2.T @ x / m + lam * W1, "b1grad": d2.sum(0) / m, "W2grad": d3.T @ a2 / m + lam * W2,
+               "b2grad": d3.sum(0) / m}
+
+
+def test_correct_rows_form_passes():
+    report = check(rows_numpy)
+    assert report.passed, report.text
+    assert "rows form" in report.text
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_sae_jax_itself_passes_in_rows_form(output):
+    report = check(sae_jax.cost_and_grad, output=output)  # params, x, *, lam, beta, rho, output
+    assert report.passed, report.text
+
+
+def test_pytorch_implementation_passes():
+    torch = pytest.importorskip("torch")
+
+    def cost_and_grad(params, x, lam, beta, rho):
+        W1, b1, W2, b2 = (p.clone().requires_grad_(True) for p in params)
+        m = x.shape[0]
+        a2 = torch.sigmoid(x @ W1.T + b1)
+        a3 = torch.sigmoid(a2 @ W2.T + b2)
+        rh = a2.mean(0)
+        J = (0.5 / m * ((a3 - x) ** 2).sum() + lam / 2 * ((W1**2).sum() + (W2**2).sum())
+             + beta * (rho * torch.log(rho / rh) + (1 - rho) * torch.log((1 - rho) / (1 - rh))).sum())
+        J.backward()
+        return J, (W1.grad, b1.grad, W2.grad, b2.grad)
+
+    assert check(cost_and_grad, arrays="torch").passed
+    cost_and_grad.__globals__["torch"] = torch  # this module imports torch: auto-detected
+    assert check(cost_and_grad).passed
+
+
+# ---------------------------------------------------------------------------------------
+# files: --write-cases / --results
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cases_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cases") / "cases"
+    assert main(["check", "--write-cases", str(d)]) == 0
+    return d
+
+
+def _run_on_cases(case_fields, fn, output):
+    """What a user does with the cases: call their function on each probe of their decoder."""
+    out = {}
+    for name, c in case_fields.items():
+        if str(c["output"]) != output:
+            continue
+        J, g = fn(np.asarray(c["theta"], np.float64).ravel(), int(c["visibleSize"]), int(c["hiddenSize"]),
+                  float(c["lambda"]), float(c["sparsityParam"]), float(c["beta"]),
+                  np.asarray(c["data"], np.float64).reshape(int(c["visibleSize"]), -1))  # loadmat squeezes m = 1
+        out[name] = {"cost": J, "grad": g}
+    return out
+
+
+def test_cases_files_hold_inputs_and_expected_outputs(cases_dir):
+    import scipy.io
+
+    assert sorted(p.name for p in cases_dir.iterdir()) == ["README.md", "cases.json", "cases.mat", "cases.npz"]
+    mat = scipy.io.loadmat(cases_dir / "cases.mat", squeeze_me=True, struct_as_record=False)
+    js = json.loads((cases_dir / "cases.json").read_text())["probes"]
+    npz = np.load(cases_dir / "cases.npz")
+    assert set(npz["probes"]) == set(js) == {p.name for p in probes()} <= set(mat)
+    for p in probes():
+        c = mat[p.name]
+        theta = np.asarray(c.theta)
+        # MATLAB's column-major theta, and the expected outputs are sae-jax's reference
+        J, g = ufldl_cost(theta, int(c.visibleSize), int(c.hiddenSize), float(c.__dict__["lambda"]),
+                          float(c.sparsityParam), float(c.beta), np.asarray(c.data).reshape(p.n_visible, -1),
+                          linear=p.output == "linear")
+        assert abs(J - float(c.expected_cost)) <= 1e-12 * abs(J)
+        np.testing.assert_allclose(g, np.asarray(c.expected_grad), rtol=1e-11, atol=1e-14)
+        np.testing.assert_array_equal(np.asarray(js[p.name]["theta"]), npz[f"{p.name}.theta"])
+        np.testing.assert_array_equal(npz[f"{p.name}.x"].T, npz[f"{p.name}.data"])
+    readme = (cases_dir / "README.md").read_text()
+    assert "sae-jax check --results" in readme and "column-major" in readme
+
+
+def test_mat_results_round_trip(cases_dir, tmp_path, capsys):
+    import scipy.io
+
+    mat = scipy.io.loadmat(cases_dir / "cases.mat", squeeze_me=True, struct_as_record=False)
+    fields = {n: {f: getattr(v, f) for f in v._fieldnames} for n, v in mat.items() if not n.startswith("__")}
+    results = _run_on_cases(fields, planted(None), "sigmoid")
+    scipy.io.savemat(tmp_path / "results.mat", results, oned_as="column")
+    assert main(["check", "--results", str(tmp_path / "results.mat")]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+    results = _run_on_cases(fields, planted("weight_decay_on_biases"), "sigmoid")
+    # as the README's MATLAB snippet saves it: one struct `results` with a field per probe
+    scipy.io.savemat(tmp_path / "bad.mat", {"results": results}, oned_as="column")
+    assert main(["check", "--results", str(tmp_path / "bad.mat")]) == 1
+    out = capsys.readouterr().out
+    assert "Diagnosis: weight_decay_on_biases" in out and "Finite differences of their own cost need" in out
+
+
+def test_npz_and_json_results_round_trip(cases_dir, tmp_path):
+    z = np.load(cases_dir / "cases.npz")
+    fields = {}
+    for key in z.files:
+        if "." in key:
+            n, f = key.split(".", 1)
+            fields.setdefault(n, {})[f] = z[key]
+    # a numpy port with row-major packing uses theta_rowmajor and returns grad_rowmajor
+    for n in fields:
+        fields[n]["theta"] = fields[n]["theta_rowmajor"]
+    res = _run_on_cases(fields, planted("sparsity_delta_divided_by_m", linear=True, order="C"), "linear")
+    np.savez(tmp_path / "r.npz", **{f"{n}.cost": r["cost"] for n, r in res.items()},
+             **{f"{n}.grad_rowmajor": r["grad"] for n, r in res.items()})
+    report = check_results(tmp_path / "r.npz")
+    assert report.match == ("sparsity_delta_divided_by_m",), report.text
+
+    js = json.loads((cases_dir / "cases.json").read_text())["probes"]
+    res = _run_on_cases(js, planted(None), "sigmoid")
+    del res["sigmoid_m20"]
+    (tmp_path / "r.json").write_text(json.dumps({n: {"cost": r["cost"], "grad": r["grad"].tolist()}
+                                                 for n, r in res.items()}))
+    report = check_results(tmp_path / "r.json")
+    assert report.passed and "not in the file: sigmoid_m20" in report.text
+
+
+# ---------------------------------------------------------------------------------------
+# the command and its bad inputs (exit 2, one line on stderr)
+# ---------------------------------------------------------------------------------------
+
+
+def _write(tmp_path, name, source):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+GOOD = """
+import numpy as np
+def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+    {body}
+"""
+
+
+def test_cli_runs_a_file_target(tmp_path, capsys):
+    src = tmp_path / "student.py"
+    src.write_text("from helper import f as sparseAutoencoderCost\n")
+    import inspect
+
+    helper = inspect.getsource(sigm) + inspect.getsource(ufldl_cost).replace("def ufldl_cost", "def _cost") + (
+        "\ndef f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):\n"
+        "    return _cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, mistake='beta_applied_twice')\n")
+    (tmp_path / "helper.py").write_text("import numpy as np\n" + helper)
+    assert main(["check", f"{src}:sparseAutoencoderCost"]) == 1
+    out = capsys.readouterr().out
+    assert "Diagnosis: beta_applied_twice" in out and "sparsity ×3" in out
+    assert main(["check", "sae_jax:cost_and_grad", "--output", "linear"]) == 0
+
+
+def _bad(argv, capsys, match):
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sae-jax check: error:"), cap.err
+    assert match in lines[0], lines[0]
+    assert cap.out == ""
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    t = tmp_path
+    _bad(["check"], capsys, "give exactly one of")
+    _bad(["check", "x.py:f", "--results", "r.npz"], capsys, "give exactly one of")
+    _bad(["check", "no_colon"], capsys, "path/to/file.py:function")
+    _bad(["check", f"{t}/missing.py:f"], capsys, "does not exist")
+    _bad(["check", "no_such_module_xyz:f"], capsys, "importing 'no_such_module_xyz' failed: ModuleNotFoundError")
+    p = _write(t, "imports_bad.py", "import no_such_module_abc\n")
+    _bad(["check", f"{p}:f"], capsys, "ModuleNotFoundError")
+    p = _write(t, "syntax.py", "def f(:\n")
+    _bad(["check", f"{p}:f"], capsys, "SyntaxError")
+    p = _write(t, "fns.py", """
+        import numpy as np
+        X = 3
+        def three(a, b, c): return 0.0, 0.0
+        def raises(theta, v, h, lam, rho, beta, data): raise RuntimeError("boom\\nsecond line")
+        def short_grad(theta, v, h, lam, rho, beta, data): return 1.0, np.zeros(7)
+        def one_output(theta, v, h, lam, rho, beta, data): return 1.0
+        def vector_cost(theta, v, h, lam, rho, beta, data): return np.ones(3), np.zeros_like(theta)
+        def nan_out(theta, v, h, lam, rho, beta, data): return float("nan"), np.zeros_like(theta)
+        def rows_bad_shapes(params, x, lam, beta, rho): return 1.0, (params.W1, params.b1, params.W2[:2], params.b2)
+        def rows_nan(params, x, lam, beta, rho): return 1.0, (params.W1 * np.nan, params.b1, params.W2, params.b2)
+    """)
+    _bad(["check", f"{p}:nothere"], capsys, "has no attribute 'nothere'")
+    _bad(["check", f"{p}:X"], capsys, "is not callable")
+    _bad(["check", f"{p}:three"], capsys, "cannot tell the convention")
+    _bad(["check", f"{p}:three", "--convention", "ufldl"], capsys, "raised TypeError")
+    _bad(["check", f"{p}:raises"], capsys, "raised RuntimeError: boom")
+    _bad(["check", f"{p}:short_grad"], capsys, "gradient has shape (7,), expected a vector of 38")
+    _bad(["check", f"{p}:one_output"], capsys, "must return (cost, gradient)")
+    _bad(["check", f"{p}:vector_cost"], capsys, "cost must be a scalar")
+    _bad(["check", f"{p}:nan_out"], capsys, "non-finite")
+    _bad(["check", f"{p}:rows_bad_shapes"], capsys, "gradient arrays have shapes")
+    _bad(["check", f"{p}:rows_nan"], capsys, "non-finite values (NaN or inf) in W1")
+    _bad(["check", "--results", str(t / "none.npz")], capsys, "does not exist")
+    np.savez(t / "r.npz", **{"nonsense.cost": 1.0})
+    _bad(["check", "--results", str(t / "r.npz")], capsys, "unknown probe")
+    np.savez(t / "r2.npz", **{"sigmoid_m1.cost": 1.0, "sigmoid_m1.grad": np.zeros(5)})
+    _bad(["check", "--results", str(t / "r2.npz")], capsys, "expected 38")
+    (t / "r.txt").write_text("x")
+    _bad(["check", "--results", str(t / "r.txt")], capsys, "must be .npz, .mat or .json")
+    (t / "r.json").write_text("{not json")
+    _bad(["check", "--results", str(t / "r.json")], capsys, "cannot be read")
+    (t / "file").write_text("")
+    _bad(["check", "--write-cases", str(t / "file")], capsys, "not a directory")
+    _bad(["check", "sae_jax:cost_and_grad", "--tol", "2"], capsys, "tol must be")
+
+
+# ---------------------------------------------------------------------------------------
+# the documented commands and snippets, as written
+# ---------------------------------------------------------------------------------------
+
+MY_SAE = """
+import numpy as np
+import sys
+sys.path.insert(0, {tests!r})
+from test_check import planted, variant_cost_and_grad
+
+sparseAutoencoderCost = planted("sparsity_delta_divided_by_m", order="C")
+my_code_cost = planted(None)   # correct, column-major like MATLAB
+
+def cost_and_grad(params, x, lam, beta, rho):
+    return variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, output="linear")
+"""
+
+
+def _blocks(text, lang):
+    import re
+
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_check_section_runs_as_written(tmp_path, monkeypatch, capsys):
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Check your implementation (`sae-jax check`)", 1)[1].split("\n## ", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_sae.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (bash,) = _blocks(section, "bash")
+    expected = iter([1, 0, 0, 0])
+    for line in bash.strip().splitlines():
+        argv = shlex.split(line.split("#", 1)[0])
+        assert argv[0] == "sae-jax"
+        if argv[1:3] == ["check", "--results"]:  # make results.mat from the cases just written (correct code)
+            import scipy.io
+
+            mat = scipy.io.loadmat("cases/cases.mat", squeeze_me=True, struct_as_record=False)
+            fields = {n: {f: getattr(v, f) for f in v._fieldnames} for n, v in mat.items() if not n.startswith("__")}
+            scipy.io.savemat("results.mat", {"results": _run_on_cases(fields, planted(None), "sigmoid")})
+        assert main(argv[1:]) == next(expected), line
+    (py,) = _blocks(section, "python")
+    ns = {}
+    exec(py, ns)
+    shown = py.split("report.passed, report.match", 1)[1].split("#", 1)[1].splitlines()[0].strip()
+    assert repr((ns["report"].passed, ns["report"].match)) == shown
+
+
+def test_cases_readme_python_snippet_runs_as_written(cases_dir, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import shutil
+
+    (py,) = _blocks((cases_dir / "README.md").read_text(), "python")
+    shutil.copy(cases_dir / "cases.npz", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
+                                         + "\nsparseAutoencoderCost = my_code_cost\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exec(py, {})
+    assert main(["check", "--results", "results.npz"]) == 0
+
+
+def test_rows_form_with_transposed_weight_gradients_is_diagnosed():
+    def f(params, x, lam, beta, rho):
+        J, g = rows_numpy(params, x, lam, beta, rho)
+        return J, (g["W1grad"].T, g["b1grad"], g["W2grad"].T, g["b2grad"])  # (n, h) and (h, n)
+
+    report = check(f)
+    assert report.match == ("transposed_weight_gradients",), report.text
+
+
+def test_two_mistakes_at_once_are_named_as_a_pair():
+    report = check(planted(("weight_decay_on_biases", "sparsity_delta_divided_by_m")))
+    assert report.match == ("sparsity_delta_divided_by_m", "weight_decay_on_biases"), report.text
+    assert "Diagnosis: sparsity_delta_divided_by_m + weight_decay_on_biases" in report.text
+
+
+def test_float32_code_is_told_to_compute_in_float64():
+    def f(params, x, lam, beta, rho):
+        p = {k: np.asarray(v, np.float32) for k, v in zip(("W1", "b1", "W2", "b2"), params)}
+        return rows_numpy(p, x.astype(np.float32), np.float32(lam), np.float32(beta), np.float32(rho))
+
+    report = check(f)
+    assert not report.passed and report.match is None and report.fd_errors is None
+    assert "a precision difference" in report.text and "Their outputs are float32" in report.text
+
+
+def test_check_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--write-cases" in out and "--results" in out and "sae-jax check my_sae.py" in out
