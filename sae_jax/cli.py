@@ -35,8 +35,17 @@ def _add_hyperparams(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", choices=("sigmoid", "linear"), default="sigmoid", help="output layer")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a pointer to ``--help`` (exit code 2).
+
+    Subcommand parsers inherit the class (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sae-jax",
         description="The classic KL-sparsity autoencoder in JAX.",
         epilog=__doc__.split("Example invocations::", 1)[1].split("Bad input", 1)[0],
@@ -293,6 +302,9 @@ def _cmd_train(args) -> int:
         x = load_dataset(data, output=config.output, **kw)
         spec = data_spec(data, **kw)
         run_dir = args.out if args.out is not None else _default_run_dir(data, config)
+        from .training import _check_run_dir
+
+        _check_run_dir(Path(run_dir))  # a file at or above --out: InputError, before any work
         if (Path(run_dir) / ckpt.CHECKPOINT_NAME).exists():
             raise _usage(
                 f"run directory {run_dir!r} already holds a checkpoint; use --resume {run_dir} "
@@ -393,6 +405,8 @@ def _cmd_visualize(args) -> int:
     out = Path(args.out) if args.out else (src if src.is_dir() else find_params_file(src).parent) / "filters.png"
     if out.suffix.lower() != ".png":
         raise _usage(f"--out must be a .png file, got {str(out)!r}")
+    if out.is_dir():
+        raise _usage(f"--out {str(out)!r} is a directory; name the .png file to write")
     if not out.parent.is_dir():
         raise _usage(f"output directory {str(out.parent)!r} does not exist")
     import os
@@ -418,6 +432,8 @@ def _cmd_encode(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
         raise _usage(f"--out must be a .npy file, got {str(out)!r}")
+    if out.is_dir():
+        raise _usage(f"--out {str(out)!r} is a directory; name the .npy file to write")
     if not out.parent.is_dir() and str(out.parent) != "":
         raise _usage(f"output directory {str(out.parent)!r} does not exist")
     x = load_dataset(args.data, output=config.get("output", "sigmoid"), **_data_kwargs(args))
