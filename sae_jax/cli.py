@@ -12,8 +12,9 @@ Example invocations::
     sae-jax gradcheck                      # manual vs jax.grad vs finite differences, UFLDL sizes
     sae-jax gradcheck --m 100 --output linear
 
-Bad input ends with exit code 2 and one line on stderr (nothing is written); training that
-diverges (non-finite cost, gradient or parameters) ends with exit code 1, naming the step.
+Bad input ends with exit code 2 and one line on stderr (nothing is written; a usage error
+points to --help); training that diverges (non-finite cost, gradient or parameters) ends
+with exit code 1, naming the step and the checkpoint kept (always a finite state).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ _TRAIN_FLAGS = (
     ("--rho", "rho", float, "target mean activation rho (default 0.01)"),
     ("--output", "output", str, "output layer: sigmoid (data in [0, 1]) or linear (default sigmoid)"),
     ("--optimizer", "optimizer", str, "lbfgs (full batch, zoom line search), adam or sgd (minibatch); default lbfgs"),
-    ("--steps", "steps", int, "total optimizer steps (default 400); with --resume, the new total"),
+    ("--steps", "steps", int, "total optimizer steps (default 400); with --resume, the new total (not below the checkpoint's step)"),
     ("--learning-rate", "learning_rate", float, "Adam/SGD step size (default 1e-2; L-BFGS uses its line search)"),
     ("--momentum", "momentum", float, "SGD momentum (default 0.9)"),
     ("--batch-size", "batch_size", int, "Adam/SGD minibatch rows (default 128)"),

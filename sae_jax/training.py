@@ -803,6 +803,8 @@ def train(
             )
     validate_config(config)
     data_spec = _spec_dict(data_spec)
+    if data_spec is not None:  # keys sorted, as the checkpoint stores it: the same config.json on resume
+        data_spec = json.loads(json.dumps(data_spec, sort_keys=True))
     if x is None:
         if data_spec is None:
             raise InputError("train needs data: pass x (m, n_visible) or data_spec")
@@ -836,11 +838,15 @@ def train(
     start_eval = evaluate(state.params, x_dev, config)
     bad_what = _nonfinite_state(state.params, x_dev, config, start_eval)
     if bad_what is not None:
-        where = (f"the checkpoint in {str(run_dir)!r} (step {int(state.step)})" if resume
-                 else "the initial parameters")
+        if resume:  # only a checkpoint from before checkpoints were checked can hold such a state
+            raise InputError(
+                f"the {bad_what} at the checkpoint in {str(run_dir)!r} (step {int(state.step)}) is not "
+                f"finite in {config.dtype} (cost {start_eval['cost']!r}): it cannot be continued; "
+                "start a new run"
+            )
         raise InputError(
-            f"the {bad_what} at {where} is not finite in {config.dtype} (cost {start_eval['cost']!r}); "
-            "check the data's scale and lam, beta, rho"
+            f"the {bad_what} at the initial parameters is not finite in {config.dtype} "
+            f"(cost {start_eval['cost']!r}); check the data's scale and lam, beta, rho"
         )
 
     # ---- inputs valid: from here on, files may be written ----

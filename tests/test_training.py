@@ -432,3 +432,17 @@ def test_resume_to_fewer_steps_than_the_checkpoint_is_refused_and_changes_nothin
     r = train(X, dataclasses.replace(LBFGS, steps=10), run_dir=tmp_path, resume=True, pictures=False)
     assert int(r.state.step) == 10
     assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before
+
+
+def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(tmp_path, monkeypatch):
+    # Simulate the old trainer (no full-data check): it checkpoints the inf-cost state of step 30.
+    import sae_jax.training as training
+    from sae_jax import checkpoint as ckpt
+
+    monkeypatch.setattr(training, "_nonfinite_state", lambda *a, **k: None)
+    with pytest.raises(TrainingDiverged):
+        train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)[1]["step"] == 30
+    with pytest.raises(InputError, match=r"cost at the checkpoint in .* \(step 30\) is not finite in float32.*cannot be continued"):
+        train(X_LIN, DIVERGING, run_dir=tmp_path, resume=True, pictures=False)
