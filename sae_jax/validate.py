@@ -205,10 +205,10 @@ def check_hyperparams(*, lam, beta, rho, dtype=None) -> None:
 
 def _check_in_dtype(name: str, f: float, dtype) -> None:
     """``f`` (already checked in float64) as the cost will use it: cast to ``dtype``."""
-    dt = np.dtype(jnp.dtype(dtype))
-    if not np.issubdtype(dt, np.floating):
+    dt = jnp.dtype(dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
         return
-    fi = np.finfo(dt)
+    fi = jnp.finfo(dt)
     with np.errstate(over="ignore", under="ignore"):
         c = float(np.asarray(f, dt))
     if not math.isfinite(c):
@@ -219,7 +219,7 @@ def _check_in_dtype(name: str, f: float, dtype) -> None:
     if name == "rho" and not (float(fi.tiny) <= c < 1):
         raise InputError(
             f"rho={f!r} is {c!r} in {dt.name}, where rho must be a normal number in "
-            f"[{float(fi.tiny):g}, {float(np.nextafter(dt.type(1), dt.type(0))):.9g}] "
+            f"[{float(fi.tiny):g}, {1 - float(fi.epsneg):.9g}] "
             f"(else the KL term is NaN); use such a rho or float64"
         )
 
