@@ -6,11 +6,12 @@ Usage::
     python benchmarks/kill_resume.py --trials 4 --seed 1 --optimizer adam
 
 One uninterrupted ``sae-jax train`` run is the reference. Each trial starts the same command
-in a fresh run directory and sends SIGKILL after a random delay: uniform over the reference's
-whole wall time (x 1.1) in even trials, which mostly lands in start-up and compilation, and
-uniform over its training loop (first metrics row to the end: chunks, checkpoint writes, the
-final export) in odd trials. Then it finishes the run the way a user would:
-``sae-jax train --resume DIR`` if a checkpoint exists, else the original command again.
+in a fresh run directory and sends SIGKILL after a random delay: in even trials uniform over
+the time the reference took to reach its training loop (start-up, data, the step-0
+checkpoint, compilation), counted from the start; in odd trials uniform over the duration of
+the reference's loop (chunks, checkpoint writes, the final export), counted from the moment
+the trial's own loop starts (its first metrics row). Then it finishes the run the way a user
+would: ``sae-jax train --resume DIR`` if a checkpoint exists, else the original command again.
 A trial passes when
 
 - ``checkpoint.safetensors``, ``params.safetensors`` and ``config.json`` are byte-identical
@@ -21,7 +22,7 @@ A trial passes when
 The default run is L-BFGS (memory 100: a 3 MB checkpoint, so some kills land mid-write) on
 2,000 natural 8x8 patches, checkpointing every 5 of 150 steps. Exit status 0 iff every trial
 passes. ``tests/test_kill_resume.py`` runs one trial by default and the full 32 under
-``-m slow``.
+``-m slow``. A committed run: ``benchmarks/results/kill_resume.txt``.
 """
 
 from __future__ import annotations
@@ -111,18 +112,26 @@ def reference(workdir: Path, args: list[str]) -> tuple[Path, float, float]:
     return ref, wall, wall if t_loop is None else t_loop
 
 
+def _loop_started(d: Path) -> bool:
+    f = d / "metrics.jsonl"
+    return f.exists() and f.stat().st_size > 0
+
+
 def trial(workdir: Path, name: str, args: list[str], ref: Path, delay: float | None,
-          after_step: int | None = None) -> dict:
-    """One SIGKILL, ``delay`` seconds after the start (or, with ``after_step``, as soon as a
-    checkpoint at that step or later is on disk), then finish the run; compare with ``ref``."""
+          after_step: int | None = None, in_loop: bool = False) -> dict:
+    """One SIGKILL ``delay`` seconds after the start (``in_loop``: after the training loop
+    started, i.e. the first metrics row appeared; ``after_step``: as soon as a checkpoint at
+    that step or later is on disk), then finish the run; compare with ``ref``."""
     d = workdir / name
     p = subprocess.Popen(_cmd([*args, "--out", str(d)]), env=_env(), cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.perf_counter()
     if after_step is not None:
         while p.poll() is None and (_checkpoint_step(d) or 0) < after_step:
             time.sleep(0.002)
         delay = 0.0
+    elif in_loop:
+        while p.poll() is None and not _loop_started(d):
+            time.sleep(0.002)
     try:
         p.wait(timeout=delay)
         killed = False
@@ -164,17 +173,21 @@ def run_trials(n: int, *, seed: int = 0, optimizer: str = "lbfgs", size: str = "
         rng = random.Random(seed)
         results = []
         for i in range(n):
-            # even trials: anywhere in the run (start-up and compilation take most of it);
-            # odd trials: inside the training loop, where checkpoints are written
-            lo, hi = (0.0, 1.1 * wall) if i % 2 == 0 else (t_loop, wall)
-            r = trial(tmp, f"trial{i:03d}", args, ref, rng.uniform(lo, hi), after_step=after_step)
+            # even trials: from the start, before the reference's loop began (start-up, data,
+            # the step-0 checkpoint, compilation); odd trials: inside the training loop (chunks,
+            # checkpoint writes, the final export), timed from the trial's own loop start so a
+            # machine busier or idler than during the reference still lands there.
+            in_loop = i % 2 == 1
+            delay = rng.uniform(0.0, wall - t_loop) if in_loop else rng.uniform(0.0, t_loop)
+            r = trial(tmp, f"trial{i:03d}", args, ref, delay, after_step=after_step, in_loop=in_loop)
             if after_step is not None:
                 r["delay_s"] = None
             results.append(r)
             where = ("after the end" if not r["killed"] else
                      "before any checkpoint" if r["checkpoint_step"] is None else
                      f"checkpoint at step {r['checkpoint_step']}")
-            when = "at step " + str(after_step) if r["delay_s"] is None else f"at {r['delay_s']:6.2f} s"
+            when = ("at step " + str(after_step) if r["delay_s"] is None else
+                    f"{r['delay_s']:6.2f} s {'into the loop' if in_loop else 'after the start'}")
             log(f"trial {i + 1:3d}/{n}: kill {when}, {where}"
                 f"{', ' + str(len(r['temp_files'])) + ' temp file(s) left by the kill' if r['temp_files'] else ''}"
                 f" -> {'bit-identical' if r['ok'] else 'DIFFERS: ' + json.dumps(r)}")

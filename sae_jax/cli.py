@@ -300,8 +300,6 @@ def _cmd_train(args) -> int:
 
         data = "natural" if args.data is None else args.data
         kw = _data_kwargs(args)
-        x = load_dataset(data, output=config.output, **kw)
-        spec = data_spec(data, **kw)
         run_dir = args.out if args.out is not None else _default_run_dir(data, config)
         from .training import _check_run_dir
 
@@ -311,6 +309,8 @@ def _cmd_train(args) -> int:
                 f"run directory {run_dir!r} already holds a checkpoint; use --resume {run_dir} "
                 f"to continue it or choose another --out"
             )
+        x = load_dataset(data, output=config.output, **kw)
+        spec = data_spec(data, **kw)
     else:
         run_dir = args.resume
     return _run_training(x, config, run_dir, resume=args.resume is not None, spec=spec,
