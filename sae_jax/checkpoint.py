@@ -8,7 +8,9 @@ Two safetensors files, both loadable with plain numpy (``safetensors.numpy.load_
 
 ``params.safetensors``
     ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)`` (UFLDL shapes, :mod:`sae_jax.params`);
-    the training config as JSON in the header metadata (``"config"``).
+    the training config as JSON in the header metadata (``"config"``) and a SHA-256 over the
+    tensors and metadata (``"sha256"``), which :func:`load_params` verifies (files without one,
+    e.g. from other tools, are read unverified).
 
 ``checkpoint.safetensors``
     Everything needed to continue training bit for bit: ``params/W1`` … ``params/b2``, the
@@ -17,7 +19,11 @@ Two safetensors files, both loadable with plain numpy (``safetensors.numpy.load_
     estimate is on), and as metadata the config, the data spec, the data's SHA-256 and a
     SHA-256 over all tensors and metadata (``"sha256"``). :func:`load_checkpoint` recomputes it,
     so a truncated or corrupted file raises :class:`~sae_jax.InputError` instead of resuming
-    from garbage.
+    from garbage. :mod:`sae_jax.training` writes a checkpoint only for a state whose full-data
+    cost and gradient are finite.
+
+Both are written with the header in a fixed order (metadata keys sorted), so identical
+contents are identical files.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 FORMAT = "sae-jax-checkpoint"
 FORMAT_VERSION = "1"
+PARAMS_FORMAT = "sae-jax-params"
 PARAM_FIELDS = ("W1", "b1", "W2", "b2")
 
 
@@ -117,10 +124,39 @@ def data_sha256(x) -> str:
     return h.hexdigest()
 
 
-def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    import safetensors.numpy
+_ST_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
 
-    return safetensors.numpy.save(tensors, metadata=metadata)
+
+def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors bytes of ``tensors`` and ``metadata``, in a fixed order.
+
+    ``safetensors.numpy.save`` writes the metadata in hash-map order, which differs between
+    processes, so identical runs gave different files. Here the header is built directly: the
+    metadata keys sorted, the tensors by decreasing item size then name (safetensors' own
+    order, which keeps every tensor aligned), the header padded with spaces to a multiple of
+    8 bytes as safetensors pads it. Identical contents give identical bytes.
+    """
+    arrays = {k: np.asarray(v) for k, v in tensors.items()}  # tobytes() is C order
+    order = sorted(arrays, key=lambda k: (-arrays[k].dtype.itemsize, k))
+    header: dict = {"__metadata__": {k: str(metadata[k]) for k in sorted(metadata)}} if metadata else {}
+    offset = 0
+    chunks = []
+    for k in order:
+        a = arrays[k]
+        if a.dtype.byteorder == ">":  # safetensors is little-endian
+            a = a.astype(a.dtype.newbyteorder("<"))
+        b = a.tobytes()
+        header[k] = {"dtype": _ST_DTYPES[a.dtype.name], "shape": list(a.shape),
+                     "data_offsets": [offset, offset + len(b)]}
+        chunks.append(b)
+        offset += len(b)
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + b"".join(chunks)
 
 
 def save_checkpoint(
@@ -227,7 +263,8 @@ def checkpoint_params(tensors: dict[str, np.ndarray]) -> Params:
 def save_params(path, params: Params, *, config: dict | None = None) -> None:
     """Export parameters as safetensors (``W1 b1 W2 b2``, numpy-loadable), atomically."""
     tensors = {k: np.ascontiguousarray(np.asarray(v)) for k, v in zip(PARAM_FIELDS, params)}
-    metadata = {"format": "sae-jax-params", "config": json.dumps(config or {}, sort_keys=True)}
+    metadata = {"format": PARAMS_FORMAT, "config": json.dumps(config or {}, sort_keys=True)}
+    metadata["sha256"] = _digest(tensors, metadata)
     atomic_write_bytes(path, _serialize(tensors, metadata))
 
 
@@ -264,6 +301,8 @@ def load_params(path) -> tuple[Params, dict]:
     if md.get("format") == FORMAT:
         tensors, meta = load_checkpoint(f)
         return _params_from_tensors(tensors, "params/", f), meta["config"]
+    if "sha256" in md and _digest(tensors, md) != md["sha256"]:
+        raise InputError(f"params file {str(f)!r} is corrupt: its SHA-256 checksum does not match")
     try:
         config = json.loads(md.get("config", "{}"))
     except ValueError:

@@ -14,8 +14,9 @@ Example invocations::
     sae-jax check my_sae.py:sparseAutoencoderCost  # test your implementation; names the mistake
     sae-jax check --write-cases cases/             # probe files for MATLAB/Octave/any language
 
-Bad input ends with exit code 2 and one line on stderr (nothing is written); training that
-diverges (non-finite cost, gradient or parameters) ends with exit code 1, naming the step.
+Bad input ends with exit code 2 and one line on stderr (nothing is written; a usage error
+points to --help); training that diverges (non-finite cost, gradient or parameters) ends
+with exit code 1, naming the step and the checkpoint kept (always a finite state).
 """
 
 from __future__ import annotations
@@ -37,8 +38,17 @@ def _add_hyperparams(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", choices=("sigmoid", "linear"), default="sigmoid", help="output layer")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a pointer to ``--help`` (exit code 2).
+
+    Subcommand parsers inherit the class (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sae-jax",
         description="The classic KL-sparsity autoencoder in JAX.",
         epilog=__doc__.split("Example invocations::", 1)[1].split("Bad input", 1)[0],
@@ -145,7 +155,7 @@ _TRAIN_FLAGS = (
     ("--rho", "rho", float, "target mean activation rho (default 0.01)"),
     ("--output", "output", str, "output layer: sigmoid (data in [0, 1]) or linear (default sigmoid)"),
     ("--optimizer", "optimizer", str, "lbfgs (full batch, zoom line search), adam or sgd (minibatch); default lbfgs"),
-    ("--steps", "steps", int, "total optimizer steps (default 400); with --resume, the new total"),
+    ("--steps", "steps", int, "total optimizer steps (default 400); with --resume, the new total (not below the checkpoint's step)"),
     ("--learning-rate", "learning_rate", float, "Adam/SGD step size (default 1e-2; L-BFGS uses its line search)"),
     ("--momentum", "momentum", float, "SGD momentum (default 0.9)"),
     ("--batch-size", "batch_size", int, "Adam/SGD minibatch rows (default 128)"),
@@ -293,14 +303,17 @@ def _cmd_train(args) -> int:
 
         data = "natural" if args.data is None else args.data
         kw = _data_kwargs(args)
-        x = load_dataset(data, output=config.output, **kw)
-        spec = data_spec(data, **kw)
         run_dir = args.out if args.out is not None else _default_run_dir(data, config)
+        from .training import _check_run_dir
+
+        _check_run_dir(Path(run_dir))  # a file at or above --out: InputError, before any work
         if (Path(run_dir) / ckpt.CHECKPOINT_NAME).exists():
             raise _usage(
                 f"run directory {run_dir!r} already holds a checkpoint; use --resume {run_dir} "
                 f"to continue it or choose another --out"
             )
+        x = load_dataset(data, output=config.output, **kw)
+        spec = data_spec(data, **kw)
     else:
         run_dir = args.resume
     return _run_training(x, config, run_dir, resume=args.resume is not None, spec=spec,
@@ -396,6 +409,8 @@ def _cmd_visualize(args) -> int:
     out = Path(args.out) if args.out else (src if src.is_dir() else find_params_file(src).parent) / "filters.png"
     if out.suffix.lower() != ".png":
         raise _usage(f"--out must be a .png file, got {str(out)!r}")
+    if out.is_dir():
+        raise _usage(f"--out {str(out)!r} is a directory; name the .png file to write")
     if not out.parent.is_dir():
         raise _usage(f"output directory {str(out.parent)!r} does not exist")
     import os
@@ -421,6 +436,8 @@ def _cmd_encode(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
         raise _usage(f"--out must be a .npy file, got {str(out)!r}")
+    if out.is_dir():
+        raise _usage(f"--out {str(out)!r} is a directory; name the .npy file to write")
     if not out.parent.is_dir() and str(out.parent) != "":
         raise _usage(f"output directory {str(out.parent)!r} does not exist")
     x = load_dataset(args.data, output=config.get("output", "sigmoid"), **_data_kwargs(args))

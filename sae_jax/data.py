@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import os
 from typing import NamedTuple, Sequence
 
@@ -419,7 +420,7 @@ def load_array(path, *, key: str | None = None) -> np.ndarray:
                 if key is None:
                     if len(names) != 1:
                         raise InputError(
-                            f"{path} holds {len(names)} arrays {names}; name one with key= (--data-key)"
+                            f"{path} holds {len(names)} arrays {names}; name one with key= (--npz-key)"
                         )
                     key = names[0]
                 elif key not in names:
@@ -479,7 +480,12 @@ def load_mnist_idx(path) -> np.ndarray:
     if len(raw) < header:
         raise InputError(f"IDX file {path} is truncated (header needs {header} bytes, file has {len(raw)})")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    count = int(np.prod(dims))
+    if min(dims) < 1:
+        raise InputError(
+            f"IDX file {path} has dimensions {dims}; expected at least one sample and one "
+            "feature (every dimension >= 1)"
+        )
+    count = math.prod(dims)
     if len(raw) - header != count * dtype.itemsize:
         raise InputError(
             f"IDX file {path} holds {len(raw) - header} data bytes, but its header "

@@ -86,17 +86,46 @@ def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.floa
       >>> p.W1.shape, p.W2.shape, p.b1.shape, p.b2.shape
       ((25, 64), (64, 25), (25,), (64,))
     """
-    from .validate import check_sizes
+    from .validate import InputError, check_sizes
 
+    _check_key(key)
     check_sizes(n_visible=n_visible, n_hidden=n_hidden)
-    dtype = jnp.dtype(dtype)
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise InputError(f"dtype must be a floating dtype such as 'float32', got {dtype!r}") from None
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        raise InputError(f"dtype must be a floating dtype, got {dtype}")
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise InputError(
+            f"dtype={dtype.name!r} needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
+            f"first, or use dtype='float32'"
+        )
     r = init_radius(n_visible, n_hidden)
     k1, k2 = jax.random.split(key)
     W1 = jax.random.uniform(k1, (n_hidden, n_visible), dtype, minval=-r, maxval=r)
     W2 = jax.random.uniform(k2, (n_visible, n_hidden), dtype, minval=-r, maxval=r)
     return Params(W1, jnp.zeros((n_hidden,), dtype), W2, jnp.zeros((n_visible,), dtype))
+
+
+def _check_key(key) -> None:
+    """``key`` is a ``jax.random.key(seed)`` (typed, shape ``()``) or a legacy raw ``PRNGKey`` (uint32)."""
+    from .validate import InputError
+
+    dt = getattr(key, "dtype", None)
+    ok = False
+    if dt is not None and hasattr(key, "shape"):
+        if jax.dtypes.issubdtype(dt, jax.dtypes.prng_key):
+            ok = tuple(key.shape) == ()
+        else:
+            ok = np.dtype(dt) == np.uint32 and len(key.shape) == 1 and key.shape[0] in (2, 4)
+    if not ok:
+        what = type(key).__name__
+        if dt is not None and hasattr(key, "shape"):
+            what += f" of dtype {dt} and shape {tuple(key.shape)}"
+        raise InputError(
+            f"key must be one jax.random key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got {what}"
+        )
 
 
 def params_to_theta(params: Params) -> np.ndarray:

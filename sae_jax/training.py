@@ -27,7 +27,9 @@ The pieces, each usable on its own:
     Python overhead is one call per chunk. It writes the run directory (see
     :mod:`sae_jax.checkpoint`), stops on the first non-finite cost, gradient or parameter
     (:class:`TrainingDiverged`, naming the step and the cause; the last good checkpoint is
-    left as it was) and resumes bit-identically (``resume=True``).
+    left as it was) and resumes bit-identically (``resume=True``). A checkpoint is written
+    only for a state whose full-data cost and gradient are finite, so the checkpoint a
+    divergence leaves is always one training can continue from.
 
 Minibatches and :math:`\hat\rho`
 --------------------------------
@@ -205,6 +207,8 @@ def validate_config(config: TrainConfig) -> None:
     _check_int("n_hidden", c.n_hidden, 1)
     check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)
     check_output(c.output)
+    if c.dtype in DTYPES:  # the values as training uses them: cast to config.dtype
+        check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho, dtype=c.dtype)
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
     _check_int("steps", c.steps, 0)
     _check_real("learning_rate", c.learning_rate, lo=0.0, lo_open=True)
@@ -738,9 +742,18 @@ def train(
       :class:`TrainResult`.
 
     Raises:
-      InputError: bad config, data, run directory or checkpoint (nothing is written then).
-      TrainingDiverged: a non-finite cost, gradient or parameter; the run directory keeps
-        its last good checkpoint.
+      InputError: bad config, data, run directory or checkpoint (nothing is written then);
+        also hyperparameters that overflow or round to 0 / 1 in ``config.dtype``, a starting
+        state whose full-data cost or gradient is not finite, and a resume to fewer ``steps``
+        than the checkpoint has (a resume to exactly its step does nothing).
+      TrainingDiverged: a non-finite cost, gradient or parameter in a step, or a non-finite
+        full-data cost at the end of a chunk (``step``, ``cause``). The run directory keeps
+        its last checkpoint, whose step ``checkpoint_step`` the message names: every
+        checkpoint is a state with a finite full-data cost and gradient. ``state`` is the last
+        state known finite.
+
+    Stale temp files of an interrupted write (``.checkpoint.safetensors.*.tmp`` ...) are
+    removed when a run starts or resumes.
     """
     run_dir = Path(run_dir) if run_dir is not None else None
     explicit_config = config is not None
@@ -765,6 +778,12 @@ def train(
             config = dataclasses.replace(saved, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
         else:
             config = saved
+        if config.steps < meta["step"]:
+            raise InputError(
+                f"cannot resume {str(run_dir)!r} to steps={config.steps}: its checkpoint is already at "
+                f"step {meta['step']} (a resume only continues a run; pass steps >= {meta['step']}, "
+                "or train a new run)"
+            )
         if data_spec is None:
             data_spec = meta["data_spec"]
         if x is None:
@@ -776,12 +795,16 @@ def train(
             from .data import load_from_spec
 
             x = load_from_spec(data_spec, output=config.output)
-    elif run_dir is not None and (run_dir / ckpt.CHECKPOINT_NAME).exists():
-        raise InputError(
-            f"run directory {str(run_dir)!r} already holds a checkpoint; resume it or choose another directory"
-        )
+    elif run_dir is not None:
+        _check_run_dir(run_dir)
+        if (run_dir / ckpt.CHECKPOINT_NAME).exists():
+            raise InputError(
+                f"run directory {str(run_dir)!r} already holds a checkpoint; resume it or choose another directory"
+            )
     validate_config(config)
     data_spec = _spec_dict(data_spec)
+    if data_spec is not None:  # keys sorted, as the checkpoint stores it: the same config.json on resume
+        data_spec = json.loads(json.dumps(data_spec, sort_keys=True))
     if x is None:
         if data_spec is None:
             raise InputError("train needs data: pass x (m, n_visible) or data_spec")
@@ -810,6 +833,22 @@ def train(
             )
         state = _state_from_checkpoint(tensors, meta, template, run_dir / ckpt.CHECKPOINT_NAME)
 
+    # The state every run starts from must have a finite cost and gradient: the checkpoint
+    # keeps only such states (a huge data scale or lam overflowing the dtype fails here).
+    start_eval = evaluate(state.params, x_dev, config)
+    bad_what = _nonfinite_state(state.params, x_dev, config, start_eval)
+    if bad_what is not None:
+        if resume:  # only a checkpoint from before checkpoints were checked can hold such a state
+            raise InputError(
+                f"the {bad_what} at the checkpoint in {str(run_dir)!r} (step {int(state.step)}) is not "
+                f"finite in {config.dtype} (cost {start_eval['cost']!r}): it cannot be continued; "
+                "start a new run"
+            )
+        raise InputError(
+            f"the {bad_what} at the initial parameters is not finite in {config.dtype} "
+            f"(cost {start_eval['cost']!r}); check the data's scale and lam, beta, rho"
+        )
+
     # ---- inputs valid: from here on, files may be written ----
     metrics: list[dict] = []
     metrics_path = None
@@ -823,7 +862,11 @@ def train(
     }
     start_step = int(state.step)
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create run directory {str(run_dir)!r}: {e.strerror or e}") from None
+        _remove_stale_temp_files(run_dir)
         ckpt.atomic_write_text(run_dir / ckpt.CONFIG_NAME, json.dumps(config_doc, indent=2) + "\n")
         metrics_path = run_dir / ckpt.METRICS_NAME
         if resume:  # rows logged after the checkpoint belong to the lost tail: drop them
@@ -858,7 +901,7 @@ def train(
     compile_s = time.perf_counter() - t0
 
     if not metrics or metrics[-1].get("step") != start_step:
-        row = {"step": start_step, **evaluate(state.params, x_dev, config), "step_time_s": None}
+        row = {"step": start_step, **start_eval, "step_time_s": None}
         metrics.append(row)
         if metrics_path is not None:
             _append(metrics_path, row)
@@ -887,7 +930,7 @@ def train(
                 step=bad, cause=what, checkpoint_step=last_saved if run_dir is not None else None,
                 state=new_state,
             )
-        state = new_state
+        good_state, state = state, new_state
         step = int(state.step)
         row = {
             "step": step,
@@ -899,9 +942,25 @@ def train(
         metrics.append(row)
         if metrics_path is not None:
             _append(metrics_path, row)
-        if run_dir is not None and (
+        due = run_dir is not None and (
             step // config.checkpoint_every > last_saved // config.checkpoint_every or step == config.steps
-        ):
+        )
+        # Every step was finite on its own batch, but the state it reached must also have a
+        # finite full-data cost (every chunk) and gradient (before it is checkpointed): a
+        # checkpoint is only ever a state training can continue from.
+        bad_what = _nonfinite_state(state.params, x_dev, config, row, gradient=due)
+        if bad_what is not None:
+            where = (
+                f"; the last good checkpoint (step {last_saved}) in {str(run_dir)!r} is kept"
+                if run_dir is not None else ""
+            )
+            raise TrainingDiverged(
+                f"training stopped at step {step}: non-finite full-data {bad_what} (cost {row['cost']!r}) "
+                f"with optimizer={config.optimizer}, learning_rate={config.learning_rate:g}{where}",
+                step=step, cause=f"non-finite full-data {bad_what}",
+                checkpoint_step=last_saved if run_dir is not None else None, state=good_state,
+            )
+        if due:
             save(state)
             last_saved = step
         if progress is not None:
@@ -916,6 +975,50 @@ def train(
         if pictures:
             _write_pictures(run_dir, state.params, metrics, config)
     return TrainResult(state.params, state, metrics, config, run_dir, compile_s, train_s)
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """``run_dir`` is a directory or can be created as one (no file at it or above it)."""
+    for p in (run_dir, *run_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == run_dir else f"is below {str(p)!r}, which is a file"
+                raise InputError(f"run directory {str(run_dir)!r} {what}; choose a directory")
+            return
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files a killed writer left in ``run_dir`` (``.checkpoint.safetensors.*.tmp``...)."""
+    names = (ckpt.CHECKPOINT_NAME, ckpt.PARAMS_NAME, ckpt.CONFIG_NAME, ckpt.METRICS_NAME)
+    patterns = [f".{n}.*.tmp" for n in names] + [".filters.png.tmp.png", ".training_curve.png.tmp.png"]
+    for pattern in patterns:
+        for f in run_dir.glob(pattern):
+            try:
+                f.unlink()
+            except FileNotFoundError:  # pragma: no cover - removed concurrently
+                pass
+
+
+@functools.partial(jax.jit, static_argnames=("output",))
+def _grads_finite_jit(params, x, lam, beta, rho, *, output):
+    _, grads = _cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return _all_finite(grads)
+
+
+def _nonfinite_state(params: Params, x, config: TrainConfig, row: dict, *, gradient: bool = True):
+    """``None`` if the full-data cost (from ``row``, :func:`evaluate`'s dict) and, with
+    ``gradient``, the full-data gradient at ``params`` are finite; else which one is not."""
+    if not math.isfinite(row["cost"]):
+        return "cost"
+    if gradient:
+        dtype = params.W1.dtype
+        ok = _grads_finite_jit(
+            params, x, jnp.asarray(config.lam, dtype), jnp.asarray(config.beta, dtype),
+            jnp.asarray(config.rho, dtype), output=config.output,
+        )
+        if not bool(ok):
+            return "gradient"
+    return None
 
 
 def _append(path: Path, row: dict) -> None:

@@ -57,11 +57,18 @@ def check_output(output) -> None:
 
 
 def check_params(params) -> None:
-    """Four floating arrays of one dtype with UFLDL shapes ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``."""
+    """A :class:`~sae_jax.Params` of four floating arrays of one dtype with UFLDL shapes
+    ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``; finite values when concrete."""
+    from .params import Params
+
     names = ("W1", "b1", "W2", "b2")
-    if not isinstance(params, tuple) or len(params) != 4:
+    if not isinstance(params, Params):
+        hint = (
+            "; wrap it: sae_jax.Params(*params)"
+            if isinstance(params, (tuple, list)) and len(params) == 4 else ""
+        )
         raise InputError(
-            f"params must be a Params(W1, b1, W2, b2) of 4 arrays, got {type(params).__name__}"
+            f"params must be a sae_jax.Params(W1, b1, W2, b2) of 4 arrays, got {type(params).__name__}{hint}"
         )
     for name, a in zip(names, params):
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
@@ -87,6 +94,22 @@ def check_params(params) -> None:
             raise InputError(
                 f"params.{name} must have the same dtype as params.W1 ({dtype}), got {jnp.dtype(a.dtype)}"
             )
+    if all(is_concrete(a) for a in params):
+        if all(isinstance(a, np.ndarray) for a in params):
+            finite = all(bool(np.isfinite(a).all()) for a in params)
+        else:
+            with jax.ensure_compile_time_eval():  # one dispatch for the four arrays
+                finite = bool(_all_finite_jit(tuple(params)))
+        if not finite:
+            for name, a in zip(names, params):
+                a = np.asarray(a)
+                if not np.isfinite(a).all():
+                    raise InputError(f"params.{name} must be finite, but has {_describe_nonfinite(a)}")
+
+
+@jax.jit
+def _all_finite_jit(arrays):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
 def _describe_nonfinite(x: np.ndarray) -> str:
@@ -148,8 +171,14 @@ def check_data(x, params, *, output: str = "sigmoid", name: str = "x") -> None:
         check_data_values(x, output=output, name=name)
 
 
-def check_hyperparams(*, lam, beta, rho) -> None:
-    """Scalars with ``lam >= 0``, ``beta >= 0``, ``0 < rho < 1``, all finite (values checked if concrete)."""
+def check_hyperparams(*, lam, beta, rho, dtype=None) -> None:
+    """Scalars with ``lam >= 0``, ``beta >= 0``, ``0 < rho < 1``, all finite (values checked if concrete).
+
+    With ``dtype`` (the parameters' dtype, in which the cost uses them), the values are also
+    checked *as cast to it*: ``lam`` and ``beta`` must not overflow (``1e39`` is ``inf`` in
+    float32) and ``rho`` must stay a normal number below 1 (``0.99999999`` rounds to 1 and
+    ``1e-46`` to 0 in float32; either makes the KL term NaN).
+    """
     for name, v in (("lam", lam), ("beta", beta), ("rho", rho)):
         if isinstance(v, (str, bytes)) or v is None:
             raise InputError(f"{name} must be a real scalar, got {v!r}")
@@ -158,7 +187,7 @@ def check_hyperparams(*, lam, beta, rho) -> None:
             raise InputError(
                 f"{name} must be a scalar, got shape {shape} (to sweep values, jax.vmap over scalars)"
             )
-        dt = jnp.asarray(v).dtype if is_concrete(v) else v.dtype
+        dt = v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype  # no cast (1e39 in float32)
         if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
             raise InputError(f"{name} must be a real number, got dtype {dt}")
         if not is_concrete(v):
@@ -170,6 +199,29 @@ def check_hyperparams(*, lam, beta, rho) -> None:
             raise InputError(f"{name} must be >= 0, got {f}")
         if name == "rho" and not 0 < f < 1:
             raise InputError(f"rho must be in (0, 1) (a target mean activation), got {f}")
+        if dtype is not None:
+            _check_in_dtype(name, f, dtype)
+
+
+def _check_in_dtype(name: str, f: float, dtype) -> None:
+    """``f`` (already checked in float64) as the cost will use it: cast to ``dtype``."""
+    dt = jnp.dtype(dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
+        return
+    fi = jnp.finfo(dt)
+    with np.errstate(over="ignore", under="ignore"):
+        c = float(np.asarray(f, dt))
+    if not math.isfinite(c):
+        raise InputError(
+            f"{name}={f:g} overflows {dt.name} (largest finite value {float(fi.max):g}); "
+            f"use a smaller {name} or float64"
+        )
+    if name == "rho" and not (float(fi.tiny) <= c < 1):
+        raise InputError(
+            f"rho={f!r} is {c!r} in {dt.name}, where rho must be a normal number in "
+            f"[{float(fi.tiny):g}, {1 - float(fi.epsneg):.9g}] "
+            f"(else the KL term is NaN); use such a rho or float64"
+        )
 
 
 def check_call(params, x, *, lam, beta, rho, output="sigmoid") -> None:
@@ -177,4 +229,4 @@ def check_call(params, x, *, lam, beta, rho, output="sigmoid") -> None:
     check_output(output)
     check_params(params)
     check_data(x, params, output=output)
-    check_hyperparams(lam=lam, beta=beta, rho=rho)
+    check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)

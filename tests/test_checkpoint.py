@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -179,3 +180,96 @@ def test_load_params_errors(tmp_path):
     safetensors.numpy.save_file({"w": np.zeros(3)}, str(f))
     with pytest.raises(InputError, match="no sae-jax parameters"):
         ckpt.load_params(f)
+
+
+# --- reproducible files, verified params ----------------------------------------------
+
+
+def _header(path):
+    import struct
+
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + n])
+
+
+_WRITE_BOTH = """
+import sys, jax, numpy as np
+from sae_jax import checkpoint as ckpt, init_params
+p = init_params(jax.random.key(0), 6, 4)
+ckpt.save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
+ckpt.save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
+    step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32), config={"a": 1},
+    data_spec=None, data_sha256="abc", extra={"n": 1})
+"""
+
+
+def test_identical_contents_give_byte_identical_files_across_processes(tmp_path):
+    # safetensors' own writer put the metadata in hash-map order, which differs between processes.
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+        subprocess.run([sys.executable, "-c", _WRITE_BOTH, str(d)], check=True, env=env)
+    for name in (ckpt.PARAMS_NAME, ckpt.CHECKPOINT_NAME):
+        a, b = (d / name for d in dirs)
+        assert a.read_bytes() == b.read_bytes(), name
+        md = _header(a)["__metadata__"]
+        assert list(md) == sorted(md)
+    # and the files are ordinary safetensors: numpy's loader and sae-jax's readers agree
+    tensors, meta = ckpt.load_checkpoint(dirs[0] / ckpt.CHECKPOINT_NAME)
+    assert meta["step"] == 7 and tensors["step"].shape == () and tensors["rho_ema"].dtype == np.float32
+    plain = safetensors.numpy.load_file(str(dirs[0] / ckpt.CHECKPOINT_NAME))
+    assert set(plain) == set(tensors) and all(np.array_equal(plain[k], tensors[k]) for k in plain)
+    p, config = ckpt.load_params(dirs[0] / ckpt.PARAMS_NAME)
+    assert config == {"b": 2, "a": [1, 2], "c": "x"} and p.W1.shape == (4, 6)
+
+
+def test_checkpoints_written_by_safetensors_itself_still_load(tmp_path):
+    # Files from before the fixed-order writer (safetensors.numpy.save) keep loading.
+    f = tmp_path / "c.safetensors"
+    p = _save(f)
+    tensors, md = ckpt._read_safetensors(f, "checkpoint")
+    f.write_bytes(safetensors.numpy.save(tensors, metadata=md))
+    tensors2, meta = ckpt.load_checkpoint(f)
+    assert meta["step"] == 3
+    np.testing.assert_array_equal(tensors2["params/W1"], np.asarray(p.W1))
+    q = tmp_path / "p.safetensors"
+    safetensors.numpy.save_file({k: np.asarray(v) for k, v in zip(Params._fields, p)}, str(q),
+                                metadata={"format": "sae-jax-params", "config": "{}"})
+    np.testing.assert_array_equal(ckpt.load_params(q)[0].W1, np.asarray(p.W1))  # no checksum: read as is
+
+
+def test_params_file_checksum_catches_a_flipped_bit(tmp_path):
+    # visualize/encode read params.safetensors first; one flipped bit used to change W1 silently.
+    f = tmp_path / ckpt.PARAMS_NAME
+    p = init_params(jax.random.key(0), 6, 4, dtype=jnp.float64)
+    ckpt.save_params(f, p, config={"n_visible": 6})
+    np.testing.assert_array_equal(ckpt.load_params(f)[0].W1, np.asarray(p.W1))
+    data = bytearray(f.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little") + _header(f)["W1"]["data_offsets"][0]
+    data[start + 3] ^= 0x10
+    f.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"params file .* is corrupt: its SHA-256 checksum does not match"):
+        ckpt.load_params(tmp_path)
+
+
+def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path):
+    # A SIGKILL during an atomic write leaves its temp file; the next start or resume removes it.
+    stale = [".checkpoint.safetensors.k1l2m3.tmp", ".params.safetensors.abc.tmp", ".config.json.x.tmp",
+             ".metrics.jsonl.y.tmp", ".filters.png.tmp.png"]
+    tmp_path.mkdir(exist_ok=True)
+    for n in [*stale, ".notes.tmp"]:
+        (tmp_path / n).write_bytes(b"\0" * 64)
+    cfg = dataclasses.replace(CFG, steps=5)
+    train(X, cfg, run_dir=tmp_path, pictures=False)
+    left = sorted(n for n in os.listdir(tmp_path) if n.startswith("."))
+    assert left == [".notes.tmp"]  # not sae-jax's: kept
+    for n in stale:
+        (tmp_path / n).write_bytes(b"\0" * 64)
+    train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == [".notes.tmp"]

@@ -153,3 +153,67 @@ def test_gradcheck_still_passes_on_natural_patches(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "data=natural" in out and "PASS" in out
+
+
+# --- issue 11: bad input is exit 2 and one line, never a traceback or a divergence ------
+
+
+def test_hyperparameters_are_checked_in_the_dtype_used(tmp_path, capsys):
+    # rho=0.99999999 is 1.0 in float32: this used to train, diverge (exit 1) and leave a run directory
+    out = tmp_path / "o"
+    _bad(["train", "--out", str(out), "--dtype", "float32", "--rho", "0.99999999", *SMALL], capsys,
+         "rho=0.99999999 is 1.0 in float32")
+    _bad(["train", "--out", str(out), "--dtype", "float32", "--lam", "1e39", *SMALL], capsys,
+         "lam=1e+39 overflows float32")
+    assert not out.exists()
+
+
+def test_out_paths_that_are_files_or_directories(run_dir, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    _bad(["train", "--out", str(f), *SMALL], capsys, "is a file; choose a directory")
+    _bad(["train", "--out", str(f / "run"), *SMALL], capsys, "which is a file")
+    (tmp_path / "feat.npy").mkdir()
+    _bad(["encode", str(run_dir), "--patch-size", "4", "--n-patches", "20", "--out", str(tmp_path / "feat.npy")],
+         capsys, "is a directory; name the .npy file")
+    (tmp_path / "f.png").mkdir()
+    _bad(["visualize", str(run_dir), "--out", str(tmp_path / "f.png")], capsys, "is a directory")
+    assert f.read_text() == "x" and sorted(os.listdir(tmp_path)) == ["f.png", "feat.npy", "file"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--bogus"], "sae-jax: error: unrecognized arguments: --bogus (see 'sae-jax --help')"),
+    (["train", "--optimizer", "newton"], "sae-jax train: error: argument --optimizer: invalid choice"),
+    (["train", "--steps", "ten"], "sae-jax train: error: argument --steps: invalid int value: 'ten'"),
+    (["encode", "run"], "sae-jax encode: error: the following arguments are required: --out"),
+    ([], "sae-jax: error: the following arguments are required: command"),
+])
+def test_usage_errors_are_one_line_with_a_pointer_to_help(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(match) and err[0].endswith("--help')"), err
+
+
+def test_resume_to_fewer_steps_is_refused_and_rewrites_nothing(run_dir, capsys):
+    # used to exit 0 and rewrite config.json and params.safetensors to say steps = 5
+    before = _snapshot(run_dir)
+    _bad(["train", "--resume", str(run_dir), "--steps", "5", "--no-progress"], capsys,
+         "its checkpoint is already at step 10")
+    assert _snapshot(run_dir) == before
+
+
+def test_visualize_and_encode_detect_a_flipped_bit_in_params(run_dir, tmp_path, capsys):
+    import shutil
+
+    d = tmp_path / "flipped"
+    shutil.copytree(run_dir, d)
+    f = d / ckpt.PARAMS_NAME
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0x01  # inside b2, the last tensor
+    f.write_bytes(bytes(data))
+    _bad(["visualize", str(d), "--out", str(tmp_path / "f.png")], capsys, "corrupt: its SHA-256 checksum")
+    _bad(["encode", str(d), "--patch-size", "4", "--n-patches", "20", "--out", str(tmp_path / "a.npy")], capsys,
+         "corrupt: its SHA-256 checksum")
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "a.npy").exists()

@@ -9,6 +9,7 @@ files are written by the tests themselves.
 import gzip
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_npy_and_npz(tmp_path):
 
 def test_npz_key_errors(tmp_path):
     np.savez(tmp_path / "two.npz", x=np.zeros((2, 2)), y=np.zeros((2, 2)))
-    with pytest.raises(InputError, match=r"holds 2 arrays \['x', 'y'\]; name one with key="):
+    with pytest.raises(InputError, match=r"holds 2 arrays \['x', 'y'\]; name one with key= \(--npz-key\)"):
         data.load_dataset(tmp_path / "two.npz")
     with pytest.raises(InputError, match="has no array 'z'"):
         data.load_dataset(tmp_path / "two.npz", key="z")
@@ -357,6 +358,11 @@ def test_idx_errors(tmp_path, idx_images):
     (tmp_path / "junk-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04rest")
     with pytest.raises(InputError, match="not an IDX file"):
         data.load_mnist_idx(tmp_path / "junk-idx3-ubyte")
+    # a header that says 0 samples (or 0 features) used to end in numpy's reshape ValueError
+    for shape in [(0, 3, 4), (5, 0, 4)]:
+        (tmp_path / "empty-idx3-ubyte").write_bytes(_idx_bytes(np.zeros(shape, np.uint8)))
+        with pytest.raises(InputError, match=rf"has dimensions {re.escape(str(shape))}; expected at least one sample"):
+            data.load_dataset(tmp_path / "empty-idx3-ubyte")
     (tmp_path / "bad.gz").write_bytes(b"\x1f\x8bnot really gzip")
     with pytest.raises(InputError, match="cannot read IDX file"):
         data.load_dataset(tmp_path / "bad.gz")

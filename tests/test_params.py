@@ -48,6 +48,28 @@ def test_init_params_rejects_integer_dtype():
         sae.init_params(jax.random.key(0), 3, 2, dtype=jnp.int32)
 
 
+def test_init_params_float64_without_x64_is_an_error_not_float32():
+    with jax.enable_x64(False):
+        with pytest.raises(sae.InputError, match=r"dtype='float64' needs 64-bit JAX.*jax_enable_x64"):
+            sae.init_params(jax.random.key(0), 3, 2, dtype="float64")
+        assert sae.init_params(jax.random.key(0), 3, 2).W1.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("key, what", [(0, "got int"), (np.zeros(3, np.uint32), r"shape \(3,\)"),
+                                        (jnp.zeros(2, jnp.float32), "dtype float32"), ("seed", "got str")])
+def test_init_params_rejects_a_non_key(key, what):
+    # init_params(0, ...) raised a TypeError from inside jax.random
+    with pytest.raises(sae.InputError, match=rf"key must be one jax.random key \(jax.random.key\(seed\).*{what}"):
+        sae.init_params(key, 3, 2)
+
+
+def test_init_params_accepts_typed_and_legacy_keys():
+    a = sae.init_params(jax.random.key(3), 3, 2)
+    b = sae.init_params(jax.random.PRNGKey(3), 3, 2)
+    np.testing.assert_array_equal(a.W1, b.W1)
+    jax.jit(lambda k: sae.init_params(k, 3, 2))(jax.random.key(3))  # traced keys pass
+
+
 def test_theta_round_trip_matches_ufldl_order():
     n, h = 3, 2
     p = sae.init_params(jax.random.key(0), n, h, dtype=jnp.float64)

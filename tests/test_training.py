@@ -7,6 +7,7 @@ tens of L-BFGS steps the difference stays below 1e-8 relative (measured ~1e-12).
 """
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,7 @@ from sae_jax.minibatch import (
     ema_cost_terms,
     ema_cost_terms_and_grad,
 )
-from sae_jax.training import TrainConfig, TrainingDiverged, make_step, train, value_fn_from
+from sae_jax.training import TrainConfig, TrainingDiverged, make_step, train, validate_config, value_fn_from
 
 M, N, H = 120, 16, 5
 TRAJ_RTOL = 1e-8  # manual vs autodiff trajectories, float64
@@ -316,3 +317,132 @@ def test_make_step_uses_the_given_gradient_in_the_line_search():
     p1, s1, out = step(p, opt.init(p), None)
     assert float(out.value) == 5.0 and bool(out.grads_finite)
     assert float(jnp.sum(p1**2)) < 5.0
+
+
+# --- the kept checkpoint is a finite state ---------------------------------------------
+
+# Plain SGD at a learning rate far too large for unbounded (linear-output, standard-normal)
+# data: float32 overflows within ~30 steps. With this draw the full-data cost first becomes
+# inf exactly at a checkpoint step (30), where the old trainer wrote that state as the
+# "last good checkpoint" and lost the finite step-20 one.
+X_LIN = np.random.default_rng(0).standard_normal((200, 16))
+DIVERGING = TrainConfig(output="linear", optimizer="sgd", learning_rate=4.0, batch_size=50, n_hidden=4,
+                        steps=400, chunk=10, checkpoint_every=10, dtype="float32")
+
+
+def _finite_cost_and_grad(params, x):
+    J, g = cost_and_grad(params, jnp.asarray(x, params.W1.dtype), lam=DIVERGING.lam, beta=DIVERGING.beta,
+                         rho=DIVERGING.rho, output="linear")
+    return bool(np.isfinite(float(J))) and all(bool(np.isfinite(np.asarray(a)).all()) for a in g)
+
+
+def test_divergence_keeps_the_last_finite_checkpoint_and_names_it(tmp_path):
+    from sae_jax import Params
+    from sae_jax import checkpoint as ckpt
+
+    with pytest.raises(TrainingDiverged) as e:
+        train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
+    rows = [json.loads(r) for r in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
+    # the scenario of the issue: the state at a checkpoint step has a non-finite full-data cost ...
+    assert rows[-1]["step"] == e.value.step == 30 and not np.isfinite(rows[-1]["cost"])
+    assert e.value.cause == "non-finite full-data cost"
+    # ... and the checkpoint kept is the step before, finite, and the message names it
+    tensors, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    assert meta["step"] == e.value.checkpoint_step == 20
+    assert f"last good checkpoint (step 20) in {str(tmp_path)!r} is kept" in str(e.value)
+    kept = Params(*(jnp.asarray(tensors[f"params/{k}"]) for k in Params._fields))
+    assert _finite_cost_and_grad(kept, X_LIN)
+    assert int(e.value.state.step) == 20 and _finite_cost_and_grad(e.value.state.params, X_LIN)
+    # resuming starts from that state (it used to diverge at once) and fails at the same step
+    with pytest.raises(TrainingDiverged) as again:
+        train(X_LIN, DIVERGING, run_dir=tmp_path, resume=True, pictures=False)
+    assert again.value.step == 30 and again.value.checkpoint_step == 20
+
+
+def test_every_checkpoint_written_is_a_finite_state(tmp_path, monkeypatch):
+    # Whatever the step of divergence: record each checkpoint as it is written.
+    from sae_jax import Params
+    from sae_jax import checkpoint as ckpt
+
+    written = []
+    real = ckpt.save_checkpoint
+
+    def spy(path, **kw):
+        written.append((kw["step"], Params(*(jnp.asarray(a) for a in kw["params"]))))
+        return real(path, **kw)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", spy)
+    for seed in (1, 2):
+        d = tmp_path / str(seed)
+        with pytest.raises(TrainingDiverged) as e:
+            train(np.random.default_rng(seed).standard_normal((200, 16)), DIVERGING, run_dir=d, pictures=False)
+        assert written[-1][0] == e.value.checkpoint_step
+        x = np.random.default_rng(seed).standard_normal((200, 16))
+        assert all(_finite_cost_and_grad(p, x) for _, p in written)
+        written.clear()
+
+
+def test_a_non_finite_starting_cost_is_an_input_error_and_writes_nothing(tmp_path):
+    # float32 squares of 1e20 overflow: no state to train from (nor to checkpoint).
+    cfg = dataclasses.replace(DIVERGING, steps=5)
+    with pytest.raises(InputError, match=r"the cost at the initial parameters is not finite in float32"):
+        train(X_LIN * 1e20, cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --- inputs checked as they are used; run directories; resume ---------------------------
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(rho=0.99999999), r"rho=0.99999999 is 1.0 in float32"),
+        (dict(rho=1e-46), r"rho=1e-46 is 0.0 in float32"),
+        (dict(lam=1e39), r"lam=1e\+39 overflows float32"),
+        (dict(beta=1e39), r"beta=1e\+39 overflows float32"),
+    ],
+)
+def test_hyperparameters_are_checked_in_the_training_dtype(tmp_path, change, match):
+    cfg = dataclasses.replace(LBFGS, dtype="float32", **change)
+    with pytest.raises(InputError, match=match):
+        train(X, cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    validate_config(dataclasses.replace(cfg, dtype="float64"))  # representable in float64: fine
+
+
+def test_run_dir_that_is_a_file_or_below_one_is_an_input_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("not a directory")
+    with pytest.raises(InputError, match=r"run directory '.*/file' is a file; choose a directory"):
+        train(X, LBFGS, run_dir=f)
+    with pytest.raises(InputError, match=r"run directory '.*/file/a/b' is below '.*/file', which is a file"):
+        train(X, LBFGS, run_dir=f / "a" / "b")
+    assert f.read_text() == "not a directory"
+
+
+def test_resume_to_fewer_steps_than_the_checkpoint_is_refused_and_changes_nothing(tmp_path):
+    import os
+
+    train(X, dataclasses.replace(LBFGS, steps=10), run_dir=tmp_path, pictures=False)
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
+    with pytest.raises(InputError, match=r"to steps=5: its checkpoint is already at step 10.*steps >= 10"):
+        train(X, dataclasses.replace(LBFGS, steps=5), run_dir=tmp_path, resume=True, pictures=False)
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before
+    # steps equal to the checkpoint's: nothing to do, the run is complete; the files stay as they were
+    r = train(X, dataclasses.replace(LBFGS, steps=10), run_dir=tmp_path, resume=True, pictures=False)
+    assert int(r.state.step) == 10
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before
+
+
+def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(tmp_path, monkeypatch):
+    # Simulate the old trainer (no full-data check): it checkpoints the inf-cost state of step 30.
+    import sae_jax.training as training
+    from sae_jax import checkpoint as ckpt
+
+    monkeypatch.setattr(training, "_nonfinite_state", lambda *a, **k: None)
+    with pytest.raises(TrainingDiverged):
+        train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)[1]["step"] == 30
+    with pytest.raises(InputError, match=r"cost at the checkpoint in .* \(step 30\) is not finite in float32.*cannot be continued"):
+        train(X_LIN, DIVERGING, run_dir=tmp_path, resume=True, pictures=False)

@@ -72,7 +72,12 @@ def test_bad_data(fn, problem):
 @pytest.mark.parametrize("fn", [sae.cost, sae.cost_and_grad], ids=lambda f: f.__name__)
 def test_bad_params(fn, problem):
     p, x = problem
-    _raises(fn, p[:3], x, r"params must be a Params\(W1, b1, W2, b2\)")
+    _raises(fn, p[:3], x, r"params must be a sae_jax\.Params\(W1, b1, W2, b2\)")
+    # a plain 4-tuple used to reach params.W1 (AttributeError): say what is expected
+    _raises(fn, tuple(p), x, r"must be a sae_jax\.Params\(W1, b1, W2, b2\).*got tuple; wrap it: sae_jax\.Params\(\*params\)")
+    # non-finite parameters are rejected like non-finite data (they gave a NaN cost)
+    _raises(fn, p._replace(b1=p.b1.at[1].set(jnp.nan)), x, r"params\.b1 must be finite, but has 1 non-finite value\(s\) \(first nan at index \(1,\)\)")
+    _raises(fn, p._replace(W2=np.asarray(p.W2.at[0, 0].set(-jnp.inf))), x, r"params\.W2 must be finite")
     _raises(fn, p._replace(W1=p.W1[0]), x, r"params.W1 must be 2-D")
     _raises(fn, p._replace(b1=p.b1[:2]), x, r"params.b1 must have shape \(3,\).*got \(2,\)")
     _raises(fn, p._replace(W2=p.W2.T), x, r"params.W2 must have shape \(5, 3\)")
@@ -107,3 +112,40 @@ def test_valid_inputs_pass_all_checks(problem):
 
 def test_input_error_is_a_value_error():
     assert issubclass(sae.InputError, ValueError)
+
+
+# --- hyperparameters as the cost uses them: cast to the parameters' dtype --------------
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(rho=0.99999999), r"rho=0\.99999999 is 1\.0 in float32, where rho must be a normal number"),
+        (dict(rho=1e-46), r"rho=1e-46 is 0\.0 in float32"),
+        (dict(rho=1e-40), r"rho=1e-40 is .* in float32"),  # subnormal: flushed to zero by XLA
+        (dict(lam=1e39), r"lam=1e\+39 overflows float32"),
+        (dict(beta=1e39), r"beta=1e\+39 overflows float32"),
+    ],
+)
+def test_hyperparameters_are_checked_in_the_parameters_dtype(problem, kw, match):
+    # These pass a float64 check but round to 1, 0 or inf in float32, where the cost was NaN/inf.
+    p, x = problem
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p)
+    for fn in (sae.cost, sae.cost_and_grad, sae.autodiff_cost_and_grad):
+        _raises(fn, p32, x.astype(jnp.float32), match, **kw)
+    with pytest.raises(sae.InputError, match=match):
+        validate.check_hyperparams(**{**HP, **kw}, dtype="float32")
+    # the same values are fine in float64, where they are representable
+    assert np.isfinite(float(sae.cost(p, x, **{**HP, **kw})))
+
+
+def test_the_float32_range_edges_pass(problem):
+    p, x = problem
+    p32, x32 = jax.tree.map(lambda a: a.astype(jnp.float32), p), x.astype(jnp.float32)
+    top = float(np.nextafter(np.float32(1), np.float32(0)))
+    autodiff = jax.jit(jax.grad(lambda q, r: sae.cost(q, x32, lam=1e-4, beta=3.0, rho=r)))
+    for rho in (float(np.finfo(np.float32).tiny), top):
+        validate.check_hyperparams(lam=1e-4, beta=3.0, rho=rho, dtype="float32")  # the edges pass
+        J, g = sae.cost_and_grad(p32, x32, lam=1e-4, beta=3.0, rho=rho)
+        gj = autodiff(p32, jnp.float32(rho))
+        assert np.isfinite(float(J)) and all(np.isfinite(np.asarray(a)).all() for a in (*g, *gj))
