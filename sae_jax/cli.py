@@ -8,7 +8,7 @@ Example invocations::
     sae-jax train --data my_patches.npy --dtype float32 --gradient autodiff
     sae-jax train --resume runs/digits --steps 400     # continue a run (bit-identical to no interruption)
     sae-jax visualize runs/digits                      # filters.png from a run dir / checkpoint / params file
-    sae-jax encode runs/digits --data digits --out features.npy
+    sae-jax encode runs/digits --out features.npy       # the run's own data (or --data ...)
     sae-jax gradcheck                      # manual vs jax.grad vs finite differences, UFLDL sizes
     sae-jax gradcheck --m 100 --output linear
 
@@ -224,12 +224,15 @@ def _add_train_commands(sub) -> None:
         help="hidden-unit activations of a dataset -> .npy",
         description="Compute a2 = sigmoid(x W1^T + b1) for every sample of a dataset with trained "
         "parameters and save the (m, n_hidden) array as .npy.",
-        epilog="examples:\n  sae-jax encode runs/my-run --data natural --out features.npy\n"
+        epilog="examples:\n  sae-jax encode runs/my-run --out features.npy      # the run's own data\n"
+        "  sae-jax encode runs/my-run --data natural --out features.npy\n"
         "  sae-jax encode runs/my-run/params.safetensors --data x.npy --out x_features.npy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("params", metavar="PATH", help="run directory, params.safetensors or checkpoint.safetensors")
-    _add_data_flags(e, default_data="natural")
+    _add_data_flags(e, default_data=None)
+    e.description += (" Without --data, the data the run was trained on (its recorded data spec; "
+                      "--n-patches, --patch-size, --data-seed, --npz-key override its fields).")
     e.add_argument("--out", required=True, help="the .npy file to write")
     e.set_defaults(func=_cmd_encode)
 
@@ -420,10 +423,10 @@ def _cmd_encode(args) -> int:
         raise _usage(f"--out must be a .npy file, got {str(out)!r}")
     if not out.parent.is_dir() and str(out.parent) != "":
         raise _usage(f"output directory {str(out.parent)!r} does not exist")
-    x = load_dataset(args.data, output=config.get("output", "sigmoid"), **_data_kwargs(args))
+    x, data_name = _load_run_or_given_data(args, config.get("output", "sigmoid"))
     n = params.W1.shape[1]
     if x.shape[1] != n:
-        raise _usage(f"data {args.data!r} has {x.shape[1]} features per sample, the parameters expect n_visible={n}")
+        raise _usage(f"data {data_name!r} has {x.shape[1]} features per sample, the parameters expect n_visible={n}")
     import jax
 
     dtype = np.asarray(params.W1).dtype
@@ -440,6 +443,51 @@ def _cmd_encode(args) -> int:
     atomic_write_bytes(out, buf.getvalue())
     print(f"wrote {out}: {a2.shape[0]} samples x {a2.shape[1]} hidden units ({a2.dtype})")
     return 0
+
+
+def recorded_data_spec(path) -> dict | None:
+    """The data spec a run recorded: from a checkpoint's metadata, else the run directory's config.json.
+
+    ``path`` is a run directory, ``params.safetensors`` or ``checkpoint.safetensors``. ``None`` when
+    the run was trained on an in-memory array (no spec) or nothing is recorded next to ``path``.
+    """
+    import json
+    from pathlib import Path
+
+    from . import checkpoint as ckpt
+
+    f = ckpt.find_params_file(path)
+    if f.name != ckpt.PARAMS_NAME:
+        _, md = ckpt._read_safetensors(f, "params file")
+        if md.get("format") == ckpt.FORMAT:
+            return ckpt.load_checkpoint(f)[1]["data_spec"]
+    conf = f.parent / ckpt.CONFIG_NAME
+    if conf.is_file():
+        try:
+            spec = json.loads(conf.read_text()).get("data_spec")
+        except (ValueError, AttributeError):
+            raise _usage(f"{str(conf)!r} is not a valid run config (JSON object)") from None
+        return spec
+    return None
+
+
+def _load_run_or_given_data(args, output: str):
+    """``--data`` if given, else the run's recorded data spec (with any patch/seed/key flags applied)."""
+    from .data import DataSpec, load_dataset, load_from_spec
+
+    if args.data is not None:
+        return load_dataset(args.data, output=output, **_data_kwargs(args)), args.data
+    spec = recorded_data_spec(args.params)
+    if spec is None:
+        raise _usage(
+            f"{args.params!r} records no data spec (trained on an in-memory array, or a params file "
+            "outside its run directory): pass --data NAME_OR_PATH"
+        )
+    spec = DataSpec.from_dict(spec)
+    over = {f: v for f, v in (("n_patches", args.n_patches), ("patch_size", args.patch_size),
+                              ("seed", args.data_seed), ("key", args.npz_key)) if v is not None}
+    spec = spec._replace(**over)
+    return load_from_spec(spec, output=output), spec.name
 
 
 class _UsageError(Exception):

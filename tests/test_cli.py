@@ -59,6 +59,29 @@ def test_visualize_and_encode(run_dir, tmp_path, capsys):
     assert a.shape == (50, 5) and a.dtype == np.float64 and (a > 0).all() and (a < 1).all()
 
 
+def test_encode_defaults_to_the_runs_own_data(run_dir, tmp_path, capsys):
+    """Issue 12.3: without --data, encode used the 8x8 natural patches whatever the run was trained on
+    (here 4x4 patches: it exited 2 with 'n_visible=16'). Now it is the run's recorded data spec."""
+    out = tmp_path / "own.npy"
+    assert main(["encode", str(run_dir), "--out", str(out)]) == 0
+    assert np.load(out).shape == (120, 5)  # the run's 120 4x4 patches
+    ref = tmp_path / "ref.npy"
+    assert main(["encode", str(run_dir), "--data", "natural", "--patch-size", "4", "--n-patches", "120",
+                 "--out", str(ref)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(ref))
+    # from the checkpoint file too, and a flag overrides one field of the recorded spec
+    assert main(["encode", str(run_dir / ckpt.CHECKPOINT_NAME), "--n-patches", "7", "--out", str(out)]) == 0
+    assert np.load(out).shape == (7, 5)
+    # a params file away from its run directory records no data: say so (exit 2)
+    import shutil
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run_dir / ckpt.PARAMS_NAME, lone / ckpt.PARAMS_NAME)
+    _bad(["encode", str(lone / ckpt.PARAMS_NAME), "--out", str(tmp_path / "x.npy")], capsys, "--data")
+    assert not (tmp_path / "x.npy").exists()
+
+
 def test_help_has_examples(capsys):
     for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"]):
         with pytest.raises(SystemExit) as e:
