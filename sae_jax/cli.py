@@ -200,6 +200,9 @@ def _add_train_commands(sub) -> None:
     t.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its checkpoint (its config and data; "
                    "--steps may raise the total)")
+    t.add_argument("--patch-shape", nargs="+", default=None, metavar="ROWSxCOLS",
+                   help="shape of one filter in filters.png, e.g. 5x10 for 50 features (default square; "
+                   "without it, filters.png of non-square data is skipped with a note)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--devices", default=None, metavar="all|N",
                    help="data parallel over all devices JAX sees or the first N (rows split, rho_hat and "
@@ -215,8 +218,8 @@ def _add_train_commands(sub) -> None:
     )
     v.add_argument("params", metavar="PATH", help="run directory, params.safetensors or checkpoint.safetensors")
     v.add_argument("--out", default=None, help="PNG to write (default: filters.png next to PATH)")
-    v.add_argument("--patch-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
-                   help="shape of one filter (default square)")
+    v.add_argument("--patch-shape", nargs="+", default=None, metavar="ROWSxCOLS",
+                   help="shape of one filter: ROWSxCOLS or ROWS COLS (default square)")
     v.set_defaults(func=_cmd_visualize)
 
     e = sub.add_parser(
@@ -235,6 +238,20 @@ def _add_train_commands(sub) -> None:
                       "--n-patches, --patch-size, --data-seed, --npz-key override its fields).")
     e.add_argument("--out", required=True, help="the .npy file to write")
     e.set_defaults(func=_cmd_encode)
+
+
+def _patch_shape_arg(values):
+    """``--patch-shape``: ``["5x10"]`` or ``["5", "10"]`` -> ``(5, 10)`` (None if not given)."""
+    if values is None:
+        return None
+    parts = values[0].lower().split("x") if len(values) == 1 else list(values)
+    try:
+        shape = tuple(int(v) for v in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 2 or min(shape) < 1:
+        raise _usage(f"--patch-shape must be ROWSxCOLS (or ROWS COLS) with positive integers, got {' '.join(values)!r}")
+    return shape
 
 
 def _data_kwargs(args) -> dict:
@@ -303,9 +320,15 @@ def _cmd_train(args) -> int:
             )
     else:
         run_dir = args.resume
+    patch_shape = _patch_shape_arg(args.patch_shape)
+    if patch_shape is not None and x is not None:
+        from .training import _check_patch_shape
+
+        _check_patch_shape(patch_shape, int(x.shape[1]))  # before any work (train checks it again)
     return _run_training(x, config, run_dir, resume=args.resume is not None, spec=spec,
                          progress=not args.no_progress,
-                         value_and_grad_fn=_devices_value_and_grad(args.devices, config))
+                         value_and_grad_fn=_devices_value_and_grad(args.devices, config),
+                         patch_shape=patch_shape)
 
 
 def _devices_value_and_grad(devices, config):
@@ -329,8 +352,9 @@ def _devices_value_and_grad(devices, config):
     return make_train_value_and_grad(mesh, lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
 
 
-def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_fn=None) -> int:
+def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_fn=None, patch_shape=None) -> int:
     import time
+    import warnings
 
     from .training import TrainingDiverged, train
 
@@ -356,8 +380,10 @@ def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_
           f"lam={config.lam:g} beta={config.beta:g} rho={config.rho:g} {config.dtype} "
           f"{config.gradient} gradient -> {run_dir}", flush=True)
     try:
-        result = train(x, config, run_dir=run_dir, resume=resume, data_spec=spec, progress=on_row,
-                       value_and_grad_fn=value_and_grad_fn)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = train(x, config, run_dir=run_dir, resume=resume, data_spec=spec, progress=on_row,
+                           value_and_grad_fn=value_and_grad_fn, patch_shape=patch_shape)
     except TrainingDiverged as e:
         if bar is not None:
             bar.close()
@@ -372,8 +398,14 @@ def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_
         f"rho_hat mean {last['rho_hat_mean']:.4f}; {time.perf_counter() - t0:.1f} s "
         f"(compile {result.compile_s:.1f} s, training {result.train_s:.1f} s)"
     )
-    print(f"wrote {run_dir}/: params.safetensors checkpoint.safetensors config.json metrics.jsonl "
-          f"filters.png training_curve.png")
+    import os
+
+    names = ("params.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl", "filters.png",
+             "training_curve.png")
+    print(f"wrote {run_dir}/: " + " ".join(n for n in names if os.path.exists(os.path.join(run_dir, n))))
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"sae-jax train: note: {w.message}", file=sys.stderr)
     return 0
 
 
@@ -387,11 +419,11 @@ def _cmd_visualize(args) -> int:
 
     params, _ = load_params(args.params)
     W1 = np.asarray(params.W1)
-    shape = tuple(args.patch_shape) if args.patch_shape else None
-    if shape is not None and (shape[0] < 1 or shape[1] < 1 or shape[0] * shape[1] != W1.shape[1]):
-        raise _usage(f"--patch-shape {shape[0]} {shape[1]} must multiply to n_visible={W1.shape[1]}")
+    shape = _patch_shape_arg(args.patch_shape)
+    if shape is not None and shape[0] * shape[1] != W1.shape[1]:
+        raise _usage(f"--patch-shape {shape[0]}x{shape[1]} must multiply to n_visible={W1.shape[1]}")
     if shape is None and int(round(W1.shape[1] ** 0.5)) ** 2 != W1.shape[1]:
-        raise _usage(f"n_visible={W1.shape[1]} is not a square: pass --patch-shape ROWS COLS")
+        raise _usage(f"n_visible={W1.shape[1]} is not a square: pass --patch-shape ROWSxCOLS")
     src = Path(args.params)
     out = Path(args.out) if args.out else (src if src.is_dir() else find_params_file(src).parent) / "filters.png"
     if out.suffix.lower() != ".png":

@@ -689,19 +689,53 @@ def _read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def _write_pictures(run_dir: Path, params: Params, metrics: list, config: TrainConfig) -> None:
+def _check_patch_shape(patch_shape, n_visible: int):
+    """``patch_shape`` for filters.png: ``None`` or ``(rows, cols)`` with ``rows * cols == n_visible``."""
+    if patch_shape is None:
+        return None
+    from .display import _patch_shape
+
+    try:
+        return _patch_shape(n_visible, patch_shape)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"patch_shape must be (rows, cols) with rows*cols == n_visible={n_visible}, got {patch_shape!r}"
+        ) from None
+
+
+def _write_pictures(run_dir: Path, params: Params, metrics: list, config: TrainConfig,
+                    patch_shape=None) -> list[str]:
+    """Draw filters.png and training_curve.png; a picture that cannot be drawn is skipped.
+
+    Returns one note per skipped picture (training is done by then: never fatal)."""
     from . import display
 
+    notes = []
+    n_visible = int(params.W1.shape[1])
     for name, draw in (
         ("filters.png", lambda p: display.save_filters_png(
-            np.asarray(params.W1), p, title=f"{config.n_hidden} hidden units")),
+            np.asarray(params.W1), p, patch_shape=patch_shape, title=f"{config.n_hidden} hidden units")),
         ("training_curve.png", lambda p: display.save_training_curve_png(metrics, p, rho=config.rho)),
     ):
         if name == "training_curve.png" and not metrics:
             continue
+        if name == "filters.png" and patch_shape is None and math.isqrt(n_visible) ** 2 != n_visible:
+            notes.append(
+                f"filters.png not drawn: n_visible={n_visible} is not a square; pass patch_shape=(rows, cols) "
+                f"(sae-jax: --patch-shape ROWSxCOLS) to draw each filter as a rows x cols patch"
+            )
+            continue
         tmp = run_dir / f".{name}.tmp.png"
-        draw(tmp)
-        os.replace(tmp, run_dir / name)
+        try:
+            draw(tmp)
+            os.replace(tmp, run_dir / name)
+        except Exception as e:  # noqa: BLE001 - a picture never costs the trained result
+            notes.append(f"{name} not drawn: {type(e).__name__}: {e}")
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+    return notes
 
 
 def train(
@@ -714,6 +748,7 @@ def train(
     progress: Callable[[dict], None] | None = None,
     value_and_grad_fn: ValueAndGradFn | None = None,
     pictures: bool = True,
+    patch_shape=None,
 ) -> TrainResult:
     r"""Train a sparse autoencoder; optionally write (or resume) a run directory.
 
@@ -733,6 +768,11 @@ def train(
       progress: called after every chunk with the metrics row (a dict).
       value_and_grad_fn: replaces the objective (see :func:`make_step`); e.g. a sharded gradient.
       pictures: write ``filters.png`` and ``training_curve.png`` at the end (needs matplotlib).
+        A picture that cannot be drawn (``n_visible`` not a square and no ``patch_shape``,
+        matplotlib missing) is skipped with a :class:`UserWarning` naming it and why: once
+        training has run, the result is always returned.
+      patch_shape: ``(rows, cols)`` of one filter in ``filters.png`` (``rows * cols ==
+        n_visible``); default square. Checked with the other inputs, before any work.
 
     Returns:
       :class:`TrainResult`.
@@ -792,6 +832,7 @@ def train(
     if x_np.shape[0] < 1 or x_np.shape[1] < 1:
         raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
     check_data_values(x_np, output=config.output, name="x")
+    patch_shape = _check_patch_shape(patch_shape, int(x_np.shape[1]))
     x_dev = jnp.asarray(x_np)
     optimizer = make_optimizer(config)
     template = init_state(config, x_dev, optimizer)
@@ -914,7 +955,10 @@ def train(
             **config.to_dict(), "n_visible": int(x_np.shape[1]), "step": step,
         })
         if pictures:
-            _write_pictures(run_dir, state.params, metrics, config)
+            import warnings
+
+            for note in _write_pictures(run_dir, state.params, metrics, config, patch_shape):
+                warnings.warn(note, UserWarning, stacklevel=2)
     return TrainResult(state.params, state, metrics, config, run_dir, compile_s, train_s)
 
 

@@ -82,6 +82,32 @@ def test_encode_defaults_to_the_runs_own_data(run_dir, tmp_path, capsys):
     assert not (tmp_path / "x.npy").exists()
 
 
+def test_train_on_non_square_data_skips_filters_with_a_note_or_draws_them_with_patch_shape(tmp_path, capsys):
+    """Issue 12.2: 50 features trained, wrote params, then exited 2 ('pass patch_shape', no such flag)
+    without training_curve.png. Now exit 0 with a note, or filters drawn with --patch-shape 5x10;
+    a --patch-shape that does not fit is refused before any work (config of test_training's NONSQUARE)."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "own50.npy", np.clip(rng.uniform(0.1, 0.9, (40, 1)) + 0.2 * rng.standard_normal((40, 50)),
+                                            0.1, 0.9))
+    args = ["--data", str(tmp_path / "own50.npy"), "--n-hidden", "3", "--steps", "4", "--chunk", "4",
+            "--checkpoint-every", "4", "--no-progress"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    cap = capsys.readouterr()
+    assert "note: filters.png not drawn: n_visible=50 is not a square" in cap.err and "--patch-shape" in cap.err
+    assert "filters.png" not in cap.out.splitlines()[-1]
+    assert {"params.safetensors", "training_curve.png"} <= set(os.listdir(tmp_path / "a"))
+    assert "filters.png" not in os.listdir(tmp_path / "a")
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "--patch-shape", "5x10"]) == 0
+    assert "filters.png" in os.listdir(tmp_path / "b") and "note:" not in capsys.readouterr().err
+    _bad(["train", "--out", str(tmp_path / "c"), *args, "--patch-shape", "7x7"], capsys, "n_visible=50")
+    _bad(["train", "--out", str(tmp_path / "c"), *args, "--patch-shape", "5by10"], capsys, "ROWSxCOLS")
+    assert not (tmp_path / "c").exists()
+    # visualize takes the same spelling (and still ROWS COLS)
+    assert main(["visualize", str(tmp_path / "a"), "--patch-shape", "10x5"]) == 0
+    assert main(["visualize", str(tmp_path / "a"), "--patch-shape", "10", "5"]) == 0
+    _bad(["visualize", str(tmp_path / "a")], capsys, "--patch-shape ROWSxCOLS")
+
+
 def test_help_has_examples(capsys):
     for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"]):
         with pytest.raises(SystemExit) as e:

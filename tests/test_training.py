@@ -316,3 +316,39 @@ def test_make_step_uses_the_given_gradient_in_the_line_search():
     p1, s1, out = step(p, opt.init(p), None)
     assert float(out.value) == 5.0 and bool(out.grads_finite)
     assert float(jnp.sum(p1**2)) < 5.0
+
+
+# Non-square data (issue 12.2): its own small config (chunk 4), so the shared LBFGS runner's
+# compile count above is untouched; tests/test_cli.py reuses it.
+NONSQUARE = TrainConfig(n_hidden=3, steps=4, chunk=4, checkpoint_every=4)
+
+
+def test_non_square_data_trains_and_the_result_is_never_lost(tmp_path, monkeypatch):
+    """50 features: training used to finish, write params, then raise 'n_visible=50 is not a square'
+    from the picture, losing the TrainResult. Now filters.png is skipped with a warning (or drawn
+    with patch_shape), and a bad patch_shape is refused before any work."""
+    x = _data(m=40, n=50)
+    with pytest.warns(UserWarning, match="filters.png not drawn: n_visible=50 is not a square"):
+        r = train(x, NONSQUARE, run_dir=tmp_path / "a")
+    assert r.params.W1.shape == (3, 50) and r.metrics[-1]["step"] == 4
+    assert (tmp_path / "a" / "params.safetensors").exists() and (tmp_path / "a" / "training_curve.png").exists()
+    assert not (tmp_path / "a" / "filters.png").exists()
+
+    r2 = train(x, NONSQUARE, run_dir=tmp_path / "b", patch_shape=(5, 10))
+    assert (tmp_path / "b" / "filters.png").read_bytes()[:4] == b"\x89PNG"
+    _assert_tree_equal(r.params, r2.params)
+
+    with pytest.raises(InputError, match=r"patch_shape must be \(rows, cols\) with rows\*cols == n_visible=50"):
+        train(x, NONSQUARE, run_dir=tmp_path / "c", patch_shape=(7, 7))
+    assert not (tmp_path / "c").exists()
+
+    # any other failure to draw (here: the plotting itself) is a warning too, never fatal
+    from sae_jax import display
+
+    def broken(*a, **k):
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(display, "save_training_curve_png", broken)
+    with pytest.warns(UserWarning, match="training_curve.png not drawn: RuntimeError: no backend"):
+        r3 = train(x, NONSQUARE, run_dir=tmp_path / "d", patch_shape=(10, 5))
+    assert r3.metrics[-1]["step"] == 4 and not any(p.name.startswith(".") for p in (tmp_path / "d").iterdir())
