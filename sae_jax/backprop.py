@@ -33,7 +33,7 @@ from jax.typing import ArrayLike
 
 from . import validate
 from .cost import CostTerms, _cost_terms, reconstruction, rho_hat, safe_rho_hat, sparsity, weight_decay
-from .forward import Output, forward, sigmoid_prime
+from .forward import Output, _forward as forward, sigmoid_prime  # unchecked: inputs checked here
 from .params import Params
 
 __all__ = [

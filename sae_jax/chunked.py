@@ -64,7 +64,7 @@ from jax.typing import ArrayLike
 from . import validate
 from .backprop import hidden_delta, output_delta, sparsity_delta
 from .cost import CostTerms, reconstruction, sparsity, weight_decay
-from .forward import Output, encode, forward
+from .forward import Output, _encode as encode, _forward as forward  # unchecked: inputs checked here
 from .lbfgs import lbfgs as compact_lbfgs
 from .params import Params
 from .validate import InputError

@@ -9,6 +9,7 @@ Example invocations::
     sae-jax train --resume runs/digits --steps 400     # continue a run (bit-identical to no interruption)
     sae-jax visualize runs/digits                      # filters.png from a run dir / checkpoint / params file
     sae-jax encode runs/digits --out features.npy       # the run's own data (or --data ...)
+    sae-jax evaluate runs/digits                       # diagnostics table + evaluation.png
     sae-jax gradcheck                      # manual vs jax.grad vs finite differences, UFLDL sizes
     sae-jax gradcheck --m 100 --output linear
 
@@ -155,6 +156,8 @@ _TRAIN_FLAGS = (
     ("--max-linesearch-steps", "max_linesearch_steps", int, "zoom line-search evaluations per L-BFGS step (default 20)"),
     ("--chunk", "chunk", int, "optimizer steps per compiled dispatch and per metrics row (default 20)"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 100; always at the end)"),
+    ("--validation-fraction", "validation_fraction", float,
+     "rows held out of training for the val_* metrics (seeded split; default 0: none)"),
 )
 _CHOICES = {
     "output": ("sigmoid", "linear"),
@@ -238,6 +241,25 @@ def _add_train_commands(sub) -> None:
                       "--n-patches, --patch-size, --data-seed, --npz-key override its fields).")
     e.add_argument("--out", required=True, help="the .npy file to write")
     e.set_defaults(func=_cmd_encode)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="diagnostics of a trained run: per-sample reconstruction error, dead/saturated units, "
+        "rho_hat vs rho (table + evaluation.png)",
+        description="Evaluate trained parameters on a dataset (default: the run's own data; with the run's "
+        "validation split, training and held-out rows separately) and print a short table: cost terms, "
+        "the distribution of the per-sample reconstruction error 1/2||x_hat - x||^2, the fraction of dead "
+        f"units (never above {0.1:g}) and saturated units (never below {0.9:g}), rho_hat against rho "
+        "(sae_jax.metrics). Writes evaluation.png: the rho_hat histogram with rho marked and the "
+        "per-sample error histogram.",
+        epilog="examples:\n  sae-jax evaluate runs/my-run\n"
+        "  sae-jax evaluate runs/my-run --data digits --out digits_eval.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("params", metavar="PATH", help="run directory, params.safetensors or checkpoint.safetensors")
+    _add_data_flags(ev, default_data=None)
+    ev.add_argument("--out", default=None, help="PNG to write (default: evaluation.png next to PATH)")
+    ev.set_defaults(func=_cmd_evaluate)
 
 
 def _patch_shape_arg(values):
@@ -520,6 +542,63 @@ def _load_run_or_given_data(args, output: str):
                               ("seed", args.data_seed), ("key", args.npz_key)) if v is not None}
     spec = spec._replace(**over)
     return load_from_spec(spec, output=output), spec.name
+
+
+def _cmd_evaluate(args) -> int:
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    from .checkpoint import find_params_file, load_params
+    from .training import TrainConfig
+
+    params, config = load_params(args.params)
+    defaults = TrainConfig()
+    hp = {k: config.get(k, getattr(defaults, k)) for k in ("lam", "beta", "rho", "output")}
+    src = Path(args.params)
+    out = Path(args.out) if args.out else (src if src.is_dir() else find_params_file(src).parent) / "evaluation.png"
+    if out.suffix.lower() != ".png":
+        raise _usage(f"--out must be a .png file, got {str(out)!r}")
+    if not out.parent.is_dir():
+        raise _usage(f"output directory {str(out.parent)!r} does not exist")
+    x, data_name = _load_run_or_given_data(args, hp["output"])
+    n = params.W1.shape[1]
+    if x.shape[1] != n:
+        raise _usage(f"data {data_name!r} has {x.shape[1]} features per sample, the parameters expect n_visible={n}")
+    import jax
+
+    dtype = np.asarray(params.W1).dtype
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)  # only the CLI changes global config
+    import jax.numpy as jnp
+
+    from . import metrics
+    from .display import save_evaluation_png
+    from .params import Params
+
+    p = Params(*(jnp.asarray(a) for a in params))
+    x = x.astype(dtype)
+    frac = float(config.get("validation_fraction", 0.0) or 0.0)
+    if args.data is None and frac > 0 and x.shape[0] >= 2:  # the run's own split
+        idx_train, idx_val = metrics.split_validation(x.shape[0], frac, int(config.get("seed", 0)))
+        parts = {"training rows": x[idx_train], "held out": x[idx_val]}
+    else:
+        parts = {"data": x}
+    columns = {name: metrics.evaluate(p, jnp.asarray(xs), **hp, details=True) for name, xs in parts.items()}
+    print(f"sae-jax evaluate: {args.params} on {data_name} (lam={hp['lam']:g} beta={hp['beta']:g} "
+          f"rho={hp['rho']:g} output={hp['output']}, {dtype})")
+    print(metrics.format_table(columns))
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    try:
+        save_evaluation_png(columns, tmp, rho=hp["rho"],
+                            title=f"{Path(args.params).name}: {params.W1.shape[0]} hidden units on {Path(str(data_name)).name}")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(f"wrote {out}")
+    return 0
 
 
 class _UsageError(Exception):

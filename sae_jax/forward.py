@@ -98,6 +98,11 @@ def encode(params: Params, x: jax.Array) -> jax.Array:
       sae_jax.validate.InputError: x must have the same dtype as params (float32), got float64; ...
     """
     _check(params, x, "encode")
+    return _encode(params, x)
+
+
+def _encode(params: Params, x: jax.Array) -> jax.Array:
+    """:func:`encode` without the input check (sae-jax's own traced code, inputs checked upstream)."""
     return sigmoid(_add_bias(x @ params.W1.T, params.b1))
 
 
@@ -126,6 +131,13 @@ def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Acti
       output: ``"sigmoid"`` or ``"linear"`` (static).
     """
     _check(params, x, "forward")
+    return _forward(params, x, output=output)
+
+
+def _forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Activations:
+    """:func:`forward` without the input check: sae-jax's own traced code (the cost, backprop, the
+    chunked paths) calls this on inputs checked upstream; optax's line searches may hand it
+    parameters promoted to float64 under x64 while the data stay float32, which must keep working."""
     z2 = _add_bias(x @ params.W1.T, params.b1)
     a2 = sigmoid(z2)
     z3 = _add_bias(a2 @ params.W2.T, params.b2)

@@ -42,7 +42,7 @@ from jax.typing import ArrayLike
 
 from .backprop import hidden_delta, output_delta, sparsity_delta, weight_gradients
 from .cost import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
-from .forward import Activations, Output, forward
+from .forward import Activations, Output, _forward as forward  # unchecked: inputs checked upstream
 from .params import Params
 
 __all__ = [

@@ -129,6 +129,9 @@ class TrainConfig:
       max_linesearch_steps: zoom line-search evaluations per L-BFGS step, at most.
       chunk: optimizer steps per compiled dispatch (and per metrics row).
       checkpoint_every: write the checkpoint every this many steps (and at the end).
+      validation_fraction: rows held out of training, in [0, 1) (0: none, the exercise). The split
+        is :func:`sae_jax.metrics.split_validation` seeded by ``seed``; every metrics row then also
+        has the held-out ``val_*`` diagnostics (:func:`sae_jax.metrics.evaluate`).
     """
 
     n_hidden: int = 25
@@ -150,6 +153,7 @@ class TrainConfig:
     max_linesearch_steps: int = 20
     chunk: int = 20
     checkpoint_every: int = 100
+    validation_fraction: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -219,6 +223,7 @@ def validate_config(config: TrainConfig) -> None:
     _check_int("max_linesearch_steps", c.max_linesearch_steps, 1)
     _check_int("chunk", c.chunk, 1)
     _check_int("checkpoint_every", c.checkpoint_every, 1)
+    _check_real("validation_fraction", c.validation_fraction, lo=0.0, hi=1.0, hi_open=True)
     if c.rho_hat == "ema" and c.full_batch:
         raise InputError(
             "rho_hat='ema' is for minibatch optimizers (adam, sgd); L-BFGS is full-batch and "
@@ -575,6 +580,27 @@ def evaluate(params: Params, x, config: TrainConfig) -> dict:
     }
 
 
+_ROW_DIAGNOSTICS = ("dead_fraction", "saturated_fraction", "recon_error_q50", "recon_error_q90",
+                    "recon_error_q99", "recon_error_q100")
+_VAL_KEYS = ("cost", "reconstruction", "sparsity", "mse", "rho_hat_mean") + _ROW_DIAGNOSTICS
+
+
+def _row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
+    """A metrics.jsonl row's numbers: :func:`evaluate`'s, the diagnostics of :mod:`sae_jax.metrics`
+    (dead / saturated fractions, quantiles of the per-sample reconstruction error), and with a
+    validation split the same on the held-out rows as ``val_*``. One jitted pass per data set."""
+    from .metrics import _evaluate
+
+    hp = dict(lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
+    m = _evaluate(params, x, **hp)
+    row = {k: m[k] for k in ("cost", "reconstruction", "weight_decay", "sparsity", "rho_hat_mean", "rho_hat_min",
+                             "rho_hat_max", "mse") + _ROW_DIAGNOSTICS}
+    if x_val is not None:
+        v = _evaluate(params, x_val, **hp)
+        row.update({f"val_{k}": v[k] for k in _VAL_KEYS})
+    return row
+
+
 def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
     """The state at step 0: UFLDL init from ``PRNGKey(seed)``'s first split, the data key from its second."""
     key = jax.random.key(config.seed)
@@ -833,6 +859,16 @@ def train(
         raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
     check_data_values(x_np, output=config.output, name="x")
     patch_shape = _check_patch_shape(patch_shape, int(x_np.shape[1]))
+    x_val_dev = None
+    x_all = x_np
+    if config.validation_fraction > 0:
+        from .metrics import split_validation
+
+        if x_np.shape[0] < 2:
+            raise InputError(f"validation_fraction > 0 needs at least 2 samples, got {x_np.shape[0]}")
+        idx_train, idx_val = split_validation(x_np.shape[0], config.validation_fraction, config.seed)
+        x_val_dev = jnp.asarray(x_np[idx_val])
+        x_np = x_np[idx_train]
     x_dev = jnp.asarray(x_np)
     optimizer = make_optimizer(config)
     template = init_state(config, x_dev, optimizer)
@@ -841,7 +877,7 @@ def train(
         raise InputError(
             f"batch_size must be <= the number of samples ({x_np.shape[0]}), got {config.batch_size}"
         )
-    digest = ckpt.data_sha256(x_np)
+    digest = ckpt.data_sha256(x_all)  # of all rows (the split is a function of the config)
     state = template
     if resume:
         if meta["data_sha256"] != digest:
@@ -858,7 +894,8 @@ def train(
         "config": config.to_dict(),
         "data_spec": data_spec,
         "n_visible": int(x_np.shape[1]),
-        "n_samples": int(x_np.shape[0]),
+        "n_samples": int(x_all.shape[0]),
+        "n_validation": 0 if x_val_dev is None else int(x_val_dev.shape[0]),
         "data_sha256": digest,
         "sae_jax_version": _version(),
     }
@@ -886,7 +923,7 @@ def train(
             config=config.to_dict(),
             data_spec=data_spec,
             data_sha256=digest,
-            extra={"n_visible": int(x_np.shape[1]), "n_samples": int(x_np.shape[0])},
+            extra={"n_visible": int(x_np.shape[1]), "n_samples": int(x_all.shape[0])},
         )
 
     if not resume:
@@ -899,7 +936,7 @@ def train(
     compile_s = time.perf_counter() - t0
 
     if not metrics or metrics[-1].get("step") != start_step:
-        row = {"step": start_step, **evaluate(state.params, x_dev, config), "step_time_s": None}
+        row = {"step": start_step, **_row_metrics(state.params, x_dev, x_val_dev, config), "step_time_s": None}
         metrics.append(row)
         if metrics_path is not None:
             _append(metrics_path, row)
@@ -932,7 +969,7 @@ def train(
         step = int(state.step)
         row = {
             "step": step,
-            **evaluate(state.params, x_dev, config),
+            **_row_metrics(state.params, x_dev, x_val_dev, config),
             "batch_cost": float(np.nanmean(np.asarray(values[:n], np.float64))),
             "step_time_s": dt / n,
             "elapsed_s": train_s,

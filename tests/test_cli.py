@@ -108,8 +108,40 @@ def test_train_on_non_square_data_skips_filters_with_a_note_or_draws_them_with_p
     _bad(["visualize", str(tmp_path / "a")], capsys, "--patch-shape ROWSxCOLS")
 
 
+def test_evaluate_prints_diagnostics_and_draws_them(run_dir, tmp_path, capsys):
+    png = tmp_path / "e.png"
+    assert main(["evaluate", str(run_dir), "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "on natural" in out and "dead units" in out and "saturated units" in out and "e_i median" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    np.save(tmp_path / "w.npy", np.full((3, 7), 0.5))
+    _bad(["evaluate", str(run_dir), "--data", str(tmp_path / "w.npy"), "--out", str(tmp_path / "f.png")], capsys,
+         "n_visible=16")
+    _bad(["evaluate", str(run_dir), "--out", str(tmp_path / "f.jpg")], capsys, ".png")
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_train_with_validation_split_then_evaluate_both_parts(tmp_path, capsys):
+    """--validation-fraction: val_* metrics per chunk; evaluate shows training and held-out rows."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "own50.npy", np.clip(rng.uniform(0.1, 0.9, (40, 1)) + 0.2 * rng.standard_normal((40, 50)),
+                                            0.1, 0.9))
+    d = tmp_path / "v"
+    assert main(["train", "--out", str(d), "--data", str(tmp_path / "own50.npy"), "--n-hidden", "3", "--steps", "4",
+                 "--chunk", "4", "--checkpoint-every", "4", "--no-progress", "--validation-fraction", "0.25",
+                 "--patch-shape", "5x10"]) == 0
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert all("val_reconstruction" in r and "dead_fraction" in r for r in rows)
+    assert json.loads((d / "config.json").read_text())["n_validation"] == 10
+    capsys.readouterr()
+    assert main(["evaluate", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "training rows" in out and "held out" in out and "30" in out and "10" in out
+    assert (d / "evaluation.png").exists()
+
+
 def test_help_has_examples(capsys):
-    for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"]):
+    for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"], ["evaluate", "--help"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0

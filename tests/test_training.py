@@ -352,3 +352,24 @@ def test_non_square_data_trains_and_the_result_is_never_lost(tmp_path, monkeypat
     with pytest.warns(UserWarning, match="training_curve.png not drawn: RuntimeError: no backend"):
         r3 = train(x, NONSQUARE, run_dir=tmp_path / "d", patch_shape=(10, 5))
     assert r3.metrics[-1]["step"] == 4 and not any(p.name.startswith(".") for p in (tmp_path / "d").iterdir())
+
+
+def test_validation_split_rows_are_held_out_and_logged(tmp_path):
+    """validation_fraction: training sees only the training rows (same result as training on them
+    alone), every metrics row has the held-out val_* diagnostics, and the split is the seed's."""
+    from sae_jax.metrics import split_validation
+
+    x = _data(m=40, n=50)
+    cfg = dataclasses.replace(NONSQUARE, validation_fraction=0.25)
+    r = train(x, cfg, patch_shape=(5, 10))
+    idx_train, idx_val = split_validation(40, 0.25, cfg.seed)
+    assert len(idx_val) == 10
+    alone = train(x[idx_train], NONSQUARE)
+    _assert_tree_close(r.params, alone.params, 1e-12)
+    for row in r.metrics:
+        assert {"val_cost", "val_reconstruction", "val_mse", "val_dead_fraction", "val_saturated_fraction",
+                "val_recon_error_q50", "dead_fraction", "saturated_fraction", "recon_error_q90"} <= set(row)
+    assert r.metrics[-1]["reconstruction"] == pytest.approx(alone.metrics[-1]["reconstruction"], rel=1e-10)
+    assert r.metrics[-1]["val_reconstruction"] != r.metrics[-1]["reconstruction"]
+    with pytest.raises(InputError, match="validation_fraction must be in"):
+        train(x, dataclasses.replace(NONSQUARE, validation_fraction=1.0))
