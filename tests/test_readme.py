@@ -165,3 +165,19 @@ def test_training_shell_block_runs_verbatim(tmp_path):
             assert main([*argv[1:], *(["--no-progress"] if argv[1] == "train" else [])]) == 0, argv
     finally:
         os.chdir(cwd)
+
+
+def test_cli_docstring_examples_parse():
+    """The example invocations in the sae-jax and derivations module docstrings (shown by --help)."""
+    import derivations.__main__ as deriv
+    import sae_jax.cli as cli
+
+    n = 0
+    for doc, prefix, parser in ((cli.__doc__, "sae-jax", cli.build_parser()),
+                                (deriv.__doc__, "python -m derivations", deriv.build_parser())):
+        for line in doc.split("Example invocations::", 1)[1].splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line.startswith(prefix):
+                parser.parse_args(shlex.split(line[len(prefix):]))
+                n += 1
+    assert n >= 10
