@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import concrete, numeric, symbolic_m, variant
 from .steps import Derivation
 
-__all__ = ["run_all", "summary"]
+__all__ = ["run_all", "summary", "brief_summary"]
 
 
 def run_all(
@@ -58,3 +58,14 @@ def summary(derivations: list[Derivation], seconds: float | None = None) -> str:
     lines.append("")
     lines.append(("ALL CHECKS HOLD: " if not failed else "SOME CHECKS FAILED: ") + tail)
     return "\n".join(lines)
+
+
+def brief_summary(derivations: list[Derivation], seconds: float | None = None) -> str:
+    """Verdicts only: one line per derivation (its checks held or not), every failed check in full,
+    and the closing line of :func:`summary`. What ``python -m derivations --brief`` prints."""
+    lines = []
+    for d in derivations:
+        held = sum(c.passed for c in d.checks)
+        lines.append(f"[{'PASS' if d.passed else 'FAIL'}] {d.title}  ({held}/{len(d.checks)} checks)")
+        lines += ["    " + c.line() for c in d.checks if not c.passed]
+    return "\n".join(lines + [summary(derivations, seconds).splitlines()[-1]])

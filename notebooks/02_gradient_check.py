@@ -21,7 +21,9 @@
 #    term and *no* 1/m in it) against `jax.value_and_grad(sae_jax.cost)`: the same math summed in
 #    another order, so they agree to ~1e-12;
 # 2. **vs finite differences** — five-point central differences along random directions
-#    (`sae_jax.gradcheck.gradcheck`), truncation O(h⁴);
+#    (`sae_jax.gradcheck.gradcheck`), truncation O(h⁴), step h = ε^(1/5); each direction's error is
+#    divided by ‖∇ₚJ‖·‖v‖ (never by the directional derivative, which can be ~0), and each row shows
+#    its rounding floor 1.5·ε·|J|/(h‖∇ₚJ‖);
 # 3. **`jax.test_util.check_grads`** on the cost itself (first and second order, reverse mode).
 #
 # Everything is imported from `sae_jax`; nothing is redefined here. Small sizes: 8×8 natural

@@ -10,6 +10,9 @@ Public API::
     chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
     batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
     train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.training)
+    sae_jax.metrics                      # diagnostics: per-sample error, dead/saturated units, rho_hat vs rho
+
+Data must be in the parameters' dtype everywhere (nothing is converted silently; see README "Dtypes").
 
 Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
 """

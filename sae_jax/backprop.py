@@ -47,7 +47,7 @@ from .cost import (
     running_estimate_logs,
     weight_decay,
 )
-from .forward import Output, forward, hidden_pre_activation, sigmoid_prime
+from .forward import Output, _forward as forward, hidden_pre_activation, sigmoid_prime  # unchecked: inputs checked here
 from .params import Params
 
 __all__ = [

@@ -72,7 +72,7 @@ from .cost import (
     sparsity,
     weight_decay,
 )
-from .forward import Output, encode, forward, hidden_pre_activation
+from .forward import Output, _encode as encode, _forward as forward, hidden_pre_activation  # unchecked: inputs checked here
 from .lbfgs import lbfgs as compact_lbfgs
 from .params import Params
 from .validate import InputError

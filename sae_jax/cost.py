@@ -52,7 +52,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from . import validate
-from .forward import Activations, Output, forward
+from .forward import Activations, Output, _forward as forward  # unchecked: inputs checked here
 from .params import Params
 
 __all__ = [

@@ -592,6 +592,7 @@ def load_dataset(
     seed: int = 0,
     output: str = "sigmoid",
     key: str | None = None,
+    dtype="float64",
 ) -> np.ndarray:
     """Load and validate a dataset by name (``"natural"``, ``"digits"``) or path.
 
@@ -605,7 +606,9 @@ def load_dataset(
     when ``output == "sigmoid"`` (the sigmoid's range).
 
     Returns:
-      float64 ``(m, n_visible)``, samples as rows.
+      ``(m, n_visible)`` in ``dtype`` (default float64), samples as rows. sae-jax's functions
+      take data in the parameters' dtype and never convert it; ``init_params`` defaults to
+      float32, so pass ``dtype=params.W1.dtype`` (or ``"float32"``) to use the result with them.
 
     Raises:
       InputError: unknown name, missing or unreadable file ("data file not found: PATH"),
@@ -614,6 +617,12 @@ def load_dataset(
     from .validate import check_output
 
     check_output(output)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind != "f":
+        raise InputError(f"dtype must be a floating dtype such as 'float32' or 'float64', got {dtype!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise InputError(f"data must be 'natural', 'digits' or a file path, got {name_or_path!r}")
     src = os.fspath(name_or_path)
@@ -645,7 +654,7 @@ def load_dataset(
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise InputError(f"{where} must have at least one sample and one feature, got shape {x.shape}")
     check_data_values(x, output=output, name=where)
-    return x
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 def _sha256(path: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .validate import InputError
 
-__all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "grid_shape"]
+__all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "save_evaluation_png", "grid_shape"]
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -152,7 +152,7 @@ def save_training_curve_png(metrics_rows, path, *, rho=None, title=None) -> None
     Args:
       metrics_rows: a sequence of dicts (e.g. the run's ``metrics.jsonl``) with ``step``
         and any of ``cost``, ``reconstruction``, ``weight_decay``, ``sparsity``,
-        ``rho_hat_mean`` (and optionally ``rho_hat_min``/``rho_hat_max``); missing keys
+        ``val_reconstruction`` (dashed), ``rho_hat_mean`` (and optionally ``rho_hat_min``/``rho_hat_max``); missing keys
         are skipped, non-positive values are left off the log axis.
       path: the PNG file to write.
       rho: the target ρ, drawn as a dashed line on the ρ̂ panel if given.
@@ -181,6 +181,10 @@ def save_training_curve_png(metrics_rows, path, *, rho=None, title=None) -> None
         if ok.any():
             ax.plot(s[ok], v[ok], label=key.replace("_", " "), lw=2.0 if key == "cost" else 1.2)
             drawn = True
+    sv = series("val_reconstruction")  # held out (TrainConfig.validation_fraction)
+    if sv is not None and np.isfinite(sv[1]).all() and (sv[1] > 0).all():
+        ax.plot(*sv, color="C1", ls="--", lw=1.2, label="reconstruction (held out)")
+        drawn = True
     if drawn:
         ax.set_yscale("log")
         ax.legend(loc="upper right", fontsize=8)
@@ -201,5 +205,60 @@ def save_training_curve_png(metrics_rows, path, *, rho=None, title=None) -> None
     ax2.grid(True, alpha=0.3)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path, dpi=100)
+
+
+def save_evaluation_png(columns: dict, path, *, rho: float, title=None) -> None:
+    """Two panels: the histogram of ρ̂ over hidden units (log scale) with the target ρ marked, and
+    the histogram of the per-sample reconstruction error e_i = ½‖x̂ − x‖² (log scale) with its
+    median and mean marked.
+
+    Args:
+      columns: ``{name: metrics}`` with each ``metrics`` from
+        :func:`sae_jax.metrics.evaluate` ``(..., details=True)`` (arrays ``rho_hat`` and
+        ``errors``); the first is drawn filled, the others (e.g. held-out rows) as outlines.
+      path: the PNG file to write.
+      rho: the target ρ.
+      title: optional figure title.
+    """
+    from .metrics import rho_hat_histogram
+
+    if not columns:
+        raise InputError("columns must hold at least one evaluation")
+    fig = _figure((10.0, 4.0))
+    ax_r, ax_e = fig.subplots(1, 2)
+    all_rh = np.concatenate([np.asarray(m["rho_hat"], np.float64) for m in columns.values()])
+    _, edges = rho_hat_histogram(all_rh, rho=float(rho), bins=30)
+    errs = [np.asarray(m["errors"], np.float64) for m in columns.values()]
+    pos = np.concatenate([e[e > 0] for e in errs])
+    lo, hi = (pos.min(), pos.max()) if pos.size else (1e-12, 1.0)
+    e_edges = np.geomspace(lo / 1.5, hi * 1.5, 41)
+    for i, (name, m) in enumerate(columns.items()):
+        rh = np.clip(np.asarray(m["rho_hat"], np.float64), edges[0], edges[-1])
+        e = np.clip(np.asarray(m["errors"], np.float64), e_edges[0], e_edges[-1])
+        style = dict(alpha=0.6) if i == 0 else dict(histtype="step", lw=1.5)
+        ax_r.hist(rh, edges, color=f"C{i}", label=f"{name} ({len(rh)} units)", **style)
+        w = np.full(e.shape, 1.0 / max(len(e), 1))  # fractions, so columns of different m compare
+        ax_e.hist(e, e_edges, weights=w, color=f"C{i}", label=f"{name} ({len(e)} samples)", **style)
+        ax_e.axvline(float(np.median(m["errors"])), color=f"C{i}", ls="--", lw=1.0,
+                     label=f"median {float(np.median(m['errors'])):.3g}")
+        ax_e.axvline(float(np.mean(m["errors"])), color=f"C{i}", ls=":", lw=1.0,
+                     label=f"mean {float(np.mean(m['errors'])):.3g}")
+    ax_r.axvline(float(rho), color="k", ls="--", lw=1.2, label=f"target ρ = {float(rho):g}")
+    ax_r.set_xscale("log")
+    ax_r.set_xlabel("mean activation ρ̂ⱼ of a hidden unit")
+    ax_r.set_ylabel("hidden units")
+    ax_r.set_title("ρ̂ against ρ", fontsize=10)
+    ax_r.legend(fontsize=8)
+    ax_e.set_xscale("log")
+    ax_e.set_xlabel("reconstruction error per sample, ½‖x̂ − x‖²")
+    ax_e.set_ylabel("fraction of samples")
+    ax_e.set_title("per-sample reconstruction error", fontsize=10)
+    ax_e.legend(fontsize=8)
+    for ax in (ax_r, ax_e):
+        ax.grid(True, which="major", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path, dpi=100)

@@ -59,6 +59,16 @@ def sigmoid_prime(a: jax.Array) -> jax.Array:
     return a * (1 - a)
 
 
+def _check(params, x, fn: str) -> None:
+    from .validate import check_layer_input, check_params
+
+    check_params(params)
+    if fn == "decode":
+        check_layer_input(params, x, width=params[0].shape[0], name="a2", what="n_hidden")
+    else:
+        check_layer_input(params, x, width=params[0].shape[1])
+
+
 def _add_bias(y: jax.Array, b: jax.Array) -> jax.Array:
     # Explicit broadcast of a bias over the leading (sample) axes; works under
     # jax_numpy_rank_promotion="raise".
@@ -75,16 +85,37 @@ def encode(params: Params, x: jax.Array) -> jax.Array:
 
     Args:
       params: :class:`~sae_jax.Params`.
-      x: data, shape ``(m, n_visible)`` (or a single sample ``(n_visible,)``).
+      x: data, shape ``(m, n_visible)`` (or a single sample ``(n_visible,)``), in params' dtype
+        (nothing is converted: a float64 ``x`` with float32 params is an :class:`~sae_jax.InputError`,
+        as is a list or a wrong width; see :func:`sae_jax.validate.check_layer_input`).
 
     Returns:
-      ``(m, n_hidden)`` (or ``(n_hidden,)``), in ``x``'s dtype.
+      ``(m, n_hidden)`` (or ``(n_hidden,)``), in params' dtype.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from sae_jax import init_params, encode
+      >>> p = init_params(jax.random.key(0), 4, 3)                    # float32
+      >>> encode(p, np.full((2, 4), 0.5, np.float32)).shape
+      (2, 3)
+      >>> encode(p, np.full((2, 4), 0.5))                            # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: x must have the same dtype as params (float32), got float64; ...
     """
+    _check(params, x, "encode")
+    return _encode(params, x)
+
+
+def _encode(params: Params, x: jax.Array) -> jax.Array:
+    """:func:`encode` without the input check (sae-jax's own traced code, inputs checked upstream)."""
     return sigmoid(hidden_pre_activation(params, x))
 
 
 def decode(params: Params, a2: jax.Array, *, output: Output = "sigmoid") -> jax.Array:
-    r"""Reconstruction :math:`\hat x = g(a^{(2)} W_2^\top + b_2)` from hidden activations ``(m, n_hidden)``."""
+    r"""Reconstruction :math:`\hat x = g(a^{(2)} W_2^\top + b_2)` from hidden activations ``(m, n_hidden)``
+    (in params' dtype, as for :func:`encode`)."""
+    _check(params, a2, "decode")
     z3 = _add_bias(a2 @ params.W2.T, params.b2)
     return _output_activation(z3, output)
 
@@ -102,9 +133,17 @@ def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Acti
 
     Args:
       params: :class:`~sae_jax.Params`.
-      x: data, shape ``(m, n_visible)`` (or ``(n_visible,)``).
+      x: data, shape ``(m, n_visible)`` (or ``(n_visible,)``), in params' dtype (as for :func:`encode`).
       output: ``"sigmoid"`` or ``"linear"`` (static).
     """
+    _check(params, x, "forward")
+    return _forward(params, x, output=output)
+
+
+def _forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Activations:
+    """:func:`forward` without the input check: sae-jax's own traced code (the cost, backprop, the
+    chunked paths) calls this on inputs checked upstream; optax's line searches may hand it
+    parameters promoted to float64 under x64 while the data stay float32, which must keep working."""
     z2 = hidden_pre_activation(params, x)
     a2 = sigmoid(z2)
     z3 = _add_bias(a2 @ params.W2.T, params.b2)

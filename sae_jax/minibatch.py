@@ -40,7 +40,7 @@ from jax.typing import ArrayLike
 
 from .backprop import hidden_delta, output_delta, sparsity_terms_and_delta, weight_gradients
 from .cost import CostTerms, reconstruction, rho_hat, running_estimate, sparsity_and_rho_hat, weight_decay
-from .forward import Activations, Output, forward
+from .forward import Activations, Output, _forward as forward  # unchecked: inputs checked upstream
 from .params import Params
 
 __all__ = [

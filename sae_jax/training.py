@@ -131,6 +131,9 @@ class TrainConfig:
       max_linesearch_steps: zoom line-search evaluations per L-BFGS step, at most.
       chunk: optimizer steps per compiled dispatch (and per metrics row).
       checkpoint_every: write the checkpoint every this many steps (and at the end).
+      validation_fraction: rows held out of training, in [0, 1) (0: none, the exercise). The split
+        is :func:`sae_jax.metrics.split_validation` seeded by ``seed``; every metrics row then also
+        has the held-out ``val_*`` diagnostics (:func:`sae_jax.metrics.evaluate`).
     """
 
     n_hidden: int = 25
@@ -152,6 +155,7 @@ class TrainConfig:
     max_linesearch_steps: int = 20
     chunk: int = 20
     checkpoint_every: int = 100
+    validation_fraction: float = 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -223,6 +227,7 @@ def validate_config(config: TrainConfig) -> None:
     _check_int("max_linesearch_steps", c.max_linesearch_steps, 1)
     _check_int("chunk", c.chunk, 1)
     _check_int("checkpoint_every", c.checkpoint_every, 1)
+    _check_real("validation_fraction", c.validation_fraction, lo=0.0, hi=1.0, hi_open=True)
     if c.rho_hat == "ema" and c.full_batch:
         raise InputError(
             "rho_hat='ema' is for minibatch optimizers (adam, sgd); L-BFGS is full-batch and "
@@ -579,6 +584,27 @@ def evaluate(params: Params, x, config: TrainConfig) -> dict:
     }
 
 
+_ROW_DIAGNOSTICS = ("dead_fraction", "saturated_fraction", "recon_error_q50", "recon_error_q90",
+                    "recon_error_q99", "recon_error_q100")
+_VAL_KEYS = ("cost", "reconstruction", "sparsity", "mse", "rho_hat_mean") + _ROW_DIAGNOSTICS
+
+
+def _row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
+    """A metrics.jsonl row's numbers: :func:`evaluate`'s, the diagnostics of :mod:`sae_jax.metrics`
+    (dead / saturated fractions, quantiles of the per-sample reconstruction error), and with a
+    validation split the same on the held-out rows as ``val_*``. One jitted pass per data set."""
+    from .metrics import _evaluate
+
+    hp = dict(lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
+    m = _evaluate(params, x, **hp)
+    row = {k: m[k] for k in ("cost", "reconstruction", "weight_decay", "sparsity", "rho_hat_mean", "rho_hat_min",
+                             "rho_hat_max", "mse") + _ROW_DIAGNOSTICS}
+    if x_val is not None:
+        v = _evaluate(params, x_val, **hp)
+        row.update({f"val_{k}": v[k] for k in _VAL_KEYS})
+    return row
+
+
 def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
     """The state at step 0: UFLDL init from ``PRNGKey(seed)``'s first split, the data key from its second."""
     key = jax.random.key(config.seed)
@@ -693,19 +719,53 @@ def _read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def _write_pictures(run_dir: Path, params: Params, metrics: list, config: TrainConfig) -> None:
+def _check_patch_shape(patch_shape, n_visible: int):
+    """``patch_shape`` for filters.png: ``None`` or ``(rows, cols)`` with ``rows * cols == n_visible``."""
+    if patch_shape is None:
+        return None
+    from .display import _patch_shape
+
+    try:
+        return _patch_shape(n_visible, patch_shape)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"patch_shape must be (rows, cols) with rows*cols == n_visible={n_visible}, got {patch_shape!r}"
+        ) from None
+
+
+def _write_pictures(run_dir: Path, params: Params, metrics: list, config: TrainConfig,
+                    patch_shape=None) -> list[str]:
+    """Draw filters.png and training_curve.png; a picture that cannot be drawn is skipped.
+
+    Returns one note per skipped picture (training is done by then: never fatal)."""
     from . import display
 
+    notes = []
+    n_visible = int(params.W1.shape[1])
     for name, draw in (
         ("filters.png", lambda p: display.save_filters_png(
-            np.asarray(params.W1), p, title=f"{config.n_hidden} hidden units")),
+            np.asarray(params.W1), p, patch_shape=patch_shape, title=f"{config.n_hidden} hidden units")),
         ("training_curve.png", lambda p: display.save_training_curve_png(metrics, p, rho=config.rho)),
     ):
         if name == "training_curve.png" and not metrics:
             continue
+        if name == "filters.png" and patch_shape is None and math.isqrt(n_visible) ** 2 != n_visible:
+            notes.append(
+                f"filters.png not drawn: n_visible={n_visible} is not a square; pass patch_shape=(rows, cols) "
+                f"(sae-jax: --patch-shape ROWSxCOLS) to draw each filter as a rows x cols patch"
+            )
+            continue
         tmp = run_dir / f".{name}.tmp.png"
-        draw(tmp)
-        os.replace(tmp, run_dir / name)
+        try:
+            draw(tmp)
+            os.replace(tmp, run_dir / name)
+        except Exception as e:  # noqa: BLE001 - a picture never costs the trained result
+            notes.append(f"{name} not drawn: {type(e).__name__}: {e}")
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+    return notes
 
 
 def train(
@@ -718,6 +778,7 @@ def train(
     progress: Callable[[dict], None] | None = None,
     value_and_grad_fn: ValueAndGradFn | None = None,
     pictures: bool = True,
+    patch_shape=None,
 ) -> TrainResult:
     r"""Train a sparse autoencoder; optionally write (or resume) a run directory.
 
@@ -737,6 +798,11 @@ def train(
       progress: called after every chunk with the metrics row (a dict).
       value_and_grad_fn: replaces the objective (see :func:`make_step`); e.g. a sharded gradient.
       pictures: write ``filters.png`` and ``training_curve.png`` at the end (needs matplotlib).
+        A picture that cannot be drawn (``n_visible`` not a square and no ``patch_shape``,
+        matplotlib missing) is skipped with a :class:`UserWarning` naming it and why: once
+        training has run, the result is always returned.
+      patch_shape: ``(rows, cols)`` of one filter in ``filters.png`` (``rows * cols ==
+        n_visible``); default square. Checked with the other inputs, before any work.
 
     Returns:
       :class:`TrainResult`.
@@ -815,6 +881,17 @@ def train(
     if x_np.shape[0] < 1 or x_np.shape[1] < 1:
         raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
     check_data_values(x_np, output=config.output, name="x")
+    patch_shape = _check_patch_shape(patch_shape, int(x_np.shape[1]))
+    x_val_dev = None
+    x_all = x_np
+    if config.validation_fraction > 0:
+        from .metrics import split_validation
+
+        if x_np.shape[0] < 2:
+            raise InputError(f"validation_fraction > 0 needs at least 2 samples, got {x_np.shape[0]}")
+        idx_train, idx_val = split_validation(x_np.shape[0], config.validation_fraction, config.seed)
+        x_val_dev = jnp.asarray(x_np[idx_val])
+        x_np = x_np[idx_train]
     x_dev = jnp.asarray(x_np)
     optimizer = make_optimizer(config)
     template = init_state(config, x_dev, optimizer)
@@ -823,7 +900,7 @@ def train(
         raise InputError(
             f"batch_size must be <= the number of samples ({x_np.shape[0]}), got {config.batch_size}"
         )
-    digest = ckpt.data_sha256(x_np)
+    digest = ckpt.data_sha256(x_all)  # of all rows (the split is a function of the config)
     state = template
     if resume:
         if meta["data_sha256"] != digest:
@@ -856,7 +933,8 @@ def train(
         "config": config.to_dict(),
         "data_spec": data_spec,
         "n_visible": int(x_np.shape[1]),
-        "n_samples": int(x_np.shape[0]),
+        "n_samples": int(x_all.shape[0]),
+        "n_validation": 0 if x_val_dev is None else int(x_val_dev.shape[0]),
         "data_sha256": digest,
         "sae_jax_version": _version(),
     }
@@ -888,7 +966,7 @@ def train(
             config=config.to_dict(),
             data_spec=data_spec,
             data_sha256=digest,
-            extra={"n_visible": int(x_np.shape[1]), "n_samples": int(x_np.shape[0])},
+            extra={"n_visible": int(x_np.shape[1]), "n_samples": int(x_all.shape[0])},
         )
 
     if not resume:
@@ -901,7 +979,7 @@ def train(
     compile_s = time.perf_counter() - t0
 
     if not metrics or metrics[-1].get("step") != start_step:
-        row = {"step": start_step, **start_eval, "step_time_s": None}
+        row = {"step": start_step, **_row_metrics(state.params, x_dev, x_val_dev, config), "step_time_s": None}
         metrics.append(row)
         if metrics_path is not None:
             _append(metrics_path, row)
@@ -934,7 +1012,7 @@ def train(
         step = int(state.step)
         row = {
             "step": step,
-            **evaluate(state.params, x_dev, config),
+            **_row_metrics(state.params, x_dev, x_val_dev, config),
             "batch_cost": float(np.nanmean(np.asarray(values[:n], np.float64))),
             "step_time_s": dt / n,
             "elapsed_s": train_s,
@@ -973,7 +1051,10 @@ def train(
             **config.to_dict(), "n_visible": int(x_np.shape[1]), "step": step,
         })
         if pictures:
-            _write_pictures(run_dir, state.params, metrics, config)
+            import warnings
+
+            for note in _write_pictures(run_dir, state.params, metrics, config, patch_shape):
+                warnings.warn(note, UserWarning, stacklevel=2)
     return TrainResult(state.params, state, metrics, config, run_dir, compile_s, train_s)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "check_data",
     "check_hyperparams",
     "check_call",
+    "check_layer_input",
 ]
 
 
@@ -165,7 +166,7 @@ def check_data(x, params, *, output: str = "sigmoid", name: str = "x") -> None:
     if jnp.dtype(x.dtype) != dtype:
         raise InputError(
             f"{name} must have the same dtype as params ({dtype}), got {jnp.dtype(x.dtype)}; "
-            f"convert one of them (e.g. x.astype({dtype.name!r}))"
+            f"convert one of them (e.g. x.astype({dtype.name!r}), or load_dataset(..., dtype={dtype.name!r}))"
         )
     if is_concrete(x):
         check_data_values(x, output=output, name=name)
@@ -230,3 +231,32 @@ def check_call(params, x, *, lam, beta, rho, output="sigmoid") -> None:
     check_params(params)
     check_data(x, params, output=output)
     check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
+
+
+def check_layer_input(params, x, *, width: int, name: str = "x", what: str = "n_visible") -> None:
+    """The input of :func:`~sae_jax.encode` / ``decode`` / ``forward``: an array ``(..., width)`` in params' dtype.
+
+    The dtype rule of every sae-jax math function: **data must already be in the parameters'
+    dtype** (float32 params take float32 data, float64 params float64 data); nothing is
+    converted silently, so precision is never lost or promoted behind the caller's back.
+    Shapes and dtypes only (static, so also under ``jit``/``vmap``); values are not checked here.
+    """
+    dtype = jnp.dtype(params[0].dtype)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise InputError(
+            f"{name} must be an array of shape (m, {width}) in params' dtype ({dtype}), got "
+            f"{type(x).__name__}; convert it with jnp.asarray({name}, dtype={dtype.name!r})"
+        )
+    if x.ndim < 1 or x.shape[-1] != width:
+        hint = ""
+        if x.ndim == 2 and x.shape[0] == width:
+            hint = " (samples look like columns, UFLDL's layout: pass x.T)"
+        raise InputError(
+            f"{name} must have shape (m, {width}) or ({width},) to match params ({what}={width}), "
+            f"got {_shape(x)}{hint}"
+        )
+    if jnp.dtype(x.dtype) != dtype:
+        raise InputError(
+            f"{name} must have the same dtype as params ({dtype}), got {jnp.dtype(x.dtype)}; "
+            f"convert one of them (e.g. {name}.astype({dtype.name!r}), or load_dataset(..., dtype={dtype.name!r}))"
+        )

@@ -139,7 +139,7 @@ def test_manual_gradient_against_five_point_differences(output, m, n, h):
     for r in rows:
         assert r.manual_vs_autodiff <= 1e-12, r
         if r.array != "cost":
-            # five-point stencil, h = 1e-4: O(h^4) truncation, O(eps*|J|/h) rounding
+            # five-point stencil, h = eps**(1/5), error relative to ||g_P||: O(h^4) truncation, O(eps*|J|/h) rounding
             assert r.manual_vs_fd <= 1e-7, r
             assert r.autodiff_vs_fd <= 1e-7, r
 

@@ -59,8 +59,89 @@ def test_visualize_and_encode(run_dir, tmp_path, capsys):
     assert a.shape == (50, 5) and a.dtype == np.float64 and (a > 0).all() and (a < 1).all()
 
 
+def test_encode_defaults_to_the_runs_own_data(run_dir, tmp_path, capsys):
+    """Issue 12.3: without --data, encode used the 8x8 natural patches whatever the run was trained on
+    (here 4x4 patches: it exited 2 with 'n_visible=16'). Now it is the run's recorded data spec."""
+    out = tmp_path / "own.npy"
+    assert main(["encode", str(run_dir), "--out", str(out)]) == 0
+    assert np.load(out).shape == (120, 5)  # the run's 120 4x4 patches
+    ref = tmp_path / "ref.npy"
+    assert main(["encode", str(run_dir), "--data", "natural", "--patch-size", "4", "--n-patches", "120",
+                 "--out", str(ref)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(ref))
+    # from the checkpoint file too, and a flag overrides one field of the recorded spec
+    assert main(["encode", str(run_dir / ckpt.CHECKPOINT_NAME), "--n-patches", "7", "--out", str(out)]) == 0
+    assert np.load(out).shape == (7, 5)
+    # a params file away from its run directory records no data: say so (exit 2)
+    import shutil
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run_dir / ckpt.PARAMS_NAME, lone / ckpt.PARAMS_NAME)
+    _bad(["encode", str(lone / ckpt.PARAMS_NAME), "--out", str(tmp_path / "x.npy")], capsys, "--data")
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_train_on_non_square_data_skips_filters_with_a_note_or_draws_them_with_patch_shape(tmp_path, capsys):
+    """Issue 12.2: 50 features trained, wrote params, then exited 2 ('pass patch_shape', no such flag)
+    without training_curve.png. Now exit 0 with a note, or filters drawn with --patch-shape 5x10;
+    a --patch-shape that does not fit is refused before any work (config of test_training's NONSQUARE)."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "own50.npy", np.clip(rng.uniform(0.1, 0.9, (40, 1)) + 0.2 * rng.standard_normal((40, 50)),
+                                            0.1, 0.9))
+    args = ["--data", str(tmp_path / "own50.npy"), "--n-hidden", "3", "--steps", "4", "--chunk", "4",
+            "--checkpoint-every", "4", "--no-progress"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    cap = capsys.readouterr()
+    assert "note: filters.png not drawn: n_visible=50 is not a square" in cap.err and "--patch-shape" in cap.err
+    assert "filters.png" not in cap.out.splitlines()[-1]
+    assert {"params.safetensors", "training_curve.png"} <= set(os.listdir(tmp_path / "a"))
+    assert "filters.png" not in os.listdir(tmp_path / "a")
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "--patch-shape", "5x10"]) == 0
+    assert "filters.png" in os.listdir(tmp_path / "b") and "note:" not in capsys.readouterr().err
+    _bad(["train", "--out", str(tmp_path / "c"), *args, "--patch-shape", "7x7"], capsys, "n_visible=50")
+    _bad(["train", "--out", str(tmp_path / "c"), *args, "--patch-shape", "5by10"], capsys, "ROWSxCOLS")
+    assert not (tmp_path / "c").exists()
+    # visualize takes the same spelling (and still ROWS COLS)
+    assert main(["visualize", str(tmp_path / "a"), "--patch-shape", "10x5"]) == 0
+    assert main(["visualize", str(tmp_path / "a"), "--patch-shape", "10", "5"]) == 0
+    _bad(["visualize", str(tmp_path / "a")], capsys, "--patch-shape ROWSxCOLS")
+
+
+def test_evaluate_prints_diagnostics_and_draws_them(run_dir, tmp_path, capsys):
+    png = tmp_path / "e.png"
+    assert main(["evaluate", str(run_dir), "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "on natural" in out and "dead units" in out and "saturated units" in out and "e_i median" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    np.save(tmp_path / "w.npy", np.full((3, 7), 0.5))
+    _bad(["evaluate", str(run_dir), "--data", str(tmp_path / "w.npy"), "--out", str(tmp_path / "f.png")], capsys,
+         "n_visible=16")
+    _bad(["evaluate", str(run_dir), "--out", str(tmp_path / "f.jpg")], capsys, ".png")
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_train_with_validation_split_then_evaluate_both_parts(tmp_path, capsys):
+    """--validation-fraction: val_* metrics per chunk; evaluate shows training and held-out rows."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "own50.npy", np.clip(rng.uniform(0.1, 0.9, (40, 1)) + 0.2 * rng.standard_normal((40, 50)),
+                                            0.1, 0.9))
+    d = tmp_path / "v"
+    assert main(["train", "--out", str(d), "--data", str(tmp_path / "own50.npy"), "--n-hidden", "3", "--steps", "4",
+                 "--chunk", "4", "--checkpoint-every", "4", "--no-progress", "--validation-fraction", "0.25",
+                 "--patch-shape", "5x10"]) == 0
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert all("val_reconstruction" in r and "dead_fraction" in r for r in rows)
+    assert json.loads((d / "config.json").read_text())["n_validation"] == 10
+    capsys.readouterr()
+    assert main(["evaluate", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "training rows" in out and "held out" in out and "30" in out and "10" in out
+    assert (d / "evaluation.png").exists()
+
+
 def test_help_has_examples(capsys):
-    for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"]):
+    for argv in (["--help"], ["train", "--help"], ["visualize", "--help"], ["encode", "--help"], ["evaluate", "--help"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0

@@ -59,3 +59,42 @@ def test_unknown_output_layer():
     p, x = random_problem(3, 2, 2, 2)
     with pytest.raises(ValueError, match="output must be one of"):
         sae.forward(p, x, output="relu")
+
+
+@pytest.mark.parametrize("fn", ["encode", "forward", "reconstruct", "decode"])
+def test_one_dtype_rule_and_clear_errors(fn):
+    """Issue 12.5: encode silently accepted float64 data with float32 params, a list raised a raw
+    TypeError, a wrong width a dot_general error. The rule of every math function: data in the
+    parameters' dtype, never converted; anything else is one InputError naming both."""
+    p, x = random_problem(4, 3, 5, 2, dtype=jnp.float32)
+    call = (lambda p, a: sae.decode(p, a)) if fn == "decode" else getattr(sae, fn)
+    arg, name, width = (sae.encode(p, x), "a2", 2) if fn == "decode" else (x, "x", 5)
+    call(p, arg)  # float32 with float32: fine
+    jax.jit(call)(p, arg)
+    with pytest.raises(sae.InputError, match=rf"{name} must have the same dtype as params \(float32\), got float64"):
+        call(p, np.asarray(arg, np.float64))
+    with pytest.raises(sae.InputError, match=rf"{name} must be an array of shape \(m, {width}\) in params' dtype "
+                       rf"\(float32\), got list; convert it with jnp.asarray"):
+        call(p, np.asarray(arg).tolist())
+    with pytest.raises(sae.InputError, match=rf"must have shape \(m, {width}\) or \({width},\) to match params"):
+        call(p, jnp.zeros((3, width + 1), jnp.float32))
+    with pytest.raises(sae.InputError, match="must have the same dtype"):  # checked under jit too (static)
+        jax.jit(call)(p, np.asarray(arg, np.float64))
+
+
+def test_load_dataset_in_the_params_dtype_feeds_cost(tmp_path):
+    """Issue 12.5: load_dataset returned float64 and init_params float32, so cost(p, load_dataset(...))
+    raised. The error names both dtypes and the fix, and load_dataset(dtype=) is that fix."""
+    from sae_jax.data import load_dataset
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (6, 5)))
+    p, _ = random_problem(5, 1, 5, 2, dtype=jnp.float32)
+    hp = dict(lam=1e-4, beta=3.0, rho=0.1)
+    with pytest.raises(sae.InputError, match=r"same dtype as params \(float32\), got float64.*load_dataset\(\.\.\., "
+                       r"dtype='float32'\)"):
+        sae.cost(p, load_dataset(tmp_path / "x.npy"), **hp)
+    x32 = load_dataset(tmp_path / "x.npy", dtype=p.W1.dtype)
+    assert x32.dtype == np.float32 and np.isfinite(float(sae.cost(p, x32, **hp)))
+    assert sae.encode(p, x32).dtype == jnp.float32
+    with pytest.raises(sae.InputError, match="dtype must be a floating dtype"):
+        load_dataset(tmp_path / "x.npy", dtype="int32")

@@ -5,7 +5,7 @@ import pytest
 
 import sae_jax as sae
 from sae_jax.cli import main
-from sae_jax.gradcheck import format_table, gradcheck, relative_error
+from sae_jax.gradcheck import FD_TOL, GradcheckRow, default_step, format_table, gradcheck, relative_error, row_passes
 from helpers import random_problem
 
 
@@ -18,7 +18,9 @@ def test_gradcheck_rows_and_table():
     for r in rows:
         assert r.manual_vs_autodiff <= 1e-12
         if r.array != "cost":
-            assert r.manual_vs_fd <= 1e-7 and r.autodiff_vs_fd <= 1e-7
+            assert r.manual_vs_fd <= FD_TOL and r.autodiff_vs_fd <= FD_TOL
+            assert 0 < r.fd_floor < 1e-8
+        assert row_passes(r)
     table = format_table(rows)
     assert "manual vs jax.grad" in table and "W1" in table and "3x4" in table
 
@@ -69,3 +71,62 @@ def test_cli_gradcheck_bad_input_exit_2(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
+
+
+def test_cli_gradcheck_defaults_pass():
+    """Issue 12.1: `sae-jax gradcheck` with no arguments (UFLDL sizes, natural patches, one CPU device)
+    failed with W2 manual vs FD 2.3e-7 > 1e-7: the error was divided by a directional derivative a
+    random direction made ~1e-4. Run the command itself, as a user does, in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, "-m", "sae_jax", "gradcheck"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS" in r.stdout and "n_visible=64 n_hidden=25 m=10000" in r.stdout and "FAIL" not in r.stdout
+
+
+def test_fd_error_is_relative_to_the_gradient_norm_not_the_directional_derivative():
+    """A direction almost orthogonal to the gradient: the directional derivative is ~0, so the old
+    |D_h - <g, v>| / |<g, v>| was rounding noise over ~0; scaled by ||g|| it stays at the floor."""
+    import sae_jax.gradcheck as gc
+
+    p, x = random_problem(3, 20, 4, 3)
+    g = sae.cost_and_grad(p, x, lam=1e-3, beta=3.0, rho=0.1)[1].W1
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(g.shape)
+    v = v - np.vdot(v, g) / np.vdot(g, g) * np.asarray(g)  # orthogonal to dJ/dW1
+    assert abs(np.vdot(v, g)) < 1e-12 * np.linalg.norm(v) * np.linalg.norm(g)
+
+    # gradcheck draws its directions with jax.random.normal: hand it ours for W1 (the first array)
+    orig = jax.random.normal
+    calls = []
+
+    def normal(key, shape, dtype=jnp.float64):
+        calls.append(shape)
+        if len(calls) == 1:
+            return jnp.asarray(np.broadcast_to(v, shape), dtype)
+        return orig(key, shape, dtype)
+
+    try:
+        jax.random.normal = normal
+        rows = gc.gradcheck(p, x, lam=1e-3, beta=3.0, rho=0.1, n_directions=1, devices=[jax.devices()[0]])
+    finally:
+        jax.random.normal = orig
+    w1 = next(r for r in rows if r.array == "W1")
+    assert w1.manual_vs_fd <= FD_TOL and row_passes(w1)
+
+
+def test_default_step_and_row_verdicts():
+    assert default_step(jnp.float64) == pytest.approx(np.finfo(np.float64).eps ** 0.2)  # 7.4e-4
+    ok = GradcheckRow("cpu", "W1", (2, 2), 1e-15, 1e-9, 1e-9, 1e-12)
+    assert row_passes(ok)
+    assert not row_passes(ok._replace(manual_vs_fd=1e-4))
+    assert row_passes(ok._replace(manual_vs_fd=5e-8, fd_floor=1e-8))  # within 10x the rounding floor
+    assert not row_passes(ok._replace(manual_vs_autodiff=1e-6))
+    assert "FAIL" in format_table([ok._replace(manual_vs_fd=1e-4)])
+    with pytest.raises(sae.InputError, match="step"):
+        gradcheck(*random_problem(4, 3, 2, 2), lam=0.0, beta=1.0, rho=0.1, step=0.0)

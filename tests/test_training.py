@@ -446,3 +446,60 @@ def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(
     assert ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)[1]["step"] == 30
     with pytest.raises(InputError, match=r"cost at the checkpoint in .* \(step 30\) is not finite in float32.*cannot be continued"):
         train(X_LIN, DIVERGING, run_dir=tmp_path, resume=True, pictures=False)
+
+
+# Non-square data (issue 12.2): its own small config (chunk 4), so the shared LBFGS runner's
+# compile count above is untouched; tests/test_cli.py reuses it.
+NONSQUARE = TrainConfig(n_hidden=3, steps=4, chunk=4, checkpoint_every=4)
+
+
+def test_non_square_data_trains_and_the_result_is_never_lost(tmp_path, monkeypatch):
+    """50 features: training used to finish, write params, then raise 'n_visible=50 is not a square'
+    from the picture, losing the TrainResult. Now filters.png is skipped with a warning (or drawn
+    with patch_shape), and a bad patch_shape is refused before any work."""
+    x = _data(m=40, n=50)
+    with pytest.warns(UserWarning, match="filters.png not drawn: n_visible=50 is not a square"):
+        r = train(x, NONSQUARE, run_dir=tmp_path / "a")
+    assert r.params.W1.shape == (3, 50) and r.metrics[-1]["step"] == 4
+    assert (tmp_path / "a" / "params.safetensors").exists() and (tmp_path / "a" / "training_curve.png").exists()
+    assert not (tmp_path / "a" / "filters.png").exists()
+
+    r2 = train(x, NONSQUARE, run_dir=tmp_path / "b", patch_shape=(5, 10))
+    assert (tmp_path / "b" / "filters.png").read_bytes()[:4] == b"\x89PNG"
+    _assert_tree_equal(r.params, r2.params)
+
+    with pytest.raises(InputError, match=r"patch_shape must be \(rows, cols\) with rows\*cols == n_visible=50"):
+        train(x, NONSQUARE, run_dir=tmp_path / "c", patch_shape=(7, 7))
+    assert not (tmp_path / "c").exists()
+
+    # any other failure to draw (here: the plotting itself) is a warning too, never fatal
+    from sae_jax import display
+
+    def broken(*a, **k):
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(display, "save_training_curve_png", broken)
+    with pytest.warns(UserWarning, match="training_curve.png not drawn: RuntimeError: no backend"):
+        r3 = train(x, NONSQUARE, run_dir=tmp_path / "d", patch_shape=(10, 5))
+    assert r3.metrics[-1]["step"] == 4 and not any(p.name.startswith(".") for p in (tmp_path / "d").iterdir())
+
+
+def test_validation_split_rows_are_held_out_and_logged(tmp_path):
+    """validation_fraction: training sees only the training rows (same result as training on them
+    alone), every metrics row has the held-out val_* diagnostics, and the split is the seed's."""
+    from sae_jax.metrics import split_validation
+
+    x = _data(m=40, n=50)
+    cfg = dataclasses.replace(NONSQUARE, validation_fraction=0.25)
+    r = train(x, cfg, patch_shape=(5, 10))
+    idx_train, idx_val = split_validation(40, 0.25, cfg.seed)
+    assert len(idx_val) == 10
+    alone = train(x[idx_train], NONSQUARE)
+    _assert_tree_close(r.params, alone.params, 1e-12)
+    for row in r.metrics:
+        assert {"val_cost", "val_reconstruction", "val_mse", "val_dead_fraction", "val_saturated_fraction",
+                "val_recon_error_q50", "dead_fraction", "saturated_fraction", "recon_error_q90"} <= set(row)
+    assert r.metrics[-1]["reconstruction"] == pytest.approx(alone.metrics[-1]["reconstruction"], rel=1e-10)
+    assert r.metrics[-1]["val_reconstruction"] != r.metrics[-1]["reconstruction"]
+    with pytest.raises(InputError, match="validation_fraction must be in"):
+        train(x, dataclasses.replace(NONSQUARE, validation_fraction=1.0))
