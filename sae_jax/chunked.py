@@ -484,7 +484,7 @@ def _place(params: Params, mesh) -> Params:
 def _check(params, *, lam, beta, rho, output):
     validate.check_output(output)
     validate.check_params(params)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
 
 
 def _empty(m):

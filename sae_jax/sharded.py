@@ -182,7 +182,7 @@ def shard_batch(
 def _check(params, batch, *, lam, beta, rho, output):
     validate.check_output(output)
     validate.check_params(params)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
     if not isinstance(batch, ShardedBatch):
         raise InputError(f"batch must be a ShardedBatch from shard_batch(x, mesh), got {type(batch).__name__}")
     n = params.W1.shape[1]
@@ -335,7 +335,7 @@ def make_sharded_value_and_grad(
     if method not in ("shard_map", "jit"):
         raise InputError(f"method must be 'shard_map' or 'jit', got {method!r}")
     validate.check_output(output)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=np.asarray(x).dtype)
     batch = shard_batch(x, mesh, output=output, process_local=process_local)
 
     def value_and_grad(params: Params) -> tuple[jax.Array, Params]:

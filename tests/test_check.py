@@ -202,9 +202,12 @@ def test_catalogue_correct_variant_equals_sae_jax():
     for p in probes():
         J, g = variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output)
         r = reference(p.name)
-        assert abs(J - r.cost) <= 1e-12 * abs(r.cost)
+        # 1e-10, not 1e-12: the probes' always-on unit has 1 - rho_hat ~ 1e-4, which the NumPy
+        # transcription forms as 1 - mean(a) (losing ~4 digits, ~2e-12 relative) while sae-jax
+        # evaluates it as mean f(-z) (exact; tests/test_saturation.py holds it to mpmath).
+        assert abs(J - r.cost) <= 1e-10 * abs(r.cost)
         for a, b in zip(g, r.grads):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.max(np.abs(b)))
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.max(np.abs(b)))
         assert 1e-7 < r.rho_hat.min() and r.rho_hat.max() < 1 - 1e-7  # the plain formula's regime
 
 

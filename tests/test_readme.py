@@ -36,6 +36,7 @@ KINDS = {
     "chunked": "chunked.chunked_cost_and_grad(",
     "devices": "sharded.shard_batch(",
     "hosts": "jax.distributed.initialize(",
+    "check": 'from sae_jax.check import check',  # run as written by tests/test_check.py
 }
 # Default (fast) run: exact replacements, each of which must occur in its block.
 FAST = {
