@@ -87,6 +87,8 @@ __all__ = [
     "StepOutput",
     "TrainResult",
     "TrainingDiverged",
+    "Hyperparams",
+    "hyperparams",
     "validate_config",
     "make_value_and_grad",
     "value_fn_from",
