@@ -129,6 +129,15 @@ def markdown(res: dict) -> str:
             f"(compile+first run {sw['sequential_first_call_s']:.1f} s / {sw['vmapped_first_call_s']:.1f} s; "
             f"final costs agree to {sw.get('final_cost_max_rel_diff', float('nan')):.1e} relative).", "",
         ]
+    ts = res.get("train_sweep")
+    if ts:
+        lines += [
+            f"`sae_jax.sweep` (the trainer vmapped over K = {ts['k']} settings) against {ts['k']} sequential "
+            f"`train()` calls, {ts['steps']} {ts['optimizer']} steps at ({ts['n_visible']}, {ts['n_hidden']}, "
+            f"{ts['m']}), {ts['dtype']}: sequential {ts['sequential_median_s']:.2f} s, sweep "
+            f"{ts['sweep_median_s']:.2f} s: **{ts['speedup_median']:.2f}×** (compile {ts['sequential_compile_s']:.1f} s "
+            f"once / {ts['sweep_compile_s']:.1f} s; final costs agree to {ts['final_cost_max_rel_diff']:.1e} relative).", "",
+        ]
     e2e = res.get("e2e")
     if e2e:
         lines += ["## UFLDL exercise end to end", "",

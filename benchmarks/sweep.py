@@ -100,3 +100,74 @@ def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.2, dtype=jnp.floa
         f"final costs agree to {out['final_cost_max_rel_diff']:.1e} relative)"
     )
     return out
+
+
+def bench_train_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, optimizer="lbfgs", dtype="float64",
+                      reps=3, log=print) -> dict:
+    """``sae_jax.sweep.sweep`` of K settings against K sequential ``sae_jax.train`` calls.
+
+    The trainer itself on both sides (full-batch L-BFGS by default, in memory, no pictures): the
+    grid is :func:`settings`' β × ρ (λ = 1e-4) on the exercise's data (whitened natural patches
+    when ``n`` is a square, else uniform in [0.1, 0.9]). λ, β, ρ are traced in the compiled
+    runner, so the sequential side compiles once too (its first call), and the sweep compiles
+    its vmapped runner once. Timed: interleaved repetitions after one untimed call each
+    (compile and first run reported apart); medians and the median of the paired ratios.
+    """
+    import dataclasses
+
+    from sae_jax.sweep import sweep
+    from sae_jax.training import TrainConfig, train
+
+    side = int(round(n**0.5))
+    if side * side == n:
+        from sae_jax.data import natural_image_patches
+
+        x = natural_image_patches(m, side, seed=0)
+    else:
+        x = np.random.default_rng(1).uniform(0.1, 0.9, (m, n))
+    grid = [{"lam": 1e-4, "beta": float(b), "rho": float(r)} for b, r in zip(*(np.asarray(a) for a in settings(k)[1:]))]
+    cfg = TrainConfig(n_hidden=h, optimizer=optimizer, steps=steps, dtype=dtype, batch_size=min(128, m))
+
+    def sequential():
+        return [train(x, dataclasses.replace(cfg, **s), pictures=False) for s in grid]
+
+    def swept():
+        return sweep(x, cfg, grid, pictures=False)
+
+    t0 = time.perf_counter()
+    seq = sequential()
+    first_seq = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sw = swept()
+    first_sw = time.perf_counter() - t0
+    ts, tv = [], []
+    for r in range(reps):
+        for name in (("seq", "vm") if r % 2 == 0 else ("vm", "seq")):
+            t0 = time.perf_counter()
+            sequential() if name == "seq" else swept()
+            (ts if name == "seq" else tv).append(time.perf_counter() - t0)
+    J_seq = np.asarray([r.metrics[-1]["cost"] for r in seq])
+    J_sw = np.asarray([s["cost"] for s in sw.summary])
+    ratios = np.asarray(ts) / np.asarray(tv)
+    out = {
+        "n_visible": n, "n_hidden": h, "m": m, "k": k, "steps": steps, "optimizer": optimizer, "dtype": dtype,
+        "sequential_median_s": float(np.median(ts)),
+        "sweep_median_s": float(np.median(tv)),
+        "sequential_times_s": ts,
+        "sweep_times_s": tv,
+        "sequential_first_call_s": first_seq,
+        "sweep_first_call_s": first_sw,
+        "sequential_compile_s": float(seq[0].compile_s),
+        "sequential_compile_s_later_calls": float(sum(r.compile_s for r in seq[1:])),
+        "sweep_compile_s": float(sw.compile_s),
+        "speedup_median": float(np.median(ratios)),
+        "final_cost_max_rel_diff": float(np.max(np.abs(J_seq - J_sw) / np.abs(J_seq))),
+    }
+    log(
+        f"train sweep K={k} x {steps} {optimizer} steps at (n={n}, h={h}, m={m}) {dtype}: {k} sequential "
+        f"train() {out['sequential_median_s']:.2f} s, one sweep() {out['sweep_median_s']:.2f} s, ratio "
+        f"x{out['speedup_median']:.2f} (first calls {first_seq:.1f} s / {first_sw:.1f} s, compile "
+        f"{out['sequential_compile_s']:.1f} s / {out['sweep_compile_s']:.1f} s; final costs agree to "
+        f"{out['final_cost_max_rel_diff']:.1e} relative)"
+    )
+    return out
