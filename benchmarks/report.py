@@ -132,11 +132,11 @@ def markdown(res: dict) -> str:
     ts = res.get("train_sweep")
     if ts:
         lines += [
-            f"`sae_jax.sweep` (the trainer vmapped over K = {ts['k']} settings) against {ts['k']} sequential "
-            f"`train()` calls, {ts['steps']} {ts['optimizer']} steps at ({ts['n_visible']}, {ts['n_hidden']}, "
-            f"{ts['m']}), {ts['dtype']}: sequential {ts['sequential_median_s']:.2f} s, sweep "
-            f"{ts['sweep_median_s']:.2f} s: **{ts['speedup_median']:.2f}×** (compile {ts['sequential_compile_s']:.1f} s "
-            f"once / {ts['sweep_compile_s']:.1f} s; final costs agree to {ts['final_cost_max_rel_diff']:.1e} relative).", "",
+            f"`sae_jax.sweep` (the trainer over K = {ts['k']} settings in one compiled program) against {ts['k']} "
+            f"sequential `train()` calls, {ts['steps']} {ts['optimizer']} steps at ({ts['n_visible']}, {ts['n_hidden']}, "
+            f"{ts['m']}), {ts['dtype']}: sequential {ts['sequential_median_s']:.2f} s (compile {ts['sequential_compile_s']:.1f} s once); "
+            + "; ".join(f"`batching={b!r}` {o['median_s']:.2f} s: **{o['speedup_median']:.2f}×** (compile {o['compile_s']:.1f} s, "
+                        f"final costs within {o['final_cost_max_rel_diff']:.1e})" for b, o in ts["sweeps"].items()) + ".", "",
         ]
     e2e = res.get("e2e")
     if e2e:

@@ -103,15 +103,16 @@ def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.2, dtype=jnp.floa
 
 
 def bench_train_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, optimizer="lbfgs", dtype="float64",
-                      reps=3, log=print) -> dict:
+                      batchings=("map", "vmap"), reps=3, log=print) -> dict:
     """``sae_jax.sweep.sweep`` of K settings against K sequential ``sae_jax.train`` calls.
 
     The trainer itself on both sides (full-batch L-BFGS by default, in memory, no pictures): the
     grid is :func:`settings`' β × ρ (λ = 1e-4) on the exercise's data (whitened natural patches
     when ``n`` is a square, else uniform in [0.1, 0.9]). λ, β, ρ are traced in the compiled
-    runner, so the sequential side compiles once too (its first call), and the sweep compiles
-    its vmapped runner once. Timed: interleaved repetitions after one untimed call each
-    (compile and first run reported apart); medians and the median of the paired ratios.
+    runner, so the sequential side compiles once too (its first call), and each sweep mode
+    (``batching="map"``: ``lax.map`` over the settings; ``"vmap"``) compiles its runner once.
+    Timed: interleaved repetitions after one untimed call each (compile and first run
+    reported apart); medians and the medians of the paired ratios sequential / sweep.
     """
     import dataclasses
 
@@ -131,43 +132,52 @@ def bench_train_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, optimizer="lbfgs
     def sequential():
         return [train(x, dataclasses.replace(cfg, **s), pictures=False) for s in grid]
 
-    def swept():
-        return sweep(x, cfg, grid, pictures=False)
-
-    t0 = time.perf_counter()
-    seq = sequential()
-    first_seq = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sw = swept()
-    first_sw = time.perf_counter() - t0
-    ts, tv = [], []
+    runs = {"sequential": sequential}
+    for b in batchings:
+        runs[b] = functools.partial(sweep, x, cfg, grid, pictures=False, batching=b)
+    first, results = {}, {}
+    for name, f in runs.items():
+        t0 = time.perf_counter()
+        results[name] = f()
+        first[name] = time.perf_counter() - t0
+    times = {name: [] for name in runs}
+    names = list(runs)
     for r in range(reps):
-        for name in (("seq", "vm") if r % 2 == 0 else ("vm", "seq")):
+        for name in (names if r % 2 == 0 else names[::-1]):
             t0 = time.perf_counter()
-            sequential() if name == "seq" else swept()
-            (ts if name == "seq" else tv).append(time.perf_counter() - t0)
+            runs[name]()
+            times[name].append(time.perf_counter() - t0)
+    seq = results["sequential"]
     J_seq = np.asarray([r.metrics[-1]["cost"] for r in seq])
-    J_sw = np.asarray([s["cost"] for s in sw.summary])
-    ratios = np.asarray(ts) / np.asarray(tv)
     out = {
         "n_visible": n, "n_hidden": h, "m": m, "k": k, "steps": steps, "optimizer": optimizer, "dtype": dtype,
-        "sequential_median_s": float(np.median(ts)),
-        "sweep_median_s": float(np.median(tv)),
-        "sequential_times_s": ts,
-        "sweep_times_s": tv,
-        "sequential_first_call_s": first_seq,
-        "sweep_first_call_s": first_sw,
+        "reps": reps,
+        "sequential_median_s": float(np.median(times["sequential"])),
+        "sequential_times_s": times["sequential"],
+        "sequential_first_call_s": first["sequential"],
         "sequential_compile_s": float(seq[0].compile_s),
         "sequential_compile_s_later_calls": float(sum(r.compile_s for r in seq[1:])),
-        "sweep_compile_s": float(sw.compile_s),
-        "speedup_median": float(np.median(ratios)),
-        "final_cost_max_rel_diff": float(np.max(np.abs(J_seq - J_sw) / np.abs(J_seq))),
+        "sweeps": {},
     }
+    parts = []
+    for b in batchings:
+        sw = results[b]
+        J_sw = np.asarray([s["cost"] for s in sw.summary])
+        ratios = np.asarray(times["sequential"]) / np.asarray(times[b])
+        out["sweeps"][b] = {
+            "median_s": float(np.median(times[b])),
+            "times_s": times[b],
+            "first_call_s": first[b],
+            "compile_s": float(sw.compile_s),
+            "speedup_median": float(np.median(ratios)),
+            "final_cost_max_rel_diff": float(np.max(np.abs(J_seq - J_sw) / np.abs(J_seq))),
+        }
+        o = out["sweeps"][b]
+        parts.append(f"sweep {b} {o['median_s']:.2f} s (x{o['speedup_median']:.2f}, compile {o['compile_s']:.1f} s, "
+                     f"final costs within {o['final_cost_max_rel_diff']:.1e})")
     log(
         f"train sweep K={k} x {steps} {optimizer} steps at (n={n}, h={h}, m={m}) {dtype}: {k} sequential "
-        f"train() {out['sequential_median_s']:.2f} s, one sweep() {out['sweep_median_s']:.2f} s, ratio "
-        f"x{out['speedup_median']:.2f} (first calls {first_seq:.1f} s / {first_sw:.1f} s, compile "
-        f"{out['sequential_compile_s']:.1f} s / {out['sweep_compile_s']:.1f} s; final costs agree to "
-        f"{out['final_cost_max_rel_diff']:.1e} relative)"
+        f"train() {out['sequential_median_s']:.2f} s (compile {out['sequential_compile_s']:.1f} s once); "
+        + "; ".join(parts)
     )
     return out

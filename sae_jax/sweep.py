@@ -62,6 +62,7 @@ from .cost import _cost_terms
 from .params import Params
 from .training import (
     _CAUSES,
+    SWEEP_BATCHING,
     Hyperparams,
     TrainConfig,
     TrainState,
@@ -96,8 +97,9 @@ class SweepResult(NamedTuple):
     summary: list  # per setting, the final row with its λ, β, ρ, Σ KL and divergence (summary.csv)
     config: TrainConfig
     out_dir: Path | None
-    compile_s: float  # seconds compiling the vmapped runner (0 if cached)
+    compile_s: float  # seconds compiling the sweep's runner (0 if cached)
     train_s: float  # seconds in the training loop, excluding compilation
+    batching: str  # "vmap" or "map": how the compiled program ran the settings
 
     def params_at(self, k: int) -> Params:
         """Setting ``k``'s parameters (a plain :class:`~sae_jax.Params`)."""
@@ -239,6 +241,7 @@ def sweep(
     data_spec=None,
     progress: Callable[[dict], None] | None = None,
     pictures: bool = True,
+    batching: str = "auto",
 ) -> SweepResult:
     r"""Train every (β, ρ, λ) setting of ``grid`` in one compiled, vmapped run.
 
@@ -255,6 +258,13 @@ def sweep(
       data_spec: a :class:`sae_jax.data.DataSpec` (or dict) recorded with the sweep.
       progress: called after every chunk with ``{"step", "steps", "settings", "elapsed_s"}``.
       pictures: write ``tradeoff.png`` and each setting's ``filters.png`` (needs matplotlib).
+      batching: how the one compiled program runs the settings: ``"vmap"`` (all at once, one
+        wide program: for GPUs/TPUs, where one small setting leaves the device idle),
+        ``"map"`` (``lax.map``: one after another inside the program; on a CPU a single
+        setting already keeps the cores busy and vmap's K-fold arrays fall out of cache:
+        measured 4x slower than ``"map"`` for 16 exercise-size L-BFGS settings on 2 cores,
+        ``benchmarks/NOTES.md``), or ``"auto"`` (default: ``"map"`` on CPU, else ``"vmap"``).
+        Both compile once and agree with single runs.
 
     Returns:
       :class:`SweepResult`; ``result.params_at(k)`` is setting ``k``'s :class:`~sae_jax.Params`.
@@ -273,6 +283,10 @@ def sweep(
     """
     config = TrainConfig() if config is None else config
     validate_config(config)
+    if batching not in ("auto", *SWEEP_BATCHING):
+        raise InputError(f"batching must be one of {('auto', *SWEEP_BATCHING)}, got {batching!r}")
+    if batching == "auto":
+        batching = "map" if jax.default_backend() == "cpu" else "vmap"
     settings = grid_settings(grid, config)
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None and (out_dir / SWEEP_JSON).exists():
@@ -310,7 +324,7 @@ def sweep(
     )
 
     t0 = time.perf_counter()
-    runner = _runner_for(config, None, vmapped=True)
+    runner = _runner_for(config, None, batching=batching)
     jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
     compile_s = time.perf_counter() - t0
 
@@ -341,7 +355,8 @@ def sweep(
         with np.errstate(all="ignore"):
             batch_costs = np.nanmean(np.asarray(values[:, :n], np.float64), axis=1)
         log_rows(state, [
-            {"batch_cost": float(batch_costs[k]), "step_time_s": dt / n, "elapsed_s": train_s} for k in range(K)
+            {"batch_cost": float(batch_costs[k]) if np.isfinite(batch_costs[k]) else None,
+             "step_time_s": dt / n, "elapsed_s": train_s} for k in range(K)
         ])
         if progress is not None:
             progress({"step": step, "steps": config.steps, "settings": K, "elapsed_s": train_s})
@@ -358,8 +373,8 @@ def sweep(
         })
     if out_dir is not None:
         _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
-               compile_s, train_s, pictures)
-    return SweepResult(settings, state.params, state, metrics, summary, config, out_dir, compile_s, train_s)
+               compile_s, train_s, pictures, batching)
+    return SweepResult(settings, state.params, state, metrics, summary, config, out_dir, compile_s, train_s, batching)
 
 
 def _json_grid(grid):
@@ -369,7 +384,7 @@ def _json_grid(grid):
 
 
 def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metrics, summary,
-           compile_s, train_s, pictures) -> None:
+           compile_s, train_s, pictures, batching) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     n_visible = int(x_np.shape[1])
     side = math.isqrt(n_visible)
@@ -418,6 +433,7 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
         "n_samples": int(x_np.shape[0]),
         "data_sha256": ckpt.data_sha256(x_np),
         "sae_jax_version": _version(),
+        "batching": batching,
         "compile_s": compile_s,
         "train_s": train_s,
         "notes": notes,

@@ -491,7 +491,10 @@ def hyperparams(config: TrainConfig, dtype=None) -> Hyperparams:
     return Hyperparams(*(jnp.asarray(getattr(config, k), dtype) for k in Hyperparams._fields))
 
 
-def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *, vmapped: bool = False) -> Callable:
+SWEEP_BATCHING = ("vmap", "map")
+
+
+def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *, batching: str | None = None) -> Callable:
     """``run(state, x, n, hp) -> (state, values, bad_step, cause, bad_value)``: ≤ ``config.chunk`` steps, jitted.
 
     ``value_and_grad_for(hp)`` builds the objective from the traced :class:`Hyperparams`
@@ -508,15 +511,22 @@ def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *
     in float64 (``benchmarks/NOTES.md``). Training is deterministic, so replaying the few steps
     after a failure is exact and costs nothing on the normal path.
 
-    ``vmapped=True``: the same loop ``jax.vmap``-ed over a leading settings axis of ``hp``, of
-    the parameters, the optimizer state and ρ̂'s running estimate (``state.step`` and
-    ``state.key`` are shared, so every setting sees the same minibatches). Then the loop runs
-    all ``n`` steps; a setting whose step is non-finite is frozen at its last good state (a
-    per-setting select: the loop cannot stop for one setting), and ``bad_step`` etc. are per
-    setting. The line search's cached objective is filled once per chunk
-    (:func:`_prime_cache`) rather than tested every step (a ``cond`` on a batched predicate
-    evaluates both branches).
+    ``batching="vmap"`` or ``"map"`` (sweeps): the same loop over a leading settings axis of
+    ``hp``, of the parameters, the optimizer state and ρ̂'s running estimate (``state.step``
+    and ``state.key`` are shared, so every setting sees the same minibatches), by ``jax.vmap``
+    (all settings at once: one wide program, for accelerators) or ``lax.map`` (one setting
+    after another inside the one compiled program: on a CPU a single setting already keeps
+    the cores busy, and vmap's batched arrays fall out of cache; ``benchmarks/NOTES.md``).
+    ``bad_step`` etc. are then per setting, and a setting whose step is non-finite keeps its
+    last good parameters. ``"map"`` runs each setting's loop exactly as a single run (it stops
+    at the bad step; its optimizer state is left as the bad step made it, so later chunks stop
+    it again at once). ``"vmap"`` cannot stop one setting's loop: all run ``n`` steps and a
+    setting is frozen at its last good state by a per-setting select over the whole state; the
+    line search's cached objective is filled once per chunk (:func:`_prime_cache`) rather
+    than tested every step (a ``cond`` on a batched predicate evaluates both branches).
     """
+    vmapped = batching == "vmap"  # per-setting freeze by select, no early stop, cache primed per chunk
+    mapped = batching == "map"  # the plain loop per setting, handing back its last good params
     K = config.chunk
     full_batch = config.full_batch
     B = config.batch_size
@@ -539,14 +549,15 @@ def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *
         carry = (
             jnp.zeros((), jnp.int32), state, perm0, jnp.full((K,), jnp.nan, dtype),
             jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32), jnp.full((), jnp.nan, dtype),
+            (state.params, state.rho_ema) if mapped else None,
         )
 
         def cond(c):
-            i, _, _, _, bad, _, _ = c
+            i, _, _, _, bad, _, _, _ = c
             return i < n if vmapped else (i < n) & (bad < 0)
 
         def body(c):
-            i, st, perm, values, bad, cause, bad_value = c
+            i, st, perm, values, bad, cause, bad_value, prev = c
             if full_batch:
                 xb = x
             else:
@@ -564,6 +575,8 @@ def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *
             values = values.at[i].set(out.value)
             code = jnp.where(~value_ok, 1, jnp.where(~out.grads_finite, 2, jnp.where(~params_ok, 3, 0)))
             first_bad = ~ok & (bad < 0)
+            if mapped:
+                prev = (st.params, st.rho_ema)
             if vmapped:  # freeze this setting at its last good state; step and key stay shared
                 frozen = ~ok | (bad >= 0)
                 st_next = st_next._replace(**{
@@ -573,15 +586,34 @@ def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *
             bad = jnp.where(first_bad, st.step, bad)
             cause = jnp.where(first_bad, code.astype(jnp.int32), cause)
             bad_value = jnp.where(first_bad, out.value, bad_value)
-            return i + 1, st_next, perm, values, bad, cause, bad_value
+            return i + 1, st_next, perm, values, bad, cause, bad_value, prev
 
-        _, state, _, values, bad, cause, bad_value = lax.while_loop(cond, body, carry)
+        _, state, _, values, bad, cause, bad_value, prev = lax.while_loop(cond, body, carry)
+        if mapped:  # stopped right after a bad step: its input parameters are the last good ones
+            keep = bad >= 0
+            state = state._replace(**{
+                f: jax.tree.map(lambda old, new: jnp.where(keep, old, new), p, getattr(state, f))
+                for f, p in zip(("params", "rho_ema"), prev)
+            })
         return state, values, bad, cause, bad_value
 
-    if not vmapped:
+    if batching is None:
         return jax.jit(run)
-    axes = TrainState(params=0, opt_state=0, step=None, key=None, rho_ema=0 if ema else None)
-    return jax.jit(jax.vmap(run, in_axes=(axes, None, None, 0), out_axes=(axes, 0, 0, 0, 0)))
+    if batching == "vmap":
+        axes = TrainState(params=0, opt_state=0, step=None, key=None, rho_ema=0 if ema else None)
+        return jax.jit(jax.vmap(run, in_axes=(axes, None, None, 0), out_axes=(axes, 0, 0, 0, 0)))
+    _check_choice("batching", batching, SWEEP_BATCHING)
+
+    def run_map(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams):
+        def one(args):
+            params, opt_state, rho_ema, hp_k = args
+            st, values, bad, cause, bad_value = run(TrainState(params, opt_state, state.step, state.key, rho_ema), x, n, hp_k)
+            return (st.params, st.opt_state, st.rho_ema), values, bad, cause, bad_value
+
+        (params, opt_state, rho_ema), *rest = lax.map(one, (state.params, state.opt_state, state.rho_ema, hp))
+        return (TrainState(params, opt_state, state.step + n, state.key, rho_ema), *rest)
+
+    return jax.jit(run_map)
 
 
 def _run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int, hp: Hyperparams):
@@ -607,7 +639,7 @@ _RUNNER_CACHE: dict = {}
 _NOT_COMPILED = ("steps", "seed", "checkpoint_every", "dtype", "lam", "beta", "rho")
 
 
-def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None, *, vmapped: bool = False) -> Callable:
+def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None, *, batching: str | None = None) -> Callable:
     """A compiled chunk runner, shared between runs whose compiled code would be identical.
 
     λ, β and ρ are not part of the key: the runner takes them as traced :class:`Hyperparams`
@@ -618,7 +650,7 @@ def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None, *
         cfg = config.to_dict()
         for f in _NOT_COMPILED:
             cfg.pop(f)
-        key = (tuple(sorted(cfg.items())), vmapped)
+        key = (tuple(sorted(cfg.items())), batching)
         if key in _RUNNER_CACHE:
             return _RUNNER_CACHE[key]
 
@@ -631,7 +663,7 @@ def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None, *
         def value_and_grad_for(hp):
             return value_and_grad_fn
 
-    runner = _make_runner(value_and_grad_for, make_optimizer(config), config, vmapped=vmapped)
+    runner = _make_runner(value_and_grad_for, make_optimizer(config), config, batching=batching)
     if key is not None:
         _RUNNER_CACHE[key] = runner
     return runner

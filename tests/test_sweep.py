@@ -43,33 +43,38 @@ def _rel(a, b):
 
 
 def _assert_each_setting_is_its_own_run(r, base):
+    # "map" runs each setting's loop as the single run does: bit for bit the same on the CPU
+    rtol = 0.0 if r.batching == "map" and jax.default_backend() == "cpu" else SWEEP_RTOL
     for k, s in enumerate(r.settings):
         one = train(X, dataclasses.replace(base, **s))
         for name, got, want in zip(("W1", "b1", "W2", "b2"), r.params_at(k), one.params):
-            assert _rel(got, want) <= SWEEP_RTOL, (k, s, name, _rel(got, want))
+            assert _rel(got, want) <= rtol, (k, s, name, _rel(got, want))
         np.testing.assert_allclose([m["cost"] for m in r.metrics[k]], [m["cost"] for m in one.metrics],
-                                   rtol=SWEEP_RTOL)
+                                   rtol=rtol)
         assert r.summary[k]["cost"] == r.metrics[k][-1]["cost"]
 
 
-def test_16_settings_compile_once_and_each_is_its_own_adam_run():
-    r = sweep(X, ADAM, GRID16)
+@pytest.mark.parametrize("batching", ["map", "vmap"])
+def test_16_settings_compile_once_and_each_is_its_own_adam_run(batching):
+    r = sweep(X, ADAM, GRID16, batching=batching)
+    assert r.batching == batching
     assert len(r.settings) == 16 and r.params.W1.shape == (16, H, 16)
     assert [m["step"] for m in r.metrics[0]] == [0, 5, 10, 12]
     # chunks of 5, 5, 2 for all 16 settings ran one executable
-    assert _runner_for(ADAM, None, vmapped=True)._cache_size() == 1
+    assert _runner_for(ADAM, None, batching=batching)._cache_size() == 1
     # another 16 values of λ, β, ρ: nothing compiles at all (runner and metrics alike)
     other = {"beta": [0.1, 1.0, 2.0, 5.0], "rho": [0.02, 0.04, 0.2, 0.4], "lam": 3e-3}
     with count_compiles() as c:
-        r2 = sweep(X, ADAM, other)
+        r2 = sweep(X, ADAM, other, batching=batching)
     assert c.n == 0
     assert r2.settings[5] == {"beta": 1.0, "rho": 0.04, "lam": 3e-3}
     _assert_each_setting_is_its_own_run(r, ADAM)
 
 
-def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path):
+@pytest.mark.parametrize("batching", ["map", "vmap"])
+def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path, batching):
     out = tmp_path / "sw"
-    r = sweep(X, LBFGS, GRID4, out_dir=out)
+    r = sweep(X, LBFGS, GRID4, out_dir=out, batching=batching)
     _assert_each_setting_is_its_own_run(r, LBFGS)
     # sparsity does its job: at beta=3 the mean activation is near rho, at beta=0 it is not
     by = {(s["beta"], s["rho"]): s for s in r.summary}
@@ -79,6 +84,7 @@ def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path):
         assert by[(3.0, rho)]["reconstruction"] > by[(0.0, rho)]["reconstruction"]
     # the files: summary, per-setting parameters (loadable as a run), metrics, pictures
     doc = json.loads((out / "sweep.json").read_text())
+    assert doc["batching"] == batching
     assert doc["grid"] == {"beta": [0.0, 3.0], "rho": [0.01, 0.2], "lam": [1e-3]}
     assert [s["dir"] for s in doc["summary"]] == [s["dir"] for s in r.summary]
     rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
@@ -96,14 +102,15 @@ def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path):
         assert (d / "filters.png").stat().st_size > 0
     assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InputError, match="already holds a sweep.json"):
-        sweep(X, LBFGS, GRID4, out_dir=out)
+        sweep(X, LBFGS, GRID4, out_dir=out, batching=batching)
 
 
-def test_a_diverging_setting_is_frozen_at_its_last_good_state():
+@pytest.mark.parametrize("batching", ["map", "vmap"])
+def test_a_diverging_setting_is_frozen_at_its_last_good_state(batching):
     # SGD with lr * lam = 1e150: the weights grow x1e150 per step and overflow; lam = 1e-4 trains.
     cfg = TrainConfig(n_hidden=H, optimizer="sgd", learning_rate=1.0, momentum=0.0, batch_size=40,
                       steps=12, chunk=5)
-    r = sweep(X, cfg, [{"lam": 1e-4}, {"lam": 1e150}])
+    r = sweep(X, cfg, [{"lam": 1e-4}, {"lam": 1e150}], batching=batching)
     with pytest.raises(TrainingDiverged) as e:
         train(X, dataclasses.replace(cfg, lam=1e150))
     good, bad = r.summary
@@ -113,6 +120,7 @@ def test_a_diverging_setting_is_frozen_at_its_last_good_state():
         assert _rel(got, want) <= SWEEP_RTOL
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in r.params_at(1))
     assert len(r.metrics[1]) == len(r.metrics[0])  # logged to the end, frozen
+    assert r.metrics[1][-1]["cost"] == r.metrics[1][2]["cost"]  # chunks after the divergence: unchanged
     np.testing.assert_allclose(r.params_at(0).W1, train(X, dataclasses.replace(cfg, lam=1e-4)).params.W1,
                                rtol=SWEEP_RTOL)
 
@@ -156,6 +164,7 @@ def test_sweep_checks_its_inputs_before_writing(tmp_path):
         (dict(x=X * 2, config=LBFGS, grid=GRID4), r"\[0, 1\]"),
         (dict(x=X, config=dataclasses.replace(ADAM, batch_size=500), grid=GRID4), "batch_size must be <="),
         (dict(x=X, config="lbfgs", grid=GRID4), "config must be a TrainConfig"),
+        (dict(x=X, config=LBFGS, grid=GRID4, batching="pmap"), r"batching must be one of \('auto', 'vmap', 'map'\)"),
     ]:
         with pytest.raises(InputError, match=match):
             sweep(**kw, out_dir=out)
