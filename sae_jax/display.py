@@ -238,6 +238,18 @@ def save_sweep_png(summary, path, *, title=None) -> None:
 
     fig = _figure((11.5, 5.0))
     ax, ax2 = fig.subplots(1, 2)
+    xr = np.array([r["reconstruction"] for r in rows], np.float64)
+    x_span = float(np.ptp(xr[np.isfinite(xr)])) if np.isfinite(xr).any() else 0.0
+    labelled: list = []  # (x, log10 y, text): one label for settings drawn at the same place
+
+    def label(xv, yv, text):
+        ly = math.log10(yv) if yv > 0 and math.isfinite(yv) else 0.0
+        for lx, lly, t in labelled:
+            if abs(xv - lx) <= 0.01 * x_span and abs(ly - lly) <= 0.12 and t == text:
+                return
+        labelled.append((xv, ly, text))
+        ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=7)
+
     for i, rho in enumerate(rhos):
         for j, lam in enumerate(lams):
             pts = sorted((r for r in rows if r["rho"] == rho and r["lam"] == lam), key=lambda r: r["beta"])
@@ -251,7 +263,7 @@ def save_sweep_png(summary, path, *, title=None) -> None:
                 hollow = r.get("diverged_step") is not None
                 ax.plot([xv], [yv], markers[j % len(markers)], color=color, ms=6,
                         mfc="none" if hollow else color)
-                ax.annotate(f"β={r['beta']:g}", (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                label(xv, yv, f"β={r['beta']:g}")
             ax.plot([], [], markers[j % len(markers)] + "-", color=color, label=f"ρ={rho:g}{lam_label(lam)}")
     ys_all = np.array([r["kl_sum"] for r in rows], np.float64)
     if np.all(np.isfinite(ys_all) & (ys_all > 0)):

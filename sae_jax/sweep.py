@@ -1,12 +1,15 @@
-r"""Hyperparameter sweeps: a grid of (β, ρ, λ) settings trained in one compiled, vmapped run.
+r"""Hyperparameter sweeps: a grid of (β, ρ, λ) settings trained in one compiled run.
 
 :func:`sweep` trains every setting of a grid from the same initial parameters, on the same
-data and (for Adam / SGD) the same minibatches, with the trainer's own chunk runner
-``jax.vmap``-ed over the settings: λ, β, ρ are traced arguments of that runner
+data and (for Adam / SGD) the same minibatches, with the trainer's own chunk runner mapped
+over the settings: λ, β, ρ are traced arguments of that runner
 (:class:`~sae_jax.training.Hyperparams`), so the whole grid is **one compilation and one
-dispatch per chunk**, whatever its size or values. Each setting follows the trajectory its
-own :func:`~sae_jax.train` run would (tested to 1e-9 relative in float64: the batched matrix
-products may sum in another order).
+dispatch per chunk**, whatever its size or values. Two ways to map, one program each:
+``batching="vmap"`` (``jax.vmap``: all settings at once, for accelerators) and ``"map"``
+(``lax.map``: one setting after another inside the program, the default on CPU, where one
+setting already keeps the cores busy). Each setting follows the trajectory its own
+:func:`~sae_jax.train` run would: bit for bit with ``"map"`` on CPU, to 1e-9 relative with
+``"vmap"`` (batched products may sum in another order; both tested in float64).
 
 The objective of setting :math:`k` is the trainer's,
 
@@ -243,7 +246,7 @@ def sweep(
     pictures: bool = True,
     batching: str = "auto",
 ) -> SweepResult:
-    r"""Train every (β, ρ, λ) setting of ``grid`` in one compiled, vmapped run.
+    r"""Train every (β, ρ, λ) setting of ``grid`` in one compiled run (vmapped, or ``lax.map``-ed on CPU).
 
     Args:
       x: training data ``(m, n_visible)``, samples as rows (cast to ``config.dtype``); may be

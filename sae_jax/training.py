@@ -27,7 +27,11 @@ The pieces, each usable on its own:
     Python overhead is one call per chunk. It writes the run directory (see
     :mod:`sae_jax.checkpoint`), stops on the first non-finite cost, gradient or parameter
     (:class:`TrainingDiverged`, naming the step and the cause; the last good checkpoint is
-    left as it was) and resumes bit-identically (``resume=True``).
+    left as it was) and resumes bit-identically (``resume=True``). λ, β, ρ are traced
+    arguments of the compiled runner (:class:`Hyperparams`), so runs that differ only in them
+    share one executable; ``params=`` / ``init_state=`` warm-start from given parameters or
+    continue a :class:`TrainState` in memory. :func:`sae_jax.sweep.sweep` maps the same runner
+    over a grid of (λ, β, ρ) settings.
 
 Minibatches and :math:`\hat\rho`
 --------------------------------

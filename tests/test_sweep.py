@@ -49,8 +49,9 @@ def _assert_each_setting_is_its_own_run(r, base):
         one = train(X, dataclasses.replace(base, **s))
         for name, got, want in zip(("W1", "b1", "W2", "b2"), r.params_at(k), one.params):
             assert _rel(got, want) <= rtol, (k, s, name, _rel(got, want))
+        # the sweep evaluates its metrics for all settings at once (vmapped): rounding-level differences
         np.testing.assert_allclose([m["cost"] for m in r.metrics[k]], [m["cost"] for m in one.metrics],
-                                   rtol=rtol)
+                                   rtol=max(rtol, 1e-14))
         assert r.summary[k]["cost"] == r.metrics[k][-1]["cost"]
 
 
