@@ -108,6 +108,13 @@ class SweepResult(NamedTuple):
         """Setting ``k``'s parameters (a plain :class:`~sae_jax.Params`)."""
         return Params(*(a[k] for a in self.params))
 
+    def state_at(self, k: int) -> TrainState:
+        """Setting ``k``'s final :class:`~sae_jax.training.TrainState`, to continue it with
+        ``train(x, dataclasses.replace(config, **settings[k], steps=more), init_state=...)``."""
+        pick = lambda t: jax.tree.map(lambda a: a[k], t)  # noqa: E731
+        st = self.state
+        return TrainState(pick(st.params), pick(st.opt_state), st.step, st.key, pick(st.rho_ema))
+
 
 def _as_values(name: str, v) -> list:
     if isinstance(v, (str, bytes)) or v is None:

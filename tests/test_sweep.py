@@ -83,6 +83,11 @@ def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path, batch
         assert abs(by[(3.0, rho)]["rho_hat_mean"] - rho) < abs(by[(0.0, rho)]["rho_hat_mean"] - rho)
         assert by[(3.0, rho)]["kl_sum"] < by[(0.0, rho)]["kl_sum"]
         assert by[(3.0, rho)]["reconstruction"] > by[(0.0, rho)]["reconstruction"]
+    # a setting continues in memory exactly as its own run would
+    more = train(X, dataclasses.replace(LBFGS, **r.settings[3], steps=3), init_state=r.state_at(3))
+    longer = train(X, dataclasses.replace(LBFGS, **r.settings[3], steps=15))
+    for got, want in zip(more.params, longer.params):
+        assert _rel(got, want) <= (0.0 if batching == "map" else SWEEP_RTOL)
     # the files: summary, per-setting parameters (loadable as a run), metrics, pictures
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["batching"] == batching
