@@ -59,9 +59,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from . import checkpoint as ckpt
-from .cost import _cost_terms
+from .cost import _cost_terms, sparsity
 from .params import Params
 from .training import (
     _CAUSES,
@@ -210,20 +211,22 @@ def _dir_name(k: int, s: dict) -> str:
     return f"{k:03d}-" + "-".join(f"{name}{s[name]:g}" for name in SWEPT)
 
 
-@functools.partial(jax.jit, static_argnames=("output",))
-def _terms_k(params, x, hp: Hyperparams, *, output):
-    """Full-data cost terms of every setting, and Σ_j KL(ρ‖ρ̂_j) (the sparsity term at β = 1)."""
+@functools.partial(jax.jit, static_argnames=("output", "batching"))
+def _terms_k(params, x, hp: Hyperparams, *, output, batching):
+    """Full-data cost terms of every setting, and Σ_j KL(ρ‖ρ̂_j) (the sparsity term at β = 1),
+    mapped over the settings as the training was (``lax.map`` or ``vmap``)."""
 
-    def one(p, lam, beta, rho):
+    def one(args):
+        p, lam, beta, rho = args
         t = _cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output)
-        kl = _cost_terms(p, x, lam=lam, beta=jnp.ones_like(beta), rho=rho, output=output).sparsity
-        return t, kl
+        return t, sparsity(t.rho_hat, rho=rho, beta=jnp.ones_like(beta))
 
-    return jax.vmap(one)(params, hp.lam, hp.beta, hp.rho)
+    args = (params, hp.lam, hp.beta, hp.rho)
+    return jax.vmap(one)(args) if batching == "vmap" else lax.map(one, args)
 
 
-def _evaluate_k(params, x, hp: Hyperparams, config: TrainConfig) -> list[dict]:
-    t, kl = jax.device_get(_terms_k(params, x, hp, output=config.output))
+def _evaluate_k(params, x, hp: Hyperparams, config: TrainConfig, batching: str) -> list[dict]:
+    t, kl = jax.device_get(_terms_k(params, x, hp, output=config.output, batching=batching))
     rh = np.asarray(t.rho_hat, np.float64)
     n = x.shape[1]
     return [
@@ -341,7 +344,7 @@ def sweep(
     metrics: list[list[dict]] = [[] for _ in range(K)]
 
     def log_rows(st, extra):
-        for k, row in enumerate(_evaluate_k(st.params, x_dev, hp, config)):
+        for k, row in enumerate(_evaluate_k(st.params, x_dev, hp, config, batching)):
             metrics[k].append({"step": int(st.step), **row, **extra[k]})
 
     log_rows(state, [{"step_time_s": None}] * K)
