@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="interleaved timed runs of each side of the exercise (default 3; quick 1)")
     ap.add_argument("--sweep-steps", type=int, default=None, help="GD steps per setting in the sweep (default 50; quick 5)")
     ap.add_argument("--sweep-size", default=None, help="NxHxM for the sweep (default 64x25x10000; quick 64x25x1000)")
+    ap.add_argument("--train-sweep-steps", type=int, default=None,
+                    help="L-BFGS steps per setting in sae_jax.sweep vs 16 train() calls (default 100; quick 3)")
+    ap.add_argument("--train-sweep-optimizer", default="lbfgs", choices=("lbfgs", "adam", "sgd"),
+                    help="optimizer of the sae_jax.sweep vs train() comparison (default lbfgs)")
     ap.add_argument("--memory-sizes", default=None, help="sizes for the memory probe (default: --sizes, float32 only)")
     ap.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before JAX is imported (benchmark only)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
     if bad:
         print(f"--skip: unknown part(s) {sorted(bad)}; known: {', '.join(SKIPPABLE)}", file=sys.stderr)
         return 2
-    for flag in ("e2e_iters", "e2e_rounds", "sweep_steps"):
+    for flag in ("e2e_iters", "e2e_rounds", "sweep_steps", "train_sweep_steps"):
         v = getattr(args, flag, None)
         if v is not None and v < 1:
             print(f"--{flag.replace('_', '-')}: expected an integer >= 1, got {v}", file=sys.stderr)
@@ -116,6 +120,10 @@ def main(argv=None) -> int:
         sn, sh, sm = (int(v) for v in (args.sweep_size or ("64x25x1000" if q else "64x25x10000")).split("x"))
         steps = args.sweep_steps or (5 if q else 50)
         res["sweep"] = bench_sweep(sn, sh, sm, steps=steps, reps=1 if q else 3, log=log)
+        from .sweep import bench_train_sweep
+
+        res["train_sweep"] = bench_train_sweep(sn, sh, sm, steps=args.train_sweep_steps or (3 if q else 100),
+                                               optimizer=args.train_sweep_optimizer, reps=1 if q else 3, log=log)
     if "e2e" not in skip:
         from .e2e import bench_e2e
 

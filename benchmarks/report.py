@@ -129,6 +129,15 @@ def markdown(res: dict) -> str:
             f"(compile+first run {sw['sequential_first_call_s']:.1f} s / {sw['vmapped_first_call_s']:.1f} s; "
             f"final costs agree to {sw.get('final_cost_max_rel_diff', float('nan')):.1e} relative).", "",
         ]
+    ts = res.get("train_sweep")
+    if ts:
+        lines += [
+            f"`sae_jax.sweep` (the trainer over K = {ts['k']} settings in one compiled program) against {ts['k']} "
+            f"sequential `train()` calls, {ts['steps']} {ts['optimizer']} steps at ({ts['n_visible']}, {ts['n_hidden']}, "
+            f"{ts['m']}), {ts['dtype']}: sequential {ts['sequential_median_s']:.2f} s (compile {ts['sequential_compile_s']:.1f} s once); "
+            + "; ".join(f"`batching={b!r}` {o['median_s']:.2f} s: **{o['speedup_median']:.2f}×** (compile {o['compile_s']:.1f} s, "
+                        f"final costs within {o['final_cost_max_rel_diff']:.1e})" for b, o in ts["sweeps"].items()) + ".", "",
+        ]
     e2e = res.get("e2e")
     if e2e:
         lines += ["## UFLDL exercise end to end", "",

@@ -100,3 +100,84 @@ def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.2, dtype=jnp.floa
         f"final costs agree to {out['final_cost_max_rel_diff']:.1e} relative)"
     )
     return out
+
+
+def bench_train_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, optimizer="lbfgs", dtype="float64",
+                      batchings=("map", "vmap"), reps=3, log=print) -> dict:
+    """``sae_jax.sweep.sweep`` of K settings against K sequential ``sae_jax.train`` calls.
+
+    The trainer itself on both sides (full-batch L-BFGS by default, in memory, no pictures): the
+    grid is :func:`settings`' β × ρ (λ = 1e-4) on the exercise's data (whitened natural patches
+    when ``n`` is a square, else uniform in [0.1, 0.9]). λ, β, ρ are traced in the compiled
+    runner, so the sequential side compiles once too (its first call), and each sweep mode
+    (``batching="map"``: ``lax.map`` over the settings; ``"vmap"``) compiles its runner once.
+    Timed: interleaved repetitions after one untimed call each (compile and first run
+    reported apart); medians and the medians of the paired ratios sequential / sweep.
+    """
+    import dataclasses
+
+    from sae_jax.sweep import sweep
+    from sae_jax.training import TrainConfig, train
+
+    side = int(round(n**0.5))
+    if side * side == n:
+        from sae_jax.data import natural_image_patches
+
+        x = natural_image_patches(m, side, seed=0)
+    else:
+        x = np.random.default_rng(1).uniform(0.1, 0.9, (m, n))
+    grid = [{"lam": 1e-4, "beta": float(b), "rho": float(r)} for b, r in zip(*(np.asarray(a) for a in settings(k)[1:]))]
+    cfg = TrainConfig(n_hidden=h, optimizer=optimizer, steps=steps, dtype=dtype, batch_size=min(128, m))
+
+    def sequential():
+        return [train(x, dataclasses.replace(cfg, **s), pictures=False) for s in grid]
+
+    runs = {"sequential": sequential}
+    for b in batchings:
+        runs[b] = functools.partial(sweep, x, cfg, grid, pictures=False, batching=b)
+    first, results = {}, {}
+    for name, f in runs.items():
+        t0 = time.perf_counter()
+        results[name] = f()
+        first[name] = time.perf_counter() - t0
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(reps):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t0)
+    seq = results["sequential"]
+    J_seq = np.asarray([r.metrics[-1]["cost"] for r in seq])
+    out = {
+        "n_visible": n, "n_hidden": h, "m": m, "k": k, "steps": steps, "optimizer": optimizer, "dtype": dtype,
+        "reps": reps,
+        "sequential_median_s": float(np.median(times["sequential"])),
+        "sequential_times_s": times["sequential"],
+        "sequential_first_call_s": first["sequential"],
+        "sequential_compile_s": float(seq[0].compile_s),
+        "sequential_compile_s_later_calls": float(sum(r.compile_s for r in seq[1:])),
+        "sweeps": {},
+    }
+    parts = []
+    for b in batchings:
+        sw = results[b]
+        J_sw = np.asarray([s["cost"] for s in sw.summary])
+        ratios = np.asarray(times["sequential"]) / np.asarray(times[b])
+        out["sweeps"][b] = {
+            "median_s": float(np.median(times[b])),
+            "times_s": times[b],
+            "first_call_s": first[b],
+            "compile_s": float(sw.compile_s),
+            "speedup_median": float(np.median(ratios)),
+            "final_cost_max_rel_diff": float(np.max(np.abs(J_seq - J_sw) / np.abs(J_seq))),
+        }
+        o = out["sweeps"][b]
+        parts.append(f"sweep {b} {o['median_s']:.2f} s (x{o['speedup_median']:.2f}, compile {o['compile_s']:.1f} s, "
+                     f"final costs within {o['final_cost_max_rel_diff']:.1e})")
+    log(
+        f"train sweep K={k} x {steps} {optimizer} steps at (n={n}, h={h}, m={m}) {dtype}: {k} sequential "
+        f"train() {out['sequential_median_s']:.2f} s (compile {out['sequential_compile_s']:.1f} s once); "
+        + "; ".join(parts)
+    )
+    return out

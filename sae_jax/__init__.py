@@ -70,6 +70,7 @@ from .training import (  # noqa: E402  (after the math it uses)
     TrainResult as TrainResult,
     train as train,
 )
+from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of settings in one vmapped run)
 
 __version__ = "0.1.0"
 

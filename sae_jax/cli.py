@@ -10,6 +10,7 @@ Example invocations::
     sae-jax visualize runs/digits                      # filters.png from a run dir / checkpoint / params file
     sae-jax encode runs/digits --out features.npy       # the run's own data (or --data ...)
     sae-jax evaluate runs/digits                       # diagnostics table + evaluation.png
+    sae-jax sweep --beta 0,1,3 --rho 0.01,0.05 --steps 200 --out runs/sweep   # 6 settings, one compiled run
     sae-jax gradcheck                      # manual vs jax.grad vs finite differences, UFLDL sizes
     sae-jax gradcheck --m 100 --output linear
     sae-jax check my_sae.py:sparseAutoencoderCost  # test your implementation; names the mistake
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_gradcheck)
     _add_train_commands(sub)
     _add_check_command(sub)
+    _add_sweep_command(sub)
     return parser
 
 
@@ -672,6 +674,126 @@ def _cmd_evaluate(args) -> int:
         if tmp.exists():
             tmp.unlink()
     print(f"wrote {out}")
+# sweep
+# ---------------------------------------------------------------------------------------
+
+_SWEEP_FLAGS = (
+    ("--beta", "beta", "sparsity weights beta, comma-separated (default 3)"),
+    ("--rho", "rho", "target activations rho, comma-separated (default 0.01)"),
+    ("--lam", "lam", "weight decays lambda, comma-separated (default 1e-4)"),
+)
+
+
+def _add_sweep_command(sub) -> None:
+    w = sub.add_parser(
+        "sweep",
+        help="train a grid of (beta, rho, lambda) settings in one compiled, vmapped run",
+        description="Train every combination of the given beta, rho and lambda values from the same "
+        "initial weights on the same data, in one compiled run vmapped over the settings (sae_jax.sweep), "
+        "and write DIR/sweep.json, DIR/summary.csv, DIR/tradeoff.png (reconstruction vs sparsity, mean "
+        "rho_hat vs rho) and DIR/settings/<k>-beta..-rho..-lam../ (params.safetensors, metrics.jsonl, "
+        "config.json, filters.png). The other flags are shared by all settings, as for train.",
+        epilog="examples:\n  sae-jax sweep --beta 0,1,3 --rho 0.01,0.05 --lam 1e-4 --out runs/sweep\n"
+        "  sae-jax sweep --beta 0.5,1,3,5 --rho 0.01,0.03,0.05,0.1 --optimizer adam --steps 2000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag, field, hlp in _SWEEP_FLAGS:
+        w.add_argument(flag, dest=field, default=None, metavar="V1,V2,...", help=hlp)
+    for flag, field, typ, hlp in _TRAIN_FLAGS:
+        if field not in ("lam", "beta", "rho"):
+            w.add_argument(flag, dest=field, type=typ, default=None, choices=_CHOICES.get(field), help=hlp)
+    _add_data_flags(w, default_data=None)
+    w.add_argument("--batching", choices=("auto", "vmap", "map"), default="auto",
+                   help="run the settings all at once (vmap: accelerators) or one after another inside the "
+                   "one compiled program (map: CPUs); default auto = map on CPU, vmap otherwise")
+    w.add_argument("--out", default=None, metavar="DIR",
+                   help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
+                   "must not already hold a sweep.json")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_sweep)
+
+
+def _value_list(flag: str, text: str) -> list[float]:
+    import math
+
+    items = [t.strip() for t in text.split(",")]
+    try:
+        vals = [float(t) for t in items]
+    except ValueError:
+        raise _usage(f"{flag} must be comma-separated numbers (e.g. {flag} 0,1,3), got {text!r}") from None
+    bad = [t for t, v in zip(items, vals) if not math.isfinite(v)]
+    if bad:
+        raise _usage(f"{flag} values must be finite, got {bad[0]!r}")
+    return vals
+
+
+def _cmd_sweep(args) -> int:
+    import dataclasses
+    import os
+    import time
+    from pathlib import Path
+
+    from .sweep import SWEEP_JSON, grid_settings, sweep
+    from .training import TrainConfig, validate_config
+
+    grid = {field: _value_list(flag, getattr(args, field)) for flag, field, _ in _SWEEP_FLAGS
+            if getattr(args, field) is not None}
+    if not grid:
+        raise _usage("give the values to sweep: at least one of --beta, --rho, --lam (comma-separated)")
+    given = {f: getattr(args, f) for _, f, _, _ in _TRAIN_FLAGS
+             if f not in ("lam", "beta", "rho") and getattr(args, f) is not None}
+    config = dataclasses.replace(TrainConfig(), **given)
+    if config.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # only the CLI changes global config
+    validate_config(config)
+    settings = grid_settings(grid, config)
+    data = "natural" if args.data is None else args.data
+    out = args.out
+    if out is None:
+        stem = os.path.splitext(os.path.basename(data))[0] or "data"
+        base = os.path.join("runs", f"sweep-{stem}-{config.optimizer}-h{config.n_hidden}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out, i = base, 1
+        while os.path.exists(out):
+            out, i = f"{base}-{i}", i + 1
+    if (Path(out) / SWEEP_JSON).exists():
+        raise _usage(f"sweep directory {out!r} already holds a {SWEEP_JSON}; choose another --out")
+
+    from .data import data_spec, load_dataset
+
+    kw = _data_kwargs(args)
+    x = load_dataset(data, output=config.output, **kw)
+    spec = data_spec(data, **kw)
+    print(f"sae-jax sweep: {len(settings)} settings ({', '.join(f'{k} {v}' for k, v in grid.items())}), "
+          f"{config.optimizer} {config.steps} steps, n_hidden={config.n_hidden} {config.dtype} -> {out}",
+          flush=True)
+    bar = None
+
+    def on_chunk(info):
+        nonlocal bar
+        if args.no_progress:
+            return
+        if bar is None:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=info["steps"], desc=f"sweep x{info['settings']}", unit="step",
+                       dynamic_ncols=True, file=sys.stderr)
+        bar.update(info["step"] - bar.n)
+
+    t0 = time.perf_counter()
+    result = sweep(x, config, grid, out_dir=out, data_spec=spec, progress=on_chunk, batching=args.batching)
+    if bar is not None:
+        bar.close()
+    print(f"{'#':>3} {'beta':>8} {'rho':>8} {'lam':>9} {'cost':>10} {'recon':>10} {'sum KL':>10} {'mean rho_hat':>12}")
+    for r in result.summary:
+        flag = f"  diverged at step {r['diverged_step']} ({r['diverged_cause']})" if r["diverged_step"] is not None else ""
+        print(f"{r['index']:>3} {r['beta']:>8g} {r['rho']:>8g} {r['lam']:>9g} {r['cost']:>10.5f} "
+              f"{r['reconstruction']:>10.5f} {r['kl_sum']:>10.4g} {r['rho_hat_mean']:>12.4g}{flag}")
+    print(f"done: {len(settings)} settings x {config.steps} steps in {time.perf_counter() - t0:.1f} s "
+          f"(one compiled {result.batching} over the settings: compile {result.compile_s:.1f} s, "
+          f"training {result.train_s:.1f} s)")
+    print(f"wrote {out}/: sweep.json summary.csv tradeoff.png settings/ ({len(settings)} directories)")
     return 0
 
 

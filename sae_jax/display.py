@@ -15,7 +15,7 @@ import numpy as np
 
 from .validate import InputError
 
-__all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "save_evaluation_png", "grid_shape"]
+__all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "save_evaluation_png", "save_sweep_png", "grid_shape"]
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -260,5 +260,108 @@ def save_evaluation_png(columns: dict, path, *, rho: float, title=None) -> None:
         ax.grid(True, which="major", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
+
+
+def save_sweep_png(summary, path, *, title=None) -> None:
+    r"""The trade-off across a hyperparameter sweep (:func:`sae_jax.sweep.sweep`'s summary).
+
+    Left: the reconstruction term :math:`\frac1m\sum_i\tfrac12\lVert\hat x^{(i)}-x^{(i)}\rVert^2`
+    against the unweighted sparsity term :math:`\sum_j\mathrm{KL}(\rho\Vert\hat\rho_j)` (log y),
+    one line per (ρ, λ) through its settings in order of β, each point labelled with its β.
+    Right: the mean activation :math:`\hat\rho` (bars: min–max over hidden units) against the
+    target ρ (log–log, the diagonal :math:`\hat\rho = \rho` dashed), one series per (β, λ).
+    Diverged settings are drawn hollow.
+
+    Args:
+      summary: a sequence of dicts with ``beta``, ``rho``, ``lam``, ``reconstruction``,
+        ``kl_sum``, ``rho_hat_mean`` (and optionally ``rho_hat_min``, ``rho_hat_max``,
+        ``diverged_step``).
+      path: the PNG file to write.
+      title: optional figure title.
+    """
+    need = ("beta", "rho", "lam", "reconstruction", "kl_sum", "rho_hat_mean")
+    rows = [r for r in summary if isinstance(r, dict) and all(r.get(k) is not None for k in need)]
+    if not rows:
+        raise InputError(f"summary must contain at least one row with {', '.join(need)}")
+    from matplotlib import colormaps
+
+    lams = sorted({r["lam"] for r in rows})
+    rhos = sorted({r["rho"] for r in rows})
+    betas = sorted({r["beta"] for r in rows})
+    markers = "osD^v<>ph*"
+
+    def lam_label(lam):
+        return f", λ={lam:g}" if len(lams) > 1 else ""
+
+    fig = _figure((11.5, 5.0))
+    ax, ax2 = fig.subplots(1, 2)
+    xr = np.array([r["reconstruction"] for r in rows], np.float64)
+    x_span = float(np.ptp(xr[np.isfinite(xr)])) if np.isfinite(xr).any() else 0.0
+    labelled: list = []  # (x, log10 y, text): one label for settings drawn at the same place
+
+    def label(xv, yv, text):
+        ly = math.log10(yv) if yv > 0 and math.isfinite(yv) else 0.0
+        for lx, lly, t in labelled:
+            if abs(xv - lx) <= 0.01 * x_span and abs(ly - lly) <= 0.12 and t == text:
+                return
+        labelled.append((xv, ly, text))
+        ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=7)
+
+    for i, rho in enumerate(rhos):
+        for j, lam in enumerate(lams):
+            pts = sorted((r for r in rows if r["rho"] == rho and r["lam"] == lam), key=lambda r: r["beta"])
+            if not pts:
+                continue
+            color = f"C{i % 10}"
+            xs = np.array([r["reconstruction"] for r in pts], np.float64)
+            ys = np.array([r["kl_sum"] for r in pts], np.float64)
+            ax.plot(xs, ys, "-", color=color, lw=1.0, alpha=0.6)
+            for r, xv, yv in zip(pts, xs, ys):
+                hollow = r.get("diverged_step") is not None
+                ax.plot([xv], [yv], markers[j % len(markers)], color=color, ms=6,
+                        mfc="none" if hollow else color)
+                label(xv, yv, f"β={r['beta']:g}")
+            ax.plot([], [], markers[j % len(markers)] + "-", color=color, label=f"ρ={rho:g}{lam_label(lam)}")
+    ys_all = np.array([r["kl_sum"] for r in rows], np.float64)
+    if np.all(np.isfinite(ys_all) & (ys_all > 0)):
+        ax.set_yscale("log")
+    ax.set_xlabel("reconstruction term  (1/m) Σ ½‖x̂ − x‖²")
+    ax.set_ylabel("sparsity term without β:  Σⱼ KL(ρ ‖ ρ̂ⱼ)")
+    ax.set_title("reconstruction vs sparsity (lines: increasing β)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+
+    cmap = colormaps["viridis"]
+    nb = len(betas)
+    for bi, beta in enumerate(betas):
+        color = cmap(0.0 if nb == 1 else bi / (nb - 1) * 0.9)
+        for j, lam in enumerate(lams):
+            pts = sorted((r for r in rows if r["beta"] == beta and r["lam"] == lam), key=lambda r: r["rho"])
+            if not pts:
+                continue
+            # spread the series a little along x so bars at the same rho do not overlap
+            shift = 1.0 + 0.06 * ((bi * len(lams) + j) - (nb * len(lams) - 1) / 2)
+            xs = np.array([r["rho"] for r in pts], np.float64) * shift
+            ys = np.array([r["rho_hat_mean"] for r in pts], np.float64)
+            lo = np.array([r.get("rho_hat_min", r["rho_hat_mean"]) for r in pts], np.float64)
+            hi = np.array([r.get("rho_hat_max", r["rho_hat_mean"]) for r in pts], np.float64)
+            ax2.errorbar(xs, ys, yerr=np.vstack([ys - lo, hi - ys]), fmt=markers[j % len(markers)] + "-",
+                         color=color, ms=5, lw=1.0, capsize=2, alpha=0.9, label=f"β={beta:g}{lam_label(lam)}")
+            for r, xv, yv in zip(pts, xs, ys):
+                if r.get("diverged_step") is not None:
+                    ax2.plot([xv], [yv], "x", color="r", ms=8)
+    lo_all = min(min(rhos), min(r.get("rho_hat_min", r["rho_hat_mean"]) for r in rows))
+    if lo_all > 0:
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+    ref = np.array([min(rhos) / 1.5, max(rhos) * 1.5])
+    ax2.plot(ref, ref, "k--", lw=1.0, label="ρ̂ = ρ")
+    ax2.set_xlabel("target ρ")
+    ax2.set_ylabel("mean ρ̂ over hidden units (bars: min–max)")
+    ax2.set_title("achieved vs target activation", fontsize=10)
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     _save(fig, path, dpi=100)

@@ -29,7 +29,11 @@ The pieces, each usable on its own:
     (:class:`TrainingDiverged`, naming the step and the cause; the last good checkpoint is
     left as it was) and resumes bit-identically (``resume=True``). A checkpoint is written
     only for a state whose full-data cost and gradient are finite, so the checkpoint a
-    divergence leaves is always one training can continue from.
+    divergence leaves is always one training can continue from. λ, β, ρ are traced
+    arguments of the compiled runner (:class:`Hyperparams`), so runs that differ only in them
+    share one executable; ``params=`` / ``init_state=`` warm-start from given parameters or
+    continue a :class:`TrainState` in memory. :func:`sae_jax.sweep.sweep` maps the same runner
+    over a grid of (λ, β, ρ) settings.
 
 Minibatches and :math:`\hat\rho`
 --------------------------------
@@ -89,6 +93,8 @@ __all__ = [
     "StepOutput",
     "TrainResult",
     "TrainingDiverged",
+    "Hyperparams",
+    "hyperparams",
     "validate_config",
     "make_value_and_grad",
     "value_fn_from",
@@ -363,7 +369,9 @@ def _cached_value_and_grad(opt_state):
     return value, grad
 
 
-def make_step(value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransformation) -> Callable:
+def make_step(
+    value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransformation, *, trust_cache: bool = False
+) -> Callable:
     r"""One optimizer step, pure and jittable: ``step(params, opt_state, batch)``.
 
     Args:
@@ -382,6 +390,9 @@ def make_step(value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransf
     parameters (optax's line searches store them under ``value`` and ``grad``), they are
     reused — valid for a deterministic full-batch objective, which is how :func:`train`
     uses L-BFGS. The cache starts at ``inf``, so the first step computes them.
+    ``trust_cache=True`` uses the cache without the ``lax.cond`` on its finiteness — for
+    callers that fill it first (:func:`_prime_cache`): under ``vmap`` that ``cond`` becomes a
+    select that evaluates the objective every step, whether or not the cache is valid.
     """
     value_fn = value_fn_from(value_and_grad_fn)
 
@@ -389,6 +400,9 @@ def make_step(value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransf
         cached = _cached_value_and_grad(opt_state)
         if cached is None:
             (value, aux), grads = value_and_grad_fn(params, batch)
+        elif trust_cache:
+            value, grads = cached
+            aux = None
         else:
             cached_value, cached_grad = cached
 
@@ -407,6 +421,32 @@ def make_step(value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransf
         return new_params, opt_state, StepOutput(value, grads_finite, aux)
 
     return step
+
+
+def _prime_cache(value_and_grad_fn: ValueAndGradFn, params, opt_state, batch):
+    """``opt_state`` with the line search's cached ``(value, grad)`` filled in at ``params``
+    where it is not finite (it starts at ``inf``); unchanged if the state has no cache."""
+    cached = _cached_value_and_grad(opt_state)
+    if cached is None:
+        return opt_state
+    cached_value, cached_grad = cached
+
+    def fresh():
+        (v, _), g = value_and_grad_fn(params, batch)
+        return v.astype(cached_value.dtype), g
+
+    value, grad = lax.cond(jnp.isfinite(cached_value), lambda: (cached_value, cached_grad), fresh)
+    tree_set = optax.tree.set if hasattr(optax, "tree") else optax.tree_utils.tree_set
+    return tree_set(opt_state, value=value, grad=grad)
+
+
+def _invalidate_cache(opt_state):
+    """``opt_state`` with the line search's cached value set to ``inf`` (recomputed at the next step)."""
+    cached = _cached_value_and_grad(opt_state)
+    if cached is None:
+        return opt_state
+    tree_set = optax.tree.set if hasattr(optax, "tree") else optax.tree_utils.tree_set
+    return tree_set(opt_state, value=jnp.full_like(cached[0], jnp.inf))
 
 
 def _optax_promotion():
@@ -450,9 +490,28 @@ class TrainingDiverged(RuntimeError):
 _CAUSES = {1: "non-finite cost", 2: "non-finite gradient", 3: "non-finite parameters after the update"}
 
 
-def _make_runner(step: Callable, config: TrainConfig) -> Callable:
-    """``run(state, x, n) -> (state, values, bad_step, cause, bad_value)``: ≤ ``config.chunk`` steps, jitted.
+class Hyperparams(NamedTuple):
+    """λ, β, ρ as arrays: the traced hyperparameters of the compiled runner (scalars, or ``(K,)`` in a sweep)."""
 
+    lam: jax.Array
+    beta: jax.Array
+    rho: jax.Array
+
+
+def hyperparams(config: TrainConfig, dtype=None) -> Hyperparams:
+    """``config``'s λ, β, ρ as 0-d arrays of ``dtype`` (default ``config.dtype``)."""
+    dtype = jnp.dtype(config.dtype if dtype is None else dtype)
+    return Hyperparams(*(jnp.asarray(getattr(config, k), dtype) for k in Hyperparams._fields))
+
+
+SWEEP_BATCHING = ("vmap", "map")
+
+
+def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *, batching: str | None = None) -> Callable:
+    """``run(state, x, n, hp) -> (state, values, bad_step, cause, bad_value)``: ≤ ``config.chunk`` steps, jitted.
+
+    ``value_and_grad_for(hp)`` builds the objective from the traced :class:`Hyperparams`
+    ``hp``, so a new λ, β or ρ runs the same executable (one compilation for every setting).
     ``n`` is traced (one compilation for every chunk length). The loop stops after the first
     step whose cost, gradient or new parameters are non-finite: ``bad_step`` is then that step
     (else -1), ``cause`` a code of ``_CAUSES``, and ``state`` the state *after* the bad step;
@@ -464,13 +523,31 @@ def _make_runner(step: Callable, config: TrainConfig) -> Callable:
     step, L-BFGS's 2 x 100 x 3,289-entry history included: 17 % of the UFLDL exercise's time
     in float64 (``benchmarks/NOTES.md``). Training is deterministic, so replaying the few steps
     after a failure is exact and costs nothing on the normal path.
+
+    ``batching="vmap"`` or ``"map"`` (sweeps): the same loop over a leading settings axis of
+    ``hp``, of the parameters, the optimizer state and ρ̂'s running estimate (``state.step``
+    and ``state.key`` are shared, so every setting sees the same minibatches), by ``jax.vmap``
+    (all settings at once: one wide program, for accelerators) or ``lax.map`` (one setting
+    after another inside the one compiled program: on a CPU a single setting already keeps
+    the cores busy, and vmap's batched arrays fall out of cache; ``benchmarks/NOTES.md``).
+    ``bad_step`` etc. are then per setting, and a setting whose step is non-finite keeps its
+    last good parameters. ``"map"`` runs each setting's loop exactly as a single run (it stops
+    at the bad step; its optimizer state is left as the bad step made it, so later chunks stop
+    it again at once). ``"vmap"`` cannot stop one setting's loop: all run ``n`` steps and a
+    setting is frozen at its last good state by a per-setting select over the whole state; the
+    line search's cached objective is filled once per chunk (:func:`_prime_cache`) rather
+    than tested every step (a ``cond`` on a batched predicate evaluates both branches).
     """
+    vmapped = batching == "vmap"  # per-setting freeze by select, no early stop, cache primed per chunk
+    mapped = batching == "map"  # the plain loop per setting, handing back its last good params
     K = config.chunk
     full_batch = config.full_batch
     B = config.batch_size
     ema = config.rho_hat == "ema"
 
-    def run(state: TrainState, x: jax.Array, n: jax.Array):
+    def run(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams):
+        value_and_grad_fn = value_and_grad_for(hp)
+        step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped)
         m = x.shape[0]
         spe = max(m // B, 1)  # minibatches per epoch
 
@@ -478,19 +555,22 @@ def _make_runner(step: Callable, config: TrainConfig) -> Callable:
             k = jax.random.fold_in(jax.random.wrap_key_data(state.key), step_ // spe)
             return jax.random.permutation(k, m)
 
+        if vmapped and full_batch:
+            state = state._replace(opt_state=_prime_cache(value_and_grad_fn, state.params, state.opt_state, x))
         perm0 = jnp.zeros((0,), jnp.int32) if full_batch else perm_for(state.step)
         dtype = state.params.W1.dtype
         carry = (
             jnp.zeros((), jnp.int32), state, perm0, jnp.full((K,), jnp.nan, dtype),
             jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32), jnp.full((), jnp.nan, dtype),
+            (state.params, state.rho_ema) if mapped else None,
         )
 
         def cond(c):
-            i, _, _, _, bad, _, _ = c
-            return (i < n) & (bad < 0)
+            i, _, _, _, bad, _, _, _ = c
+            return i < n if vmapped else (i < n) & (bad < 0)
 
         def body(c):
-            i, st, perm, values, bad, cause, bad_value = c
+            i, st, perm, values, bad, cause, bad_value, prev = c
             if full_batch:
                 xb = x
             else:
@@ -507,18 +587,49 @@ def _make_runner(step: Callable, config: TrainConfig) -> Callable:
             st_next = TrainState(params, opt_state, st.step + 1, st.key, rho_ema)
             values = values.at[i].set(out.value)
             code = jnp.where(~value_ok, 1, jnp.where(~out.grads_finite, 2, jnp.where(~params_ok, 3, 0)))
-            bad = jnp.where(ok, bad, st.step)
-            cause = jnp.where(ok, cause, code.astype(jnp.int32))
-            bad_value = jnp.where(ok, bad_value, out.value)
-            return i + 1, st_next, perm, values, bad, cause, bad_value
+            first_bad = ~ok & (bad < 0)
+            if mapped:
+                prev = (st.params, st.rho_ema)
+            if vmapped:  # freeze this setting at its last good state; step and key stay shared
+                frozen = ~ok | (bad >= 0)
+                st_next = st_next._replace(**{
+                    f: jax.tree.map(lambda new, old: jnp.where(frozen, old, new), getattr(st_next, f), getattr(st, f))
+                    for f in ("params", "opt_state", "rho_ema")
+                })
+            bad = jnp.where(first_bad, st.step, bad)
+            cause = jnp.where(first_bad, code.astype(jnp.int32), cause)
+            bad_value = jnp.where(first_bad, out.value, bad_value)
+            return i + 1, st_next, perm, values, bad, cause, bad_value, prev
 
-        _, state, _, values, bad, cause, bad_value = lax.while_loop(cond, body, carry)
+        _, state, _, values, bad, cause, bad_value, prev = lax.while_loop(cond, body, carry)
+        if mapped:  # stopped right after a bad step: its input parameters are the last good ones
+            keep = bad >= 0
+            state = state._replace(**{
+                f: jax.tree.map(lambda old, new: jnp.where(keep, old, new), p, getattr(state, f))
+                for f, p in zip(("params", "rho_ema"), prev)
+            })
         return state, values, bad, cause, bad_value
 
-    return jax.jit(run)
+    if batching is None:
+        return jax.jit(run)
+    if batching == "vmap":
+        axes = TrainState(params=0, opt_state=0, step=None, key=None, rho_ema=0 if ema else None)
+        return jax.jit(jax.vmap(run, in_axes=(axes, None, None, 0), out_axes=(axes, 0, 0, 0, 0)))
+    _check_choice("batching", batching, SWEEP_BATCHING)
+
+    def run_map(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams):
+        def one(args):
+            params, opt_state, rho_ema, hp_k = args
+            st, values, bad, cause, bad_value = run(TrainState(params, opt_state, state.step, state.key, rho_ema), x, n, hp_k)
+            return (st.params, st.opt_state, st.rho_ema), values, bad, cause, bad_value
+
+        (params, opt_state, rho_ema), *rest = lax.map(one, (state.params, state.opt_state, state.rho_ema, hp))
+        return (TrainState(params, opt_state, state.step + n, state.key, rho_ema), *rest)
+
+    return jax.jit(run_map)
 
 
-def _run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int):
+def _run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int, hp: Hyperparams):
     """``runner`` for ``n`` steps; on a non-finite step, the last good state (by replay).
 
     Returns ``(state, values, bad_step, cause, bad_value)`` as :func:`_make_runner`'s ``run``
@@ -526,32 +637,46 @@ def _run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int):
     again from ``state`` for ``bad_step - state.step`` steps, which reproduces it bit for bit
     (same compiled code, same inputs).
     """
-    new_state, values, bad, cause, bad_value = runner(state, x, jnp.asarray(n, jnp.int32))
+    new_state, values, bad, cause, bad_value = runner(state, x, jnp.asarray(n, jnp.int32), hp)
     bad_step = int(bad)
     if bad_step >= 0:
         redo = bad_step - int(state.step)
-        new_state = runner(state, x, jnp.asarray(redo, jnp.int32))[0] if redo > 0 else state
+        new_state = runner(state, x, jnp.asarray(redo, jnp.int32), hp)[0] if redo > 0 else state
     return new_state, values, bad_step, cause, bad_value
 
 
 _RUNNER_CACHE: dict = {}
 
+# Fields that do not enter the compiled runner: λ, β, ρ are its traced arguments (a sweep over
+# them runs one executable), the rest only decide how long to run, where to start and what to save.
+_NOT_COMPILED = ("steps", "seed", "checkpoint_every", "dtype", "lam", "beta", "rho", "validation_fraction")
 
-def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None) -> Callable:
-    """A compiled chunk runner, shared between runs whose compiled code would be identical."""
+
+def _runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None, *, batching: str | None = None) -> Callable:
+    """A compiled chunk runner, shared between runs whose compiled code would be identical.
+
+    λ, β and ρ are not part of the key: the runner takes them as traced :class:`Hyperparams`
+    (a given ``value_and_grad_fn`` has its own hyperparameters and ignores them).
+    """
     key = None
     if value_and_grad_fn is None:
         cfg = config.to_dict()
-        for f in ("steps", "seed", "checkpoint_every", "dtype"):
+        for f in _NOT_COMPILED:
             cfg.pop(f)
-        key = tuple(sorted(cfg.items()))
+        key = (tuple(sorted(cfg.items())), batching)
         if key in _RUNNER_CACHE:
             return _RUNNER_CACHE[key]
-        value_and_grad_fn = make_value_and_grad(
-            config.gradient, lam=config.lam, beta=config.beta, rho=config.rho, output=config.output,
-            rho_hat=config.rho_hat, ema_decay=config.ema_decay,
-        )
-    runner = _make_runner(make_step(value_and_grad_fn, make_optimizer(config)), config)
+
+        def value_and_grad_for(hp):
+            return make_value_and_grad(
+                config.gradient, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=config.output,
+                rho_hat=config.rho_hat, ema_decay=config.ema_decay,
+            )
+    else:
+        def value_and_grad_for(hp):
+            return value_and_grad_fn
+
+    runner = _make_runner(value_and_grad_for, make_optimizer(config), config, batching=batching)
     if key is not None:
         _RUNNER_CACHE[key] = runner
     return runner
@@ -605,11 +730,18 @@ def _row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
     return row
 
 
-def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
-    """The state at step 0: UFLDL init from ``PRNGKey(seed)``'s first split, the data key from its second."""
+def init_state(config: TrainConfig, x, optimizer=None, *, params: Params | None = None) -> TrainState:
+    """The state at step 0: UFLDL init from ``PRNGKey(seed)``'s first split, the data key from its second.
+
+    ``params`` (unchecked; :func:`train` checks them) replaces the UFLDL init: a fresh
+    optimizer state (and running ρ̂) at those parameters.
+    """
     key = jax.random.key(config.seed)
     k_init, k_data = jax.random.split(key)
-    params = init_params(k_init, int(x.shape[1]), config.n_hidden, dtype=jnp.dtype(config.dtype))
+    if params is None:
+        params = init_params(k_init, int(x.shape[1]), config.n_hidden, dtype=jnp.dtype(config.dtype))
+    else:
+        params = Params(*(jnp.asarray(a) for a in params))
     optimizer = make_optimizer(config) if optimizer is None else optimizer
     rho_ema = None
     if config.rho_hat == "ema":
@@ -624,6 +756,85 @@ def init_state(config: TrainConfig, x, optimizer=None) -> TrainState:
     # loop returns strongly typed; strip weak types here so the second chunk does not recompile.
     opt_state = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), opt_state)
     return TrainState(params, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(k_data), rho_ema)
+
+
+_fresh_state = init_state  # train()'s keyword ``init_state`` shadows the function there
+
+
+def _check_warm_params(params, template: TrainState, name: str) -> Params:
+    """``params`` checked against the state ``train`` would start from (shapes, dtype, finite)."""
+    try:
+        check_params(params)
+    except InputError as e:
+        if name == "params":
+            raise
+        raise InputError(f"{name}: {e}") from None
+    for field, a, t in zip(Params._fields, params, template.params):
+        if tuple(a.shape) != tuple(t.shape) or jnp.dtype(a.dtype) != t.dtype:
+            raise InputError(
+                f"{name}.{field} has shape {tuple(a.shape)} and dtype {jnp.dtype(a.dtype)}, expected "
+                f"{tuple(t.shape)} {t.dtype} (n_hidden={template.params.W1.shape[0]} from the config, "
+                f"n_visible={template.params.W1.shape[1]} from x, dtype from the config)"
+            )
+        if not bool(jnp.all(jnp.isfinite(jnp.asarray(a)))):
+            raise InputError(f"{name}.{field} has non-finite values; warm start needs finite parameters")
+    return Params(*(jnp.asarray(a) for a in params))
+
+
+def _check_init_state(state, template: TrainState, config: TrainConfig) -> TrainState:
+    """A :class:`TrainState` to continue from, checked against the config's fresh state.
+
+    The line search's cached objective is invalidated (the data or λ, β, ρ may differ from
+    the run that produced ``state``), so the first step evaluates the objective afresh.
+    """
+    if not isinstance(state, TrainState):
+        raise InputError(
+            f"init_state must be a TrainState (e.g. a TrainResult's .state), got {type(state).__name__}"
+        )
+    params = _check_warm_params(state.params, template, "init_state.params")
+    t_leaves, t_def = jax.tree.flatten(template.opt_state)
+    leaves, treedef = jax.tree.flatten(state.opt_state)
+    layout = (
+        f"optimizer={config.optimizer!r}"
+        + (f", lbfgs_memory={config.lbfgs_memory}" if config.full_batch else "")
+    )
+    if treedef != t_def or any(
+        tuple(np.shape(a)) != tuple(t.shape) or jnp.dtype(jnp.asarray(a).dtype) != t.dtype
+        for a, t in zip(leaves, t_leaves)
+    ):
+        raise InputError(
+            f"init_state.opt_state does not match the configured {layout} ({config.dtype}): "
+            "continue with the config the state was trained with (λ, β, ρ, steps may change)"
+        )
+    if any(bool(jnp.any(jnp.isnan(jnp.asarray(a)))) for a in leaves if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)):
+        raise InputError("init_state.opt_state has NaN values; warm start needs a state from a finite run")
+    step = np.asarray(state.step)
+    if step.shape != () or not np.issubdtype(step.dtype, np.integer) or int(step) < 0:
+        raise InputError(f"init_state.step must be a non-negative integer scalar, got {state.step!r}")
+    key = np.asarray(state.key)
+    if key.shape != tuple(template.key.shape) or key.dtype != template.key.dtype:
+        raise InputError(
+            f"init_state.key must be raw key data of shape {tuple(template.key.shape)} {template.key.dtype}, "
+            f"got {key.shape} {key.dtype}"
+        )
+    rho_ema = None
+    if template.rho_ema is not None:
+        r = state.rho_ema
+        if r is None or tuple(np.shape(r)) != tuple(template.rho_ema.shape) or jnp.dtype(jnp.asarray(r).dtype) != template.rho_ema.dtype:
+            raise InputError(
+                f"init_state.rho_ema must be the running rho_hat of shape {tuple(template.rho_ema.shape)} "
+                f"{template.rho_ema.dtype} (rho_hat='ema'), got "
+                + ("None (a state trained with rho_hat='batch')" if r is None else f"{np.shape(r)}")
+            )
+        rho_ema = jnp.asarray(r)
+        if not bool(jnp.all(jnp.isfinite(rho_ema))):
+            raise InputError("init_state.rho_ema has non-finite values")
+    elif state.rho_ema is not None:
+        raise InputError("init_state has a running rho_hat (rho_hat='ema') but the config has rho_hat='batch'")
+    opt_state = jax.tree.unflatten(t_def, [jnp.asarray(a) for a in leaves])
+    return TrainState(
+        params, _invalidate_cache(opt_state), jnp.asarray(int(step), jnp.int32), jnp.asarray(key), rho_ema
+    )
 
 
 def _state_from_checkpoint(tensors, meta, template: TrainState, path) -> TrainState:
@@ -779,6 +990,8 @@ def train(
     value_and_grad_fn: ValueAndGradFn | None = None,
     pictures: bool = True,
     patch_shape=None,
+    params: Params | None = None,
+    init_state: TrainState | None = None,
 ) -> TrainResult:
     r"""Train a sparse autoencoder; optionally write (or resume) a run directory.
 
@@ -803,6 +1016,17 @@ def train(
         training has run, the result is always returned.
       patch_shape: ``(rows, cols)`` of one filter in ``filters.png`` (``rows * cols ==
         n_visible``); default square. Checked with the other inputs, before any work.
+      params: warm start from these :class:`~sae_jax.Params` (shapes ``(n_hidden, n_visible)``
+        etc. of the config and ``x``, ``config.dtype``, finite) instead of the UFLDL init: a
+        fresh optimizer state, step 0, ``config.steps`` steps.
+      init_state: continue from a :class:`TrainState` in memory (a ``TrainResult.state``):
+        parameters, optimizer state (L-BFGS memory, Adam moments), step counter, minibatch RNG
+        and running ρ̂, checked against ``config`` (same optimizer layout and dtype; λ, β, ρ,
+        the data and the learning rate may differ). ``config.steps`` *more* steps are taken, so
+        ``train(x, c(steps=a))`` then ``train(x, c(steps=b), init_state=r.state)`` follows
+        ``train(x, c(steps=a + b))`` (tested, float64 L-BFGS and Adam). The line search's cached
+        objective is recomputed at the first step (the data or hyperparameters may have changed).
+        A run directory records the total step count as ``steps``, so it resumes as usual.
 
     Returns:
       :class:`TrainResult`.
@@ -822,6 +1046,10 @@ def train(
     removed when a run starts or resumes.
     """
     run_dir = Path(run_dir) if run_dir is not None else None
+    if params is not None and init_state is not None:
+        raise InputError("pass params= (fresh optimizer state) or init_state= (continue a state), not both")
+    if resume and (params is not None or init_state is not None):
+        raise InputError("resume=True continues run_dir's checkpoint; it cannot be combined with params= or init_state=")
     explicit_config = config is not None
     config = TrainConfig() if config is None else config
     tensors = meta = None
@@ -894,7 +1122,7 @@ def train(
         x_np = x_np[idx_train]
     x_dev = jnp.asarray(x_np)
     optimizer = make_optimizer(config)
-    template = init_state(config, x_dev, optimizer)
+    template = _fresh_state(config, x_dev, optimizer)
     check_data(x_dev, template.params, output=config.output)
     if not config.full_batch and config.batch_size > x_np.shape[0]:
         raise InputError(
@@ -909,6 +1137,13 @@ def train(
                 f"resume with the same data"
             )
         state = _state_from_checkpoint(tensors, meta, template, run_dir / ckpt.CHECKPOINT_NAME)
+    elif params is not None:
+        state = _fresh_state(config, x_dev, optimizer, params=_check_warm_params(params, template, "params"))
+    elif init_state is not None:
+        state = _check_init_state(init_state, template, config)
+    # init_state: config.steps more steps; the run directory records the total
+    end_step = int(state.step) + config.steps if init_state is not None else config.steps
+    saved_config = dataclasses.replace(config, steps=end_step)
 
     # The state every run starts from must have a finite cost and gradient: the checkpoint
     # keeps only such states (a huge data scale or lam overflowing the dtype fails here).
@@ -930,7 +1165,7 @@ def train(
     metrics: list[dict] = []
     metrics_path = None
     config_doc = {
-        "config": config.to_dict(),
+        "config": saved_config.to_dict(),
         "data_spec": data_spec,
         "n_visible": int(x_np.shape[1]),
         "n_samples": int(x_all.shape[0]),
@@ -963,7 +1198,7 @@ def train(
             step=int(st.step),
             key_data=st.key,
             rho_ema=st.rho_ema,
-            config=config.to_dict(),
+            config=saved_config.to_dict(),
             data_spec=data_spec,
             data_sha256=digest,
             extra={"n_visible": int(x_np.shape[1]), "n_samples": int(x_all.shape[0])},
@@ -975,7 +1210,8 @@ def train(
 
     t0 = time.perf_counter()
     runner = _runner_for(config, value_and_grad_fn)
-    jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32)))  # compile (or hit the cache)
+    hp = hyperparams(config)
+    jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
     compile_s = time.perf_counter() - t0
 
     if not metrics or metrics[-1].get("step") != start_step:
@@ -989,10 +1225,10 @@ def train(
     train_s = 0.0
     step = start_step
     K = config.chunk
-    while step < config.steps:
-        n = min(K - step % K, config.steps - step)  # chunk boundaries at multiples of K
+    while step < end_step:
+        n = min(K - step % K, end_step - step)  # chunk boundaries at multiples of K
         t1 = time.perf_counter()
-        new_state, values, bad, cause, bad_value = _run_chunk(runner, state, x_dev, n)
+        new_state, values, bad, cause, bad_value = _run_chunk(runner, state, x_dev, n, hp)
         dt = time.perf_counter() - t1
         train_s += dt
         if bad >= 0:
@@ -1021,7 +1257,7 @@ def train(
         if metrics_path is not None:
             _append(metrics_path, row)
         due = run_dir is not None and (
-            step // config.checkpoint_every > last_saved // config.checkpoint_every or step == config.steps
+            step // config.checkpoint_every > last_saved // config.checkpoint_every or step == end_step
         )
         # Every step was finite on its own batch, but the state it reached must also have a
         # finite full-data cost (every chunk) and gradient (before it is checkpointed): a
@@ -1048,7 +1284,7 @@ def train(
         if last_saved != step:
             save(state)
         ckpt.save_params(run_dir / ckpt.PARAMS_NAME, state.params, config={
-            **config.to_dict(), "n_visible": int(x_np.shape[1]), "step": step,
+            **saved_config.to_dict(), "n_visible": int(x_np.shape[1]), "step": step,
         })
         if pictures:
             import warnings

@@ -69,3 +69,31 @@ def random_problem(
     else:
         x = 2.0 * rng.standard_normal((m, n))
     return p, jnp.asarray(x, dtype)
+
+
+class count_compiles:
+    """Context manager counting XLA backend compilations (every jit, eager op or vmap that
+    compiles) inside it: ``with count_compiles() as c: ...; c.n``."""
+
+    _active: list = []
+    _installed = False
+
+    def __init__(self):
+        self.n = 0
+
+    @classmethod
+    def _listener(cls, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            for c in cls._active:
+                c.n += 1
+
+    def __enter__(self):
+        if not count_compiles._installed:
+            jax.monitoring.register_event_duration_secs_listener(count_compiles._listener)
+            count_compiles._installed = True
+        count_compiles._active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        count_compiles._active.remove(self)
+        return False

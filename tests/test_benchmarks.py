@@ -85,7 +85,8 @@ def test_torch_peer_matches_sae_jax():
 def test_entry_point_runs_at_tiny_sizes(tmp_path, capsys):
     rc = main([
         "--quick", "--sizes", "8x4x40", "--dtypes", "float32", "--budget", "0", "--skip", "e2e,memory,others",
-        "--sweep-size", "8x4x40", "--sweep-steps", "2", "--out", str(tmp_path), "--tag", "smoke",
+        "--sweep-size", "8x4x40", "--sweep-steps", "2", "--train-sweep-optimizer", "adam", "--out", str(tmp_path),
+        "--tag", "smoke",
     ])
     assert rc == 0
     res = json.loads((tmp_path / "smoke-quick.json").read_text())
@@ -94,6 +95,11 @@ def test_entry_point_runs_at_tiny_sizes(tmp_path, capsys):
     assert {"sae_jax manual", "jax.grad", "numpy", "GEMM numpy", "GEMM jax"} <= set(k["results"])
     assert all(r["median_s"] > 0 for r in k["results"].values())
     assert res["sweep"]["k"] == 16 and res["sweep"]["final_cost_max_rel_diff"] < 1e-3
+    ts = res["train_sweep"]  # sae_jax.sweep vs 16 train() calls: the same final costs (float64)
+    assert ts["k"] == 16 and ts["sequential_compile_s_later_calls"] < 1.0
+    assert set(ts["sweeps"]) == {"map", "vmap"}
+    assert all(o["final_cost_max_rel_diff"] < 1e-9 and o["median_s"] > 0 for o in ts["sweeps"].values())
+    assert "sequential `train()` calls" in md
     assert res["machine"]["cores"] >= 1 and res["targets"]
     assert "| S" not in md or "sae_jax manual" in md
     assert "cost + gradient, float32" in md

@@ -503,3 +503,86 @@ def test_validation_split_rows_are_held_out_and_logged(tmp_path):
     assert r.metrics[-1]["val_reconstruction"] != r.metrics[-1]["reconstruction"]
     with pytest.raises(InputError, match="validation_fraction must be in"):
         train(x, dataclasses.replace(NONSQUARE, validation_fraction=1.0))
+
+
+# --- traced hyperparameters, warm start -------------------------------------------------
+
+
+def test_new_lam_beta_rho_compile_nothing():
+    from helpers import count_compiles
+
+    from sae_jax.training import _runner_for
+
+    train(X, LBFGS)  # compiles (or reuses) the runner and the metrics' evaluation
+    other = dataclasses.replace(LBFGS, lam=3e-3, beta=0.5, rho=0.2)
+    with count_compiles() as c:
+        r = train(X, other)
+    assert c.n == 0  # λ, β, ρ are traced arguments of the compiled runner
+    assert _runner_for(other, None) is _runner_for(LBFGS, None)
+    assert _runner_for(LBFGS, None)._cache_size() == 1
+    # and the new values are the ones used: the run's last cost is the cost of its params at them
+    J = cost_and_grad(r.params, jnp.asarray(X), lam=3e-3, beta=0.5, rho=0.2)[0]
+    np.testing.assert_allclose(r.metrics[-1]["cost"], float(J), rtol=1e-13)
+
+
+@pytest.mark.parametrize("base", [LBFGS, ADAM], ids=["lbfgs", "adam"])
+def test_continuing_a_state_equals_one_longer_run(base):
+    whole = train(X, base)  # 12 steps
+    first = train(X, dataclasses.replace(base, steps=7))
+    rest = train(X, dataclasses.replace(base, steps=5), init_state=first.state)
+    assert int(rest.state.step) == 12
+    assert [row["step"] for row in rest.metrics] == [7, 10, 12]
+    # same compiled code from the same state: identical (the L-BFGS line search's cached
+    # objective is recomputed at step 7, which reproduces it bit for bit here)
+    _assert_tree_equal(rest.params, whole.params)
+    np.testing.assert_array_equal(rest.metrics[-1]["cost"], whole.metrics[-1]["cost"])
+
+
+def test_warm_start_from_params():
+    r = train(X, LBFGS)
+    # the UFLDL init passed explicitly is the default run, bit for bit
+    p0 = init_params(jax.random.split(jax.random.key(LBFGS.seed))[0], N, H, dtype=jnp.float64)
+    _assert_tree_equal(train(X, LBFGS, params=p0).params, r.params)
+    # from trained params: a fresh optimizer starting where the last run ended
+    w = train(X, dataclasses.replace(LBFGS, beta=1.0), params=r.params)
+    assert w.metrics[0]["step"] == 0
+    J = cost_and_grad(r.params, jnp.asarray(X), lam=LBFGS.lam, beta=1.0, rho=LBFGS.rho)[0]
+    np.testing.assert_allclose(w.metrics[0]["cost"], float(J), rtol=1e-13)
+    assert w.metrics[-1]["cost"] < w.metrics[0]["cost"]
+
+
+def test_warm_start_into_a_run_dir_resumes_with_the_total_step_count(tmp_path):
+    first = train(X, dataclasses.replace(LBFGS, steps=7))
+    r = train(X, dataclasses.replace(LBFGS, steps=5), init_state=first.state, run_dir=tmp_path / "w")
+    import json
+
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["config"]["steps"] == 12
+    more = train(X, dataclasses.replace(LBFGS, steps=14), run_dir=tmp_path / "w", resume=True)
+    assert int(more.state.step) == 14 and int(r.state.step) == 12
+
+
+def _bad_warm_starts():
+    r = train(X, LBFGS)
+    ra = train(X, ADAM)
+    p = r.params
+    nan_p = p._replace(b1=p.b1.at[0].set(jnp.nan))
+    return [
+        (dict(params=init_params(jax.random.key(0), N - 1, H, dtype=jnp.float64)),
+         r"params\.W1 has shape \(5, 15\).*expected \(5, 16\)"),
+        (dict(init_state=r.state._replace(params=p._replace(W1=p.W1[:, :-1]))),
+         r"init_state\.params: params\.W2 must have shape \(15, 5\)"),
+        (dict(params=jax.tree.map(lambda a: a.astype(jnp.float32), p)), r"params\.W1 .*float32, expected .*float64"),
+        (dict(params=nan_p), r"params\.b1 has non-finite values"),
+        (dict(params=(1, 2)), r"params must be a Params"),
+        (dict(init_state=ra.state), r"init_state\.opt_state does not match the configured optimizer='lbfgs'"),
+        (dict(init_state=r.params), r"init_state must be a TrainState"),
+        (dict(init_state=r.state._replace(params=nan_p)), r"init_state\.params\.b1 has non-finite"),
+        (dict(init_state=r.state, params=p), r"params= .* or init_state= .*not both"),
+        (dict(resume=True, params=p), r"resume=True .* cannot be combined with params= or init_state="),
+    ]
+
+
+def test_bad_warm_starts_are_one_input_error():
+    for kw, match in _bad_warm_starts():
+        with pytest.raises(InputError, match=match):
+            train(X, LBFGS, **kw)

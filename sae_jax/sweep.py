@@ -1,0 +1,454 @@
+r"""Hyperparameter sweeps: a grid of (β, ρ, λ) settings trained in one compiled run.
+
+:func:`sweep` trains every setting of a grid from the same initial parameters, on the same
+data and (for Adam / SGD) the same minibatches, with the trainer's own chunk runner mapped
+over the settings: λ, β, ρ are traced arguments of that runner
+(:class:`~sae_jax.training.Hyperparams`), so the whole grid is **one compilation and one
+dispatch per chunk**, whatever its size or values. Two ways to map, one program each:
+``batching="vmap"`` (``jax.vmap``: all settings at once, for accelerators) and ``"map"``
+(``lax.map``: one setting after another inside the program, the default on CPU, where one
+setting already keeps the cores busy). Each setting follows the trajectory its own
+:func:`~sae_jax.train` run would: bit for bit with ``"map"`` on CPU, to 1e-9 relative with
+``"vmap"`` (batched products may sum in another order; both tested in float64).
+
+The objective of setting :math:`k` is the trainer's,
+
+.. math::
+    J_k(W, b) = \frac{1}{m}\sum_i \tfrac12\lVert \hat x^{(i)} - x^{(i)}\rVert^2
+      + \frac{\lambda_k}{2}\lVert W\rVert^2 + \beta_k \sum_j \mathrm{KL}(\rho_k \,\Vert\, \hat\rho_j),
+
+and what a sweep is for is the trade-off between its first and last terms: the summary
+reports, per setting, the reconstruction term, :math:`\sum_j \mathrm{KL}(\rho_k\Vert\hat\rho_j)`
+(the sparsity term without its weight, comparable across β) and :math:`\hat\rho` against
+:math:`\rho_k`; :func:`sae_jax.display.save_sweep_png` draws them.
+
+A setting whose cost, gradient or parameters become non-finite is frozen at its last good
+state and reported (``diverged_step``, ``diverged_cause``); the others carry on.
+
+Output directory (``out_dir``)::
+
+    sweep.json                 config, grid, data spec and hash, timings, the summary
+    summary.csv                one row per setting: λ, β, ρ, final cost and terms, ρ̂, divergence
+    tradeoff.png               reconstruction vs Σ KL(ρ‖ρ̂), and mean ρ̂ vs ρ, across the grid
+    settings/000-beta0-rho0.01-lam0.0001/
+        params.safetensors     that setting's parameters (config in the metadata: its λ, β, ρ)
+        metrics.jsonl          one row per chunk, as a train run's
+        config.json            its TrainConfig (a train() with it reproduces the setting)
+        filters.png            its filters (square n_visible only)
+
+Each ``settings/*`` directory works with ``sae-jax visualize`` and ``sae-jax encode``, and
+``train(x, config, params=...)`` warm-starts from its parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import itertools
+import json
+import math
+import numbers
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import checkpoint as ckpt
+from .cost import _cost_terms, sparsity
+from .params import Params
+from .training import (
+    _CAUSES,
+    SWEEP_BATCHING,
+    Hyperparams,
+    TrainConfig,
+    TrainState,
+    _prepare_data,
+    _runner_for,
+    _spec_dict,
+    _version,
+    init_state,
+    make_optimizer,
+    validate_config,
+)
+from .validate import InputError, check_data, check_data_values, check_hyperparams
+
+__all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
+
+SWEPT = ("beta", "rho", "lam")  # the sweepable fields, in the order the grid is expanded
+SWEEP_JSON = "sweep.json"
+SUMMARY_CSV = "summary.csv"
+TRADEOFF_PNG = "tradeoff.png"
+
+_SUMMARY_FIELDS = (
+    "index", "beta", "rho", "lam", "step", "cost", "reconstruction", "weight_decay", "sparsity",
+    "kl_sum", "rho_hat_mean", "rho_hat_min", "rho_hat_max", "mse", "diverged_step", "diverged_cause", "dir",
+)
+
+
+class SweepResult(NamedTuple):
+    settings: list  # K dicts {"beta", "rho", "lam"}, in grid order
+    params: Params  # every setting's final parameters, stacked: W1 (K, n_hidden, n_visible), ...
+    state: TrainState  # the batched final state (params, opt_state, rho_ema with a leading K axis)
+    metrics: list  # per setting, one dict per chunk (the rows of its metrics.jsonl)
+    summary: list  # per setting, the final row with its λ, β, ρ, Σ KL and divergence (summary.csv)
+    config: TrainConfig
+    out_dir: Path | None
+    compile_s: float  # seconds compiling the sweep's runner (0 if cached)
+    train_s: float  # seconds in the training loop, excluding compilation
+    batching: str  # "vmap" or "map": how the compiled program ran the settings
+
+    def params_at(self, k: int) -> Params:
+        """Setting ``k``'s parameters (a plain :class:`~sae_jax.Params`)."""
+        return Params(*(a[k] for a in self.params))
+
+    def state_at(self, k: int) -> TrainState:
+        """Setting ``k``'s final :class:`~sae_jax.training.TrainState`, to continue it with
+        ``train(x, dataclasses.replace(config, **settings[k], steps=more), init_state=...)``."""
+        pick = lambda t: jax.tree.map(lambda a: a[k], t)  # noqa: E731
+        st = self.state
+        return TrainState(pick(st.params), pick(st.opt_state), st.step, st.key, pick(st.rho_ema))
+
+
+def _as_values(name: str, v) -> list:
+    if isinstance(v, (str, bytes)) or v is None:
+        raise InputError(f"grid[{name!r}] must be a number or a non-empty sequence of numbers, got {v!r}")
+    if isinstance(v, numbers.Real) or (hasattr(v, "shape") and np.ndim(v) == 0):
+        vals = [v]
+    elif isinstance(v, Sequence) or hasattr(v, "shape"):
+        vals = list(np.asarray(v, dtype=object).ravel()) if hasattr(v, "shape") else list(v)
+    else:
+        raise InputError(f"grid[{name!r}] must be a number or a non-empty sequence of numbers, got {type(v).__name__}")
+    if not vals:
+        raise InputError(f"grid[{name!r}] is empty; give at least one value")
+    out = []
+    for a in vals:
+        if isinstance(a, bool) or not isinstance(a, (numbers.Real, np.generic)) or not np.isreal(a):
+            raise InputError(f"grid[{name!r}] must hold real numbers, got {a!r}")
+        out.append(float(a))
+    return out
+
+
+def _check_keys(keys, where: str) -> None:
+    unknown = sorted(set(keys) - set(SWEPT), key=str)
+    if unknown:
+        raise InputError(
+            f"{where} has unknown key(s) {unknown}; a sweep varies {', '.join(SWEPT)} "
+            "(other TrainConfig fields are shared: set them in the config)"
+        )
+
+
+def grid_settings(grid, config: TrainConfig | None = None) -> list[dict]:
+    """The settings a grid stands for, checked: a list of ``{"beta", "rho", "lam"}`` dicts.
+
+    Args:
+      grid: a mapping ``{"beta": [...], "rho": [...], "lam": [...]}`` (each a number or a
+        non-empty sequence; a missing key takes ``config``'s value), expanded as the Cartesian
+        product with β varying slowest and λ fastest; or a sequence of such mappings with one
+        number per key, taken as the settings themselves.
+      config: supplies the values of keys the grid leaves out (default :class:`TrainConfig`).
+
+    Raises:
+      InputError: an empty grid, an unknown key, a value that is not a finite real number in
+        range (λ ≥ 0, β ≥ 0, 0 < ρ < 1), or the same setting twice.
+
+    Example:
+      >>> [tuple(s.values()) for s in grid_settings({"beta": [0, 3], "rho": 0.05})]
+      [(0.0, 0.05, 0.0001), (3.0, 0.05, 0.0001)]
+    """
+    config = TrainConfig() if config is None else config
+    base = {k: float(getattr(config, k)) for k in SWEPT}
+    if grid is None:
+        raise InputError("grid is required: e.g. {'beta': [0, 1, 3], 'rho': [0.01, 0.05]}")
+    if isinstance(grid, Mapping):
+        _check_keys(grid, "grid")
+        if not grid:
+            raise InputError(f"grid is empty; give values for at least one of {', '.join(SWEPT)}")
+        axes = [_as_values(k, grid[k]) if k in grid else [base[k]] for k in SWEPT]
+        settings = [dict(zip(SWEPT, vals)) for vals in itertools.product(*axes)]
+    elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
+        if not grid:
+            raise InputError("grid is an empty list of settings")
+        settings = []
+        for i, g in enumerate(grid):
+            if not isinstance(g, Mapping):
+                raise InputError(f"grid[{i}] must be a mapping like {{'beta': 3.0, 'rho': 0.01}}, got {type(g).__name__}")
+            _check_keys(g, f"grid[{i}]")
+            s = dict(base)
+            for k in g:
+                vals = _as_values(k, g[k])
+                if len(vals) != 1:
+                    raise InputError(f"grid[{i}][{k!r}] must be one number (a list of settings), got {len(vals)}")
+                s[k] = vals[0]
+            settings.append(s)
+    else:
+        raise InputError(f"grid must be a mapping of value lists or a list of settings, got {type(grid).__name__}")
+    seen = {}
+    for i, s in enumerate(settings):
+        try:
+            check_hyperparams(**{k: s[k] for k in ("lam", "beta", "rho")})
+        except InputError as e:
+            raise InputError(f"grid setting {i} ({_label(s)}): {e}") from None
+        key = tuple(s[k] for k in SWEPT)
+        if key in seen:
+            raise InputError(f"grid has the setting {_label(s)} twice (settings {seen[key]} and {i})")
+        seen[key] = i
+    return settings
+
+
+def _label(s: dict) -> str:
+    return ", ".join(f"{k}={s[k]:g}" for k in SWEPT)
+
+
+def _dir_name(k: int, s: dict) -> str:
+    return f"{k:03d}-" + "-".join(f"{name}{s[name]:g}" for name in SWEPT)
+
+
+@functools.partial(jax.jit, static_argnames=("output", "batching"))
+def _terms_k(params, x, hp: Hyperparams, *, output, batching):
+    """Full-data cost terms of every setting, and Σ_j KL(ρ‖ρ̂_j) (the sparsity term at β = 1),
+    mapped over the settings as the training was (``lax.map`` or ``vmap``)."""
+
+    def one(args):
+        p, lam, beta, rho = args
+        t = _cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output)
+        return t, sparsity(t.rho_hat, rho=rho, beta=jnp.ones_like(beta))
+
+    args = (params, hp.lam, hp.beta, hp.rho)
+    return jax.vmap(one)(args) if batching == "vmap" else lax.map(one, args)
+
+
+def _evaluate_k(params, x, hp: Hyperparams, config: TrainConfig, batching: str) -> list[dict]:
+    t, kl = jax.device_get(_terms_k(params, x, hp, output=config.output, batching=batching))
+    rh = np.asarray(t.rho_hat, np.float64)
+    n = x.shape[1]
+    return [
+        {
+            "cost": float(t.cost[k]),
+            "reconstruction": float(t.reconstruction[k]),
+            "weight_decay": float(t.weight_decay[k]),
+            "sparsity": float(t.sparsity[k]),
+            "kl_sum": float(kl[k]),
+            "rho_hat_mean": float(rh[k].mean()),
+            "rho_hat_min": float(rh[k].min()),
+            "rho_hat_max": float(rh[k].max()),
+            "mse": 2.0 * float(t.reconstruction[k]) / n,
+        }
+        for k in range(rh.shape[0])
+    ]
+
+
+def sweep(
+    x=None,
+    config: TrainConfig | None = None,
+    grid=None,
+    *,
+    out_dir=None,
+    data_spec=None,
+    progress: Callable[[dict], None] | None = None,
+    pictures: bool = True,
+    batching: str = "auto",
+) -> SweepResult:
+    r"""Train every (β, ρ, λ) setting of ``grid`` in one compiled run (vmapped, or ``lax.map``-ed on CPU).
+
+    Args:
+      x: training data ``(m, n_visible)``, samples as rows (cast to ``config.dtype``); may be
+        ``None`` when ``data_spec`` is given.
+      config: a :class:`TrainConfig` shared by all settings (optimizer, steps, n_hidden, seed,
+        dtype...); its ``lam``/``beta``/``rho`` fill in what the grid leaves out. Full-batch
+        L-BFGS or minibatch Adam / SGD (all settings see the same minibatches).
+      grid: see :func:`grid_settings`, e.g. ``{"beta": [0, 1, 3], "rho": [0.01, 0.05]}``
+        (6 settings).
+      out_dir: directory to write (see the module doc); ``None``: in memory only. A directory
+        that already holds a ``sweep.json`` is refused.
+      data_spec: a :class:`sae_jax.data.DataSpec` (or dict) recorded with the sweep.
+      progress: called after every chunk with ``{"step", "steps", "settings", "elapsed_s"}``.
+      pictures: write ``tradeoff.png`` and each setting's ``filters.png`` (needs matplotlib).
+      batching: how the one compiled program runs the settings: ``"vmap"`` (all at once, one
+        wide program: for GPUs/TPUs, where one small setting leaves the device idle),
+        ``"map"`` (``lax.map``: one after another inside the program; on a CPU a single
+        setting already keeps the cores busy and vmap's K-fold arrays fall out of cache:
+        measured 4x slower than ``"map"`` for 16 exercise-size L-BFGS settings on 2 cores,
+        ``benchmarks/NOTES.md``), or ``"auto"`` (default: ``"map"`` on CPU, else ``"vmap"``).
+        Both compile once and agree with single runs.
+
+    Returns:
+      :class:`SweepResult`; ``result.params_at(k)`` is setting ``k``'s :class:`~sae_jax.Params`.
+
+    Raises:
+      InputError: a bad grid, config, data or output directory, before anything is written.
+
+    Example:
+      >>> import numpy as np
+      >>> from sae_jax.training import TrainConfig
+      >>> x = np.random.default_rng(0).uniform(0.1, 0.9, (50, 4))
+      >>> cfg = TrainConfig(n_hidden=2, optimizer="adam", batch_size=10, steps=5, dtype="float32")
+      >>> r = sweep(x, cfg, {"beta": [0.0, 3.0], "rho": [0.05, 0.1]})
+      >>> len(r.summary), r.params.W1.shape
+      (4, (4, 2, 4))
+    """
+    config = TrainConfig() if config is None else config
+    validate_config(config)
+    if batching not in ("auto", *SWEEP_BATCHING):
+        raise InputError(f"batching must be one of {('auto', *SWEEP_BATCHING)}, got {batching!r}")
+    if batching == "auto":
+        batching = "map" if jax.default_backend() == "cpu" else "vmap"
+    settings = grid_settings(grid, config)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None and (out_dir / SWEEP_JSON).exists():
+        raise InputError(f"output directory {str(out_dir)!r} already holds a {SWEEP_JSON}; choose another")
+    data_spec = _spec_dict(data_spec)
+    if x is None:
+        if data_spec is None:
+            raise InputError("sweep needs data: pass x (m, n_visible) or data_spec")
+        from .data import load_from_spec
+
+        x = load_from_spec(data_spec, output=config.output)
+    x_np = _prepare_data(x, config)
+    if x_np.shape[0] < 1 or x_np.shape[1] < 1:
+        raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
+    check_data_values(x_np, output=config.output, name="x")
+    if not config.full_batch and config.batch_size > x_np.shape[0]:
+        raise InputError(
+            f"batch_size must be <= the number of samples ({x_np.shape[0]}), got {config.batch_size}"
+        )
+    x_dev = jnp.asarray(x_np)
+    template = init_state(config, x_dev, make_optimizer(config))
+    check_data(x_dev, template.params, output=config.output)
+
+    K = len(settings)
+    dtype = jnp.dtype(config.dtype)
+    hp = Hyperparams(*(jnp.asarray([s[k] for s in settings], dtype) for k in Hyperparams._fields))
+
+    def batched(a):
+        return None if a is None else jnp.broadcast_to(a, (K, *jnp.shape(a)))
+
+    state = template._replace(
+        params=jax.tree.map(batched, template.params),
+        opt_state=jax.tree.map(batched, template.opt_state),
+        rho_ema=batched(template.rho_ema),
+    )
+
+    t0 = time.perf_counter()
+    runner = _runner_for(config, None, batching=batching)
+    jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
+    compile_s = time.perf_counter() - t0
+
+    metrics: list[list[dict]] = [[] for _ in range(K)]
+
+    def log_rows(st, extra):
+        for k, row in enumerate(_evaluate_k(st.params, x_dev, hp, config, batching)):
+            metrics[k].append({"step": int(st.step), **row, **extra[k]})
+
+    log_rows(state, [{"step_time_s": None}] * K)
+    diverged: list = [None] * K
+    train_s = 0.0
+    step = 0
+    C = config.chunk
+    while step < config.steps:
+        n = min(C - step % C, config.steps - step)
+        t1 = time.perf_counter()
+        new_state, values, bad, cause, bad_value = runner(state, x_dev, jnp.asarray(n, jnp.int32), hp)
+        jax.block_until_ready(new_state)
+        dt = time.perf_counter() - t1
+        train_s += dt
+        values, bad, cause, bad_value = (np.asarray(a) for a in jax.device_get((values, bad, cause, bad_value)))
+        for k in range(K):
+            if bad[k] >= 0 and diverged[k] is None:
+                diverged[k] = (int(bad[k]), _CAUSES.get(int(cause[k]), "non-finite value"), float(bad_value[k]))
+        state = new_state
+        step = int(state.step)
+        with np.errstate(all="ignore"):
+            batch_costs = np.nanmean(np.asarray(values[:, :n], np.float64), axis=1)
+        log_rows(state, [
+            {"batch_cost": float(batch_costs[k]) if np.isfinite(batch_costs[k]) else None,
+             "step_time_s": dt / n, "elapsed_s": train_s} for k in range(K)
+        ])
+        if progress is not None:
+            progress({"step": step, "steps": config.steps, "settings": K, "elapsed_s": train_s})
+
+    summary = []
+    for k, s in enumerate(settings):
+        d = diverged[k]
+        summary.append({
+            "index": k, **s, **{key: v for key, v in metrics[k][-1].items()
+                                 if key not in ("batch_cost", "step_time_s", "elapsed_s")},
+            "diverged_step": None if d is None else d[0],
+            "diverged_cause": None if d is None else d[1],
+            "dir": f"settings/{_dir_name(k, s)}",
+        })
+    if out_dir is not None:
+        _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
+               compile_s, train_s, pictures, batching)
+    return SweepResult(settings, state.params, state, metrics, summary, config, out_dir, compile_s, train_s, batching)
+
+
+def _json_grid(grid):
+    if isinstance(grid, Mapping):
+        return {k: _as_values(k, v) for k, v in grid.items()}
+    return [{k: _as_values(k, v)[0] for k, v in g.items()} for g in grid]
+
+
+def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metrics, summary,
+           compile_s, train_s, pictures, batching) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_visible = int(x_np.shape[1])
+    side = math.isqrt(n_visible)
+    square = side * side == n_visible
+    notes = []
+    for k, s in enumerate(settings):
+        d = out_dir / summary[k]["dir"]
+        d.mkdir(parents=True, exist_ok=True)
+        cfg = dataclasses.replace(config, **s).to_dict()
+        p = Params(*(np.asarray(a[k]) for a in state.params))
+        ckpt.save_params(d / ckpt.PARAMS_NAME, p, config={**cfg, "n_visible": n_visible, "step": int(state.step)})
+        ckpt.atomic_write_text(d / ckpt.METRICS_NAME, "".join(json.dumps(r) + "\n" for r in metrics[k]))
+        ckpt.atomic_write_text(d / ckpt.CONFIG_NAME, json.dumps({
+            "config": cfg, "data_spec": data_spec, "n_visible": n_visible, "n_samples": int(x_np.shape[0]),
+            "sweep": {"index": k, "dir": str(out_dir)},
+        }, indent=2) + "\n")
+        if pictures and square:
+            from .display import save_filters_png
+
+            tmp = d / ".filters.png.tmp.png"
+            save_filters_png(p.W1, tmp, title=_label(s))
+            os.replace(tmp, d / "filters.png")
+    if pictures and not square:
+        notes.append(f"filters.png skipped: n_visible={n_visible} is not a square")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=_SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in summary:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in _SUMMARY_FIELDS})
+    ckpt.atomic_write_text(out_dir / SUMMARY_CSV, buf.getvalue())
+    if pictures:
+        from .display import save_sweep_png
+
+        tmp = out_dir / f".{TRADEOFF_PNG}.tmp.png"
+        save_sweep_png(summary, tmp, title=(
+            f"{len(settings)} settings, {config.optimizer} {config.steps} steps, "
+            f"n_hidden={config.n_hidden}, {config.dtype}"
+        ))
+        os.replace(tmp, out_dir / TRADEOFF_PNG)
+    ckpt.atomic_write_text(out_dir / SWEEP_JSON, json.dumps({
+        "config": config.to_dict(),
+        "swept": list(SWEPT),
+        "grid": _json_grid(grid),
+        "data_spec": data_spec,
+        "n_visible": n_visible,
+        "n_samples": int(x_np.shape[0]),
+        "data_sha256": ckpt.data_sha256(x_np),
+        "sae_jax_version": _version(),
+        "batching": batching,
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "notes": notes,
+        "summary": summary,
+    }, indent=2) + "\n")
