@@ -260,6 +260,8 @@ def save_evaluation_png(columns: dict, path, *, rho: float, title=None) -> None:
         ax.grid(True, which="major", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path, dpi=100)
 
 
 def save_sweep_png(summary, path, *, title=None) -> None:
