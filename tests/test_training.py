@@ -576,7 +576,7 @@ def _bad_warm_starts():
         (dict(params=(1, 2)), r"params must be a (sae_jax\.)?Params"),
         (dict(init_state=ra.state), r"init_state\.opt_state does not match the configured optimizer='lbfgs'"),
         (dict(init_state=r.params), r"init_state must be a TrainState"),
-        (dict(init_state=r.state._replace(params=nan_p)), r"init_state\.params\.b1 has non-finite"),
+        (dict(init_state=r.state._replace(params=nan_p)), r"init_state\.params(\.b1 has non-finite|: params\.b1 must be finite)"),
         (dict(init_state=r.state, params=p), r"params= .* or init_state= .*not both"),
         (dict(resume=True, params=p), r"resume=True .* cannot be combined with params= or init_state="),
     ]
