@@ -122,3 +122,16 @@ def test_entry_point_e2e_and_memory_tiny(tmp_path):
     res = json.loads((tmp_path / "smoke-quick.json").read_text())
     assert set(res["e2e"]["results"]) >= {"scipy+numpy float64", "sae_jax float64"}
     assert all("peak_rss_bytes" in r or "skipped" in r for r in res["memory"])
+
+
+def test_compare_kernels_runs_against_a_commit(capsys):
+    """benchmarks.compare_kernels imports another commit's sae_jax beside this one (here HEAD)."""
+    import shutil
+
+    from benchmarks import compare_kernels
+
+    if shutil.which("git") is None or not (compare_kernels.ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert compare_kernels.main(["HEAD", "--sizes", "S1", "--dtypes", "float32", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "S1 float32: manual" in out and "jax.grad" in out
