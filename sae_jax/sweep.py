@@ -70,7 +70,7 @@ from .training import (
     Hyperparams,
     TrainConfig,
     TrainState,
-    _prepare_data,
+    _training_data,
     _runner_for,
     _spec_dict,
     _version,
@@ -78,7 +78,7 @@ from .training import (
     make_optimizer,
     validate_config,
 )
-from .validate import InputError, check_data, check_data_values, check_hyperparams
+from .validate import InputError, check_data, check_hyperparams
 
 __all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
 
@@ -305,16 +305,7 @@ def sweep(
     if out_dir is not None and (out_dir / SWEEP_JSON).exists():
         raise InputError(f"output directory {str(out_dir)!r} already holds a {SWEEP_JSON}; choose another")
     data_spec = _spec_dict(data_spec)
-    if x is None:
-        if data_spec is None:
-            raise InputError("sweep needs data: pass x (m, n_visible) or data_spec")
-        from .data import load_from_spec
-
-        x = load_from_spec(data_spec, output=config.output)
-    x_np = _prepare_data(x, config)
-    if x_np.shape[0] < 1 or x_np.shape[1] < 1:
-        raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
-    check_data_values(x_np, output=config.output, name="x")
+    x_np = _training_data(x, data_spec, config, "sweep")
     if not config.full_batch and config.batch_size > x_np.shape[0]:
         raise InputError(
             f"batch_size must be <= the number of samples ({x_np.shape[0]}), got {config.batch_size}"

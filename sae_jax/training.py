@@ -900,6 +900,21 @@ def _spec_dict(spec) -> dict | None:
     raise InputError(f"data_spec must be a dict or a DataSpec, got {type(spec).__name__}")
 
 
+def _training_data(x, data_spec: dict | None, config: TrainConfig, who: str) -> np.ndarray:
+    """``x``, or the data ``data_spec`` names, as a checked ``(m, n_visible)`` array in ``config.dtype``."""
+    if x is None:
+        if data_spec is None:
+            raise InputError(f"{who} needs data: pass x (m, n_visible) or data_spec")
+        from .data import load_from_spec
+
+        x = load_from_spec(data_spec, output=config.output)
+    x_np = _prepare_data(x, config)
+    if x_np.shape[0] < 1 or x_np.shape[1] < 1:
+        raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
+    check_data_values(x_np, output=config.output, name="x")
+    return x_np
+
+
 def _prepare_data(x, config: TrainConfig) -> np.ndarray:
     if isinstance(x, (str, bytes, os.PathLike)):
         raise InputError(
@@ -1099,16 +1114,7 @@ def train(
     data_spec = _spec_dict(data_spec)
     if data_spec is not None:  # keys sorted, as the checkpoint stores it: the same config.json on resume
         data_spec = json.loads(json.dumps(data_spec, sort_keys=True))
-    if x is None:
-        if data_spec is None:
-            raise InputError("train needs data: pass x (m, n_visible) or data_spec")
-        from .data import load_from_spec
-
-        x = load_from_spec(data_spec, output=config.output)
-    x_np = _prepare_data(x, config)
-    if x_np.shape[0] < 1 or x_np.shape[1] < 1:
-        raise InputError(f"x must have at least one sample and one feature, got shape {x_np.shape}")
-    check_data_values(x_np, output=config.output, name="x")
+    x_np = _training_data(x, data_spec, config, "train")
     patch_shape = _check_patch_shape(patch_shape, int(x_np.shape[1]))
     x_val_dev = None
     x_all = x_np
