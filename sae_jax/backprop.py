@@ -310,6 +310,43 @@ def _cost_terms_and_grad(params: Params, x, *, lam, beta, rho, output="sigmoid")
 _cost_terms_and_grad_jit = jax.jit(_cost_terms_and_grad, static_argnames=("output",))
 
 
+def _with_value_stats(fn, *, data: bool):
+    def f(params, x, *, lam, beta, rho, output="sigmoid"):
+        stats = validate.value_stats(params, x if data else None)
+        return fn(params, x, lam=lam, beta=beta, rho=rho, output=output), stats
+
+    return jax.jit(f, static_argnames=("output",))
+
+
+_CHECKED: dict = {}
+
+
+def _checked_call(kernel, params, x, *, lam, beta, rho, output):
+    """Run a jitted entry point with its inputs checked at almost no cost.
+
+    Shapes, dtypes and hyperparameters are checked first, in Python. The array values (finite
+    parameters; finite data in the output's range, for a ``jax.Array`` only the first time it is
+    seen: :func:`sae_jax.validate.data_checked`) are reduced *inside the same compiled call*
+    (:func:`sae_jax.validate.value_stats`) and read back in one transfer, instead of separate eager
+    reductions before it; a failure raises the same :class:`~sae_jax.InputError` and the result is
+    never returned. Under the caller's own ``jit``/``vmap`` the values are not concrete: as before,
+    the shapes are checked and the concrete parts' values eagerly.
+    """
+    if not (isinstance(params, tuple) and validate.all_concrete(params, x, lam, beta, rho)):
+        validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
+        return kernel(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False)
+    data = not validate.data_checked(x, output)
+    checked = _CHECKED.get((kernel, data))
+    if checked is None:
+        checked = _CHECKED[(kernel, data)] = _with_value_stats(kernel, data=data)
+    out, stats = checked(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    validate.raise_for_value_stats(stats, params, x, output=output)
+    if data:
+        validate.remember_checked_data(x, output)
+    return out
+
+
 def _cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid"):
     terms, grads = _cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output)
     return terms.cost, grads
@@ -346,8 +383,7 @@ def cost_and_grad(
       >>> bool(jax.numpy.allclose(g.W1, g_ad.W1, rtol=1e-4, atol=1e-7))
       True
     """
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return _cost_and_grad_jit(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return _checked_call(_cost_and_grad_jit, params, x, lam=lam, beta=beta, rho=rho, output=output)
 
 
 def cost_terms_and_grad(
@@ -360,8 +396,7 @@ def cost_terms_and_grad(
     output: Output = "sigmoid",
 ):
     """Like :func:`cost_and_grad` but returns ``(CostTerms, grads)``, as ``jax.value_and_grad(..., has_aux=True)`` would allow; for logging."""
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return _cost_terms_and_grad_jit(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return _checked_call(_cost_terms_and_grad_jit, params, x, lam=lam, beta=beta, rho=rho, output=output)
 
 
 def _autodiff_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid"):
@@ -383,5 +418,4 @@ def autodiff_cost_and_grad(
     output: Output = "sigmoid",
 ) -> tuple[jax.Array, Params]:
     """The reference: ``jax.value_and_grad(cost)``, jit-compiled, with the same checks and signature as :func:`cost_and_grad`."""
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return _autodiff_cost_and_grad_jit(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return _checked_call(_autodiff_cost_and_grad_jit, params, x, lam=lam, beta=beta, rho=rho, output=output)

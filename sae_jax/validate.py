@@ -25,6 +25,11 @@ __all__ = [
     "check_params",
     "check_data",
     "check_hyperparams",
+    "all_concrete",
+    "value_stats",
+    "raise_for_value_stats",
+    "data_checked",
+    "remember_checked_data",
     "check_call",
     "check_layer_input",
 ]
@@ -57,9 +62,10 @@ def check_output(output) -> None:
         raise InputError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
-def check_params(params) -> None:
+def check_params(params, *, values: bool = True) -> None:
     """A :class:`~sae_jax.Params` of four floating arrays of one dtype with UFLDL shapes
-    ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``; finite values when concrete."""
+    ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``; finite values when concrete
+    (unless ``values=False``: shapes and dtypes only)."""
     from .params import Params
 
     names = ("W1", "b1", "W2", "b2")
@@ -95,7 +101,7 @@ def check_params(params) -> None:
             raise InputError(
                 f"params.{name} must have the same dtype as params.W1 ({dtype}), got {jnp.dtype(a.dtype)}"
             )
-    if all(is_concrete(a) for a in params):
+    if values and all(is_concrete(a) for a in params):
         if all(isinstance(a, np.ndarray) for a in params):
             finite = all(bool(np.isfinite(a).all()) for a in params)
         else:
@@ -143,8 +149,9 @@ def check_data_values(x, *, output: str = "sigmoid", name: str = "x") -> None:
         )
 
 
-def check_data(x, params, *, output: str = "sigmoid", name: str = "x") -> None:
-    """``x`` is ``(m, n_visible)`` with ``m >= 1``, in ``params``' dtype; values checked if concrete."""
+def check_data(x, params, *, output: str = "sigmoid", name: str = "x", values: bool = True) -> None:
+    """``x`` is ``(m, n_visible)`` with ``m >= 1``, in ``params``' dtype; values checked if concrete
+    (unless ``values=False``)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise InputError(f"{name} must be an array of shape (m, n_visible), got {type(x).__name__}")
     n = params.W1.shape[1]
@@ -168,7 +175,7 @@ def check_data(x, params, *, output: str = "sigmoid", name: str = "x") -> None:
             f"{name} must have the same dtype as params ({dtype}), got {jnp.dtype(x.dtype)}; "
             f"convert one of them (e.g. x.astype({dtype.name!r}), or load_dataset(..., dtype={dtype.name!r}))"
         )
-    if is_concrete(x):
+    if values and is_concrete(x):
         check_data_values(x, output=output, name=name)
 
 
@@ -225,12 +232,82 @@ def _check_in_dtype(name: str, f: float, dtype) -> None:
         )
 
 
-def check_call(params, x, *, lam, beta, rho, output="sigmoid") -> None:
-    """All checks of a ``cost(params, x, lam=, beta=, rho=, output=)`` call."""
+def check_call(params, x, *, lam, beta, rho, output="sigmoid", values: bool = True) -> None:
+    """All checks of a ``cost(params, x, lam=, beta=, rho=, output=)`` call.
+
+    ``values=False`` leaves out the array values (finite parameters, finite data in the output's
+    range) but still checks the hyperparameters' values: the jitted entry points check the arrays
+    inside their own compiled call instead (:func:`value_stats`, :func:`raise_for_value_stats`).
+    """
     check_output(output)
-    check_params(params)
-    check_data(x, params, output=output)
+    check_params(params, values=values)
+    check_data(x, params, output=output, values=values)
     check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
+
+
+def all_concrete(params, x, *others) -> bool:
+    """Every argument of the call is a value (none is a tracer of the caller's ``jit``/``vmap``/``grad``)."""
+    return is_concrete(x) and all(is_concrete(a) for a in (*params, *others))
+
+
+def value_stats(params, x=None) -> jax.Array:
+    """``[params finite, x finite, min x, max x]`` as one vector: what the value checks need,
+    computed inside a jitted entry point's own program and read back in one transfer.
+
+    ``x=None``: the parameters only (``[params finite, 1, 0, 0]``), for data already checked
+    (:func:`data_checked`). Finiteness is read off sums and extrema (a NaN or inf makes
+    ``sum(a * 0)`` NaN, and ``min``/``max`` of ``x`` non-finite), so each array is reduced once.
+    """
+    finite_params = jnp.isfinite(sum(jnp.sum(a * 0) for a in params))
+    dtype = params[0].dtype
+    if x is None:
+        one = jnp.ones((), dtype)
+        return jnp.stack([finite_params.astype(dtype), one, 0 * one, 0 * one])
+    lo, hi = jnp.min(x), jnp.max(x)
+    return jnp.stack([finite_params.astype(dtype), (jnp.isfinite(lo) & jnp.isfinite(hi)).astype(dtype), lo, hi])
+
+
+def raise_for_value_stats(stats, params, x, *, output: str = "sigmoid", name: str = "x") -> None:
+    """The errors :func:`check_call` would raise for the array values, from :func:`value_stats`.
+
+    One host transfer of four numbers; only on a failure are the arrays inspected again, for the
+    same one-line message (the bad entry and its index).
+    """
+    finite_params, finite_x, lo, hi = (float(v) for v in np.asarray(stats))
+    if not finite_params:
+        check_params(params)
+    if not finite_x or (output == "sigmoid" and (lo < 0 or hi > 1)):
+        check_data_values(x, output=output, name=name)
+
+
+# Data arrays whose values passed the checks, by identity. jax.Arrays are immutable, so an array
+# that passed once passes again: a training or benchmark loop that calls the public functions on
+# the same data pays for its check once. (numpy arrays are mutable and are checked every call.)
+_CHECKED_DATA: dict[int, tuple] = {}
+
+
+def data_checked(x, output: str) -> bool:
+    """``x`` (a ``jax.Array``) already passed the value checks for ``output``."""
+    entry = _CHECKED_DATA.get(id(x))
+    return entry is not None and entry[0]() is x and output in entry[1]
+
+
+def remember_checked_data(x, output: str) -> None:
+    """Record that ``x`` passed the value checks for ``output`` (``jax.Array`` only)."""
+    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return
+    import weakref
+
+    key = id(x)
+    entry = _CHECKED_DATA.get(key)
+    outputs = entry[1] | {output} if entry is not None and entry[0]() is x else {output}
+    try:
+        ref = weakref.ref(x, lambda _, key=key: _CHECKED_DATA.pop(key, None))
+    except TypeError:
+        return
+    if len(_CHECKED_DATA) > 256:
+        _CHECKED_DATA.clear()
+    _CHECKED_DATA[key] = (ref, frozenset(outputs))
 
 
 def check_layer_input(params, x, *, width: int, name: str = "x", what: str = "n_visible") -> None:

@@ -149,3 +149,25 @@ def test_the_float32_range_edges_pass(problem):
         J, g = sae.cost_and_grad(p32, x32, lam=1e-4, beta=3.0, rho=rho)
         gj = autodiff(p32, jnp.float32(rho))
         assert np.isfinite(float(J)) and all(np.isfinite(np.asarray(a)).all() for a in (*g, *gj))
+
+
+def test_jitted_entry_points_check_values_inside_the_call_and_each_data_array_once():
+    """The array values are reduced inside the compiled call (one transfer of four numbers); a
+    jax.Array of data that passed is not reduced again (immutable), a numpy array is every call."""
+    p, x = random_problem(3, 12, 5, 3)
+    assert isinstance(x, jax.Array)
+    for fn in (sae.cost_and_grad, sae.cost_terms_and_grad, sae.autodiff_cost_and_grad):
+        fn(p, x, **HP)
+    assert validate.data_checked(x, "sigmoid") and not validate.data_checked(x, "linear")
+    assert not validate.data_checked(x + 0, "sigmoid")  # another array
+    xn = np.array(x)
+    sae.cost_and_grad(p, xn, **HP)
+    xn[2, 1] = np.nan  # numpy arrays are mutable: checked again
+    _raises(sae.cost_and_grad, p, xn, r"x must be finite, but has 1 non-finite value\(s\) \(first nan at index \(2, 1\)\)")
+    xn[2, 1] = 1.5
+    _raises(sae.cost_and_grad, p, xn, r"x must lie in \[0, 1\] for output='sigmoid'")
+    bad = p._replace(b2=p.b2.at[1].set(jnp.inf))  # parameters are checked on every call
+    _raises(sae.cost_and_grad, bad, x, r"params\.b2 must be finite")
+    # inside the caller's jit the values are tracers: shapes only, and the result is a tracer
+    J = jax.jit(lambda q: sae.cost_and_grad(q, x, **HP)[0])(p)
+    assert np.isfinite(float(J))
