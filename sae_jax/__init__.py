@@ -4,7 +4,8 @@ Public API::
 
     Params, init_params                  # parameters (UFLDL shapes) and initialisation
     encode, decode, forward, reconstruct # the forward pass (samples as rows)
-    rho_hat, kl_divergence, cost, cost_terms
+    rho_hat, kl_divergence, log_rho_hat, cost, cost_terms  # exact at saturation (sae_jax.cost)
+    kl_sparsity_penalty                  # the KL penalty on anyone's activations (sae_jax.penalty)
     sparsity_delta, cost_and_grad        # the tutorial's backprop, jitted
     autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
     chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
@@ -53,7 +54,8 @@ from .params import (
     theta_to_params as theta_to_params,
 )
 from .validate import InputError as InputError
-from . import chunked as chunked, sharded as sharded  # noqa: E402
+from . import chunked as chunked, penalty as penalty, sharded as sharded  # noqa: E402
+from .penalty import kl_sparsity_penalty as kl_sparsity_penalty  # noqa: E402
 from .chunked import (  # noqa: E402
     chunked_cost_and_grad as chunked_cost_and_grad,
     chunked_cost_terms_and_grad as chunked_cost_terms_and_grad,
@@ -75,6 +77,7 @@ from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of sett
 __version__ = "0.1.0"
 
 __all__ = [
+    "kl_sparsity_penalty",
     "Activations",
     "CostTerms",
     "InputError",
