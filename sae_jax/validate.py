@@ -43,8 +43,8 @@ __all__ = [
     "check_data",
     "check_hyperparams",
     "all_concrete",
-    "value_stats",
-    "raise_for_value_stats",
+    "values_ok",
+    "raise_for_values",
     "is_checked",
     "remember_checked",
     "data_checked",
@@ -291,13 +291,41 @@ def check_call(params, x, *, lam, beta, rho, output="sigmoid", values: bool = Tr
     """All checks of a ``cost(params, x, lam=, beta=, rho=, output=)`` call.
 
     ``values=False`` leaves out the array values (finite parameters, finite data in the output's
-    range) but still checks the hyperparameters' values: the jitted entry points check the arrays
-    inside their own compiled call instead (:func:`value_stats`, :func:`raise_for_value_stats`).
+    range) but still checks the hyperparameters' values: the compiled entry points check the
+    arrays inside their own compiled call instead (:func:`checked_call`, :func:`values_ok`).
+
+    With ``values=False``, shapes and dtypes that passed are remembered (by the arrays' types,
+    shapes and dtypes), so a loop calling with the same structure pays a set lookup for them.
     """
-    check_output(output)
-    check_params(params, values=values)
-    check_data(x, params, output=output, values=values)
+    if values:
+        check_output(output)
+        check_params(params)
+        check_data(x, params, output=output)
+    else:
+        key = _structure_key(params, x, output)
+        if key is None or key not in _STRUCTURES_CHECKED:
+            check_output(output)
+            check_params(params, values=False)
+            check_data(x, params, output=output, values=False)
+            if key is not None:
+                if len(_STRUCTURES_CHECKED) > 256:
+                    _STRUCTURES_CHECKED.clear()
+                _STRUCTURES_CHECKED.add(key)
     check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
+
+
+_STRUCTURES_CHECKED: set = set()
+
+
+def _structure_key(params, x, output):
+    """What the shape and dtype checks of a call depend on, or ``None`` (then they run in full)."""
+    try:
+        return (
+            output, type(params), type(x), x.shape, x.dtype,
+            *[(type(a), a.shape, a.dtype) for a in params],
+        )
+    except (AttributeError, TypeError):
+        return None
 
 
 def all_concrete(params, x, *others) -> bool:
@@ -313,34 +341,29 @@ def all_concrete(params, x, *others) -> bool:
     )
 
 
-def value_stats(params, x=None) -> jax.Array:
-    """``[params finite, x finite, min x, max x]`` as one vector: what the value checks need,
-    computed inside a jitted entry point's own program and read back in one transfer.
+def values_ok(params, x=None, *, output: str = "sigmoid") -> jax.Array:
+    """One boolean scalar: the parameters are finite and ``x`` is finite and, for a sigmoid output,
+    in [0, 1]: every value check of :func:`check_call`, computed inside a compiled entry point's
+    own program and read back as one number.
 
-    ``x=None``: the parameters only (``[params finite, 1, 0, 0]``), for data already checked
-    (:func:`data_checked`). Finiteness is read off sums and extrema (a NaN or inf makes
-    ``sum(a * 0)`` NaN, and ``min``/``max`` of ``x`` non-finite), so each array is reduced once.
+    ``x=None``: the parameters only, for data already checked (:func:`data_checked`). Finiteness
+    is read off sums and extrema (a NaN or inf makes ``sum(a * 0)`` NaN, and ``min``/``max`` of
+    ``x`` non-finite), so each array is reduced once.
     """
-    finite_params = jnp.isfinite(sum(jnp.sum(a * 0) for a in params))
-    dtype = params[0].dtype
-    if x is None:
-        one = jnp.ones((), dtype)
-        return jnp.stack([finite_params.astype(dtype), one, 0 * one, 0 * one])
-    lo, hi = jnp.min(x), jnp.max(x)
-    return jnp.stack([finite_params.astype(dtype), (jnp.isfinite(lo) & jnp.isfinite(hi)).astype(dtype), lo, hi])
+    ok = jnp.isfinite(sum(jnp.sum(a * 0) for a in params))
+    if x is not None:
+        lo, hi = jnp.min(x), jnp.max(x)
+        ok = ok & jnp.isfinite(lo) & jnp.isfinite(hi)
+        if output == "sigmoid":
+            ok = ok & (lo >= 0) & (hi <= 1)
+    return ok
 
 
-def raise_for_value_stats(stats, params, x, *, output: str = "sigmoid", name: str = "x") -> None:
-    """The errors :func:`check_call` would raise for the array values, from :func:`value_stats`.
-
-    One host transfer of four numbers; only on a failure are the arrays inspected again, for the
-    same one-line message (the bad entry and its index).
-    """
-    finite_params, finite_x, lo, hi = (float(v) for v in np.asarray(stats))
-    if not finite_params:
-        check_params(params)
-    if not finite_x or (output == "sigmoid" and (lo < 0 or hi > 1)):
-        check_data_values(x, output=output, name=name)
+def raise_for_values(params, x, *, output: str = "sigmoid", name: str = "x") -> None:
+    """After :func:`values_ok` said no: the one-line error :func:`check_call` would raise (the
+    arrays are inspected again, on the host, for the bad entry and its index)."""
+    check_params(params)
+    check_data_values(x, output=output, name=name)
 
 
 # Arrays whose values passed a check, by identity. jax.Arrays are immutable, so an array that
@@ -393,7 +416,7 @@ _INSIDE = _Inside()
 
 
 def _with_value_stats(fn, data: bool):
-    """``jit`` of ``fn`` that also returns :func:`value_stats` of its arrays (cached per ``fn``)."""
+    """``jit`` of ``fn`` that also returns :func:`values_ok` of its arrays (cached per ``fn``)."""
     key = (fn, data)
     compiled = _WITH_STATS.get(key)
     if compiled is None:
@@ -403,7 +426,7 @@ def _with_value_stats(fn, data: bool):
                 out = fn(params, x, lam=lam, beta=beta, rho=rho, output=output)
             finally:
                 _INSIDE.active = False
-            return out, value_stats(params, x if data else None)
+            return out, values_ok(params, x if data else None, output=output)
 
         compiled = _WITH_STATS[key] = jax.jit(with_stats, static_argnums=5)
     return compiled
@@ -417,8 +440,8 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid"):
     shapes and dtypes (at trace time). Here, in Python, the shapes, dtypes and hyperparameters
     are checked first (remembered: :func:`check_hyperparams`); the array values (finite
     parameters; finite data in the output's range, for a ``jax.Array`` only the first time:
-    :func:`data_checked`) are reduced *inside the same compiled call* (:func:`value_stats`)
-    and read back in one transfer, instead of separate eager reductions before it. A failure
+    :func:`data_checked`) are reduced *inside the same compiled call* (:func:`values_ok`)
+    and read back as one boolean, instead of separate eager reductions before it. A failure
     raises the same :class:`InputError` as :func:`check_call` and the result is never returned.
 
     Call it only when :func:`all_concrete` holds (under the caller's ``jit``/``vmap``/``grad``
@@ -436,8 +459,10 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid"):
     """
     check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False)
     data = not is_checked(x, output)
-    out, stats = _with_value_stats(fn, data)(params, x, lam, beta, rho, output)
-    raise_for_value_stats(stats, params, x, output=output)
+    out, ok = _with_value_stats(fn, data)(params, x, lam, beta, rho, output)
+    ok.block_until_ready()  # (waiting first, then reading through NumPy, is the cheapest way to the bool)
+    if not np.asarray(ok):
+        raise_for_values(params, x, output=output)
     if data:
         remember_checked(x, output)
     return out
