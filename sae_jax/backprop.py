@@ -57,7 +57,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from . import validate
+from . import checked, validate
 from .cost import CostTerms, cost, terms_from_parts, weight_decay
 from .forward import Activations, Output, forward, sigmoid_prime
 from .params import Params
@@ -288,7 +288,7 @@ def cost_and_grad(
     ``(J, Params(dW1, db1, dW2, db2))``. Called on values it runs compiled (``output`` static;
     hyperparameters traced, so a sweep over them compiles once), its inputs checked as
     :func:`sae_jax.cost` checks them, the array values inside the same compiled call
-    (:func:`sae_jax.validate.checked_call`). Under the caller's ``jit``/``vmap`` it is the bare
+    (:func:`sae_jax.checked.checked_call`). Under the caller's ``jit``/``vmap`` it is the bare
     math (:func:`backprop`) with its shapes checked at trace time: the unchecked kernel is
     ``jax.jit(cost_and_grad, static_argnames="output")``.
 
@@ -303,8 +303,8 @@ def cost_and_grad(
       >>> bool(jax.numpy.allclose(g.W1, g_ad.W1, rtol=1e-4, atol=1e-7))
       True
     """
-    if validate.all_concrete(params, x, lam, beta, rho):
-        return validate.checked_call(cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
     terms, grads = cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output)
     return terms.cost, grads
 
@@ -319,8 +319,8 @@ def cost_terms_and_grad(
     output: Output = "sigmoid",
 ) -> tuple[CostTerms, Params]:
     """Like :func:`cost_and_grad` but returns ``(CostTerms, grads)``, as ``jax.value_and_grad(..., has_aux=True)`` would allow; for logging."""
-    if validate.all_concrete(params, x, lam, beta, rho):
-        return validate.checked_call(cost_terms_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(cost_terms_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
     validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
     return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output)
 
@@ -335,8 +335,8 @@ def autodiff_cost_and_grad(
     output: Output = "sigmoid",
 ) -> tuple[jax.Array, Params]:
     """The reference: ``jax.value_and_grad(cost)``, compiled, with the same checks and signature as :func:`cost_and_grad`."""
-    if validate.all_concrete(params, x, lam, beta, rho):
-        return validate.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
     return jax.value_and_grad(lambda p: cost(p, x, lam=lam, beta=beta, rho=rho, output=output))(params)
 
 

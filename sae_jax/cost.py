@@ -62,7 +62,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from . import validate
+from . import checked, validate
 from .forward import Activations, Output, forward
 from .params import Params
 
@@ -314,14 +314,14 @@ def cost_terms(
     r"""The cost and each of its terms, plus :math:`\hat\rho` (see :func:`cost`).
 
     Called on values it runs compiled, its inputs checked (the array values inside the same
-    compiled call: :func:`sae_jax.validate.checked_call`); under the caller's ``jit``/``vmap``/``grad``
+    compiled call: :func:`sae_jax.checked.checked_call`); under the caller's ``jit``/``vmap``/``grad``
     it is the bare math with its shapes checked at trace time.
 
     Returns:
       :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat)``.
     """
-    if validate.all_concrete(params, x, lam, beta, rho):
-        return validate.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output)
     validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
     return terms_from_activations(params, x, forward(params, x, output=output), lam=lam, beta=beta, rho=rho)
 

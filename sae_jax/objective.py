@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -55,7 +56,7 @@ def _promoted_like(params, args):
 
 
 def value_with_grad(value_and_grad: Callable, *, has_aux: bool = False) -> Callable:
-    r"""``value(params, *args) -> J`` whose ``jax.grad`` (in ``params``) is ``value_and_grad``'s gradient.
+    r"""``value(params, *args, **kwargs) -> J`` whose ``jax.grad`` (in ``params``) is ``value_and_grad``'s gradient.
 
     A ``jax.custom_vjp``: ``jax.value_and_grad(value)`` calls ``value_and_grad`` once and returns
     its ``(J, grads)``; the other arguments (data, a batch) get zero cotangents (they are not
@@ -63,31 +64,41 @@ def value_with_grad(value_and_grad: Callable, *, has_aux: bool = False) -> Calla
     (as JAX's promotion would; optax's line searches promote the parameters under x64).
 
     Args:
-      value_and_grad: ``(params, *args) -> (J, grads)``, or with ``has_aux=True``
-        ``(params, *args) -> ((J, aux), grads)`` (the convention of
+      value_and_grad: ``(params, *args, **kwargs) -> (J, grads)``, or with ``has_aux=True``
+        ``(params, *args, **kwargs) -> ((J, aux), grads)`` (the convention of
         ``jax.value_and_grad(f, has_aux=True)``; ``aux`` is dropped).
       has_aux: see above.
 
     Returns:
-      ``value(params, *args) -> J``, jit-able wherever ``value_and_grad`` is.
+      ``value(params, *args, **kwargs) -> J``, jit-able wherever ``value_and_grad`` is (optax's
+      line searches call it as ``value_fn(params, batch=...)``).
     """
 
     def value_of(out):
         return out[0] if has_aux else out
 
     @jax.custom_vjp
-    def value(params, *args):
-        return value_of(value_and_grad(params, *_promoted_like(params, args))[0])
+    def value_of_call(params, args, kwargs):
+        args, kwargs = _promoted_like(params, (args, kwargs))
+        return value_of(value_and_grad(params, *args, **kwargs)[0])
 
-    def fwd(params, *args):
-        out, grads = value_and_grad(params, *_promoted_like(params, args))
-        return value_of(out), (grads, args)
+    def fwd(params, args, kwargs):
+        args, kwargs = _promoted_like(params, (args, kwargs))
+        out, grads = value_and_grad(params, *args, **kwargs)
+        return value_of(out), grads
 
-    def bwd(res, ct):
-        grads, args = res
-        return (jax.tree.map(lambda g: ct * g, grads),) + (None,) * len(args)
+    def bwd(grads, ct):
+        return jax.tree.map(lambda g: ct * g, grads), None, None
 
-    value.defvjp(fwd, bwd)
+    value_of_call.defvjp(fwd, bwd)
+
+    def value(params, *args, **kwargs):
+        return value_of_call(params, args, kwargs)
+
+    try:  # value_and_grad's parameter names: optax passes a line search's extra arguments by name
+        value.__signature__ = inspect.signature(value_and_grad)
+    except (TypeError, ValueError):
+        pass
     return value
 
 
