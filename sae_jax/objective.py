@@ -50,7 +50,7 @@ def _promoted_like(params, args):
         dt = getattr(a, "dtype", None)
         if dt is None or not jnp.issubdtype(dt, jnp.floating) or dt == dtype:
             return a
-        return a.astype(dtype) if jnp.promote_types(dt, dtype) == dtype else a
+        return a.astype(dtype) if jnp.dtype(dt).itemsize < jnp.dtype(dtype).itemsize else a
 
     return jax.tree.map(cast, args)
 
