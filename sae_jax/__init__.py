@@ -10,6 +10,7 @@ Public API::
     autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
     chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
     batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
+    tie, untie, corrupt, activation_l1   # variants: tied weights (W2=None), denoising (x_input=), l1=
     train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.training)
     sae_jax.metrics                      # diagnostics: per-sample error, dead/saturated units, rho_hat vs rho
 
@@ -54,6 +55,15 @@ from .params import (
     theta_to_params as theta_to_params,
 )
 from .validate import InputError as InputError
+from .params import (  # the variants (tied weights: Params(W1, b1, None, b2))
+    decoder_weights as decoder_weights,
+    is_tied as is_tied,
+    tie as tie,
+    untie as untie,
+)
+from .cost import activation_l1 as activation_l1
+from . import denoising as denoising  # noqa: E402
+from .denoising import corrupt as corrupt  # noqa: E402
 from . import chunked as chunked, penalty as penalty, sharded as sharded  # noqa: E402
 from .penalty import kl_sparsity_penalty as kl_sparsity_penalty  # noqa: E402
 from .chunked import (  # noqa: E402
@@ -77,6 +87,12 @@ from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of sett
 __version__ = "0.1.0"
 
 __all__ = [
+    "activation_l1",
+    "corrupt",
+    "decoder_weights",
+    "is_tied",
+    "tie",
+    "untie",
     "kl_sparsity_penalty",
     "Activations",
     "CostTerms",

@@ -11,6 +11,23 @@ For data :math:`x^{(1)}, \dots, x^{(m)}` (rows of ``x``),
 Weight decay acts on the weights only (not the biases) and is not divided by
 :math:`m`: the published UFLDL convention.
 
+Variants (options of the same functions)
+----------------------------------------
+* **Tied weights**: parameters ``Params(W1, b1, None, b2)`` (:mod:`sae_jax.params`) decode with
+  :math:`W_2 = W_1^\top`. The cost is the untied cost at that point, so the weight decay counts
+  both copies, :math:`\tfrac\lambda2(\lVert W_1\rVert^2 + \lVert W_1^\top\rVert^2) = \lambda\lVert W_1\rVert^2`
+  (a tied model's J is directly comparable with an untied one's).
+* **L1 activation penalty** ``l1=`` :math:`\gamma \ge 0`: adds
+  :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)}(x^{(i)})\rVert_1` (:func:`activation_l1`,
+  ``CostTerms.l1``) beside the KL term. Sigmoid activations are positive, so
+  :math:`|a| = a`, the term is :math:`\gamma\sum_j\hat\rho_j` and smooth; for activations that can
+  be 0 the subgradient convention is :math:`\operatorname{sign}(0) = 0` (``jnp.abs``'s).
+* **Denoising** ``x_input=``: the network reads the corrupted input :math:`\tilde x`
+  (:func:`sae_jax.denoising.corrupt`) and reconstructs the clean target ``x``:
+  :math:`\frac1m\sum_i\tfrac12\lVert \hat x(\tilde x^{(i)}) - x^{(i)}\rVert^2`; :math:`\hat\rho`
+  (and the L1 term) are of the corrupted input's hidden activations. Only the target must lie in
+  [0, 1] for a sigmoid output; ``x_input`` must be finite, of ``x``'s shape and dtype.
+
 Saturation
 ----------
 A hidden unit that no sample activates (every :math:`z^{(2)}_j \ll 0`, a *dead* unit) has a
@@ -51,6 +68,11 @@ Examples:
   True
   >>> float(kl_divergence(0.1, jnp.asarray(0.1)))
   0.0
+  >>> tied = init_params(jax.random.key(0), 4, 2, tied=True)        # W2 = W1.T
+  >>> x = jnp.full((3, 4), 0.5)
+  >>> t = cost_terms(tied, x, lam=1e-4, beta=3.0, rho=0.1, l1=0.01, x_input=x * 0.9)
+  >>> bool(jnp.isclose(t.cost, t.reconstruction + t.weight_decay + t.sparsity + t.l1))
+  True
 """
 
 from __future__ import annotations
@@ -64,7 +86,7 @@ from jax.typing import ArrayLike
 
 from . import checked, validate
 from .forward import Activations, Output, forward
-from .params import Params
+from .params import Params, decoder_weights
 
 __all__ = [
     "CostTerms",
@@ -81,6 +103,7 @@ __all__ = [
     "reconstruction",
     "weight_decay",
     "sparsity",
+    "activation_l1",
     "terms_from_parts",
     "terms_from_activations",
     "cost_terms",
@@ -89,13 +112,14 @@ __all__ = [
 
 
 class CostTerms(NamedTuple):
-    """The cost split into its parts, for logging (``cost == reconstruction + weight_decay + sparsity``)."""
+    """The cost split into its parts, for logging (``cost == reconstruction + weight_decay + sparsity + l1``)."""
 
     cost: jax.Array  # shape=(), the total J
     reconstruction: jax.Array  # shape=(), (1/m) sum_i 1/2 ||x_hat - x||^2
     weight_decay: jax.Array  # shape=(), (lam/2)(||W1||^2 + ||W2||^2)
     sparsity: jax.Array  # shape=(), beta * sum_j KL(rho || rho_hat_j)
     rho_hat: jax.Array  # shape=(n_hidden,), mean hidden activation
+    l1: jax.Array = 0.0  # shape=(), gamma (1/m) sum_i ||a2_i||_1 (0 without l1=)
 
 
 def rho_hat(a2: jax.Array) -> jax.Array:
@@ -199,9 +223,25 @@ def reconstruction(x_hat: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def weight_decay(params: Params, *, lam: ArrayLike) -> jax.Array:
-    r""":math:`\frac{\lambda}{2} (\lVert W_1 \rVert_F^2 + \lVert W_2 \rVert_F^2)`; biases are not decayed."""
+    r""":math:`\frac{\lambda}{2} (\lVert W_1 \rVert_F^2 + \lVert W_2 \rVert_F^2)`; biases are not decayed.
+
+    Tied parameters (``W2=None``): at :math:`W_2 = W_1^\top`, i.e. :math:`\lambda\lVert W_1\rVert_F^2`."""
     lam = jnp.asarray(lam, params.W1.dtype)
-    return 0.5 * lam * (jnp.sum(jnp.square(params.W1)) + jnp.sum(jnp.square(params.W2)))
+    return 0.5 * lam * (jnp.sum(jnp.square(params.W1)) + jnp.sum(jnp.square(decoder_weights(params))))
+
+
+def activation_l1(a2: jax.Array, *, l1: ArrayLike, m: ArrayLike | None = None) -> jax.Array:
+    r"""The L1 activation penalty :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)(i)}\rVert_1`, a scalar.
+
+    ``a2``: ``(m, n_hidden)`` hidden activations; ``l1``: :math:`\gamma \ge 0`; ``m``: the number
+    of samples (default ``a2.shape[0]``). ``jnp.abs``, so its derivative is
+    :math:`\gamma\operatorname{sign}(a)/m` with :math:`\operatorname{sign}(0) = 0`; for sigmoid
+    activations (always :math:`> 0` unless :math:`f(z)` underflows, where :math:`f'(z) = 0` too) it
+    is :math:`\gamma\sum_j\hat\rho_j`, smooth, with the per-sample hidden delta
+    :math:`\gamma f'(z^{(2)})`.
+    """
+    m = a2.shape[0] if m is None else m
+    return jnp.asarray(l1, a2.dtype) * jnp.sum(jnp.abs(a2)) / jnp.asarray(m, a2.dtype)
 
 
 def sparsity(rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike) -> jax.Array:
@@ -280,26 +320,36 @@ def sparsity_and_rho_hat(
 
 
 def terms_from_parts(
-    params: Params, *, reconstruction: jax.Array, sparsity: jax.Array, rho_hat: jax.Array, lam: ArrayLike
+    params: Params, *, reconstruction: jax.Array, sparsity: jax.Array, rho_hat: jax.Array, lam: ArrayLike,
+    l1: jax.Array | None = None,
 ) -> CostTerms:
-    r""":class:`CostTerms` from the reconstruction term and the penalty: adds the weight decay and the total.
+    r""":class:`CostTerms` from the reconstruction term and the penalties: adds the weight decay and the total.
 
     The one place the terms are assembled (the cost, the backprop core, the EMA objective).
+    ``l1``: the L1 activation term's value (:func:`activation_l1`), if any.
     """
     wd = weight_decay(params, lam=lam)
-    return CostTerms(reconstruction + wd + sparsity, reconstruction, wd, sparsity, rho_hat)
+    total = reconstruction + wd + sparsity
+    if l1 is None:
+        l1 = jnp.zeros((), total.dtype)
+    else:
+        total = total + l1
+    return CostTerms(total, reconstruction, wd, sparsity, rho_hat, l1)
 
 
 def terms_from_activations(
     params: Params, x: jax.Array, acts: Activations, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
-    rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None,
+    rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None, l1: ArrayLike | None = None,
 ) -> CostTerms:
-    """:class:`CostTerms` from an already computed forward pass ``acts`` of ``x`` (with ``rho_prev``,
-    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`)."""
+    """:class:`CostTerms` from an already computed forward pass ``acts`` with target ``x`` (with ``rho_prev``,
+    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`; ``l1``: :func:`activation_l1`)."""
     sp, rh = sparsity_and_rho_hat(
         acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay
     )
-    return terms_from_parts(params, reconstruction=reconstruction(acts.a3, x), sparsity=sp, rho_hat=rh, lam=lam)
+    l1_term = None if l1 is None else activation_l1(acts.a2, l1=l1)
+    return terms_from_parts(
+        params, reconstruction=reconstruction(acts.a3, x), sparsity=sp, rho_hat=rh, lam=lam, l1=l1_term
+    )
 
 
 def cost_terms(
@@ -310,6 +360,8 @@ def cost_terms(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> CostTerms:
     r"""The cost and each of its terms, plus :math:`\hat\rho` (see :func:`cost`).
 
@@ -318,12 +370,14 @@ def cost_terms(
     it is the bare math with its shapes checked at trace time.
 
     Returns:
-      :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat)``.
+      :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat, l1)``.
     """
-    if checked.all_concrete(params, x, lam, beta, rho):
-        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output)
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return terms_from_activations(params, x, forward(params, x, output=output), lam=lam, beta=beta, rho=rho)
+    opts = dict(l1=l1, x_input=x_input)
+    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
+        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    acts = forward(params, x if x_input is None else x_input, output=output)
+    return terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
 
 
 def cost(
@@ -334,6 +388,8 @@ def cost(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> jax.Array:
     r"""The sparse-autoencoder cost :math:`J_\text{sparse}(W, b)`.
 
@@ -359,6 +415,12 @@ def cost(
       beta: sparsity weight :math:`\beta \ge 0`, scalar.
       rho: target activation :math:`\rho \in (0, 1)`, scalar.
       output: ``"sigmoid"`` (default; data in [0, 1]) or ``"linear"`` (linear decoder). Static.
+      l1: :math:`\gamma \ge 0`, the weight of the L1 activation penalty
+        :math:`\gamma\frac1m\sum_i\lVert a^{(2)(i)}\rVert_1` (:func:`activation_l1`); ``None``: no term.
+      x_input: denoising: the corrupted input :math:`\tilde x` (``x``'s shape and dtype, finite;
+        :func:`sae_jax.denoising.corrupt`), with ``x`` the clean target; ``None``: ``x`` itself.
+
+    Tied parameters (``W2=None``) are the tied autoencoder (module docstring).
 
     Returns:
       scalar, in ``params``' dtype.
@@ -376,7 +438,7 @@ def cost(
       A. Ng, *Sparse autoencoder*, CS294A lecture notes (2011), sections 2.2 and 3;
       UFLDL tutorial, "Autoencoders and Sparsity".
     """
-    return cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output).cost
+    return cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input).cost
 
 
 def _cost_terms(params, x, **hyperparams):
