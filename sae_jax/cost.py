@@ -21,7 +21,7 @@ Variants (options of the same functions)
   :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)}(x^{(i)})\rVert_1` (:func:`activation_l1`,
   ``CostTerms.l1``) beside the KL term. Sigmoid activations are positive, so
   :math:`|a| = a`, the term is :math:`\gamma\sum_j\hat\rho_j` and smooth; for activations that can
-  be 0 the subgradient convention is :math:`\operatorname{sign}(0) = 0` (``jnp.abs``'s).
+  be 0 the subgradient convention is :math:`\operatorname{sign}(0) = 0`.
 * **Denoising** ``x_input=``: the network reads the corrupted input :math:`\tilde x`
   (:func:`sae_jax.denoising.corrupt`) and reconstructs the clean target ``x``:
   :math:`\frac1m\sum_i\tfrac12\lVert \hat x(\tilde x^{(i)}) - x^{(i)}\rVert^2`; :math:`\hat\rho`
@@ -234,14 +234,16 @@ def activation_l1(a2: jax.Array, *, l1: ArrayLike, m: ArrayLike | None = None) -
     r"""The L1 activation penalty :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)(i)}\rVert_1`, a scalar.
 
     ``a2``: ``(m, n_hidden)`` hidden activations; ``l1``: :math:`\gamma \ge 0`; ``m``: the number
-    of samples (default ``a2.shape[0]``). ``jnp.abs``, so its derivative is
-    :math:`\gamma\operatorname{sign}(a)/m` with :math:`\operatorname{sign}(0) = 0`; for sigmoid
+    of samples (default ``a2.shape[0]``). Its derivative is :math:`\gamma\operatorname{sign}(a)/m`
+    with the subgradient convention :math:`\operatorname{sign}(0) = 0` (written
+    :math:`\sum a\operatorname{sign}(\operatorname{sg}(a))`: ``jnp.abs`` would give 1 at 0); for sigmoid
     activations (always :math:`> 0` unless :math:`f(z)` underflows, where :math:`f'(z) = 0` too) it
     is :math:`\gamma\sum_j\hat\rho_j`, smooth, with the per-sample hidden delta
     :math:`\gamma f'(z^{(2)})`.
     """
     m = a2.shape[0] if m is None else m
-    return jnp.asarray(l1, a2.dtype) * jnp.sum(jnp.abs(a2)) / jnp.asarray(m, a2.dtype)
+    abs_a = a2 * jnp.sign(lax.stop_gradient(a2))  # |a|, with d|a|/da = sign(a), sign(0) = 0
+    return jnp.asarray(l1, a2.dtype) * jnp.sum(abs_a) / jnp.asarray(m, a2.dtype)
 
 
 def sparsity(rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike) -> jax.Array:

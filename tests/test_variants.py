@@ -1,0 +1,303 @@
+"""The autoencoder's variants (issue 15): tied weights, denoising, the L1 activation penalty.
+
+Each against jax.grad (float64 <= 1e-12 relative), five-point finite differences, the
+independent NumPy transcription (tests/ufldl_reference.py), and the identities that define it
+(a tied model is the untied one at W2 = W1.T; l1 on sigmoid units is gamma * sum(rho_hat)).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sae_jax as sae
+from sae_jax import chunked, sharded
+from sae_jax.denoising import corrupt
+from sae_jax.gradcheck import FD_TOL, default_step
+from helpers import COST_RTOL, GRAD_RTOL, assert_tree_close, max_rel_err, random_problem
+from ufldl_reference import variant_autoencoder_cost
+
+HP = dict(lam=1e-3, beta=3.0, rho=0.1)
+SIZES = [(1, 1, 1), (1, 3, 2), (17, 9, 4)]
+
+# (tied, l1, corruption): each variant alone and together
+VARIANTS = {
+    "tied": (True, None, None),
+    "l1": (False, 0.3, None),
+    "mask": (False, None, ("mask", 0.3)),
+    "gaussian": (False, None, ("gaussian", 0.2)),
+    "tied+l1": (True, 0.3, None),
+    "tied+l1+mask": (True, 0.3, ("mask", 0.3)),
+    "tied+l1+gaussian": (True, 0.05, ("gaussian", 0.2)),
+}
+
+
+def _problem(seed, m, n, h, variant, *, output="sigmoid", dtype=jnp.float64):
+    tied, l1, corruption = VARIANTS[variant]
+    p, x = random_problem(seed, m, n, h, output=output, dtype=dtype)
+    if tied:
+        p = sae.tie(p)
+    opts = {}
+    if l1 is not None:
+        opts["l1"] = l1
+    if corruption is not None:
+        kind, level = corruption
+        opts["x_input"] = corrupt(jax.random.key(seed), x, kind=kind, level=level)
+    return p, x, opts
+
+
+def _theta(p):
+    return sae.params_to_theta(p)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("m,n,h", SIZES)
+def test_manual_equals_autodiff_float64(variant, m, n, h):
+    p, x, opts = _problem(m * 100 + n * 10 + h, m, n, h, variant)
+    J, g = sae.cost_and_grad(p, x, **HP, **opts)
+    J_ad, g_ad = sae.autodiff_cost_and_grad(p, x, **HP, **opts)
+    assert jax.tree.structure(g) == jax.tree.structure(p)  # tied: no W2 in the gradient either
+    assert max_rel_err(J, J_ad) <= COST_RTOL[jnp.dtype(jnp.float64)]
+    assert_tree_close(g, g_ad, GRAD_RTOL[jnp.dtype(jnp.float64)], variant)
+    terms, g2 = sae.cost_terms_and_grad(p, x, **HP, **opts)
+    assert float(terms.cost) == float(J)
+    np.testing.assert_allclose(
+        float(terms.reconstruction + terms.weight_decay + terms.sparsity + terms.l1), float(J), rtol=1e-14
+    )
+
+
+@pytest.mark.parametrize("variant", ["tied+l1+mask", "tied+l1+gaussian"])
+def test_manual_equals_autodiff_linear_output(variant):
+    p, x, opts = _problem(5, 12, 6, 3, variant, output="linear")
+    J, g = sae.cost_and_grad(p, x, **HP, **opts, output="linear")
+    J_ad, g_ad = sae.autodiff_cost_and_grad(p, x, **HP, **opts, output="linear")
+    assert max_rel_err(J, J_ad) <= 1e-13
+    assert_tree_close(g, g_ad, 1e-12, variant)
+
+
+def test_manual_equals_autodiff_float32():
+    """float32: max-norm relative error <= 2e-5 per array, as for the plain autoencoder."""
+    p, x, opts = _problem(3, 50, 16, 6, "tied+l1+mask", dtype=jnp.float32)
+    J, g = sae.cost_and_grad(p, x, **HP, **opts)
+    J_ad, g_ad = sae.autodiff_cost_and_grad(p, x, **HP, **opts)
+    assert max_rel_err(J, J_ad) <= COST_RTOL[jnp.dtype(jnp.float32)]
+    assert_tree_close(g, g_ad, GRAD_RTOL[jnp.dtype(jnp.float32)], "float32")
+
+
+@pytest.mark.parametrize("variant", ["tied", "l1", "mask", "tied+l1+gaussian"])
+def test_matches_numpy_transcription(variant):
+    m, n, h = 13, 7, 4
+    p, x, opts = _problem(11, m, n, h, variant)
+    tied, l1, _ = VARIANTS[variant]
+    x_input = opts.get("x_input")
+    J_ref, g_ref = variant_autoencoder_cost(
+        _theta(p), n, h, HP["lam"], HP["rho"], HP["beta"], np.asarray(x).T,
+        tied=tied, l1=l1 or 0.0, data_input=None if x_input is None else np.asarray(x_input).T,
+    )
+    J, g = sae.cost_and_grad(p, x, **HP, **opts)
+    assert max_rel_err(J, J_ref) <= 1e-13
+    assert max_rel_err(_theta(g), g_ref) <= 1e-12
+
+
+@pytest.mark.parametrize("variant", ["tied+l1+mask", "tied+l1+gaussian", "l1"])
+def test_finite_differences(variant):
+    """Five-point central differences of the cost along random directions of each array,
+    against the manual gradient (error scaled by ||g_P||, as sae_jax.gradcheck does)."""
+    p, x, opts = _problem(21, 9, 5, 3, variant)
+    _, g = sae.cost_and_grad(p, x, **HP, **opts)
+    f = jax.jit(lambda q: sae.cost(q, x, **HP, **opts))
+    h = default_step()
+    rng = np.random.default_rng(0)
+    leaves, treedef = jax.tree.flatten(p)
+    g_leaves = jax.tree.leaves(g)
+    for k, (a, ga) in enumerate(zip(leaves, g_leaves)):
+        for _ in range(2):
+            v = rng.standard_normal(a.shape)
+            v /= np.linalg.norm(v)
+
+            def at(t, k=k, v=v):
+                moved = list(leaves)
+                moved[k] = leaves[k] + t * jnp.asarray(v)
+                return float(f(jax.tree.unflatten(treedef, moved)))
+
+            d = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+            err = abs(d - float(np.vdot(np.asarray(ga), v))) / float(np.linalg.norm(np.asarray(ga)))
+            assert err <= FD_TOL, (variant, k, err)
+
+
+# --- the identities that define each variant ---------------------------------------------------
+
+
+def test_tied_is_the_untied_model_at_w2_equal_w1_transposed():
+    p, x = random_problem(4, 10, 6, 3)
+    t = sae.tie(p)
+    u = sae.untie(t)
+    assert bool(jnp.all(u.W2 == p.W1.T)) and sae.is_tied(t) and not sae.is_tied(u)
+    J_t, g_t = sae.cost_and_grad(t, x, **HP)
+    J_u, g_u = sae.cost_and_grad(u, x, **HP)
+    assert max_rel_err(J_t, J_u) <= 1e-15
+    # the chain rule through W2 = W1.T: both contributions summed (decay counted twice: 2 lam W1)
+    np.testing.assert_allclose(g_t.W1, g_u.W1 + g_u.W2.T, rtol=1e-13, atol=1e-16)
+    assert max_rel_err(g_u.W1, g_t.W1) > 1e-3  # the encoder's contribution alone is not it
+    np.testing.assert_array_equal(sae.weight_decay(t, lam=0.5), 0.5 * jnp.sum(p.W1**2))
+    assert bool(jnp.all(sae.reconstruct(t, x) == sae.reconstruct(u, x)))
+
+
+def test_tied_init_and_theta():
+    key = jax.random.key(3)
+    p, t = sae.init_params(key, 6, 4), sae.init_params(key, 6, 4, tied=True)
+    assert t.W2 is None and bool(jnp.all(t.W1 == p.W1)) and t.n_visible == 6 and t.n_hidden == 4
+    theta = sae.params_to_theta(t)
+    assert theta.shape == (6 * 4 + 4 + 6,)
+    back = sae.theta_to_params(theta, 6, 4, tied=True)
+    assert back.W2 is None and bool(jnp.all(back.W1 == t.W1))
+    with pytest.raises(sae.InputError, match="tied must be True or False"):
+        sae.init_params(key, 6, 4, tied="yes")
+
+
+def test_l1_on_sigmoid_units_is_gamma_sum_rho_hat():
+    p, x = random_problem(6, 15, 5, 4)
+    t = sae.cost_terms(p, x, **HP, l1=0.25)
+    np.testing.assert_allclose(t.l1, 0.25 * jnp.sum(t.rho_hat), rtol=1e-14)
+    plain = sae.cost_terms(p, x, **HP)
+    assert float(plain.l1) == 0.0
+    np.testing.assert_allclose(t.cost - plain.cost, t.l1, rtol=1e-12)
+    J0, g0 = sae.cost_and_grad(p, x, **HP, l1=0.0)
+    J, g = sae.cost_and_grad(p, x, **HP)
+    assert float(J0) == float(J)
+    assert_tree_close(g0, g, 0.0, "l1=0")
+
+
+def test_l1_subgradient_at_zero_is_zero():
+    """sign(0) = 0: jax.grad of activation_l1 at an exactly-zero activation is 0."""
+    a = jnp.array([[0.0, 0.5], [0.0, -0.25]])
+    g = jax.grad(lambda a: sae.activation_l1(a, l1=2.0))(a)
+    np.testing.assert_array_equal(g, jnp.array([[0.0, 1.0], [0.0, -1.0]]))
+
+
+def test_denoising_identities():
+    p, x = random_problem(8, 12, 6, 3)
+    J, g = sae.cost_and_grad(p, x, **HP)
+    J_same, g_same = sae.cost_and_grad(p, x, **HP, x_input=x)  # no corruption: the plain cost
+    assert float(J) == float(J_same)
+    assert_tree_close(g_same, g, 0.0, "x_input=x")
+    key = jax.random.key(0)
+    assert corrupt(key, x, kind="none", level=0.0) is x
+    np.testing.assert_array_equal(corrupt(key, x, kind="mask", level=0.0), x)
+    np.testing.assert_array_equal(corrupt(key, x, kind="gaussian", level=0.0), x)
+    # target and input play different parts: swapping them changes the cost
+    xt = corrupt(key, x, kind="mask", level=0.5)
+    assert float(sae.cost(p, x, **HP, x_input=xt)) != float(sae.cost(p, xt, **HP, x_input=x))
+    # rho_hat is the corrupted input's
+    np.testing.assert_allclose(
+        sae.cost_terms(p, x, **HP, x_input=xt).rho_hat, jnp.mean(sae.encode(p, xt), axis=0), rtol=1e-14
+    )
+
+
+def test_corrupt_statistics_and_determinism():
+    x = jnp.full((400, 50), 0.5)
+    key = jax.random.key(7)
+    a, b = corrupt(key, x, kind="mask", level=0.3), corrupt(key, x, kind="mask", level=0.3)
+    assert bool(jnp.all(a == b)) and a.dtype == x.dtype and a.shape == x.shape
+    zeroed = float(jnp.mean(a == 0))
+    assert abs(zeroed - 0.3) < 0.01, zeroed  # 20000 Bernoulli(0.3): sd 0.003
+    assert bool(jnp.all((a == 0) | (a == x)))
+    gauss = corrupt(key, x, kind="gaussian", level=0.2) - x
+    assert abs(float(jnp.mean(gauss))) < 0.005 and abs(float(jnp.std(gauss)) - 0.2) < 0.005
+    other = corrupt(jax.random.key(8), x, kind="mask", level=0.3)
+    assert not bool(jnp.all(other == a))
+
+
+def test_gaussian_input_may_leave_the_unit_interval():
+    """Only the target is the sigmoid's output: a Gaussian-corrupted input outside [0, 1] is fine."""
+    p, x = random_problem(9, 20, 5, 3)
+    xt = corrupt(jax.random.key(1), x, kind="gaussian", level=0.5)
+    assert float(jnp.min(xt)) < 0 and float(jnp.max(xt)) > 1
+    J, _ = sae.cost_and_grad(p, x, **HP, x_input=xt)
+    assert np.isfinite(float(J))
+    with pytest.raises(sae.InputError, match=r"x must lie in \[0, 1\]"):
+        sae.cost_and_grad(p, xt, **HP, x_input=x)  # the target is checked
+
+
+def test_saturated_units_exact_path():
+    """Dead units (the exact log-domain sparsity path) with every variant: manual == jax.grad."""
+    p, x = random_problem(10, 8, 5, 4)
+    p = sae.tie(p._replace(b1=jnp.array([-60.0, 0.0, -800.0, 1.0])))
+    xt = corrupt(jax.random.key(2), x, kind="mask", level=0.2)
+    J, g = sae.cost_and_grad(p, x, **HP, l1=0.1, x_input=xt)
+    J_ad, g_ad = sae.autodiff_cost_and_grad(p, x, **HP, l1=0.1, x_input=xt)
+    assert np.isfinite(float(J)) and max_rel_err(J, J_ad) <= 1e-13
+    assert_tree_close(g, g_ad, 1e-12, "saturated")
+
+
+def test_vmap_over_l1_under_jit():
+    p, x = random_problem(12, 10, 5, 3)
+    gammas = jnp.array([0.0, 0.1, 0.5])
+    Js, gs = jax.jit(jax.vmap(lambda c: sae.cost_and_grad(p, x, **HP, l1=c)))(gammas)
+    for i, c in enumerate([0.0, 0.1, 0.5]):
+        J, g = sae.cost_and_grad(p, x, **HP, l1=c)
+        assert max_rel_err(Js[i], J) <= 1e-14
+        assert_tree_close(jax.tree.map(lambda a: a[i], gs), g, 1e-13, f"l1={c}")
+
+
+# --- the chunked and sharded paths -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["tied", "tied+l1"])
+def test_chunked_and_sharded_take_tied_and_l1(variant):
+    p, x, opts = _problem(13, 11, 6, 3, variant)
+    want_t, want_g = sae.cost_terms_and_grad(p, x, **HP, **opts)
+    xs = np.asarray(x)
+    got = [chunked.chunked_cost_terms_and_grad(p, xs, chunk_size=4, **HP, **opts)]
+    batch = sharded.shard_batch(xs, sharded.batch_mesh())
+    got.append(sharded.shard_map_cost_terms_and_grad(p, batch, **HP, **opts))
+    got.append(sharded.sharded_cost_terms_and_grad(p, batch, **HP, **opts))
+    for t, g in got:
+        assert max_rel_err(t.cost, want_t.cost) <= 1e-13 and max_rel_err(t.l1, want_t.l1) <= 1e-13
+        assert_tree_close(g, want_g, 1e-12, variant)
+    assert max_rel_err(chunked.chunked_cost(p, xs, chunk_size=4, **HP, **opts), want_t.cost) <= 1e-13
+
+
+def test_chunked_and_sharded_refuse_denoising():
+    p, x = random_problem(14, 6, 4, 2)
+    xs = np.asarray(x)
+    batch = sharded.shard_batch(xs, sharded.batch_mesh())
+    for call in (
+        lambda: chunked.chunked_cost_and_grad(p, xs, x_input=xs, **HP),
+        lambda: chunked.chunked_cost(p, xs, x_input=xs, **HP),
+        lambda: chunked.make_chunked_value_and_grad(xs, x_input=xs, **HP),
+        lambda: sharded.shard_map_cost_and_grad(p, batch, x_input=xs, **HP),
+        lambda: sharded.sharded_cost_and_grad(p, batch, x_input=xs, **HP),
+    ):
+        with pytest.raises(sae.InputError, match="x_input .* not supported"):
+            call()
+
+
+# --- bad input: one InputError each ------------------------------------------------------------
+
+
+def test_bad_input():
+    p, x = random_problem(15, 6, 4, 2)
+    key = jax.random.key(0)
+    cases = [
+        (lambda: sae.cost(p, x, **HP, l1=-0.1), "l1 must be >= 0"),
+        (lambda: sae.cost_and_grad(p, x, **HP, l1=float("nan")), "l1 must be finite"),
+        (lambda: sae.cost_and_grad(p, x, **HP, l1=jnp.ones(2)), "l1 must be a scalar"),
+        (lambda: chunked.chunked_cost_and_grad(p, np.asarray(x), **HP, l1=-1.0), "l1 must be >= 0"),
+        (lambda: corrupt(key, x, kind="mask", level=1.0), r"in \[0, 1\) for kind='mask'"),
+        (lambda: corrupt(key, x, kind="mask", level=-0.1), r"in \[0, 1\) for kind='mask'"),
+        (lambda: corrupt(key, x, kind="gaussian", level=-0.5), ">= 0 for kind='gaussian'"),
+        (lambda: corrupt(key, x, kind="gaussian", level=float("inf")), "must be finite"),
+        (lambda: corrupt(key, x, kind="salt", level=0.1), "corruption kind must be one of"),
+        (lambda: corrupt(None, x, kind="mask", level=0.1), "key must be one jax.random key"),
+        (lambda: corrupt(0, x, kind="mask", level=0.1), "key must be one jax.random key"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x[:3]), "x_input .* must have the shape of x"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x.astype(jnp.float32)), "x_input must have the same dtype"),
+        (lambda: sae.cost(p, x, **HP, x_input=x.at[0, 0].set(jnp.inf)), "x_input must be finite"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=np.asarray(x).tolist()), "x_input must be an array"),
+        (lambda: sae.cost(sae.Params(None, p.b1, p.W2, p.b2), x, **HP), "params.W1 must be an array"),
+        (lambda: sae.cost(sae.Params(p.W1, p.b1, p.W1, p.b2), x, **HP), r"params.W2 must have shape \(4, 2\)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(sae.InputError, match=message):
+            call()
