@@ -61,9 +61,8 @@ from .params import (  # the variants (tied weights: Params(W1, b1, None, b2))
     tie as tie,
     untie as untie,
 )
-from .cost import activation_l1 as activation_l1
-from . import denoising as denoising  # noqa: E402
-from .denoising import corrupt as corrupt  # noqa: E402
+from . import variants as variants  # noqa: E402
+from .variants import activation_l1 as activation_l1, corrupt as corrupt  # noqa: E402
 from . import chunked as chunked, penalty as penalty, sharded as sharded  # noqa: E402
 from .penalty import kl_sparsity_penalty as kl_sparsity_penalty  # noqa: E402
 from .chunked import (  # noqa: E402

@@ -11,22 +11,10 @@ For data :math:`x^{(1)}, \dots, x^{(m)}` (rows of ``x``),
 Weight decay acts on the weights only (not the biases) and is not divided by
 :math:`m`: the published UFLDL convention.
 
-Variants (options of the same functions)
-----------------------------------------
-* **Tied weights**: parameters ``Params(W1, b1, None, b2)`` (:mod:`sae_jax.params`) decode with
-  :math:`W_2 = W_1^\top`. The cost is the untied cost at that point, so the weight decay counts
-  both copies, :math:`\tfrac\lambda2(\lVert W_1\rVert^2 + \lVert W_1^\top\rVert^2) = \lambda\lVert W_1\rVert^2`
-  (a tied model's J is directly comparable with an untied one's).
-* **L1 activation penalty** ``l1=`` :math:`\gamma \ge 0`: adds
-  :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)}(x^{(i)})\rVert_1` (:func:`activation_l1`,
-  ``CostTerms.l1``) beside the KL term. Sigmoid activations are positive, so
-  :math:`|a| = a`, the term is :math:`\gamma\sum_j\hat\rho_j` and smooth; for activations that can
-  be 0 the subgradient convention is :math:`\operatorname{sign}(0) = 0`.
-* **Denoising** ``x_input=``: the network reads the corrupted input :math:`\tilde x`
-  (:func:`sae_jax.denoising.corrupt`) and reconstructs the clean target ``x``:
-  :math:`\frac1m\sum_i\tfrac12\lVert \hat x(\tilde x^{(i)}) - x^{(i)}\rVert^2`; :math:`\hat\rho`
-  (and the L1 term) are of the corrupted input's hidden activations. Only the target must lie in
-  [0, 1] for a sigmoid output; ``x_input`` must be finite, of ``x``'s shape and dtype.
+Variants
+--------
+Tied weights (``Params(W1, b1, None, b2)``: :math:`W_2 = W_1^\top`), an L1 activation penalty
+(``l1=``) and denoising (``x_input=``) are options of the same functions: :mod:`sae_jax.variants`.
 
 Saturation
 ----------
@@ -68,11 +56,6 @@ Examples:
   True
   >>> float(kl_divergence(0.1, jnp.asarray(0.1)))
   0.0
-  >>> tied = init_params(jax.random.key(0), 4, 2, tied=True)        # W2 = W1.T
-  >>> x = jnp.full((3, 4), 0.5)
-  >>> t = cost_terms(tied, x, lam=1e-4, beta=3.0, rho=0.1, l1=0.01, x_input=x * 0.9)
-  >>> bool(jnp.isclose(t.cost, t.reconstruction + t.weight_decay + t.sparsity + t.l1))
-  True
 """
 
 from __future__ import annotations
@@ -87,6 +70,7 @@ from jax.typing import ArrayLike
 from . import checked, validate
 from .forward import Activations, Output, forward
 from .params import Params, decoder_weights
+from .variants import activation_l1
 
 __all__ = [
     "CostTerms",
@@ -103,7 +87,6 @@ __all__ = [
     "reconstruction",
     "weight_decay",
     "sparsity",
-    "activation_l1",
     "terms_from_parts",
     "terms_from_activations",
     "cost_terms",
@@ -230,22 +213,6 @@ def weight_decay(params: Params, *, lam: ArrayLike) -> jax.Array:
     return 0.5 * lam * (jnp.sum(jnp.square(params.W1)) + jnp.sum(jnp.square(decoder_weights(params))))
 
 
-def activation_l1(a2: jax.Array, *, l1: ArrayLike, m: ArrayLike | None = None) -> jax.Array:
-    r"""The L1 activation penalty :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)(i)}\rVert_1`, a scalar.
-
-    ``a2``: ``(m, n_hidden)`` hidden activations; ``l1``: :math:`\gamma \ge 0`; ``m``: the number
-    of samples (default ``a2.shape[0]``). Its derivative is :math:`\gamma\operatorname{sign}(a)/m`
-    with the subgradient convention :math:`\operatorname{sign}(0) = 0` (written
-    :math:`\sum a\operatorname{sign}(\operatorname{sg}(a))`: ``jnp.abs`` would give 1 at 0); for sigmoid
-    activations (always :math:`> 0` unless :math:`f(z)` underflows, where :math:`f'(z) = 0` too) it
-    is :math:`\gamma\sum_j\hat\rho_j`, smooth, with the per-sample hidden delta
-    :math:`\gamma f'(z^{(2)})`.
-    """
-    m = a2.shape[0] if m is None else m
-    abs_a = a2 * jnp.sign(lax.stop_gradient(a2))  # |a|, with d|a|/da = sign(a), sign(0) = 0
-    return jnp.asarray(l1, a2.dtype) * jnp.sum(abs_a) / jnp.asarray(m, a2.dtype)
-
-
 def sparsity(rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike) -> jax.Array:
     r""":math:`\beta \sum_j \mathrm{KL}(\rho \Vert \hat\rho_j)` of a float :math:`\hat\rho` (the plain formula)."""
     rho = jnp.asarray(rho, rho_hat.dtype)
@@ -328,14 +295,11 @@ def terms_from_parts(
     r""":class:`CostTerms` from the reconstruction term and the penalties: adds the weight decay and the total.
 
     The one place the terms are assembled (the cost, the backprop core, the EMA objective).
-    ``l1``: the L1 activation term's value (:func:`activation_l1`), if any.
+    ``l1``: the L1 activation term's value (:func:`~sae_jax.variants.activation_l1`), if any.
     """
     wd = weight_decay(params, lam=lam)
     total = reconstruction + wd + sparsity
-    if l1 is None:
-        l1 = jnp.zeros((), total.dtype)
-    else:
-        total = total + l1
+    total, l1 = (total, jnp.zeros((), total.dtype)) if l1 is None else (total + l1, l1)
     return CostTerms(total, reconstruction, wd, sparsity, rho_hat, l1)
 
 
@@ -344,7 +308,7 @@ def terms_from_activations(
     rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None, l1: ArrayLike | None = None,
 ) -> CostTerms:
     """:class:`CostTerms` from an already computed forward pass ``acts`` with target ``x`` (with ``rho_prev``,
-    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`; ``l1``: :func:`activation_l1`)."""
+    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`; ``l1``: :func:`~sae_jax.variants.activation_l1`)."""
     sp, rh = sparsity_and_rho_hat(
         acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay
     )
@@ -417,12 +381,8 @@ def cost(
       beta: sparsity weight :math:`\beta \ge 0`, scalar.
       rho: target activation :math:`\rho \in (0, 1)`, scalar.
       output: ``"sigmoid"`` (default; data in [0, 1]) or ``"linear"`` (linear decoder). Static.
-      l1: :math:`\gamma \ge 0`, the weight of the L1 activation penalty
-        :math:`\gamma\frac1m\sum_i\lVert a^{(2)(i)}\rVert_1` (:func:`activation_l1`); ``None``: no term.
-      x_input: denoising: the corrupted input :math:`\tilde x` (``x``'s shape and dtype, finite;
-        :func:`sae_jax.denoising.corrupt`), with ``x`` the clean target; ``None``: ``x`` itself.
-
-    Tied parameters (``W2=None``) are the tied autoencoder (module docstring).
+      l1, x_input: the L1 activation penalty's weight and the denoising input (``x`` is then the
+        target); with tied parameters (``W2=None``), the variants of :mod:`sae_jax.variants`.
 
     Returns:
       scalar, in ``params``' dtype.

@@ -14,15 +14,9 @@ W2     (n_visible, n_hidden)   decoder weights (``None``: tied, :math:`W_2 = W_1
 b2     (n_visible,)            decoder bias
 =====  ======================  =========================================
 
-Tied weights
-------------
-A *tied* autoencoder decodes with :math:`W_2 = W_1^\top`. Its parameters are
-``Params(W1, b1, None, b2)``: the decoder weights are absent, not a second copy to keep in
-sync, so ``jax.grad``, optax, the trainer and the checkpoints (``W1 b1 b2``) all see exactly
-the free parameters, and every function reads tied-ness off the parameters themselves
-(``init_params(..., tied=True)``, :func:`tie`, :func:`untie`, :func:`decoder_weights`). The
-cost of tied parameters is the untied cost at :math:`W_2 = W_1^\top` (so the weight decay
-counts both copies: :math:`\lambda\lVert W_1\rVert^2`), and ``untie`` gives that untied point.
+Tied weights (:math:`W_2 = W_1^\top`) are ``Params(W1, b1, None, b2)``: the decoder weights are
+absent, so gradients, optimizer states and checkpoints hold only the free parameters
+(:mod:`sae_jax.variants`; :func:`tie`, :func:`untie`, :func:`decoder_weights`).
 
 Only the *data* layout differs from the notes: sae-jax stores samples as rows,
 ``x.shape == (m, n_visible)``, where UFLDL stores them as columns

@@ -97,13 +97,10 @@ def check_params(params, *, values: bool = True) -> None:
         raise InputError(
             f"params must be a sae_jax.Params(W1, b1, W2, b2) of 4 arrays, got {type(params).__name__}{hint}"
         )
-    present = [(name, a) for name, a in zip(names, params) if not (name == "W2" and a is None)]
+    present = [(name, a) for name, a in zip(names, params) if not (name == "W2" and a is None)]  # W2=None: tied
     for name, a in present:
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-            raise InputError(
-                f"params.{name} must be an array, got {type(a).__name__}"
-                + (" (only W2 may be None: a tied autoencoder)" if a is None else "")
-            )
+            raise InputError(f"params.{name} must be an array, got {type(a).__name__}")
     W1 = params[0]
     if W1.ndim != 2:
         raise InputError(f"params.W1 must be 2-D (n_hidden, n_visible), got shape {_shape(W1)}")
@@ -291,22 +288,12 @@ def _check_in_dtype(name: str, f: float, dtype) -> None:
 
 
 def check_input(x_input, x, params, *, values: bool = True) -> None:
-    """A denoising call's corrupted input ``x_input``: an array of ``x``'s shape and dtype, finite
-    (if concrete, unless ``values=False``). Its range is not checked: only the target ``x`` is an
-    output of the sigmoid (Gaussian noise may take an input outside [0, 1])."""
-    if not hasattr(x_input, "shape") or not hasattr(x_input, "dtype"):
-        raise InputError(f"x_input must be an array of the shape of x {_shape(x)}, got {type(x_input).__name__}")
-    if _shape(x_input) != _shape(x):
-        raise InputError(
-            f"x_input (the corrupted input) must have the shape of x, the clean target {_shape(x)}, "
-            f"got {_shape(x_input)}"
-        )
-    dtype = jnp.dtype(params.W1.dtype)
-    if jnp.dtype(x_input.dtype) != dtype:
-        raise InputError(
-            f"x_input must have the same dtype as params ({dtype}), got {jnp.dtype(x_input.dtype)}; "
-            f"convert it (x_input.astype({dtype.name!r}))"
-        )
+    """A denoising call's corrupted input: ``x``'s shape and params' dtype, finite (if concrete and
+    ``values``); any range (only the target ``x`` is the sigmoid's output)."""
+    want = f"an array of the shape of x, the clean target {_shape(x)}, in params' dtype ({jnp.dtype(params.W1.dtype)})"
+    if not hasattr(x_input, "dtype") or _shape(x_input) != _shape(x) or x_input.dtype != params.W1.dtype:
+        got = f"{type(x_input).__name__} {_shape(x_input)} {getattr(x_input, 'dtype', '')}".rstrip()
+        raise InputError(f"x_input (the corrupted input) must be {want}, got {got}")
     if values and is_concrete(x_input):
         check_data_values(x_input, output="linear", name="x_input")
 

@@ -12,7 +12,7 @@ import pytest
 
 import sae_jax as sae
 from sae_jax import chunked, sharded
-from sae_jax.denoising import corrupt
+from sae_jax.variants import corrupt
 from sae_jax.gradcheck import FD_TOL, default_step
 from helpers import COST_RTOL, GRAD_RTOL, assert_tree_close, max_rel_err, random_problem
 from ufldl_reference import variant_autoencoder_cost
@@ -291,10 +291,10 @@ def test_bad_input():
         (lambda: corrupt(key, x, kind="salt", level=0.1), "corruption kind must be one of"),
         (lambda: corrupt(None, x, kind="mask", level=0.1), "key must be one jax.random key"),
         (lambda: corrupt(0, x, kind="mask", level=0.1), "key must be one jax.random key"),
-        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x[:3]), "x_input .* must have the shape of x"),
-        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x.astype(jnp.float32)), "x_input must have the same dtype"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x[:3]), r"x_input .* must be an array of the shape of x.* got ArrayImpl \(3, 4\) float64"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x.astype(jnp.float32)), r"params' dtype \(float64\), got .* float32"),
         (lambda: sae.cost(p, x, **HP, x_input=x.at[0, 0].set(jnp.inf)), "x_input must be finite"),
-        (lambda: sae.cost_and_grad(p, x, **HP, x_input=np.asarray(x).tolist()), "x_input must be an array"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=np.asarray(x).tolist()), "x_input .* must be an array.* got list"),
         (lambda: sae.cost(sae.Params(None, p.b1, p.W2, p.b2), x, **HP), "params.W1 must be an array"),
         (lambda: sae.cost(sae.Params(p.W1, p.b1, p.W1, p.b2), x, **HP), r"params.W2 must have shape \(4, 2\)"),
     ]
