@@ -301,3 +301,11 @@ def test_bad_input():
     for call, message in cases:
         with pytest.raises(sae.InputError, match=message):
             call()
+
+
+def test_gradcheck_takes_tied_parameters():
+    from sae_jax.gradcheck import gradcheck, row_passes
+
+    p, x = random_problem(16, 6, 4, 3)
+    rows = gradcheck(sae.tie(p), x, **HP, n_directions=2, devices=jax.devices()[:1])
+    assert [r.array for r in rows] == ["cost", "W1", "b1", "b2"] and all(row_passes(r) for r in rows)
