@@ -15,6 +15,9 @@ a path
 
 :func:`load_dataset` dispatches on the name, the file's magic bytes or its extension,
 and validates the result (finite, 2-D, non-empty, inside [0, 1] for a sigmoid output).
+With ``labels=True`` it returns ``(x, y)``, ``y`` int64 class indices: ``"digits"``
+carries its own, a data file takes them from ``labels_path`` (MNIST's
+``train-labels-idx1-ubyte``, or a ``.npy``); patch sources have none.
 :class:`DataSpec` records what was loaded so that a checkpoint can rebuild exactly the
 same array on resume (:func:`load_from_spec`).
 
@@ -33,7 +36,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .validate import InputError, check_data_values
+from .validate import InputError, check_data_values, check_output
 
 __all__ = [
     "NATURAL_IMAGES",
@@ -47,8 +50,11 @@ __all__ = [
     "sample_patches",
     "normalize_patches",
     "load_digits",
+    "load_digit_labels",
     "load_array",
     "load_mnist_idx",
+    "load_mnist_idx_labels",
+    "load_labels",
     "load_images_mat",
     "patches_from_images_mat",
 ]
@@ -363,20 +369,33 @@ def natural_image_patches(
 # --------------------------------------------------------------------------------------
 
 
+def _sklearn_digits():
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError as e:
+        raise InputError(
+            "the 'digits' dataset needs scikit-learn, which is not installed: "
+            "python3 -m pip install scikit-learn"
+        ) from e
+    return sk_load_digits()
+
+
 def load_digits() -> np.ndarray:
     """scikit-learn's bundled 8×8 handwritten digits, scaled from 0..16 to [0, 1].
 
     Returns:
       float64 ``(1797, 64)``, rows flattened row-major (``x[i].reshape(8, 8)``).
     """
-    try:
-        from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError as e:
-        raise InputError(
-            "the 'digits' dataset needs scikit-learn, which is not installed: "
-            "python3 -m pip install scikit-learn"
-        ) from e
-    return np.asarray(_sk_load_digits().data, dtype=np.float64) / 16.0
+    return np.asarray(_sklearn_digits().data, dtype=np.float64) / 16.0
+
+
+def load_digit_labels() -> np.ndarray:
+    """The class (0..9) of each of :func:`load_digits`' rows (scikit-learn's ``target``).
+
+    Returns:
+      int64 ``(1797,)``.
+    """
+    return np.asarray(_sklearn_digits().target, dtype=np.int64)
 
 
 def _check_file(path) -> str:
@@ -406,6 +425,12 @@ def load_array(path, *, key: str | None = None) -> np.ndarray:
       the stored array as float64 (shape unchanged; :func:`load_dataset` checks it is 2-D).
     """
     path = _check_file(path)
+    arr, where = _read_npy_or_npz(path, key)
+    return _as_float_rows(arr, where)
+
+
+def _read_npy_or_npz(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    """The array in a ``.npy``, or array ``key`` (or the only one) of a ``.npz``; and its name."""
     # Open the file ourselves: np.load(path) leaks its handle when a .npz is corrupt.
     with open(path, "rb") as f:
         try:
@@ -414,25 +439,24 @@ def load_array(path, *, key: str | None = None) -> np.ndarray:
             raise InputError(f"cannot read {path} as .npy/.npz without pickle: {e}") from e
         except Exception as e:  # truncated/corrupt files raise OSError, EOFError, BadZipFile...
             raise InputError(f"cannot read {path} as .npy/.npz: {type(e).__name__}: {e}") from e
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                names = list(loaded.files)
-                if key is None:
-                    if len(names) != 1:
-                        raise InputError(
-                            f"{path} holds {len(names)} arrays {names}; name one with key= (--npz-key)"
-                        )
-                    key = names[0]
-                elif key not in names:
-                    raise InputError(f"{path} has no array {key!r}; it holds {names}")
-                try:
-                    arr = loaded[key]
-                except ValueError as e:
-                    raise InputError(f"cannot read array {key!r} in {path} without pickle: {e}") from e
-                except Exception as e:
-                    raise InputError(f"cannot read array {key!r} in {path}: {type(e).__name__}: {e}") from e
-            return _as_float_rows(arr, f"array {key!r} in {path}")
-    return _as_float_rows(loaded, f"data in {path}")
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded, f"data in {path}"
+        with loaded:
+            names = list(loaded.files)
+            if key is None:
+                if len(names) != 1:
+                    raise InputError(
+                        f"{path} holds {len(names)} arrays {names}; name one with key= (--npz-key)"
+                    )
+                key = names[0]
+            elif key not in names:
+                raise InputError(f"{path} has no array {key!r}; it holds {names}")
+            try:
+                return loaded[key], f"array {key!r} in {path}"
+            except ValueError as e:
+                raise InputError(f"cannot read array {key!r} in {path} without pickle: {e}") from e
+            except Exception as e:
+                raise InputError(f"cannot read array {key!r} in {path}: {type(e).__name__}: {e}") from e
 
 
 _IDX_DTYPES = {
@@ -451,6 +475,14 @@ def _open_maybe_gz(path: str):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
+def _read_idx_bytes(path: str) -> bytes:
+    try:
+        with _open_maybe_gz(path) as f:
+            return f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(f"cannot read IDX file {path}: {e}") from e
+
+
 def load_mnist_idx(path) -> np.ndarray:
     """An IDX file (MNIST's ``*-images-idx3-ubyte``), optionally gzip-compressed.
 
@@ -463,11 +495,7 @@ def load_mnist_idx(path) -> np.ndarray:
       float64 ``(n, prod(dims[1:]))``, e.g. ``(60000, 784)`` for MNIST's training images.
     """
     path = _check_file(path)
-    try:
-        with _open_maybe_gz(path) as f:
-            raw = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise InputError(f"cannot read IDX file {path}: {e}") from e
+    raw = _read_idx_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise InputError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
@@ -495,6 +523,67 @@ def load_mnist_idx(path) -> np.ndarray:
     if raw[2] == 0x08:
         return data.astype(np.float64) / 255.0
     return data.astype(np.float64)
+
+
+#: IDX magic number of a labels file: two zero bytes, type 0x08 (unsigned byte), 1 dimension.
+IDX_LABELS_MAGIC = 0x00000801  # 2049 (MNIST's images files have 2051 = 0x00000803)
+
+
+def load_mnist_idx_labels(path) -> np.ndarray:
+    """An IDX labels file (MNIST's ``*-labels-idx1-ubyte``), optionally gzip-compressed.
+
+    The header is the big-endian int32 magic number 2049 (``0x00000801``: unsigned bytes,
+    one dimension) and the number of labels ``n``; then ``n`` bytes, each a class index
+    0..255 (0..9 for MNIST).
+
+    Returns:
+      int64 ``(n,)`` class indices, e.g. ``(60000,)`` for ``train-labels-idx1-ubyte``.
+
+    Raises:
+      InputError: missing or unreadable file, a magic number other than 2049 (an images
+        file has 2051), or a byte count that disagrees with the header.
+    """
+    path = _check_file(path)
+    raw = _read_idx_bytes(path)
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic != IDX_LABELS_MAGIC:
+        found = "no header" if magic is None else f"magic number {magic}"
+        hint = " (an IDX images file? pass it as the data, the labels file as labels_path)" if magic == 2051 else ""
+        raise InputError(
+            f"{path} is not an IDX labels file: {found}, expected {IDX_LABELS_MAGIC} "
+            f"(unsigned bytes, 1 dimension){hint}"
+        )
+    if len(raw) < 8:
+        raise InputError(f"IDX labels file {path} is truncated (header needs 8 bytes, file has {len(raw)})")
+    n = int.from_bytes(raw[4:8], "big", signed=True)
+    if n < 1 or len(raw) - 8 != n:
+        raise InputError(
+            f"IDX labels file {path} holds {len(raw) - 8} label bytes, but its header says {n} "
+            "(expected at least one label)"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, count=n, offset=8).astype(np.int64)
+
+
+def load_labels(path) -> np.ndarray:
+    """Class labels from an IDX labels file (:func:`load_mnist_idx_labels`) or a ``.npy``.
+
+    A ``.npy`` must hold a 1-D array of non-negative integers (class indices).
+
+    Returns:
+      int64 ``(n,)``.
+    """
+    path = _check_file(path)
+    if _sniff(path) == "idx":
+        return load_mnist_idx_labels(path)
+    y, _ = _read_npy_or_npz(path, None)
+    where = f"labels in {path}"
+    if y.ndim != 1 or y.size == 0:
+        raise InputError(f"{where} must be a non-empty 1-D array of class indices, got shape {y.shape}")
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"{where} must be integer class indices, got dtype {y.dtype}")
+    if y.min() < 0:
+        raise InputError(f"{where} must be class indices >= 0, got minimum {int(y.min())}")
+    return y.astype(np.int64)
 
 
 def load_images_mat(path, *, key: str | None = None) -> np.ndarray:
@@ -593,7 +682,9 @@ def load_dataset(
     output: str = "sigmoid",
     key: str | None = None,
     dtype="float64",
-) -> np.ndarray:
+    labels: bool = False,
+    labels_path=None,
+):
     """Load and validate a dataset by name (``"natural"``, ``"digits"``) or path.
 
     Paths are read by format (magic bytes, then extension): ``.npy``/``.npz``
@@ -605,17 +696,26 @@ def load_dataset(
     The result is checked: 2-D ``(m, n)`` with ``m, n >= 1``, finite, and inside [0, 1]
     when ``output == "sigmoid"`` (the sigmoid's range).
 
+    Labels: with ``labels=True`` the result is ``(x, y)``, ``y`` int64 ``(m,)`` class
+    indices, ``y[i]`` the class of ``x[i]``. ``"digits"`` carries its own (scikit-learn's
+    targets 0..9). A data file (IDX, ``.npy``, ``.npz``) takes them from ``labels_path``:
+    an IDX labels file (MNIST's ``train-labels-idx1-ubyte``, optionally ``.gz``; see
+    :func:`load_mnist_idx_labels`) or a ``.npy`` of integer class indices
+    (:func:`load_labels`), one per row of ``x``. Patch sources (``"natural"``, ``.mat``)
+    are random patches and have no labels.
+
     Returns:
-      ``(m, n_visible)`` in ``dtype`` (default float64), samples as rows. sae-jax's functions
-      take data in the parameters' dtype and never convert it; ``init_params`` defaults to
-      float32, so pass ``dtype=params.W1.dtype`` (or ``"float32"``) to use the result with them.
+      ``x``: ``(m, n_visible)`` in ``dtype`` (default float64), samples as rows; or
+      ``(x, y)`` when ``labels=True``. sae-jax's functions take data in the parameters'
+      dtype and never convert it; ``init_params`` defaults to float32, so pass
+      ``dtype=params.W1.dtype`` (or ``"float32"``) to use the result with them.
 
     Raises:
       InputError: unknown name, missing or unreadable file ("data file not found: PATH"),
-        wrong shape, non-finite values, values outside [0, 1] for a sigmoid output.
+        wrong shape, non-finite values, values outside [0, 1] for a sigmoid output;
+        with ``labels=True``: a source without labels, a missing ``labels_path`` for a
+        data file, a labels file that is not one, or a label count that differs from ``m``.
     """
-    from .validate import check_output
-
     check_output(output)
     try:
         dtype = np.dtype(dtype)
@@ -625,18 +725,26 @@ def load_dataset(
         raise InputError(f"dtype must be a floating dtype such as 'float32' or 'float64', got {dtype!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise InputError(f"data must be 'natural', 'digits' or a file path, got {name_or_path!r}")
+    if not isinstance(labels, bool):
+        raise InputError(f"labels must be True or False, got {labels!r}")
+    if labels_path is not None and not labels:
+        raise InputError("labels_path is given but labels=False; pass labels=True to get (x, y)")
     src = os.fspath(name_or_path)
-    if src == "natural":
-        x = natural_image_patches(n_patches, patch_size, seed=seed)
-        where = "natural-image patches"
-    elif src == "digits":
-        x = load_digits()
-        where = "digits"
-    else:
+    kind = src if src in BUILTIN else None
+    if kind is None:
         if not os.path.isfile(src):
             hint = "" if os.sep in src or "." in src else " (built-in datasets: 'natural', 'digits')"
             raise InputError(f"data file not found: {src}{hint}")
         kind = _sniff(src)
+    if labels:
+        _check_labels_source(src, kind, labels_path)
+    if kind == "natural":
+        x = natural_image_patches(n_patches, patch_size, seed=seed)
+        where = "natural-image patches"
+    elif kind == "digits":
+        x = load_digits()
+        where = "digits"
+    else:
         where = f"data in {src}"
         if kind in ("npy", "npz"):
             x = load_array(src, key=key)
@@ -654,7 +762,38 @@ def load_dataset(
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise InputError(f"{where} must have at least one sample and one feature, got shape {x.shape}")
     check_data_values(x, output=output, name=where)
-    return x if x.dtype == dtype else x.astype(dtype)
+    x = x if x.dtype == dtype else x.astype(dtype)
+    if not labels:
+        return x
+    y = load_digit_labels() if kind == "digits" else load_labels(labels_path)
+    if y.shape[0] != x.shape[0]:
+        raise InputError(
+            f"labels_path {os.fspath(labels_path)} holds {y.shape[0]} labels but {where} has "
+            f"{x.shape[0]} samples; expected one label per sample"
+        )
+    return x, y
+
+
+def _check_labels_source(src: str, kind: str, labels_path) -> None:
+    """One clear error when ``labels=True`` cannot be honoured for this source."""
+    if kind in ("natural", "mat"):
+        what = "the 'natural' dataset" if kind == "natural" else f"patches sampled from {src}"
+        raise InputError(
+            f"labels=True: {what} has no labels (random image patches); labels come with "
+            "'digits', or with a data file (IDX, .npy, .npz) and labels_path="
+        )
+    if kind == "digits":
+        if labels_path is not None:
+            raise InputError("labels_path is for data files; 'digits' carries its own labels (leave it None)")
+        return
+    if labels_path is None:
+        raise InputError(
+            f"labels=True for {src} needs labels_path= naming its labels file (an IDX labels file "
+            "such as train-labels-idx1-ubyte, or a .npy of integer class indices)"
+        )
+    if not isinstance(labels_path, (str, os.PathLike)):
+        raise InputError(f"labels_path must be a file path, got {labels_path!r}")
+    _check_file(labels_path)
 
 
 def _sha256(path: str) -> str:
@@ -715,8 +854,14 @@ def data_spec(
     return DataSpec(src, int(n_patches), int(patch_size), int(seed), key, sha)
 
 
-def load_from_spec(spec: DataSpec | dict, *, output: str = "sigmoid") -> np.ndarray:
-    """Rebuild the array a :class:`DataSpec` describes (checks a file's hash if recorded)."""
+def load_from_spec(
+    spec: DataSpec | dict, *, output: str = "sigmoid", labels: bool = False, labels_path=None
+):
+    """Rebuild the array a :class:`DataSpec` describes (checks a file's hash if recorded).
+
+    ``labels`` and ``labels_path`` are passed to :func:`load_dataset`: with
+    ``labels=True`` the result is ``(x, y)``.
+    """
     if isinstance(spec, dict):
         spec = DataSpec.from_dict(spec)
     if spec.sha256 is not None and spec.name not in BUILTIN:
@@ -727,5 +872,5 @@ def load_from_spec(spec: DataSpec | dict, *, output: str = "sigmoid") -> np.ndar
             )
     return load_dataset(
         spec.name, n_patches=spec.n_patches, patch_size=spec.patch_size, seed=spec.seed,
-        output=output, key=spec.key,
+        output=output, key=spec.key, labels=labels, labels_path=labels_path,
     )
