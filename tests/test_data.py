@@ -54,10 +54,10 @@ def test_natural_deterministic_per_seed(natural):
 
 def test_natural_whitened_images_are_cached():
     data.natural_image_patches(10, 8, seed=0)
-    hits = data._whitened_natural_images.cache_info().hits
+    hits = data.whitened_natural_images.cache_info().hits
     data.natural_image_patches(10, 8, seed=3)
-    assert data._whitened_natural_images.cache_info().hits == hits + 1
-    img = data._whitened_natural_images(0.4, 2)[0]
+    assert data.whitened_natural_images.cache_info().hits == hits + 1
+    img = data.whitened_natural_images(0.4, 2)[0]
     with pytest.raises(ValueError):
         img[0, 0] = 1.0  # the cache is read-only, so no caller can corrupt it
 
