@@ -38,7 +38,6 @@ Examples:
 """
 
 from ..validate import InputError
-from .checks import check_file, check_int
 from .datasets import BUILTIN, DataSpec, data_spec, load_dataset, load_digit_labels, load_digits, load_from_spec
 from .files import (
     IDX_LABELS_MAGIC,
@@ -85,7 +84,5 @@ __all__ = [
     "load_images_mat",
     "patches_from_images_mat",
     "sniff_format",
-    "check_file",
-    "check_int",
     "InputError",
 ]

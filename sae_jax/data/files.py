@@ -275,7 +275,6 @@ def patches_from_images_mat(
     return normalize_patches(sample_patches(images, n_patches, patch_size, rng))
 
 
-
 def sniff_format(path) -> str:
     """``'npy'``, ``'npz'``, ``'mat'`` or ``'idx'`` from magic bytes, then the extension.
 

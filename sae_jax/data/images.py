@@ -62,11 +62,6 @@ NATURAL_IMAGES: tuple[str, ...] = (
 BORDER = 4
 
 
-# --------------------------------------------------------------------------------------
-# Natural images
-# --------------------------------------------------------------------------------------
-
-
 def _as_gray_float(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype == np.uint8:
