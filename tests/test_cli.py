@@ -339,3 +339,15 @@ def test_every_train_config_field_is_a_flag_of_train_and_sweep():
     g = parser.parse_args(["gradcheck"])
     assert (g.n_hidden, g.lam, g.beta, g.rho, g.output) == (defaults.n_hidden, defaults.lam, defaults.beta,
                                                             defaults.rho, defaults.output)
+
+
+def test_every_command_has_its_module():
+    """main imports a command's module when it runs (sae_jax.cli.COMMANDS): one per subcommand."""
+    import importlib
+
+    from sae_jax.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert list(sub) == list(COMMANDS)
+    for command, module in COMMANDS.items():
+        assert callable(getattr(importlib.import_module(f"sae_jax.cli.{module}"), f"cmd_{command}"))

@@ -1,21 +1,17 @@
-"""What the sae-jax commands share: usage errors, flags from ``TrainConfig``'s metadata, data flags.
+"""What the sae-jax commands share once their flags are parsed: usage errors and argument helpers.
 
-A command module adds its flags with these helpers and turns bad input into :class:`UsageError`
-(:func:`sae_jax.cli.main` prints it as one line on stderr and exits with code 2).
-
-The training flags are generated from the dataclass (:func:`sae_jax.config.field_help`): for each
-field of :class:`~sae_jax.config.TrainConfig`, ``--`` + its name with ``_`` → ``-``, its type, its
-choices, and its help with the default appended. A new option is written once, in ``config.py``.
+A command's code turns bad input into :class:`UsageError` (:func:`sae_jax.cli.main` prints it as
+one line on stderr and exits with code 2), reads the ``TrainConfig`` flags given with
+:func:`config_overrides`, and the data, ``--patch-shape`` and value-list flags with the helpers
+here. The flags themselves are defined in :mod:`sae_jax.cli.flags`.
 
 Examples:
-  >>> import argparse
-  >>> p = argparse.ArgumentParser()
-  >>> add_config_flags(p)
-  >>> args = p.parse_args(["--n-hidden", "36", "--optimizer", "adam", "--learning-rate", "1e-3"])
+  >>> from sae_jax.cli import build_parser
+  >>> args = build_parser().parse_args(["train", "--n-hidden", "36", "--optimizer", "adam", "--patch-size", "4"])
   >>> config_overrides(args)  # only the flags given: a resume keeps its checkpoint's other fields
-  {'n_hidden': 36, 'optimizer': 'adam', 'learning_rate': 0.001}
-  >>> config_flag_help("lam")
-  'weight decay lambda (default 1e-4)'
+  {'n_hidden': 36, 'optimizer': 'adam'}
+  >>> data_kwargs(args)
+  {'n_patches': 10000, 'patch_size': 4, 'seed': 0, 'key': None}
   >>> patch_shape_arg(["5x10"]), patch_shape_arg(["5", "10"])
   ((5, 10), (5, 10))
   >>> value_list("--beta", "0, 1,3")
@@ -28,8 +24,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import os
 import sys
@@ -37,24 +31,20 @@ import time
 
 import jax
 
-from ..config import TrainConfig, field_help
+from ..config import TrainConfig
+from .flags import CONFIG_FIELDS
 
 # --- Private names of other modules, imported in this one place only (issue 13). The `runlayer`
 # split publishes them (sae_jax.rundir.check_run_dir / check_patch_shape); the lead switches these
 # lines at merge. `read_safetensors` is used by sae_jax.cli.trained.recorded_data_spec.
-from ..checkpoint import _read_safetensors as read_safetensors  # noqa: E402
-from ..training import _check_patch_shape as check_patch_shape  # noqa: E402
-from ..training import _check_run_dir as check_run_dir  # noqa: E402
+from ..checkpoint import _read_safetensors as read_safetensors
+from ..training import _check_patch_shape as check_patch_shape
+from ..training import _check_run_dir as check_run_dir
 
 __all__ = [
-    "CONFIG_FIELDS",
     "UsageError",
-    "add_config_flag",
-    "add_config_flags",
-    "add_data_flags",
     "check_patch_shape",
     "check_run_dir",
-    "config_flag_help",
     "config_overrides",
     "data_kwargs",
     "default_out_dir",
@@ -65,49 +55,9 @@ __all__ = [
     "value_list",
 ]
 
-# Every TrainConfig field, in the dataclass's order (the order of the flags in --help).
-CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
-
 
 class UsageError(Exception):
     """Bad command-line input found after parsing: ``main`` prints ``sae-jax CMD: error: ...``, exit 2."""
-
-
-def _format_default(v) -> str:
-    if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
-        return f"{v:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def config_flag_help(name: str, *, suffix: str = "") -> str:
-    """The help of ``TrainConfig`` field ``name`` (its metadata), ``suffix``, then ``(default X)``."""
-    f = field_help(name)
-    return f"{f['help']}{suffix} (default {_format_default(f['default'])})"
-
-
-def add_config_flag(p: argparse.ArgumentParser, name: str, *, use_default: bool = False,
-                    comma_separated: bool = False) -> None:
-    """Add ``--name`` for ``TrainConfig`` field ``name``: type, choices and help from its metadata.
-
-    The parsed default is ``None`` (the flag was not given), or the field's default with
-    ``use_default``. ``comma_separated``: a string of values, as ``sweep --beta 0,1,3`` takes.
-    """
-    f = field_help(name)
-    flag = "--" + name.replace("_", "-")
-    if comma_separated:
-        p.add_argument(flag, dest=name, default=None, metavar="V1,V2,...",
-                       help=config_flag_help(name, suffix=": comma-separated values").replace("%", "%%"))
-        return
-    p.add_argument(flag, dest=name, type=f["type"], choices=f["choices"],
-                   default=f["default"] if use_default else None,
-                   help=config_flag_help(name).replace("%", "%%"))
-
-
-def add_config_flags(p: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
-    """A flag for every ``TrainConfig`` field except ``exclude`` (parsed default ``None``)."""
-    for name in CONFIG_FIELDS:
-        if name not in exclude:
-            add_config_flag(p, name)
 
 
 def config_overrides(args, *, exclude: tuple[str, ...] = ()) -> dict:
@@ -120,19 +70,6 @@ def set_precision(dtype) -> None:
     """float64 turns on JAX's x64 mode: the only change the CLI makes to JAX's global config."""
     if str(dtype) == "float64":
         jax.config.update("jax_enable_x64", True)
-
-
-def add_data_flags(p: argparse.ArgumentParser) -> None:
-    """``--data`` and the flags that shape it (parsed defaults ``None``: see :func:`data_kwargs`)."""
-    p.add_argument(
-        "--data", default=None, metavar="NAME_OR_PATH",
-        help="natural (whitened natural-image patches, bundled), digits (scikit-learn 8x8), or a "
-        ".npy/.npz (rows = samples), MNIST IDX or IMAGES.mat file",
-    )
-    p.add_argument("--n-patches", type=int, default=None, help="patches to sample for natural/.mat (default 10000)")
-    p.add_argument("--patch-size", type=int, default=None, help="patch side for natural/.mat (default 8)")
-    p.add_argument("--data-seed", type=int, default=None, help="seed of the patch sampling (default 0)")
-    p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
 
 
 def data_kwargs(args) -> dict:

@@ -25,32 +25,9 @@ from ..data import natural_image_patches
 from ..gradcheck import AUTODIFF_TOL, FD_TOL, format_table, gradcheck, row_passes
 from ..params import init_params
 from ..validate import check_hyperparams, check_output, check_sizes
-from .args import UsageError, add_config_flag, set_precision
+from .args import UsageError, set_precision
 
-__all__ = ["add_gradcheck_command", "cmd_gradcheck"]
-
-
-def add_gradcheck_command(sub) -> None:
-    g = sub.add_parser(
-        "gradcheck",
-        help="manual backprop vs jax.grad vs finite differences (float64), on every device",
-        description="Compare the tutorial's backprop with jax.grad and central finite "
-        "differences in float64 on every device JAX sees, and print a table. "
-        "Exit status 1 if any error exceeds its tolerance.",
-    )
-    g.add_argument("--n-visible", type=int, default=64, help="visible units (default 64)")
-    add_config_flag(g, "n_hidden", use_default=True)
-    g.add_argument("--m", type=int, default=10_000, help="number of samples (default 10000)")
-    g.add_argument("--directions", type=int, default=4, help="random FD directions per array")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument(
-        "--data", choices=("natural", "random"), default="natural",
-        help="natural: whitened 8x8 natural-image patches (needs a square --n-visible); "
-        "random: uniform in [0, 1] (standard normal for --output linear). Default natural",
-    )
-    for name in ("lam", "beta", "rho", "output"):
-        add_config_flag(g, name, use_default=True)
-    g.set_defaults(func=cmd_gradcheck)
+__all__ = ["cmd_gradcheck"]
 
 
 def cmd_gradcheck(args) -> int:

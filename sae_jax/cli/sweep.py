@@ -16,7 +16,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -26,9 +25,6 @@ from ..data import data_spec, load_dataset
 from ..sweep import SWEEP_JSON, grid_settings, sweep
 from .args import (
     UsageError,
-    add_config_flag,
-    add_config_flags,
-    add_data_flags,
     config_overrides,
     data_kwargs,
     default_out_dir,
@@ -36,38 +32,9 @@ from .args import (
     set_precision,
     value_list,
 )
+from .flags import SWEPT
 
-__all__ = ["SWEPT", "add_sweep_command", "cmd_sweep", "sweep_grid"]
-
-# The fields a sweep takes lists of, in the grid's order.
-SWEPT = ("beta", "rho", "lam")
-
-
-def add_sweep_command(sub) -> None:
-    w = sub.add_parser(
-        "sweep",
-        help="train a grid of (beta, rho, lambda) settings in one compiled, vmapped run",
-        description="Train every combination of the given beta, rho and lambda values from the same "
-        "initial weights on the same data, in one compiled run vmapped over the settings (sae_jax.sweep), "
-        "and write DIR/sweep.json, DIR/summary.csv, DIR/tradeoff.png (reconstruction vs sparsity, mean "
-        "rho_hat vs rho) and DIR/settings/<k>-beta..-rho..-lam../ (params.safetensors, metrics.jsonl, "
-        "config.json, filters.png). The other flags are shared by all settings, as for train.",
-        epilog="examples:\n  sae-jax sweep --beta 0,1,3 --rho 0.01,0.05 --lam 1e-4 --out runs/sweep\n"
-        "  sae-jax sweep --beta 0.5,1,3,5 --rho 0.01,0.03,0.05,0.1 --optimizer adam --steps 2000",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for name in SWEPT:
-        add_config_flag(w, name, comma_separated=True)
-    add_config_flags(w, exclude=SWEPT)
-    add_data_flags(w)
-    w.add_argument("--batching", choices=("auto", "vmap", "map"), default="auto",
-                   help="run the settings all at once (vmap: accelerators) or one after another inside the "
-                   "one compiled program (map: CPUs); default auto = map on CPU, vmap otherwise")
-    w.add_argument("--out", default=None, metavar="DIR",
-                   help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
-                   "must not already hold a sweep.json")
-    w.add_argument("--no-progress", action="store_true", help="no progress bar")
-    w.set_defaults(func=cmd_sweep)
+__all__ = ["cmd_sweep", "sweep_grid"]
 
 
 def sweep_grid(args) -> dict[str, list[float]]:

@@ -1,4 +1,4 @@
-"""``sae-jax train``: a flag per ``TrainConfig`` field, the data flags, and the run directory.
+"""``sae-jax train``: flags to a ``TrainConfig``, data and a run directory, then :func:`sae_jax.train`.
 
 The command turns its flags into a :class:`~sae_jax.config.TrainConfig` (over the checkpoint's
 config with ``--resume``), checks everything it can before any work (config, data, ``--out``,
@@ -9,15 +9,14 @@ written); divergence: exit 1, naming the step and the checkpoint kept.
 Examples:
   >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["train", "--optimizer", "adam", "--steps", "4000", "--dtype", "float32"])
-  >>> (args.func is cmd_train, args.optimizer, args.steps, args.dtype, args.n_hidden, args.out)
-  (True, 'adam', 4000, 'float32', None, None)
+  >>> (args.optimizer, args.steps, args.dtype, args.n_hidden, args.out)  # None: not given
+  ('adam', 4000, 'float32', None, None)
   >>> data_flags_given(build_parser().parse_args(["train", "--data", "digits", "--data-seed", "1"]))
   ['--data', '--data-seed']
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -32,8 +31,6 @@ from ..sharded import batch_mesh, make_train_value_and_grad
 from ..training import TrainingDiverged, train
 from .args import (
     UsageError,
-    add_config_flags,
-    add_data_flags,
     check_patch_shape,
     check_run_dir,
     config_overrides,
@@ -44,43 +41,12 @@ from .args import (
     set_precision,
 )
 
-__all__ = ["add_train_command", "cmd_train", "data_flags_given"]
+__all__ = ["cmd_train", "data_flags_given"]
 
 _DATA_FLAGS = (("--data", "data"), ("--n-patches", "n_patches"), ("--patch-size", "patch_size"),
                ("--data-seed", "data_seed"), ("--npz-key", "npz_key"))
 _RUN_FILES = ("params.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl", "filters.png",
               "training_curve.png")
-
-
-def add_train_command(sub) -> None:
-    t = sub.add_parser(
-        "train",
-        help="train a sparse autoencoder (default: the UFLDL natural-image exercise)",
-        description="Train the sparse autoencoder with jitted full-batch L-BFGS or minibatch "
-        "Adam/SGD and write a run directory: config.json, checkpoint.safetensors (resumable), "
-        "params.safetensors, metrics.jsonl, filters.png, training_curve.png. Defaults reproduce "
-        "the UFLDL exercise: 10,000 8x8 natural-image patches, 64 visible, 25 hidden, rho=0.01, "
-        "lambda=1e-4, beta=3, 400 L-BFGS iterations.",
-        epilog="examples:\n  sae-jax train\n  sae-jax train --out runs/adam --optimizer adam "
-        "--steps 4000\n  sae-jax train --resume runs/adam --steps 8000",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_config_flags(t)
-    add_data_flags(t)
-    t.add_argument("--out", default=None, metavar="DIR",
-                   help="run directory (default runs/<data>-<optimizer>-h<n_hidden>-<timestamp>); "
-                   "must not already hold a checkpoint")
-    t.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR from its checkpoint (its config and data; "
-                   "--steps may raise the total)")
-    t.add_argument("--patch-shape", nargs="+", default=None, metavar="ROWSxCOLS",
-                   help="shape of one filter in filters.png, e.g. 5x10 for 50 features (default square; "
-                   "without it, filters.png of non-square data is skipped with a note)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--devices", default=None, metavar="all|N",
-                   help="data parallel over all devices JAX sees or the first N (rows split, rho_hat and "
-                   "m stay global: sae_jax.sharded; manual gradient, --rho-hat batch); default one device")
-    t.set_defaults(func=cmd_train)
 
 
 def data_flags_given(args) -> list[str]:

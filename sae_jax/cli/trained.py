@@ -9,15 +9,14 @@ the run was trained on (:func:`recorded_data_spec`).
 Examples:
   >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["encode", "runs/digits", "--out", "features.npy", "--n-patches", "7"])
-  >>> (args.func is cmd_encode, args.params, args.out, args.data, args.n_patches)
-  (True, 'runs/digits', 'features.npy', None, 7)
+  >>> (args.params, args.out, args.data, args.n_patches)
+  ('runs/digits', 'features.npy', None, 7)
   >>> build_parser().parse_args(["visualize", "runs/x", "--patch-shape", "5x10"]).patch_shape
   ['5x10']
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -34,69 +33,15 @@ from ..data import DataSpec, load_dataset, load_from_spec
 from ..display import save_evaluation_png, save_filters_png
 from ..forward import encode
 from ..params import Params
-from .args import UsageError, add_data_flags, data_kwargs, patch_shape_arg, read_safetensors, set_precision
+from .args import UsageError, data_kwargs, patch_shape_arg, read_safetensors, set_precision
 
 __all__ = [
-    "add_trained_commands",
     "cmd_encode",
     "cmd_evaluate",
     "cmd_visualize",
     "load_run_or_given_data",
     "recorded_data_spec",
 ]
-
-_PATH_HELP = "run directory, params.safetensors or checkpoint.safetensors"
-
-
-def add_trained_commands(sub) -> None:
-    v = sub.add_parser(
-        "visualize",
-        help="draw the learned filters (display_network) as a PNG",
-        description="Draw each hidden unit's weights (rows of W1) as a normalised patch in a grid.",
-        epilog="examples:\n  sae-jax visualize runs/my-run\n  sae-jax visualize runs/my-run/checkpoint.safetensors --out f.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    v.add_argument("params", metavar="PATH", help=_PATH_HELP)
-    v.add_argument("--out", default=None, help="PNG to write (default: filters.png next to PATH)")
-    v.add_argument("--patch-shape", nargs="+", default=None, metavar="ROWSxCOLS",
-                   help="shape of one filter: ROWSxCOLS or ROWS COLS (default square)")
-    v.set_defaults(func=cmd_visualize)
-
-    e = sub.add_parser(
-        "encode",
-        help="hidden-unit activations of a dataset -> .npy",
-        description="Compute a2 = sigmoid(x W1^T + b1) for every sample of a dataset with trained "
-        "parameters and save the (m, n_hidden) array as .npy. Without --data, the data the run was "
-        "trained on (its recorded data spec; --n-patches, --patch-size, --data-seed, --npz-key override "
-        "its fields).",
-        epilog="examples:\n  sae-jax encode runs/my-run --out features.npy      # the run's own data\n"
-        "  sae-jax encode runs/my-run --data natural --out features.npy\n"
-        "  sae-jax encode runs/my-run/params.safetensors --data x.npy --out x_features.npy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    e.add_argument("params", metavar="PATH", help=_PATH_HELP)
-    add_data_flags(e)
-    e.add_argument("--out", required=True, help="the .npy file to write")
-    e.set_defaults(func=cmd_encode)
-
-    ev = sub.add_parser(
-        "evaluate",
-        help="diagnostics of a trained run: per-sample reconstruction error, dead/saturated units, "
-        "rho_hat vs rho (table + evaluation.png)",
-        description="Evaluate trained parameters on a dataset (default: the run's own data; with the run's "
-        "validation split, training and held-out rows separately) and print a short table: cost terms, "
-        "the distribution of the per-sample reconstruction error 1/2||x_hat - x||^2, the fraction of dead "
-        f"units (never above {0.1:g}) and saturated units (never below {0.9:g}), rho_hat against rho "
-        "(sae_jax.metrics). Writes evaluation.png: the rho_hat histogram with rho marked and the "
-        "per-sample error histogram.",
-        epilog="examples:\n  sae-jax evaluate runs/my-run\n"
-        "  sae-jax evaluate runs/my-run --data digits --out digits_eval.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ev.add_argument("params", metavar="PATH", help=_PATH_HELP)
-    add_data_flags(ev)
-    ev.add_argument("--out", default=None, help="PNG to write (default: evaluation.png next to PATH)")
-    ev.set_defaults(func=cmd_evaluate)
 
 
 def _png_out(args, default_name: str) -> Path:
