@@ -109,18 +109,30 @@ def make_value_and_grad(
     elif gradient == "manual":
 
         def value_and_grad_fn(params, batch):
-            terms, grads = cost_terms_and_grad(params, batch, **hp)
+            terms, grads = cost_terms_and_grad(params, _in_dtype_of(params, batch), **hp)
             return (terms.cost, terms), grads
 
     else:
 
         def f(params, batch):
-            terms = cost_terms(params, batch, **hp)
+            terms = cost_terms(params, _in_dtype_of(params, batch), **hp)
             return terms.cost, terms
 
         value_and_grad_fn = jax.value_and_grad(f, has_aux=True)
     value_and_grad_fn.__doc__ = f"sae-jax objective ({gradient} gradient, rho_hat={rho_hat})"
     return value_and_grad_fn
+
+
+def _in_dtype_of(params, x):
+    """``x`` in ``params``' dtype (a no-op for data in the training dtype).
+
+    With 64-bit JAX enabled, optax's zoom line search computes its step sizes in float64 (its
+    internal scalars have the default float type), so the trial points of a float32 run are
+    float64 parameters; they are evaluated, as they always were, on the data promoted to
+    float64 (the public cost functions refuse mixed dtypes). The accepted step is cast back to
+    float32 by ``optax.apply_updates``.
+    """
+    return x.astype(params.W1.dtype) if x.dtype != params.W1.dtype else x
 
 
 def value_fn_from(value_and_grad_fn: ValueAndGradFn) -> Callable:

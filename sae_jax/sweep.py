@@ -41,8 +41,8 @@ Each ``settings/*`` directory works with ``sae-jax visualize`` and ``sae-jax enc
 
 Examples:
   >>> from sae_jax.sweep import grid_settings
-  >>> [(s["beta"], s["rho"]) for s in grid_settings({"beta": [0, 3], "rho": [0.01, 0.05]})]
-  [(0.0, 0.01), (0.0, 0.05), (3.0, 0.01), (3.0, 0.05)]
+  >>> [tuple(s.values()) for s in grid_settings({"beta": [0, 3], "rho": 0.05})]  # (beta, rho, lam)
+  [(0.0, 0.05, 0.0001), (3.0, 0.05, 0.0001)]
 """
 
 from __future__ import annotations
@@ -155,10 +155,6 @@ def grid_settings(grid, config: TrainConfig | None = None) -> list[dict]:
     Raises:
       InputError: an empty grid, an unknown key, a value that is not a finite real number in
         range (λ ≥ 0, β ≥ 0, 0 < ρ < 1), or the same setting twice.
-
-    Example:
-      >>> [tuple(s.values()) for s in grid_settings({"beta": [0, 3], "rho": 0.05})]
-      [(0.0, 0.05, 0.0001), (3.0, 0.05, 0.0001)]
     """
     config = TrainConfig() if config is None else config
     base = {k: float(getattr(config, k)) for k in SWEPT}
@@ -345,16 +341,13 @@ def sweep(
         if progress is not None:
             progress({"step": step, "steps": config.steps, "settings": K, "elapsed_s": train_s})
 
-    summary = []
-    for k, s in enumerate(settings):
-        d = diverged[k]
-        summary.append({
-            "index": k, **s, **{key: v for key, v in metrics[k][-1].items()
-                                 if key not in ("batch_cost", "step_time_s", "elapsed_s")},
-            "diverged_step": None if d is None else d[0],
-            "diverged_cause": None if d is None else d[1],
-            "dir": f"settings/{_dir_name(k, s)}",
-        })
+    timing = ("batch_cost", "step_time_s", "elapsed_s")
+    summary = [
+        {"index": k, **s, **{key: v for key, v in metrics[k][-1].items() if key not in timing},
+         "diverged_step": None if d is None else d[0], "diverged_cause": None if d is None else d[1],
+         "dir": f"settings/{_dir_name(k, s)}"}
+        for k, (s, d) in enumerate(zip(settings, diverged))
+    ]
     if out_dir is not None:
         _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
                compile_s, train_s, pictures, batching)
