@@ -19,11 +19,22 @@ Two safetensors files, both loadable with plain numpy (``safetensors.numpy.load_
     estimate is on), and as metadata the config, the data spec, the data's SHA-256 and a
     SHA-256 over all tensors and metadata (``"sha256"``). :func:`load_checkpoint` recomputes it,
     so a truncated or corrupted file raises :class:`~sae_jax.InputError` instead of resuming
-    from garbage. :mod:`sae_jax.training` writes a checkpoint only for a state whose full-data
-    cost and gradient are finite.
+    from garbage. The trainer writes a checkpoint only for a state whose full-data cost and
+    gradient are finite (through :class:`sae_jax.rundir.RunDir`, which owns the run directory).
 
 Both are written with the header in a fixed order (metadata keys sorted), so identical
 contents are identical files.
+
+Examples:
+  >>> import tempfile, pathlib, jax
+  >>> from sae_jax import init_params
+  >>> from sae_jax.checkpoint import load_params, save_params
+  >>> d = pathlib.Path(tempfile.mkdtemp())
+  >>> p = init_params(jax.random.key(0), 4, 2)
+  >>> save_params(d / "params.safetensors", p, config={"n_hidden": 2})
+  >>> q, config = load_params(d)
+  >>> bool((q.W1 == p.W1).all()), config
+  (True, {'n_hidden': 2})
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .params import Params
-from .validate import InputError
+from .validate import InputError, check_params
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -273,8 +284,6 @@ def _params_from_tensors(tensors, prefix: str, path) -> Params:
         p = Params(*(tensors[prefix + k] for k in PARAM_FIELDS))
     except KeyError as e:
         raise InputError(f"{str(path)!r} holds no sae-jax parameters (missing tensor {e.args[0]!r})") from None
-    from .validate import check_params
-
     check_params(p)
     return p
 
