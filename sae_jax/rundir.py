@@ -274,11 +274,11 @@ class RunDir:
                 f.flush()
 
     def write_metrics(self, rows: list[dict]) -> None:
-        """Write ``metrics.jsonl`` whole, atomically."""
+        """Write ``metrics.jsonl`` whole, atomically (a RunDir with a path)."""
         ckpt.atomic_write_text(self.path / ckpt.METRICS_NAME, "".join(json.dumps(r) + "\n" for r in rows))
 
     def write_config(self, doc: dict) -> None:
-        """Write ``config.json`` atomically."""
+        """Write ``config.json`` atomically (a RunDir with a path)."""
         ckpt.atomic_write_text(self.path / ckpt.CONFIG_NAME, json.dumps(doc, indent=2) + "\n")
 
     def checkpoint_due(self, step: int) -> bool:
@@ -305,7 +305,8 @@ class RunDir:
         return f"; the last good checkpoint (step {self.checkpoint_step}) in {str(self.path)!r} is kept"
 
     def save_params(self, params: Params, config: dict, *, step: int) -> None:
-        """Write ``params.safetensors`` with ``config`` (plus ``n_visible`` and ``step``) as metadata."""
+        """Write ``params.safetensors`` with ``config`` (plus ``n_visible`` and ``step``) as metadata
+        (a RunDir with a path; :func:`sae_jax.sweep.sweep` writes each setting's directory so)."""
         ckpt.save_params(self.path / ckpt.PARAMS_NAME, params,
                          config={**config, "n_visible": int(params.W1.shape[1]), "step": int(step)})
 
