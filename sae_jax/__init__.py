@@ -84,7 +84,7 @@ from .training import (  # noqa: E402  (after the math it uses)
 )
 from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of settings in one vmapped run)
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # noqa: E402
 
 __all__ = [
     "kl_sparsity_penalty",

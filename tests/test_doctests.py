@@ -50,6 +50,7 @@ PUBLIC_MODULES = (
     "sae_jax.experiments",
     "sae_jax.forward",
     "sae_jax.gradcheck",
+    "sae_jax.inputs",
     "sae_jax.lbfgs",
     "sae_jax.loop",
     "sae_jax.metrics",
@@ -64,6 +65,7 @@ PUBLIC_MODULES = (
     "sae_jax.sweep",
     "sae_jax.training",
     "sae_jax.validate",
+    "sae_jax.version",
 )
 
 

@@ -34,12 +34,8 @@ import jax
 from ..config import TrainConfig
 from .flags import CONFIG_FIELDS
 
-# --- Private names of other modules, imported in this one place only (issue 13). The `runlayer`
-# split publishes them (sae_jax.rundir.check_run_dir / check_patch_shape); the lead switches these
-# lines at merge. `read_safetensors` is used by sae_jax.cli.trained.recorded_data_spec.
-from ..checkpoint import _read_safetensors as read_safetensors
-from ..training import _check_patch_shape as check_patch_shape
-from ..training import _check_run_dir as check_run_dir
+from ..checkpoint import read_safetensors
+from ..rundir import check_patch_shape, check_run_dir
 
 __all__ = [
     "UsageError",
