@@ -19,6 +19,18 @@ What a researcher looks at after (and during) training, beyond the cost:
 :func:`evaluate` computes all of it in one jitted forward pass and returns plain Python numbers
 (the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``). Data follow the package's dtype
 rule: ``x`` in the parameters' dtype.
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> from sae_jax import init_params
+  >>> from sae_jax.metrics import dead_units, reconstruction_errors, unit_activation_range
+  >>> p = init_params(jax.random.key(0), 4, 3)             # n_visible = 4, n_hidden = 3
+  >>> x = jnp.full((5, 4), 0.5)
+  >>> reconstruction_errors(p, x).shape                     # one e_i per sample
+  (5,)
+  >>> a2_min, a2_max, rho_hat = unit_activation_range(p, x)  # per hidden unit, over samples
+  >>> a2_max.shape, dead_units(a2_max, threshold=0.1).dtype
+  ((3,), dtype('bool'))
 """
 
 from __future__ import annotations

@@ -57,7 +57,6 @@ import dataclasses
 import functools
 import json
 import math
-import numbers
 import os
 import time
 from pathlib import Path
@@ -70,6 +69,15 @@ import optax
 from jax import lax
 
 from . import checkpoint as ckpt
+from .config import (
+    GRADIENTS,
+    OPTIMIZERS,
+    RESUMABLE_FIELDS,
+    RHO_HAT,
+    TrainConfig,
+    check_choice,
+    validate_config,
+)
 from .backprop import _cost_terms_and_grad
 from .cost import _cost_terms
 from .lbfgs import lbfgs as compact_lbfgs
@@ -79,8 +87,6 @@ from .validate import (
     InputError,
     check_data,
     check_data_values,
-    check_hyperparams,
-    check_output,
     check_params,
 )
 
@@ -104,147 +110,6 @@ __all__ = [
     "evaluate",
     "train",
 ]
-
-GRADIENTS = ("manual", "autodiff")
-OPTIMIZERS = ("lbfgs", "adam", "sgd")
-RHO_HAT = ("batch", "ema")
-DTYPES = ("float32", "float64")
-
-# Fields that may differ between a checkpoint and the config a resume is asked for: they
-# change how long the run is and how it is cut into dispatches, not the trajectory.
-RESUMABLE_FIELDS = ("steps", "chunk", "checkpoint_every")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run. Defaults = the UFLDL sparse-autoencoder exercise.
-
-    Attributes:
-      n_hidden: hidden units (25).
-      lam, beta, rho: weight decay λ (1e-4), sparsity weight β (3), target activation ρ (0.01).
-      output: ``"sigmoid"`` (data in [0, 1]) or ``"linear"`` output layer.
-      optimizer: ``"lbfgs"`` (full batch, zoom line search), ``"adam"`` or ``"sgd"`` (minibatch).
-      steps: total optimizer steps (400 L-BFGS iterations).
-      learning_rate: Adam / SGD step size (L-BFGS uses its line search).
-      momentum: SGD momentum (0 = plain SGD).
-      batch_size: minibatch rows for Adam / SGD.
-      rho_hat: ``"batch"`` (the batch's ρ̂) or ``"ema"`` (running estimate; Adam / SGD only).
-      ema_decay: α of the running estimate, in [0, 1).
-      gradient: ``"manual"`` (the tutorial's backprop) or ``"autodiff"`` (``jax.value_and_grad``).
-      dtype: ``"float64"`` (needs ``jax_enable_x64``) or ``"float32"``.
-      seed: seeds the initial parameters and the minibatch order.
-      lbfgs_memory: L-BFGS history size (100, minFunc's default, which the UFLDL exercise used).
-      max_linesearch_steps: zoom line-search evaluations per L-BFGS step, at most.
-      chunk: optimizer steps per compiled dispatch (and per metrics row).
-      checkpoint_every: write the checkpoint every this many steps (and at the end).
-      validation_fraction: rows held out of training, in [0, 1) (0: none, the exercise). The split
-        is :func:`sae_jax.metrics.split_validation` seeded by ``seed``; every metrics row then also
-        has the held-out ``val_*`` diagnostics (:func:`sae_jax.metrics.evaluate`).
-    """
-
-    n_hidden: int = 25
-    lam: float = 1e-4
-    beta: float = 3.0
-    rho: float = 0.01
-    output: str = "sigmoid"
-    optimizer: str = "lbfgs"
-    steps: int = 400
-    learning_rate: float = 1e-2
-    momentum: float = 0.9
-    batch_size: int = 128
-    rho_hat: str = "batch"
-    ema_decay: float = 0.9
-    gradient: str = "manual"
-    dtype: str = "float64"
-    seed: int = 0
-    lbfgs_memory: int = 100
-    max_linesearch_steps: int = 20
-    chunk: int = 20
-    checkpoint_every: int = 100
-    validation_fraction: float = 0.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        if not isinstance(d, dict):
-            raise InputError(f"config must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"config has unknown field(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
-
-    @property
-    def full_batch(self) -> bool:
-        return self.optimizer == "lbfgs"
-
-
-def _check_int(name, v, minimum, maximum=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum or (
-        maximum is not None and v > maximum
-    ):
-        rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise InputError(f"{name} must be an integer {rng}, got {v!r}")
-
-
-def _check_real(name, v, *, lo=None, hi=None, lo_open=False, hi_open=False):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
-        raise InputError(f"{name} must be a finite real number, got {v!r}")
-    f = float(v)
-    bad = (lo is not None and (f < lo or (lo_open and f == lo))) or (
-        hi is not None and (f > hi or (hi_open and f == hi))
-    )
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise InputError(f"{name} must be in {left}{lo_s}, {hi_s}{right}, got {f:g}")
-
-
-def _check_choice(name, v, choices):
-    if v not in choices:
-        raise InputError(f"{name} must be one of {choices}, got {v!r}")
-
-
-def validate_config(config: TrainConfig) -> None:
-    """Every field's type and range, and the combinations (raises :class:`InputError`)."""
-    if not isinstance(config, TrainConfig):
-        raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
-    c = config
-    _check_int("n_hidden", c.n_hidden, 1)
-    check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)
-    check_output(c.output)
-    if c.dtype in DTYPES:  # the values as training uses them: cast to config.dtype
-        check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho, dtype=c.dtype)
-    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
-    _check_int("steps", c.steps, 0)
-    _check_real("learning_rate", c.learning_rate, lo=0.0, lo_open=True)
-    _check_real("momentum", c.momentum, lo=0.0, hi=1.0, hi_open=True)
-    _check_int("batch_size", c.batch_size, 1)
-    _check_choice("rho_hat", c.rho_hat, RHO_HAT)
-    _check_real("ema_decay", c.ema_decay, lo=0.0, hi=1.0, hi_open=True)
-    _check_choice("gradient", c.gradient, GRADIENTS)
-    _check_choice("dtype", c.dtype, DTYPES)
-    _check_int("seed", c.seed, 0, 2**32 - 1)
-    _check_int("lbfgs_memory", c.lbfgs_memory, 1)
-    _check_int("max_linesearch_steps", c.max_linesearch_steps, 1)
-    _check_int("chunk", c.chunk, 1)
-    _check_int("checkpoint_every", c.checkpoint_every, 1)
-    _check_real("validation_fraction", c.validation_fraction, lo=0.0, hi=1.0, hi_open=True)
-    if c.rho_hat == "ema" and c.full_batch:
-        raise InputError(
-            "rho_hat='ema' is for minibatch optimizers (adam, sgd); L-BFGS is full-batch and "
-            "uses the exact rho_hat"
-        )
-    if c.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise InputError(
-            "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
-            "first (the sae-jax CLI does this for --dtype float64), or use dtype='float32'"
-        )
-
 
 # ---------------------------------------------------------------------------------------
 # Objective, step
@@ -275,8 +140,8 @@ def make_value_and_grad(
 
     Unchecked and traceable: call it inside ``jit`` (:func:`train` validates first).
     """
-    _check_choice("gradient", gradient, GRADIENTS)
-    _check_choice("rho_hat", rho_hat, RHO_HAT)
+    check_choice("gradient", gradient, GRADIENTS)
+    check_choice("rho_hat", rho_hat, RHO_HAT)
     hp = dict(lam=lam, beta=beta, rho=rho, output=output)
     if rho_hat == "ema":
         impl = ema_cost_terms_and_grad if gradient == "manual" else autodiff_ema_cost_terms_and_grad
@@ -349,7 +214,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs
         return optax.adam(config.learning_rate)
     if config.optimizer == "sgd":
         return optax.sgd(config.learning_rate, momentum=config.momentum or None)
-    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    check_choice("optimizer", config.optimizer, OPTIMIZERS)
     raise AssertionError("unreachable")
 
 
@@ -615,7 +480,7 @@ def _make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *
     if batching == "vmap":
         axes = TrainState(params=0, opt_state=0, step=None, key=None, rho_ema=0 if ema else None)
         return jax.jit(jax.vmap(run, in_axes=(axes, None, None, 0), out_axes=(axes, 0, 0, 0, 0)))
-    _check_choice("batching", batching, SWEEP_BATCHING)
+    check_choice("batching", batching, SWEEP_BATCHING)
 
     def run_map(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams):
         def one(args):
