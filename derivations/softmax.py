@@ -20,6 +20,14 @@ identity in independent symbols holds for every value, in particular :math:`e^{z
 :func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.softmax.softmax_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`overparameterised` shows UFLDL's remark that
 subtracting one vector :math:`\psi` from every :math:`\theta_j` leaves :math:`P` unchanged.
+
+Examples:
+  >>> from derivations import softmax
+  >>> softmax.check_identity(2, 2, 2, (0, 1))          # m = 2, n = 2, k = 2, labels (0, 1)
+  True
+  >>> mod = softmax.model(1, 2, 2, (1,))
+  >>> softmax.is_identity(mod, softmax.sympy_gradient(mod)[0, 0] - softmax.tutorial_gradient(mod)[1, 0])
+  False
 """
 
 from __future__ import annotations

@@ -26,6 +26,14 @@ fine-tuning backprop, stated and compared with sympy's ``diff`` entry by entry:
 :func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.stacked.stacked_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`negative_controls` shows the check is not vacuous
 (weight decay on the encoders, a missing :math:`f'`, the delta without its minus sign: each caught).
+
+Examples:
+  >>> from derivations import stacked
+  >>> mod = stacked.model(1, 1, 1, 1, 2, (0,))          # (m, n, h1, h2, k), labels
+  >>> stacked.check_identity(mod)
+  {'W1': True, 'b1': True, 'W2': True, 'b2': True, 'theta': True}
+  >>> stacked.check_identity(mod, mistake="decay_on_encoders")["W1"]
+  False
 """
 
 from __future__ import annotations

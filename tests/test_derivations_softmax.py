@@ -11,6 +11,8 @@ Larger sizes / all labellings are marked slow.
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 import sympy as sp
 
@@ -87,3 +89,9 @@ def test_stacked_negative_controls():
 def test_stacked_three_way_numbers():
     d = T.agreement(((1, 2, 2, 2, 2), (3, 3, 2, 3, 3)))
     assert d.passed, render_text(d)
+
+
+@pytest.mark.parametrize("module", [S, T], ids=["softmax", "stacked"])
+def test_module_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -198,17 +198,18 @@ def test_bad_input_to_the_pipeline():
 
 def test_pipeline_pretrain_softmax_fine_tune_at_a_tiny_size():
     rng = np.random.default_rng(10)
-    k, n, m = 3, 8, 60
+    k, n, m = 3, 9, 60
     proto = rng.uniform(0.1, 0.9, (k, n))
     y = rng.integers(0, k, m)
     x = np.clip(proto[y] + 0.1 * rng.normal(size=(m, n)), 0, 1)
     # (with the exercise's rho = 0.1, lambda = 3e-3 at this size the second layer's features collapse to ~rho)
     hp = dict(steps=40, chunk=40, rho=0.2, lam=1e-4, beta=1.0)
-    # both layers 8 -> 8 on (60, 8) data: sae_jax.train compiles its runner once for the two
-    configs = [TrainConfig(n_hidden=8, **hp), TrainConfig(n_hidden=8, seed=1, **hp)]
+    # both layers 9 -> 9 on (60, 9) data: sae_jax.train compiles its runner once for the two
+    # (and tests/test_experiments.py reuses it: same config and shapes)
+    configs = [TrainConfig(n_hidden=9, **hp), TrainConfig(n_hidden=9, seed=1, **hp)]
     res = train_stacked(x, jnp.asarray(y), configs=configs, n_classes=k, lam=1e-4, softmax_steps=50, fine_tune_steps=30)
     before, after = res.pretrained, res.fine_tuned
-    assert [p.W1.shape for p in after.layers] == [(8, 8), (8, 8)] and after.softmax.theta.shape == (3, 8)
+    assert [p.W1.shape for p in after.layers] == [(9, 9), (9, 9)] and after.softmax.theta.shape == (3, 9)
     xd = jnp.asarray(x)
     # pretrained layers: layer 2 was trained on layer 1's encode() features
     J_before = stacked_cost(before, xd, jnp.asarray(y), lam=1e-4)
