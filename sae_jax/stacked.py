@@ -67,6 +67,7 @@ from jax.typing import ArrayLike
 
 from . import validate
 from .forward import encode
+from .minimize import minimize_lbfgs
 from .params import Params
 from .softmax import (
     SoftmaxParams,
@@ -74,7 +75,6 @@ from .softmax import (
     check_labels,
     check_lam,
     check_softmax_params,
-    minimize_lbfgs,
     one_hot,
     softmax_cost,
     softmax_cost_and_grad,
@@ -297,7 +297,7 @@ def _stacked_value_and_grad(stack, x, y, lam):
 
 
 def fine_tune(stack: StackedParams, x, y, *, lam: float = 1e-4, steps: int = 400, memory_size: int = 100) -> StackedParams:
-    """Fine-tune every layer and the softmax together: L-BFGS (:func:`~sae_jax.softmax.minimize_lbfgs`,
+    """Fine-tune every layer and the softmax together: L-BFGS (:func:`~sae_jax.minimize.minimize_lbfgs`,
     at most ``steps`` iterations) on :func:`stacked_cost_and_grad` (the exercise: λ = 1e-4, 400 iterations)."""
     _check_int("steps", steps, 0)
     _check_int("memory_size", memory_size, 1)

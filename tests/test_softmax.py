@@ -5,7 +5,7 @@
 - five-point finite differences, error relative to ||grad|| (not the directional derivative);
 - extreme logits (1e4): finite and exact;
 - every bad input raises one InputError naming the argument;
-- minimize_lbfgs / train_softmax reach a stationary point and classify.
+- train_softmax reaches a stationary point (minFunc's optTol) and classifies.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from sae_jax.softmax import (
     SoftmaxParams,
     accuracy,
     init_softmax,
-    minimize_lbfgs,
     softmax_cost,
     softmax_cost_and_grad,
     softmax_predict,
@@ -210,25 +209,6 @@ def test_bad_input_to_predict_and_train():
 
 
 # --- training -----------------------------------------------------------------------------------
-
-
-def _quadratic(p, a, c):
-    r = p - c
-    return 0.5 * jnp.sum(a * r**2), a * r
-
-
-def test_minimize_lbfgs_quadratic_and_stopping_rules():
-    a = jnp.asarray([1.0, 10.0, 100.0])
-    c = jnp.asarray([1.0, -2.0, 3.0])
-    r = minimize_lbfgs(_quadratic, jnp.zeros(3), (a, c), steps=50)
-    assert float(r.grad_max) <= 1e-5 and 0 < int(r.steps) < 50  # stopped on the gradient test (optTol)
-    np.testing.assert_allclose(np.asarray(r.params), np.asarray(c), atol=1e-5)
-    tight = minimize_lbfgs(_quadratic, jnp.zeros(3), (a, c), steps=50, grad_tol=0.0, progress_tol=0.0)
-    np.testing.assert_allclose(np.asarray(tight.params), np.asarray(c), rtol=1e-12)
-    r0 = minimize_lbfgs(_quadratic, jnp.zeros(3), (a, c), steps=0)
-    assert int(r0.steps) == 0 and np.array_equal(np.asarray(r0.params), np.zeros(3))
-    r2 = minimize_lbfgs(_quadratic, jnp.zeros(3), (a, c), steps=2)
-    assert int(r2.steps) == 2
 
 
 def test_train_softmax_reaches_a_stationary_point_and_separates():
