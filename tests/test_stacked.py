@@ -224,3 +224,14 @@ def test_pipeline_pretrain_softmax_fine_tune_at_a_tiny_size():
     np.testing.assert_array_equal(
         np.asarray(stack_features(before.layers, xd)), np.asarray(encode(before.layers[1], encode(before.layers[0], xd)))
     )
+
+
+def test_on_every_device(device):
+    """Each device (8 CPUs here; the GPU where present) agrees with the float64 reference."""
+    stack, x, y = problem(12, 10, [5, 4, 3], 3)
+    ref_J, ref_g = _grad_jit(stack, x, y, lam=1e-3)
+    sd, xd, yd = jax.device_put((stack, x, y), device)
+    J, g = stacked_cost_and_grad(sd, xd, yd, lam=1e-3)
+    assert g.softmax.theta.devices() == {device}
+    assert max_rel_err(J, ref_J) <= 1e-13
+    assert_grads_close(g, ref_g, 1e-12)
