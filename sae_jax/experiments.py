@@ -69,6 +69,8 @@ __all__ = [
     "second_layer_filters",
     "SELF_TAUGHT_CONFIG",
     "STACKED_CONFIGS",
+    "SELF_TAUGHT_MNIST_CONFIG",
+    "STACKED_MNIST_CONFIGS",
     "UFLDL_MNIST",
 ]
 
@@ -92,6 +94,15 @@ SELF_TAUGHT_CONFIG = TrainConfig(n_hidden=64, rho=0.1, lam=3e-4, beta=3.0, steps
 STACKED_CONFIGS = (
     TrainConfig(n_hidden=64, rho=0.1, lam=3e-4, beta=3.0, steps=400),
     TrainConfig(n_hidden=36, rho=0.1, lam=3e-4, beta=3.0, steps=400),
+)
+
+#: The exercises' own settings, for 28×28 MNIST (``load_dataset(IDX_PATH, labels=True,
+#: labels_path=...)``): self-taught 196 features; stacked 200 and 200; ρ = 0.1, λ = 3e-3, β = 3,
+#: 400 iterations each (UFLDL's ``stlExercise.m`` and ``stackedAEExercise.m``).
+SELF_TAUGHT_MNIST_CONFIG = TrainConfig(n_hidden=196, rho=0.1, lam=3e-3, beta=3.0, steps=400)
+STACKED_MNIST_CONFIGS = (
+    TrainConfig(n_hidden=200, rho=0.1, lam=3e-3, beta=3.0, steps=400),
+    TrainConfig(n_hidden=200, rho=0.1, lam=3e-3, beta=3.0, steps=400),
 )
 
 
