@@ -29,6 +29,7 @@ Tested against sympy 1.14.0 (pinned in the ``derivations`` extra). sae_jax never
 
 from . import concrete as concrete
 from . import numeric as numeric
+from . import softmax as softmax, stacked as stacked  # softmax regression and stacked-AE fine-tuning (issue 15)
 from . import symbolic_m as symbolic_m
 from . import variant as variant
 from .report import run_all as run_all, summary as summary
@@ -49,6 +50,8 @@ __all__ = [
     "render_latex",
     "render_text",
     "run_all",
+    "softmax",
+    "stacked",
     "summary",
     "symbolic_m",
     "variant",

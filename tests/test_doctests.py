@@ -55,6 +55,7 @@ PUBLIC_MODULES = (
     "sae_jax.loop",
     "sae_jax.metrics",
     "sae_jax.minibatch",
+    "sae_jax.minimize",
     "sae_jax.params",
     "sae_jax.penalty",
     "sae_jax.rundir",
