@@ -21,6 +21,8 @@ produced them, and :class:`~derivations.steps.Check` verdicts):
   small in its sparsity part: symbolically, exactly at concrete sizes, and by finite differences.
 - :mod:`derivations.numeric`: the lambdified sympy gradient, sae_jax's backprop and ``jax.grad``
   agree to 1e-12 in float64.
+- :mod:`derivations.softmax`: softmax regression's gradient :math:`-\tfrac1m (1\{y\} - P)^\top X + \lambda\theta`, exact at concrete sizes.
+- :mod:`derivations.stacked`: the stacked autoencoder's fine-tuning deltas (UFLDL's stackedAECost), exact at concrete sizes.
 - :mod:`derivations.steps`: rendering (plain text and LaTeX).
 
 Run everything with ``python -m derivations`` (``--latex`` for LaTeX, ``--brief`` for verdicts only).

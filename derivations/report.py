@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import concrete, numeric, symbolic_m, variant
+from . import concrete, numeric, softmax, stacked, symbolic_m, variant
 from .steps import Derivation
 
 __all__ = ["run_all", "summary", "brief_summary"]
@@ -31,11 +31,19 @@ def run_all(
         lambda: symbolic_m.cost_wrt_b1("linear"),
         lambda: variant.symbolic("sigmoid"),
         lambda: variant.concrete_sizes(tuple(range(1, min(max_m, 3) + 1)), n=n, h=h),
+        # The next exercises (issue 15): softmax regression and the stacked autoencoder's fine-tuning.
+        softmax.exp_derivative,
+        softmax.identities,
+        softmax.overparameterised,
+        stacked.identities,
+        stacked.negative_controls,
     ]
     if numerics:
         jobs += [
             lambda: variant.numeric(),
             lambda: numeric.agreement(((n, h, max_m, "sigmoid"), (n, h, max_m, "linear"), (3, 2, 3, "sigmoid"))),
+            softmax.agreement,
+            stacked.agreement,
         ]
     out = []
     for job in jobs:
