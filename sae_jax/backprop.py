@@ -58,7 +58,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from . import checked, validate
-from .cost import CostTerms, cost, terms_from_parts, weight_decay
+from .cost import CostTerms, cost, terms_from_parts
 from .forward import Activations, Output, forward, sigmoid_prime
 from .params import Params
 from .sparsity_backprop import sparsity_delta, sparsity_terms_and_delta
