@@ -42,7 +42,7 @@ import numpy as np
 
 from sae_jax.backprop import output_delta, sparsity_delta
 from sae_jax.cost import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
-from sae_jax.forward import _add_bias, _output_activation, sigmoid, sigmoid_prime
+from sae_jax.forward import add_bias, output_activation, sigmoid, sigmoid_prime
 from sae_jax.params import Params
 
 
@@ -131,8 +131,8 @@ def cost_and_grad_blas(params: Params, x, *, lam, beta, rho, output="sigmoid"):
     dtype = W1.dtype
     lam_ = jnp.asarray(lam, dtype)
     m = x.shape[0]
-    a2 = sigmoid(_add_bias(blas_matmul(x, W1, tb=True), b1))  # f(x W1ᵀ + b1)
-    a3 = _output_activation(_add_bias(blas_matmul(a2, W2, tb=True), b2), output)
+    a2 = sigmoid(add_bias(blas_matmul(x, W1, tb=True), b1))  # f(x W1ᵀ + b1)
+    a3 = output_activation(add_bias(blas_matmul(a2, W2, tb=True), b2), output)
     rh = rho_hat(a2)
     rec = reconstruction(a3, x)
     wd = weight_decay(params, lam=lam)

@@ -27,8 +27,7 @@ import numpy as np
 from jax import lax
 
 import sae_jax
-from sae_jax.backprop import _cost_and_grad
-from sae_jax.cost import _cost_terms
+from sae_jax.objective import value_with_grad
 
 from . import peers
 
@@ -62,20 +61,8 @@ def exercise_data(m: int = 10_000, seed: int = 0) -> tuple[np.ndarray, str]:
 
 def _manual_value_fn(x, hp):
     """``params -> J`` whose reverse-mode derivative is the manual backprop (for optax's line search)."""
-
-    @jax.custom_vjp
-    def J(p):
-        return _cost_terms(p, x, **hp).cost
-
-    def fwd(p):
-        value, grads = _cost_and_grad(p, x, **hp)
-        return value, grads
-
-    def bwd(grads, ct):
-        return (jax.tree.map(lambda g: ct * g, grads),)
-
-    J.defvjp(fwd, bwd)
-    return J
+    value = value_with_grad(lambda p, x: sae_jax.cost_and_grad(p, x, **hp))
+    return lambda p: value(p, x)
 
 
 def lbfgs_optax(params, x, *, iters: int, hp: dict):

@@ -50,10 +50,9 @@ def probe(impl: str, n: int, h: int, m: int, dtype: str) -> dict:
     out: dict = {"impl": impl, "n_visible": n, "n_hidden": h, "m": m, "dtype": dtype}
     if impl in ("sae_jax manual", "jax.grad"):
         import sae_jax
-        from sae_jax.backprop import _cost_and_grad_jit
 
         hp = {k: jnp.asarray(v, params.W1.dtype) for k, v in kernels.HP.items()}
-        f = _cost_and_grad_jit if impl == "sae_jax manual" else jax.jit(jax.value_and_grad(sae_jax.cost))
+        f = kernels.manual_kernel if impl == "sae_jax manual" else jax.jit(jax.value_and_grad(sae_jax.cost))
         before = _maxrss_bytes()
         compiled = f.lower(params, x, **hp).compile()
         try:

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import scipy.optimize  # noqa: E402
 
 import sae_jax as sae  # noqa: E402
-from sae_jax.backprop import _cost_and_grad_jit  # noqa: E402
+from benchmarks.kernels import manual_kernel  # noqa: E402
 from sae_jax.data import natural_image_patches  # noqa: E402
 from sae_jax.display import save_filters_png  # noqa: E402
 
@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     theta0 = sae.params_to_theta(sae.init_params(jax.random.key(args.seed), n, h, dtype=jnp.float64))
 
     def fun(theta):
-        J, g = _cost_and_grad_jit(sae.theta_to_params(theta, n, h), x, **HP)
+        J, g = manual_kernel(sae.theta_to_params(theta, n, h), x, **HP)
         return float(J), sae.params_to_theta(g)
 
     J0 = fun(theta0)[0]  # also compiles

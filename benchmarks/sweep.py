@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 
 import sae_jax
-from sae_jax.backprop import _cost_and_grad
+from sae_jax.backprop import cost_and_grad
 
 BETAS = (0.5, 1.0, 3.0, 5.0)
 RHOS = (0.01, 0.03, 0.05, 0.1)
@@ -40,11 +40,11 @@ def train_gd(params, x, lam, beta, rho, *, steps: int, lr: float):
     """``steps`` gradient-descent steps on the manual cost+grad; returns (params, final cost)."""
 
     def body(_, p):
-        _, g = _cost_and_grad(p, x, lam=lam, beta=beta, rho=rho)
+        _, g = cost_and_grad(p, x, lam=lam, beta=beta, rho=rho)
         return jax.tree.map(lambda a, b: a - lr * b, p, g)
 
     p = lax.fori_loop(0, steps, body, params)
-    J, _ = _cost_and_grad(p, x, lam=lam, beta=beta, rho=rho)
+    J, _ = cost_and_grad(p, x, lam=lam, beta=beta, rho=rho)
     return p, J
 
 

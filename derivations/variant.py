@@ -113,24 +113,16 @@ def concrete_sizes(ms=(1, 2, 3), *, n: int = 2, h: int = 2, output: str = "sigmo
 
 
 def variant_grad(params, x, *, lam, beta, rho, output="sigmoid"):
-    """The variant's gradient, assembled from sae_jax's own pieces (only the sparsity term is divided by m)."""
-    import jax.numpy as jnp
+    """The variant's gradient, assembled from sae_jax's own backprop core: the δ-sums with the
+    sparsity delta divided by m (the variant's extra 1/m), then the one "sums ÷ m + λW"."""
+    from sae_jax.backprop import delta_sums, hidden_sum, sparsity_delta, terms_and_grads_from_sums
 
-    import sae_jax
-    from sae_jax.backprop import hidden_delta, output_delta, sparsity_delta
-
-    acts = sae_jax.forward(params, x, output=output)
     m = x.shape[0]
-    delta3 = output_delta(acts.a3, x, output=output)
-    s = sparsity_delta(sae_jax.rho_hat(acts.a2), rho=rho, beta=beta) / m  # the variant's extra 1/m
-    delta2 = hidden_delta(delta3, params.W2, acts.a2, s)
-    lam = jnp.asarray(lam, params.W1.dtype)
-    return sae_jax.Params(
-        W1=(delta2.T @ x) / m + lam * params.W1,
-        b1=jnp.sum(delta2, axis=0) / m,
-        W2=(delta3.T @ acts.a2) / m + lam * params.W2,
-        b2=jnp.sum(delta3, axis=0) / m,
-    )
+    rh = hidden_sum(params, x) / m
+    s = sparsity_delta(rh, rho=rho, beta=beta) / m  # the variant's extra 1/m
+    rec_sum, sums = delta_sums(params, x, None, s, output=output)
+    _, grads = terms_and_grads_from_sums(params, rec_sum, sums, m, lam=lam, sparsity=0.0, rho_hat=rh)
+    return grads  # (only the gradient is the variant's; the terms are not used)
 
 
 @functools.lru_cache(maxsize=None)

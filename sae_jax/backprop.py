@@ -23,235 +23,60 @@ That is not a missing factor: :math:`\delta^{(2)(i)}` is *m times*
 and the single :math:`1/m` that averages :math:`\delta^{(2)\top} x` is exactly the
 :math:`1/m` of :math:`\partial\hat\rho/\partial a`. The tests check this gradient
 against ``jax.grad``, finite differences and (in ``derivations/``) sympy.
+
+**One core for every path.** The gradient is always assembled the same way: per-block *sums*
+(:func:`hidden_sum` :math:`S=\sum_i w_i a^{(2)(i)}`, then :func:`delta_sums`: the reconstruction
+sum :math:`R` and the δ-products :math:`G`, with 0/1 row weights :math:`w` for padding rows), the
+global :math:`\hat\rho = S/m` (:func:`backprop`), and :func:`terms_and_grads_from_sums`, the one
+place that divides by the global :math:`m` and adds :math:`\lambda W`. The full batch
+(:func:`cost_and_grad`: one block, no weights), the sharded paths (:mod:`sae_jax.sharded`: sums
+``psum``-ed over devices), the chunked path (:mod:`sae_jax.chunked`: sums accumulated over chunks)
+and the minibatch EMA (:mod:`sae_jax.minibatch`) differ only in where the sums come from.
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> from sae_jax import init_params
+  >>> from sae_jax.backprop import backprop, pad_rows
+  >>> p = init_params(jax.random.key(0), 4, 2)
+  >>> x = jax.random.uniform(jax.random.key(1), (3, 4))
+  >>> xp, mask = pad_rows(x, 5)                      # two zero rows, weight 0
+  >>> xp.shape, mask.tolist()
+  ((5, 4), [1.0, 1.0, 1.0, 0.0, 0.0])
+  >>> hp = dict(lam=1e-4, beta=3.0, rho=0.1)
+  >>> t, g = backprop(p, x, **hp)
+  >>> tp, gp = backprop(p, xp, mask=mask, m=3, **hp)  # padding changes nothing
+  >>> bool(jnp.allclose(t.cost, tp.cost)) and bool(jnp.allclose(g.W1, gp.W1, atol=1e-7))
+  True
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from jax.typing import ArrayLike
 
-from . import validate
-from jax import lax
-
-from .cost import (
-    CostTerms,
-    _cost_terms,
-    exact_on_fast_path,
-    kl_divergence,
-    kl_divergence_from_logs,
-    log_hidden_sums,
-    reconstruction,
-    rho_hat,
-    running_estimate,
-    running_estimate_logs,
-    weight_decay,
-)
-from .forward import Output, _forward as forward, hidden_pre_activation, sigmoid_prime  # unchecked: inputs checked here
+from . import checked, validate
+from .cost import CostTerms, cost, terms_from_parts
+from .forward import Activations, Output, forward, sigmoid_prime
 from .params import Params
+from .sparsity_backprop import sparsity_delta, sparsity_terms_and_delta
 
 __all__ = [
     "sparsity_delta",
-    "exact_sparsity_delta",
-    "exact_sparsity_sums",
-    "sparsity_terms_and_delta",
-    "log_psum",
     "output_delta",
     "hidden_delta",
-    "weight_gradients",
+    "pad_rows",
+    "hidden_sum",
+    "reconstruction_sum",
+    "delta_sums",
+    "terms_and_grads_from_sums",
+    "backprop",
     "cost_and_grad",
     "cost_terms_and_grad",
     "autodiff_cost_and_grad",
 ]
-
-
-def sparsity_delta(rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike) -> jax.Array:
-    r"""The sparsity term added to every sample's hidden delta: :math:`\beta\left(-\frac{\rho}{\hat\rho_j} + \frac{1-\rho}{1-\hat\rho_j}\right)`.
-
-    This is :math:`m \cdot \partial(\beta \sum_k \mathrm{KL}(\rho\Vert\hat\rho_k)) / \partial a^{(2)}_j(x^{(i)})`:
-    the derivative of the penalty with respect to :math:`\hat\rho_j`, without the
-    :math:`1/m` of :math:`\partial\hat\rho_j/\partial a^{(2)}_j`, which the weight
-    gradient's average supplies. The plain formula of a float :math:`\hat\rho` (infinite at 0
-    and 1); where a unit saturates, the backprop uses :func:`exact_sparsity_delta` instead
-    (:func:`sparsity_terms_and_delta`).
-
-    Args:
-      rho_hat: ``(n_hidden,)`` mean hidden activations.
-      rho: target activation, scalar.
-      beta: sparsity weight, scalar.
-
-    Returns:
-      ``(n_hidden,)``.
-    """
-    dtype = rho_hat.dtype
-    rho = jnp.asarray(rho, dtype)
-    beta = jnp.asarray(beta, dtype)
-    return beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
-
-
-def exact_sparsity_delta(
-    z2: jax.Array, log_rho_hat: jax.Array, log1m_rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike
-) -> jax.Array:
-    r"""The sparsity part of :math:`\delta^{(2)}`, ``sparsity_delta * f'(z2)``, per sample and exact.
-
-    .. math::
-        \beta\Big(-\rho\, f(-z_{ij})\, e^{\log f(z_{ij}) - \log\hat\rho_j}
-          + (1-\rho)\, f(z_{ij})\, e^{\log f(-z_{ij}) - \log(1-\hat\rho_j)}\Big)
-
-    the same number as :math:`\beta(-\rho/\hat\rho_j + (1-\rho)/(1-\hat\rho_j))\, f(z_{ij}) f(-z_{ij})`
-    with each :math:`f(\pm z)/\hat\rho`-type ratio formed as one exponential of a difference of
-    logs (at most :math:`m`), so it is finite and accurate even where :math:`\hat\rho_j` or
-    :math:`f(z_{ij})` underflows.
-
-    Args:
-      z2: ``(m, n_hidden)`` hidden pre-activations.
-      log_rho_hat, log1m_rho_hat: ``(n_hidden,)``, from :func:`sae_jax.cost.log_rho_hat`.
-      rho, beta: scalars.
-
-    Returns:
-      ``(m, n_hidden)``.
-    """
-    dtype = z2.dtype
-    rho = jnp.asarray(rho, dtype)
-    beta = jnp.asarray(beta, dtype)
-    a, b = jax.nn.sigmoid(z2), jax.nn.sigmoid(-z2)
-    on = jnp.exp(jax.nn.log_sigmoid(z2) - log_rho_hat[None, :])  # f(z_ij) / rho_hat_j
-    off = jnp.exp(jax.nn.log_sigmoid(-z2) - log1m_rho_hat[None, :])  # f(-z_ij) / (1 - rho_hat_j)
-    return beta * (-rho * b * on + (1 - rho) * a * off)
-
-
-def exact_sparsity_sums(
-    params: Params,
-    x: jax.Array,
-    log_rho_hat: jax.Array,
-    log1m_rho_hat: jax.Array,
-    *,
-    rho: ArrayLike,
-    beta: ArrayLike,
-    mask: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    r"""The sparsity part of :math:`(\delta^{(2)\top} x,\ \sum_i \delta^{(2)(i)})` by :func:`exact_sparsity_delta`.
-
-    Unnormalised sums (no :math:`1/m`), so they add to the other δ-sums before the one average;
-    ``mask`` (``(m,)`` row weights) drops padding rows. Returns ``((n_hidden, n_visible), (n_hidden,))``.
-    """
-    s = exact_sparsity_delta(hidden_pre_activation(params, x), log_rho_hat, log1m_rho_hat, rho=rho, beta=beta)
-    if mask is not None:
-        s = s * mask[:, None]
-    return s.T @ x, jnp.sum(s, axis=0)
-
-
-def sparsity_terms_and_delta(
-    params: Params,
-    x: jax.Array,
-    rho_hat: jax.Array,
-    *,
-    rho: ArrayLike,
-    beta: ArrayLike,
-    rho_prev: jax.Array | None = None,
-    ema_decay: ArrayLike | None = None,
-    mask: jax.Array | None = None,
-    m: ArrayLike | None = None,
-    axis_name: str | None = None,
-):
-    r"""Everything the backprop needs of the sparsity term, exact at saturation.
-
-    On the fast path (:func:`sae_jax.cost.exact_on_fast_path`: nearly always) the tutorial's
-    per-unit :func:`sparsity_delta`, which :func:`hidden_delta` adds to every sample's delta; the
-    extra sums are zero. Otherwise (``lax.cond``) a zero per-unit delta and the exact
-    :func:`exact_sparsity_sums`. With ``rho_prev``/``ema_decay`` the penalty is at the running
-    estimate and its delta carries the factor :math:`1-\alpha` (:mod:`sae_jax.minibatch`).
-
-    Args:
-      params, x: as :func:`cost_and_grad` (``x`` may be one piece of the data: see below).
-      rho_hat: ``(n_hidden,)`` the float mean of the hidden activations over *all* the data.
-      mask: ``(rows,)`` 0/1 row weights of padding rows, if any.
-      m: the global number of samples (default ``x.shape[0]``).
-      axis_name: inside ``shard_map``, the mesh axis the rows are split over: the exact path's
-        log-sums are combined over it (``pmax`` + ``psum``), so :math:`\log\hat\rho` is global.
-        The returned extra sums stay this piece's own (sum them with the other δ-sums).
-
-    Returns:
-      ``(sparsity, rho_hat, sparsity_delta, (G_W1, G_b1))``: the penalty (scalar), the estimate
-      penalised ``(n_hidden,)``, the per-unit delta ``(n_hidden,)`` and the extra unnormalised
-      δ-sums ``(n_hidden, n_visible)``, ``(n_hidden,)``.
-    """
-    dtype = rho_hat.dtype
-    ops = dict(
-        params=params, x=x, mask=mask, rho_prev=rho_prev,
-        rho=jnp.asarray(rho, dtype), beta=jnp.asarray(beta, dtype),
-        ema_decay=None if ema_decay is None else jnp.asarray(ema_decay, dtype),
-        log_m=jnp.log(jnp.asarray(x.shape[0] if m is None else m, dtype)),
-    )
-    ops["est"] = running_estimate(rho_hat, rho_prev, ops["ema_decay"])
-    ops["sd"] = sparsity_delta(ops["est"], rho=ops["rho"], beta=ops["beta"])
-    ops["fast"] = exact_on_fast_path(ops["est"], ops["sd"])
-
-    def scale(o):  # the running estimate's factor 1 - alpha on the delta
-        return 1 if o["rho_prev"] is None else 1 - o["ema_decay"]
-
-    def plain(o):
-        est = jnp.where(o["fast"], o["est"], jnp.asarray(0.5, dtype))  # no-op unless vmapped (cost.py)
-        zeros = (jnp.zeros_like(o["params"].W1), jnp.zeros_like(o["params"].b1))
-        if axis_name is not None:  # the exact branch's sums are this device's own: same type here
-            zeros = lax.pcast(zeros, axis_name, to="varying")
-        return o["beta"] * jnp.sum(kl_divergence(o["rho"], est)), est, zeros, jnp.ones((), bool)
-
-    def exact(o):
-        logs = log_hidden_sums(hidden_pre_activation(o["params"], o["x"]), o["mask"])
-        if axis_name is not None:
-            logs = tuple(log_psum(v, axis_name) for v in logs)
-        log_est, log1m_est = running_estimate_logs(
-            logs[0] - o["log_m"], logs[1] - o["log_m"], o["rho_prev"], o["ema_decay"]
-        )
-        gW1, gb1 = exact_sparsity_sums(
-            o["params"], o["x"], log_est, log1m_est, rho=o["rho"], beta=o["beta"], mask=o["mask"]
-        )
-        sp = o["beta"] * jnp.sum(kl_divergence_from_logs(o["rho"], log_est, log1m_est))
-        return sp, jnp.exp(log_est), (scale(o) * gW1, scale(o) * gb1), jnp.zeros((), bool)
-
-    sp, est, extra, took_fast = _cond_any_under_vmap(ops["fast"], plain, exact, ops)
-    # The per-unit delta outside the cond, so XLA fuses it into the hidden delta as before (a
-    # cond output would cost ~8 % at 64x25x10k). ``took_fast``, not ``fast``: under vmap a member
-    # on the fast path still takes the exact branch when another member needs it.
-    sd = scale(ops) * jnp.where(took_fast, ops["sd"], 0)
-    return sp, est, sd, extra
-
-
-def _cond_any_under_vmap(pred, true_fun, false_fun, operand):
-    """``lax.cond(pred, true_fun, false_fun, operand)``, but under ``vmap`` still one cond.
-
-    ``vmap`` turns a cond with a batched predicate into a select that runs *both* branches for
-    every member. Here the batch takes ``false_fun`` (the exact path, right for every member)
-    when any member needs it, and only ``true_fun`` (the fast path) otherwise, so a vmapped
-    hyperparameter sweep pays for the exact path only where some setting saturates.
-    """
-
-    @jax.custom_batching.custom_vmap
-    def cond(pred, operand):
-        return lax.cond(pred, true_fun, false_fun, operand)
-
-    @cond.def_vmap
-    def _rule(axis_size, in_batched, pred, operand):
-        pred_batched, operand_batched = in_batched
-        axes = jax.tree.map(lambda b: 0 if b else None, operand_batched)
-        everyone = jnp.all(pred) if pred_batched else pred
-        out = lax.cond(
-            everyone,
-            lambda o: jax.vmap(true_fun, in_axes=(axes,), axis_size=axis_size)(o),
-            lambda o: jax.vmap(false_fun, in_axes=(axes,), axis_size=axis_size)(o),
-            operand,
-        )
-        return out, jax.tree.map(lambda _: True, out)
-
-    return cond(pred, operand)
-
-
-def log_psum(log_v: jax.Array, axis_name: str) -> jax.Array:
-    r""":math:`\log\sum_d e^{v_d}` over a mapped axis: ``pmax``, then ``psum`` of the rescaled terms."""
-    top = lax.stop_gradient(lax.pmax(log_v, axis_name))
-    top = jnp.where(jnp.isfinite(top), top, 0)
-    return top + jnp.log(lax.psum(jnp.exp(log_v - top), axis_name))
 
 
 def output_delta(x_hat: jax.Array, x: jax.Array, *, output: Output = "sigmoid") -> jax.Array:
@@ -269,90 +94,182 @@ def hidden_delta(delta3: jax.Array, W2: jax.Array, a2: jax.Array, sparsity_delta
     return (delta3 @ W2 + sparsity_delta[None, :]) * sigmoid_prime(a2)
 
 
-def weight_gradients(params: Params, x, a2, delta2, delta3, *, lam, hidden_sums=None) -> Params:
-    r"""The averaged gradient from the deltas, with the one :math:`1/m`.
+# ---------------------------------------------------------------------------------------------
+# The shared core: masked sums, then one division by the global m
+# ---------------------------------------------------------------------------------------------
+
+
+def pad_rows(x, rows: int, *, dtype=None):
+    """``x`` ``(m, ...)`` padded with zero rows to ``rows`` rows, and the ``(rows,)`` 0/1 row weights.
+
+    The weights (``mask``: 1 for ``x``'s rows, 0 for padding; ``dtype``, default ``x``'s) are what
+    :func:`hidden_sum`, :func:`delta_sums` and :func:`backprop` take, so padded rows add nothing.
+    NumPy in, NumPy out (host blocks: :mod:`sae_jax.streaming`, :func:`sae_jax.sharded.shard_batch`);
+    a JAX array (also a tracer) in, JAX out.
+    """
+    xp = jnp if isinstance(x, jax.Array) else np
+    m = x.shape[0]
+    dtype = x.dtype if dtype is None else dtype
+    mask = (xp.arange(rows) < m).astype(dtype)
+    if rows > m:
+        x = xp.concatenate([x, xp.zeros((rows - m,) + tuple(x.shape[1:]), x.dtype)])
+    return x, mask
+
+
+def _column_sum(a: jax.Array, mask: jax.Array | None) -> jax.Array:
+    return jnp.sum(a, axis=0) if mask is None else mask @ a
+
+
+def hidden_sum(params: Params, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    r"""Weighted column sum of the hidden activations, :math:`S = \sum_i w_i\, a^{(2)}(x^{(i)})`, ``(n_hidden,)``.
+
+    ``mask`` (``(rows,)``, 0 or 1, ``x``'s dtype; default all ones) drops padding rows. Summed
+    over all chunks (or devices) and divided by the global m it is :math:`\hat\rho`.
+    """
+    return _column_sum(forward(params, x).a2, mask)
+
+
+def reconstruction_sum(x_hat: jax.Array, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    r""":math:`R = \sum_i w_i \tfrac12 \lVert \hat x^{(i)} - x^{(i)} \rVert^2` (no :math:`1/m`), a scalar.
+
+    ``mask``: ``(rows,)`` 0/1 row weights (padded rows add nothing); ``None``: every row.
+    """
+    if mask is not None:
+        x_hat = jnp.where(mask[:, None] > 0, x_hat, x)  # padded rows reconstruct themselves
+    # Written (x - x_hat), not (x_hat - x): the same value bit for bit, but XLA then no longer
+    # shares one (m, n) difference between the cost and delta3, so it fuses each difference into
+    # its consumer instead of writing it out and reading it back (6-9 % at 784x196x10k;
+    # benchmarks/NOTES.md #7).
+    return 0.5 * jnp.sum(jnp.square(x - x_hat))
+
+
+def delta_sums(
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array | None,
+    sparsity_delta: jax.Array,
+    *,
+    output: Output = "sigmoid",
+    acts: Activations | None = None,
+) -> tuple[jax.Array, Params]:
+    r"""One block's reconstruction sum and δ-products, given the *global* ``sparsity_delta``.
 
     .. math::
-        \frac1m \delta^{(2)\top} x + \lambda W_1, \quad \frac1m \sum_i \delta^{(2)(i)}, \quad
-        \frac1m \delta^{(3)\top} a^{(2)} + \lambda W_2, \quad \frac1m \sum_i \delta^{(3)(i)}
+        R = \sum_i w_i \tfrac12\lVert\hat x^{(i)} - x^{(i)}\rVert^2, \quad
+        (\delta^{(2)\top} x,\ \textstyle\sum_i \delta^{(2)(i)},\ \delta^{(3)\top} a^{(2)},\ \textstyle\sum_i \delta^{(3)(i)})
 
-    ``hidden_sums``: optional extra :math:`(\delta^{(2)\top}x, \sum_i\delta^{(2)(i)})` parts (the exact
-    sparsity sums of :func:`sparsity_terms_and_delta`), added before the average.
+    with padded rows (``w_i = 0``) contributing nothing. No ``1/m`` and no weight decay: those
+    are applied once, to the totals, by :func:`terms_and_grads_from_sums`.
+
+    Args:
+      params: :class:`~sae_jax.Params`.
+      x: ``(rows, n_visible)``.
+      mask: ``(rows,)`` row weights, 1 for data and 0 for padding, ``x``'s dtype; ``None``: all rows.
+      sparsity_delta: ``(n_hidden,)``, :func:`sparsity_delta` at the global :math:`\hat\rho`.
+      output: ``"sigmoid"`` or ``"linear"`` (static).
+      acts: ``forward(params, x, output=output)`` if already computed.
+
+    Returns:
+      ``(R, Params(G_W1, G_b1, G_W2, G_b2))`` (unnormalised sums).
     """
-    m = x.shape[0]
-    lam = jnp.asarray(lam, params.W1.dtype)
-    gW1, gb1 = delta2.T @ x, jnp.sum(delta2, axis=0)
-    if hidden_sums is not None:
-        gW1, gb1 = gW1 + hidden_sums[0], gb1 + hidden_sums[1]
-    return Params(
-        W1=gW1 / m + lam * params.W1,
-        b1=gb1 / m,
-        W2=(delta3.T @ a2) / m + lam * params.W2,
-        b2=jnp.sum(delta3, axis=0) / m,
+    acts = forward(params, x, output=output) if acts is None else acts
+    delta3 = output_delta(acts.a3, x, output=output)
+    if mask is None:
+        delta2 = hidden_delta(delta3, params.W2, acts.a2, sparsity_delta)
+    else:
+        w = mask[:, None]
+        delta3 = delta3 * w
+        delta2 = hidden_delta(delta3, params.W2, acts.a2, sparsity_delta) * w
+    return reconstruction_sum(acts.a3, x, mask), Params(
+        W1=delta2.T @ x,
+        b1=jnp.sum(delta2, axis=0),
+        W2=delta3.T @ acts.a2,
+        b2=jnp.sum(delta3, axis=0),
     )
 
 
-def _cost_terms_and_grad(params: Params, x, *, lam, beta, rho, output="sigmoid"):
-    acts = forward(params, x, output=output)
-    sp, rh, sd, extra = sparsity_terms_and_delta(params, x, rho_hat(acts.a2), rho=rho, beta=beta)
-    # The reconstruction is written reconstruction(x, x_hat): the same value bit for bit
-    # ((x - x_hat)^2 == (x_hat - x)^2 exactly), but XLA then no longer shares one (m, n) array
-    # x_hat - x between the cost and delta3, so it fuses each difference into its consumer
-    # instead of writing it out and reading it back (6-9 % at 784x196x10k; benchmarks/NOTES.md).
-    rec = reconstruction(x, acts.a3)
-    wd = weight_decay(params, lam=lam)
-    terms = CostTerms(rec + wd + sp, rec, wd, sp, rh)
-    delta3 = output_delta(acts.a3, x, output=output)
-    delta2 = hidden_delta(delta3, params.W2, acts.a2, sd)
-    return terms, weight_gradients(params, x, acts.a2, delta2, delta3, lam=lam, hidden_sums=extra)
+def terms_and_grads_from_sums(
+    params: Params,
+    rec_sum: jax.Array,
+    grad_sums: Params | None,
+    m: ArrayLike,
+    *,
+    lam: ArrayLike,
+    sparsity: jax.Array,
+    rho_hat: jax.Array,
+) -> tuple[CostTerms, Params | None]:
+    r"""Totals → :class:`~sae_jax.CostTerms` and gradient: the one division by the global ``m``.
 
-
-_cost_terms_and_grad_jit = jax.jit(_cost_terms_and_grad, static_argnames=("output",))
-
-
-def _with_value_stats(fn, *, data: bool):
-    def f(params, x, *, lam, beta, rho, output="sigmoid"):
-        stats = validate.value_stats(params, x if data else None)
-        return fn(params, x, lam=lam, beta=beta, rho=rho, output=output), stats
-
-    return jax.jit(f, static_argnames=("output",))
-
-
-_CHECKED: dict = {}
-
-
-def _checked_call(kernel, params, x, *, lam, beta, rho, output):
-    """Run a jitted entry point with its inputs checked at almost no cost.
-
-    Shapes, dtypes and hyperparameters are checked first, in Python. The array values (finite
-    parameters; finite data in the output's range, for a ``jax.Array`` only the first time it is
-    seen: :func:`sae_jax.validate.data_checked`) are reduced *inside the same compiled call*
-    (:func:`sae_jax.validate.value_stats`) and read back in one transfer, instead of separate eager
-    reductions before it; a failure raises the same :class:`~sae_jax.InputError` and the result is
-    never returned. Under the caller's own ``jit``/``vmap`` the values are not concrete: as before,
-    the shapes are checked and the concrete parts' values eagerly.
+    :math:`J = R/m + \tfrac\lambda2(\lVert W_1\rVert^2 + \lVert W_2\rVert^2) + \text{sparsity}`,
+    :math:`\nabla_{W} = G_W/m + \lambda W`, :math:`\nabla_b = G_b/m`. ``sparsity`` and ``rho_hat``
+    are the penalty and the estimate penalised (global: :func:`sparsity_terms_and_delta` at
+    :math:`\hat\rho = S/m`). ``grad_sums=None``: the terms only (gradient ``None``).
     """
-    if not (isinstance(params, tuple) and validate.all_concrete(params, x, lam, beta, rho)):
-        validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-        return kernel(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False)
-    data = not validate.data_checked(x, output)
-    checked = _CHECKED.get((kernel, data))
-    if checked is None:
-        checked = _CHECKED[(kernel, data)] = _with_value_stats(kernel, data=data)
-    out, stats = checked(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    validate.raise_for_value_stats(stats, params, x, output=output)
-    if data:
-        validate.remember_checked_data(x, output)
-    return out
+    dtype = params.W1.dtype
+    m = jnp.asarray(m, dtype)
+    terms = terms_from_parts(params, reconstruction=rec_sum / m, sparsity=sparsity, rho_hat=rho_hat, lam=lam)
+    if grad_sums is None:
+        return terms, None
+    lam = jnp.asarray(lam, dtype)
+    grads = Params(
+        W1=grad_sums.W1 / m + lam * params.W1,
+        b1=grad_sums.b1 / m,
+        W2=grad_sums.W2 / m + lam * params.W2,
+        b2=grad_sums.b2 / m,
+    )
+    return terms, grads
 
 
-def _cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid"):
-    terms, grads = _cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return terms.cost, grads
+def backprop(
+    params: Params,
+    x: jax.Array,
+    *,
+    lam: ArrayLike,
+    beta: ArrayLike,
+    rho: ArrayLike,
+    output: Output = "sigmoid",
+    mask: jax.Array | None = None,
+    m: ArrayLike | None = None,
+    axis_name: str | None = None,
+    rho_prev: jax.Array | None = None,
+    ema_decay: ArrayLike | None = None,
+) -> tuple[CostTerms, Params]:
+    r"""``(CostTerms, grads)`` by the tutorial's backprop over one block of rows: the shared core.
+
+    One forward pass; :math:`S` (:func:`hidden_sum`) and :math:`\hat\rho = S/m`; the sparsity
+    term and its delta (:func:`~sae_jax.sparsity_backprop.sparsity_terms_and_delta`, exact at
+    saturation); :func:`delta_sums`; :func:`terms_and_grads_from_sums`. Inputs as for
+    :func:`cost_terms_and_grad`, whose traced body this is, plus:
+
+    Args:
+      mask: ``(rows,)`` 0/1 row weights of padding rows (:func:`pad_rows`).
+      m: the global number of samples (default ``x.shape[0]``).
+      axis_name: inside ``shard_map``, the mesh axis the rows are split over: :math:`S`, :math:`R`
+        and :math:`G` are ``psum``-ed over it (global :math:`\hat\rho`, global m).
+      rho_prev, ema_decay: penalise the running estimate :math:`\alpha\,\hat\rho_\text{prev} +
+        (1-\alpha)\hat\rho` instead (:mod:`sae_jax.minibatch`).
+
+    Shapes only are checked (:func:`sae_jax.validate.check_layer_input`, at trace time).
+    """
+    acts = forward(params, x, output=output)
+    m_global = x.shape[0] if m is None else m
+    a2_sum = _column_sum(acts.a2, mask)
+    if axis_name is not None:
+        a2_sum = lax.psum(a2_sum, axis_name)  # S = sum_d S_d: the global rho_hat is S/m
+    sp, rh, sd, extra = sparsity_terms_and_delta(
+        params, x, a2_sum / m_global, rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay,
+        mask=mask, m=m, axis_name=axis_name,
+    )
+    rec_sum, sums = delta_sums(params, x, mask, sd, output=output, acts=acts)
+    sums = sums._replace(W1=sums.W1 + extra[0], b1=sums.b1 + extra[1])
+    if axis_name is not None:
+        rec_sum, sums = lax.psum((rec_sum, sums), axis_name)
+    return terms_and_grads_from_sums(params, rec_sum, sums, m_global, lam=lam, sparsity=sp, rho_hat=rh)
 
 
-_cost_and_grad_jit = jax.jit(_cost_and_grad, static_argnames=("output",))
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
 
 
 def cost_and_grad(
@@ -368,9 +285,12 @@ def cost_and_grad(
 
     Same arguments as :func:`sae_jax.cost` and the same result structure as
     ``jax.value_and_grad(cost)(params, x, lam=..., beta=..., rho=..., output=...)``:
-    ``(J, Params(dW1, db1, dW2, db2))``. jit-compiled (``output`` static;
-    hyperparameters traced, so a sweep over them compiles once). Inputs are
-    checked as :func:`sae_jax.cost` checks them.
+    ``(J, Params(dW1, db1, dW2, db2))``. Called on values it runs compiled (``output`` static;
+    hyperparameters traced, so a sweep over them compiles once), its inputs checked as
+    :func:`sae_jax.cost` checks them, the array values inside the same compiled call
+    (:func:`sae_jax.checked.checked_call`). Under the caller's ``jit``/``vmap`` it is the bare
+    math (:func:`backprop`) with its shapes checked at trace time: the unchecked kernel is
+    ``jax.jit(cost_and_grad, static_argnames="output")``.
 
     Examples:
       >>> import jax
@@ -383,7 +303,10 @@ def cost_and_grad(
       >>> bool(jax.numpy.allclose(g.W1, g_ad.W1, rtol=1e-4, atol=1e-7))
       True
     """
-    return _checked_call(_cost_and_grad_jit, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    terms, grads = cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return terms.cost, grads
 
 
 def cost_terms_and_grad(
@@ -394,18 +317,12 @@ def cost_terms_and_grad(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
-):
+) -> tuple[CostTerms, Params]:
     """Like :func:`cost_and_grad` but returns ``(CostTerms, grads)``, as ``jax.value_and_grad(..., has_aux=True)`` would allow; for logging."""
-    return _checked_call(_cost_terms_and_grad_jit, params, x, lam=lam, beta=beta, rho=rho, output=output)
-
-
-def _autodiff_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid"):
-    return jax.value_and_grad(lambda p: _cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output).cost)(
-        params
-    )
-
-
-_autodiff_cost_and_grad_jit = jax.jit(_autodiff_cost_and_grad, static_argnames=("output",))
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(cost_terms_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output)
 
 
 def autodiff_cost_and_grad(
@@ -417,5 +334,8 @@ def autodiff_cost_and_grad(
     rho: ArrayLike,
     output: Output = "sigmoid",
 ) -> tuple[jax.Array, Params]:
-    """The reference: ``jax.value_and_grad(cost)``, jit-compiled, with the same checks and signature as :func:`cost_and_grad`."""
-    return _checked_call(_autodiff_cost_and_grad_jit, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    """The reference: ``jax.value_and_grad(cost)``, compiled, with the same checks and signature as :func:`cost_and_grad`."""
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return jax.value_and_grad(lambda p: cost(p, x, lam=lam, beta=beta, rho=rho, output=output))(params)
+

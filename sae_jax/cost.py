@@ -40,6 +40,17 @@ term is finite for every finite input (for finite data and parameters, :math:`z`
 so are both logs). :func:`kl_divergence`, :func:`sparsity` and
 :func:`~sae_jax.backprop.sparsity_delta` take :math:`\hat\rho` as a float and are the plain
 formulas (infinite at :math:`\hat\rho \in \{0, 1\}`, where the float has lost the information).
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> from sae_jax import init_params
+  >>> from sae_jax.cost import cost_terms, kl_divergence
+  >>> p = init_params(jax.random.key(0), 4, 2)
+  >>> t = cost_terms(p, jnp.full((3, 4), 0.5), lam=1e-4, beta=3.0, rho=0.1)
+  >>> bool(jnp.isclose(t.cost, t.reconstruction + t.weight_decay + t.sparsity))
+  True
+  >>> float(kl_divergence(0.1, jnp.asarray(0.1)))
+  0.0
 """
 
 from __future__ import annotations
@@ -51,8 +62,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from . import validate
-from .forward import Activations, Output, _forward as forward  # unchecked: inputs checked here
+from . import checked, validate
+from .forward import Activations, Output, forward
 from .params import Params
 
 __all__ = [
@@ -70,6 +81,8 @@ __all__ = [
     "reconstruction",
     "weight_decay",
     "sparsity",
+    "terms_from_parts",
+    "terms_from_activations",
     "cost_terms",
     "cost",
 ]
@@ -266,20 +279,27 @@ def sparsity_and_rho_hat(
     return lax.cond(fast, plain, exact, z2, est, fast)
 
 
-def terms_from_activations(
-    params: Params, x: jax.Array, acts: Activations, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike
+def terms_from_parts(
+    params: Params, *, reconstruction: jax.Array, sparsity: jax.Array, rho_hat: jax.Array, lam: ArrayLike
 ) -> CostTerms:
-    """:class:`CostTerms` from an already computed forward pass (shared by the cost and the backprop)."""
-    sp, rh = sparsity_and_rho_hat(acts.z2, rho_hat(acts.a2), rho=rho, beta=beta)
-    rec = reconstruction(acts.a3, x)
+    r""":class:`CostTerms` from the reconstruction term and the penalty: adds the weight decay and the total.
+
+    The one place the terms are assembled (the cost, the backprop core, the EMA objective).
+    """
     wd = weight_decay(params, lam=lam)
-    return CostTerms(rec + wd + sp, rec, wd, sp, rh)
+    return CostTerms(reconstruction + wd + sparsity, reconstruction, wd, sparsity, rho_hat)
 
 
-def _cost_terms(params, x, *, lam, beta, rho, output="sigmoid") -> CostTerms:
-    return terms_from_activations(
-        params, x, forward(params, x, output=output), lam=lam, beta=beta, rho=rho
+def terms_from_activations(
+    params: Params, x: jax.Array, acts: Activations, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
+    rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None,
+) -> CostTerms:
+    """:class:`CostTerms` from an already computed forward pass ``acts`` of ``x`` (with ``rho_prev``,
+    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`)."""
+    sp, rh = sparsity_and_rho_hat(
+        acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay
     )
+    return terms_from_parts(params, reconstruction=reconstruction(acts.a3, x), sparsity=sp, rho_hat=rh, lam=lam)
 
 
 def cost_terms(
@@ -293,11 +313,17 @@ def cost_terms(
 ) -> CostTerms:
     r"""The cost and each of its terms, plus :math:`\hat\rho` (see :func:`cost`).
 
+    Called on values it runs compiled, its inputs checked (the array values inside the same
+    compiled call: :func:`sae_jax.checked.checked_call`); under the caller's ``jit``/``vmap``/``grad``
+    it is the bare math with its shapes checked at trace time.
+
     Returns:
       :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat)``.
     """
+    if checked.all_concrete(params, x, lam, beta, rho):
+        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output)
     validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return _cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    return terms_from_activations(params, x, forward(params, x, output=output), lam=lam, beta=beta, rho=rho)
 
 
 def cost(
@@ -351,3 +377,4 @@ def cost(
       UFLDL tutorial, "Autoencoders and Sparsity".
     """
     return cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output).cost
+

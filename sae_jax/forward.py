@@ -10,6 +10,21 @@ see :mod:`sae_jax.params`). With :math:`f` the logistic sigmoid,
 where the output nonlinearity :math:`g` is the sigmoid (``output="sigmoid"``,
 the default, for data in :math:`[0, 1]`) or the identity (``output="linear"``,
 UFLDL's *linear decoder* for unbounded data such as whitened patches).
+
+Every public function checks its inputs' shapes and dtypes (at trace time under ``jit``, so
+for free) and, called on values, that the parameters are finite; sae-jax's own compiled code
+calls these same functions inside its ``jit``.
+
+Examples:
+  >>> import jax, numpy as np
+  >>> from sae_jax import init_params, forward, reconstruct
+  >>> p = init_params(jax.random.key(0), 4, 3)
+  >>> x = np.full((2, 4), 0.5, np.float32)
+  >>> acts = forward(p, x)
+  >>> acts.z2.shape, acts.a2.shape, acts.a3.shape
+  ((2, 3), (2, 3), (2, 4))
+  >>> bool((reconstruct(p, x) == acts.a3).all())
+  True
 """
 
 from __future__ import annotations
@@ -19,14 +34,18 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from . import validate
 from .params import Params
+from .validate import OUTPUTS
 
 __all__ = [
     "OUTPUTS",
     "Activations",
     "sigmoid",
     "sigmoid_prime",
+    "add_bias",
     "hidden_pre_activation",
+    "output_activation",
     "encode",
     "decode",
     "forward",
@@ -34,7 +53,6 @@ __all__ = [
 ]
 
 Output = Literal["sigmoid", "linear"]
-OUTPUTS: tuple[str, ...] = ("sigmoid", "linear")
 
 
 class Activations(NamedTuple):
@@ -60,24 +78,24 @@ def sigmoid_prime(a: jax.Array) -> jax.Array:
 
 
 def _check(params, x, fn: str) -> None:
-    from .validate import check_layer_input, check_params
-
-    check_params(params)
+    validate.check_params(params)
     if fn == "decode":
-        check_layer_input(params, x, width=params[0].shape[0], name="a2", what="n_hidden")
+        validate.check_layer_input(params, x, width=params[0].shape[0], name="a2", what="n_hidden")
     else:
-        check_layer_input(params, x, width=params[0].shape[1])
+        validate.check_layer_input(params, x, width=params[0].shape[1])
 
 
-def _add_bias(y: jax.Array, b: jax.Array) -> jax.Array:
-    # Explicit broadcast of a bias over the leading (sample) axes; works under
-    # jax_numpy_rank_promotion="raise".
+def add_bias(y: jax.Array, b: jax.Array) -> jax.Array:
+    """``y + b`` with the bias ``(k,)`` broadcast explicitly over ``y``'s leading (sample) axes
+    (so it works under ``jax_numpy_rank_promotion="raise"``)."""
     return y + jnp.reshape(b, (1,) * (y.ndim - 1) + b.shape)
 
 
 def hidden_pre_activation(params: Params, x: jax.Array) -> jax.Array:
-    r"""Hidden pre-activations :math:`z^{(2)} = x W_1^\top + b_1`, ``(m, n_hidden)`` (or ``(n_hidden,)``)."""
-    return _add_bias(x @ params.W1.T, params.b1)
+    r"""Hidden pre-activations :math:`z^{(2)} = x W_1^\top + b_1`, ``(m, n_hidden)`` (or ``(n_hidden,)``).
+
+    The bare product and bias: no input check (a building block of the checked functions)."""
+    return add_bias(x @ params.W1.T, params.b1)
 
 
 def encode(params: Params, x: jax.Array) -> jax.Array:
@@ -104,11 +122,6 @@ def encode(params: Params, x: jax.Array) -> jax.Array:
       sae_jax.validate.InputError: x must have the same dtype as params (float32), got float64; ...
     """
     _check(params, x, "encode")
-    return _encode(params, x)
-
-
-def _encode(params: Params, x: jax.Array) -> jax.Array:
-    """:func:`encode` without the input check (sae-jax's own traced code, inputs checked upstream)."""
     return sigmoid(hidden_pre_activation(params, x))
 
 
@@ -116,11 +129,12 @@ def decode(params: Params, a2: jax.Array, *, output: Output = "sigmoid") -> jax.
     r"""Reconstruction :math:`\hat x = g(a^{(2)} W_2^\top + b_2)` from hidden activations ``(m, n_hidden)``
     (in params' dtype, as for :func:`encode`)."""
     _check(params, a2, "decode")
-    z3 = _add_bias(a2 @ params.W2.T, params.b2)
-    return _output_activation(z3, output)
+    z3 = add_bias(a2 @ params.W2.T, params.b2)
+    return output_activation(z3, output)
 
 
-def _output_activation(z3: jax.Array, output: str) -> jax.Array:
+def output_activation(z3: jax.Array, output: Output) -> jax.Array:
+    """The output nonlinearity :math:`g(z^{(3)})`: the sigmoid or, for ``output="linear"``, the identity."""
     if output == "sigmoid":
         return sigmoid(z3)
     if output == "linear":
@@ -137,17 +151,10 @@ def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Acti
       output: ``"sigmoid"`` or ``"linear"`` (static).
     """
     _check(params, x, "forward")
-    return _forward(params, x, output=output)
-
-
-def _forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Activations:
-    """:func:`forward` without the input check: sae-jax's own traced code (the cost, backprop, the
-    chunked paths) calls this on inputs checked upstream; optax's line searches may hand it
-    parameters promoted to float64 under x64 while the data stay float32, which must keep working."""
     z2 = hidden_pre_activation(params, x)
     a2 = sigmoid(z2)
-    z3 = _add_bias(a2 @ params.W2.T, params.b2)
-    a3 = _output_activation(z3, output)
+    z3 = add_bias(a2 @ params.W2.T, params.b2)
+    a3 = output_activation(z3, output)
     return Activations(z2, a2, z3, a3)
 
 

@@ -28,6 +28,17 @@ the floor and the truncation at the UFLDL sizes (``sae-jax gradcheck``'s default
 term in :math:`\delta^{(2)}`: > 1e-3). :func:`row_passes` applies ``max(FD_TOL, 10 * fd_floor)``.
 
 Finite differences are meaningful only in float64; :func:`gradcheck` refuses float32.
+
+Examples:
+  >>> import jax
+  >>> from sae_jax.gradcheck import gradcheck, row_passes
+  >>> from sae_jax.params import init_params
+  >>> with jax.enable_x64(True):
+  ...     p = init_params(jax.random.key(0), 4, 3, dtype="float64")
+  ...     x = jax.random.uniform(jax.random.key(1), (5, 4), dtype="float64")
+  ...     rows = gradcheck(p, x, lam=1e-3, beta=3.0, rho=0.1, n_directions=2, devices=jax.devices()[:1])
+  >>> [r.array for r in rows], all(row_passes(r) for r in rows)
+  (['cost', 'W1', 'b1', 'W2', 'b2'], True)
 """
 
 from __future__ import annotations
@@ -40,8 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import validate
-from .backprop import _autodiff_cost_and_grad_jit, _cost_and_grad_jit
-from .cost import _cost_terms
+from .backprop import autodiff_cost_and_grad, cost_and_grad
+from .cost import cost
 from .params import Params
 
 __all__ = [
@@ -55,6 +66,9 @@ FIELDS = ("W1", "b1", "W2", "b2")
 AUTODIFF_TOL = 1e-10
 # vs finite differences, relative to ||g_P|| (float64, h = eps**(1/5)): see the module docstring.
 FD_TOL = 1e-8
+
+_MANUAL = jax.jit(cost_and_grad, static_argnames="output")
+_AUTODIFF = jax.jit(autodiff_cost_and_grad, static_argnames="output")
 
 
 class GradcheckRow(NamedTuple):
@@ -87,6 +101,7 @@ def gradcheck(
     n_directions: int = 8,
     step: float | None = None,
     devices=None,
+    manual=None,
 ) -> list[GradcheckRow]:
     """Compare manual, autodiff and finite-difference gradients on every device.
 
@@ -96,6 +111,9 @@ def gradcheck(
       n_directions: random directions per parameter array.
       step: finite-difference step ``h`` (default :func:`default_step`: ``eps**(1/5)``).
       devices: devices to run on (default ``jax.devices()``).
+      manual: the ``(params, x, *, lam, beta, rho, output) -> (J, grads)`` function under test
+        (default :func:`sae_jax.cost_and_grad`, jitted); ``jax.grad`` of :func:`sae_jax.cost` is
+        the reference.
 
     Returns:
       one :class:`GradcheckRow` per (device, array), plus a ``"cost"`` row
@@ -114,14 +132,15 @@ def gradcheck(
     key = jax.random.key(0) if key is None else key
     devices = jax.devices() if devices is None else devices
     hp = dict(lam=lam, beta=beta, rho=rho, output=output)
-    cost_fn = jax.jit(lambda p, x: _cost_terms(p, x, **hp).cost)
+    cost_fn = jax.jit(lambda p, x: cost(p, x, **hp))
+    manual = _MANUAL if manual is None else manual
 
     rows = []
     for device in devices:
         p = jax.device_put(params, device)
         xd = jax.device_put(x, device)
-        J_m, g_m = _cost_and_grad_jit(p, xd, **hp)
-        J_a, g_a = _autodiff_cost_and_grad_jit(p, xd, **hp)
+        J_m, g_m = manual(p, xd, **hp)
+        J_a, g_a = _AUTODIFF(p, xd, **hp)
         rows.append(
             GradcheckRow(str(device), "cost", (), relative_error(J_m, J_a), float("nan"), float("nan"))
         )

@@ -49,7 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import validate
-from .forward import _forward, forward
+from .cost import terms_from_activations
+from .forward import forward
 from .params import Params
 
 __all__ = [
@@ -170,9 +171,7 @@ def split_validation(m: int, fraction: float, seed: int = 0) -> tuple[np.ndarray
 
 @functools.partial(jax.jit, static_argnames=("output",))
 def _pass(params, x, lam, beta, rho, *, output):
-    from .cost import terms_from_activations
-
-    acts = _forward(params, x, output=output)
+    acts = forward(params, x, output=output)
     terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho)
     errors = 0.5 * jnp.sum(jnp.square(acts.a3 - x), axis=-1)
     return terms, errors, jnp.min(acts.a2, axis=0), jnp.max(acts.a2, axis=0)

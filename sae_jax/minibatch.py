@@ -29,6 +29,21 @@ the derivative *at the running estimate*, times :math:`1-\alpha`. :math:`\alpha 
 estimate exactly. The running estimate returned in :attr:`CostTerms.rho_hat` becomes the next
 step's :math:`\hat\rho^{\text{ema}}_{t-1}`. :func:`ema_cost_terms_and_grad` (manual) and
 :func:`autodiff_ema_cost_terms_and_grad` (``jax.value_and_grad``) are tested equal.
+
+The manual gradient is the package's one backprop core (:func:`sae_jax.backprop.backprop` with
+``rho_prev``/``ema_decay``); this module adds only the running estimate.
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> from sae_jax import init_params
+  >>> from sae_jax.minibatch import EmaBatch, ema_cost_terms_and_grad, autodiff_ema_cost_terms_and_grad
+  >>> p = init_params(jax.random.key(0), 4, 2)
+  >>> batch = EmaBatch(jnp.full((3, 4), 0.5), rho_prev=jnp.full((2,), 0.1))
+  >>> hp = dict(lam=1e-4, beta=3.0, rho=0.1, ema_decay=0.9)
+  >>> t, g = ema_cost_terms_and_grad(p, batch, **hp)
+  >>> t_ad, g_ad = autodiff_ema_cost_terms_and_grad(p, batch, **hp)
+  >>> bool(jnp.allclose(g.W1, g_ad.W1, atol=1e-6)), t.rho_hat.shape
+  (True, (2,))
 """
 
 from __future__ import annotations
@@ -38,9 +53,9 @@ from typing import NamedTuple
 import jax
 from jax.typing import ArrayLike
 
-from .backprop import hidden_delta, output_delta, sparsity_terms_and_delta, weight_gradients
-from .cost import CostTerms, reconstruction, rho_hat, running_estimate, sparsity_and_rho_hat, weight_decay
-from .forward import Activations, Output, _forward as forward  # unchecked: inputs checked upstream
+from .backprop import backprop
+from .cost import CostTerms, running_estimate, terms_from_activations
+from .forward import Output, forward
 from .params import Params
 
 __all__ = [
@@ -64,25 +79,19 @@ def ema_rho_hat(rho_prev: jax.Array, rho_batch: jax.Array, *, ema_decay: ArrayLi
     return running_estimate(rho_batch, rho_prev, ema_decay)
 
 
-def _ema_terms(params: Params, batch: EmaBatch, acts: Activations, *, lam, beta, rho, ema_decay) -> CostTerms:
-    sp, rh = sparsity_and_rho_hat(
-        acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=batch.rho_prev, ema_decay=ema_decay
-    )
-    rec = reconstruction(acts.a3, batch.x)
-    wd = weight_decay(params, lam=lam)
-    return CostTerms(rec + wd + sp, rec, wd, sp, rh)
-
-
 def ema_cost_terms(
     params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
     ema_decay: ArrayLike, output: Output = "sigmoid",
 ) -> CostTerms:
     r""":class:`~sae_jax.CostTerms` of the EMA objective; ``rho_hat`` is the new running estimate.
 
-    Unchecked (call it inside ``jit``; :func:`sae_jax.training.train` validates its inputs).
+    Shapes and dtypes are checked (at trace time); values are not (call it inside ``jit``;
+    :func:`sae_jax.training.train` validates its inputs).
     """
     acts = forward(params, batch.x, output=output)
-    return _ema_terms(params, batch, acts, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay)
+    return terms_from_activations(
+        params, batch.x, acts, lam=lam, beta=beta, rho=rho, rho_prev=batch.rho_prev, ema_decay=ema_decay
+    )
 
 
 def ema_cost_terms_and_grad(
@@ -91,17 +100,10 @@ def ema_cost_terms_and_grad(
 ) -> tuple[CostTerms, Params]:
     r"""The tutorial's backprop for the EMA objective: the sparsity delta at
     :math:`\hat\rho^{\text{ema}}`, times :math:`1 - \alpha`. Returns ``(CostTerms, grads)``."""
-    x = batch.x
-    acts = forward(params, x, output=output)
-    sp, rh, sd, extra = sparsity_terms_and_delta(
-        params, x, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=batch.rho_prev, ema_decay=ema_decay
+    # sparsity_terms_and_delta gives the delta at the running estimate times 1 - alpha
+    return backprop(
+        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, rho_prev=batch.rho_prev, ema_decay=ema_decay
     )
-    rec = reconstruction(acts.a3, x)
-    wd = weight_decay(params, lam=lam)
-    terms = CostTerms(rec + wd + sp, rec, wd, sp, rh)
-    delta3 = output_delta(acts.a3, x, output=output)
-    delta2 = hidden_delta(delta3, params.W2, acts.a2, sd)  # sd carries the factor 1 - alpha
-    return terms, weight_gradients(params, x, acts.a2, delta2, delta3, lam=lam, hidden_sums=extra)
 
 
 def autodiff_ema_cost_terms_and_grad(

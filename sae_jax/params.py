@@ -19,6 +19,17 @@ Only the *data* layout differs from the notes: sae-jax stores samples as rows,
 (``data`` is ``visibleSize × m``). So UFLDL's ``W1 * data + b1`` is
 ``x @ W1.T + b1`` here, and every gradient array has the same shape and values
 as UFLDL's ``W1grad``, ``b1grad``, ``W2grad``, ``b2grad``.
+
+Examples:
+  >>> import jax
+  >>> from sae_jax.params import init_params, params_to_theta, theta_to_params
+  >>> p = init_params(jax.random.key(0), 4, 3)
+  >>> theta = params_to_theta(p)                      # UFLDL's theta, column-major
+  >>> theta.shape
+  (31,)
+  >>> q = theta_to_params(theta, 4, 3)
+  >>> all(bool((a == b).all()) for a, b in zip(p, q))
+  True
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .validate import InputError, check_sizes
 
 __all__ = ["Params", "init_params", "init_radius", "params_to_theta", "theta_to_params"]
 
@@ -86,8 +99,6 @@ def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.floa
       >>> p.W1.shape, p.W2.shape, p.b1.shape, p.b2.shape
       ((25, 64), (64, 25), (25,), (64,))
     """
-    from .validate import InputError, check_sizes
-
     _check_key(key)
     check_sizes(n_visible=n_visible, n_hidden=n_hidden)
     try:
@@ -110,8 +121,6 @@ def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.floa
 
 def _check_key(key) -> None:
     """``key`` is a ``jax.random.key(seed)`` (typed, shape ``()``) or a legacy raw ``PRNGKey`` (uint32)."""
-    from .validate import InputError
-
     dt = getattr(key, "dtype", None)
     ok = False
     if dt is not None and hasattr(key, "shape"):

@@ -10,8 +10,9 @@ any device can form its hidden deltas, so each evaluation is
     s = \texttt{sparsity\_delta}(\hat\rho), \qquad
     (R, G) = \textstyle\sum_d (R_d, G_d) \ (\texttt{psum}), \quad J, \nabla J \text{ from } (S, R, G)/m,
 
-with :math:`S_d, R_d, G_d` device d's :func:`~sae_jax.chunked.hidden_sum` and
-:func:`~sae_jax.chunked.delta_sums` (the same per-block pieces the chunked path uses). Devices
+with :math:`S_d, R_d, G_d` device d's :func:`~sae_jax.backprop.hidden_sum` and
+:func:`~sae_jax.backprop.delta_sums` (the package's one backprop core,
+:func:`~sae_jax.backprop.backprop`, the same per-block pieces the chunked path uses). Devices
 combine **sums** with ``psum`` and divide by the global m once; ``pmean`` of per-device means
 would equal this only when every device holds the same number of real rows.
 
@@ -33,6 +34,18 @@ gradient are exact. (Nothing is refused; at most ``devices − 1`` rows of paddi
 :func:`shard_batch` on each process takes that process's rows (``process_local=True``), pads
 them to a common per-process length and assembles one global array with
 ``jax.make_array_from_process_local_data``; m is the sum of every process's true row count.
+
+Examples:
+  >>> import jax, numpy as np
+  >>> from sae_jax import init_params, cost_and_grad
+  >>> from sae_jax.sharded import batch_mesh, shard_batch, sharded_cost_and_grad
+  >>> p = init_params(jax.random.key(0), 8, 3)
+  >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
+  >>> batch = shard_batch(x, batch_mesh())          # padded to a multiple of the device count
+  >>> J, g = sharded_cost_and_grad(p, batch, lam=1e-4, beta=3.0, rho=0.1)
+  >>> J1, g1 = cost_and_grad(p, jax.numpy.asarray(x), lam=1e-4, beta=3.0, rho=0.1)
+  >>> bool(np.isclose(J, J1, rtol=1e-6))
+  True
 """
 
 from __future__ import annotations
@@ -49,8 +62,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from . import validate
-from .backprop import sparsity_terms_and_delta
-from .chunked import delta_sums, hidden_sum, terms_and_grads_from_sums
+from .backprop import backprop, pad_rows
 from .cost import CostTerms
 from .forward import Output
 from .params import Params
@@ -152,7 +164,7 @@ def shard_batch(
     if check_values and x.shape[0]:
         validate.check_data_values(x, output=output)
     x = np.asarray(x)
-    m_local, n = x.shape
+    m_local = x.shape[0]
     if process_local and jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -165,9 +177,7 @@ def shard_batch(
         rows = int(-(-m // mesh.size) * mesh.size)
     if m < 1:
         raise InputError(f"x must have at least one sample (row), got shape {tuple(x.shape)}")
-    pad = rows - m_local
-    x_pad = np.concatenate([x, np.zeros((pad, n), dtype)]) if pad else x
-    mask = (np.arange(rows) < m_local).astype(dtype)
+    x_pad, mask = pad_rows(x, rows)
     rows_sharding = NamedSharding(mesh, P(axis))
     if process_local and jax.process_count() > 1:
         xs = jax.make_array_from_process_local_data(NamedSharding(mesh, P(axis, None)), x_pad)
@@ -197,22 +207,10 @@ def _check(params, batch, *, lam, beta, rho, output):
 # --- (a) plain jit over sharded arrays: XLA's partitioner inserts the collectives ---------------
 
 
-def _with_extra(grad_sums: Params, extra) -> Params:
-    return grad_sums._replace(W1=grad_sums.W1 + extra[0], b1=grad_sums.b1 + extra[1])
-
-
-def _masked_terms_and_grad(params, x, mask, m, *, lam, beta, rho, output):
-    a2_sum = hidden_sum(params, x, mask)
-    sp, rh, s, extra = sparsity_terms_and_delta(params, x, a2_sum / m, rho=rho, beta=beta, mask=mask, m=m)
-    rec_sum, grad_sums = delta_sums(params, x, mask, s, output=output)
-    return terms_and_grads_from_sums(
-        params, a2_sum, rec_sum, _with_extra(grad_sums, extra), m, lam=lam, beta=beta, rho=rho,
-        sparsity_terms=(sp, rh),
-    )
-
-
 def _gspmd(params, batch, lam, beta, rho, *, output):
-    return _masked_terms_and_grad(params, batch.x, batch.mask, batch.m, lam=lam, beta=beta, rho=rho, output=output)
+    return backprop(
+        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, mask=batch.mask, m=batch.m
+    )
 
 
 def sharded_cost_terms_and_grad(
@@ -237,16 +235,9 @@ def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tupl
 
 
 def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, *, axis, output):
-    """One device's view: its rows ``x``/``mask``; ``psum`` makes every total global."""
-    a2_sum = lax.psum(hidden_sum(params, x, mask), axis)  # S = Σ_d S_d: the global ρ̂ is S/m
-    # Saturated units: the exact path's log-sums are combined over the axis inside (log_psum).
-    sp, rh, s, extra = sparsity_terms_and_delta(
-        params, x, a2_sum / m, rho=rho, beta=beta, mask=mask, m=m, axis_name=axis
-    )
-    rec_sum, grad_sums = delta_sums(params, x, mask, s, output=output)
-    rec_sum, grad_sums = lax.psum((rec_sum, _with_extra(grad_sums, extra)), axis)
-    return terms_and_grads_from_sums(
-        params, a2_sum, rec_sum, grad_sums, m, lam=lam, beta=beta, rho=rho, sparsity_terms=(sp, rh)
+    """One device's view: its rows ``x``/``mask``; ``axis_name`` makes every sum global (``psum``)."""
+    return backprop(
+        params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis
     )
 
 
@@ -376,11 +367,9 @@ def make_train_value_and_grad(
     validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
 
     def value_and_grad_fn(params, x):
-        m, n = x.shape
-        rows = -(-m // mesh.size) * mesh.size
+        m = x.shape[0]
         dtype = params.W1.dtype
-        xp = jnp.concatenate([x, jnp.zeros((rows - m, n), x.dtype)]) if rows > m else x
-        mask = (jnp.arange(rows) < m).astype(dtype)
+        xp, mask = pad_rows(jnp.asarray(x), -(-m // mesh.size) * mesh.size, dtype=dtype)
         xp = lax.with_sharding_constraint(xp, NamedSharding(mesh, P(axis, None)))
         mask = lax.with_sharding_constraint(mask, NamedSharding(mesh, P(axis)))
         batch = ShardedBatch(xp, mask, jnp.asarray(m, dtype))

@@ -51,6 +51,7 @@ from .config import GRADIENTS, OPTIMIZERS, RHO_HAT, TrainConfig, check_choice
 from .cost import cost_terms
 from .lbfgs import lbfgs as compact_lbfgs
 from .minibatch import autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
+from .objective import value_with_grad
 from .params import Params
 
 __all__ = [
@@ -138,27 +139,12 @@ def _in_dtype_of(params, x):
 def value_fn_from(value_and_grad_fn: ValueAndGradFn) -> Callable:
     """``value_fn(params, batch) -> cost`` whose ``jax.grad`` *is* ``value_and_grad_fn``'s gradient.
 
-    A ``jax.custom_vjp``: optax's line searches call ``jax.value_and_grad(value_fn)``, and this
-    makes them use the given (manual, autodiff, sharded...) gradient rather than autodiff of
-    whatever the forward computation is. The cotangent of ``batch`` is zero (data is not
-    trained).
+    The objective's convention (``((cost, aux), grads)``) passed to the package's one
+    ``custom_vjp`` helper, :func:`sae_jax.objective.value_with_grad`: optax's line searches call
+    ``jax.value_and_grad(value_fn)``, and this makes them use the given (manual, autodiff,
+    sharded...) gradient rather than autodiff of whatever the forward computation is.
     """
-
-    @jax.custom_vjp
-    def value_fn(params, batch):
-        (value, _), _ = value_and_grad_fn(params, batch)
-        return value
-
-    def fwd(params, batch):
-        (value, _), grads = value_and_grad_fn(params, batch)
-        return value, (grads, batch)
-
-    def bwd(res, ct):
-        grads, batch = res
-        return jax.tree.map(lambda g: ct * g, grads), jax.tree.map(jnp.zeros_like, batch)
-
-    value_fn.defvjp(fwd, bwd)
-    return value_fn
+    return value_with_grad(value_and_grad_fn, has_aux=True)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:

@@ -2,22 +2,38 @@
 
 Every check raises :class:`InputError` (a ``ValueError``) with one line naming
 the argument, what was expected and what was given. Shape and dtype checks need
-only static information and always run, also under ``jit``/``vmap``. Value
-checks (ranges, finiteness) run whenever the value is concrete; under the
-caller's own ``jit``/``vmap`` they are skipped, so call :func:`check_call`
-once, before tracing, to check them there.
+only static information and always run, also under ``jit``/``vmap`` (at trace
+time, so they cost nothing per call). Value checks (ranges, finiteness) run
+whenever the value is concrete; under the caller's own ``jit``/``vmap`` they are
+skipped, so call :func:`check_call` once, before tracing, to check them there.
+
+A leaf of the package: it imports nothing from ``sae_jax`` (the math modules import it).
+It owns :data:`OUTPUTS`, the output layers every entry point accepts.
+
+Examples:
+  >>> from sae_jax.validate import InputError, check_hyperparams, check_output
+  >>> check_output("linear")
+  >>> check_hyperparams(lam=1e-4, beta=3.0, rho=0.01)
+  >>> try:
+  ...     check_hyperparams(lam=1e-4, beta=3.0, rho=1.5)
+  ... except InputError as e:
+  ...     print(e)
+  rho must be in (0, 1) (a target mean activation), got 1.5
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "OUTPUTS",
+    "PARAM_FIELDS",
     "InputError",
     "is_concrete",
     "check_sizes",
@@ -25,14 +41,18 @@ __all__ = [
     "check_params",
     "check_data",
     "check_hyperparams",
-    "all_concrete",
-    "value_stats",
-    "raise_for_value_stats",
+    "is_checked",
+    "remember_checked",
     "data_checked",
     "remember_checked_data",
     "check_call",
     "check_layer_input",
 ]
+
+#: The output layers (``output=``): the sigmoid (data in [0, 1]) or the identity (a linear decoder).
+OUTPUTS: tuple[str, ...] = ("sigmoid", "linear")
+#: The fields of :class:`sae_jax.Params`, in order.
+PARAM_FIELDS: tuple[str, ...] = ("W1", "b1", "W2", "b2")
 
 
 class InputError(ValueError):
@@ -56,8 +76,7 @@ def check_sizes(*, n_visible, n_hidden) -> None:
 
 
 def check_output(output) -> None:
-    from .forward import OUTPUTS
-
+    """``output`` is one of :data:`OUTPUTS`."""
     if output not in OUTPUTS:
         raise InputError(f"output must be one of {OUTPUTS}, got {output!r}")
 
@@ -66,10 +85,10 @@ def check_params(params, *, values: bool = True) -> None:
     """A :class:`~sae_jax.Params` of four floating arrays of one dtype with UFLDL shapes
     ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``; finite values when concrete
     (unless ``values=False``: shapes and dtypes only)."""
-    from .params import Params
-
-    names = ("W1", "b1", "W2", "b2")
-    if not isinstance(params, Params):
+    names = PARAM_FIELDS
+    # Params is the NamedTuple with these fields (recognised by them, subclasses included: this
+    # module is a leaf and does not import it).
+    if not (isinstance(params, tuple) and getattr(type(params), "_fields", None) == PARAM_FIELDS):
         hint = (
             "; wrap it: sae_jax.Params(*params)"
             if isinstance(params, (tuple, list)) and len(params) == 4 else ""
@@ -186,29 +205,60 @@ def check_hyperparams(*, lam, beta, rho, dtype=None) -> None:
     checked *as cast to it*: ``lam`` and ``beta`` must not overflow (``1e39`` is ``inf`` in
     float32) and ``rho`` must stay a normal number below 1 (``0.99999999`` rounds to 1 and
     ``1e-46`` to 0 in float32; either makes the KL term NaN).
+
+    A value that passed is remembered (Python and NumPy scalars by value, a ``jax.Array`` by
+    identity: both immutable), so a loop that passes the same hyperparameters pays once.
     """
     for name, v in (("lam", lam), ("beta", beta), ("rho", rho)):
-        if isinstance(v, (str, bytes)) or v is None:
-            raise InputError(f"{name} must be a real scalar, got {v!r}")
-        shape = _shape(v)
-        if shape != ():
-            raise InputError(
-                f"{name} must be a scalar, got shape {shape} (to sweep values, jax.vmap over scalars)"
-            )
-        dt = v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype  # no cast (1e39 in float32)
-        if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
-            raise InputError(f"{name} must be a real number, got dtype {dt}")
-        if not is_concrete(v):
+        key = _scalar_key(v)
+        if key is not None:
+            key = (name, key, dtype)
+            if key in _SCALARS_CHECKED:
+                continue
+        elif isinstance(v, jax.Array) and is_checked(v, (name, dtype)):
             continue
-        f = float(v)
-        if not math.isfinite(f):
-            raise InputError(f"{name} must be finite, got {f}")
-        if name in ("lam", "beta") and f < 0:
-            raise InputError(f"{name} must be >= 0, got {f}")
-        if name == "rho" and not 0 < f < 1:
-            raise InputError(f"rho must be in (0, 1) (a target mean activation), got {f}")
-        if dtype is not None:
-            _check_in_dtype(name, f, dtype)
+        _check_scalar(name, v, dtype)
+        if key is not None:
+            if len(_SCALARS_CHECKED) > 1024:
+                _SCALARS_CHECKED.clear()
+            _SCALARS_CHECKED[key] = True
+        elif is_concrete(v):
+            remember_checked(v, (name, dtype))
+
+
+_SCALARS_CHECKED: dict = {}
+
+
+def _scalar_key(v):
+    """A hashable key for an immutable Python or NumPy scalar (``None`` for anything else)."""
+    t = type(v)
+    if t is float or t is int or isinstance(v, np.generic):
+        return (t, v)
+    return None
+
+
+def _check_scalar(name: str, v, dtype) -> None:
+    if isinstance(v, (str, bytes)) or v is None:
+        raise InputError(f"{name} must be a real scalar, got {v!r}")
+    shape = _shape(v)
+    if shape != ():
+        raise InputError(
+            f"{name} must be a scalar, got shape {shape} (to sweep values, jax.vmap over scalars)"
+        )
+    dt = v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype  # no cast (1e39 in float32)
+    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+        raise InputError(f"{name} must be a real number, got dtype {dt}")
+    if not is_concrete(v):
+        return
+    f = float(v)
+    if not math.isfinite(f):
+        raise InputError(f"{name} must be finite, got {f}")
+    if name in ("lam", "beta") and f < 0:
+        raise InputError(f"{name} must be >= 0, got {f}")
+    if name == "rho" and not 0 < f < 1:
+        raise InputError(f"rho must be in (0, 1) (a target mean activation), got {f}")
+    if dtype is not None:
+        _check_in_dtype(name, f, dtype)
 
 
 def _check_in_dtype(name: str, f: float, dtype) -> None:
@@ -236,78 +286,80 @@ def check_call(params, x, *, lam, beta, rho, output="sigmoid", values: bool = Tr
     """All checks of a ``cost(params, x, lam=, beta=, rho=, output=)`` call.
 
     ``values=False`` leaves out the array values (finite parameters, finite data in the output's
-    range) but still checks the hyperparameters' values: the jitted entry points check the arrays
-    inside their own compiled call instead (:func:`value_stats`, :func:`raise_for_value_stats`).
+    range) but still checks the hyperparameters' values: the compiled entry points check the
+    arrays inside their own compiled call instead (:func:`checked_call`, :func:`values_ok`).
+
+    With ``values=False``, shapes and dtypes that passed are remembered (by the arrays' types,
+    shapes and dtypes), so a loop calling with the same structure pays a set lookup for them.
     """
-    check_output(output)
-    check_params(params, values=values)
-    check_data(x, params, output=output, values=values)
+    if values:
+        check_output(output)
+        check_params(params)
+        check_data(x, params, output=output)
+    else:
+        key = _structure_key(params, x, output)
+        if key is None or key not in _STRUCTURES_CHECKED:
+            check_output(output)
+            check_params(params, values=False)
+            check_data(x, params, output=output, values=False)
+            if key is not None:
+                if len(_STRUCTURES_CHECKED) > 256:
+                    _STRUCTURES_CHECKED.clear()
+                _STRUCTURES_CHECKED.add(key)
     check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
 
 
-def all_concrete(params, x, *others) -> bool:
-    """Every argument of the call is a value (none is a tracer of the caller's ``jit``/``vmap``/``grad``)."""
-    return is_concrete(x) and all(is_concrete(a) for a in (*params, *others))
+_STRUCTURES_CHECKED: set = set()
 
 
-def value_stats(params, x=None) -> jax.Array:
-    """``[params finite, x finite, min x, max x]`` as one vector: what the value checks need,
-    computed inside a jitted entry point's own program and read back in one transfer.
-
-    ``x=None``: the parameters only (``[params finite, 1, 0, 0]``), for data already checked
-    (:func:`data_checked`). Finiteness is read off sums and extrema (a NaN or inf makes
-    ``sum(a * 0)`` NaN, and ``min``/``max`` of ``x`` non-finite), so each array is reduced once.
-    """
-    finite_params = jnp.isfinite(sum(jnp.sum(a * 0) for a in params))
-    dtype = params[0].dtype
-    if x is None:
-        one = jnp.ones((), dtype)
-        return jnp.stack([finite_params.astype(dtype), one, 0 * one, 0 * one])
-    lo, hi = jnp.min(x), jnp.max(x)
-    return jnp.stack([finite_params.astype(dtype), (jnp.isfinite(lo) & jnp.isfinite(hi)).astype(dtype), lo, hi])
+def _structure_key(params, x, output):
+    """What the shape and dtype checks of a call depend on, or ``None`` (then they run in full)."""
+    try:
+        return (
+            output, type(params), type(x), x.shape, x.dtype,
+            *[(type(a), a.shape, a.dtype) for a in params],
+        )
+    except (AttributeError, TypeError):
+        return None
 
 
-def raise_for_value_stats(stats, params, x, *, output: str = "sigmoid", name: str = "x") -> None:
-    """The errors :func:`check_call` would raise for the array values, from :func:`value_stats`.
-
-    One host transfer of four numbers; only on a failure are the arrays inspected again, for the
-    same one-line message (the bad entry and its index).
-    """
-    finite_params, finite_x, lo, hi = (float(v) for v in np.asarray(stats))
-    if not finite_params:
-        check_params(params)
-    if not finite_x or (output == "sigmoid" and (lo < 0 or hi > 1)):
-        check_data_values(x, output=output, name=name)
+# Arrays whose values passed a check, by identity. jax.Arrays are immutable, so an array that
+# passed once passes again: a training or benchmark loop that calls the public functions on the
+# same data (or the same hyperparameter arrays) pays for its check once. (numpy arrays are mutable
+# and are checked every call.) An entry leaves with its array (weakref callback).
+_CHECKED: dict[int, tuple] = {}
 
 
-# Data arrays whose values passed the checks, by identity. jax.Arrays are immutable, so an array
-# that passed once passes again: a training or benchmark loop that calls the public functions on
-# the same data pays for its check once. (numpy arrays are mutable and are checked every call.)
-_CHECKED_DATA: dict[int, tuple] = {}
+def is_checked(a, tag) -> bool:
+    """``a`` (a ``jax.Array``) already passed the value check named by ``tag``."""
+    entry = _CHECKED.get(id(a))
+    return entry is not None and entry[0]() is a and tag in entry[1]
+
+
+def remember_checked(a, tag) -> None:
+    """Record that ``a`` passed the value check named by ``tag`` (``jax.Array`` only, else nothing)."""
+    if not isinstance(a, jax.Array) or isinstance(a, jax.core.Tracer):
+        return
+    key = id(a)
+    entry = _CHECKED.get(key)
+    tags = entry[1] | {tag} if entry is not None and entry[0]() is a else {tag}
+    try:
+        ref = weakref.ref(a, lambda _, key=key: _CHECKED.pop(key, None))
+    except TypeError:
+        return
+    if len(_CHECKED) > 256:
+        _CHECKED.clear()
+    _CHECKED[key] = (ref, frozenset(tags))
 
 
 def data_checked(x, output: str) -> bool:
-    """``x`` (a ``jax.Array``) already passed the value checks for ``output``."""
-    entry = _CHECKED_DATA.get(id(x))
-    return entry is not None and entry[0]() is x and output in entry[1]
+    """``x`` (a ``jax.Array``) already passed the data value checks for ``output``."""
+    return is_checked(x, output)
 
 
 def remember_checked_data(x, output: str) -> None:
-    """Record that ``x`` passed the value checks for ``output`` (``jax.Array`` only)."""
-    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
-        return
-    import weakref
-
-    key = id(x)
-    entry = _CHECKED_DATA.get(key)
-    outputs = entry[1] | {output} if entry is not None and entry[0]() is x else {output}
-    try:
-        ref = weakref.ref(x, lambda _, key=key: _CHECKED_DATA.pop(key, None))
-    except TypeError:
-        return
-    if len(_CHECKED_DATA) > 256:
-        _CHECKED_DATA.clear()
-    _CHECKED_DATA[key] = (ref, frozenset(outputs))
+    """Record that ``x`` passed the data value checks for ``output`` (``jax.Array`` only)."""
+    remember_checked(x, output)
 
 
 def check_layer_input(params, x, *, width: int, name: str = "x", what: str = "n_visible") -> None:

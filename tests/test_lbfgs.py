@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from helpers import assert_tree_close, max_rel_err, random_problem
-from sae_jax.backprop import _cost_and_grad
+from sae_jax.backprop import cost_and_grad as manual_cost_and_grad
 from sae_jax.lbfgs import ScaleByCompactLBFGSState, lbfgs, scale_by_compact_lbfgs
 from sae_jax.step import make_step, make_value_and_grad, optax_promotion
 
@@ -50,7 +50,7 @@ def _optimizer_run(kind, steps=25):
 def _run(dtype=jnp.float64):
     """(params, grad) at every iterate of the optax run (float32: the same iterates, rounded)."""
     _, x = _problem()
-    cost_and_grad = jax.jit(_cost_and_grad)
+    cost_and_grad = jax.jit(manual_cost_and_grad, static_argnames="output")
     out = []
     for p in _optimizer_run("optax")[0]:
         p = jax.tree.map(lambda a: a.astype(dtype), p)

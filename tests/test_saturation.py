@@ -234,7 +234,7 @@ def _lbfgs_rho_hat(p, x, steps):
 
     def step(carry, _):
         q, s = carry
-        J, g = sae.backprop._cost_and_grad_jit(q, x, **hp)  # the manual gradient
+        J, g = sae.cost_and_grad(q, x, **hp)  # the manual gradient (traced: the bare backprop)
         with jax.numpy_dtype_promotion("standard"):  # optax's own indices mix int32/int64 under x64
             u, s = opt.update(g, s, q, value=J, grad=g, value_fn=value_fn)
         return (optax.apply_updates(q, u), s), None
@@ -271,7 +271,7 @@ def test_vmap_mixing_saturated_and_ordinary_members_equals_a_loop():
     shifts = jnp.array([0.0, -1000.0, 0.0])  # member 1 has every unit dead (exact path)
 
     def manual(s):
-        return sae.backprop._cost_and_grad_jit(p._replace(b1=p.b1 + s), x, **HP)
+        return sae.cost_and_grad(p._replace(b1=p.b1 + s), x, **HP)
 
     def autodiff(s):
         return jax.value_and_grad(sae.cost)(p._replace(b1=p.b1 + s), x, **HP)

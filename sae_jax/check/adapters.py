@@ -41,7 +41,7 @@ from ..params import Params
 from ..validate import InputError
 from .probes import Probe, pack_theta, unpack_theta
 
-__all__ = ["load_function", "detect_convention", "Target", "make_target", "ProbeParams"]
+__all__ = ["load_function", "detect_convention", "Target", "make_target", "ProbeParams", "to_numpy", "to_scalar", "rows_grads"]
 
 CONVENTIONS = ("ufldl", "rows")
 
@@ -140,7 +140,8 @@ def _arrays_kind(fn) -> str:
     return "numpy"
 
 
-def _to_numpy(a, what: str) -> np.ndarray:
+def to_numpy(a, what: str) -> np.ndarray:
+    """``a`` (NumPy, JAX, torch, a list...) as a float64 NumPy array; ``what`` names it in the error."""
     if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch tensor
         a = a.detach().cpu().numpy()
     try:
@@ -150,8 +151,9 @@ def _to_numpy(a, what: str) -> np.ndarray:
     return out
 
 
-def _scalar(a, what: str) -> float:
-    arr = _to_numpy(a, what)
+def to_scalar(a, what: str) -> float:
+    """``a`` as a Python float (one element of any shape); ``what`` names it in the error."""
+    arr = to_numpy(a, what)
     if arr.size != 1:
         raise InputError(f"{what} must be a scalar, got shape {arr.shape}")
     return float(arr.reshape(()))
@@ -169,7 +171,7 @@ def _fit(arr: np.ndarray, shape: tuple, what: str) -> np.ndarray:
 _GRAD_KEYS = ("W1", "b1", "W2", "b2")
 
 
-def _rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
+def rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
     """Their rows-form gradient as Params (UFLDL shapes); True if the weights came back transposed."""
     h, n = probe.n_hidden, probe.n_visible
     shapes = {"W1": (h, n), "b1": (h,), "W2": (n, h), "b2": (n,)}
@@ -188,7 +190,7 @@ def _rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
             f"{who}: the gradient must be W1, b1, W2, b2 (a named tuple, dict or sequence of 4 arrays), "
             f"got {type(g).__name__}"
         )
-    arrays = [_to_numpy(a, f"{who}: gradient array {i}") for i, a in enumerate(arrays)]
+    arrays = [to_numpy(a, f"{who}: gradient array {i}") for i, a in enumerate(arrays)]
     sq = lambda a: tuple(d for d in a.shape if d != 1) or (1,)  # noqa: E731
     got = [sq(a) for a in arrays]
     want = lambda order: [tuple(d for d in shapes[k] if d != 1) or (1,) for k in order]  # noqa: E731
@@ -259,7 +261,7 @@ class Target:
             theta = self._inputs(pack_theta(params, self.packing))
             (J, g), who = self._call(probe, theta, n, h, probe.lam, probe.rho, probe.beta, self._inputs(probe.x.T))
             self._note_dtypes([g])
-            grad = _to_numpy(g, f"{who}: gradient")
+            grad = to_numpy(g, f"{who}: gradient")
             N = 2 * h * n + h + n
             if grad.size != N or grad.ndim > 2 or (grad.ndim == 2 and 1 not in grad.shape):
                 raise InputError(f"{who}: gradient has shape {grad.shape}, expected a vector of {N} (like theta)")
@@ -277,8 +279,8 @@ class Target:
                 out, who = self._call(probe, p, x, probe.lam, probe.beta, probe.rho)
             J, g = out
             self._note_dtypes(g.values() if isinstance(g, dict) else g)
-            grads, transposed = _rows_grads(g, probe, who)
-        cost = _scalar(J, f"{who}: cost")
+            grads, transposed = rows_grads(g, probe, who)
+        cost = to_scalar(J, f"{who}: cost")
         bad = [k for k, a in zip(("cost",) + _GRAD_KEYS, (np.asarray(cost),) + tuple(grads)) if not np.all(np.isfinite(a))]
         if bad:
             raise InputError(f"{who} returned non-finite values (NaN or inf) in {', '.join(bad)}")

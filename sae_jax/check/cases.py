@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..validate import InputError
+from .adapters import rows_grads, to_numpy, to_scalar
 from .probes import Probe, pack_theta, probes, reference, unpack_theta
+from .report import DEFAULT_TOL
 
 __all__ = ["write_cases", "read_results", "CASE_FILES"]
 
@@ -124,8 +126,6 @@ def write_cases(directory) -> list[Path]:
     """
     import scipy.io
 
-    from .report import DEFAULT_TOL
-
     d = Path(directory)
     if d.exists() and not d.is_dir():
         raise InputError(f"--write-cases {str(d)!r} exists and is not a directory")
@@ -211,8 +211,6 @@ def _load(path: Path) -> dict[str, dict]:
 
 def read_results(path, output: str | None = None):
     """Read a results file: ``(probes, {packing: {probe: (cost, Params)}})`` for the probes it covers."""
-    from .adapters import _rows_grads, _scalar, _to_numpy
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"results file {str(path)!r} does not exist")
@@ -236,17 +234,17 @@ def read_results(path, output: str | None = None):
         who = f"results for probe {p.name}"
         if "cost" not in f:
             raise InputError(f"{who}: no 'cost' field (fields: {sorted(f)})")
-        J = _scalar(f["cost"], f"{who}: cost")
+        J = to_scalar(f["cost"], f"{who}: cost")
         N = 2 * p.n_hidden * p.n_visible + p.n_hidden + p.n_visible
         if "grad" in f or "grad_rowmajor" in f:
             key, pk = ("grad", "F") if "grad" in f else ("grad_rowmajor", "C")
-            g = _to_numpy(f[key], f"{who}: {key}")
+            g = to_numpy(f[key], f"{who}: {key}")
             if g.size != N:
                 raise InputError(f"{who}: {key} has {g.size} entries, expected {N} (packed like theta)")
             grads = unpack_theta(g.ravel(), p.n_visible, p.n_hidden, pk)
         elif all(k in f for k in ("W1grad", "b1grad", "W2grad", "b2grad")):
             pk = "C"
-            grads, _ = _rows_grads({k: f[k] for k in ("W1grad", "b1grad", "W2grad", "b2grad")}, p, who)
+            grads, _ = rows_grads({k: f[k] for k in ("W1grad", "b1grad", "W2grad", "b2grad")}, p, who)
         else:
             raise InputError(f"{who}: needs 'grad', 'grad_rowmajor' or W1grad/b1grad/W2grad/b2grad (fields: {sorted(f)})")
         if not (np.isfinite(J) and all(np.all(np.isfinite(a)) for a in grads)):
