@@ -23,6 +23,8 @@ produced them, and :class:`~derivations.steps.Check` verdicts):
   (encoder + decoderᵀ, with negative controls), the L1 activation penalty's delta, denoising.
 - :mod:`derivations.numeric`: the lambdified sympy gradient, sae_jax's backprop and ``jax.grad``
   agree to 1e-12 in float64.
+- :mod:`derivations.softmax`: softmax regression's gradient :math:`-\tfrac1m (1\{y\} - P)^\top X + \lambda\theta`, exact at concrete sizes.
+- :mod:`derivations.stacked`: the stacked autoencoder's fine-tuning deltas (UFLDL's stackedAECost), exact at concrete sizes.
 - :mod:`derivations.steps`: rendering (plain text and LaTeX).
 
 Run everything with ``python -m derivations`` (``--latex`` for LaTeX, ``--brief`` for verdicts only).
@@ -32,6 +34,7 @@ Tested against sympy 1.14.0 (pinned in the ``derivations`` extra). sae_jax never
 from . import ae_variants as ae_variants
 from . import concrete as concrete
 from . import numeric as numeric
+from . import softmax as softmax, stacked as stacked  # softmax regression and stacked-AE fine-tuning (issue 15)
 from . import symbolic_m as symbolic_m
 from . import variant as variant
 from .report import run_all as run_all, summary as summary
@@ -53,6 +56,8 @@ __all__ = [
     "render_latex",
     "render_text",
     "run_all",
+    "softmax",
+    "stacked",
     "summary",
     "symbolic_m",
     "variant",

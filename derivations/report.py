@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import ae_variants, concrete, numeric, symbolic_m, variant
+from . import ae_variants, concrete, numeric, softmax, stacked, symbolic_m, variant
 from .steps import Derivation
 
 __all__ = ["run_all", "summary", "brief_summary"]
@@ -36,12 +36,20 @@ def run_all(
         ae_variants.l1_on_sigmoid,
         ae_variants.l1_delta,
         ae_variants.denoising,
+        # The next exercises (issue 15): softmax regression and the stacked autoencoder's fine-tuning.
+        softmax.exp_derivative,
+        softmax.identities,
+        softmax.overparameterised,
+        stacked.identities,
+        stacked.negative_controls,
     ]
     if numerics:
         jobs += [
             lambda: variant.numeric(),
             lambda: numeric.agreement(((n, h, max_m, "sigmoid"), (n, h, max_m, "linear"), (3, 2, 3, "sigmoid"))),
             ae_variants.agreement,
+            softmax.agreement,
+            stacked.agreement,
         ]
     out = []
     for job in jobs:

@@ -17,6 +17,16 @@ Public API::
 Data must be in the parameters' dtype everywhere (nothing is converted silently; see README "Dtypes").
 
 Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> import sae_jax
+  >>> from sae_jax.data import load_dataset
+  >>> params = sae_jax.init_params(jax.random.key(0), 64, 25)       # n_visible = 64, n_hidden = 25
+  >>> x = load_dataset("natural", n_patches=100, dtype=params.W1.dtype)   # (m, 64) patches as rows
+  >>> J, grads = sae_jax.cost_and_grad(params, x, lam=1e-4, beta=3.0, rho=0.01)
+  >>> J.shape, grads.W1.shape, grads.b2.shape
+  ((), (25, 64), (64,))
 """
 
 from .backprop import (
@@ -83,7 +93,7 @@ from .training import (  # noqa: E402  (after the math it uses)
 )
 from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of settings in one vmapped run)
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # noqa: E402
 
 __all__ = [
     "activation_l1",

@@ -383,9 +383,3 @@ def autodiff_cost_and_grad(
         return checked.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     return jax.value_and_grad(lambda p: cost(p, x, lam=lam, beta=beta, rho=rho, output=output, **opts))(params)
 
-
-def _cost_terms_and_grad(params, x, **hyperparams):
-    # Transitional, for training.py until it calls cost_terms_and_grad inside its jit (issue 13;
-    # the lead removes this on merging). The data are cast to the parameters' dtype, which optax's
-    # line searches promote under x64: the numbers JAX's promotion gave before.
-    return cost_terms_and_grad(params, x.astype(params.W1.dtype), **hyperparams)

@@ -19,11 +19,22 @@ Two safetensors files, both loadable with plain numpy (``safetensors.numpy.load_
     estimate is on), and as metadata the config, the data spec, the data's SHA-256 and a
     SHA-256 over all tensors and metadata (``"sha256"``). :func:`load_checkpoint` recomputes it,
     so a truncated or corrupted file raises :class:`~sae_jax.InputError` instead of resuming
-    from garbage. :mod:`sae_jax.training` writes a checkpoint only for a state whose full-data
-    cost and gradient are finite.
+    from garbage. The trainer writes a checkpoint only for a state whose full-data cost and
+    gradient are finite (through :class:`sae_jax.rundir.RunDir`, which owns the run directory).
 
 Both are written with the header in a fixed order (metadata keys sorted), so identical
 contents are identical files.
+
+Examples:
+  >>> import tempfile, pathlib, jax
+  >>> from sae_jax import init_params
+  >>> from sae_jax.checkpoint import load_params, save_params
+  >>> d = pathlib.Path(tempfile.mkdtemp())
+  >>> p = init_params(jax.random.key(0), 4, 2)
+  >>> save_params(d / "params.safetensors", p, config={"n_hidden": 2})
+  >>> q, config = load_params(d)
+  >>> bool((q.W1 == p.W1).all()), config
+  (True, {'n_hidden': 2})
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .params import Params
-from .validate import InputError
+from .validate import InputError, check_params
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -52,6 +63,7 @@ __all__ = [
     "save_params",
     "load_params",
     "find_params_file",
+    "read_safetensors",
 ]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -194,7 +206,7 @@ def save_checkpoint(
     atomic_write_bytes(path, _serialize(tensors, metadata))
 
 
-def _read_safetensors(path, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_safetensors(path, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Tensors and header metadata of a safetensors file; any failure is an InputError."""
     import safetensors.numpy
 
@@ -227,7 +239,7 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     Raises :class:`~sae_jax.InputError` if the file is missing, truncated, corrupted
     (checksum mismatch) or not a sae-jax checkpoint.
     """
-    tensors, md = _read_safetensors(path, "checkpoint")
+    tensors, md = read_safetensors(path, "checkpoint")
     if md.get("format") != FORMAT:
         raise InputError(
             f"checkpoint {str(path)!r} is not a sae-jax training checkpoint (format={md.get('format')!r})"
@@ -273,8 +285,6 @@ def _params_from_tensors(tensors, prefix: str, path) -> Params:
         p = Params(*(tensors[prefix + k] for k in PARAM_FIELDS))
     except KeyError as e:
         raise InputError(f"{str(path)!r} holds no sae-jax parameters (missing tensor {e.args[0]!r})") from None
-    from .validate import check_params
-
     check_params(p)
     return p
 
@@ -297,7 +307,7 @@ def find_params_file(path) -> Path:
 def load_params(path) -> tuple[Params, dict]:
     """Parameters (numpy arrays) and config from a run directory, params file or checkpoint."""
     f = find_params_file(path)
-    tensors, md = _read_safetensors(f, "params file")
+    tensors, md = read_safetensors(f, "params file")
     if md.get("format") == FORMAT:
         tensors, meta = load_checkpoint(f)
         return _params_from_tensors(tensors, "params/", f), meta["config"]

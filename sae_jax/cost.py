@@ -402,9 +402,3 @@ def cost(
     """
     return cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input).cost
 
-
-def _cost_terms(params, x, **hyperparams):
-    # Transitional, for training.py and sweep.py until they call cost_terms inside their jit
-    # (issue 13; the lead removes this on merging). The data are cast to the parameters' dtype,
-    # which optax's line searches promote under x64: the numbers JAX's promotion gave before.
-    return cost_terms(params, x.astype(params.W1.dtype), **hyperparams)

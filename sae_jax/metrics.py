@@ -17,20 +17,26 @@ What a researcher looks at after (and during) training, beyond the cost:
   (:func:`split_validation` is the trainer's deterministic split, ``TrainConfig.validation_fraction``).
 
 :func:`evaluate` computes all of it in one jitted forward pass and returns plain Python numbers
-(the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``). Data follow the package's dtype
-rule: ``x`` in the parameters' dtype.
+(the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``); :func:`evaluate_unchecked` is
+the same pass for inputs checked once beforehand (the trainer's row after every chunk). Data
+follow the package's dtype rule: ``x`` in the parameters' dtype.
 
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> from sae_jax import init_params
-  >>> from sae_jax.metrics import reconstruction_errors, unit_activation_range, dead_units
-  >>> p = init_params(jax.random.key(0), 4, 2)
+  >>> from sae_jax.metrics import dead_units, reconstruction_errors, unit_activation_range
+  >>> p = init_params(jax.random.key(0), 4, 3)             # n_visible = 4, n_hidden = 3
   >>> x = jnp.full((5, 4), 0.5)
-  >>> reconstruction_errors(p, x).shape                # one e_i per sample
+  >>> reconstruction_errors(p, x).shape                     # one e_i per sample
   (5,)
-  >>> a2_min, a2_max, rho_hat = unit_activation_range(p, x)
-  >>> dead_units(a2_max).tolist()                      # no unit stays below 0.1 here
-  [False, False]
+  >>> a2_min, a2_max, rho_hat = unit_activation_range(p, x)  # per hidden unit, over samples
+  >>> a2_max.shape, dead_units(a2_max, threshold=0.1).dtype
+  ((3,), dtype('bool'))
+  >>> from sae_jax.metrics import evaluate, evaluate_unchecked
+  >>> p, x = init_params(jax.random.key(0), 4, 2), jnp.full((8, 4), 0.5)
+  >>> m = evaluate(p, x, lam=1e-4, beta=3.0, rho=0.1)
+  >>> m == evaluate_unchecked(p, x, lam=1e-4, beta=3.0, rho=0.1, output="sigmoid")
+  True
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "rho_hat_histogram",
     "split_validation",
     "evaluate",
+    "evaluate_unchecked",
     "format_table",
 ]
 
@@ -209,13 +216,17 @@ def evaluate(
     validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
     _check_threshold("dead_threshold", dead_threshold)
     _check_threshold("saturation_threshold", saturation_threshold)
-    return _evaluate(params, x, lam=lam, beta=beta, rho=rho, output=output, dead_threshold=dead_threshold,
+    return evaluate_unchecked(params, x, lam=lam, beta=beta, rho=rho, output=output, dead_threshold=dead_threshold,
                      saturation_threshold=saturation_threshold, details=details)
 
 
-def _evaluate(params, x, *, lam, beta, rho, output, dead_threshold=DEAD_THRESHOLD,
-              saturation_threshold=SATURATION_THRESHOLD, details=False) -> dict:
-    """:func:`evaluate` without the input checks (the trainer's per-chunk rows: inputs checked once)."""
+def evaluate_unchecked(params, x, *, lam, beta, rho, output, dead_threshold=DEAD_THRESHOLD,
+                       saturation_threshold=SATURATION_THRESHOLD, details=False) -> dict:
+    """:func:`evaluate` for inputs already checked: no value checks, the one jitted pass only.
+
+    For callers that check params, data and hyperparameters once and then evaluate many times
+    (the trainer's metrics row after every chunk). Same keys and arguments as :func:`evaluate`.
+    """
     dtype = params.W1.dtype
     terms, errors, a2_min, a2_max = jax.device_get(_pass(
         params, x, jnp.asarray(lam, dtype), jnp.asarray(beta, dtype), jnp.asarray(rho, dtype), output=output,

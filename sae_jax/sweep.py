@@ -38,6 +38,11 @@ Output directory (``out_dir``)::
 
 Each ``settings/*`` directory works with ``sae-jax visualize`` and ``sae-jax encode``, and
 ``train(x, config, params=...)`` warm-starts from its parameters.
+
+Examples:
+  >>> from sae_jax.sweep import grid_settings
+  >>> [tuple(s.values()) for s in grid_settings({"beta": [0, 3], "rho": 0.05})]  # (beta, rho, lam)
+  [(0.0, 0.05, 0.0001), (3.0, 0.05, 0.0001)]
 """
 
 from __future__ import annotations
@@ -50,7 +55,6 @@ import itertools
 import json
 import math
 import numbers
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,23 +66,16 @@ import numpy as np
 from jax import lax
 
 from . import checkpoint as ckpt
-from .cost import _cost_terms, sparsity
+from . import display
+from .config import TrainConfig, validate_config
+from .cost import cost_terms, sparsity
+from .inputs import check_batch_size, spec_dict, training_data
+from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, runner_for
 from .params import Params
-from .training import (
-    _CAUSES,
-    SWEEP_BATCHING,
-    Hyperparams,
-    TrainConfig,
-    TrainState,
-    _training_data,
-    _runner_for,
-    _spec_dict,
-    _version,
-    init_state,
-    make_optimizer,
-    validate_config,
-)
+from .rundir import RunDir, atomic_picture
+from .step import make_optimizer
 from .validate import InputError, check_data, check_hyperparams
+from .version import __version__
 
 __all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
 
@@ -158,10 +155,6 @@ def grid_settings(grid, config: TrainConfig | None = None) -> list[dict]:
     Raises:
       InputError: an empty grid, an unknown key, a value that is not a finite real number in
         range (λ ≥ 0, β ≥ 0, 0 < ρ < 1), or the same setting twice.
-
-    Example:
-      >>> [tuple(s.values()) for s in grid_settings({"beta": [0, 3], "rho": 0.05})]
-      [(0.0, 0.05, 0.0001), (3.0, 0.05, 0.0001)]
     """
     config = TrainConfig() if config is None else config
     base = {k: float(getattr(config, k)) for k in SWEPT}
@@ -218,7 +211,7 @@ def _terms_k(params, x, hp: Hyperparams, *, output, batching):
 
     def one(args):
         p, lam, beta, rho = args
-        t = _cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output)
+        t = cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output)
         return t, sparsity(t.rho_hat, rho=rho, beta=jnp.ones_like(beta))
 
     args = (params, hp.lam, hp.beta, hp.rho)
@@ -228,19 +221,11 @@ def _terms_k(params, x, hp: Hyperparams, *, output, batching):
 def _evaluate_k(params, x, hp: Hyperparams, config: TrainConfig, batching: str) -> list[dict]:
     t, kl = jax.device_get(_terms_k(params, x, hp, output=config.output, batching=batching))
     rh = np.asarray(t.rho_hat, np.float64)
-    n = x.shape[1]
+    cols = dict(cost=t.cost, reconstruction=t.reconstruction, weight_decay=t.weight_decay, sparsity=t.sparsity, kl_sum=kl)
     return [
-        {
-            "cost": float(t.cost[k]),
-            "reconstruction": float(t.reconstruction[k]),
-            "weight_decay": float(t.weight_decay[k]),
-            "sparsity": float(t.sparsity[k]),
-            "kl_sum": float(kl[k]),
-            "rho_hat_mean": float(rh[k].mean()),
-            "rho_hat_min": float(rh[k].min()),
-            "rho_hat_max": float(rh[k].max()),
-            "mse": 2.0 * float(t.reconstruction[k]) / n,
-        }
+        {**{name: float(v[k]) for name, v in cols.items()}, "rho_hat_mean": float(rh[k].mean()),
+         "rho_hat_min": float(rh[k].min()), "rho_hat_max": float(rh[k].max()),
+         "mse": 2.0 * float(t.reconstruction[k]) / x.shape[1]}
         for k in range(rh.shape[0])
     ]
 
@@ -304,12 +289,9 @@ def sweep(
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None and (out_dir / SWEEP_JSON).exists():
         raise InputError(f"output directory {str(out_dir)!r} already holds a {SWEEP_JSON}; choose another")
-    data_spec = _spec_dict(data_spec)
-    x_np = _training_data(x, data_spec, config, "sweep")
-    if not config.full_batch and config.batch_size > x_np.shape[0]:
-        raise InputError(
-            f"batch_size must be <= the number of samples ({x_np.shape[0]}), got {config.batch_size}"
-        )
+    data_spec = spec_dict(data_spec)
+    x_np = training_data(x, data_spec, config, "sweep")
+    check_batch_size(config, x_np.shape[0])
     x_dev = jnp.asarray(x_np)
     template = init_state(config, x_dev, make_optimizer(config))
     check_data(x_dev, template.params, output=config.output)
@@ -318,17 +300,12 @@ def sweep(
     dtype = jnp.dtype(config.dtype)
     hp = Hyperparams(*(jnp.asarray([s[k] for s in settings], dtype) for k in Hyperparams._fields))
 
-    def batched(a):
-        return None if a is None else jnp.broadcast_to(a, (K, *jnp.shape(a)))
-
-    state = template._replace(
-        params=jax.tree.map(batched, template.params),
-        opt_state=jax.tree.map(batched, template.opt_state),
-        rho_ema=batched(template.rho_ema),
-    )
+    batched = lambda a: None if a is None else jnp.broadcast_to(a, (K, *jnp.shape(a)))  # noqa: E731
+    state = template._replace(params=jax.tree.map(batched, template.params),
+                              opt_state=jax.tree.map(batched, template.opt_state), rho_ema=batched(template.rho_ema))
 
     t0 = time.perf_counter()
-    runner = _runner_for(config, None, batching=batching)
+    runner = runner_for(config, batching=batching)
     jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
     compile_s = time.perf_counter() - t0
 
@@ -346,15 +323,14 @@ def sweep(
     while step < config.steps:
         n = min(C - step % C, config.steps - step)
         t1 = time.perf_counter()
-        new_state, values, bad, cause, bad_value = runner(state, x_dev, jnp.asarray(n, jnp.int32), hp)
-        jax.block_until_ready(new_state)
+        out = jax.block_until_ready(runner(state, x_dev, jnp.asarray(n, jnp.int32), hp))
         dt = time.perf_counter() - t1
         train_s += dt
-        values, bad, cause, bad_value = (np.asarray(a) for a in jax.device_get((values, bad, cause, bad_value)))
+        values, bad, cause, bad_value = (np.asarray(a) for a in jax.device_get(out[1:]))
         for k in range(K):
             if bad[k] >= 0 and diverged[k] is None:
-                diverged[k] = (int(bad[k]), _CAUSES.get(int(cause[k]), "non-finite value"), float(bad_value[k]))
-        state = new_state
+                diverged[k] = (int(bad[k]), CAUSES.get(int(cause[k]), "non-finite value"), float(bad_value[k]))
+        state = out.state
         step = int(state.step)
         with np.errstate(all="ignore"):
             batch_costs = np.nanmean(np.asarray(values[:, :n], np.float64), axis=1)
@@ -365,16 +341,13 @@ def sweep(
         if progress is not None:
             progress({"step": step, "steps": config.steps, "settings": K, "elapsed_s": train_s})
 
-    summary = []
-    for k, s in enumerate(settings):
-        d = diverged[k]
-        summary.append({
-            "index": k, **s, **{key: v for key, v in metrics[k][-1].items()
-                                 if key not in ("batch_cost", "step_time_s", "elapsed_s")},
-            "diverged_step": None if d is None else d[0],
-            "diverged_cause": None if d is None else d[1],
-            "dir": f"settings/{_dir_name(k, s)}",
-        })
+    timing = ("batch_cost", "step_time_s", "elapsed_s")
+    summary = [
+        {"index": k, **s, **{key: v for key, v in metrics[k][-1].items() if key not in timing},
+         "diverged_step": None if d is None else d[0], "diverged_cause": None if d is None else d[1],
+         "dir": f"settings/{_dir_name(k, s)}"}
+        for k, (s, d) in enumerate(zip(settings, diverged))
+    ]
     if out_dir is not None:
         _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
                compile_s, train_s, pictures, batching)
@@ -391,28 +364,20 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
            compile_s, train_s, pictures, batching) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     n_visible = int(x_np.shape[1])
-    side = math.isqrt(n_visible)
-    square = side * side == n_visible
-    notes = []
+    square = math.isqrt(n_visible) ** 2 == n_visible
     for k, s in enumerate(settings):
-        d = out_dir / summary[k]["dir"]
-        d.mkdir(parents=True, exist_ok=True)
-        cfg = dataclasses.replace(config, **s).to_dict()
+        run = RunDir(out_dir / summary[k]["dir"], dataclasses.replace(config, **s))
+        run.path.mkdir(parents=True, exist_ok=True)
         p = Params(*(np.asarray(a[k]) for a in state.params))
-        ckpt.save_params(d / ckpt.PARAMS_NAME, p, config={**cfg, "n_visible": n_visible, "step": int(state.step)})
-        ckpt.atomic_write_text(d / ckpt.METRICS_NAME, "".join(json.dumps(r) + "\n" for r in metrics[k]))
-        ckpt.atomic_write_text(d / ckpt.CONFIG_NAME, json.dumps({
-            "config": cfg, "data_spec": data_spec, "n_visible": n_visible, "n_samples": int(x_np.shape[0]),
-            "sweep": {"index": k, "dir": str(out_dir)},
-        }, indent=2) + "\n")
+        run.save_params(p, run.config.to_dict(), step=int(state.step))
+        run.write_metrics(metrics[k])
+        run.write_config({
+            "config": run.config.to_dict(), "data_spec": data_spec, "n_visible": n_visible,
+            "n_samples": int(x_np.shape[0]), "sweep": {"index": k, "dir": str(out_dir)},
+        })
         if pictures and square:
-            from .display import save_filters_png
-
-            tmp = d / ".filters.png.tmp.png"
-            save_filters_png(p.W1, tmp, title=_label(s))
-            os.replace(tmp, d / "filters.png")
-    if pictures and not square:
-        notes.append(f"filters.png skipped: n_visible={n_visible} is not a square")
+            atomic_picture(run.path / "filters.png", lambda f: display.save_filters_png(p.W1, f, title=_label(s)))
+    notes = [f"filters.png skipped: n_visible={n_visible} is not a square"] if pictures and not square else []
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=_SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -420,14 +385,10 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
         w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in _SUMMARY_FIELDS})
     ckpt.atomic_write_text(out_dir / SUMMARY_CSV, buf.getvalue())
     if pictures:
-        from .display import save_sweep_png
-
-        tmp = out_dir / f".{TRADEOFF_PNG}.tmp.png"
-        save_sweep_png(summary, tmp, title=(
+        atomic_picture(out_dir / TRADEOFF_PNG, lambda f: display.save_sweep_png(summary, f, title=(
             f"{len(settings)} settings, {config.optimizer} {config.steps} steps, "
             f"n_hidden={config.n_hidden}, {config.dtype}"
-        ))
-        os.replace(tmp, out_dir / TRADEOFF_PNG)
+        )))
     ckpt.atomic_write_text(out_dir / SWEEP_JSON, json.dumps({
         "config": config.to_dict(),
         "swept": list(SWEPT),
@@ -436,7 +397,7 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
         "n_visible": n_visible,
         "n_samples": int(x_np.shape[0]),
         "data_sha256": ckpt.data_sha256(x_np),
-        "sae_jax_version": _version(),
+        "sae_jax_version": __version__,
         "batching": batching,
         "compile_s": compile_s,
         "train_s": train_s,

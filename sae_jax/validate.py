@@ -87,9 +87,9 @@ def check_params(params, *, values: bool = True) -> None:
     ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)`` or ``None`` (tied: ``W2 = W1.T``), ``b2 (n,)``;
     finite values when concrete (unless ``values=False``: shapes and dtypes only)."""
     names = PARAM_FIELDS
-    # Params is the NamedTuple with these fields (checked by its fields: this module is a leaf).
-    if not (isinstance(params, tuple) and getattr(type(params), "_fields", None) == PARAM_FIELDS
-            and type(params).__name__ == "Params"):
+    # Params is the NamedTuple with these fields (recognised by them, subclasses included: this
+    # module is a leaf and does not import it).
+    if not (isinstance(params, tuple) and getattr(type(params), "_fields", None) == PARAM_FIELDS):
         hint = (
             "; wrap it: sae_jax.Params(*params)"
             if isinstance(params, (tuple, list)) and len(params) == 4 else ""

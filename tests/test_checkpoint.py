@@ -233,7 +233,7 @@ def test_checkpoints_written_by_safetensors_itself_still_load(tmp_path):
     # Files from before the fixed-order writer (safetensors.numpy.save) keep loading.
     f = tmp_path / "c.safetensors"
     p = _save(f)
-    tensors, md = ckpt._read_safetensors(f, "checkpoint")
+    tensors, md = ckpt.read_safetensors(f, "checkpoint")
     f.write_bytes(safetensors.numpy.save(tensors, metadata=md))
     tensors2, meta = ckpt.load_checkpoint(f)
     assert meta["step"] == 3

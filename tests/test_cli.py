@@ -298,3 +298,56 @@ def test_visualize_and_encode_detect_a_flipped_bit_in_params(run_dir, tmp_path, 
     _bad(["encode", str(d), "--patch-size", "4", "--n-patches", "20", "--out", str(tmp_path / "a.npy")], capsys,
          "corrupt: its SHA-256 checksum")
     assert not (tmp_path / "f.png").exists() and not (tmp_path / "a.npy").exists()
+
+
+def test_every_train_config_field_is_a_flag_of_train_and_sweep():
+    """Issue 13: the flags are generated from TrainConfig's field metadata, so a new field is a new
+    flag (type, choices, help and default from config.py) without touching the CLI."""
+    import dataclasses
+
+    from sae_jax.cli import build_parser
+    from sae_jax.config import TrainConfig, field_help
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    defaults = TrainConfig()
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for command in ("train", "sweep"):
+        by_dest = {a.dest: a for a in sub[command]._actions}
+        argv = []
+        for name in fields:
+            info, action = field_help(name), by_dest[name]
+            assert action.option_strings == ["--" + name.replace("_", "-")]
+            assert action.default is None  # not given: the config's (or the checkpoint's) value
+            assert info["help"] in action.help and "(default " in action.help
+            if command == "sweep" and name in ("lam", "beta", "rho"):
+                assert action.type is None and "comma-separated" in action.help
+                argv += [action.option_strings[0], f"{info['default']!r},{info['default']!r}"]
+                continue
+            assert action.type is info["type"] and action.choices == info["choices"]
+            other = info["choices"][-1] if info["choices"] else info["type"](1)
+            argv += [action.option_strings[0], str(other)]
+        args = parser.parse_args([command, *argv])
+        for name in fields:
+            value = getattr(args, name)
+            if command == "sweep" and name in ("lam", "beta", "rho"):
+                assert value == f"{getattr(defaults, name)!r},{getattr(defaults, name)!r}"
+            else:
+                want = field_help(name)["choices"][-1] if field_help(name)["choices"] else field_help(name)["type"](1)
+                assert value == want and type(value) is field_help(name)["type"], name
+    # gradcheck's hyperparameters are the same fields, with the config's defaults
+    g = parser.parse_args(["gradcheck"])
+    assert (g.n_hidden, g.lam, g.beta, g.rho, g.output) == (defaults.n_hidden, defaults.lam, defaults.beta,
+                                                            defaults.rho, defaults.output)
+
+
+def test_every_command_has_its_module():
+    """main imports a command's module when it runs (sae_jax.cli.COMMANDS): one per subcommand."""
+    import importlib
+
+    from sae_jax.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert list(sub) == list(COMMANDS)
+    for command, module in COMMANDS.items():
+        assert callable(getattr(importlib.import_module(f"sae_jax.cli.{module}"), f"cmd_{command}"))

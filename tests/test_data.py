@@ -54,10 +54,10 @@ def test_natural_deterministic_per_seed(natural):
 
 def test_natural_whitened_images_are_cached():
     data.natural_image_patches(10, 8, seed=0)
-    hits = data._whitened_natural_images.cache_info().hits
+    hits = data.whitened_natural_images.cache_info().hits
     data.natural_image_patches(10, 8, seed=3)
-    assert data._whitened_natural_images.cache_info().hits == hits + 1
-    img = data._whitened_natural_images(0.4, 2)[0]
+    assert data.whitened_natural_images.cache_info().hits == hits + 1
+    img = data.whitened_natural_images(0.4, 2)[0]
     with pytest.raises(ValueError):
         img[0, 0] = 1.0  # the cache is read-only, so no caller can corrupt it
 
@@ -454,3 +454,93 @@ def test_import_sae_jax_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ labels
+
+
+def _idx_labels_bytes(y, magic=0x00000801, count=None):
+    return struct.pack(">ii", magic, len(y) if count is None else count) + np.asarray(y, np.uint8).tobytes()
+
+
+def test_digits_labels():
+    x, y = data.load_dataset("digits", labels=True)
+    np.testing.assert_array_equal(x, data.load_digits())
+    assert y.shape == (1797,) and y.dtype == np.int64
+    assert set(np.unique(y)) == set(range(10))
+    np.testing.assert_array_equal(y, data.load_digit_labels())
+    np.testing.assert_array_equal(y[:10], np.arange(10))  # scikit-learn's order: 0, 1, ..., 9, 0, ...
+    x32, y32 = data.load_dataset("digits", labels=True, dtype="float32")
+    assert x32.dtype == np.float32 and y32.dtype == np.int64
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mnist_idx_with_labels(tmp_path, idx_images, compress):
+    y = np.array([7, 0, 255, 3, 9], dtype=np.uint8)
+    pack = gzip.compress if compress else (lambda b: b)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(pack(_idx_bytes(idx_images)))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(pack(_idx_labels_bytes(y)))
+    got = data.load_mnist_idx_labels(tmp_path / "train-labels-idx1-ubyte")
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, [7, 0, 255, 3, 9])
+    x, yy = data.load_dataset(
+        tmp_path / "train-images-idx3-ubyte", labels=True, labels_path=tmp_path / "train-labels-idx1-ubyte"
+    )
+    np.testing.assert_array_equal(x, data.load_mnist_idx(tmp_path / "train-images-idx3-ubyte"))
+    np.testing.assert_array_equal(yy, got)
+
+
+def test_npy_data_with_npy_labels(tmp_path):
+    np.save(tmp_path / "x.npy", np.full((3, 2), 0.5))
+    np.save(tmp_path / "y.npy", np.array([2, 0, 1], dtype=np.int32))
+    x, y = data.load_dataset(tmp_path / "x.npy", labels=True, labels_path=tmp_path / "y.npy")
+    assert x.shape == (3, 2) and y.dtype == np.int64
+    np.testing.assert_array_equal(y, [2, 0, 1])
+    for bad, match in [
+        (np.array([0.0, 1.0, 2.0]), "must be integer class indices, got dtype float64"),
+        (np.array([[0, 1, 2]]), r"must be a non-empty 1-D array of class indices, got shape \(1, 3\)"),
+        (np.array([0, -1, 2]), "must be class indices >= 0, got minimum -1"),
+    ]:
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(InputError, match=match):
+            data.load_dataset(tmp_path / "x.npy", labels=True, labels_path=tmp_path / "bad.npy")
+
+
+def test_labels_errors(tmp_path, idx_images, images_mat):
+    images = tmp_path / "train-images-idx3-ubyte"
+    images.write_bytes(_idx_bytes(idx_images))
+    lab = tmp_path / "train-labels-idx1-ubyte"
+    # wrong magic: an images file (2051) given as labels, and a 2-D "labels" file
+    with pytest.raises(InputError, match=r"not an IDX labels file: magic number 2051, expected 2049.*images file"):
+        data.load_mnist_idx_labels(images)
+    lab.write_bytes(_idx_labels_bytes([1, 2], magic=0x00000802))
+    with pytest.raises(InputError, match="not an IDX labels file: magic number 2050, expected 2049"):
+        data.load_dataset(images, labels=True, labels_path=lab)
+    # header count disagrees with the bytes, and label count disagrees with the images
+    lab.write_bytes(_idx_labels_bytes([1, 2, 3], count=4))
+    with pytest.raises(InputError, match="holds 3 label bytes, but its header says 4"):
+        data.load_mnist_idx_labels(lab)
+    lab.write_bytes(_idx_labels_bytes([1, 2, 3]))
+    with pytest.raises(InputError, match=r"holds 3 labels but data in .* has 5 samples; expected one label per sample"):
+        data.load_dataset(images, labels=True, labels_path=lab)
+    # sources without labels, and labels_path misuse
+    with pytest.raises(InputError, match="labels=True: the 'natural' dataset has no labels"):
+        data.load_dataset("natural", labels=True)
+    with pytest.raises(InputError, match="labels=True: patches sampled from .*IMAGES.mat has no labels"):
+        data.load_dataset(images_mat[0], labels=True, labels_path=lab)
+    with pytest.raises(InputError, match="needs labels_path= naming its labels file"):
+        data.load_dataset(images, labels=True)
+    with pytest.raises(InputError, match="labels_path is given but labels=False"):
+        data.load_dataset(images, labels_path=lab)
+    with pytest.raises(InputError, match="'digits' carries its own labels"):
+        data.load_dataset("digits", labels=True, labels_path=lab)
+    with pytest.raises(InputError, match="data file not found: .*nope"):
+        data.load_dataset(images, labels=True, labels_path=tmp_path / "nope")
+    with pytest.raises(InputError, match="labels must be True or False"):
+        data.load_dataset("digits", labels=1)
+
+
+def test_load_from_spec_with_labels():
+    x, y = data.load_from_spec(data.data_spec("digits"), labels=True)
+    np.testing.assert_array_equal(y, data.load_digit_labels())
+    np.testing.assert_array_equal(x, data.load_digits())

@@ -19,7 +19,7 @@ import pytest
 from helpers import assert_tree_close, max_rel_err, random_problem
 from sae_jax.backprop import cost_and_grad as manual_cost_and_grad
 from sae_jax.lbfgs import ScaleByCompactLBFGSState, lbfgs, scale_by_compact_lbfgs
-from sae_jax.training import _optax_promotion, make_step, make_value_and_grad
+from sae_jax.step import make_step, make_value_and_grad, optax_promotion
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 
@@ -36,7 +36,7 @@ def _optimizer_run(kind, steps=25):
     vg = make_value_and_grad("manual", **HP)
     opt = optax.lbfgs(memory_size=4) if kind == "optax" else lbfgs(memory_size=4)
     step = jax.jit(make_step(vg, opt))
-    with _optax_promotion():
+    with optax_promotion():
         state = opt.init(p)
     params, values = [p], []
     for _ in range(steps):
@@ -66,11 +66,11 @@ def _trajectory(steps, dtype=jnp.float64):
 
 def _directions(transform, trajectory):
     update = jax.jit(transform.update)
-    with _optax_promotion():
+    with optax_promotion():
         state = transform.init(trajectory[0][0])
     dirs = []
     for p, g in trajectory:
-        with _optax_promotion():
+        with optax_promotion():
             d, state = update(g, state, p)
         dirs.append(d)
     return dirs, state
@@ -147,7 +147,7 @@ def test_vmap_over_settings():
     t = scale_by_compact_lbfgs(3)
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
     update = jax.jit(jax.vmap(t.update))
-    with _optax_promotion():
+    with optax_promotion():
         state = jax.vmap(t.init)(stack([tr[0][0] for tr in trajs]))
         for k in range(7):
             p = stack([tr[k][0] for tr in trajs])
@@ -168,7 +168,7 @@ def test_lbfgs_without_line_search_is_a_scaled_direction():
     traj = _trajectory(5)
     want, _ = _directions(scale_by_compact_lbfgs(4), traj)
     opt = lbfgs(learning_rate=0.1, memory_size=4, linesearch=None)
-    with _optax_promotion():
+    with optax_promotion():
         state = opt.init(traj[0][0])
         for (p, g), d in zip(traj, want):
             u, state = opt.update(g, state, p)

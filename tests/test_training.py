@@ -65,7 +65,7 @@ def test_manual_and_autodiff_give_the_same_trajectory(base):
 
 
 def test_lbfgs_decreases_monotonically_and_compiles_once():
-    from sae_jax.training import _runner_for
+    from sae_jax.loop import runner_for
 
     r = train(X, LBFGS)
     costs = [row["cost"] for row in r.metrics]
@@ -73,7 +73,7 @@ def test_lbfgs_decreases_monotonically_and_compiles_once():
     assert [row["step"] for row in r.metrics] == [0, 5, 10, 12]
     # chunks of 5, 5, 2 all ran one executable: the state the loop returns has the types it was
     # compiled for (optax's weak-typed line-search fields would otherwise force a second compile)
-    assert _runner_for(LBFGS, None)._cache_size() == 1
+    assert runner_for(LBFGS)._cache_size() == 1
 
 
 def test_sgd_runs_and_float32_is_preserved():
@@ -439,7 +439,7 @@ def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(
     import sae_jax.training as training
     from sae_jax import checkpoint as ckpt
 
-    monkeypatch.setattr(training, "_nonfinite_state", lambda *a, **k: None)
+    monkeypatch.setattr(training, "nonfinite_state", lambda *a, **k: None)
     with pytest.raises(TrainingDiverged):
         train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
     monkeypatch.undo()
@@ -511,15 +511,15 @@ def test_validation_split_rows_are_held_out_and_logged(tmp_path):
 def test_new_lam_beta_rho_compile_nothing():
     from helpers import count_compiles
 
-    from sae_jax.training import _runner_for
+    from sae_jax.loop import runner_for
 
     train(X, LBFGS)  # compiles (or reuses) the runner and the metrics' evaluation
     other = dataclasses.replace(LBFGS, lam=3e-3, beta=0.5, rho=0.2)
     with count_compiles() as c:
         r = train(X, other)
     assert c.n == 0  # λ, β, ρ are traced arguments of the compiled runner
-    assert _runner_for(other, None) is _runner_for(LBFGS, None)
-    assert _runner_for(LBFGS, None)._cache_size() == 1
+    assert runner_for(other) is runner_for(LBFGS)
+    assert runner_for(LBFGS)._cache_size() == 1
     # and the new values are the ones used: the run's last cost is the cost of its params at them
     J = cost_and_grad(r.params, jnp.asarray(X), lam=3e-3, beta=0.5, rho=0.2)[0]
     np.testing.assert_allclose(r.metrics[-1]["cost"], float(J), rtol=1e-13)

@@ -87,3 +87,77 @@ def variant_autoencoder_cost(
     if tied:  # d/dW1 of W2 = W1': the decoder's gradient, transposed, adds to the encoder's
         return cost, np.concatenate([(W1grad + W2grad.T).ravel(order="F"), b1grad, b2grad])
     return cost, np.concatenate([W1grad.ravel(order="F"), W2grad.ravel(order="F"), b1grad, b2grad])
+
+
+# --- softmaxCost.m and stackedAECost.m ------------------------------------------------------------
+# Transcribed from the UFLDL exercises' MATLAB (column layout: data is inputSize x m, labels are
+# MATLAB's 1..numClasses, theta flat and column-major), again with no code shared with sae_jax.
+
+
+def _ground_truth(labels, num_classes):
+    """``full(sparse(labels, 1:m, 1))``: numClasses x m, with MATLAB's 1-based labels."""
+    m = labels.shape[0]
+    gt = np.zeros((num_classes, m))
+    gt[labels - 1, np.arange(m)] = 1.0
+    return gt
+
+
+def softmax_cost(theta, num_classes, input_size, lam, data, labels):
+    """``[cost, grad] = softmaxCost(theta, numClasses, inputSize, lambda, data, labels)``."""
+    theta = theta.reshape(num_classes, input_size, order="F")
+    m = data.shape[1]
+    gt = _ground_truth(labels, num_classes)
+    M = theta @ data
+    M = M - M.max(axis=0, keepdims=True)
+    h = np.exp(M)
+    h = h / h.sum(axis=0, keepdims=True)
+    cost = -1.0 / m * np.sum(gt * np.log(h)) + lam / 2 * np.sum(theta**2)
+    thetagrad = -1.0 / m * ((gt - h) @ data.T) + lam * theta
+    return cost, thetagrad.ravel(order="F")
+
+
+def stack2params(stack):
+    """``[stack{1}.w(:); stack{1}.b(:); stack{2}.w(:); ...]`` for a list of ``(w, b)``."""
+    return np.concatenate([np.concatenate([w.ravel(order="F"), b.ravel()]) for w, b in stack])
+
+
+def params2stack(params, layer_sizes):
+    """Inverse of :func:`stack2params`; ``layer_sizes = [inputSize, h1, h2, ...]`` (UFLDL's netconfig)."""
+    stack, pos = [], 0
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        w = params[pos : pos + n_out * n_in].reshape(n_out, n_in, order="F")
+        pos += n_out * n_in
+        b = params[pos : pos + n_out]
+        pos += n_out
+        stack.append((w, b))
+    return stack
+
+
+def stacked_ae_cost(theta, input_size, hidden_size, num_classes, layer_sizes, lam, data, labels):
+    """``[cost, grad] = stackedAECost(theta, inputSize, hiddenSize, numClasses, netconfig, lambda, data, labels)``.
+
+    ``theta = [softmaxTheta(:); stack2params(stack)]``; weight decay on softmaxTheta only.
+    """
+
+    def sigm(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
+    softmax_theta = theta[: hidden_size * num_classes].reshape(num_classes, hidden_size, order="F")
+    stack = params2stack(theta[hidden_size * num_classes :], layer_sizes)
+    m = data.shape[1]
+    gt = _ground_truth(labels, num_classes)
+    depth = len(stack)
+    a = [data]
+    for w, b in stack:
+        a.append(sigm(w @ a[-1] + b[:, None]))
+    M = softmax_theta @ a[depth]
+    M = M - M.max(axis=0, keepdims=True)
+    p = np.exp(M) / np.exp(M).sum(axis=0, keepdims=True)
+    cost = -1.0 / m * (gt.ravel(order="F") @ np.log(p.ravel(order="F"))) + lam / 2 * np.sum(softmax_theta**2)
+    softmax_theta_grad = -1.0 / m * (gt - p) @ a[depth].T + lam * softmax_theta
+    d = [None] * (depth + 1)
+    d[depth] = -(softmax_theta.T @ (gt - p)) * a[depth] * (1 - a[depth])
+    for layer in range(depth - 1, 0, -1):
+        d[layer] = (stack[layer][0].T @ d[layer + 1]) * a[layer] * (1 - a[layer])
+    stackgrad = [(d[layer + 1] @ a[layer].T / m, d[layer + 1].sum(axis=1) / m) for layer in range(depth)]
+    return cost, np.concatenate([softmax_theta_grad.ravel(order="F"), stack2params(stackgrad)])

@@ -12,6 +12,16 @@
 Inputs are NumPy float64 arrays, or torch float64 tensors for a function whose module imports
 torch (``arrays="torch"``; torch is imported only then). Outputs may be NumPy, JAX or torch.
 Every way the code cannot be run raises :class:`~sae_jax.InputError` with one line.
+
+Examples:
+  >>> from sae_jax.check.adapters import detect_convention, load_function, make_target
+  >>> def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+  ...     pass
+  >>> detect_convention(sparseAutoencoderCost), detect_convention(lambda params, x, lam, beta, rho: 0)
+  ('ufldl', 'rows')
+  >>> fn = load_function("sae_jax.backprop:cost_and_grad")     # "module:function" or "file.py:function"
+  >>> make_target(fn).convention                               # params, x + keywords lam, beta, rho
+  'rows'
 """
 
 from __future__ import annotations

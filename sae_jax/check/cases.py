@@ -1,4 +1,16 @@
-"""Probe cases as files for any language (``--write-cases DIR``) and results files back (``--results FILE``)."""
+"""Probe cases as files for any language (``--write-cases DIR``) and results files back (``--results FILE``).
+
+:func:`write_cases` writes every probe's inputs and sae-jax's expected outputs in three
+formats (:data:`CASE_FILES`) with a README on how to answer them; :func:`read_results`
+reads a results file back as ``(probes, {packing: {probe: (cost, Params)}})``.
+
+Examples:
+  >>> import os, tempfile
+  >>> from sae_jax.check.cases import write_cases
+  >>> paths = write_cases(os.path.join(tempfile.mkdtemp(), "cases"))
+  >>> sorted(p.name for p in paths)
+  ['README.md', 'cases.json', 'cases.mat', 'cases.npz']
+"""
 
 from __future__ import annotations
 

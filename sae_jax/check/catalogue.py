@@ -4,6 +4,19 @@
 backprop (samples as rows) with a switch per catalogued mistake; with no switch it is the
 correct algorithm (the tests hold it equal to :func:`sae_jax.cost_and_grad` to 1e-12).
 Diagnosis runs every variant on the probes and names the one whose outputs equal the user's.
+
+Examples:
+  >>> import numpy as np
+  >>> from sae_jax.check.catalogue import MISTAKES, variant_cost_and_grad
+  >>> from sae_jax.check.probes import probes
+  >>> p = probes("sigmoid")[1]                                   # m = 7
+  >>> kw = dict(lam=p.lam, beta=p.beta, rho=p.rho)
+  >>> J, g = variant_cost_and_grad(p.params, p.x, **kw)          # the correct algorithm
+  >>> J_bad, g_bad = variant_cost_and_grad(p.params, p.x, mistakes=("sparsity_delta_divided_by_m",), **kw)
+  >>> bool(J_bad == J), bool(np.allclose(g_bad.W1, g.W1)), bool(np.allclose(g_bad.W2, g.W2))
+  (True, False, True)
+  >>> MISTAKES["sparsity_delta_divided_by_m"].title
+  '1/m inside the sparsity delta, with the outer 1/m kept'
 """
 
 from __future__ import annotations

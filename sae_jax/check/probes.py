@@ -3,6 +3,20 @@
 Every probe is a small float64 problem (``n_visible = 5``, ``n_hidden = 3``: unequal, so a
 transposed weight array or a wrong theta packing cannot pass unnoticed) with nonzero biases,
 built from a fixed seed so every machine and every language sees the same numbers.
+
+Examples:
+  >>> import numpy as np
+  >>> from sae_jax.check.probes import pack_theta, probes, reference, unpack_theta
+  >>> [p.name for p in probes("sigmoid")][:3]
+  ['sigmoid_m1', 'sigmoid_m7', 'sigmoid_m20']
+  >>> p = probes("sigmoid")[1]
+  >>> p.x.shape, [a.shape for a in p.params]                     # (m, n_visible); W1, b1, W2, b2
+  ((7, 5), [(3, 5), (3,), (5, 3), (5,)])
+  >>> theta = pack_theta(p.params, "F")                           # MATLAB's [W1(:); W2(:); b1(:); b2(:)]
+  >>> theta.shape, all(np.array_equal(a, b) for a, b in zip(unpack_theta(theta, 5, 3, "F"), p.params))
+  ((38,), True)
+  >>> round(reference(p.name).cost, 6)                            # sae-jax's float64 cost on it
+  5.579476
 """
 
 from __future__ import annotations

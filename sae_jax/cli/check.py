@@ -1,0 +1,48 @@
+"""``sae-jax check``: test someone's own sparse-autoencoder cost and gradient (:mod:`sae_jax.check`).
+
+Exactly one of three modes: ``FILE.py:FUNCTION`` (run the code on float64 probe cases and name the
+catalogued mistake its outputs match), ``--write-cases DIR`` (probe files for MATLAB/Octave or any
+language) or ``--results FILE`` (compare the results made from them). Exit 0 when everything
+agrees, 1 with the diagnosis, 2 when the code cannot be run.
+
+Examples:
+  >>> from sae_jax.cli import build_parser
+  >>> args = build_parser().parse_args(["check", "my_sae.py:sparseAutoencoderCost", "--convention", "ufldl"])
+  >>> (check_mode(args), args.convention, args.arrays, args.tol)
+  ('FILE.py:FUNCTION', 'ufldl', 'auto', None)
+  >>> check_mode(build_parser().parse_args(["check", "--write-cases", "cases/"]))
+  '--write-cases'
+"""
+
+from __future__ import annotations
+
+from ..check import DEFAULT_TOL, check, check_results, write_cases
+from .args import UsageError
+
+__all__ = ["check_mode", "cmd_check"]
+
+
+def check_mode(args) -> str:
+    """The one mode given: ``"FILE.py:FUNCTION"``, ``"--write-cases"`` or ``"--results"``."""
+    modes = [m for m, v in (("FILE.py:FUNCTION", args.target), ("--write-cases", args.write_cases),
+                            ("--results", args.results)) if v is not None]
+    if len(modes) != 1:
+        raise UsageError("give exactly one of FILE.py:FUNCTION, --write-cases DIR, --results FILE"
+                         + (f" (got {', '.join(modes)})" if modes else ""))
+    return modes[0]
+
+
+def cmd_check(args) -> int:
+    mode = check_mode(args)
+    tol = DEFAULT_TOL if args.tol is None else args.tol
+    if mode == "--write-cases":
+        paths = write_cases(args.write_cases)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+        return 0
+    if mode == "--results":
+        report = check_results(args.results, output=args.output, tol=tol)
+    else:
+        report = check(args.target, convention=args.convention, output=args.output or "sigmoid", tol=tol,
+                       arrays=args.arrays)
+    print(report.text)
+    return report.exit_code

@@ -1,0 +1,264 @@
+"""Every flag of every ``sae-jax`` command: the parsers, without the code that runs them.
+
+The ``TrainConfig`` flags of ``train`` and ``sweep`` (and gradcheck's hyperparameters) are generated
+from the dataclass (:func:`sae_jax.config.field_help`): for each field of
+:class:`~sae_jax.config.TrainConfig`, ``--`` + its name with ``_`` → ``-``, its type, its choices,
+and its help with the default appended. A new option is written once, in ``config.py``. Each
+command's code is in its own module (``sae_jax.cli.train``...), loaded when the command runs.
+
+Examples:
+  >>> import argparse
+  >>> p = argparse.ArgumentParser()
+  >>> add_config_flags(p)
+  >>> args = p.parse_args(["--n-hidden", "36", "--optimizer", "adam", "--learning-rate", "1e-3"])
+  >>> (args.n_hidden, args.optimizer, args.learning_rate, args.steps)  # None: not given
+  (36, 'adam', 0.001, None)
+  >>> config_flag_help("lam")
+  'weight decay lambda (default 1e-4)'
+  >>> config_flag_help("optimizer")
+  'lbfgs (full batch, zoom line search), adam or sgd (minibatch) (default lbfgs)'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..config import TrainConfig, field_help
+
+__all__ = [
+    "CONFIG_FIELDS",
+    "SWEPT",
+    "add_commands",
+    "add_config_flag",
+    "add_config_flags",
+    "add_data_flags",
+    "config_flag_help",
+]
+
+# Every TrainConfig field, in the dataclass's order (the order of the flags in --help).
+CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+# The fields `sweep` takes comma-separated lists of, in the grid's order.
+SWEPT = ("beta", "rho", "lam")
+
+_RAW = argparse.RawDescriptionHelpFormatter
+_PATH_HELP = "run directory, params.safetensors or checkpoint.safetensors"
+
+
+def _format_default(v) -> str:
+    if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
+        return f"{v:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def config_flag_help(name: str, *, suffix: str = "") -> str:
+    """The help of ``TrainConfig`` field ``name`` (its metadata), ``suffix``, then ``(default X)``."""
+    f = field_help(name)
+    return f"{f['help']}{suffix} (default {_format_default(f['default'])})"
+
+
+def add_config_flag(p: argparse.ArgumentParser, name: str, *, use_default: bool = False,
+                    comma_separated: bool = False) -> None:
+    """Add ``--name`` for ``TrainConfig`` field ``name``: type, choices and help from its metadata.
+
+    The parsed default is ``None`` (the flag was not given), or the field's default with
+    ``use_default``. ``comma_separated``: a string of values, as ``sweep --beta 0,1,3`` takes.
+    """
+    f = field_help(name)
+    flag = "--" + name.replace("_", "-")
+    if comma_separated:
+        p.add_argument(flag, dest=name, default=None, metavar="V1,V2,...",
+                       help=config_flag_help(name, suffix=": comma-separated values").replace("%", "%%"))
+        return
+    p.add_argument(flag, dest=name, type=f["type"], choices=f["choices"],
+                   default=f["default"] if use_default else None,
+                   help=config_flag_help(name).replace("%", "%%"))
+
+
+def add_config_flags(p: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
+    """A flag for every ``TrainConfig`` field except ``exclude`` (parsed default ``None``)."""
+    for name in CONFIG_FIELDS:
+        if name not in exclude:
+            add_config_flag(p, name)
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """``--data`` and the flags that shape it (parsed defaults ``None``: see ``cli.args.data_kwargs``)."""
+    p.add_argument(
+        "--data", default=None, metavar="NAME_OR_PATH",
+        help="natural (whitened natural-image patches, bundled), digits (scikit-learn 8x8), or a "
+        ".npy/.npz (rows = samples), MNIST IDX or IMAGES.mat file",
+    )
+    p.add_argument("--n-patches", type=int, default=None, help="patches to sample for natural/.mat (default 10000)")
+    p.add_argument("--patch-size", type=int, default=None, help="patch side for natural/.mat (default 8)")
+    p.add_argument("--data-seed", type=int, default=None, help="seed of the patch sampling (default 0)")
+    p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
+
+
+def add_commands(sub) -> None:
+    """Every subcommand's parser, in the order ``sae-jax --help`` lists them."""
+    _add_gradcheck(sub)
+    _add_train(sub)
+    _add_visualize(sub)
+    _add_encode(sub)
+    _add_evaluate(sub)
+    _add_check(sub)
+    _add_sweep(sub)
+
+
+def _add_gradcheck(sub) -> None:
+    g = sub.add_parser(
+        "gradcheck",
+        help="manual backprop vs jax.grad vs finite differences (float64), on every device",
+        description="Compare the tutorial's backprop with jax.grad and central finite "
+        "differences in float64 on every device JAX sees, and print a table. "
+        "Exit status 1 if any error exceeds its tolerance.",
+    )
+    g.add_argument("--n-visible", type=int, default=64, help="visible units (default 64)")
+    add_config_flag(g, "n_hidden", use_default=True)
+    g.add_argument("--m", type=int, default=10_000, help="number of samples (default 10000)")
+    g.add_argument("--directions", type=int, default=4, help="random FD directions per array")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--data", choices=("natural", "random"), default="natural",
+        help="natural: whitened 8x8 natural-image patches (needs a square --n-visible); "
+        "random: uniform in [0, 1] (standard normal for --output linear). Default natural",
+    )
+    for name in ("lam", "beta", "rho", "output"):
+        add_config_flag(g, name, use_default=True)
+
+
+def _add_train(sub) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train a sparse autoencoder (default: the UFLDL natural-image exercise)",
+        description="Train the sparse autoencoder with jitted full-batch L-BFGS or minibatch "
+        "Adam/SGD and write a run directory: config.json, checkpoint.safetensors (resumable), "
+        "params.safetensors, metrics.jsonl, filters.png, training_curve.png. Defaults reproduce "
+        "the UFLDL exercise: 10,000 8x8 natural-image patches, 64 visible, 25 hidden, rho=0.01, "
+        "lambda=1e-4, beta=3, 400 L-BFGS iterations.",
+        epilog="examples:\n  sae-jax train\n  sae-jax train --out runs/adam --optimizer adam "
+        "--steps 4000\n  sae-jax train --resume runs/adam --steps 8000",
+        formatter_class=_RAW,
+    )
+    add_config_flags(t)
+    add_data_flags(t)
+    t.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory (default runs/<data>-<optimizer>-h<n_hidden>-<timestamp>); "
+                   "must not already hold a checkpoint")
+    t.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its checkpoint (its config and data; "
+                   "--steps may raise the total)")
+    t.add_argument("--patch-shape", nargs="+", default=None, metavar="ROWSxCOLS",
+                   help="shape of one filter in filters.png, e.g. 5x10 for 50 features (default square; "
+                   "without it, filters.png of non-square data is skipped with a note)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--devices", default=None, metavar="all|N",
+                   help="data parallel over all devices JAX sees or the first N (rows split, rho_hat and "
+                   "m stay global: sae_jax.sharded; manual gradient, --rho-hat batch); default one device")
+
+
+def _add_visualize(sub) -> None:
+    v = sub.add_parser(
+        "visualize",
+        help="draw the learned filters (display_network) as a PNG",
+        description="Draw each hidden unit's weights (rows of W1) as a normalised patch in a grid.",
+        epilog="examples:\n  sae-jax visualize runs/my-run\n  sae-jax visualize runs/my-run/checkpoint.safetensors --out f.png",
+        formatter_class=_RAW,
+    )
+    v.add_argument("params", metavar="PATH", help=_PATH_HELP)
+    v.add_argument("--out", default=None, help="PNG to write (default: filters.png next to PATH)")
+    v.add_argument("--patch-shape", nargs="+", default=None, metavar="ROWSxCOLS",
+                   help="shape of one filter: ROWSxCOLS or ROWS COLS (default square)")
+
+
+def _add_encode(sub) -> None:
+    e = sub.add_parser(
+        "encode",
+        help="hidden-unit activations of a dataset -> .npy",
+        description="Compute a2 = sigmoid(x W1^T + b1) for every sample of a dataset with trained "
+        "parameters and save the (m, n_hidden) array as .npy. Without --data, the data the run was "
+        "trained on (its recorded data spec; --n-patches, --patch-size, --data-seed, --npz-key override "
+        "its fields).",
+        epilog="examples:\n  sae-jax encode runs/my-run --out features.npy      # the run's own data\n"
+        "  sae-jax encode runs/my-run --data natural --out features.npy\n"
+        "  sae-jax encode runs/my-run/params.safetensors --data x.npy --out x_features.npy",
+        formatter_class=_RAW,
+    )
+    e.add_argument("params", metavar="PATH", help=_PATH_HELP)
+    add_data_flags(e)
+    e.add_argument("--out", required=True, help="the .npy file to write")
+
+
+def _add_evaluate(sub) -> None:
+    ev = sub.add_parser(
+        "evaluate",
+        help="diagnostics of a trained run: per-sample reconstruction error, dead/saturated units, "
+        "rho_hat vs rho (table + evaluation.png)",
+        description="Evaluate trained parameters on a dataset (default: the run's own data; with the run's "
+        "validation split, training and held-out rows separately) and print a short table: cost terms, "
+        "the distribution of the per-sample reconstruction error 1/2||x_hat - x||^2, the fraction of dead "
+        f"units (never above {0.1:g}) and saturated units (never below {0.9:g}), rho_hat against rho "
+        "(sae_jax.metrics). Writes evaluation.png: the rho_hat histogram with rho marked and the "
+        "per-sample error histogram.",
+        epilog="examples:\n  sae-jax evaluate runs/my-run\n"
+        "  sae-jax evaluate runs/my-run --data digits --out digits_eval.png",
+        formatter_class=_RAW,
+    )
+    ev.add_argument("params", metavar="PATH", help=_PATH_HELP)
+    add_data_flags(ev)
+    ev.add_argument("--out", default=None, help="PNG to write (default: evaluation.png next to PATH)")
+
+
+def _add_check(sub) -> None:
+    c = sub.add_parser(
+        "check",
+        help="test your own sparse-autoencoder cost and gradient; names the mistake if it finds one",
+        description="Run someone else's cost-and-gradient on float64 probe cases, compare it with "
+        "sae-jax's float64 reference and name the catalogued mistake its outputs match. Exit 0 when "
+        "everything agrees, 1 with the diagnosis, 2 when the code cannot be run.",
+        epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
+        "  sae-jax check mypkg.sae:cost_and_grad --convention rows --output linear\n"
+        "  sae-jax check --write-cases cases/\n  sae-jax check --results results.mat",
+        formatter_class=_RAW,
+    )
+    c.add_argument("target", nargs="?", default=None, metavar="FILE.py:FUNCTION",
+                   help="path/to/file.py:function or package.module:function")
+    c.add_argument("--convention", choices=("ufldl", "rows"), default=None,
+                   help="ufldl: f(theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data); "
+                   "rows: f(params, x, lam, beta, rho) (default: read from the signature)")
+    c.add_argument("--output", choices=("sigmoid", "linear"), default=None,
+                   help="the decoder the code implements (default sigmoid; for --results: the file's)")
+    c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
+                   help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
+    c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
+    c.add_argument("--write-cases", default=None, metavar="DIR",
+                   help="write the probe cases and expected outputs (.npz, .mat, .json, README.md) to DIR")
+    c.add_argument("--results", default=None, metavar="FILE",
+                   help="compare a results file (.npz, .mat or .json) made from --write-cases")
+
+
+def _add_sweep(sub) -> None:
+    w = sub.add_parser(
+        "sweep",
+        help="train a grid of (beta, rho, lambda) settings in one compiled, vmapped run",
+        description="Train every combination of the given beta, rho and lambda values from the same "
+        "initial weights on the same data, in one compiled run vmapped over the settings (sae_jax.sweep), "
+        "and write DIR/sweep.json, DIR/summary.csv, DIR/tradeoff.png (reconstruction vs sparsity, mean "
+        "rho_hat vs rho) and DIR/settings/<k>-beta..-rho..-lam../ (params.safetensors, metrics.jsonl, "
+        "config.json, filters.png). The other flags are shared by all settings, as for train.",
+        epilog="examples:\n  sae-jax sweep --beta 0,1,3 --rho 0.01,0.05 --lam 1e-4 --out runs/sweep\n"
+        "  sae-jax sweep --beta 0.5,1,3,5 --rho 0.01,0.03,0.05,0.1 --optimizer adam --steps 2000",
+        formatter_class=_RAW,
+    )
+    for name in SWEPT:
+        add_config_flag(w, name, comma_separated=True)
+    add_config_flags(w, exclude=SWEPT)
+    add_data_flags(w)
+    w.add_argument("--batching", choices=("auto", "vmap", "map"), default="auto",
+                   help="run the settings all at once (vmap: accelerators) or one after another inside the "
+                   "one compiled program (map: CPUs); default auto = map on CPU, vmap otherwise")
+    w.add_argument("--out", default=None, metavar="DIR",
+                   help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
+                   "must not already hold a sweep.json")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")

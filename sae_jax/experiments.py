@@ -1,0 +1,423 @@
+r"""Are the learned features any good? Held-out softmax accuracy on labelled data (the UFLDL exercises' evaluations).
+
+Three experiments, each a table over seeds (every row: one accuracy per seed, their mean and
+sample standard deviation, and the range):
+
+- :func:`probe`: a softmax classifier (:func:`sae_jax.softmax.train_softmax`) trained on an
+  autoencoder's features :math:`a^{(2)} = f(xW_1^\top + b_1)` (or a stack's last features) of a
+  training split, its accuracy on the held-out split, against the same classifier on the raw
+  inputs. One seed = one random split.
+- :func:`self_taught`: UFLDL's *self-taught learning* exercise. A sparse autoencoder learns
+  features from the *unlabelled* classes only (digits 5–9); a softmax is trained on those
+  features of half of the labelled classes' samples (digits 0–4) and tested on the other half,
+  against raw pixels. One seed = one autoencoder initialisation and one split.
+- :func:`stacked_digits`: UFLDL's *stacked autoencoder* exercise. Two sparse autoencoders
+  pretrained greedily on the training split, a softmax on the second layer's features
+  ("before fine-tuning"), then the whole stack fine-tuned (:mod:`sae_jax.stacked`; "after").
+
+UFLDL's published MNIST figures (28×28, 60,000 training images) for reference: softmax on raw
+pixels 92.6 %; self-taught learning 98.3 % with 196 features; stacked autoencoder 87.7 % before
+fine-tuning, 97.6 % after. The defaults here are for scikit-learn's 8×8 digits
+(``sae_jax.data.load_dataset("digits", labels=True)``), whose 1797 images are far fewer and
+smaller, so the numbers are not comparable one to one.
+
+Every function takes ``x`` ``(m, n)`` (values in [0, 1] for the sigmoid autoencoders) and
+integer labels ``y`` ``(m,)``, converts ``x`` to the configs' dtype (as :func:`sae_jax.train`
+does; the default ``TrainConfig.dtype`` is float64, which needs
+``jax.config.update("jax_enable_x64", True)``), and can write pictures with
+:mod:`sae_jax.display`.
+
+Examples:
+  >>> import jax, numpy as np
+  >>> from sae_jax import init_params
+  >>> from sae_jax.experiments import probe
+  >>> rng = np.random.default_rng(0)
+  >>> y = rng.integers(0, 2, 40)
+  >>> x = np.clip(0.5 + 0.3 * (y[:, None] - 0.5) + 0.05 * rng.normal(size=(40, 4)), 0, 1).astype(np.float32)
+  >>> table = probe(init_params(jax.random.key(0), 4, 3), x, y, seeds=(0, 1), steps=30)
+  >>> [row.name for row in table.rows]
+  ['raw inputs (4)', 'features (3)']
+  >>> len(table.rows[0].values), 0.0 <= table.rows[1].mean <= 1.0
+  (2, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from .display import save_filters_png
+from .params import Params
+from .softmax import accuracy, softmax_predict, train_softmax
+from .stacked import fine_tune, init_stack, pretrain, stack_features, stacked_predict
+from .training import TrainConfig, train
+from .validate import InputError
+
+__all__ = [
+    "Row",
+    "Table",
+    "split",
+    "probe",
+    "self_taught",
+    "stacked_digits",
+    "second_layer_filters",
+    "SELF_TAUGHT_CONFIG",
+    "STACKED_CONFIGS",
+    "SELF_TAUGHT_MNIST_CONFIG",
+    "STACKED_MNIST_CONFIGS",
+    "UFLDL_MNIST",
+]
+
+#: The UFLDL exercises' published MNIST accuracies, for reference.
+UFLDL_MNIST = {
+    "softmax on raw pixels": 0.926,
+    "self-taught, 196 features": 0.983,
+    "stacked, before fine-tuning": 0.877,
+    "stacked, after fine-tuning": 0.976,
+}
+
+#: The self-taught exercise's autoencoder settings (ρ = 0.1, β = 3, 400 L-BFGS iterations) for the
+#: 8×8 digits: 64 hidden units (UFLDL: 196 for 28×28 MNIST) and λ = 3e-4, the exercise's 3e-3
+#: scaled by 64/784: the reconstruction term sums over the n inputs, the weight decay does not, so
+#: at n = 64 the exercise's λ weighs 12× more. (With λ = 3e-3 the second stacked layer's features
+#: collapse to ≈ ρ on every sample: 8.6 % held-out accuracy before fine-tuning, below chance.)
+SELF_TAUGHT_CONFIG = TrainConfig(n_hidden=64, rho=0.1, lam=3e-4, beta=3.0, steps=400)
+
+#: The stacked exercise's two autoencoders (ρ = 0.1, β = 3, 400 iterations each) for the 8×8
+#: digits: 64 and 36 units (UFLDL: 200 and 200 for MNIST), λ = 3e-4 as :data:`SELF_TAUGHT_CONFIG`.
+STACKED_CONFIGS = (
+    TrainConfig(n_hidden=64, rho=0.1, lam=3e-4, beta=3.0, steps=400),
+    TrainConfig(n_hidden=36, rho=0.1, lam=3e-4, beta=3.0, steps=400),
+)
+
+#: The exercises' own settings, for 28×28 MNIST (``load_dataset(IDX_PATH, labels=True,
+#: labels_path=...)``): self-taught 196 features; stacked 200 and 200; ρ = 0.1, λ = 3e-3, β = 3,
+#: 400 iterations each (UFLDL's ``stlExercise.m`` and ``stackedAEExercise.m``).
+SELF_TAUGHT_MNIST_CONFIG = TrainConfig(n_hidden=196, rho=0.1, lam=3e-3, beta=3.0, steps=400)
+STACKED_MNIST_CONFIGS = (
+    TrainConfig(n_hidden=200, rho=0.1, lam=3e-3, beta=3.0, steps=400),
+    TrainConfig(n_hidden=200, rho=0.1, lam=3e-3, beta=3.0, steps=400),
+)
+
+
+class Row(NamedTuple):
+    """One method's accuracy on each seed."""
+
+    name: str
+    values: tuple  # tuple[float, ...], one per seed
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (0 for one seed)."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+class Table(NamedTuple):
+    """An experiment's result: rows of accuracies over ``seeds``, printable with :meth:`text`."""
+
+    title: str
+    seeds: tuple
+    rows: tuple  # tuple[Row, ...]
+    notes: tuple = ()  # tuple[str, ...]: sizes, settings, files written
+
+    def text(self) -> str:
+        """A plain-text table: method, mean ± std over seeds, range, and each seed's value."""
+        width = max(len(r.name) for r in self.rows)
+        lines = [self.title, "=" * len(self.title)]
+        head = f"{'':<{width}}  {'accuracy (mean ± std)':>22}  {'range':>15}  per seed {list(self.seeds)}"
+        lines.append(head)
+        for r in self.rows:
+            rng = f"{min(r.values):.4f}–{max(r.values):.4f}"
+            per = ", ".join(f"{v:.4f}" for v in r.values)
+            lines.append(f"{r.name:<{width}}  {r.mean:>13.4f} ± {r.std:.4f}  {rng:>15}  {per}")
+        lines += list(self.notes)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "title": self.title,
+            "seeds": list(self.seeds),
+            "rows": [{"name": r.name, "values": list(r.values), "mean": r.mean, "std": r.std} for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _check_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _check_seeds(seeds) -> tuple:
+    seeds = tuple(seeds)
+    if not seeds:
+        raise InputError("seeds must be a non-empty sequence of integers >= 0")
+    for s in seeds:
+        _check_int("each seed", s, 0)
+    return seeds
+
+
+def _labelled(x, y):
+    """``x`` as a 2-D float numpy array, ``y`` as an int numpy vector of its rows."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[0] < 2 or not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"x must be a 2-D floating array (m, n) with m >= 2, got dtype {x.dtype} and shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise InputError("x must be finite")
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"y must be integer class indices of shape ({x.shape[0]},) (one per row of x), got dtype {y.dtype} and shape {y.shape}")
+    if y.min() < 0:
+        raise InputError(f"y must hold class indices >= 0, got {int(y.min())}")
+    return x, y
+
+
+def split(m: int, *, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``range(m)`` into ``(train, test)`` index arrays, ``round(test_fraction * m)`` in test.
+
+    Examples:
+      >>> train, test = split(10, test_fraction=0.3, seed=0)
+      >>> len(train), len(test), sorted(np.concatenate([train, test]).tolist()) == list(range(10))
+      (7, 3, True)
+    """
+    if not (isinstance(test_fraction, numbers.Real) and 0 < test_fraction < 1):
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    n_test = int(round(test_fraction * m))
+    if n_test < 1 or n_test > m - 1:
+        raise InputError(f"test_fraction={test_fraction} leaves no training or no test rows of m = {m}")
+    perm = np.random.default_rng(seed).permutation(m)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def _softmax_accuracy(f_train, y_train, f_test, y_test, *, n_classes, lam, steps, seed) -> float:
+    model = train_softmax(f_train, y_train, n_classes=n_classes, lam=lam, steps=steps, seed=seed)
+    return accuracy(softmax_predict(model, f_test), y_test)
+
+
+def _features(layers, x):
+    return stack_features(layers, jnp.asarray(x, layers[0].W1.dtype))
+
+
+def second_layer_filters(layers: Sequence[Params]) -> np.ndarray:
+    r"""A picture of the second layer's units in input space: the rows of :math:`W^{(2)}W^{(1)}`, ``(h_2, n)``.
+
+    Each second-layer unit's weights over the first layer's features, mapped back through the
+    first layer's filters (the linear approximation UFLDL's notes use to display deeper units;
+    it ignores the sigmoid between the layers). Pass it to :func:`sae_jax.display.save_filters_png`.
+
+    Examples:
+      >>> import jax
+      >>> from sae_jax import init_params
+      >>> second_layer_filters([init_params(jax.random.key(0), 64, 25), init_params(jax.random.key(1), 25, 9)]).shape
+      (9, 64)
+    """
+    if len(layers) < 2:
+        raise InputError(f"need at least two layers for a second-layer picture, got {len(layers)}")
+    return np.asarray(layers[1].W1) @ np.asarray(layers[0].W1)
+
+
+def _save_filters(W, path, title) -> str:
+    save_filters_png(W, path, title=title)
+    return os.fspath(path)
+
+
+# --- the experiments ------------------------------------------------------------------------------
+
+
+def probe(
+    params,
+    x,
+    y,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    test_fraction: float = 0.3,
+    lam: float = 1e-4,
+    steps: int = 100,
+) -> Table:
+    """Held-out softmax accuracy on an autoencoder's features against raw inputs.
+
+    Args:
+      params: a :class:`~sae_jax.Params` (features :func:`~sae_jax.encode`) or a sequence of them (a
+        stack's last features, :func:`sae_jax.stacked.stack_features`).
+      x: ``(m, n)`` inputs (converted to the params' dtype); ``y``: ``(m,)`` integer labels.
+      seeds: one random split (and softmax start) per seed.
+      test_fraction: the held-out share of the rows.
+      lam, steps: the softmax's weight decay and L-BFGS iterations (UFLDL: 1e-4, 100).
+
+    Returns:
+      :class:`Table` with rows ``raw inputs (n)`` and ``features (h)``.
+    """
+    layers = (params,) if isinstance(params, Params) else tuple(params)
+    if not layers or not all(isinstance(p, Params) for p in layers):
+        raise InputError(f"params must be a sae_jax.Params or a sequence of them, got {type(params).__name__}")
+    x, y = _labelled(x, y)
+    seeds = _check_seeds(seeds)
+    n_classes = max(int(y.max()) + 1, 2)
+    dtype = layers[0].W1.dtype
+    xd = np.asarray(x, dtype)
+    feats = np.asarray(_features(layers, xd))
+    raw, ours = [], []
+    for s in seeds:
+        tr, te = split(len(y), test_fraction=test_fraction, seed=s)
+        kw = dict(n_classes=n_classes, lam=lam, steps=steps, seed=s)
+        raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], **kw))
+        ours.append(_softmax_accuracy(feats[tr], y[tr], feats[te], y[te], **kw))
+    return Table(
+        f"Softmax probe: held-out accuracy ({len(te)} of {len(y)} rows held out, {n_classes} classes)",
+        seeds,
+        (Row(f"raw inputs ({x.shape[1]})", tuple(raw)), Row(f"features ({feats.shape[1]})", tuple(ours))),
+        (f"softmax: lambda = {lam:g}, at most {steps} L-BFGS iterations, no intercept (UFLDL's softmaxTrain)",),
+    )
+
+
+def self_taught(
+    x,
+    y,
+    *,
+    config: TrainConfig = SELF_TAUGHT_CONFIG,
+    unlabelled_classes: Sequence[int] = (5, 6, 7, 8, 9),
+    labelled_classes: Sequence[int] = (0, 1, 2, 3, 4),
+    seeds: Sequence[int] = (0, 1, 2),
+    test_fraction: float = 0.5,
+    lam: float = 1e-4,
+    softmax_steps: int = 100,
+    picture=None,
+) -> Table:
+    """UFLDL's self-taught learning: features from the unlabelled classes, a classifier on the others.
+
+    Per seed: a sparse autoencoder (``config`` with ``seed`` set to the seed) trained with
+    :func:`sae_jax.train` on the rows of ``unlabelled_classes``; the rows of ``labelled_classes``
+    (relabelled ``0..len-1`` in the given order) split by the seed (``test_fraction`` held out; the
+    exercise: half); softmax on the features and on the raw pixels.
+
+    Args:
+      picture: optional PNG path for the first seed's learned filters (square inputs only).
+
+    Returns:
+      :class:`Table` with rows ``raw pixels (n)`` and ``self-taught features (h)``.
+    """
+    x, y = _labelled(x, y)
+    seeds = _check_seeds(seeds)
+    if not isinstance(config, TrainConfig):
+        raise InputError(f"config must be a sae_jax.TrainConfig, got {type(config).__name__}")
+    unl, lab = tuple(int(c) for c in unlabelled_classes), tuple(int(c) for c in labelled_classes)
+    if len(lab) < 2 or set(unl) & set(lab) or not unl:
+        raise InputError(
+            f"labelled_classes (at least 2) and unlabelled_classes (at least 1) must not overlap, got {lab} and {unl}"
+        )
+    u_rows = np.isin(y, unl)
+    l_rows = np.isin(y, lab)
+    for name, rows, cls in (("unlabelled", u_rows, unl), ("labelled", l_rows, lab)):
+        if rows.sum() < 2:
+            raise InputError(f"y has {int(rows.sum())} rows of the {name} classes {cls}; need at least 2")
+    x_unl = x[u_rows]
+    x_lab = x[l_rows]
+    order = {c: i for i, c in enumerate(lab)}
+    y_lab = np.asarray([order[int(c)] for c in y[l_rows]], np.int64)
+    raw, ours, written = [], [], []
+    for s in seeds:
+        ae = train(x_unl, dataclasses.replace(config, seed=s), pictures=False).params
+        xd = np.asarray(x_lab, ae.W1.dtype)
+        feats = np.asarray(_features((ae,), xd))
+        tr, te = split(len(y_lab), test_fraction=test_fraction, seed=s)
+        kw = dict(n_classes=len(lab), lam=lam, steps=softmax_steps, seed=s)
+        raw.append(_softmax_accuracy(xd[tr], y_lab[tr], xd[te], y_lab[te], **kw))
+        ours.append(_softmax_accuracy(feats[tr], y_lab[tr], feats[te], y_lab[te], **kw))
+        if picture is not None and s == seeds[0]:
+            written.append(_save_filters(ae.W1, picture, f"self-taught features (classes {unl}), seed {s}"))
+    notes = [
+        f"autoencoder: {x_unl.shape[0]} rows of classes {list(unl)}, n_hidden = {config.n_hidden}, rho = {config.rho:g}, "
+        f"lambda = {config.lam:g}, beta = {config.beta:g}, {config.steps} {config.optimizer} steps",
+        f"classifier: {len(tr)} train / {len(te)} test rows of classes {list(lab)}; softmax lambda = {lam:g}, "
+        f"{softmax_steps} iterations",
+    ] + [f"wrote {p}" for p in written]
+    return Table(
+        "Self-taught learning: held-out accuracy on the labelled classes",
+        seeds,
+        (Row(f"raw pixels ({x.shape[1]})", tuple(raw)), Row(f"self-taught features ({config.n_hidden})", tuple(ours))),
+        tuple(notes),
+    )
+
+
+def stacked_digits(
+    x,
+    y,
+    *,
+    configs: Sequence[TrainConfig] = STACKED_CONFIGS,
+    seeds: Sequence[int] = (0, 1, 2),
+    test_fraction: float = 0.3,
+    lam: float = 1e-4,
+    softmax_steps: int = 100,
+    fine_tune_steps: int = 400,
+    picture=None,
+) -> Table:
+    """UFLDL's stacked autoencoder exercise: accuracy before and after fine-tuning, against raw pixels.
+
+    Per seed: a split (``test_fraction`` held out); :func:`sae_jax.stacked.pretrain` on the training
+    rows (each config's ``seed`` offset by the seed); a softmax on the last layer's features
+    (:func:`~sae_jax.stacked.init_stack`); :func:`~sae_jax.stacked.fine_tune` of the whole stack.
+
+    Args:
+      picture: optional PNG path: the first seed's second layer, :func:`second_layer_filters`
+        (before fine-tuning; a second file ``*_fine_tuned.png`` after), square inputs only.
+
+    Returns:
+      :class:`Table` with rows ``raw pixels``, ``stack, before fine-tuning``, ``stack, after fine-tuning``.
+    """
+    x, y = _labelled(x, y)
+    seeds = _check_seeds(seeds)
+    configs = tuple(configs)
+    if len(configs) < 1 or not all(isinstance(c, TrainConfig) for c in configs):
+        raise InputError("configs must be a non-empty sequence of sae_jax.TrainConfig (one per layer)")
+    _check_int("fine_tune_steps", fine_tune_steps, 0)
+    n_classes = max(int(y.max()) + 1, 2)
+    raw, before, after, written = [], [], [], []
+    for s in seeds:
+        tr, te = split(len(y), test_fraction=test_fraction, seed=s)
+        cfgs = [dataclasses.replace(c, seed=c.seed + s) for c in configs]
+        layers = pretrain(x[tr], cfgs)
+        xd = np.asarray(x, layers[0].W1.dtype)
+        x_tr, x_te = jnp.asarray(xd[tr]), jnp.asarray(xd[te])
+        y_tr = jnp.asarray(y[tr])
+        stack0 = init_stack(layers, x_tr, y_tr, n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s)
+        stack1 = fine_tune(stack0, x_tr, y_tr, lam=lam, steps=fine_tune_steps)
+        raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s))
+        before.append(accuracy(stacked_predict(stack0, x_te), y[te]))
+        after.append(accuracy(stacked_predict(stack1, x_te), y[te]))
+        if picture is not None and s == seeds[0] and len(layers) >= 2:
+            root, ext = os.path.splitext(os.fspath(picture))
+            written.append(_save_filters(second_layer_filters(stack0.layers), picture, f"second layer (W2 W1), seed {s}"))
+            written.append(
+                _save_filters(second_layer_filters(stack1.layers), f"{root}_fine_tuned{ext or '.png'}",
+                              f"second layer (W2 W1) after fine-tuning, seed {s}")
+            )
+    sizes = " -> ".join([str(x.shape[1])] + [str(c.n_hidden) for c in configs] + [str(n_classes)])
+    notes = [
+        f"network {sizes}; pretraining: " + "; ".join(
+            f"rho = {c.rho:g}, lambda = {c.lam:g}, beta = {c.beta:g}, {c.steps} steps" for c in configs
+        ),
+        f"softmax lambda = {lam:g} ({softmax_steps} iterations); fine-tuning: lambda on theta only, "
+        f"at most {fine_tune_steps} L-BFGS iterations; {len(tr)} train / {len(te)} test rows",
+    ] + [f"wrote {p}" for p in written]
+    return Table(
+        "Stacked autoencoder: held-out accuracy before and after fine-tuning",
+        seeds,
+        (
+            Row(f"raw pixels ({x.shape[1]})", tuple(raw)),
+            Row("stack, before fine-tuning", tuple(before)),
+            Row("stack, after fine-tuning", tuple(after)),
+        ),
+        tuple(notes),
+    )

@@ -1,0 +1,426 @@
+r"""Softmax regression: the UFLDL exercise (``softmaxCost.m``, ``softmaxTrain.m``, ``softmaxPredict.m``).
+
+For samples :math:`x^{(i)}` (rows of ``x``, shape ``(m, n)``) with labels
+:math:`y^{(i)} \in \{0, \dots, k-1\}` (``y``, integer ``(m,)``), parameters
+:math:`\theta` of shape ``(k, n)`` (row :math:`j` is class :math:`j`'s weight vector) and
+logits :math:`z = x\theta^\top` ``(m, k)``,
+
+.. math::
+    P(y = j \mid x^{(i)}) = \frac{e^{z_{ij}}}{\sum_l e^{z_{il}}}, \qquad
+    J(\theta) = -\frac1m \sum_{i=1}^m \log P(y^{(i)} \mid x^{(i)}) + \frac\lambda2 \lVert\theta\rVert_F^2,
+
+    \nabla_\theta J = -\frac1m \big(1\{y\} - P\big)^\top x + \lambda\theta,
+
+where :math:`1\{y\}` is the ``(m, k)`` one-hot matrix of the labels (UFLDL's ``groundTruth``,
+transposed to samples-as-rows): the tutorial's
+:math:`\nabla_{\theta_j} J = -\frac1m\sum_i x^{(i)}(1\{y^{(i)}=j\} - P(y^{(i)}=j\mid x^{(i)})) + \lambda\theta_j`.
+The cost is evaluated as :math:`\frac1m\sum_i (\operatorname{logsumexp}_l z_{il} - z_{i,y^{(i)}})`, so
+it is exact and finite for any finite logits (``1e4`` included), and :math:`P = e^{z - \operatorname{logsumexp} z}`.
+
+**No bias.** As in the exercise, :math:`\theta` has no intercept and weight decay covers all of
+it; softmax is over-parameterised anyway (subtracting one vector from every :math:`\theta_j`
+leaves :math:`P` unchanged; :math:`\lambda > 0` makes the minimum unique). Append a column of
+ones to ``x`` (:func:`with_intercept`) for an intercept, which is then weight-decayed too, as
+in UFLDL. Keeping :math:`\theta` bias-free makes it exactly the top layer of the tutorial's
+stacked autoencoder (:mod:`sae_jax.stacked`).
+
+Inputs are checked (:class:`~sae_jax.InputError`, one line): ``params`` a :class:`SoftmaxParams`
+of a floating ``(k, n)`` array; ``x`` ``(m, n)`` in :math:`\theta`'s dtype; ``y`` an integer
+array ``(m,)``; shapes and dtypes always (also under the caller's ``jit``), values (finite
+``x`` and :math:`\theta`, labels in :math:`[0, k)`, :math:`\lambda \ge 0` finite) whenever they are
+concrete. Called with concrete arrays, each function checks them and then runs itself
+compiled (``jax.jit``, one compilation per shape).
+
+Examples:
+  >>> import numpy as np
+  >>> from sae_jax.softmax import SoftmaxParams, softmax_cost, softmax_cost_and_grad, softmax_predict
+  >>> params = SoftmaxParams(np.zeros((3, 2), np.float32))        # k = 3 classes, n = 2 features
+  >>> x = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+  >>> y = np.array([0, 2])
+  >>> round(float(softmax_cost(params, x, y, lam=1e-4)), 6)         # log 3: all classes equally likely
+  1.098612
+  >>> J, grads = softmax_cost_and_grad(params, x, y, lam=1e-4)
+  >>> grads.theta.shape
+  (3, 2)
+  >>> softmax_predict(SoftmaxParams(np.eye(3, 2, dtype=np.float32)), x).tolist()
+  [0, 1]
+  >>> softmax_cost(params, x, np.array([0, 3]), lam=1e-4)          # doctest: +ELLIPSIS
+  Traceback (most recent call last):
+  ...
+  sae_jax.validate.InputError: y must hold class indices in [0, 3) (k = 3 classes, from params.theta), got values in [0, 3]
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from . import validate
+from .minimize import minimize_lbfgs
+from .validate import InputError
+
+__all__ = [
+    "SoftmaxParams",
+    "init_softmax",
+    "with_intercept",
+    "check_softmax_params",
+    "check_features",
+    "check_labels",
+    "check_lam",
+    "check_softmax_call",
+    "one_hot",
+    "softmax_logits",
+    "softmax_probabilities",
+    "softmax_cost",
+    "softmax_cost_and_grad",
+    "softmax_predict",
+    "accuracy",
+    "train_softmax",
+]
+
+
+class SoftmaxParams(NamedTuple):
+    """Softmax-regression parameters, a pytree: ``jax.grad`` and ``optax`` return the same type."""
+
+    theta: jax.Array  # shape=(k, n): row j is class j's weights (UFLDL's theta, k x n)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.theta.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.theta.shape[1])
+
+    @property
+    def dtype(self):
+        return self.theta.dtype
+
+
+def init_softmax(key: jax.Array, n_features: int, n_classes: int, *, dtype=jnp.float32) -> SoftmaxParams:
+    r"""UFLDL ``softmaxTrain``'s start: :math:`\theta = 0.005\,\mathcal N(0, 1)`, shape ``(n_classes, n_features)``.
+
+    Examples:
+      >>> import jax
+      >>> init_softmax(jax.random.key(0), 64, 10).theta.shape
+      (10, 64)
+    """
+    for name, v, lo in (("n_features", n_features, 1), ("n_classes", n_classes, 1)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+            raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+    dtype = _float_dtype(dtype)
+    return SoftmaxParams(0.005 * jax.random.normal(key, (n_classes, n_features), dtype))
+
+
+def _float_dtype(dtype):
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        raise InputError(f"dtype must be a floating dtype such as 'float32', got {dtype!r}") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise InputError(f"dtype must be a floating dtype, got {dt}")
+    if jax.dtypes.canonicalize_dtype(dt) != dt:
+        raise InputError(
+            f"dtype={dt.name!r} needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
+        )
+    return dt
+
+
+def with_intercept(x: ArrayLike) -> jax.Array:
+    """``x`` ``(m, n)`` with a column of ones appended, ``(m, n + 1)``: an intercept as an extra input feature.
+
+    Examples:
+      >>> import numpy as np
+      >>> with_intercept(np.zeros((2, 3), np.float32)).tolist()
+      [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]]
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 2:
+        raise InputError(f"x must be 2-D (m, n), got shape {tuple(x.shape)}")
+    return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+
+def _concrete(*arrays) -> bool:
+    return all(validate.is_concrete(a) for a in jax.tree.leaves(arrays))
+
+
+def _finite(a) -> bool:
+    if isinstance(a, np.ndarray):
+        return bool(np.isfinite(a).all())
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.all(jnp.isfinite(a)))
+
+
+def _nonfinite(a) -> str:
+    a = np.asarray(a)
+    bad = ~np.isfinite(a)
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{int(bad.sum())} non-finite value(s) (first {float(a[idx])} at index {idx})"
+
+
+def check_softmax_params(params, *, values: bool = True, name: str = "params") -> None:
+    """A :class:`SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
+    if not isinstance(params, SoftmaxParams):
+        hint = "; wrap it: SoftmaxParams(theta)" if hasattr(params, "shape") else ""
+        raise InputError(f"{name} must be a sae_jax.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
+    theta = params.theta
+    if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
+        raise InputError(f"{name}.theta must be an array of shape (k, n), got {type(theta).__name__}")
+    if theta.ndim != 2 or theta.shape[0] < 1 or theta.shape[1] < 1:
+        raise InputError(f"{name}.theta must be 2-D (k classes, n features), got shape {tuple(theta.shape)}")
+    if not jnp.issubdtype(theta.dtype, jnp.floating):
+        raise InputError(f"{name}.theta must be floating point, got dtype {theta.dtype}")
+    if values and validate.is_concrete(theta) and not _finite(theta):
+        raise InputError(f"{name}.theta must be finite, but has {_nonfinite(theta)}")
+
+
+def check_features(x, *, n: int, dtype, name: str = "x", what: str = "params.theta", values: bool = True) -> None:
+    """``x`` is a 2-D ``(m, n)`` array, ``m >= 1``, in ``dtype``; finite when concrete."""
+    dtype = jnp.dtype(dtype)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise InputError(
+            f"{name} must be an array of shape (m, {n}) in {dtype}, got {type(x).__name__}; "
+            f"convert it with jnp.asarray({name}, dtype={dtype.name!r})"
+        )
+    if x.ndim != 2 or x.shape[1] != n:
+        hint = "; use x[None, :] for a single sample" if x.ndim == 1 and x.shape[0] == n else ""
+        if x.ndim == 2 and x.shape[0] == n:
+            hint = " (samples look like columns, UFLDL's layout: pass x.T)"
+        raise InputError(f"{name} must have shape (m, {n}) to match {what} (n = {n}), got {tuple(x.shape)}{hint}")
+    if x.shape[0] < 1:
+        raise InputError(f"{name} must have at least one sample (row), got shape {tuple(x.shape)}")
+    if jnp.dtype(x.dtype) != dtype:
+        raise InputError(
+            f"{name} must have the same dtype as {what} ({dtype}), got {jnp.dtype(x.dtype)}; "
+            f"convert one of them (e.g. {name}.astype({dtype.name!r}))"
+        )
+    if values and validate.is_concrete(x) and not _finite(x):
+        raise InputError(f"{name} must be finite, but has {_nonfinite(x)}")
+
+
+def check_labels(y, *, m: int, k: int, name: str = "y", values: bool = True, source: str = "params.theta") -> None:
+    """``y`` is an integer array ``(m,)`` of class indices in ``[0, k)`` (values checked when concrete)."""
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        raise InputError(f"{name} must be an integer array of shape ({m},) (class indices), got {type(y).__name__}")
+    if tuple(y.shape) != (m,):
+        raise InputError(f"{name} must have shape ({m},) (one class index per row of x), got {tuple(y.shape)}")
+    if not jnp.issubdtype(y.dtype, jnp.integer) or jnp.dtype(y.dtype) == jnp.dtype(bool):
+        raise InputError(
+            f"{name} must be integer class indices in [0, {k}), got dtype {jnp.dtype(y.dtype)}; "
+            f"convert whole-number labels with {name}.astype(int)"
+        )
+    if values and validate.is_concrete(y):
+        lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
+        if lo < 0 or hi >= k:
+            raise InputError(
+                f"{name} must hold class indices in [0, {k}) (k = {k} classes, from {source}), "
+                f"got values in [{lo}, {hi}]"
+            )
+
+
+def check_lam(lam, *, dtype=None) -> None:
+    """``lam`` is a finite real scalar ``>= 0`` (and finite when cast to ``dtype``), value checked when concrete."""
+    if isinstance(lam, (str, bytes, bool)) or lam is None:
+        raise InputError(f"lam must be a real scalar >= 0, got {lam!r}")
+    if np.shape(lam) != ():
+        raise InputError(f"lam must be a scalar, got shape {np.shape(lam)} (to sweep values, jax.vmap over scalars)")
+    dt = lam.dtype if hasattr(lam, "dtype") else np.asarray(lam).dtype
+    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+        raise InputError(f"lam must be a real number, got dtype {dt}")
+    if not validate.is_concrete(lam):
+        return
+    f = float(lam)
+    if not math.isfinite(f) or f < 0:
+        raise InputError(f"lam must be a finite number >= 0, got {f}")
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            if not math.isfinite(float(np.asarray(f, jnp.dtype(dtype)))):
+                raise InputError(f"lam={f:g} overflows {jnp.dtype(dtype).name}; use a smaller lam or float64")
+
+
+def check_softmax_call(params, x, y=None, *, lam=None, values: bool = True) -> None:
+    """Every check of a ``softmax_cost(params, x, y, lam=)`` call (``y``/``lam`` skipped when ``None``)."""
+    check_softmax_params(params, values=values)
+    k, n = params.theta.shape
+    check_features(x, n=n, dtype=params.theta.dtype, values=values)
+    if y is not None:
+        check_labels(y, m=x.shape[0], k=k, values=values)
+    if lam is not None:
+        check_lam(lam, dtype=params.theta.dtype)
+
+
+# --- the math -----------------------------------------------------------------------------------
+
+
+def one_hot(y: jax.Array, k: int, dtype) -> jax.Array:
+    r""":math:`1\{y\}`: ``(m, k)``, row :math:`i` the indicator of class :math:`y^{(i)}` (UFLDL's ``groundTruth.T``)."""
+    return jax.nn.one_hot(y, k, dtype=dtype)
+
+
+def softmax_logits(params: SoftmaxParams, x: jax.Array) -> jax.Array:
+    r"""Logits :math:`z = x\theta^\top`, ``(m, k)`` (shapes and dtypes checked)."""
+    check_softmax_call(params, x, values=False)
+    return x @ params.theta.T
+
+
+def softmax_probabilities(params: SoftmaxParams, x: jax.Array) -> jax.Array:
+    r""":math:`P_{ij} = P(y = j \mid x^{(i)}) = e^{z_{ij} - \operatorname{logsumexp}_l z_{il}}`, ``(m, k)``, rows sum to 1.
+
+    Examples:
+      >>> import numpy as np
+      >>> P = softmax_probabilities(SoftmaxParams(np.zeros((4, 2), np.float32)), np.ones((3, 2), np.float32))
+      >>> P.shape, float(P[0, 0])
+      ((3, 4), 0.25)
+    """
+    check_softmax_call(params, x, values=_concrete(params, x))
+    z = softmax_logits(params, x)
+    return jnp.exp(z - jax.nn.logsumexp(z, axis=1, keepdims=True))
+
+
+def softmax_cost(params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: ArrayLike) -> jax.Array:
+    r""":math:`J(\theta) = -\frac1m\sum_i \log P(y^{(i)}\mid x^{(i)}) + \frac\lambda2\lVert\theta\rVert^2` (module docstring).
+
+    Args:
+      params: :class:`SoftmaxParams`, ``theta (k, n)``.
+      x: ``(m, n)`` features, samples as rows, in ``theta``'s dtype.
+      y: ``(m,)`` integer labels in ``[0, k)``.
+      lam: weight decay :math:`\lambda \ge 0` (traced: a sweep compiles once).
+
+    Returns:
+      Scalar, in ``theta``'s dtype; computed as :math:`\frac1m\sum_i(\operatorname{logsumexp} z_i - z_{i,y_i})`,
+      exact for any finite logits.
+    """
+    check_softmax_call(params, x, y, lam=lam)
+    if _concrete(params, x, y, lam):
+        return _softmax_cost_jit(params, x, y, lam=lam)
+    z = softmax_logits(params, x)
+    picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
+    nll = jnp.mean(jax.nn.logsumexp(z, axis=1) - picked)
+    lam = jnp.asarray(lam, params.theta.dtype)
+    return nll + lam / 2 * jnp.sum(params.theta**2)
+
+
+def softmax_cost_and_grad(
+    params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: ArrayLike
+) -> tuple[jax.Array, SoftmaxParams]:
+    r"""Cost and the tutorial's gradient :math:`-\frac1m(1\{y\} - P)^\top x + \lambda\theta`; a drop-in for
+    ``jax.value_and_grad(softmax_cost)`` (same arguments, same result structure).
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> rng = np.random.default_rng(0)
+      >>> params = SoftmaxParams(rng.normal(size=(3, 4)).astype(np.float32))
+      >>> x, y = rng.normal(size=(5, 4)).astype(np.float32), np.array([0, 1, 2, 1, 0])
+      >>> J, g = softmax_cost_and_grad(params, x, y, lam=1e-3)
+      >>> J_ad, g_ad = jax.value_and_grad(softmax_cost)(params, x, y, lam=1e-3)
+      >>> bool(np.allclose(g.theta, g_ad.theta, rtol=1e-5, atol=1e-6))
+      True
+    """
+    check_softmax_call(params, x, y, lam=lam)
+    if _concrete(params, x, y, lam):
+        return _softmax_cost_and_grad_jit(params, x, y, lam=lam)
+    theta = params.theta
+    k, m = theta.shape[0], x.shape[0]
+    J = softmax_cost(params, x, y, lam=lam)
+    P = softmax_probabilities(params, x)
+    lam = jnp.asarray(lam, theta.dtype)
+    grad = -((one_hot(y, k, theta.dtype) - P).T @ x) / m + lam * theta
+    return J, SoftmaxParams(grad)
+
+
+def softmax_predict(params: SoftmaxParams, x: jax.Array) -> jax.Array:
+    r"""The most probable class :math:`\arg\max_j \theta_j^\top x^{(i)}` of each row, integer ``(m,)`` (``softmaxPredict.m``)."""
+    check_softmax_call(params, x)
+    return jnp.argmax(softmax_logits(params, x), axis=1)
+
+
+def accuracy(predicted: ArrayLike, y: ArrayLike) -> float:
+    """Fraction of ``predicted`` equal to ``y`` (both ``(m,)`` integer), a Python float.
+
+    Examples:
+      >>> import numpy as np
+      >>> accuracy(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]))
+      0.75
+    """
+    p, t = np.asarray(predicted), np.asarray(y)
+    if p.shape != t.shape or p.ndim != 1 or p.size == 0:
+        raise InputError(f"predicted and y must be non-empty 1-D arrays of one shape, got {p.shape} and {t.shape}")
+    return float(np.mean(p == t))
+
+
+_softmax_cost_jit = jax.jit(softmax_cost)
+_softmax_cost_and_grad_jit = jax.jit(softmax_cost_and_grad)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def _softmax_value_and_grad(params, x, y, lam):
+    return softmax_cost_and_grad(params, x, y, lam=lam)
+
+
+def train_softmax(
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    n_classes: int,
+    lam: float = 1e-4,
+    steps: int = 100,
+    seed: int = 0,
+    params: SoftmaxParams | None = None,
+    memory_size: int = 100,
+) -> SoftmaxParams:
+    r"""Fit softmax regression by L-BFGS on the manual gradient: UFLDL's ``softmaxTrain`` (``lambda = 1e-4``, 100 iterations).
+
+    Args:
+      x: ``(m, n)`` floating features, samples as rows (their dtype is the parameters' dtype).
+      y: ``(m,)`` integer labels in ``[0, n_classes)``.
+      n_classes: :math:`k \ge 2`.
+      lam: weight decay :math:`\lambda \ge 0`.
+      steps: L-BFGS iterations at most (:func:`sae_jax.minimize.minimize_lbfgs`'s stopping rules otherwise).
+      seed: seeds the start :math:`0.005\,\mathcal N(0,1)` (:func:`init_softmax`), unless ``params`` is given.
+      params: a :class:`SoftmaxParams` ``(n_classes, n)`` to start from instead.
+      memory_size: L-BFGS history (100, minFunc's, as UFLDL used).
+
+    Returns:
+      :class:`SoftmaxParams` ``theta (n_classes, n)``.
+
+    Examples:
+      >>> import numpy as np
+      >>> x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.2]], np.float32)
+      >>> y = np.array([0, 1, 0, 1])
+      >>> model = train_softmax(x, y, n_classes=2, lam=1e-4, steps=50)
+      >>> softmax_predict(model, x).tolist()
+      [0, 1, 0, 1]
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
+        raise InputError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    for name, v, lo in (("steps", steps, 0), ("seed", seed, 0), ("memory_size", memory_size, 1)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+            raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating) or getattr(x, "ndim", 0) != 2:
+        what = f"dtype {x.dtype} and shape {tuple(x.shape)}" if hasattr(x, "dtype") else type(x).__name__
+        raise InputError(f"x must be a 2-D floating array (m, n), got {what}")
+    if params is None:
+        params = init_softmax(jax.random.key(seed), int(x.shape[1]), n_classes, dtype=_float_dtype(x.dtype))
+    check_softmax_params(params)
+    if params.theta.shape != (n_classes, x.shape[1]):
+        raise InputError(
+            f"params.theta must have shape ({n_classes}, {x.shape[1]}) (n_classes, x's columns), got {tuple(params.theta.shape)}"
+        )
+    check_features(x, n=int(x.shape[1]), dtype=params.theta.dtype)
+    check_labels(y, m=int(x.shape[0]), k=n_classes, source="n_classes")
+    check_lam(lam, dtype=params.theta.dtype)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    lam = jnp.asarray(lam, params.theta.dtype)
+    result = minimize_lbfgs(_softmax_value_and_grad, params, (x, y, lam), steps=steps, memory_size=memory_size)
+    return result.params
