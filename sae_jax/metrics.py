@@ -170,9 +170,9 @@ def split_validation(m: int, fraction: float, seed: int = 0) -> tuple[np.ndarray
 
 
 @functools.partial(jax.jit, static_argnames=("output",))
-def _pass(params, x, lam, beta, rho, *, output):
+def _pass(params, x, lam, beta, rho, *, output, l1=None):
     acts = forward(params, x, output=output)
-    terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho)
+    terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
     errors = 0.5 * jnp.sum(jnp.square(acts.a3 - x), axis=-1)
     return terms, errors, jnp.min(acts.a2, axis=0), jnp.max(acts.a2, axis=0)
 
@@ -188,6 +188,7 @@ def evaluate(
     dead_threshold: float = DEAD_THRESHOLD,
     saturation_threshold: float = SATURATION_THRESHOLD,
     details: bool = False,
+    l1=None,
 ) -> dict:
     r"""Every diagnostic at ``params`` on ``x``, in one jitted pass, as Python numbers.
 
@@ -201,7 +202,8 @@ def evaluate(
     ``a2_max`` ``(n_hidden,)``.
 
     Args:
-      params, x, lam, beta, rho, output: as for :func:`sae_jax.cost` (checked the same way).
+      params, x, lam, beta, rho, output, l1: as for :func:`sae_jax.cost` (checked the same way);
+        with ``l1`` the cost includes the L1 activation term, also given as ``"l1"``.
       dead_threshold, saturation_threshold: in (0, 1).
 
     Examples:
@@ -213,23 +215,25 @@ def evaluate(
       >>> sorted(k for k in m if k.endswith("fraction")), m["n_samples"]
       (['dead_fraction', 'saturated_fraction'], 8)
     """
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
     _check_threshold("dead_threshold", dead_threshold)
     _check_threshold("saturation_threshold", saturation_threshold)
     return evaluate_unchecked(params, x, lam=lam, beta=beta, rho=rho, output=output, dead_threshold=dead_threshold,
-                     saturation_threshold=saturation_threshold, details=details)
+                     saturation_threshold=saturation_threshold, details=details, l1=l1)
 
 
 def evaluate_unchecked(params, x, *, lam, beta, rho, output, dead_threshold=DEAD_THRESHOLD,
-                       saturation_threshold=SATURATION_THRESHOLD, details=False) -> dict:
+                       saturation_threshold=SATURATION_THRESHOLD, details=False, l1=None) -> dict:
     """:func:`evaluate` for inputs already checked: no value checks, the one jitted pass only.
 
     For callers that check params, data and hyperparameters once and then evaluate many times
-    (the trainer's metrics row after every chunk). Same keys and arguments as :func:`evaluate`.
+    (the trainer's metrics row after every chunk). Same keys and arguments as :func:`evaluate`;
+    with ``l1`` (the L1 activation penalty's weight) the cost includes that term, also given as ``"l1"``.
     """
     dtype = params.W1.dtype
     terms, errors, a2_min, a2_max = jax.device_get(_pass(
         params, x, jnp.asarray(lam, dtype), jnp.asarray(beta, dtype), jnp.asarray(rho, dtype), output=output,
+        l1=None if l1 is None else jnp.asarray(l1, dtype),
     ))
     rh = np.asarray(terms.rho_hat, np.float64)
     out = {
@@ -246,6 +250,8 @@ def evaluate_unchecked(params, x, *, lam, beta, rho, output, dead_threshold=DEAD
         "saturated_fraction": float(saturated_units(a2_min, threshold=saturation_threshold).mean()),
         "n_samples": int(x.shape[0]),
     }
+    if l1 is not None:
+        out["l1"] = float(terms.l1)
     if details:
         out.update(errors=np.asarray(errors), rho_hat=rh, a2_min=np.asarray(a2_min), a2_max=np.asarray(a2_max))
     return out

@@ -5,6 +5,9 @@ independent NumPy transcription (tests/ufldl_reference.py), and the identities t
 (a tied model is the untied one at W2 = W1.T; l1 on sigmoid units is gamma * sum(rho_hat)).
 """
 
+import dataclasses
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -309,3 +312,96 @@ def test_gradcheck_takes_tied_parameters():
     p, x = random_problem(16, 6, 4, 3)
     rows = gradcheck(sae.tie(p), x, **HP, n_directions=2, devices=jax.devices()[:1])
     assert [r.array for r in rows] == ["cost", "W1", "b1", "b2"] and all(row_passes(r) for r in rows)
+
+
+# --- the trainer and the CLI -------------------------------------------------------------------
+
+from sae_jax import checkpoint as ckpt  # noqa: E402
+from sae_jax.cli import main  # noqa: E402
+from sae_jax.config import TrainConfig, validate_config  # noqa: E402
+from sae_jax.data import natural_image_patches  # noqa: E402
+from sae_jax.training import train  # noqa: E402
+
+X16 = natural_image_patches(120, 4, seed=0)  # (120, 16)
+# Adam, tied, L1, masking noise: every variant at once, minibatches, a fresh corruption per step
+NOISY = TrainConfig(n_hidden=5, optimizer="adam", batch_size=40, steps=8, chunk=4, checkpoint_every=4,
+                    tied=True, l1=0.01, corruption="mask", corruption_level=0.3)
+
+
+def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path):
+    whole = train(X16, NOISY, run_dir=tmp_path / "whole")
+    half = train(X16, dataclasses.replace(NOISY, steps=4), run_dir=tmp_path / "half")
+    resumed = train(X16, NOISY, run_dir=tmp_path / "half", resume=True)
+    assert resumed.params.W2 is None
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    assert [r["cost"] for r in whole.metrics] == [r["cost"] for r in resumed.metrics]
+    assert "l1" in whole.metrics[-1] and whole.metrics[-1]["l1"] > 0
+    # tied files: no W2 anywhere, and they load back as tied parameters
+    for name in (ckpt.PARAMS_NAME, ckpt.CHECKPOINT_NAME):
+        tensors, _ = ckpt.read_safetensors(tmp_path / "whole" / name, "file")
+        assert not any(k.endswith("W2") for k in tensors), name
+    p, config = ckpt.load_params(tmp_path / "whole")
+    assert p.W2 is None and config["tied"] is True and config["corruption"] == "mask"
+    # a fresh corruption every step: the same run without noise goes elsewhere
+    clean = train(X16, dataclasses.replace(NOISY, corruption="none"))
+    assert not np.array_equal(clean.params.W1, whole.params.W1)
+    del half
+
+
+def test_manual_and_autodiff_trajectories_agree_with_every_variant():
+    cfg = dataclasses.replace(NOISY, optimizer="lbfgs", steps=6, chunk=6, output="linear",
+                              corruption="gaussian", corruption_level=0.2)
+    a = train(X16, cfg)
+    b = train(X16, dataclasses.replace(cfg, gradient="autodiff"))
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        assert max_rel_err(u, v) <= 1e-8
+
+
+def test_warm_start_must_match_tied():
+    p = sae.init_params(jax.random.key(0), 16, 5, dtype="float64")
+    with pytest.raises(sae.InputError, match="params are untied .* config has tied=True"):
+        train(X16, dataclasses.replace(NOISY, steps=1), params=p)
+    r = train(X16, dataclasses.replace(NOISY, steps=1), params=sae.tie(p))
+    assert r.params.W2 is None
+
+
+def test_config_checks():
+    validate_config(NOISY)
+    assert TrainConfig.from_dict(NOISY.to_dict()) == NOISY
+    for bad, message in [
+        (dict(l1=-0.1), "l1 must be >= 0"),
+        (dict(tied="yes"), "tied must be True or False"),
+        (dict(corruption="salt"), "corruption kind must be one of"),
+        (dict(corruption="mask", corruption_level=1.0), r"in \[0, 1\) for kind='mask'"),
+        (dict(corruption="gaussian", corruption_level=-1.0), ">= 0 for kind='gaussian'"),
+    ]:
+        with pytest.raises(sae.InputError, match=message):
+            validate_config(dataclasses.replace(NOISY, **bad))
+
+
+SMALL = ["--patch-size", "4", "--n-patches", "120", "--n-hidden", "5", "--steps", "4", "--chunk", "4",
+         "--no-progress"]
+
+
+def test_cli_tied_denoising_run_then_visualize_encode_evaluate(tmp_path, capsys):
+    d = tmp_path / "run"
+    assert main(["train", "--out", str(d), *SMALL, "--tied", "--l1", "0.01", "--corruption", "mask",
+                 "--corruption-level", "0.25"]) == 0
+    conf = json.loads((d / "config.json").read_text())["config"]
+    assert (conf["tied"], conf["l1"], conf["corruption"], conf["corruption_level"]) == (True, 0.01, "mask", 0.25)
+    assert main(["visualize", str(d), "--out", str(tmp_path / "f.png")]) == 0
+    assert main(["encode", str(d), "--out", str(tmp_path / "a.npy")]) == 0
+    assert np.load(tmp_path / "a.npy").shape == (120, 5)
+    assert main(["evaluate", str(d), "--out", str(tmp_path / "e.png")]) == 0
+    assert main(["train", "--resume", str(d), "--steps", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    for argv, message in [
+        (["--corruption", "mask", "--corruption-level", "1"], "corruption level must be in [0, 1)"),
+        (["--l1", "-1"], "l1 must be >= 0"),
+        (["--corruption", "mask", "--devices", "all"], "--devices does not shard denoising"),
+    ]:
+        assert main(["train", "--out", str(tmp_path / "bad"), *SMALL, *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "bad").exists()
