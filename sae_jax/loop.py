@@ -47,8 +47,8 @@ from .minibatch import EmaBatch
 from .params import Params, init_params
 from .variants import corrupt
 from .step import (
-    DenoisingBatch, ValueAndGradFn, all_finite, make_optimizer, make_step, make_value_and_grad, optax_promotion,
-    prime_cache,
+    DenoisingBatch, ValueAndGradFn, all_finite, invalidate_cache, make_optimizer, make_step, make_value_and_grad,
+    optax_promotion, prime_cache,
 )
 
 __all__ = [
@@ -191,7 +191,9 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
 
     def run(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
         value_and_grad_fn = value_and_grad_for(hp)
-        step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped)
+        # Denoising changes the objective every step: a line search's cached value and gradient
+        # (of the previous step's corruption) are recomputed with this step's (invalidate_cache).
+        step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped and not noisy)
         m = x.shape[0]
         spe = max(m // B, 1)  # minibatches per epoch
 
@@ -208,7 +210,7 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
                 batch = DenoisingBatch(batch, corrupt(k, xb, kind=config.corruption, level=config.corruption_level))
             return batch
 
-        if vmapped and full_batch:
+        if vmapped and full_batch and not noisy:
             state = state._replace(opt_state=prime_cache(value_and_grad_fn, state.params, state.opt_state, x))
         dtype = state.params.W1.dtype
         carry = _Carry(
@@ -230,7 +232,8 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
                 pos = st.step % spe
                 perm = lax.cond(pos == 0, lambda: perm_for(st.step), lambda: perm)
                 xb = jnp.take(x, lax.dynamic_slice(perm, (pos * B,), (B,)), axis=0)
-            params, opt_state, out = step(st.params, st.opt_state, batch_for(st, xb))
+            opt_state = invalidate_cache(st.opt_state) if noisy else st.opt_state
+            params, opt_state, out = step(st.params, opt_state, batch_for(st, xb))
             value_ok, params_ok = jnp.isfinite(out.value), all_finite(params)
             ok = value_ok & out.grads_finite & params_ok
             st_next = TrainState(params, opt_state, st.step + 1, st.key, out.aux.rho_hat if ema else st.rho_ema)

@@ -328,10 +328,12 @@ NOISY = TrainConfig(n_hidden=5, optimizer="adam", batch_size=40, steps=8, chunk=
                     tied=True, l1=0.01, corruption="mask", corruption_level=0.3)
 
 
-def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path):
-    whole = train(X16, NOISY, run_dir=tmp_path / "whole")
-    half = train(X16, dataclasses.replace(NOISY, steps=4), run_dir=tmp_path / "half")
-    resumed = train(X16, NOISY, run_dir=tmp_path / "half", resume=True)
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path, optimizer):
+    cfg = dataclasses.replace(NOISY, optimizer=optimizer)
+    whole = train(X16, cfg, run_dir=tmp_path / "whole")
+    half = train(X16, dataclasses.replace(cfg, steps=4), run_dir=tmp_path / "half")
+    resumed = train(X16, cfg, run_dir=tmp_path / "half", resume=True)
     assert resumed.params.W2 is None
     for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
@@ -344,7 +346,7 @@ def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path):
     p, config = ckpt.load_params(tmp_path / "whole")
     assert p.W2 is None and config["tied"] is True and config["corruption"] == "mask"
     # a fresh corruption every step: the same run without noise goes elsewhere
-    clean = train(X16, dataclasses.replace(NOISY, corruption="none"))
+    clean = train(X16, dataclasses.replace(cfg, corruption="none"))
     assert not np.array_equal(clean.params.W1, whole.params.W1)
     del half
 
