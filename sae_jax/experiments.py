@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -228,6 +228,18 @@ def second_layer_filters(layers: Sequence[Params]) -> np.ndarray:
     return np.asarray(layers[1].W1) @ np.asarray(layers[0].W1)
 
 
+def _stages(progress, total: int):
+    """``tick(stage)``: calls ``progress(done, total, stage)`` before each stage; ``tick(None)`` at the end."""
+    done = [0]
+
+    def tick(stage):
+        if progress is not None:
+            progress(done[0], total, "done" if stage is None else stage)
+        done[0] += 1
+
+    return tick
+
+
 def _save_filters(W, path, title) -> str:
     save_filters_png(W, path, title=title)
     return os.fspath(path)
@@ -245,6 +257,7 @@ def probe(
     test_fraction: float = 0.3,
     lam: float = 1e-4,
     steps: int = 100,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Table:
     """Held-out softmax accuracy on an autoencoder's features against raw inputs.
 
@@ -255,6 +268,9 @@ def probe(
       seeds: one random split (and softmax start) per seed.
       test_fraction: the held-out share of the rows.
       lam, steps: the softmax's weight decay and L-BFGS iterations (UFLDL: 1e-4, 100).
+      progress: optional ``progress(done, total, stage)``, called before each stage (``done`` of
+        ``total`` finished, ``stage`` names the next, e.g. ``"seed 0: softmax on features"``) and
+        once at the end (``done == total``, ``"done"``).
 
     Returns:
       :class:`Table` with rows ``raw inputs (n)`` and ``features (h)``.
@@ -269,11 +285,15 @@ def probe(
     xd = np.asarray(x, dtype)
     feats = np.asarray(_features(layers, xd))
     raw, ours = [], []
+    tick = _stages(progress, 2 * len(seeds))
     for s in seeds:
         tr, te = split(len(y), test_fraction=test_fraction, seed=s)
         kw = dict(n_classes=n_classes, lam=lam, steps=steps, seed=s)
+        tick(f"seed {s}: softmax on raw inputs")
         raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], **kw))
+        tick(f"seed {s}: softmax on features")
         ours.append(_softmax_accuracy(feats[tr], y[tr], feats[te], y[te], **kw))
+    tick(None)
     return Table(
         f"Softmax probe: held-out accuracy ({len(te)} of {len(y)} rows held out, {n_classes} classes)",
         seeds,
@@ -294,6 +314,7 @@ def self_taught(
     lam: float = 1e-4,
     softmax_steps: int = 100,
     picture=None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Table:
     """UFLDL's self-taught learning: features from the unlabelled classes, a classifier on the others.
 
@@ -304,6 +325,8 @@ def self_taught(
 
     Args:
       picture: optional PNG path for the first seed's learned filters (square inputs only).
+      progress: optional ``progress(done, total, stage)`` as for :func:`probe` (two stages per
+        seed: the autoencoder, the two classifiers).
 
     Returns:
       :class:`Table` with rows ``raw pixels (n)`` and ``self-taught features (h)``.
@@ -327,16 +350,20 @@ def self_taught(
     order = {c: i for i, c in enumerate(lab)}
     y_lab = np.asarray([order[int(c)] for c in y[l_rows]], np.int64)
     raw, ours, written = [], [], []
+    tick = _stages(progress, 2 * len(seeds))
     for s in seeds:
+        tick(f"seed {s}: autoencoder on classes {list(unl)}")
         ae = train(x_unl, dataclasses.replace(config, seed=s), pictures=False).params
         xd = np.asarray(x_lab, ae.W1.dtype)
         feats = np.asarray(_features((ae,), xd))
         tr, te = split(len(y_lab), test_fraction=test_fraction, seed=s)
         kw = dict(n_classes=len(lab), lam=lam, steps=softmax_steps, seed=s)
+        tick(f"seed {s}: softmax on raw pixels and features")
         raw.append(_softmax_accuracy(xd[tr], y_lab[tr], xd[te], y_lab[te], **kw))
         ours.append(_softmax_accuracy(feats[tr], y_lab[tr], feats[te], y_lab[te], **kw))
         if picture is not None and s == seeds[0]:
             written.append(_save_filters(ae.W1, picture, f"self-taught features (classes {unl}), seed {s}"))
+    tick(None)
     notes = [
         f"autoencoder: {x_unl.shape[0]} rows of classes {list(unl)}, n_hidden = {config.n_hidden}, rho = {config.rho:g}, "
         f"lambda = {config.lam:g}, beta = {config.beta:g}, {config.steps} {config.optimizer} steps",
@@ -362,6 +389,7 @@ def stacked_digits(
     softmax_steps: int = 100,
     fine_tune_steps: int = 400,
     picture=None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Table:
     """UFLDL's stacked autoencoder exercise: accuracy before and after fine-tuning, against raw pixels.
 
@@ -372,6 +400,8 @@ def stacked_digits(
     Args:
       picture: optional PNG path: the first seed's second layer, :func:`second_layer_filters`
         (before fine-tuning; a second file ``*_fine_tuned.png`` after), square inputs only.
+      progress: optional ``progress(done, total, stage)`` as for :func:`probe` (three stages per
+        seed: pretraining, the softmax layers, fine-tuning).
 
     Returns:
       :class:`Table` with rows ``raw pixels``, ``stack, before fine-tuning``, ``stack, after fine-tuning``.
@@ -384,16 +414,20 @@ def stacked_digits(
     _check_int("fine_tune_steps", fine_tune_steps, 0)
     n_classes = max(int(y.max()) + 1, 2)
     raw, before, after, written = [], [], [], []
+    tick = _stages(progress, 3 * len(seeds))
     for s in seeds:
         tr, te = split(len(y), test_fraction=test_fraction, seed=s)
         cfgs = [dataclasses.replace(c, seed=c.seed + s) for c in configs]
+        tick(f"seed {s}: pretraining {len(cfgs)} autoencoder(s)")
         layers = pretrain(x[tr], cfgs)
         xd = np.asarray(x, layers[0].W1.dtype)
         x_tr, x_te = jnp.asarray(xd[tr]), jnp.asarray(xd[te])
         y_tr = jnp.asarray(y[tr])
+        tick(f"seed {s}: softmax on the stack and on raw pixels")
         stack0 = init_stack(layers, x_tr, y_tr, n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s)
-        stack1 = fine_tune(stack0, x_tr, y_tr, lam=lam, steps=fine_tune_steps)
         raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s))
+        tick(f"seed {s}: fine-tuning")
+        stack1 = fine_tune(stack0, x_tr, y_tr, lam=lam, steps=fine_tune_steps)
         before.append(accuracy(stacked_predict(stack0, x_te), y[te]))
         after.append(accuracy(stacked_predict(stack1, x_te), y[te]))
         if picture is not None and s == seeds[0] and len(layers) >= 2:
@@ -403,6 +437,7 @@ def stacked_digits(
                 _save_filters(second_layer_filters(stack1.layers), f"{root}_fine_tuned{ext or '.png'}",
                               f"second layer (W2 W1) after fine-tuning, seed {s}")
             )
+    tick(None)
     sizes = " -> ".join([str(x.shape[1])] + [str(c.n_hidden) for c in configs] + [str(n_classes)])
     notes = [
         f"network {sizes}; pretraining: " + "; ".join(
