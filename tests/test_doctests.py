@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "sae_jax.cli",
     "sae_jax.cli.args",
     "sae_jax.cli.check",
+    "sae_jax.cli.experiments",
     "sae_jax.cli.flags",
     "sae_jax.cli.gradcheck",
     "sae_jax.cli.sweep",

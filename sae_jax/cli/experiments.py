@@ -62,6 +62,7 @@ from .trained import recorded_data_spec
 __all__ = [
     "RESULTS_JSON",
     "autoencoder_configs",
+    "checked_configs",
     "cmd_probe",
     "cmd_self_taught",
     "cmd_stacked",
@@ -121,8 +122,7 @@ def autoencoder_configs(args, *, layers: int | None) -> tuple[TrainConfig, ...]:
     """The preset's autoencoder configs (``--preset``) with the flags given applied to every layer.
 
     ``--n-hidden`` is one integer per layer (``layers`` of them when given: 1 for ``self-taught``;
-    ``None``: any number, the stack's depth). Checked by :func:`sae_jax.config.validate_config`,
-    errors naming the flag.
+    ``None``: any number, the stack's depth). Not yet checked: :func:`checked_configs`.
     """
     command = "self-taught" if layers == 1 else "stacked"
     base = _PRESETS[command][args.preset]
@@ -133,7 +133,11 @@ def autoencoder_configs(args, *, layers: int | None) -> tuple[TrainConfig, ...]:
         base = tuple(dataclasses.replace(base[min(i, len(base) - 1)], n_hidden=h) for i, h in enumerate(sizes))
     over = {f: v for f, v in (("rho", args.rho), ("beta", args.beta), ("lam", args.ae_lam), ("steps", args.steps),
                               ("dtype", args.dtype)) if v is not None}
-    configs = tuple(dataclasses.replace(c, **over) for c in base)
+    return tuple(dataclasses.replace(c, **over) for c in base)
+
+
+def checked_configs(configs: tuple[TrainConfig, ...]) -> tuple[TrainConfig, ...]:
+    """``configs`` checked by :func:`sae_jax.config.validate_config` (x64 on for float64), errors naming the flag."""
     set_precision(configs[0].dtype)
     for c in configs:
         try:
@@ -282,7 +286,7 @@ def cmd_probe(args) -> int:
 
 def cmd_self_taught(args) -> int:
     seeds, lam = _common(args, steps_flag="--softmax-steps")
-    (config,) = autoencoder_configs(args, layers=1)
+    (config,) = checked_configs(autoencoder_configs(args, layers=1))
     unl = int_list("--unlabelled-classes", args.unlabelled_classes, minimum=0)
     lab = int_list("--labelled-classes", args.labelled_classes, minimum=0)
     x, y, spec = load_labelled(args, output=config.output)
@@ -301,7 +305,7 @@ def cmd_self_taught(args) -> int:
 def cmd_stacked(args) -> int:
     seeds, lam = _common(args, steps_flag="--softmax-steps")
     _check_count("--fine-tune-steps", args.fine_tune_steps, 0)
-    configs = autoencoder_configs(args, layers=None)
+    configs = checked_configs(autoencoder_configs(args, layers=None))
     x, y, spec = load_labelled(args, output=configs[0].output)
     check_lam(lam, dtype=configs[0].dtype)
     split(len(y), test_fraction=args.test_fraction, seed=seeds[0])
