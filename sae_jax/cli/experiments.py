@@ -107,14 +107,14 @@ def _check_count(flag: str, v: int, minimum: int) -> None:
         raise UsageError(f"{flag} must be an integer >= {minimum}, got {v}")
 
 
-def _common(args, *, steps_flag: str) -> tuple[list[int], float]:
+def _common(args, *, steps_flag: str, steps: int) -> tuple[list[int], float]:
     """``--seeds``, ``--test-fraction``, ``--lam`` and the softmax steps, checked: ``(seeds, lam)``."""
     seeds = int_list("--seeds", args.seeds, minimum=0)
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds must be distinct, got {args.seeds!r}")
     _check_number("--test-fraction", args.test_fraction, lo=0.0, lo_open=True, hi=1.0)
     _check_number("--lam", args.lam, lo=0.0)
-    _check_count(steps_flag, args.softmax_steps if steps_flag != "--steps" else args.steps, 1)
+    _check_count(steps_flag, steps, 1)
     return seeds, args.lam
 
 
@@ -258,7 +258,7 @@ def _results(command: str, table: Table, spec: DataSpec, settings: dict, t0: flo
 
 
 def cmd_probe(args) -> int:
-    seeds, lam = _common(args, steps_flag="--steps")
+    seeds, lam = _common(args, steps_flag="--steps", steps=args.steps)
     params, config = ckpt.load_params(args.params)
     output = config.get("output", "sigmoid")
     x, y, spec = load_labelled(args, output=output, run=args.params)
@@ -285,7 +285,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_self_taught(args) -> int:
-    seeds, lam = _common(args, steps_flag="--softmax-steps")
+    seeds, lam = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
     (config,) = checked_configs(autoencoder_configs(args, layers=1))
     unl = int_list("--unlabelled-classes", args.unlabelled_classes, minimum=0)
     lab = int_list("--labelled-classes", args.labelled_classes, minimum=0)
@@ -303,7 +303,7 @@ def cmd_self_taught(args) -> int:
 
 
 def cmd_stacked(args) -> int:
-    seeds, lam = _common(args, steps_flag="--softmax-steps")
+    seeds, lam = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
     _check_count("--fine-tune-steps", args.fine_tune_steps, 0)
     configs = checked_configs(autoencoder_configs(args, layers=None))
     x, y, spec = load_labelled(args, output=configs[0].output)
