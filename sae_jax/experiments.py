@@ -1,7 +1,7 @@
 r"""Are the learned features any good? Held-out softmax accuracy on labelled data (the UFLDL exercises' evaluations).
 
-Three experiments, each a table over seeds (every row: one accuracy per seed, their mean and
-sample standard deviation, and the range):
+Three experiments, each a table over seeds (:class:`~sae_jax.heldout.Table`; every row: one
+accuracy per seed, their mean and sample standard deviation, and the range):
 
 - :func:`probe`: a softmax classifier (:func:`sae_jax.softmax.train_softmax`) trained on an
   autoencoder's features :math:`a^{(2)} = f(xW_1^\top + b_1)` (or a stack's last features) of a
@@ -47,12 +47,12 @@ import dataclasses
 import numbers
 import os
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from .display import save_filters_png
+from .heldout import Row, Table, split
 from .params import Params
 from .softmax import accuracy, softmax_predict, train_softmax
 from .stacked import fine_tune, init_stack, pretrain, stack_features, stacked_predict
@@ -106,52 +106,6 @@ STACKED_MNIST_CONFIGS = (
 )
 
 
-class Row(NamedTuple):
-    """One method's accuracy on each seed."""
-
-    name: str
-    values: tuple  # tuple[float, ...], one per seed
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation over seeds (0 for one seed)."""
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
-
-
-class Table(NamedTuple):
-    """An experiment's result: rows of accuracies over ``seeds``, printable with :meth:`text`."""
-
-    title: str
-    seeds: tuple
-    rows: tuple  # tuple[Row, ...]
-    notes: tuple = ()  # tuple[str, ...]: sizes, settings, files written
-
-    def text(self) -> str:
-        """A plain-text table: method, mean ± std over seeds, range, and each seed's value."""
-        width = max(len(r.name) for r in self.rows)
-        lines = [self.title, "=" * len(self.title)]
-        head = f"{'':<{width}}  {'accuracy (mean ± std)':>22}  {'range':>15}  per seed {list(self.seeds)}"
-        lines.append(head)
-        for r in self.rows:
-            rng = f"{min(r.values):.4f}–{max(r.values):.4f}"
-            per = ", ".join(f"{v:.4f}" for v in r.values)
-            lines.append(f"{r.name:<{width}}  {r.mean:>13.4f} ± {r.std:.4f}  {rng:>15}  {per}")
-        lines += list(self.notes)
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {
-            "title": self.title,
-            "seeds": list(self.seeds),
-            "rows": [{"name": r.name, "values": list(r.values), "mean": r.mean, "std": r.std} for r in self.rows],
-            "notes": list(self.notes),
-        }
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -182,23 +136,6 @@ def _labelled(x, y):
     if y.min() < 0:
         raise InputError(f"y must hold class indices >= 0, got {int(y.min())}")
     return x, y
-
-
-def split(m: int, *, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split of ``range(m)`` into ``(train, test)`` index arrays, ``round(test_fraction * m)`` in test.
-
-    Examples:
-      >>> train, test = split(10, test_fraction=0.3, seed=0)
-      >>> len(train), len(test), sorted(np.concatenate([train, test]).tolist()) == list(range(10))
-      (7, 3, True)
-    """
-    if not (isinstance(test_fraction, numbers.Real) and 0 < test_fraction < 1):
-        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    n_test = int(round(test_fraction * m))
-    if n_test < 1 or n_test > m - 1:
-        raise InputError(f"test_fraction={test_fraction} leaves no training or no test rows of m = {m}")
-    perm = np.random.default_rng(seed).permutation(m)
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
 def _softmax_accuracy(f_train, y_train, f_test, y_test, *, n_classes, lam, steps, seed) -> float:

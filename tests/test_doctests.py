@@ -51,6 +51,7 @@ PUBLIC_MODULES = (
     "sae_jax.experiments",
     "sae_jax.forward",
     "sae_jax.gradcheck",
+    "sae_jax.heldout",
     "sae_jax.inputs",
     "sae_jax.lbfgs",
     "sae_jax.loop",

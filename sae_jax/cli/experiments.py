@@ -1,7 +1,7 @@
 """``sae-jax probe | self-taught | stacked``: are the learned features any good? (:mod:`sae_jax.experiments`)
 
 Each command prints one table of held-out softmax accuracies, one column per seed, with the mean,
-the sample standard deviation and the range over seeds (:meth:`sae_jax.experiments.Table.text`), or
+the sample standard deviation and the range over seeds (:meth:`sae_jax.heldout.Table.text`), or
 with ``--json`` the same as one JSON object. ``probe RUN`` compares a trained run's features with the
 raw inputs on the run's own (labelled) data; ``self-taught`` and ``stacked`` are the UFLDL exercises
 and write ``DIR/results.json`` (the table, the settings, the data spec, UFLDL's published MNIST
@@ -46,12 +46,11 @@ from ..experiments import (
     STACKED_CONFIGS,
     STACKED_MNIST_CONFIGS,
     UFLDL_MNIST,
-    Table,
     probe,
     self_taught,
-    split,
     stacked_digits,
 )
+from ..heldout import Table, split
 from ..params import Params
 from ..softmax import check_lam
 from ..validate import InputError
