@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +165,51 @@ def test_training_shell_block_runs_verbatim(tmp_path):
     try:
         for argv in lines:
             assert main([*argv[1:], *(["--no-progress"] if argv[1] == "train" else [])]) == 0, argv
+    finally:
+        os.chdir(cwd)
+
+
+EXPERIMENTS = ROOT / "docs" / "experiments"
+COMMITTED = {"probe": EXPERIMENTS / "probe.json", "self-taught": EXPERIMENTS / "self-taught" / "results.json",
+             "stacked": EXPERIMENTS / "stacked" / "results.json"}
+
+
+def test_experiment_table_is_the_committed_run():
+    """Every accuracy of the committed run (docs/experiments/) is in the README's table, as mean ± std."""
+    import json
+
+    section = README.split("## Softmax, stacked autoencoders", 1)[1].split("\n## ", 1)[0]
+    for command, path in COMMITTED.items():
+        res = json.loads(path.read_text())
+        assert res["command"] == command and res["table"]["seeds"] == [0, 1, 2]
+        for row in res["table"]["rows"]:
+            assert f"| {row['mean']:.4f} ± {row['std']:.4f} |" in section, (command, row["name"])
+    for png in ("self-taught/features.png", "stacked/second_layer.png", "stacked/second_layer_fine_tuned.png"):
+        assert f"docs/experiments/{png}" in section and (EXPERIMENTS / png).is_file()
+
+
+@pytest.mark.slow
+def test_experiment_commands_reproduce_the_committed_run(tmp_path):
+    """The digits self-taught and stacked lines of the README, verbatim (minutes; needs scikit-learn):
+    each seed's accuracies equal the committed run's (to 0.02: another CPU may round differently)."""
+    import json
+
+    pytest.importorskip("sklearn")
+    from sae_jax.cli import main
+
+    lines = [a for a in _shell_lines() if a[:2] in (["sae-jax", "self-taught"], ["sae-jax", "stacked"])
+             and "--data" not in a]
+    assert [a[1] for a in lines] == ["self-taught", "stacked"]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for argv in lines:
+            assert main([*argv[1:], "--no-progress"]) == 0, argv
+            got = json.loads((tmp_path / argv[argv.index("--out") + 1] / "results.json").read_text())["table"]
+            want = json.loads(COMMITTED[argv[1]].read_text())["table"]
+            assert [r["name"] for r in got["rows"]] == [r["name"] for r in want["rows"]]
+            for g, w in zip(got["rows"], want["rows"]):
+                np.testing.assert_allclose(g["values"], w["values"], atol=0.02, err_msg=f"{argv[1]}: {g['name']}")
     finally:
         os.chdir(cwd)
 
