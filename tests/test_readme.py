@@ -228,3 +228,17 @@ def test_cli_docstring_examples_parse():
                 parser.parse_args(shlex.split(line[len(prefix):]))
                 n += 1
     assert n >= 10
+
+
+def test_layout_section_matches_the_tree():
+    """Issue 13: every module and subpackage of sae_jax is in README's Layout, and nothing else is."""
+    block = README.split("## Layout", 1)[1].split("```", 2)[1]
+    listed = set(re.findall(r"^  ([a-z_]+(?:\.py|/))\s", block, flags=re.M))
+    pkg = ROOT / "sae_jax"
+    tree = {p.name for p in pkg.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    tree |= {p.name + "/" for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert listed == tree, f"README Layout lists {sorted(listed - tree)} not in the tree; misses {sorted(tree - listed)}"
+    for sub in ("cli", "data"):  # the subpackages' modules are named in their line
+        for p in (pkg / sub).glob("*.py"):
+            if p.name not in ("__init__.py", "__main__.py"):
+                assert p.name in block, f"README Layout's {sub}/ line does not name {p.name}"
