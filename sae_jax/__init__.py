@@ -13,6 +13,10 @@ Public API::
     tie, untie, corrupt, activation_l1   # variants: tied weights (W2=None), denoising (x_input=), l1=
     train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.training)
     sae_jax.metrics                      # diagnostics: per-sample error, dead/saturated units, rho_hat vs rho
+    SoftmaxParams, sae_jax.softmax       # softmax regression (UFLDL softmaxCost/Train/Predict)
+    StackedParams, sae_jax.stacked       # stacked autoencoders + softmax, fine-tuning (stackedAECost)
+    sae_jax.minimize                     # minimize_lbfgs: jitted L-BFGS over any pytree (softmax, stack)
+    sae_jax.experiments                  # probe, self_taught, stacked_digits: held-out accuracy over seeds
 
 Data must be in the parameters' dtype everywhere (nothing is converted silently; see README "Dtypes").
 
@@ -92,6 +96,10 @@ from .training import (  # noqa: E402  (after the math it uses)
     train as train,
 )
 from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of settings in one vmapped run)
+from . import minimize as minimize, softmax as softmax, stacked as stacked  # noqa: E402
+from . import experiments as experiments  # noqa: E402  (display imports matplotlib only when drawing)
+from .softmax import SoftmaxParams as SoftmaxParams  # noqa: E402
+from .stacked import StackedParams as StackedParams  # noqa: E402
 
 from .version import __version__ as __version__  # noqa: E402
 
@@ -110,6 +118,8 @@ __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "Params",
+    "SoftmaxParams",
+    "StackedParams",
     "autodiff_cost_and_grad",
     "batch_mesh",
     "chunked_cost_and_grad",
@@ -120,12 +130,14 @@ __all__ = [
     "cost_terms_and_grad",
     "decode",
     "encode",
+    "experiments",
     "forward",
     "hidden_delta",
     "init_params",
     "kl_divergence",
     "kl_divergence_from_logs",
     "log_rho_hat",
+    "minimize",
     "output_delta",
     "params_to_theta",
     "reconstruct",
@@ -136,8 +148,10 @@ __all__ = [
     "sharded_cost_and_grad",
     "sigmoid",
     "sigmoid_prime",
+    "softmax",
     "sparsity",
     "sparsity_delta",
+    "stacked",
     "theta_to_params",
     "train",
     "weight_decay",

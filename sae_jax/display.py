@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from .validate import InputError
+from .metrics import rho_hat_histogram
 
 __all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "save_evaluation_png", "save_sweep_png", "grid_shape"]
 
@@ -232,8 +233,6 @@ def save_evaluation_png(columns: dict, path, *, rho: float, title=None) -> None:
       rho: the target ρ.
       title: optional figure title.
     """
-    from .metrics import rho_hat_histogram
-
     if not columns:
         raise InputError("columns must hold at least one evaluation")
     fig = _figure((10.0, 4.0))

@@ -1,7 +1,7 @@
 r"""Are the learned features any good? Held-out softmax accuracy on labelled data (the UFLDL exercises' evaluations).
 
-Three experiments, each a table over seeds (every row: one accuracy per seed, their mean and
-sample standard deviation, and the range):
+Three experiments, each a table over seeds (:class:`~sae_jax.heldout.Table`; every row: one
+accuracy per seed, their mean and sample standard deviation, and the range):
 
 - :func:`probe`: a softmax classifier (:func:`sae_jax.softmax.train_softmax`) trained on an
   autoencoder's features :math:`a^{(2)} = f(xW_1^\top + b_1)` (or a stack's last features) of a
@@ -46,13 +46,13 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
 from .display import save_filters_png
+from .heldout import Row, Table, split
 from .params import Params
 from .softmax import accuracy, softmax_predict, train_softmax
 from .stacked import fine_tune, init_stack, pretrain, stack_features, stacked_predict
@@ -106,52 +106,6 @@ STACKED_MNIST_CONFIGS = (
 )
 
 
-class Row(NamedTuple):
-    """One method's accuracy on each seed."""
-
-    name: str
-    values: tuple  # tuple[float, ...], one per seed
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation over seeds (0 for one seed)."""
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
-
-
-class Table(NamedTuple):
-    """An experiment's result: rows of accuracies over ``seeds``, printable with :meth:`text`."""
-
-    title: str
-    seeds: tuple
-    rows: tuple  # tuple[Row, ...]
-    notes: tuple = ()  # tuple[str, ...]: sizes, settings, files written
-
-    def text(self) -> str:
-        """A plain-text table: method, mean ± std over seeds, range, and each seed's value."""
-        width = max(len(r.name) for r in self.rows)
-        lines = [self.title, "=" * len(self.title)]
-        head = f"{'':<{width}}  {'accuracy (mean ± std)':>22}  {'range':>15}  per seed {list(self.seeds)}"
-        lines.append(head)
-        for r in self.rows:
-            rng = f"{min(r.values):.4f}–{max(r.values):.4f}"
-            per = ", ".join(f"{v:.4f}" for v in r.values)
-            lines.append(f"{r.name:<{width}}  {r.mean:>13.4f} ± {r.std:.4f}  {rng:>15}  {per}")
-        lines += list(self.notes)
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {
-            "title": self.title,
-            "seeds": list(self.seeds),
-            "rows": [{"name": r.name, "values": list(r.values), "mean": r.mean, "std": r.std} for r in self.rows],
-            "notes": list(self.notes),
-        }
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -184,23 +138,6 @@ def _labelled(x, y):
     return x, y
 
 
-def split(m: int, *, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split of ``range(m)`` into ``(train, test)`` index arrays, ``round(test_fraction * m)`` in test.
-
-    Examples:
-      >>> train, test = split(10, test_fraction=0.3, seed=0)
-      >>> len(train), len(test), sorted(np.concatenate([train, test]).tolist()) == list(range(10))
-      (7, 3, True)
-    """
-    if not (isinstance(test_fraction, numbers.Real) and 0 < test_fraction < 1):
-        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    n_test = int(round(test_fraction * m))
-    if n_test < 1 or n_test > m - 1:
-        raise InputError(f"test_fraction={test_fraction} leaves no training or no test rows of m = {m}")
-    perm = np.random.default_rng(seed).permutation(m)
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
-
-
 def _softmax_accuracy(f_train, y_train, f_test, y_test, *, n_classes, lam, steps, seed) -> float:
     model = train_softmax(f_train, y_train, n_classes=n_classes, lam=lam, steps=steps, seed=seed)
     return accuracy(softmax_predict(model, f_test), y_test)
@@ -228,6 +165,18 @@ def second_layer_filters(layers: Sequence[Params]) -> np.ndarray:
     return np.asarray(layers[1].W1) @ np.asarray(layers[0].W1)
 
 
+def _stages(progress, total: int):
+    """``tick(stage)``: calls ``progress(done, total, stage)`` before each stage; ``tick(None)`` at the end."""
+    done = [0]
+
+    def tick(stage):
+        if progress is not None:
+            progress(done[0], total, "done" if stage is None else stage)
+        done[0] += 1
+
+    return tick
+
+
 def _save_filters(W, path, title) -> str:
     save_filters_png(W, path, title=title)
     return os.fspath(path)
@@ -245,6 +194,7 @@ def probe(
     test_fraction: float = 0.3,
     lam: float = 1e-4,
     steps: int = 100,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Table:
     """Held-out softmax accuracy on an autoencoder's features against raw inputs.
 
@@ -255,6 +205,9 @@ def probe(
       seeds: one random split (and softmax start) per seed.
       test_fraction: the held-out share of the rows.
       lam, steps: the softmax's weight decay and L-BFGS iterations (UFLDL: 1e-4, 100).
+      progress: optional ``progress(done, total, stage)``, called before each stage (``done`` of
+        ``total`` finished, ``stage`` names the next, e.g. ``"seed 0: softmax on features"``) and
+        once at the end (``done == total``, ``"done"``).
 
     Returns:
       :class:`Table` with rows ``raw inputs (n)`` and ``features (h)``.
@@ -269,11 +222,15 @@ def probe(
     xd = np.asarray(x, dtype)
     feats = np.asarray(_features(layers, xd))
     raw, ours = [], []
+    tick = _stages(progress, 2 * len(seeds))
     for s in seeds:
         tr, te = split(len(y), test_fraction=test_fraction, seed=s)
         kw = dict(n_classes=n_classes, lam=lam, steps=steps, seed=s)
+        tick(f"seed {s}: softmax on raw inputs")
         raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], **kw))
+        tick(f"seed {s}: softmax on features")
         ours.append(_softmax_accuracy(feats[tr], y[tr], feats[te], y[te], **kw))
+    tick(None)
     return Table(
         f"Softmax probe: held-out accuracy ({len(te)} of {len(y)} rows held out, {n_classes} classes)",
         seeds,
@@ -294,6 +251,7 @@ def self_taught(
     lam: float = 1e-4,
     softmax_steps: int = 100,
     picture=None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Table:
     """UFLDL's self-taught learning: features from the unlabelled classes, a classifier on the others.
 
@@ -304,6 +262,8 @@ def self_taught(
 
     Args:
       picture: optional PNG path for the first seed's learned filters (square inputs only).
+      progress: optional ``progress(done, total, stage)`` as for :func:`probe` (two stages per
+        seed: the autoencoder, the two classifiers).
 
     Returns:
       :class:`Table` with rows ``raw pixels (n)`` and ``self-taught features (h)``.
@@ -327,16 +287,20 @@ def self_taught(
     order = {c: i for i, c in enumerate(lab)}
     y_lab = np.asarray([order[int(c)] for c in y[l_rows]], np.int64)
     raw, ours, written = [], [], []
+    tick = _stages(progress, 2 * len(seeds))
     for s in seeds:
+        tick(f"seed {s}: autoencoder on classes {list(unl)}")
         ae = train(x_unl, dataclasses.replace(config, seed=s), pictures=False).params
         xd = np.asarray(x_lab, ae.W1.dtype)
         feats = np.asarray(_features((ae,), xd))
         tr, te = split(len(y_lab), test_fraction=test_fraction, seed=s)
         kw = dict(n_classes=len(lab), lam=lam, steps=softmax_steps, seed=s)
+        tick(f"seed {s}: softmax on raw pixels and features")
         raw.append(_softmax_accuracy(xd[tr], y_lab[tr], xd[te], y_lab[te], **kw))
         ours.append(_softmax_accuracy(feats[tr], y_lab[tr], feats[te], y_lab[te], **kw))
         if picture is not None and s == seeds[0]:
             written.append(_save_filters(ae.W1, picture, f"self-taught features (classes {unl}), seed {s}"))
+    tick(None)
     notes = [
         f"autoencoder: {x_unl.shape[0]} rows of classes {list(unl)}, n_hidden = {config.n_hidden}, rho = {config.rho:g}, "
         f"lambda = {config.lam:g}, beta = {config.beta:g}, {config.steps} {config.optimizer} steps",
@@ -362,6 +326,7 @@ def stacked_digits(
     softmax_steps: int = 100,
     fine_tune_steps: int = 400,
     picture=None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Table:
     """UFLDL's stacked autoencoder exercise: accuracy before and after fine-tuning, against raw pixels.
 
@@ -372,6 +337,8 @@ def stacked_digits(
     Args:
       picture: optional PNG path: the first seed's second layer, :func:`second_layer_filters`
         (before fine-tuning; a second file ``*_fine_tuned.png`` after), square inputs only.
+      progress: optional ``progress(done, total, stage)`` as for :func:`probe` (three stages per
+        seed: pretraining, the softmax layers, fine-tuning).
 
     Returns:
       :class:`Table` with rows ``raw pixels``, ``stack, before fine-tuning``, ``stack, after fine-tuning``.
@@ -384,16 +351,20 @@ def stacked_digits(
     _check_int("fine_tune_steps", fine_tune_steps, 0)
     n_classes = max(int(y.max()) + 1, 2)
     raw, before, after, written = [], [], [], []
+    tick = _stages(progress, 3 * len(seeds))
     for s in seeds:
         tr, te = split(len(y), test_fraction=test_fraction, seed=s)
         cfgs = [dataclasses.replace(c, seed=c.seed + s) for c in configs]
+        tick(f"seed {s}: pretraining {len(cfgs)} autoencoder(s)")
         layers = pretrain(x[tr], cfgs)
         xd = np.asarray(x, layers[0].W1.dtype)
         x_tr, x_te = jnp.asarray(xd[tr]), jnp.asarray(xd[te])
         y_tr = jnp.asarray(y[tr])
+        tick(f"seed {s}: softmax on the stack and on raw pixels")
         stack0 = init_stack(layers, x_tr, y_tr, n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s)
-        stack1 = fine_tune(stack0, x_tr, y_tr, lam=lam, steps=fine_tune_steps)
         raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s))
+        tick(f"seed {s}: fine-tuning")
+        stack1 = fine_tune(stack0, x_tr, y_tr, lam=lam, steps=fine_tune_steps)
         before.append(accuracy(stacked_predict(stack0, x_te), y[te]))
         after.append(accuracy(stacked_predict(stack1, x_te), y[te]))
         if picture is not None and s == seeds[0] and len(layers) >= 2:
@@ -403,6 +374,7 @@ def stacked_digits(
                 _save_filters(second_layer_filters(stack1.layers), f"{root}_fine_tuned{ext or '.png'}",
                               f"second layer (W2 W1) after fine-tuning, seed {s}")
             )
+    tick(None)
     sizes = " -> ".join([str(x.shape[1])] + [str(c.n_hidden) for c in configs] + [str(n_classes)])
     notes = [
         f"network {sizes}; pretraining: " + "; ".join(

@@ -36,6 +36,23 @@ Everything else is optax's, so the two are the same algorithm and interchangeabl
 rounding at every step of real runs (partly filled history, wrap-around, skipped pairs),
 and that training with it matches training with ``optax.lbfgs``. ``benchmarks/NOTES.md``
 has the timings.
+
+Examples:
+  A drop-in for ``optax.lbfgs``: the same loop, with optax's own value-and-grad helper.
+
+  >>> import jax, jax.numpy as jnp, optax
+  >>> from sae_jax.lbfgs import lbfgs
+  >>> f = lambda w: jnp.sum((w - jnp.arange(3.0)) ** 2)      # minimum at (0, 1, 2)
+  >>> opt = lbfgs(memory_size=5)
+  >>> w = jnp.zeros(3)
+  >>> state = opt.init(w)
+  >>> vg = optax.value_and_grad_from_state(f)
+  >>> for _ in range(5):
+  ...     value, grad = vg(w, state=state)
+  ...     updates, state = opt.update(grad, state, w, value=value, grad=grad, value_fn=f)
+  ...     w = optax.apply_updates(w, updates)
+  >>> [round(float(v), 4) for v in w]
+  [0.0, 1.0, 2.0]
 """
 
 from __future__ import annotations

@@ -89,13 +89,20 @@ def minimize_lbfgs(
       :class:`MinimizeResult` (module docstring: an example).
     """
 
+    # Under x64 the zoom line search proposes float64 trial points for float32 params: the objective
+    # sees them in the params' dtypes (as without x64), the line search gets the gradient in its own.
+    dtypes = jax.tree.map(lambda a: a.dtype, params)
+
+    def in_params_dtypes(p):
+        return jax.tree.map(lambda a, d: a.astype(d), p, dtypes)
+
     @jax.custom_vjp
     def value_fn(p):
-        return value_and_grad_fn(p, *args)[0]
+        return value_and_grad_fn(in_params_dtypes(p), *args)[0]
 
     def fwd(p):
-        v, g = value_and_grad_fn(p, *args)
-        return v, g
+        v, g = value_and_grad_fn(in_params_dtypes(p), *args)
+        return v, jax.tree.map(lambda a, q: a.astype(q.dtype), g, p)
 
     def bwd(g, ct):
         return (jax.tree.map(lambda a: ct * a, g),)

@@ -357,4 +357,4 @@ def test_every_command_has_its_module():
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert list(sub) == list(COMMANDS)
     for command, module in COMMANDS.items():
-        assert callable(getattr(importlib.import_module(f"sae_jax.cli.{module}"), f"cmd_{command}"))
+        assert callable(getattr(importlib.import_module(f"sae_jax.cli.{module}"), "cmd_" + command.replace("-", "_")))

@@ -37,3 +37,22 @@ def test_minimize_lbfgs_undoes_a_non_finite_step():
     r = minimize_lbfgs(_nan_beyond, jnp.zeros(2), (jnp.asarray([1.0, 1.0]),), steps=20)
     assert np.all(np.isfinite(np.asarray(r.params))) and np.isfinite(float(r.value))
     assert float(r.params[0]) <= 0.5
+
+
+def test_float32_params_under_x64_stay_float32():
+    """Under x64 (this suite's config) optax's zoom line search proposes float64 trial points for
+    float32 parameters; the objective sees them in the parameters' dtype (as with x64 off), so a
+    float32 softmax or stack trains and predicts in float32 (`sae-jax probe` of a float32 run).
+    Before: InputError 'x must have the same dtype as params.theta (float64), got float32'."""
+    from sae_jax.softmax import softmax_predict, train_softmax
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 3)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    model = train_softmax(x, y, n_classes=2, steps=20)
+    assert model.theta.dtype == jnp.float32
+    assert softmax_predict(model, x).shape == (20,)
+    a32 = jnp.asarray([1.0, 10.0, 100.0], jnp.float32)
+    r = minimize_lbfgs(_quadratic, jnp.zeros(3, jnp.float32), (a32, jnp.ones(3, jnp.float32)), steps=20)
+    assert r.params.dtype == jnp.float32 and r.value.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(r.params), 1.0, atol=1e-4)

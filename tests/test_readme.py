@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,6 +178,51 @@ def test_training_shell_block_runs_verbatim(tmp_path):
         os.chdir(cwd)
 
 
+EXPERIMENTS = ROOT / "docs" / "experiments"
+COMMITTED = {"probe": EXPERIMENTS / "probe.json", "self-taught": EXPERIMENTS / "self-taught" / "results.json",
+             "stacked": EXPERIMENTS / "stacked" / "results.json"}
+
+
+def test_experiment_table_is_the_committed_run():
+    """Every accuracy of the committed run (docs/experiments/) is in the README's table, as mean ± std."""
+    import json
+
+    section = README.split("## Softmax, stacked autoencoders", 1)[1].split("\n## ", 1)[0]
+    for command, path in COMMITTED.items():
+        res = json.loads(path.read_text())
+        assert res["command"] == command and res["table"]["seeds"] == [0, 1, 2]
+        for row in res["table"]["rows"]:
+            assert f"| {row['mean']:.4f} ± {row['std']:.4f} |" in section, (command, row["name"])
+    for png in ("self-taught/features.png", "stacked/second_layer.png", "stacked/second_layer_fine_tuned.png"):
+        assert f"docs/experiments/{png}" in section and (EXPERIMENTS / png).is_file()
+
+
+@pytest.mark.slow
+def test_experiment_commands_reproduce_the_committed_run(tmp_path):
+    """The digits self-taught and stacked lines of the README, verbatim (minutes; needs scikit-learn):
+    each seed's accuracies equal the committed run's (to 0.02: another CPU may round differently)."""
+    import json
+
+    pytest.importorskip("sklearn")
+    from sae_jax.cli import main
+
+    lines = [a for a in _shell_lines() if a[:2] in (["sae-jax", "self-taught"], ["sae-jax", "stacked"])
+             and "--data" not in a]
+    assert [a[1] for a in lines] == ["self-taught", "stacked"]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for argv in lines:
+            assert main([*argv[1:], "--no-progress"]) == 0, argv
+            got = json.loads((tmp_path / argv[argv.index("--out") + 1] / "results.json").read_text())["table"]
+            want = json.loads(COMMITTED[argv[1]].read_text())["table"]
+            assert [r["name"] for r in got["rows"]] == [r["name"] for r in want["rows"]]
+            for g, w in zip(got["rows"], want["rows"]):
+                np.testing.assert_allclose(g["values"], w["values"], atol=0.02, err_msg=f"{argv[1]}: {g['name']}")
+    finally:
+        os.chdir(cwd)
+
+
 def test_cli_docstring_examples_parse():
     """The example invocations in the sae-jax and derivations module docstrings (shown by --help)."""
     import derivations.__main__ as deriv
@@ -191,3 +237,17 @@ def test_cli_docstring_examples_parse():
                 parser.parse_args(shlex.split(line[len(prefix):]))
                 n += 1
     assert n >= 10
+
+
+def test_layout_section_matches_the_tree():
+    """Issue 13: every module and subpackage of sae_jax is in README's Layout, and nothing else is."""
+    block = README.split("## Layout", 1)[1].split("```", 2)[1]
+    listed = set(re.findall(r"^  ([a-z_]+(?:\.py|/))\s", block, flags=re.M))
+    pkg = ROOT / "sae_jax"
+    tree = {p.name for p in pkg.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    tree |= {p.name + "/" for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert listed == tree, f"README Layout lists {sorted(listed - tree)} not in the tree; misses {sorted(tree - listed)}"
+    for sub in ("cli", "data"):  # the subpackages' modules are named in their line
+        for p in (pkg / sub).glob("*.py"):
+            if p.name not in ("__init__.py", "__main__.py"):
+                assert p.name in block, f"README Layout's {sub}/ line does not name {p.name}"

@@ -94,7 +94,8 @@ from .adapters import detect_convention as detect_convention, load_function as l
 from .cases import read_results, write_cases as write_cases
 from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
 from .catalogue import variant_cost_and_grad as variant_cost_and_grad
-from .probes import Probe as Probe, probes as probes, reference as reference
+from .probes import PACKINGS, Probe as Probe, probes as probes, reference as reference
+from ..validate import InputError
 from .report import DEFAULT_TOL as DEFAULT_TOL, Report as Report, analyse
 
 __all__ = [
@@ -122,14 +123,10 @@ _CONVENTION_TEXT = {
 
 def _check_output(output):
     if output not in ("sigmoid", "linear"):
-        from ..validate import InputError
-
         raise InputError(f"output must be 'sigmoid' or 'linear', got {output!r}")
 
 
 def _check_tol(tol):
-    from ..validate import InputError
-
     if not isinstance(tol, (int, float)) or not (0 < tol < 1):
         raise InputError(f"tol must be a number in (0, 1), got {tol!r}")
 
@@ -172,8 +169,6 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tol: fl
         report = analyse(target.label, header, {report.packing: by_packing[report.packing]}, ps, tol=tol,
                          target=target)
         if len(packings) > 1:  # keep the "detected" line
-            from .probes import PACKINGS
-
             lines = report.text.split("\n")
             lines.insert(1, f"theta packing: {PACKINGS[report.packing]} (detected)")
             report.text = "\n".join(lines)

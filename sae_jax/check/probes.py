@@ -24,8 +24,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..backprop import cost_and_grad
+from ..cost import cost_terms
 from ..params import Params
 
 __all__ = ["Probe", "Reference", "probes", "reference", "pack_theta", "unpack_theta", "PACKINGS"]
@@ -161,12 +165,6 @@ class Reference:
 @functools.lru_cache(maxsize=None)
 def reference(probe_name: str) -> Reference:
     """sae-jax's float64 reference (:func:`sae_jax.cost_and_grad`, :func:`sae_jax.cost_terms`) on a probe."""
-    import jax
-    import jax.numpy as jnp
-
-    from ..backprop import cost_and_grad
-    from ..cost import cost_terms
-
     (probe,) = [p for p in _all_probes() if p.name == probe_name]
     with jax.enable_x64(True):
         params = Params(*(jnp.asarray(a, jnp.float64) for a in probe.params))

@@ -16,6 +16,9 @@ Example invocations::
     sae-jax gradcheck --m 100 --output linear
     sae-jax check my_sae.py:sparseAutoencoderCost  # test your implementation; names the mistake
     sae-jax check --write-cases cases/             # probe files for MATLAB/Octave/any language
+    sae-jax probe runs/digits                      # softmax on the run's features vs raw pixels, 3 seeds
+    sae-jax self-taught --out runs/self-taught     # UFLDL's self-taught learning on digits (5-9 -> 0-4)
+    sae-jax stacked --out runs/stacked             # stacked autoencoders, before/after fine-tuning
 
 Bad input ends with exit code 2 and one line on stderr (nothing is written; a usage error
 points to --help); training that diverges (non-finite cost, gradient or parameters) ends
@@ -24,7 +27,8 @@ with exit code 1, naming the step and the checkpoint kept (always a finite state
 The flags of every command are in :mod:`sae_jax.cli.flags` (those of ``TrainConfig`` generated
 from its fields' metadata); the code of each command group in its own module --
 :mod:`sae_jax.cli.train`, :mod:`sae_jax.cli.trained` (visualize, encode, evaluate),
-:mod:`sae_jax.cli.sweep`, :mod:`sae_jax.cli.gradcheck`, :mod:`sae_jax.cli.check` -- with what they
+:mod:`sae_jax.cli.sweep`, :mod:`sae_jax.cli.gradcheck`, :mod:`sae_jax.cli.check`,
+:mod:`sae_jax.cli.experiments` (probe, self-taught, stacked) -- with what they
 share in :mod:`sae_jax.cli.args`. :func:`main` imports a command's module when that command runs
 (:data:`COMMANDS`), so ``sae-jax --help`` and usage errors load none of them.
 
@@ -48,7 +52,8 @@ from .flags import add_commands
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
-# command -> the module of sae_jax.cli whose ``cmd_<command>(args)`` runs it (returns the exit code).
+# command -> the module of sae_jax.cli whose ``cmd_<command>(args)`` runs it (returns the exit code;
+# ``-`` in the command is ``_`` in the function: ``self-taught`` -> ``cmd_self_taught``).
 # Imported when the command runs: together these modules' imports (sae_jax.check, data, display,
 # metrics, gradcheck) are ~20 ms, 4% of the start-up that `sae-jax --help` would otherwise pay.
 COMMANDS = {
@@ -59,6 +64,9 @@ COMMANDS = {
     "evaluate": "trained",
     "check": "check",
     "sweep": "sweep",
+    "probe": "experiments",
+    "self-taught": "experiments",
+    "stacked": "experiments",
 }
 
 
@@ -90,7 +98,8 @@ def main(argv=None) -> int:
     :class:`~sae_jax.cli.args.UsageError` from the CLI) is printed as one line on stderr: exit 2.
     argparse's own usage errors and ``--help`` raise ``SystemExit`` (2 and 0) as usual."""
     args = build_parser().parse_args(argv)
-    run = getattr(importlib.import_module(f"{__name__}.{COMMANDS[args.command]}"), f"cmd_{args.command}")
+    module = importlib.import_module(f"{__name__}.{COMMANDS[args.command]}")
+    run = getattr(module, "cmd_" + args.command.replace("-", "_"))
     try:
         return int(run(args) or 0)
     except (InputError, UsageError) as e:

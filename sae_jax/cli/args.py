@@ -119,8 +119,8 @@ def default_out_dir(data: str, config: TrainConfig, *, prefix: str = "") -> str:
     return out
 
 
-def progress_bar(total: int, *, desc: str, initial: int = 0):
+def progress_bar(total: int, *, desc: str, initial: int = 0, unit: str = "step"):
     """A tqdm bar on stderr (tqdm is imported here, when a bar is drawn: it adds ~60 ms to startup)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)

@@ -35,6 +35,7 @@ __all__ = [
     "add_config_flag",
     "add_config_flags",
     "add_data_flags",
+    "add_labelled_data_flags",
     "config_flag_help",
 ]
 
@@ -102,6 +103,19 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
 
 
+def add_labelled_data_flags(p: argparse.ArgumentParser, *, default: str) -> None:
+    """``--data``, ``--labels-path`` and ``--npz-key`` of the experiment commands (labelled data)."""
+    p.add_argument(
+        "--data", default=None, metavar="NAME_OR_PATH",
+        help=f"digits (scikit-learn 8x8, labels 0-9 included) or a .npy/.npz/MNIST IDX file of samples as "
+        f"rows with --labels-path; default {default}",
+    )
+    p.add_argument("--labels-path", default=None, metavar="PATH",
+                   help="the labels of a data file: an IDX labels file (e.g. train-labels-idx1-ubyte) or a .npy "
+                   "of integer class indices, one per row")
+    p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
+
+
 def add_commands(sub) -> None:
     """Every subcommand's parser, in the order ``sae-jax --help`` lists them."""
     _add_gradcheck(sub)
@@ -111,6 +125,9 @@ def add_commands(sub) -> None:
     _add_evaluate(sub)
     _add_check(sub)
     _add_sweep(sub)
+    _add_probe(sub)
+    _add_self_taught(sub)
+    _add_stacked(sub)
 
 
 def _add_gradcheck(sub) -> None:
@@ -269,3 +286,98 @@ def _add_sweep(sub) -> None:
                    help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
                    "must not already hold a sweep.json")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# --- the experiments (sae_jax.experiments; code in sae_jax.cli.experiments) -----------------------
+
+def _add_seed_and_softmax_flags(p, *, test_fraction: float, softmax_steps_flag: str) -> None:
+    p.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...",
+                   help="comma-separated seeds, one table column each (default 0,1,2)")
+    p.add_argument("--test-fraction", type=float, default=test_fraction,
+                   help=f"held-out share of the (labelled) rows, per seed's split (default {test_fraction:g})")
+    p.add_argument("--lam", type=float, default=1e-4, help="the softmax's weight decay lambda (default 1e-4)")
+    p.add_argument(softmax_steps_flag, type=int, default=100,
+                   help="L-BFGS iterations of each softmax classifier (default 100)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_autoencoder_flags(p, *, n_hidden_help: str, n_hidden_metavar: str) -> None:
+    p.add_argument("--preset", choices=("digits", "mnist"), default="digits",
+                   help="autoencoder settings: digits (for the 8x8 digits: lambda 3e-4, the exercise's 3e-3 "
+                   "scaled by 64/784) or mnist (the exercise's own, for 28x28 MNIST); default digits")
+    p.add_argument("--n-hidden", default=None, metavar=n_hidden_metavar, help=n_hidden_help)
+    p.add_argument("--rho", type=float, default=None, help="autoencoders' target activation rho (preset: 0.1)")
+    p.add_argument("--beta", type=float, default=None, help="autoencoders' sparsity weight beta (preset: 3)")
+    p.add_argument("--ae-lam", type=float, default=None,
+                   help="autoencoders' weight decay lambda (preset digits: 3e-4, mnist: 3e-3)")
+    p.add_argument("--steps", type=int, default=None, help="L-BFGS iterations per autoencoder (preset: 400)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                   help="float64 (enables JAX x64; the preset) or float32")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="directory for results.json and the pictures (default runs/<command>-<data>-<timestamp>); "
+                   "must not already hold a results.json")
+
+
+def _add_probe(sub) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="are a run's features any good? held-out softmax accuracy on them vs on the raw inputs",
+        description="Train a softmax classifier (UFLDL's softmaxTrain: lambda 1e-4, 100 L-BFGS iterations) on "
+        "a trained run's hidden activations a2 = sigmoid(x W1^T + b1) of a random training split and report "
+        "its held-out accuracy, against the same classifier on the raw inputs: one table, one column per "
+        "seed (split), mean +- std. Without --data, the run's own data (its recorded data spec), which "
+        "must have labels (digits, or a data file and --labels-path).",
+        epilog="examples:\n  sae-jax probe runs/digits\n"
+        "  sae-jax probe runs/mnist --labels-path train-labels-idx1-ubyte --seeds 0,1,2,3,4\n"
+        "  sae-jax probe runs/my-run --data digits --json",
+        formatter_class=_RAW,
+    )
+    p.add_argument("params", metavar="RUN", help=_PATH_HELP)
+    add_labelled_data_flags(p, default="the run's own data")
+    _add_seed_and_softmax_flags(p, test_fraction=0.3, softmax_steps_flag="--steps")
+
+
+def _add_self_taught(sub) -> None:
+    p = sub.add_parser(
+        "self-taught",
+        help="UFLDL's self-taught learning: features from digits 5-9, a classifier on 0-4, vs raw pixels",
+        description="A sparse autoencoder learns features from the unlabelled classes only (default digits 5-9); "
+        "softmax classifiers on those features and on the raw pixels of the labelled classes (0-4, relabelled "
+        "0..4) are trained on one part and tested on the other (--test-fraction 0.5, as the exercise). One "
+        "autoencoder and split per seed; prints one table (mean +- std over seeds) and writes DIR/results.json "
+        "and DIR/features.png (the first seed's features).",
+        epilog="examples:\n  sae-jax self-taught --out runs/self-taught\n"
+        "  sae-jax self-taught --data train-images-idx3-ubyte --labels-path train-labels-idx1-ubyte --preset mnist",
+        formatter_class=_RAW,
+    )
+    add_labelled_data_flags(p, default="digits")
+    _add_autoencoder_flags(p, n_hidden_help="hidden units of the autoencoder (preset digits: 64, mnist: 196)",
+                           n_hidden_metavar="H")
+    p.add_argument("--unlabelled-classes", default="5,6,7,8,9", metavar="C1,C2,...",
+                   help="classes whose rows train the autoencoder (labels unused; default 5,6,7,8,9)")
+    p.add_argument("--labelled-classes", default="0,1,2,3,4", metavar="C1,C2,...",
+                   help="classes the classifiers learn and are tested on (default 0,1,2,3,4)")
+    _add_seed_and_softmax_flags(p, test_fraction=0.5, softmax_steps_flag="--softmax-steps")
+
+
+def _add_stacked(sub) -> None:
+    p = sub.add_parser(
+        "stacked",
+        help="UFLDL's stacked autoencoder: greedy pretraining, softmax, fine-tuning; accuracy before and after",
+        description="Per seed: a random split; sparse autoencoders pretrained greedily on the training rows "
+        "(layer 2 on layer 1's features), a softmax on the last layer's features (accuracy 'before "
+        "fine-tuning'), then the whole stack fine-tuned by backpropagation (L-BFGS, weight decay on the "
+        "softmax only: UFLDL's stackedAECost; 'after'), against a softmax on the raw pixels. Prints one table "
+        "and writes DIR/results.json, DIR/second_layer.png and DIR/second_layer_fine_tuned.png (the first "
+        "seed's second-layer units in input space, rows of W2 W1).",
+        epilog="examples:\n  sae-jax stacked --out runs/stacked\n  sae-jax stacked --n-hidden 100,49 --seeds 0\n"
+        "  sae-jax stacked --data train-images-idx3-ubyte --labels-path train-labels-idx1-ubyte --preset mnist",
+        formatter_class=_RAW,
+    )
+    add_labelled_data_flags(p, default="digits")
+    _add_autoencoder_flags(p, n_hidden_help="comma-separated hidden units, one per layer (preset digits: 64,36; "
+                           "mnist: 200,200)", n_hidden_metavar="H1,H2,...")
+    p.add_argument("--fine-tune-steps", type=int, default=400,
+                   help="L-BFGS iterations of fine-tuning, at most (default 400, as the exercise)")
+    _add_seed_and_softmax_flags(p, test_fraction=0.3, softmax_steps_flag="--softmax-steps")

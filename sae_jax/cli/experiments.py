@@ -1,0 +1,342 @@
+"""``sae-jax probe | self-taught | stacked``: are the learned features any good? (:mod:`sae_jax.experiments`)
+
+Each command prints one table of held-out softmax accuracies, one column per seed, with the mean,
+the sample standard deviation and the range over seeds (:meth:`sae_jax.heldout.Table.text`), or
+with ``--json`` the same as one JSON object. ``probe RUN`` compares a trained run's features with the
+raw inputs on the run's own (labelled) data; ``self-taught`` and ``stacked`` are the UFLDL exercises
+and write ``DIR/results.json`` (the table, the settings, the data spec, UFLDL's published MNIST
+figures for reference) and their pictures to ``--out DIR``.
+
+Labelled data: ``digits`` carries its labels 0–9; a data file (``.npy``, ``.npz``, MNIST IDX) takes
+them from ``--labels-path``; natural-image patches have none (one error line, exit 2). Every check
+that can be made before the work is made before it: bad input writes nothing.
+
+Examples:
+  >>> from sae_jax.cli import build_parser
+  >>> args = build_parser().parse_args(["stacked", "--n-hidden", "100,49", "--seeds", "0,1"])
+  >>> autoencoder_configs(args, layers=None)[1].n_hidden, int_list("--seeds", args.seeds, minimum=0)
+  (49, [0, 1])
+  >>> [c.lam for c in autoencoder_configs(build_parser().parse_args(["stacked", "--preset", "mnist"]), layers=None)]
+  [0.003, 0.003]
+  >>> int_list("--seeds", "0,x", minimum=0)
+  Traceback (most recent call last):
+  ...
+  sae_jax.cli.args.UsageError: --seeds must be comma-separated integers >= 0 (e.g. --seeds 0,1,2), got '0,x'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import checkpoint as ckpt
+from ..config import TrainConfig, validate_config
+from ..data import BUILTIN, DataSpec, data_spec, load_dataset, load_from_spec, sniff_format
+from ..experiments import (
+    SELF_TAUGHT_CONFIG,
+    SELF_TAUGHT_MNIST_CONFIG,
+    STACKED_CONFIGS,
+    STACKED_MNIST_CONFIGS,
+    UFLDL_MNIST,
+    probe,
+    self_taught,
+    stacked_digits,
+)
+from ..heldout import Table, split
+from ..params import Params
+from ..softmax import check_lam
+from ..validate import InputError
+from ..version import __version__
+from .args import UsageError, check_run_dir, progress_bar, set_precision
+from .trained import recorded_data_spec
+
+__all__ = [
+    "RESULTS_JSON",
+    "autoencoder_configs",
+    "checked_configs",
+    "cmd_probe",
+    "cmd_self_taught",
+    "cmd_stacked",
+    "int_list",
+    "load_labelled",
+]
+
+#: The results file ``self-taught`` and ``stacked`` write in ``--out DIR``.
+RESULTS_JSON = "results.json"
+
+_PRESETS = {
+    "self-taught": {"digits": (SELF_TAUGHT_CONFIG,), "mnist": (SELF_TAUGHT_MNIST_CONFIG,)},
+    "stacked": {"digits": STACKED_CONFIGS, "mnist": STACKED_MNIST_CONFIGS},
+}
+# TrainConfig field -> the flag that sets it here (validate_config's messages name the field).
+_AE_FLAGS = {"n_hidden": "--n-hidden", "lam": "--ae-lam", "beta": "--beta", "rho": "--rho", "steps": "--steps"}
+_NO_LABELS = "random and without labels; use --data digits, or a data file with --labels-path"
+
+
+# --- arguments ------------------------------------------------------------------------------------
+
+
+def int_list(flag: str, text: str, *, minimum: int) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``: a non-empty list of integers ``>= minimum``, else one :class:`UsageError`."""
+    try:
+        vals = [int(t) for t in text.split(",")]
+    except ValueError:
+        vals = []
+    if not vals or min(vals) < minimum:
+        raise UsageError(f"{flag} must be comma-separated integers >= {minimum} (e.g. {flag} 0,1,2), got {text!r}")
+    return vals
+
+
+def _check_number(flag: str, v, *, lo: float, lo_open: bool = False, hi: float | None = None) -> None:
+    if not math.isfinite(v) or v < lo or (lo_open and v == lo) or (hi is not None and v >= hi):
+        rng = f"in ({lo:g}, {hi:g})" if hi is not None else (f"> {lo:g}" if lo_open else f">= {lo:g}")
+        raise UsageError(f"{flag} must be a finite number {rng}, got {v:g}")
+
+
+def _check_count(flag: str, v: int, minimum: int) -> None:
+    if v < minimum:
+        raise UsageError(f"{flag} must be an integer >= {minimum}, got {v}")
+
+
+def _common(args, *, steps_flag: str, steps: int) -> tuple[list[int], float]:
+    """``--seeds``, ``--test-fraction``, ``--lam`` and the softmax steps, checked: ``(seeds, lam)``."""
+    seeds = int_list("--seeds", args.seeds, minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must be distinct, got {args.seeds!r}")
+    _check_number("--test-fraction", args.test_fraction, lo=0.0, lo_open=True, hi=1.0)
+    _check_number("--lam", args.lam, lo=0.0)
+    _check_count(steps_flag, steps, 1)
+    return seeds, args.lam
+
+
+def autoencoder_configs(args, *, layers: int | None) -> tuple[TrainConfig, ...]:
+    """The preset's autoencoder configs (``--preset``) with the flags given applied to every layer.
+
+    ``--n-hidden`` is one integer per layer (``layers`` of them when given: 1 for ``self-taught``;
+    ``None``: any number, the stack's depth). Not yet checked: :func:`checked_configs`.
+    """
+    command = "self-taught" if layers == 1 else "stacked"
+    base = _PRESETS[command][args.preset]
+    if args.n_hidden is not None:
+        sizes = int_list("--n-hidden", args.n_hidden, minimum=1)
+        if layers is not None and len(sizes) != layers:
+            raise UsageError(f"--n-hidden takes {layers} value(s) here, got {args.n_hidden!r}")
+        base = tuple(dataclasses.replace(base[min(i, len(base) - 1)], n_hidden=h) for i, h in enumerate(sizes))
+    over = {f: v for f, v in (("rho", args.rho), ("beta", args.beta), ("lam", args.ae_lam), ("steps", args.steps),
+                              ("dtype", args.dtype)) if v is not None}
+    return tuple(dataclasses.replace(c, **over) for c in base)
+
+
+def checked_configs(configs: tuple[TrainConfig, ...]) -> tuple[TrainConfig, ...]:
+    """``configs`` checked by :func:`sae_jax.config.validate_config` (x64 on for float64), errors naming the flag."""
+    set_precision(configs[0].dtype)
+    for c in configs:
+        try:
+            validate_config(c)
+        except InputError as e:
+            msg = str(e)
+            field = re.match(r"\w+", msg).group(0)
+            raise UsageError(_AE_FLAGS[field] + msg[len(field):] if field in _AE_FLAGS else msg) from None
+    return configs
+
+
+# --- labelled data ---------------------------------------------------------------------------------
+
+
+def _labels_problem(name: str, labels_path, where: str) -> str | None:
+    """Why ``name`` cannot give labels with these flags (one line starting with ``where``), or None."""
+    if name == "natural":
+        return f"{where}: 'natural' is whitened natural-image patches, {_NO_LABELS}"
+    if name == "digits":
+        return f"{where}: --labels-path is for data files; 'digits' carries its own labels" if labels_path else None
+    if name not in BUILTIN and os.path.isfile(name):
+        if sniff_format(name) == "mat":
+            return f"{where}: {name} is an IMAGES.mat file, whose patches are {_NO_LABELS}"
+        if labels_path is None:
+            return (f"{where}: the data file {name} needs --labels-path (an IDX labels file or a .npy of "
+                    "integer class indices, one per row)")
+    return None
+
+
+def load_labelled(args, *, output: str = "sigmoid", run=None) -> tuple[np.ndarray, np.ndarray, DataSpec]:
+    """``(x, y, spec)``: ``--data`` (default ``digits``, or with ``run`` the run's recorded data) with labels.
+
+    ``x`` float64 ``(m, n)``, ``y`` int64 ``(m,)``; ``spec`` records the source (file hash included).
+    """
+    if args.data is not None or run is None:
+        name = "digits" if args.data is None else args.data
+        problem = _labels_problem(name, args.labels_path, f"--data {name}")
+        if problem:
+            raise UsageError(problem)
+        x, y = load_dataset(name, output=output, key=args.npz_key, labels=True, labels_path=args.labels_path)
+        return x, y, data_spec(name, key=args.npz_key)
+    recorded = recorded_data_spec(run)
+    if recorded is None:
+        raise UsageError(
+            f"{run!r} records no data spec (trained on an in-memory array, or a params file outside its run "
+            "directory): pass --data NAME_OR_PATH (and --labels-path for a data file)"
+        )
+    spec = DataSpec.from_dict(recorded)
+    if args.npz_key is not None:
+        spec = spec._replace(key=args.npz_key)
+    problem = _labels_problem(spec.name, args.labels_path, f"the data of {run}")
+    if problem:
+        raise UsageError(problem)
+    x, y = load_from_spec(spec, output=output, labels=True, labels_path=args.labels_path)
+    return x, y, spec
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def _progress(args, desc: str):
+    """``(callback, close)`` for the experiments' ``progress(done, total, stage)``: a bar on stderr."""
+    if getattr(args, "no_progress", False):
+        return None, lambda: None
+    state = {}
+
+    def on_stage(done, total, stage):
+        if "bar" not in state:
+            state["bar"] = progress_bar(total, desc=desc, unit="stage")
+        bar = state["bar"]
+        bar.update(done - bar.n)
+        bar.set_postfix_str(stage, refresh=True)
+
+    return on_stage, lambda: state["bar"].close() if "bar" in state else None
+
+
+def _out_dir(args, command: str, data_name: str) -> Path:
+    if args.out is not None:
+        out = Path(args.out)
+    else:
+        stem = os.path.splitext(os.path.basename(data_name))[0] or "data"
+        base = os.path.join("runs", f"{command}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out, i = Path(base), 1
+        while out.exists():
+            out, i = Path(f"{base}-{i}"), i + 1
+    check_run_dir(out)
+    if (out / RESULTS_JSON).exists():
+        raise UsageError(f"--out {str(out)!r} already holds a {RESULTS_JSON}; choose another directory")
+    return out
+
+
+def _square(n: int) -> bool:
+    return math.isqrt(n) ** 2 == n
+
+
+def _report(args, table: Table, results: dict | None = None, out: Path | None = None) -> None:
+    if args.json:
+        print(json.dumps(results if results is not None else table.to_dict(), indent=2))
+    else:
+        print(table.text())
+        if out is not None:
+            print(f"wrote {out}/: " + " ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))))
+
+
+def _results(command: str, table: Table, spec: DataSpec, settings: dict, t0: float) -> dict:
+    return {
+        "command": command,
+        "sae_jax_version": __version__,
+        "data": spec.to_dict(),
+        "settings": settings,
+        "table": table.to_dict(),
+        "ufldl_mnist_reference": UFLDL_MNIST,
+        "elapsed_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+# --- the commands ----------------------------------------------------------------------------------
+
+
+def cmd_probe(args) -> int:
+    seeds, lam = _common(args, steps_flag="--steps", steps=args.steps)
+    params, config = ckpt.load_params(args.params)
+    output = config.get("output", "sigmoid")
+    x, y, spec = load_labelled(args, output=output, run=args.params)
+    n = params.W1.shape[1]
+    if x.shape[1] != n:
+        raise UsageError(f"data {spec.name!r} has {x.shape[1]} features per sample, the run's parameters expect n_visible={n}")
+    dtype = np.asarray(params.W1).dtype
+    set_precision(dtype)
+    check_lam(lam, dtype=dtype)
+    split(len(y), test_fraction=args.test_fraction, seed=seeds[0])  # every split has the same sizes
+    on_stage, close = _progress(args, "probe")
+    t0 = time.perf_counter()
+    try:
+        table = probe(Params(*params), x.astype(dtype), y, seeds=seeds, test_fraction=args.test_fraction, lam=lam,
+                      steps=args.steps, progress=on_stage)
+    finally:
+        close()
+    table = table._replace(notes=table.notes + (f"run {args.params}: {params.W1.shape[0]} hidden units, {dtype}; "
+                                                f"data {spec.name}",))
+    _report(args, table, _results("probe", table, spec, {
+        "run": os.fspath(args.params), "seeds": seeds, "test_fraction": args.test_fraction, "lam": lam,
+        "steps": args.steps}, t0))
+    return 0
+
+
+def cmd_self_taught(args) -> int:
+    seeds, lam = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
+    (config,) = checked_configs(autoencoder_configs(args, layers=1))
+    unl = int_list("--unlabelled-classes", args.unlabelled_classes, minimum=0)
+    lab = int_list("--labelled-classes", args.labelled_classes, minimum=0)
+    x, y, spec = load_labelled(args, output=config.output)
+    check_lam(lam, dtype=config.dtype)
+    m_lab = int(np.isin(y, lab).sum())
+    if m_lab >= 2:
+        split(m_lab, test_fraction=args.test_fraction, seed=seeds[0])
+    out = _out_dir(args, "self-taught", spec.name)
+    picture = out / "features.png" if _square(x.shape[1]) else None
+    run = dict(config=config, unlabelled_classes=unl, labelled_classes=lab, seeds=seeds,
+               test_fraction=args.test_fraction, lam=lam, softmax_steps=args.softmax_steps)
+    return _run("self-taught", args, out, spec, self_taught, x, y, run, picture, extra_settings={
+        "preset": args.preset, "config": config.to_dict()})
+
+
+def cmd_stacked(args) -> int:
+    seeds, lam = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
+    _check_count("--fine-tune-steps", args.fine_tune_steps, 0)
+    configs = checked_configs(autoencoder_configs(args, layers=None))
+    x, y, spec = load_labelled(args, output=configs[0].output)
+    check_lam(lam, dtype=configs[0].dtype)
+    split(len(y), test_fraction=args.test_fraction, seed=seeds[0])
+    out = _out_dir(args, "stacked", spec.name)
+    picture = out / "second_layer.png" if _square(x.shape[1]) and len(configs) >= 2 else None
+    run = dict(configs=configs, seeds=seeds, test_fraction=args.test_fraction, lam=lam,
+               softmax_steps=args.softmax_steps, fine_tune_steps=args.fine_tune_steps)
+    return _run("stacked", args, out, spec, stacked_digits, x, y, run, picture, extra_settings={
+        "preset": args.preset, "configs": [c.to_dict() for c in configs]})
+
+
+def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: dict, picture, *,
+         extra_settings: dict) -> int:
+    """Run ``experiment(x, y, **run)`` with a progress bar; write ``out/results.json``; print the table."""
+    dtype = (run.get("config") or run["configs"][0]).dtype
+    if not args.json:
+        print(f"sae-jax {command}: {len(run['seeds'])} seed(s) on {spec.name} ({x.shape[0]} x {x.shape[1]}), "
+              f"preset {args.preset}, {dtype} -> {out}", flush=True)
+    on_stage, close = _progress(args, command)
+    t0 = time.perf_counter()
+    try:
+        table = experiment(x, y, **run, picture=picture, progress=on_stage)
+    finally:
+        close()
+    if picture is None:
+        why = "the inputs are not square images" if not _square(x.shape[1]) else "a one-layer stack has no second layer"
+        table = table._replace(notes=table.notes + (f"no picture: {why}",))
+    settings = {k: v for k, v in run.items() if k not in ("config", "configs")} | extra_settings
+    results = _results(command, table, spec, settings, t0)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=2) + "\n")
+    _report(args, table, results, out)
+    if not args.json:
+        print(f"{command}: {results['elapsed_s']:.1f} s", file=sys.stderr)
+    return 0

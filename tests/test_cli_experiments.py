@@ -1,0 +1,187 @@
+"""sae-jax probe / self-taught / stacked (sae_jax.cli.experiments) at tiny sizes, and every error path.
+
+The data: 120 rows of 4x4 "images", 4 classes of 30 (prototypes plus noise), as a .npy with a .npy
+of labels; autoencoders of 3-5 units trained for 10 L-BFGS steps, softmaxes for 20. Errors exit 2
+with one line on stderr and write nothing. The digits defaults (minutes) run in the slow README test.
+
+Compilations are shared: the probed run has tests/test_cli.py's sizes and config ((120, 16), 5
+hidden, chunk 5), the self-taught autoencoder and the stacked first layer both train on 60 rows
+(classes 2, 3; half of 120), and the probe's and the stack's raw-pixel softmaxes are the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sae_jax.cli import main
+
+AE = ["--n-hidden", "4", "--steps", "10"]
+RUN = ["--n-hidden", "5", "--steps", "10", "--chunk", "5", "--no-progress"]  # test_cli.py's SMALL
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(0)
+    proto = rng.uniform(0.1, 0.9, (4, 16))
+    y = np.repeat(np.arange(4), 30)
+    x = np.clip(proto[y] + 0.1 * rng.normal(size=(len(y), 16)), 0, 1)
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", y)
+    np.save(d / "y_short.npy", y[:-1])
+    return {"x": str(d / "x.npy"), "y": str(d / "y.npy"), "y_short": str(d / "y_short.npy"), "dir": d}
+
+
+@pytest.fixture(scope="module")
+def run_dir(files):
+    d = files["dir"] / "run"
+    assert main(["train", "--data", files["x"], "--out", str(d), *RUN]) == 0
+    return d
+
+
+def _error(capsys, argv, *needles):
+    """``argv`` exits 2 with one line on stderr naming each of ``needles``."""
+    capsys.readouterr()
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"sae-jax {argv[0]}: error: "), err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+def test_probe_prints_one_table_over_seeds(run_dir, files, capsys):
+    capsys.readouterr()
+    assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "0,1", "--steps", "20",
+                 "--test-fraction", "0.5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out accuracy (60 of 120 rows held out, 4 classes)" in out
+    assert "per seed [0, 1]" in out and "raw inputs (16)" in out and "features (5)" in out
+    # the run's prototypes are far apart: raw pixels classify the held-out rows perfectly
+    raw = next(line for line in out.splitlines() if line.startswith("raw inputs"))
+    assert raw.split()[-2:] == ["1.0000,", "1.0000"]
+
+
+def test_probe_json_matches_the_library(run_dir, files, capsys):
+    from sae_jax.checkpoint import load_params
+    from sae_jax.experiments import probe
+    from sae_jax.params import Params
+
+    capsys.readouterr()
+    assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "1", "--steps", "20", "--json",
+                 "--test-fraction", "0.5"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["command"] == "probe" and res["data"]["name"] == files["x"] and res["data"]["sha256"]
+    assert res["settings"] == {"run": str(run_dir), "seeds": [1], "test_fraction": 0.5, "lam": 1e-4, "steps": 20}
+    params, _ = load_params(run_dir)
+    want = probe(Params(*params), np.load(files["x"]), np.load(files["y"]), seeds=(1,), test_fraction=0.5, steps=20)
+    assert [r["values"] for r in res["table"]["rows"]] == [list(r.values) for r in want.rows]
+
+
+def test_probe_errors(run_dir, files, capsys):
+    run = str(run_dir)
+    _error(capsys, ["probe", run], "needs --labels-path", files["x"])  # the run's data has no labels of its own
+    _error(capsys, ["probe", run, "--data", "natural"], "--data natural", "without labels")
+    _error(capsys, ["probe", run, "--labels-path", files["y_short"]], "119 labels", "120 samples")
+    _error(capsys, ["probe", run, "--labels-path", files["x"]], "labels")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--seeds", "0,x"], "--seeds")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--seeds", "1,1"], "--seeds must be distinct")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--test-fraction", "1"], "--test-fraction")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--lam", "-1"], "--lam")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--steps", "0"], "--steps")
+    _error(capsys, ["probe", str(files["dir"] / "nowhere")], "nowhere")
+
+
+def test_probe_of_a_natural_run_says_it_has_no_labels(files, tmp_path, capsys):
+    d = tmp_path / "natural"
+    assert main(["train", "--patch-size", "4", "--n-patches", "120", "--out", str(d), *RUN]) == 0
+    _error(capsys, ["probe", str(d)], f"the data of {d}", "'natural'", "without labels", "--data digits")
+
+
+def test_self_taught_writes_results_and_features(files, tmp_path, capsys):
+    out = tmp_path / "st"
+    capsys.readouterr()
+    assert main(["self-taught", "--data", files["x"], "--labels-path", files["y"], "--unlabelled-classes", "2,3",
+                 "--labelled-classes", "0,1", *AE, "--seeds", "0", "--softmax-steps", "20", "--out", str(out),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Self-taught learning" in text and "self-taught features (4)" in text and "per seed [0]" in text
+    assert sorted(os.listdir(out)) == ["features.png", "results.json"]
+    assert (out / "features.png").read_bytes()[:4] == b"\x89PNG"
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "self-taught" and res["settings"]["preset"] == "digits"
+    assert res["settings"]["config"]["n_hidden"] == 4 and res["settings"]["config"]["lam"] == 3e-4
+    assert res["settings"]["unlabelled_classes"] == [2, 3] and res["ufldl_mnist_reference"]
+    assert [r["name"] for r in res["table"]["rows"]] == ["raw pixels (16)", "self-taught features (4)"]
+    assert all(0 <= v <= 1 for r in res["table"]["rows"] for v in r["values"])
+    # the same directory again: refused before any work, nothing changed
+    before = (out / "results.json").read_bytes()
+    _error(capsys, ["self-taught", "--data", files["x"], "--labels-path", files["y"], "--unlabelled-classes", "2,3",
+                    "--labelled-classes", "0,1", "--out", str(out)], "already holds a results.json")
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_stacked_writes_results_and_second_layer_pictures(files, tmp_path, capsys):
+    out = tmp_path / "stacked"
+    capsys.readouterr()
+    assert main(["stacked", "--data", files["x"], "--labels-path", files["y"], "--n-hidden", "4,3", "--steps", "10",
+                 "--seeds", "0", "--softmax-steps", "20", "--fine-tune-steps", "10", "--test-fraction", "0.5",
+                 "--out", str(out), "--json", "--no-progress"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads((out / "results.json").read_text())
+    assert sorted(os.listdir(out)) == ["results.json", "second_layer.png", "second_layer_fine_tuned.png"]
+    assert [r["name"] for r in res["table"]["rows"]] == [
+        "raw pixels (16)", "stack, before fine-tuning", "stack, after fine-tuning"]
+    assert [c["n_hidden"] for c in res["settings"]["configs"]] == [4, 3]
+    assert res["settings"]["fine_tune_steps"] == 10 and res["table"]["seeds"] == [0]
+    assert "network 16 -> 4 -> 3 -> 4" in res["table"]["notes"][0]
+
+
+def test_experiment_errors_write_nothing(files, tmp_path, capsys):
+    out = tmp_path / "nothing"
+    data = ["--data", files["x"], "--labels-path", files["y"], "--out", str(out)]
+    _error(capsys, ["self-taught", *data, "--unlabelled-classes", "0,1", "--labelled-classes", "1,2"], "overlap")
+    _error(capsys, ["self-taught", *data, "--labelled-classes", "0,1", "--unlabelled-classes", "7"],
+           "unlabelled classes (7,)")
+    _error(capsys, ["self-taught", *data, "--n-hidden", "4,3"], "--n-hidden takes 1 value")
+    _error(capsys, ["stacked", *data, "--n-hidden", "4,0"], "--n-hidden")
+    _error(capsys, ["stacked", *data, "--ae-lam", "-1"], "--ae-lam")
+    _error(capsys, ["stacked", *data, "--rho", "1.5"], "--rho")
+    _error(capsys, ["stacked", *data, "--fine-tune-steps", "-1"], "--fine-tune-steps")
+    _error(capsys, ["stacked", *data, "--softmax-steps", "0"], "--softmax-steps")
+    _error(capsys, ["stacked", "--data", "natural", "--out", str(out)], "without labels")
+    _error(capsys, ["stacked", "--data", files["x"], "--out", str(out)], "needs --labels-path")
+    (tmp_path / "file").write_text("")
+    _error(capsys, ["stacked", *data[:4], "--out", str(tmp_path / "file")], "is a file")
+    assert not out.exists()
+
+
+def test_presets_and_flags():
+    from sae_jax.cli import build_parser
+    from sae_jax.cli.experiments import autoencoder_configs
+    from sae_jax.experiments import SELF_TAUGHT_CONFIG, STACKED_CONFIGS, STACKED_MNIST_CONFIGS
+
+    p = build_parser()
+    assert autoencoder_configs(p.parse_args(["stacked"]), layers=None) == STACKED_CONFIGS
+    assert autoencoder_configs(p.parse_args(["self-taught"]), layers=1) == (SELF_TAUGHT_CONFIG,)
+    assert autoencoder_configs(p.parse_args(["stacked", "--preset", "mnist"]), layers=None) == STACKED_MNIST_CONFIGS
+    three = autoencoder_configs(p.parse_args(["stacked", "--n-hidden", "50,40,30", "--rho", "0.05"]), layers=None)
+    assert [(c.n_hidden, c.rho, c.lam) for c in three] == [(50, 0.05, 3e-4), (40, 0.05, 3e-4), (30, 0.05, 3e-4)]
+    args = p.parse_args(["self-taught"])
+    assert (args.seeds, args.test_fraction, args.lam, args.softmax_steps) == ("0,1,2", 0.5, 1e-4, 100)
+    args = p.parse_args(["stacked"])
+    assert (args.test_fraction, args.fine_tune_steps, args.out) == (0.3, 400, None)
+
+
+def test_digits_defaults_parse_and_load(capsys):
+    """The digits source: labels 0-9 carried by the data; a run's feature count must match."""
+    pytest.importorskip("sklearn")
+    from sae_jax.cli import build_parser
+    from sae_jax.cli.experiments import load_labelled
+
+    x, y, spec = load_labelled(build_parser().parse_args(["stacked"]))
+    assert x.shape == (1797, 64) and sorted(set(y.tolist())) == list(range(10)) and spec.name == "digits"
