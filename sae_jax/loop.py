@@ -42,7 +42,7 @@ from jax import lax
 from .backprop import cost_terms_and_grad
 from .config import TrainConfig, check_choice
 from .cost import cost_terms
-from .metrics import evaluate_unchecked
+from . import metrics
 from .minibatch import EmaBatch
 from .params import Params, init_params
 from .step import ValueAndGradFn, all_finite, make_optimizer, make_step, make_value_and_grad, optax_promotion, prime_cache
@@ -334,10 +334,10 @@ def row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
     validation split (``x_val`` not None) the same on the held-out rows as ``val_*``. One jitted
     pass per data set; the inputs were checked when training started."""
     hp = dict(lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
-    m = evaluate_unchecked(params, x, **hp)
+    m = metrics.evaluate(params, x, **hp)
     row = {k: m[k] for k in _ROW_KEYS}
     if x_val is not None:
-        v = evaluate_unchecked(params, x_val, **hp)
+        v = metrics.evaluate(params, x_val, **hp)
         row.update({f"val_{k}": v[k] for k in _VAL_KEYS})
     return row
 
