@@ -42,7 +42,7 @@ from jax import lax
 from .backprop import cost_terms_and_grad
 from .config import TrainConfig, check_choice
 from .cost import cost_terms
-from .metrics import evaluate_unchecked
+from . import metrics
 from .minibatch import EmaBatch
 from .params import Params, init_params
 from .variants import corrupt
@@ -365,10 +365,10 @@ def row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
     pass per data set; the inputs were checked when training started."""
     hp = dict(lam=config.lam, beta=config.beta, rho=config.rho, output=config.output, l1=l1_of(config))
     extra = () if hp["l1"] is None else ("l1",)  # the L1 term's value, when it is on
-    m = evaluate_unchecked(params, x, **hp)
+    m = metrics.evaluate(params, x, **hp)
     row = {k: m[k] for k in _ROW_KEYS + extra}
     if x_val is not None:
-        v = evaluate_unchecked(params, x_val, **hp)
+        v = metrics.evaluate(params, x_val, **hp)
         row.update({f"val_{k}": v[k] for k in _VAL_KEYS + extra})
     return row
 

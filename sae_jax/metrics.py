@@ -17,9 +17,9 @@ What a researcher looks at after (and during) training, beyond the cost:
   (:func:`split_validation` is the trainer's deterministic split, ``TrainConfig.validation_fraction``).
 
 :func:`evaluate` computes all of it in one jitted forward pass and returns plain Python numbers
-(the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``); :func:`evaluate_unchecked` is
-the same pass for inputs checked once beforehand (the trainer's row after every chunk). Data
-follow the package's dtype rule: ``x`` in the parameters' dtype.
+(the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``), its value checks fused into that
+pass (:func:`sae_jax.checked.checked_call`). Data follow the package's dtype rule: ``x`` in the
+parameters' dtype.
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -32,23 +32,17 @@ Examples:
   >>> a2_min, a2_max, rho_hat = unit_activation_range(p, x)  # per hidden unit, over samples
   >>> a2_max.shape, dead_units(a2_max, threshold=0.1).dtype
   ((3,), dtype('bool'))
-  >>> from sae_jax.metrics import evaluate, evaluate_unchecked
-  >>> p, x = init_params(jax.random.key(0), 4, 2), jnp.full((8, 4), 0.5)
-  >>> m = evaluate(p, x, lam=1e-4, beta=3.0, rho=0.1)
-  >>> m == evaluate_unchecked(p, x, lam=1e-4, beta=3.0, rho=0.1, output="sigmoid")
-  True
 """
 
 from __future__ import annotations
 
-import functools
 import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import validate
+from . import checked, validate
 from .cost import terms_from_activations
 from .forward import forward
 from .params import Params
@@ -65,7 +59,6 @@ __all__ = [
     "rho_hat_histogram",
     "split_validation",
     "evaluate",
-    "evaluate_unchecked",
     "format_table",
 ]
 
@@ -169,8 +162,11 @@ def split_validation(m: int, fraction: float, seed: int = 0) -> tuple[np.ndarray
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-@functools.partial(jax.jit, static_argnames=("output",))
-def _pass(params, x, lam, beta, rho, *, output, l1=None):
+def _diagnostic_arrays(params, x, *, lam, beta, rho, output, l1=None):
+    """The one pass :func:`evaluate` reads: cost terms, per-sample errors, per-unit min/max activation."""
+    dtype = params.W1.dtype
+    lam, beta, rho = (jnp.asarray(v, dtype) for v in (lam, beta, rho))
+    l1 = None if l1 is None else jnp.asarray(l1, dtype)
     acts = forward(params, x, output=output)
     terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
     errors = 0.5 * jnp.sum(jnp.square(acts.a3 - x), axis=-1)
@@ -215,26 +211,12 @@ def evaluate(
       >>> sorted(k for k in m if k.endswith("fraction")), m["n_samples"]
       (['dead_fraction', 'saturated_fraction'], 8)
     """
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
     _check_threshold("dead_threshold", dead_threshold)
     _check_threshold("saturation_threshold", saturation_threshold)
-    return evaluate_unchecked(params, x, lam=lam, beta=beta, rho=rho, output=output, dead_threshold=dead_threshold,
-                     saturation_threshold=saturation_threshold, details=details, l1=l1)
-
-
-def evaluate_unchecked(params, x, *, lam, beta, rho, output, dead_threshold=DEAD_THRESHOLD,
-                       saturation_threshold=SATURATION_THRESHOLD, details=False, l1=None) -> dict:
-    """:func:`evaluate` for inputs already checked: no value checks, the one jitted pass only.
-
-    For callers that check params, data and hyperparameters once and then evaluate many times
-    (the trainer's metrics row after every chunk). Same keys and arguments as :func:`evaluate`;
-    with ``l1`` (the L1 activation penalty's weight) the cost includes that term, also given as ``"l1"``.
-    """
-    dtype = params.W1.dtype
-    terms, errors, a2_min, a2_max = jax.device_get(_pass(
-        params, x, jnp.asarray(lam, dtype), jnp.asarray(beta, dtype), jnp.asarray(rho, dtype), output=output,
-        l1=None if l1 is None else jnp.asarray(l1, dtype),
-    ))
+    # Compiled, with the value checks fused into the pass (a jax.Array of data is checked once):
+    # the trainer calls this after every chunk.
+    arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
+    terms, errors, a2_min, a2_max = jax.device_get(arrays)
     rh = np.asarray(terms.rho_hat, np.float64)
     out = {
         "cost": float(terms.cost),

@@ -161,7 +161,12 @@ def value_fn_from(value_and_grad_fn: ValueAndGradFn) -> Callable:
     ``jax.value_and_grad(value_fn)``, and this makes them use the given (manual, autodiff,
     sharded...) gradient rather than autodiff of whatever the forward computation is.
     """
-    return value_with_grad(value_and_grad_fn, has_aux=True)
+    value = value_with_grad(value_and_grad_fn, has_aux=True)
+
+    def value_fn(params, batch):  # optax passes the line search's extra argument as batch=
+        return value(params, batch)
+
+    return value_fn
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
