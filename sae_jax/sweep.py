@@ -382,10 +382,11 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
             atomic_picture(run.path / "filters.png", lambda f: display.save_filters_png(p.W1, f, title=_label(s)))
     notes = [f"filters.png skipped: n_visible={n_visible} is not a square"] if pictures and not square else []
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=_SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = _SUMMARY_FIELDS[:9] + ("l1",) + _SUMMARY_FIELDS[9:] if l1_of(config) is not None else _SUMMARY_FIELDS
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in summary:
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in _SUMMARY_FIELDS})
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
     ckpt.atomic_write_text(out_dir / SUMMARY_CSV, buf.getvalue())
     if pictures:
         atomic_picture(out_dir / TRADEOFF_PNG, lambda f: display.save_sweep_png(summary, f, title=(

@@ -407,3 +407,14 @@ def test_cli_tied_denoising_run_then_visualize_encode_evaluate(tmp_path, capsys)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
         assert not (tmp_path / "bad").exists()
+
+
+def test_sweep_of_a_tied_l1_denoising_config(tmp_path):
+    from sae_jax.sweep import sweep
+
+    r = sweep(X16, dataclasses.replace(NOISY, steps=2, chunk=2), {"beta": [0.0, 3.0]}, out_dir=tmp_path / "s")
+    assert r.params_at(1).W2 is None and all(row["l1"] > 0 for row in r.summary)
+    header = (tmp_path / "s" / "summary.csv").read_text().splitlines()[0].split(",")
+    assert "l1" in header
+    p, _ = ckpt.load_params(tmp_path / "s" / r.summary[0]["dir"])
+    assert p.W2 is None
