@@ -19,6 +19,8 @@ produced them, and :class:`~derivations.steps.Check` verdicts):
 - :mod:`derivations.symbolic_m`: the same for symbolic m, n, h with ``IndexedBase``/``Sum``.
 - :mod:`derivations.variant`: the questioner's variant (1/m inside δ *and* outside) is m times too
   small in its sparsity part: symbolically, exactly at concrete sizes, and by finite differences.
+- :mod:`derivations.ae_variants`: the autoencoder's variants (issue 15): the tied-weights gradient
+  (encoder + decoderᵀ, with negative controls), the L1 activation penalty's delta, denoising.
 - :mod:`derivations.numeric`: the lambdified sympy gradient, sae_jax's backprop and ``jax.grad``
   agree to 1e-12 in float64.
 - :mod:`derivations.softmax`: softmax regression's gradient :math:`-\tfrac1m (1\{y\} - P)^\top X + \lambda\theta`, exact at concrete sizes.
@@ -29,6 +31,7 @@ Run everything with ``python -m derivations`` (``--latex`` for LaTeX, ``--brief`
 Tested against sympy 1.14.0 (pinned in the ``derivations`` extra). sae_jax never imports this package.
 """
 
+from . import ae_variants as ae_variants
 from . import concrete as concrete
 from . import numeric as numeric
 from . import softmax as softmax, stacked as stacked  # softmax regression and stacked-AE fine-tuning (issue 15)
@@ -44,6 +47,7 @@ from .steps import (
 )
 
 __all__ = [
+    "ae_variants",
     "Check",
     "Derivation",
     "Step",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import concrete, numeric, softmax, stacked, symbolic_m, variant
+from . import ae_variants, concrete, numeric, softmax, stacked, symbolic_m, variant
 from .steps import Derivation
 
 __all__ = ["run_all", "summary", "brief_summary"]
@@ -31,6 +31,11 @@ def run_all(
         lambda: symbolic_m.cost_wrt_b1("linear"),
         lambda: variant.symbolic("sigmoid"),
         lambda: variant.concrete_sizes(tuple(range(1, min(max_m, 3) + 1)), n=n, h=h),
+        # The autoencoder's variants (issue 15): tied weights, the L1 penalty, denoising.
+        ae_variants.tied_weights,
+        ae_variants.l1_on_sigmoid,
+        ae_variants.l1_delta,
+        ae_variants.denoising,
         # The next exercises (issue 15): softmax regression and the stacked autoencoder's fine-tuning.
         softmax.exp_derivative,
         softmax.identities,
@@ -42,6 +47,7 @@ def run_all(
         jobs += [
             lambda: variant.numeric(),
             lambda: numeric.agreement(((n, h, max_m, "sigmoid"), (n, h, max_m, "linear"), (3, 2, 3, "sigmoid"))),
+            ae_variants.agreement,
             softmax.agreement,
             stacked.agreement,
         ]

@@ -10,6 +10,7 @@ Public API::
     autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
     chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
     batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
+    tie, untie, corrupt, activation_l1   # variants: tied weights (W2=None), denoising (x_input=), l1=
     train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.training)
     sae_jax.metrics                      # diagnostics: per-sample error, dead/saturated units, rho_hat vs rho
     SoftmaxParams, sae_jax.softmax       # softmax regression (UFLDL softmaxCost/Train/Predict)
@@ -68,6 +69,14 @@ from .params import (
     theta_to_params as theta_to_params,
 )
 from .validate import InputError as InputError
+from .params import (  # the variants (tied weights: Params(W1, b1, None, b2))
+    decoder_weights as decoder_weights,
+    is_tied as is_tied,
+    tie as tie,
+    untie as untie,
+)
+from . import variants as variants  # noqa: E402
+from .variants import activation_l1 as activation_l1, corrupt as corrupt  # noqa: E402
 from . import chunked as chunked, penalty as penalty, sharded as sharded  # noqa: E402
 from .penalty import kl_sparsity_penalty as kl_sparsity_penalty  # noqa: E402
 from .chunked import (  # noqa: E402
@@ -95,6 +104,12 @@ from .stacked import StackedParams as StackedParams  # noqa: E402
 from .version import __version__ as __version__  # noqa: E402
 
 __all__ = [
+    "activation_l1",
+    "corrupt",
+    "decoder_weights",
+    "is_tied",
+    "tie",
+    "untie",
     "kl_sparsity_penalty",
     "Activations",
     "CostTerms",

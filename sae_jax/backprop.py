@@ -60,7 +60,7 @@ from jax.typing import ArrayLike
 from . import checked, validate
 from .cost import CostTerms, cost, terms_from_parts
 from .forward import Activations, Output, forward, sigmoid_prime
-from .params import Params
+from .params import Params, decoder_weights, is_tied
 from .sparsity_backprop import sparsity_delta, sparsity_terms_and_delta
 
 __all__ = [
@@ -90,7 +90,11 @@ def output_delta(x_hat: jax.Array, x: jax.Array, *, output: Output = "sigmoid") 
 
 
 def hidden_delta(delta3: jax.Array, W2: jax.Array, a2: jax.Array, sparsity_delta: jax.Array) -> jax.Array:
-    r""":math:`\delta^{(2)} = (\delta^{(3)} W_2 + \texttt{sparsity\_delta}) \odot f'(z^{(2)})`, shape ``(m, n_hidden)``."""
+    r""":math:`\delta^{(2)} = (\delta^{(3)} W_2 + \texttt{sparsity\_delta}) \odot f'(z^{(2)})`, shape ``(m, n_hidden)``.
+
+    ``sparsity_delta`` ``(n_hidden,)`` is every per-unit term: the KL one (:func:`sparsity_delta`)
+    plus, with an L1 activation penalty, :math:`\gamma` (the derivative of
+    :math:`\gamma\lvert a\rvert` for :math:`a > 0`)."""
     return (delta3 @ W2 + sparsity_delta[None, :]) * sigmoid_prime(a2)
 
 
@@ -151,6 +155,7 @@ def delta_sums(
     *,
     output: Output = "sigmoid",
     acts: Activations | None = None,
+    x_input: jax.Array | None = None,
 ) -> tuple[jax.Array, Params]:
     r"""One block's reconstruction sum and δ-products, given the *global* ``sparsity_delta``.
 
@@ -167,24 +172,34 @@ def delta_sums(
       mask: ``(rows,)`` row weights, 1 for data and 0 for padding, ``x``'s dtype; ``None``: all rows.
       sparsity_delta: ``(n_hidden,)``, :func:`sparsity_delta` at the global :math:`\hat\rho`.
       output: ``"sigmoid"`` or ``"linear"`` (static).
-      acts: ``forward(params, x, output=output)`` if already computed.
+      acts: ``forward(params, x_input, output=output)`` if already computed.
+      x_input: denoising: the corrupted input the network reads (``x`` is then the target);
+        ``None``: ``x``.
+
+    Tied parameters (``W2=None``): :math:`W_2 = W_1^\top` in :math:`\delta^{(2)}`, and the two
+    contributions to :math:`W_1` summed, :math:`G_{W_1} = \delta^{(2)\top}\tilde x + (\delta^{(3)\top} a^{(2)})^\top`
+    (``G_W2`` is ``None``).
 
     Returns:
       ``(R, Params(G_W1, G_b1, G_W2, G_b2))`` (unnormalised sums).
     """
-    acts = forward(params, x, output=output) if acts is None else acts
+    x_in = x if x_input is None else x_input
+    acts = forward(params, x_in, output=output) if acts is None else acts
     delta3 = output_delta(acts.a3, x, output=output)
+    W2 = decoder_weights(params)
     if mask is None:
-        delta2 = hidden_delta(delta3, params.W2, acts.a2, sparsity_delta)
+        delta2 = hidden_delta(delta3, W2, acts.a2, sparsity_delta)
     else:
         w = mask[:, None]
         delta3 = delta3 * w
-        delta2 = hidden_delta(delta3, params.W2, acts.a2, sparsity_delta) * w
+        delta2 = hidden_delta(delta3, W2, acts.a2, sparsity_delta) * w
+    G_W1 = delta2.T @ x_in
+    if is_tied(params):  # W2 = W1.T: the decoder's contribution (delta3' a2)' = a2' delta3 joins W1's
+        G_W1, G_W2 = G_W1 + acts.a2.T @ delta3, None
+    else:
+        G_W2 = delta3.T @ acts.a2
     return reconstruction_sum(acts.a3, x, mask), Params(
-        W1=delta2.T @ x,
-        b1=jnp.sum(delta2, axis=0),
-        W2=delta3.T @ acts.a2,
-        b2=jnp.sum(delta3, axis=0),
+        W1=G_W1, b1=jnp.sum(delta2, axis=0), W2=G_W2, b2=jnp.sum(delta3, axis=0)
     )
 
 
@@ -197,24 +212,31 @@ def terms_and_grads_from_sums(
     lam: ArrayLike,
     sparsity: jax.Array,
     rho_hat: jax.Array,
+    l1_sum: jax.Array | None = None,
 ) -> tuple[CostTerms, Params | None]:
     r"""Totals → :class:`~sae_jax.CostTerms` and gradient: the one division by the global ``m``.
 
-    :math:`J = R/m + \tfrac\lambda2(\lVert W_1\rVert^2 + \lVert W_2\rVert^2) + \text{sparsity}`,
-    :math:`\nabla_{W} = G_W/m + \lambda W`, :math:`\nabla_b = G_b/m`. ``sparsity`` and ``rho_hat``
+    :math:`J = R/m + \tfrac\lambda2(\lVert W_1\rVert^2 + \lVert W_2\rVert^2) + \text{sparsity}
+    [+ \gamma S/m]`, :math:`\nabla_{W} = G_W/m + \lambda W`, :math:`\nabla_b = G_b/m`. ``sparsity`` and ``rho_hat``
     are the penalty and the estimate penalised (global: :func:`sparsity_terms_and_delta` at
     :math:`\hat\rho = S/m`). ``grad_sums=None``: the terms only (gradient ``None``).
+    ``l1_sum``: :math:`\gamma S` of the L1 activation penalty (sigmoid activations: :math:`\lvert a\rvert = a`),
+    if any. Tied parameters: the decay's gradient is :math:`\lambda W_1 + (\lambda W_1^\top)^\top = 2\lambda W_1`.
     """
     dtype = params.W1.dtype
     m = jnp.asarray(m, dtype)
-    terms = terms_from_parts(params, reconstruction=rec_sum / m, sparsity=sparsity, rho_hat=rho_hat, lam=lam)
+    l1 = None if l1_sum is None else l1_sum / m
+    terms = terms_from_parts(
+        params, reconstruction=rec_sum / m, sparsity=sparsity, rho_hat=rho_hat, lam=lam, l1=l1
+    )
     if grad_sums is None:
         return terms, None
     lam = jnp.asarray(lam, dtype)
+    tied = is_tied(params)
     grads = Params(
-        W1=grad_sums.W1 / m + lam * params.W1,
+        W1=grad_sums.W1 / m + (2 * lam if tied else lam) * params.W1,
         b1=grad_sums.b1 / m,
-        W2=grad_sums.W2 / m + lam * params.W2,
+        W2=None if tied else grad_sums.W2 / m + lam * params.W2,
         b2=grad_sums.b2 / m,
     )
     return terms, grads
@@ -233,6 +255,8 @@ def backprop(
     axis_name: str | None = None,
     rho_prev: jax.Array | None = None,
     ema_decay: ArrayLike | None = None,
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> tuple[CostTerms, Params]:
     r"""``(CostTerms, grads)`` by the tutorial's backprop over one block of rows: the shared core.
 
@@ -248,23 +272,33 @@ def backprop(
         and :math:`G` are ``psum``-ed over it (global :math:`\hat\rho`, global m).
       rho_prev, ema_decay: penalise the running estimate :math:`\alpha\,\hat\rho_\text{prev} +
         (1-\alpha)\hat\rho` instead (:mod:`sae_jax.minibatch`).
+      l1, x_input: the L1 activation penalty's :math:`\gamma` (its per-unit delta :math:`\gamma`
+        joins the sparsity delta: :math:`\delta^{(2)} \mathrel{+}= \gamma f'(z^{(2)})`) and the
+        denoising input (:func:`sae_jax.cost`); tied parameters as there.
 
     Shapes only are checked (:func:`sae_jax.validate.check_layer_input`, at trace time).
     """
-    acts = forward(params, x, output=output)
+    x_in = x if x_input is None else x_input
+    acts = forward(params, x_in, output=output)
     m_global = x.shape[0] if m is None else m
     a2_sum = _column_sum(acts.a2, mask)
     if axis_name is not None:
         a2_sum = lax.psum(a2_sum, axis_name)  # S = sum_d S_d: the global rho_hat is S/m
     sp, rh, sd, extra = sparsity_terms_and_delta(
-        params, x, a2_sum / m_global, rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay,
+        params, x_in, a2_sum / m_global, rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay,
         mask=mask, m=m, axis_name=axis_name,
     )
-    rec_sum, sums = delta_sums(params, x, mask, sd, output=output, acts=acts)
+    l1_sum = None
+    if l1 is not None:  # gamma (1/m) sum_i ||a_i||_1 = gamma S / m (sigmoid: a > 0); delta + gamma
+        l1 = jnp.asarray(l1, sd.dtype)
+        sd, l1_sum = sd + l1, l1 * jnp.sum(a2_sum)
+    rec_sum, sums = delta_sums(params, x, mask, sd, output=output, acts=acts, x_input=x_input)
     sums = sums._replace(W1=sums.W1 + extra[0], b1=sums.b1 + extra[1])
     if axis_name is not None:
         rec_sum, sums = lax.psum((rec_sum, sums), axis_name)
-    return terms_and_grads_from_sums(params, rec_sum, sums, m_global, lam=lam, sparsity=sp, rho_hat=rh)
+    return terms_and_grads_from_sums(
+        params, rec_sum, sums, m_global, lam=lam, sparsity=sp, rho_hat=rh, l1_sum=l1_sum
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,10 +314,13 @@ def cost_and_grad(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> tuple[jax.Array, Params]:
     r"""Cost and gradient by the tutorial's backprop; a drop-in for ``jax.value_and_grad(cost)``.
 
-    Same arguments as :func:`sae_jax.cost` and the same result structure as
+    Same arguments as :func:`sae_jax.cost` (the variants too: tied parameters, ``l1=``,
+    ``x_input=``) and the same result structure as
     ``jax.value_and_grad(cost)(params, x, lam=..., beta=..., rho=..., output=...)``:
     ``(J, Params(dW1, db1, dW2, db2))``. Called on values it runs compiled (``output`` static;
     hyperparameters traced, so a sweep over them compiles once), its inputs checked as
@@ -303,9 +340,10 @@ def cost_and_grad(
       >>> bool(jax.numpy.allclose(g.W1, g_ad.W1, rtol=1e-4, atol=1e-7))
       True
     """
-    if checked.all_concrete(params, x, lam, beta, rho):
-        return checked.checked_call(cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
-    terms, grads = cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    opts = dict(l1=l1, x_input=x_input)
+    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
+        return checked.checked_call(cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    terms, grads = cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     return terms.cost, grads
 
 
@@ -317,12 +355,15 @@ def cost_terms_and_grad(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> tuple[CostTerms, Params]:
     """Like :func:`cost_and_grad` but returns ``(CostTerms, grads)``, as ``jax.value_and_grad(..., has_aux=True)`` would allow; for logging."""
-    if checked.all_concrete(params, x, lam, beta, rho):
-        return checked.checked_call(cost_terms_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output)
+    opts = dict(l1=l1, x_input=x_input)
+    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
+        return checked.checked_call(cost_terms_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
 
 
 def autodiff_cost_and_grad(
@@ -333,9 +374,12 @@ def autodiff_cost_and_grad(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> tuple[jax.Array, Params]:
     """The reference: ``jax.value_and_grad(cost)``, compiled, with the same checks and signature as :func:`cost_and_grad`."""
-    if checked.all_concrete(params, x, lam, beta, rho):
-        return checked.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return jax.value_and_grad(lambda p: cost(p, x, lam=lam, beta=beta, rho=rho, output=output))(params)
+    opts = dict(l1=l1, x_input=x_input)
+    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
+        return checked.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    return jax.value_and_grad(lambda p: cost(p, x, lam=lam, beta=beta, rho=rho, output=output, **opts))(params)
 

@@ -59,16 +59,19 @@ def all_concrete(params, x, *others) -> bool:
     )
 
 
-def values_ok(params, x=None, *, output: str = "sigmoid") -> jax.Array:
+def values_ok(params, x=None, *, output: str = "sigmoid", x_input=None) -> jax.Array:
     """One boolean scalar: the parameters are finite and ``x`` is finite and, for a sigmoid output,
     in [0, 1]: every value check of :func:`~sae_jax.validate.check_call`, computed inside a compiled entry point's
     own program and read back as one number.
 
     ``x=None``: the parameters only, for data already checked (:func:`~sae_jax.validate.data_checked`). Finiteness
     is read off sums and extrema (a NaN or inf makes ``sum(a * 0)`` NaN, and ``min``/``max`` of
-    ``x`` non-finite), so each array is reduced once.
+    ``x`` non-finite), so each array is reduced once. ``x_input`` (a denoising call's corrupted
+    input): finite, any range.
     """
-    ok = jnp.isfinite(sum(jnp.sum(a * 0) for a in params))
+    ok = jnp.isfinite(sum(jnp.sum(a * 0) for a in jax.tree.leaves(params)))
+    if x_input is not None:
+        ok = ok & jnp.isfinite(jnp.sum(x_input * 0))
     if x is not None:
         lo, hi = jnp.min(x), jnp.max(x)
         ok = ok & jnp.isfinite(lo) & jnp.isfinite(hi)
@@ -77,11 +80,13 @@ def values_ok(params, x=None, *, output: str = "sigmoid") -> jax.Array:
     return ok
 
 
-def raise_for_values(params, x, *, output: str = "sigmoid", name: str = "x") -> None:
+def raise_for_values(params, x, *, output: str = "sigmoid", name: str = "x", x_input=None) -> None:
     """After :func:`values_ok` said no: the one-line error :func:`~sae_jax.validate.check_call` would raise (the
     arrays are inspected again, on the host, for the bad entry and its index)."""
     validate.check_params(params)
     validate.check_data_values(x, output=output, name=name)
+    if x_input is not None:
+        validate.check_data_values(x_input, output="linear", name="x_input")
 
 
 _WITH_STATS: dict = {}
@@ -94,20 +99,24 @@ def _with_value_stats(fn, data: bool):
     key = (fn, data)
     compiled = _WITH_STATS.get(key)
     if compiled is None:
-        def with_stats(params, x, lam, beta, rho, output):
+        def with_stats(params, x, lam, beta, rho, output, options):
             _INSIDE.active = True
             try:
-                out = fn(params, x, lam=lam, beta=beta, rho=rho, output=output)
+                out = fn(params, x, lam=lam, beta=beta, rho=rho, output=output, **options)
             finally:
                 _INSIDE.active = False
-            return out, values_ok(params, x if data else None, output=output)
+            x_input = options.get("x_input")
+            return out, values_ok(params, x if data else None, output=output, x_input=x_input)
 
         compiled = _WITH_STATS[key] = jax.jit(with_stats, static_argnums=5)
     return compiled
 
 
-def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid"):
+def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=None, x_input=None):
     """``fn(params, x, lam=, beta=, rho=, output=)`` compiled, with every input checked at almost no cost.
+
+    The variants' options (``l1=``, ``x_input=``: :mod:`sae_jax.cost`) are passed on when given
+    (traced; ``None`` leaves them out of the program).
 
     For the public entry points (:func:`sae_jax.cost_and_grad` and co.) called on values. ``fn``
     is the public function itself: inside the ``jit`` made here it sees tracers and checks only
@@ -131,12 +140,13 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid"):
       >>> bool(J == sae_jax.cost(p, x, lam=1e-4, beta=3.0, rho=0.1))
       True
     """
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False, l1=l1, x_input=x_input)
     data = not validate.is_checked(x, output)
-    out, ok = _with_value_stats(fn, data)(params, x, lam, beta, rho, output)
+    options = {k: v for k, v in (("l1", l1), ("x_input", x_input)) if v is not None}
+    out, ok = _with_value_stats(fn, data)(params, x, lam, beta, rho, output, options)
     ok.block_until_ready()  # (waiting first, then reading through NumPy, is the cheapest way to the bool)
     if not np.asarray(ok):
-        raise_for_values(params, x, output=output)
+        raise_for_values(params, x, output=output, x_input=x_input)
     if data:
         validate.remember_checked(x, output)
     return out

@@ -185,7 +185,7 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> None:
     """Write a full training checkpoint to ``path`` atomically, with a checksum."""
-    tensors = {f"params/{k}": np.asarray(v) for k, v in zip(PARAM_FIELDS, params)}
+    tensors = {f"params/{k}": np.asarray(v) for k, v in zip(PARAM_FIELDS, params) if v is not None}  # tied: no W2
     for i, leaf in enumerate(opt_leaves):
         tensors[f"opt/{i:05d}"] = np.asarray(leaf)
     tensors["step"] = np.asarray(step, np.int64)
@@ -263,26 +263,27 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     except (KeyError, ValueError) as e:  # pragma: no cover - guarded by the checksum
         raise InputError(f"checkpoint {str(path)!r} has incomplete metadata ({e})") from None
     for k in PARAM_FIELDS:
-        if f"params/{k}" not in tensors:  # pragma: no cover - guarded by the checksum
+        if f"params/{k}" not in tensors and k != "W2":  # pragma: no cover - guarded by the checksum
             raise InputError(f"checkpoint {str(path)!r} lacks params/{k}")
     return tensors, meta
 
 
 def checkpoint_params(tensors: dict[str, np.ndarray]) -> Params:
-    return Params(*(tensors[f"params/{k}"] for k in PARAM_FIELDS))
+    """The parameters in a checkpoint's tensors (no ``params/W2``: tied, ``W2=None``)."""
+    return Params(*(tensors.get(f"params/{k}") for k in PARAM_FIELDS))
 
 
 def save_params(path, params: Params, *, config: dict | None = None) -> None:
-    """Export parameters as safetensors (``W1 b1 W2 b2``, numpy-loadable), atomically."""
-    tensors = {k: np.ascontiguousarray(np.asarray(v)) for k, v in zip(PARAM_FIELDS, params)}
+    """Export parameters as safetensors (``W1 b1 W2 b2``, numpy-loadable; tied: ``W1 b1 b2``), atomically."""
+    tensors = {k: np.ascontiguousarray(np.asarray(v)) for k, v in zip(PARAM_FIELDS, params) if v is not None}
     metadata = {"format": PARAMS_FORMAT, "config": json.dumps(config or {}, sort_keys=True)}
     metadata["sha256"] = _digest(tensors, metadata)
     atomic_write_bytes(path, _serialize(tensors, metadata))
 
 
 def _params_from_tensors(tensors, prefix: str, path) -> Params:
-    try:
-        p = Params(*(tensors[prefix + k] for k in PARAM_FIELDS))
+    try:  # a file without W2 holds a tied autoencoder's parameters (W2 = W1.T)
+        p = Params(*(tensors.get(prefix + k) if k == "W2" else tensors[prefix + k] for k in PARAM_FIELDS))
     except KeyError as e:
         raise InputError(f"{str(path)!r} holds no sae-jax parameters (missing tensor {e.args[0]!r})") from None
     check_params(p)

@@ -181,12 +181,15 @@ _terms_kernel = jax.jit(_terms_pass, static_argnames=("output",))
 
 
 @jax.jit
-def _finish(params, a2_sum, rec_sum, grad_sums, m, lam, beta, rho, sparsity_terms):
+def _finish(params, a2_sum, rec_sum, grad_sums, m, lam, beta, rho, sparsity_terms, l1):
     if sparsity_terms is None:  # the fast path: the plain penalty of rho_hat = S/m
         rh = a2_sum / m
         sparsity_terms = (sparsity(rh, rho=rho, beta=beta), rh)
     sp, rh = sparsity_terms
-    return terms_and_grads_from_sums(params, rec_sum, grad_sums, m, lam=lam, sparsity=sp, rho_hat=rh)
+    l1_sum = None if l1 is None else l1 * jnp.sum(a2_sum)  # gamma sum_i ||a_i||_1 (sigmoid: a > 0)
+    return terms_and_grads_from_sums(
+        params, rec_sum, grad_sums, m, lam=lam, sparsity=sp, rho_hat=rh, l1_sum=l1_sum
+    )
 
 
 def _place(params: Params, mesh) -> Params:
@@ -197,10 +200,19 @@ def _place(params: Params, mesh) -> Params:
     return jax.device_put(params, NamedSharding(mesh, P()))
 
 
-def _check(params, *, lam, beta, rho, output):
+def _check(params, *, lam, beta, rho, output, l1=None, x_input=None):
     validate.check_output(output)
     validate.check_params(params)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype, l1=l1)
+    _no_denoising(x_input)
+
+
+def _no_denoising(x_input):
+    if x_input is not None:
+        raise InputError(
+            "x_input (a denoising input) is not supported by the chunked path yet; "
+            "use sae_jax.cost_and_grad(params, x, x_input=...) on data that fit in memory"
+        )
 
 
 def _empty(m):
@@ -224,6 +236,8 @@ def chunked_cost_terms_and_grad(
     memory_bytes: int | None = None,
     check_values: bool = True,
     mesh: Mesh | None = None,
+    l1: ArrayLike | None = None,
+    x_input: None = None,
 ) -> tuple[CostTerms, Params]:
     r"""Full-batch :class:`~sae_jax.CostTerms` and gradient, streaming ``data`` in chunks (two passes).
 
@@ -242,6 +256,8 @@ def chunked_cost_terms_and_grad(
       mesh: a 1-D device mesh (:func:`sae_jax.sharded.batch_mesh`): split every chunk's rows over
         its devices too (chunk size rounded up to a multiple of the device count, padding masked);
         results replicated. Past memory *and* past one device.
+      l1: the L1 activation penalty's weight (:func:`sae_jax.cost`); tied parameters work as there.
+      x_input: denoising is not streamed yet: anything but ``None`` is an :class:`~sae_jax.InputError`.
 
     Returns:
       ``(CostTerms, Params)``.
@@ -258,10 +274,11 @@ def chunked_cost_terms_and_grad(
       >>> bool(jax.numpy.allclose(terms.rho_hat, want.rho_hat, rtol=1e-6))
       True
     """
-    _check(params, lam=lam, beta=beta, rho=rho, output=output)
+    _check(params, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
     size = resolve_chunk_size(data, params, chunk_size, memory_bytes, mesh)
     params = _place(params, mesh)
     dtype = params.dtype
+    l1 = None if l1 is None else jnp.asarray(l1, dtype)
     # Pass 1: S = Σ a2 over every sample, hence the global ρ̂ and sparsity delta.
     a2_sum, m = jnp.zeros((params.n_hidden,), dtype), 0
     _in_flight = Backpressure()
@@ -272,6 +289,8 @@ def chunked_cost_terms_and_grad(
     m_arr = jnp.asarray(m, dtype)
     rho_, beta_ = jnp.asarray(rho, dtype), jnp.asarray(beta, dtype)
     sdelta, logs, sp_terms = _sparsity_plan(params, data, size, a2_sum, m_arr, rho_, beta_, output=output, mesh=mesh)
+    if l1 is not None:  # the L1 penalty's per-unit delta gamma joins the sparsity delta
+        sdelta = sdelta + l1
     # Pass 2: reconstruction sum and δ-products, every chunk using the same global sparsity delta.
     acc = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
     m2 = 0
@@ -282,7 +301,7 @@ def chunked_cost_terms_and_grad(
     if m2 != m:
         raise InputError(f"data changed between the two passes: {m} rows in pass 1, {m2} in pass 2")
     rec_sum, grad_sums = acc
-    return _finish(params, a2_sum, rec_sum, grad_sums, m_arr, lam, beta, rho, sp_terms)
+    return _finish(params, a2_sum, rec_sum, grad_sums, m_arr, lam, beta, rho, sp_terms, l1)
 
 
 def chunked_cost_and_grad(
@@ -297,11 +316,14 @@ def chunked_cost_and_grad(
     memory_bytes: int | None = None,
     check_values: bool = True,
     mesh: Mesh | None = None,
+    l1: ArrayLike | None = None,
+    x_input: None = None,
 ) -> tuple[jax.Array, Params]:
     """``(J, grads)`` like :func:`sae_jax.cost_and_grad`, over chunks; see :func:`chunked_cost_terms_and_grad`."""
     terms, grads = chunked_cost_terms_and_grad(
         params, data, lam=lam, beta=beta, rho=rho, output=output,
         chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=check_values, mesh=mesh,
+        l1=l1, x_input=x_input,
     )
     return terms.cost, grads
 
@@ -318,12 +340,15 @@ def chunked_cost_terms(
     memory_bytes: int | None = None,
     check_values: bool = True,
     mesh: Mesh | None = None,
+    l1: ArrayLike | None = None,
+    x_input: None = None,
 ) -> CostTerms:
     r"""Full-batch :class:`~sae_jax.CostTerms` in **one** pass (the value needs no :math:`\hat\rho` per sample)."""
-    _check(params, lam=lam, beta=beta, rho=rho, output=output)
+    _check(params, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
     size = resolve_chunk_size(data, params, chunk_size, memory_bytes, mesh)
     params = _place(params, mesh)
     dtype = params.dtype
+    l1 = None if l1 is None else jnp.asarray(l1, dtype)
     acc, m = (jnp.zeros((params.n_hidden,), dtype), jnp.zeros((), dtype)), 0
     _in_flight = Backpressure()
     for x, mask, rows in device_chunks(data, params, size, output=output, check_values=check_values, mesh=mesh):
@@ -333,7 +358,7 @@ def chunked_cost_terms(
     m_arr = jnp.asarray(m, dtype)
     rho_, beta_ = jnp.asarray(rho, dtype), jnp.asarray(beta, dtype)
     _, _, sp_terms = _sparsity_plan(params, data, size, acc[0], m_arr, rho_, beta_, output=output, mesh=mesh)
-    terms, _ = _finish(params, acc[0], acc[1], None, m_arr, lam, beta, rho, sp_terms)
+    terms, _ = _finish(params, acc[0], acc[1], None, m_arr, lam, beta, rho, sp_terms, l1)
     return terms
 
 
@@ -353,13 +378,16 @@ def make_chunked_value_and_grad(
     memory_bytes: int | None = None,
     check_values: bool = True,
     mesh: Mesh | None = None,
+    l1: ArrayLike | None = None,
+    x_input: None = None,
 ) -> Callable[[Params], tuple[jax.Array, Params]]:
     """``params -> (J, grads)`` over chunked ``data``, a Python function (see :func:`traceable`).
 
     The data values are checked once, here (if ``check_values``), not on every call.
     """
     validate.check_output(output)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, l1=l1)
+    _no_denoising(x_input)
     if check_values:
         for k, (block, rows) in enumerate(chunks(data, chunk_size or DEFAULT_CHUNK_SIZE)):
             validate.check_data_values(block[:rows], output=output, name=f"data (chunk {k})")
@@ -367,7 +395,7 @@ def make_chunked_value_and_grad(
     def value_and_grad(params: Params) -> tuple[jax.Array, Params]:
         return chunked_cost_and_grad(
             params, data, lam=lam, beta=beta, rho=rho, output=output,
-            chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=False, mesh=mesh,
+            chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=False, mesh=mesh, l1=l1,
         )
 
     return value_and_grad

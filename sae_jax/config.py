@@ -27,6 +27,7 @@ import jax
 
 from .forward import OUTPUTS
 from .validate import InputError, check_hyperparams, check_output
+from .variants import CORRUPTIONS, check_corruption
 
 __all__ = [
     "GRADIENTS",
@@ -79,6 +80,15 @@ class TrainConfig:
       validation_fraction: rows held out of training, in [0, 1) (0: none, the exercise). The split
         is :func:`sae_jax.metrics.split_validation` seeded by ``seed``; every metrics row then also
         has the held-out ``val_*`` diagnostics (:func:`sae_jax.metrics.evaluate`).
+      tied: tied weights :math:`W_2 = W_1^\top` (parameters ``Params(W1, b1, None, b2)``;
+        :mod:`sae_jax.variants`).
+      l1: the L1 activation penalty's weight γ ≥ 0 (0: no term; compiled into the runner).
+      corruption: denoising: ``"mask"`` or ``"gaussian"`` corrupts every step's input with a fresh
+        key (``fold_in`` of the seed's data key and the step, so a resumed run draws the same
+        corruptions); the clean data are the target. ``"none"``: the plain autoencoder.
+      corruption_level: the masking probability p in [0, 1), or the Gaussian noise's σ ≥ 0.
+        (A ``value_and_grad_fn`` given to ``train`` then receives a
+        :class:`~sae_jax.step.DenoisingBatch` ``(x, x_input)`` as its batch.)
     """
 
     n_hidden: int = _field(25, "hidden units")
@@ -101,6 +111,13 @@ class TrainConfig:
     chunk: int = _field(20, "optimizer steps per compiled dispatch and per metrics row")
     checkpoint_every: int = _field(100, "steps between checkpoints (always one at the end)")
     validation_fraction: float = _field(0.0, "rows held out of training for the val_* metrics (seeded split; 0: none)")
+    tied: bool = _field(False, "tied weights W2 = W1^T (the decoder's weights are not stored)")
+    l1: float = _field(0.0, "L1 activation penalty gamma: + gamma (1/m) sum_i ||a2_i||_1 beside KL (0: none)")
+    corruption: str = _field(
+        "none", "denoising: corrupt each step's input (mask: zero entries; gaussian: add noise), "
+        "reconstruct the clean data", CORRUPTIONS,
+    )
+    corruption_level: float = _field(0.3, "masking probability p in [0, 1), or the Gaussian noise's sigma")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -124,7 +141,7 @@ def field_help(name: str) -> dict:
     """``{"name", "type", "default", "help", "choices"}`` of one :class:`TrainConfig` field."""
     for f in dataclasses.fields(TrainConfig):
         if f.name == name:
-            typ = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            typ = {"int": int, "float": float, "str": str, "bool": bool}[f.type if isinstance(f.type, str) else f.type.__name__]
             return dict(name=f.name, type=typ, default=f.default, **f.metadata)
     raise KeyError(name)
 
@@ -152,6 +169,10 @@ def _check_real(name, v, *, lo=None, hi=None, lo_open=False, hi_open=False):
         raise InputError(f"{name} must be in {left}{lo_s}, {hi_s}{right}, got {f:g}")
 
 
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def check_choice(name: str, v, choices) -> None:
     """Raise :class:`InputError` unless ``v`` is one of ``choices`` (the message names ``name``)."""
     if v not in choices:
@@ -167,7 +188,7 @@ def validate_config(config: TrainConfig) -> None:
     check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)
     check_output(c.output)
     if c.dtype in DTYPES:  # the values as training uses them: cast to config.dtype
-        check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho, dtype=c.dtype)
+        check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho, dtype=c.dtype, l1=c.l1 if _is_real(c.l1) else None)
     check_choice("optimizer", c.optimizer, OPTIMIZERS)
     _check_int("steps", c.steps, 0)
     _check_real("learning_rate", c.learning_rate, lo=0.0, lo_open=True)
@@ -183,6 +204,10 @@ def validate_config(config: TrainConfig) -> None:
     _check_int("chunk", c.chunk, 1)
     _check_int("checkpoint_every", c.checkpoint_every, 1)
     _check_real("validation_fraction", c.validation_fraction, lo=0.0, hi=1.0, hi_open=True)
+    if not isinstance(c.tied, bool):
+        raise InputError(f"tied must be True or False, got {c.tied!r}")
+    _check_real("l1", c.l1, lo=0.0)
+    check_corruption(c.corruption, c.corruption_level)
     if c.rho_hat == "ema" and c.full_batch:
         raise InputError(
             "rho_hat='ema' is for minibatch optimizers (adam, sgd); L-BFGS is full-batch and "

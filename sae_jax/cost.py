@@ -11,6 +11,11 @@ For data :math:`x^{(1)}, \dots, x^{(m)}` (rows of ``x``),
 Weight decay acts on the weights only (not the biases) and is not divided by
 :math:`m`: the published UFLDL convention.
 
+Variants
+--------
+Tied weights (``Params(W1, b1, None, b2)``: :math:`W_2 = W_1^\top`), an L1 activation penalty
+(``l1=``) and denoising (``x_input=``) are options of the same functions: :mod:`sae_jax.variants`.
+
 Saturation
 ----------
 A hidden unit that no sample activates (every :math:`z^{(2)}_j \ll 0`, a *dead* unit) has a
@@ -64,7 +69,8 @@ from jax.typing import ArrayLike
 
 from . import checked, validate
 from .forward import Activations, Output, forward
-from .params import Params
+from .params import Params, decoder_weights
+from .variants import activation_l1
 
 __all__ = [
     "CostTerms",
@@ -89,13 +95,14 @@ __all__ = [
 
 
 class CostTerms(NamedTuple):
-    """The cost split into its parts, for logging (``cost == reconstruction + weight_decay + sparsity``)."""
+    """The cost split into its parts, for logging (``cost == reconstruction + weight_decay + sparsity + l1``)."""
 
     cost: jax.Array  # shape=(), the total J
     reconstruction: jax.Array  # shape=(), (1/m) sum_i 1/2 ||x_hat - x||^2
     weight_decay: jax.Array  # shape=(), (lam/2)(||W1||^2 + ||W2||^2)
     sparsity: jax.Array  # shape=(), beta * sum_j KL(rho || rho_hat_j)
     rho_hat: jax.Array  # shape=(n_hidden,), mean hidden activation
+    l1: jax.Array = 0.0  # shape=(), gamma (1/m) sum_i ||a2_i||_1 (0 without l1=)
 
 
 def rho_hat(a2: jax.Array) -> jax.Array:
@@ -199,9 +206,11 @@ def reconstruction(x_hat: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def weight_decay(params: Params, *, lam: ArrayLike) -> jax.Array:
-    r""":math:`\frac{\lambda}{2} (\lVert W_1 \rVert_F^2 + \lVert W_2 \rVert_F^2)`; biases are not decayed."""
+    r""":math:`\frac{\lambda}{2} (\lVert W_1 \rVert_F^2 + \lVert W_2 \rVert_F^2)`; biases are not decayed.
+
+    Tied parameters (``W2=None``): at :math:`W_2 = W_1^\top`, i.e. :math:`\lambda\lVert W_1\rVert_F^2`."""
     lam = jnp.asarray(lam, params.W1.dtype)
-    return 0.5 * lam * (jnp.sum(jnp.square(params.W1)) + jnp.sum(jnp.square(params.W2)))
+    return 0.5 * lam * (jnp.sum(jnp.square(params.W1)) + jnp.sum(jnp.square(decoder_weights(params))))
 
 
 def sparsity(rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike) -> jax.Array:
@@ -280,26 +289,33 @@ def sparsity_and_rho_hat(
 
 
 def terms_from_parts(
-    params: Params, *, reconstruction: jax.Array, sparsity: jax.Array, rho_hat: jax.Array, lam: ArrayLike
+    params: Params, *, reconstruction: jax.Array, sparsity: jax.Array, rho_hat: jax.Array, lam: ArrayLike,
+    l1: jax.Array | None = None,
 ) -> CostTerms:
-    r""":class:`CostTerms` from the reconstruction term and the penalty: adds the weight decay and the total.
+    r""":class:`CostTerms` from the reconstruction term and the penalties: adds the weight decay and the total.
 
     The one place the terms are assembled (the cost, the backprop core, the EMA objective).
+    ``l1``: the L1 activation term's value (:func:`~sae_jax.variants.activation_l1`), if any.
     """
     wd = weight_decay(params, lam=lam)
-    return CostTerms(reconstruction + wd + sparsity, reconstruction, wd, sparsity, rho_hat)
+    total = reconstruction + wd + sparsity
+    total, l1 = (total, jnp.zeros((), total.dtype)) if l1 is None else (total + l1, l1)
+    return CostTerms(total, reconstruction, wd, sparsity, rho_hat, l1)
 
 
 def terms_from_activations(
     params: Params, x: jax.Array, acts: Activations, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
-    rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None,
+    rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None, l1: ArrayLike | None = None,
 ) -> CostTerms:
-    """:class:`CostTerms` from an already computed forward pass ``acts`` of ``x`` (with ``rho_prev``,
-    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`)."""
+    """:class:`CostTerms` from an already computed forward pass ``acts`` with target ``x`` (with ``rho_prev``,
+    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax.minibatch`; ``l1``: :func:`~sae_jax.variants.activation_l1`)."""
     sp, rh = sparsity_and_rho_hat(
         acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay
     )
-    return terms_from_parts(params, reconstruction=reconstruction(acts.a3, x), sparsity=sp, rho_hat=rh, lam=lam)
+    l1_term = None if l1 is None else activation_l1(acts.a2, l1=l1)
+    return terms_from_parts(
+        params, reconstruction=reconstruction(acts.a3, x), sparsity=sp, rho_hat=rh, lam=lam, l1=l1_term
+    )
 
 
 def cost_terms(
@@ -310,6 +326,8 @@ def cost_terms(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> CostTerms:
     r"""The cost and each of its terms, plus :math:`\hat\rho` (see :func:`cost`).
 
@@ -318,12 +336,14 @@ def cost_terms(
     it is the bare math with its shapes checked at trace time.
 
     Returns:
-      :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat)``.
+      :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat, l1)``.
     """
-    if checked.all_concrete(params, x, lam, beta, rho):
-        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output)
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output)
-    return terms_from_activations(params, x, forward(params, x, output=output), lam=lam, beta=beta, rho=rho)
+    opts = dict(l1=l1, x_input=x_input)
+    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
+        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
+    acts = forward(params, x if x_input is None else x_input, output=output)
+    return terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
 
 
 def cost(
@@ -334,6 +354,8 @@ def cost(
     beta: ArrayLike,
     rho: ArrayLike,
     output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
+    x_input: jax.Array | None = None,
 ) -> jax.Array:
     r"""The sparse-autoencoder cost :math:`J_\text{sparse}(W, b)`.
 
@@ -359,6 +381,8 @@ def cost(
       beta: sparsity weight :math:`\beta \ge 0`, scalar.
       rho: target activation :math:`\rho \in (0, 1)`, scalar.
       output: ``"sigmoid"`` (default; data in [0, 1]) or ``"linear"`` (linear decoder). Static.
+      l1, x_input: the L1 activation penalty's weight and the denoising input (``x`` is then the
+        target); with tied parameters (``W2=None``), the variants of :mod:`sae_jax.variants`.
 
     Returns:
       scalar, in ``params``' dtype.
@@ -376,5 +400,5 @@ def cost(
       A. Ng, *Sparse autoencoder*, CS294A lecture notes (2011), sections 2.2 and 3;
       UFLDL tutorial, "Autoencoders and Sparsity".
     """
-    return cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output).cost
+    return cost_terms(params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input).cost
 

@@ -9,7 +9,8 @@ see :mod:`sae_jax.params`). With :math:`f` the logistic sigmoid,
 
 where the output nonlinearity :math:`g` is the sigmoid (``output="sigmoid"``,
 the default, for data in :math:`[0, 1]`) or the identity (``output="linear"``,
-UFLDL's *linear decoder* for unbounded data such as whitened patches).
+UFLDL's *linear decoder* for unbounded data such as whitened patches). Tied parameters
+(``W2=None``, :mod:`sae_jax.params`) decode with :math:`W_2 = W_1^\top`.
 
 Every public function checks its inputs' shapes and dtypes (at trace time under ``jit``, so
 for free) and, called on values, that the parameters are finite; sae-jax's own compiled code
@@ -35,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from . import validate
-from .params import Params
+from .params import Params, decoder_weights
 from .validate import OUTPUTS
 
 __all__ = [
@@ -129,7 +130,7 @@ def decode(params: Params, a2: jax.Array, *, output: Output = "sigmoid") -> jax.
     r"""Reconstruction :math:`\hat x = g(a^{(2)} W_2^\top + b_2)` from hidden activations ``(m, n_hidden)``
     (in params' dtype, as for :func:`encode`)."""
     _check(params, a2, "decode")
-    z3 = add_bias(a2 @ params.W2.T, params.b2)
+    z3 = add_bias(a2 @ decoder_weights(params).T, params.b2)
     return output_activation(z3, output)
 
 
@@ -153,7 +154,7 @@ def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Acti
     _check(params, x, "forward")
     z2 = hidden_pre_activation(params, x)
     a2 = sigmoid(z2)
-    z3 = add_bias(a2 @ params.W2.T, params.b2)
+    z3 = add_bias(a2 @ decoder_weights(params).T, params.b2)
     a3 = output_activation(z3, output)
     return Activations(z2, a2, z3, a3)
 

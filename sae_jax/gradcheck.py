@@ -116,7 +116,7 @@ def gradcheck(
         the reference.
 
     Returns:
-      one :class:`GradcheckRow` per (device, array), plus a ``"cost"`` row
+      one :class:`GradcheckRow` per (device, array; tied parameters have no ``W2`` row), plus a ``"cost"`` row
       (its ``manual_vs_autodiff`` compares the two cost values). ``manual_vs_fd`` and
       ``autodiff_vs_fd`` are :math:`e_P` of the module docstring; :func:`row_passes` judges a row.
     """
@@ -145,6 +145,8 @@ def gradcheck(
             GradcheckRow(str(device), "cost", (), relative_error(J_m, J_a), float("nan"), float("nan"))
         )
         for i, name in enumerate(FIELDS):
+            if p[i] is None:  # tied weights: no W2 (its contribution is in W1's row)
+                continue
             key, sub = jax.random.split(key)
             dirs = jax.random.normal(sub, (n_directions,) + p[i].shape, jnp.float64)
             dirs = dirs / jnp.linalg.norm(dirs.reshape(n_directions, -1), axis=1).reshape(

@@ -139,7 +139,15 @@ def check_warm_params(params, template: TrainState, name: str = "params") -> Par
         if name == "params":
             raise
         raise InputError(f"{name}: {e}") from None
+    if (params.W2 is None) != (template.params.W2 is None):
+        what = "tied (W2 is None)" if params.W2 is None else "untied (they have W2)"
+        raise InputError(
+            f"{name} are {what} but the config has tied={template.params.W2 is None}; "
+            f"set TrainConfig.tied to match (or sae_jax.tie / sae_jax.untie them)"
+        )
     for field, a, t in zip(Params._fields, params, template.params):
+        if a is None:
+            continue
         if tuple(a.shape) != tuple(t.shape) or jnp.dtype(a.dtype) != t.dtype:
             raise InputError(
                 f"{name}.{field} has shape {tuple(a.shape)} and dtype {jnp.dtype(a.dtype)}, expected "
@@ -148,7 +156,7 @@ def check_warm_params(params, template: TrainState, name: str = "params") -> Par
             )
         if not bool(jnp.all(jnp.isfinite(jnp.asarray(a)))):
             raise InputError(f"{name}.{field} has non-finite values; warm start needs finite parameters")
-    return Params(*(jnp.asarray(a) for a in params))
+    return jax.tree.map(jnp.asarray, params)
 
 
 def check_init_state(state, template: TrainState, config: TrainConfig) -> TrainState:

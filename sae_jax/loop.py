@@ -45,7 +45,11 @@ from .cost import cost_terms
 from . import metrics
 from .minibatch import EmaBatch
 from .params import Params, init_params
-from .step import ValueAndGradFn, all_finite, make_optimizer, make_step, make_value_and_grad, optax_promotion, prime_cache
+from .variants import corrupt
+from .step import (
+    DenoisingBatch, ValueAndGradFn, all_finite, invalidate_cache, make_optimizer, make_step, make_value_and_grad,
+    optax_promotion, prime_cache,
+)
 
 __all__ = [
     "CAUSES",
@@ -59,6 +63,7 @@ __all__ = [
     "runner_for",
     "run_chunk",
     "evaluate",
+    "l1_of",
     "row_metrics",
     "nonfinite_state",
 ]
@@ -112,9 +117,18 @@ def hyperparams(config: TrainConfig, dtype=None) -> Hyperparams:
     return Hyperparams(*(jnp.asarray(getattr(config, k), dtype) for k in Hyperparams._fields))
 
 
+def l1_of(config: TrainConfig):
+    """``config.l1`` as the math functions take it: ``None`` (no term in the program) when 0."""
+    return None if config.l1 == 0 else config.l1
+
+
+#: ``fold_in`` constant of the denoising corruptions' key stream (beside the minibatch epochs' stream).
+NOISE_STREAM = 2**31 - 1
+
+
 @functools.partial(jax.jit, static_argnames=("output",))
-def _terms(params, x, hp: Hyperparams, *, output):
-    return cost_terms(params, x, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=output)
+def _terms(params, x, hp: Hyperparams, l1=None, *, output):
+    return cost_terms(params, x, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=output, l1=l1)
 
 
 def init_state(config: TrainConfig, x, optimizer=None, *, params: Params | None = None) -> TrainState:
@@ -125,13 +139,13 @@ def init_state(config: TrainConfig, x, optimizer=None, *, params: Params | None 
     """
     k_init, k_data = jax.random.split(jax.random.key(config.seed))
     if params is None:
-        params = init_params(k_init, int(x.shape[1]), config.n_hidden, dtype=jnp.dtype(config.dtype))
+        params = init_params(k_init, int(x.shape[1]), config.n_hidden, dtype=jnp.dtype(config.dtype), tied=config.tied)
     else:
-        params = Params(*(jnp.asarray(a) for a in params))
+        params = jax.tree.map(jnp.asarray, params)
     optimizer = make_optimizer(config) if optimizer is None else optimizer
     rho_ema = None
     if config.rho_hat == "ema":
-        rho_ema = _terms(params, x, hyperparams(config, params.W1.dtype), output=config.output).rho_hat
+        rho_ema = _terms(params, x, hyperparams(config, params.W1.dtype), l1_of(config), output=config.output).rho_hat
     with optax_promotion():
         opt_state = optimizer.init(params)
     # optax's zoom line search initialises some fields as weak-typed scalars, which the compiled
@@ -173,10 +187,13 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
     vmapped = batching == "vmap"  # per-setting freeze by select, no early stop, cache primed per chunk
     mapped = batching == "map"  # the plain loop per setting, handing back its last good params
     K, B, full_batch, ema = config.chunk, config.batch_size, config.full_batch, config.rho_hat == "ema"
+    noisy = config.corruption != "none"
 
     def run(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
         value_and_grad_fn = value_and_grad_for(hp)
-        step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped)
+        # Denoising changes the objective every step: a line search's cached value and gradient
+        # (of the previous step's corruption) are recomputed with this step's (invalidate_cache).
+        step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped and not noisy)
         m = x.shape[0]
         spe = max(m // B, 1)  # minibatches per epoch
 
@@ -184,7 +201,16 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
             k = jax.random.fold_in(jax.random.wrap_key_data(state.key), step_ // spe)
             return jax.random.permutation(k, m)
 
-        if vmapped and full_batch:
+        noise_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), NOISE_STREAM)
+
+        def batch_for(st: TrainState, xb):  # the step's objective's batch (EMA estimate, corruption)
+            batch = EmaBatch(xb, st.rho_ema) if ema else xb
+            if noisy:  # a fresh corruption every step, a function of (seed, step): resumes draw the same
+                k = jax.random.fold_in(noise_key, st.step)
+                batch = DenoisingBatch(batch, corrupt(k, xb, kind=config.corruption, level=config.corruption_level))
+            return batch
+
+        if vmapped and full_batch and not noisy:
             state = state._replace(opt_state=prime_cache(value_and_grad_fn, state.params, state.opt_state, x))
         dtype = state.params.W1.dtype
         carry = _Carry(
@@ -206,7 +232,8 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
                 pos = st.step % spe
                 perm = lax.cond(pos == 0, lambda: perm_for(st.step), lambda: perm)
                 xb = jnp.take(x, lax.dynamic_slice(perm, (pos * B,), (B,)), axis=0)
-            params, opt_state, out = step(st.params, st.opt_state, EmaBatch(xb, st.rho_ema) if ema else xb)
+            opt_state = invalidate_cache(st.opt_state) if noisy else st.opt_state
+            params, opt_state, out = step(st.params, opt_state, batch_for(st, xb))
             value_ok, params_ok = jnp.isfinite(out.value), all_finite(params)
             ok = value_ok & out.grads_finite & params_ok
             st_next = TrainState(params, opt_state, st.step + 1, st.key, out.aux.rho_hat if ema else st.rho_ema)
@@ -267,6 +294,7 @@ def _shared_runner(compiled: TrainConfig, batching: str | None) -> Callable:
         return make_value_and_grad(
             compiled.gradient, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=compiled.output,
             rho_hat=compiled.rho_hat, ema_decay=compiled.ema_decay,
+            l1=l1_of(compiled), denoising=compiled.corruption != "none",
         )
 
     return make_runner(value_and_grad_for, make_optimizer(compiled), compiled, batching=batching)
@@ -308,9 +336,11 @@ def run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int, hp: Hyp
 def evaluate(params: Params, x, config: TrainConfig) -> dict:
     """Full-data metrics at ``params``: cost and its terms, ρ̂ mean/min/max, and the mean squared
     reconstruction error per entry (``mse``), as Python floats."""
-    t = jax.device_get(_terms(params, x, hyperparams(config, params.W1.dtype), output=config.output))
+    l1 = l1_of(config)
+    t = jax.device_get(_terms(params, x, hyperparams(config, params.W1.dtype), l1, output=config.output))
     rh = np.asarray(t.rho_hat, np.float64)
     return {
+        **({} if l1 is None else {"l1": float(t.l1)}),
         "cost": float(t.cost),
         "reconstruction": float(t.reconstruction),
         "weight_decay": float(t.weight_decay),
@@ -333,18 +363,19 @@ def row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
     (dead / saturated fractions, quantiles of the per-sample reconstruction error), and with a
     validation split (``x_val`` not None) the same on the held-out rows as ``val_*``. One jitted
     pass per data set; the inputs were checked when training started."""
-    hp = dict(lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
+    hp = dict(lam=config.lam, beta=config.beta, rho=config.rho, output=config.output, l1=l1_of(config))
+    extra = () if hp["l1"] is None else ("l1",)  # the L1 term's value, when it is on
     m = metrics.evaluate(params, x, **hp)
-    row = {k: m[k] for k in _ROW_KEYS}
+    row = {k: m[k] for k in _ROW_KEYS + extra}
     if x_val is not None:
         v = metrics.evaluate(params, x_val, **hp)
-        row.update({f"val_{k}": v[k] for k in _VAL_KEYS})
+        row.update({f"val_{k}": v[k] for k in _VAL_KEYS + extra})
     return row
 
 
 @functools.partial(jax.jit, static_argnames=("output",))
-def _grads_finite(params, x, hp: Hyperparams, *, output):
-    _, grads = cost_terms_and_grad(params, x, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=output)
+def _grads_finite(params, x, hp: Hyperparams, l1=None, *, output):
+    _, grads = cost_terms_and_grad(params, x, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=output, l1=l1)
     return all_finite(grads)
 
 
@@ -354,6 +385,7 @@ def nonfinite_state(params: Params, x, config: TrainConfig, row: dict, *, gradie
     (``"cost"`` or ``"gradient"``): only such states are checkpointed or trained from."""
     if not math.isfinite(row["cost"]):
         return "cost"
-    if gradient and not bool(_grads_finite(params, x, hyperparams(config, params.W1.dtype), output=config.output)):
+    if gradient and not bool(_grads_finite(params, x, hyperparams(config, params.W1.dtype), l1_of(config),
+                                           output=config.output)):
         return "gradient"
     return None

@@ -162,12 +162,13 @@ def split_validation(m: int, fraction: float, seed: int = 0) -> tuple[np.ndarray
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _diagnostic_arrays(params, x, *, lam, beta, rho, output):
+def _diagnostic_arrays(params, x, *, lam, beta, rho, output, l1=None):
     """The one pass :func:`evaluate` reads: cost terms, per-sample errors, per-unit min/max activation."""
     dtype = params.W1.dtype
     lam, beta, rho = (jnp.asarray(v, dtype) for v in (lam, beta, rho))
+    l1 = None if l1 is None else jnp.asarray(l1, dtype)
     acts = forward(params, x, output=output)
-    terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho)
+    terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
     errors = 0.5 * jnp.sum(jnp.square(acts.a3 - x), axis=-1)
     return terms, errors, jnp.min(acts.a2, axis=0), jnp.max(acts.a2, axis=0)
 
@@ -183,6 +184,7 @@ def evaluate(
     dead_threshold: float = DEAD_THRESHOLD,
     saturation_threshold: float = SATURATION_THRESHOLD,
     details: bool = False,
+    l1=None,
 ) -> dict:
     r"""Every diagnostic at ``params`` on ``x``, in one jitted pass, as Python numbers.
 
@@ -196,7 +198,8 @@ def evaluate(
     ``a2_max`` ``(n_hidden,)``.
 
     Args:
-      params, x, lam, beta, rho, output: as for :func:`sae_jax.cost` (checked the same way).
+      params, x, lam, beta, rho, output, l1: as for :func:`sae_jax.cost` (checked the same way);
+        with ``l1`` the cost includes the L1 activation term, also given as ``"l1"``.
       dead_threshold, saturation_threshold: in (0, 1).
 
     Examples:
@@ -212,7 +215,7 @@ def evaluate(
     _check_threshold("saturation_threshold", saturation_threshold)
     # Compiled, with the value checks fused into the pass (a jax.Array of data is checked once):
     # the trainer calls this after every chunk.
-    arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output)
+    arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
     terms, errors, a2_min, a2_max = jax.device_get(arrays)
     rh = np.asarray(terms.rho_hat, np.float64)
     out = {
@@ -229,6 +232,8 @@ def evaluate(
         "saturated_fraction": float(saturated_units(a2_min, threshold=saturation_threshold).mean()),
         "n_samples": int(x.shape[0]),
     }
+    if l1 is not None:
+        out["l1"] = float(terms.l1)
     if details:
         out.update(errors=np.asarray(errors), rho_hat=rh, a2_min=np.asarray(a2_min), a2_max=np.asarray(a2_max))
     return out

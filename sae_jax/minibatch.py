@@ -81,39 +81,43 @@ def ema_rho_hat(rho_prev: jax.Array, rho_batch: jax.Array, *, ema_decay: ArrayLi
 
 def ema_cost_terms(
     params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
-    ema_decay: ArrayLike, output: Output = "sigmoid",
+    ema_decay: ArrayLike, output: Output = "sigmoid", l1: ArrayLike | None = None, x_input: jax.Array | None = None,
 ) -> CostTerms:
     r""":class:`~sae_jax.CostTerms` of the EMA objective; ``rho_hat`` is the new running estimate.
 
     Shapes and dtypes are checked (at trace time); values are not (call it inside ``jit``;
-    :func:`sae_jax.training.train` validates its inputs).
+    :func:`sae_jax.training.train` validates its inputs). ``l1``, ``x_input`` and tied parameters:
+    the variants of :func:`sae_jax.cost` (the L1 term is of the batch's activations, not the running estimate).
     """
-    acts = forward(params, batch.x, output=output)
+    acts = forward(params, batch.x if x_input is None else x_input, output=output)
     return terms_from_activations(
-        params, batch.x, acts, lam=lam, beta=beta, rho=rho, rho_prev=batch.rho_prev, ema_decay=ema_decay
+        params, batch.x, acts, lam=lam, beta=beta, rho=rho, rho_prev=batch.rho_prev, ema_decay=ema_decay, l1=l1
     )
 
 
 def ema_cost_terms_and_grad(
     params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
-    ema_decay: ArrayLike, output: Output = "sigmoid",
+    ema_decay: ArrayLike, output: Output = "sigmoid", l1: ArrayLike | None = None, x_input: jax.Array | None = None,
 ) -> tuple[CostTerms, Params]:
     r"""The tutorial's backprop for the EMA objective: the sparsity delta at
     :math:`\hat\rho^{\text{ema}}`, times :math:`1 - \alpha`. Returns ``(CostTerms, grads)``."""
     # sparsity_terms_and_delta gives the delta at the running estimate times 1 - alpha
     return backprop(
-        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, rho_prev=batch.rho_prev, ema_decay=ema_decay
+        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, rho_prev=batch.rho_prev, ema_decay=ema_decay,
+        l1=l1, x_input=x_input,
     )
 
 
 def autodiff_ema_cost_terms_and_grad(
     params: Params, batch: EmaBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike,
-    ema_decay: ArrayLike, output: Output = "sigmoid",
+    ema_decay: ArrayLike, output: Output = "sigmoid", l1: ArrayLike | None = None, x_input: jax.Array | None = None,
 ) -> tuple[CostTerms, Params]:
     """The reference: ``jax.value_and_grad`` of :func:`ema_cost_terms` (``has_aux``). Returns ``(CostTerms, grads)``."""
 
     def f(p):
-        t = ema_cost_terms(p, batch, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay, output=output)
+        t = ema_cost_terms(
+            p, batch, lam=lam, beta=beta, rho=rho, ema_decay=ema_decay, output=output, l1=l1, x_input=x_input
+        )
         return t.cost, t
 
     (_, terms), grads = jax.value_and_grad(f, has_aux=True)(params)

@@ -10,9 +10,13 @@ field  shape                   meaning
 =====  ======================  =========================================
 W1     (n_hidden, n_visible)   encoder weights; row j is hidden unit j's filter
 b1     (n_hidden,)             encoder bias
-W2     (n_visible, n_hidden)   decoder weights
+W2     (n_visible, n_hidden)   decoder weights (``None``: tied, :math:`W_2 = W_1^\top`)
 b2     (n_visible,)            decoder bias
 =====  ======================  =========================================
+
+Tied weights (:math:`W_2 = W_1^\top`) are ``Params(W1, b1, None, b2)``: the decoder weights are
+absent, so gradients, optimizer states and checkpoints hold only the free parameters
+(:mod:`sae_jax.variants`; :func:`tie`, :func:`untie`, :func:`decoder_weights`).
 
 Only the *data* layout differs from the notes: sae-jax stores samples as rows,
 ``x.shape == (m, n_visible)``, where UFLDL stores them as columns
@@ -22,13 +26,18 @@ as UFLDL's ``W1grad``, ``b1grad``, ``W2grad``, ``b2grad``.
 
 Examples:
   >>> import jax
-  >>> from sae_jax.params import init_params, params_to_theta, theta_to_params
+  >>> from sae_jax.params import init_params, params_to_theta, theta_to_params, is_tied, decoder_weights
   >>> p = init_params(jax.random.key(0), 4, 3)
   >>> theta = params_to_theta(p)                      # UFLDL's theta, column-major
   >>> theta.shape
   (31,)
   >>> q = theta_to_params(theta, 4, 3)
   >>> all(bool((a == b).all()) for a, b in zip(p, q))
+  True
+  >>> t = init_params(jax.random.key(0), 4, 3, tied=True)     # W2 absent: W2 = W1.T
+  >>> t.W2 is None, is_tied(t), bool((decoder_weights(t) == t.W1.T).all())
+  (True, True, True)
+  >>> bool((t.W1 == p.W1).all())                           # the same W1 as the untied init
   True
 """
 
@@ -43,20 +52,34 @@ import numpy as np
 
 from .validate import InputError, check_sizes
 
-__all__ = ["Params", "init_params", "init_radius", "params_to_theta", "theta_to_params"]
+__all__ = [
+    "Params",
+    "init_params",
+    "init_radius",
+    "check_key",
+    "is_tied",
+    "decoder_weights",
+    "tie",
+    "untie",
+    "params_to_theta",
+    "theta_to_params",
+]
 
 
 class Params(NamedTuple):
-    """Sparse-autoencoder parameters, a pytree (UFLDL shapes).
+    r"""Sparse-autoencoder parameters, a pytree (UFLDL shapes).
 
     Being a ``NamedTuple``, ``jax.grad``, ``jax.tree.map`` and ``optax`` return
     the same type. Never use ``+`` or ``*`` on two ``Params``: tuple arithmetic
     concatenates or repeats; use ``jax.tree.map``.
+
+    ``W2=None`` is a tied autoencoder (:math:`W_2 = W_1^\top`; module docstring): ``None`` is an
+    empty pytree node, so gradients and optimizer states of tied parameters have no ``W2`` either.
     """
 
     W1: jax.Array  # shape=(n_hidden, n_visible)
     b1: jax.Array  # shape=(n_hidden,)
-    W2: jax.Array  # shape=(n_visible, n_hidden)
+    W2: jax.Array | None  # shape=(n_visible, n_hidden), or None: tied (W2 = W1.T)
     b2: jax.Array  # shape=(n_visible,)
 
     @property
@@ -77,7 +100,34 @@ def init_radius(n_visible: int, n_hidden: int) -> float:
     return math.sqrt(6.0 / (n_visible + n_hidden + 1))
 
 
-def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.float32) -> Params:
+def is_tied(params: Params) -> bool:
+    r"""Whether ``params`` are a tied autoencoder's (``W2 is None``: :math:`W_2 = W_1^\top`)."""
+    return params.W2 is None
+
+
+def decoder_weights(params: Params) -> jax.Array:
+    r"""The decoder weights :math:`W_2`, ``(n_visible, n_hidden)``: ``params.W2``, or :math:`W_1^\top` when tied."""
+    return params.W1.T if params.W2 is None else params.W2
+
+
+def tie(params: Params) -> Params:
+    """``params`` without their decoder weights: the tied autoencoder with the same encoder (``W2 = W1.T``)."""
+    return params._replace(W2=None)
+
+
+def untie(params: Params) -> Params:
+    r"""``params`` with :math:`W_2` written out (:math:`W_1^\top` when tied; untied ones unchanged).
+
+    The untied point a tied autoencoder *is*: same cost, same reconstructions (for an untied
+    consumer, a UFLDL port, or an untied warm start). Its untied gradient splits the tied one:
+    :math:`\nabla_{W_1}^\text{tied} = \nabla_{W_1} + \nabla_{W_2}^\top`.
+    """
+    return params._replace(W2=decoder_weights(params))
+
+
+def init_params(
+    key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.float32, tied: bool = False
+) -> Params:
     r"""UFLDL ``initializeParameters``: weights uniform in :math:`(-r, r)`, biases zero.
 
     .. math::
@@ -88,9 +138,11 @@ def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.floa
       n_visible: number of input (and output) units, ``>= 1``.
       n_hidden: number of hidden units, ``>= 1``.
       dtype: floating dtype of every array (``float32`` or, with x64 on, ``float64``).
+      tied: a tied autoencoder: ``W2=None`` (:math:`W_2 = W_1^\top`). ``W1`` is the same array
+        as the untied initialisation's with the same key.
 
     Returns:
-      ``Params`` with ``W1: (n_hidden, n_visible)``, ``W2: (n_visible, n_hidden)``,
+      ``Params`` with ``W1: (n_hidden, n_visible)``, ``W2: (n_visible, n_hidden)`` (or ``None``),
       zero biases.
 
     Examples:
@@ -99,7 +151,7 @@ def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.floa
       >>> p.W1.shape, p.W2.shape, p.b1.shape, p.b2.shape
       ((25, 64), (64, 25), (25,), (64,))
     """
-    _check_key(key)
+    check_key(key)
     check_sizes(n_visible=n_visible, n_hidden=n_hidden)
     try:
         dtype = jnp.dtype(dtype)
@@ -112,15 +164,17 @@ def init_params(key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.floa
             f"dtype={dtype.name!r} needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
             f"first, or use dtype='float32'"
         )
+    if not isinstance(tied, bool):
+        raise InputError(f"tied must be True or False, got {tied!r}")
     r = init_radius(n_visible, n_hidden)
     k1, k2 = jax.random.split(key)
     W1 = jax.random.uniform(k1, (n_hidden, n_visible), dtype, minval=-r, maxval=r)
-    W2 = jax.random.uniform(k2, (n_visible, n_hidden), dtype, minval=-r, maxval=r)
+    W2 = None if tied else jax.random.uniform(k2, (n_visible, n_hidden), dtype, minval=-r, maxval=r)
     return Params(W1, jnp.zeros((n_hidden,), dtype), W2, jnp.zeros((n_visible,), dtype))
 
 
-def _check_key(key) -> None:
-    """``key`` is a ``jax.random.key(seed)`` (typed, shape ``()``) or a legacy raw ``PRNGKey`` (uint32)."""
+def check_key(key, name: str = "key") -> None:
+    """``key`` (an argument called ``name``) is a ``jax.random.key(seed)`` (typed, shape ``()``) or a legacy raw ``PRNGKey`` (uint32)."""
     dt = getattr(key, "dtype", None)
     ok = False
     if dt is not None and hasattr(key, "shape"):
@@ -133,30 +187,37 @@ def _check_key(key) -> None:
         if dt is not None and hasattr(key, "shape"):
             what += f" of dtype {dt} and shape {tuple(key.shape)}"
         raise InputError(
-            f"key must be one jax.random key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got {what}"
+            f"{name} must be one jax.random key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got {what}"
         )
 
 
 def params_to_theta(params: Params) -> np.ndarray:
     """Flatten to UFLDL's ``theta = [W1(:); W2(:); b1(:); b2(:)]`` (column-major).
 
-    For exchanging parameters and gradients with MATLAB/Octave code and UFLDL ports.
+    For exchanging parameters and gradients with MATLAB/Octave code and UFLDL ports. Tied
+    parameters flatten to ``[W1(:); b1(:); b2(:)]`` (their free parameters).
     """
-    W1, b1, W2, b2 = (np.asarray(a) for a in params)
-    return np.concatenate([W1.ravel(order="F"), W2.ravel(order="F"), b1.ravel(), b2.ravel()])
+    W1, b1, W2, b2 = (None if a is None else np.asarray(a) for a in params)
+    weights = [W1.ravel(order="F")] + ([] if W2 is None else [W2.ravel(order="F")])
+    return np.concatenate(weights + [b1.ravel(), b2.ravel()])
 
 
-def theta_to_params(theta, n_visible: int, n_hidden: int) -> Params:
-    """Inverse of :func:`params_to_theta` (UFLDL's unpacking in ``sparseAutoencoderCost``)."""
+def theta_to_params(theta, n_visible: int, n_hidden: int, *, tied: bool = False) -> Params:
+    """Inverse of :func:`params_to_theta` (UFLDL's unpacking in ``sparseAutoencoderCost``);
+    ``tied=True`` for a tied ``theta`` ``[W1(:); b1(:); b2(:)]``."""
     theta = np.asarray(theta)
     hv = n_hidden * n_visible
-    expected = 2 * hv + n_hidden + n_visible
+    n_weights = 1 if tied else 2
+    expected = n_weights * hv + n_hidden + n_visible
     if theta.shape != (expected,):
         raise ValueError(
             f"theta must have shape ({expected},) for n_visible={n_visible}, "
-            f"n_hidden={n_hidden}, got {theta.shape}"
+            f"n_hidden={n_hidden}{', tied' if tied else ''}, got {theta.shape}"
         )
     W1 = theta[:hv].reshape((n_hidden, n_visible), order="F")
+    if tied:
+        b1, b2 = theta[hv : hv + n_hidden], theta[hv + n_hidden :]
+        return Params(jnp.asarray(W1), jnp.asarray(b1), None, jnp.asarray(b2))
     W2 = theta[hv : 2 * hv].reshape((n_visible, n_hidden), order="F")
     b1 = theta[2 * hv : 2 * hv + n_hidden]
     b2 = theta[2 * hv + n_hidden :]

@@ -224,14 +224,16 @@ class RunDir:
             leaves.append(jnp.asarray(a))
         params = ckpt.checkpoint_params(tensors)
         check_params(params)
+        if (params.W2 is None) != (template.params.W2 is None):  # pragma: no cover - config.tied is compared first
+            raise InputError(f"checkpoint {str(path)!r}: tied parameters do not match the config's tied")
         for name, a, t in zip(Params._fields, params, template.params):
-            if a.shape != t.shape or a.dtype != t.dtype:
+            if a is not None and (a.shape != t.shape or a.dtype != t.dtype):
                 raise InputError(
                     f"checkpoint {str(path)!r}: params.{name} has shape {a.shape} {a.dtype}, "
                     f"expected {t.shape} {t.dtype}"
                 )
         rho_ema = None if template.rho_ema is None else jnp.asarray(tensors["rho_ema"])
-        return TrainState(Params(*(jnp.asarray(a) for a in params)), jax.tree.unflatten(treedef, leaves),
+        return TrainState(jax.tree.map(jnp.asarray, params), jax.tree.unflatten(treedef, leaves),
                           jnp.asarray(meta["step"], jnp.int32), jnp.asarray(tensors["key"]), rho_ema)
 
     # ---- writing: from start() on --------------------------------------------------------

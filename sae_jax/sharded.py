@@ -189,10 +189,15 @@ def shard_batch(
     return ShardedBatch(xs, ms, m_arr)
 
 
-def _check(params, batch, *, lam, beta, rho, output):
+def _check(params, batch, *, lam, beta, rho, output, l1, x_input):
     validate.check_output(output)
     validate.check_params(params)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype, l1=l1)
+    if x_input is not None:
+        raise InputError(
+            "x_input (a denoising input) is not supported by the sharded paths yet; corrupt the "
+            "data yourself and use sae_jax.cost_and_grad(params, x, x_input=...) under your own jit"
+        )
     if not isinstance(batch, ShardedBatch):
         raise InputError(f"batch must be a ShardedBatch from shard_batch(x, mesh), got {type(batch).__name__}")
     n = params.W1.shape[1]
@@ -207,22 +212,24 @@ def _check(params, batch, *, lam, beta, rho, output):
 # --- (a) plain jit over sharded arrays: XLA's partitioner inserts the collectives ---------------
 
 
-def _gspmd(params, batch, lam, beta, rho, *, output):
+def _gspmd(params, batch, lam, beta, rho, l1, *, output):
     return backprop(
-        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, mask=batch.mask, m=batch.m
+        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, mask=batch.mask, m=batch.m, l1=l1
     )
 
 
 def sharded_cost_terms_and_grad(
-    params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
+    params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
+    l1: ArrayLike | None = None, x_input: None = None,
 ) -> tuple[CostTerms, Params]:
     r"""``(CostTerms, grads)`` over a :class:`ShardedBatch` under plain ``jit`` (global :math:`\hat\rho`, global m).
 
     The arrays' shardings drive the partitioning; the results are replicated on every device of
-    the mesh. Equal to :func:`sae_jax.cost_terms_and_grad` on the unpadded data.
+    the mesh. Equal to :func:`sae_jax.cost_terms_and_grad` on the unpadded data (tied parameters
+    and ``l1=`` as there; ``x_input`` is refused: denoising is not sharded yet).
     """
-    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output)
-    return _terms_and_grad_jit(params, batch, lam, beta, rho, mesh=_mesh_of(batch), output=output, method="jit")
+    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
+    return _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=_mesh_of(batch), output=output, method="jit")
 
 
 def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tuple[jax.Array, Params]:
@@ -234,30 +241,31 @@ def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tupl
 # --- (b) explicit shard_map: local sums, psum, divide by the global m ----------------------------
 
 
-def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, *, axis, output):
+def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, l1, *, axis, output):
     """One device's view: its rows ``x``/``mask``; ``axis_name`` makes every sum global (``psum``)."""
     return backprop(
-        params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis
+        params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis, l1=l1
     )
 
 
-def _shard_map(params, batch, lam, beta, rho, *, mesh, output):
+def _shard_map(params, batch, lam, beta, rho, l1, *, mesh, output):
     axis = _axis(mesh)
     f = jax.shard_map(
         lambda *a: _local_terms_and_grad(*a, axis=axis, output=output),
         mesh=mesh,
-        in_specs=(P(), P(axis), P(axis), P(), P(), P(), P()),
+        in_specs=(P(), P(axis), P(axis), P(), P(), P(), P(), P()),
         out_specs=P(),
     )
-    return f(params, batch.x, batch.mask, batch.m, lam, beta, rho)
+    return f(params, batch.x, batch.mask, batch.m, lam, beta, rho, l1)
 
 
-def _terms_and_grad(params, batch, lam, beta, rho, *, mesh, output, method):
+def _terms_and_grad(params, batch, lam, beta, rho, l1, *, mesh, output, method):
     dtype = params.W1.dtype
     lam, beta, rho = (jnp.asarray(v, dtype) for v in (lam, beta, rho))
+    l1 = None if l1 is None else jnp.asarray(l1, dtype)
     if method == "jit":
-        return _gspmd(params, batch, lam, beta, rho, output=output)
-    return _shard_map(params, batch, lam, beta, rho, mesh=mesh, output=output)
+        return _gspmd(params, batch, lam, beta, rho, l1, output=output)
+    return _shard_map(params, batch, lam, beta, rho, l1, mesh=mesh, output=output)
 
 
 _terms_and_grad_jit = jax.jit(_terms_and_grad, static_argnames=("mesh", "output", "method"))
@@ -271,7 +279,8 @@ def _mesh_of(batch: ShardedBatch) -> Mesh:
 
 
 def shard_map_cost_terms_and_grad(
-    params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
+    params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
+    l1: ArrayLike | None = None, x_input: None = None,
 ) -> tuple[CostTerms, Params]:
     r"""``(CostTerms, grads)`` by ``jax.shard_map``: local :math:`\sum a^{(2)}`, ``psum`` → global
     :math:`\hat\rho`, local δ-products, ``psum``, divide by the global m.
@@ -289,9 +298,9 @@ def shard_map_cost_terms_and_grad(
       >>> float(batch.m), bool(g.W1.sharding.is_fully_replicated)
       (10.0, True)
     """
-    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output)
+    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
     mesh = _mesh_of(batch)
-    return _terms_and_grad_jit(params, batch, lam, beta, rho, mesh=mesh, output=output, method="shard_map")
+    return _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=mesh, output=output, method="shard_map")
 
 
 def shard_map_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tuple[jax.Array, Params]:
@@ -310,6 +319,7 @@ def make_sharded_value_and_grad(
     output: Output = "sigmoid",
     method: str = "shard_map",
     process_local: bool = False,
+    l1: ArrayLike | None = None,
 ) -> Callable[[Params], tuple[jax.Array, Params]]:
     """Shard ``x`` once and return ``value_and_grad(params) -> (J, grads)``, jit-able, for a trainer.
 
@@ -322,17 +332,18 @@ def make_sharded_value_and_grad(
       x: ``(m, n_visible)`` data (this process's rows if ``process_local``).
       lam, beta, rho, output: as for :func:`sae_jax.cost`.
       method: ``"shard_map"`` (explicit psum) or ``"jit"`` (partitioner).
+      l1: the L1 activation penalty's weight (:func:`sae_jax.cost`); tied parameters work as there.
     """
     if method not in ("shard_map", "jit"):
         raise InputError(f"method must be 'shard_map' or 'jit', got {method!r}")
     validate.check_output(output)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=np.asarray(x).dtype)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=np.asarray(x).dtype, l1=l1)
     batch = shard_batch(x, mesh, output=output, process_local=process_local)
 
     def value_and_grad(params: Params) -> tuple[jax.Array, Params]:
         if validate.is_concrete(params.W1):
             params = replicate(params, mesh)
-        terms, grads = _terms_and_grad_jit(params, batch, lam, beta, rho, mesh=mesh, output=output, method=method)
+        terms, grads = _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=mesh, output=output, method=method)
         return terms.cost, grads
 
     value_and_grad.batch = batch  # the sharded data, for inspection
@@ -340,7 +351,8 @@ def make_sharded_value_and_grad(
 
 
 def make_train_value_and_grad(
-    mesh: Mesh, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid"
+    mesh: Mesh, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
+    l1: ArrayLike | None = None,
 ) -> Callable:
     r"""The full-batch objective for :func:`sae_jax.training.train`'s ``value_and_grad_fn`` seam, data-parallel.
 
@@ -364,17 +376,18 @@ def make_train_value_and_grad(
     """
     axis = _axis(mesh)
     validate.check_output(output)
-    validate.check_hyperparams(lam=lam, beta=beta, rho=rho)
+    validate.check_hyperparams(lam=lam, beta=beta, rho=rho, l1=l1)
 
     def value_and_grad_fn(params, x):
         m = x.shape[0]
         dtype = params.W1.dtype
+        l1_ = None if l1 is None else jnp.asarray(l1, dtype)
         xp, mask = pad_rows(jnp.asarray(x), -(-m // mesh.size) * mesh.size, dtype=dtype)
         xp = lax.with_sharding_constraint(xp, NamedSharding(mesh, P(axis, None)))
         mask = lax.with_sharding_constraint(mask, NamedSharding(mesh, P(axis)))
         batch = ShardedBatch(xp, mask, jnp.asarray(m, dtype))
         terms, grads = _shard_map(
-            params, batch, *(jnp.asarray(v, dtype) for v in (lam, beta, rho)), mesh=mesh, output=output
+            params, batch, *(jnp.asarray(v, dtype) for v in (lam, beta, rho)), l1_, mesh=mesh, output=output
         )
         return (terms.cost, terms), grads
 

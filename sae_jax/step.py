@@ -57,6 +57,7 @@ from .params import Params
 __all__ = [
     "ValueAndGradFn",
     "StepOutput",
+    "DenoisingBatch",
     "make_value_and_grad",
     "value_fn_from",
     "make_optimizer",
@@ -83,6 +84,8 @@ def make_value_and_grad(
     output: str = "sigmoid",
     rho_hat: str = "batch",
     ema_decay=0.9,
+    l1=None,
+    denoising: bool = False,
 ) -> ValueAndGradFn:
     r"""The objective as ``value_and_grad_fn(params, batch) -> ((cost, CostTerms), grads)``.
 
@@ -93,6 +96,9 @@ def make_value_and_grad(
         :class:`~sae_jax.minibatch.EmaBatch` ``(x, rho_prev)`` and ``CostTerms.rho_hat`` is the
         new running estimate.
       ema_decay: α for ``rho_hat="ema"``.
+      l1: the L1 activation penalty's weight (``None``: no term; :mod:`sae_jax.variants`).
+      denoising: ``batch`` is a :class:`DenoisingBatch` ``(x, x_input)``: the data (or
+        ``EmaBatch``) and its corrupted copy, which the network reads (``x_input=``).
 
     Traceable: call it inside ``jit`` (under a trace the public math functions check shapes
     and dtypes only; :func:`sae_jax.train` checks the values once, where the data enter).
@@ -100,23 +106,34 @@ def make_value_and_grad(
     check_choice("gradient", gradient, GRADIENTS)
     check_choice("rho_hat", rho_hat, RHO_HAT)
     hp = dict(lam=lam, beta=beta, rho=rho, output=output)
+    if l1 is not None:
+        hp["l1"] = l1
+
+    def split(params, batch):  # (data, {x_input: the corrupted copy}) of a denoising batch
+        if not denoising:
+            return batch, {}
+        return batch.x, {"x_input": _in_dtype_of(params, batch.x_input)}
+
     if rho_hat == "ema":
         impl = ema_cost_terms_and_grad if gradient == "manual" else autodiff_ema_cost_terms_and_grad
 
         def value_and_grad_fn(params, batch):
-            terms, grads = impl(params, batch, ema_decay=ema_decay, **hp)
+            batch, noisy = split(params, batch)
+            terms, grads = impl(params, batch, ema_decay=ema_decay, **hp, **noisy)
             return (terms.cost, terms), grads
 
     elif gradient == "manual":
 
         def value_and_grad_fn(params, batch):
-            terms, grads = cost_terms_and_grad(params, _in_dtype_of(params, batch), **hp)
+            x, noisy = split(params, batch)
+            terms, grads = cost_terms_and_grad(params, _in_dtype_of(params, x), **hp, **noisy)
             return (terms.cost, terms), grads
 
     else:
 
         def f(params, batch):
-            terms = cost_terms(params, _in_dtype_of(params, batch), **hp)
+            x, noisy = split(params, batch)
+            terms = cost_terms(params, _in_dtype_of(params, x), **hp, **noisy)
             return terms.cost, terms
 
         value_and_grad_fn = jax.value_and_grad(f, has_aux=True)
@@ -175,6 +192,14 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs
         return optax.sgd(config.learning_rate, momentum=config.momentum or None)
     check_choice("optimizer", config.optimizer, OPTIMIZERS)
     raise AssertionError("unreachable")
+
+
+class DenoisingBatch(NamedTuple):
+    """A batch for a denoising objective: the data (the target; or an ``EmaBatch``) and the
+    corrupted copy the network reads (:func:`sae_jax.variants.corrupt`)."""
+
+    x: Any  # shape=(b, n_visible), or an EmaBatch
+    x_input: jax.Array  # shape=(b, n_visible)
 
 
 class StepOutput(NamedTuple):

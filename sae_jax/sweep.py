@@ -70,7 +70,7 @@ from . import display
 from .config import TrainConfig, validate_config
 from .cost import cost_terms, sparsity
 from .inputs import check_batch_size, spec_dict, training_data
-from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, runner_for
+from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, l1_of, runner_for
 from .params import Params
 from .rundir import RunDir, atomic_picture
 from .step import make_optimizer
@@ -104,7 +104,7 @@ class SweepResult(NamedTuple):
 
     def params_at(self, k: int) -> Params:
         """Setting ``k``'s parameters (a plain :class:`~sae_jax.Params`)."""
-        return Params(*(a[k] for a in self.params))
+        return jax.tree.map(lambda a: a[k], self.params)  # (tied: W2 stays None)
 
     def state_at(self, k: int) -> TrainState:
         """Setting ``k``'s final :class:`~sae_jax.training.TrainState`, to continue it with
@@ -205,13 +205,13 @@ def _dir_name(k: int, s: dict) -> str:
 
 
 @functools.partial(jax.jit, static_argnames=("output", "batching"))
-def _terms_k(params, x, hp: Hyperparams, *, output, batching):
+def _terms_k(params, x, hp: Hyperparams, l1=None, *, output, batching):
     """Full-data cost terms of every setting, and Σ_j KL(ρ‖ρ̂_j) (the sparsity term at β = 1),
     mapped over the settings as the training was (``lax.map`` or ``vmap``)."""
 
     def one(args):
         p, lam, beta, rho = args
-        t = cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output)
+        t = cost_terms(p, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
         return t, sparsity(t.rho_hat, rho=rho, beta=jnp.ones_like(beta))
 
     args = (params, hp.lam, hp.beta, hp.rho)
@@ -219,9 +219,12 @@ def _terms_k(params, x, hp: Hyperparams, *, output, batching):
 
 
 def _evaluate_k(params, x, hp: Hyperparams, config: TrainConfig, batching: str) -> list[dict]:
-    t, kl = jax.device_get(_terms_k(params, x, hp, output=config.output, batching=batching))
+    l1 = l1_of(config)
+    t, kl = jax.device_get(_terms_k(params, x, hp, l1, output=config.output, batching=batching))
     rh = np.asarray(t.rho_hat, np.float64)
     cols = dict(cost=t.cost, reconstruction=t.reconstruction, weight_decay=t.weight_decay, sparsity=t.sparsity, kl_sum=kl)
+    if l1 is not None:
+        cols["l1"] = t.l1
     return [
         {**{name: float(v[k]) for name, v in cols.items()}, "rho_hat_mean": float(rh[k].mean()),
          "rho_hat_min": float(rh[k].min()), "rho_hat_max": float(rh[k].max()),
@@ -368,7 +371,7 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
     for k, s in enumerate(settings):
         run = RunDir(out_dir / summary[k]["dir"], dataclasses.replace(config, **s))
         run.path.mkdir(parents=True, exist_ok=True)
-        p = Params(*(np.asarray(a[k]) for a in state.params))
+        p = jax.tree.map(lambda a: np.asarray(a[k]), state.params)
         run.save_params(p, run.config.to_dict(), step=int(state.step))
         run.write_metrics(metrics[k])
         run.write_config({
@@ -379,10 +382,11 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
             atomic_picture(run.path / "filters.png", lambda f: display.save_filters_png(p.W1, f, title=_label(s)))
     notes = [f"filters.png skipped: n_visible={n_visible} is not a square"] if pictures and not square else []
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=_SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = _SUMMARY_FIELDS[:9] + ("l1",) + _SUMMARY_FIELDS[9:] if l1_of(config) is not None else _SUMMARY_FIELDS
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in summary:
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in _SUMMARY_FIELDS})
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
     ckpt.atomic_write_text(out_dir / SUMMARY_CSV, buf.getvalue())
     if pictures:
         atomic_picture(out_dir / TRADEOFF_PNG, lambda f: display.save_sweep_png(summary, f, title=(

@@ -45,6 +45,7 @@ __all__ = [
     "remember_checked",
     "data_checked",
     "remember_checked_data",
+    "check_input",
     "check_call",
     "check_layer_input",
 ]
@@ -82,9 +83,9 @@ def check_output(output) -> None:
 
 
 def check_params(params, *, values: bool = True) -> None:
-    """A :class:`~sae_jax.Params` of four floating arrays of one dtype with UFLDL shapes
-    ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)``, ``b2 (n,)``; finite values when concrete
-    (unless ``values=False``: shapes and dtypes only)."""
+    """A :class:`~sae_jax.Params` of floating arrays of one dtype with UFLDL shapes
+    ``W1 (h, n)``, ``b1 (h,)``, ``W2 (n, h)`` or ``None`` (tied: ``W2 = W1.T``), ``b2 (n,)``;
+    finite values when concrete (unless ``values=False``: shapes and dtypes only)."""
     names = PARAM_FIELDS
     # Params is the NamedTuple with these fields (recognised by them, subclasses included: this
     # module is a leaf and does not import it).
@@ -96,17 +97,18 @@ def check_params(params, *, values: bool = True) -> None:
         raise InputError(
             f"params must be a sae_jax.Params(W1, b1, W2, b2) of 4 arrays, got {type(params).__name__}{hint}"
         )
-    for name, a in zip(names, params):
+    present = [(name, a) for name, a in zip(names, params) if not (name == "W2" and a is None)]  # W2=None: tied
+    for name, a in present:
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
             raise InputError(f"params.{name} must be an array, got {type(a).__name__}")
-    W1, b1, W2, b2 = params
+    W1 = params[0]
     if W1.ndim != 2:
         raise InputError(f"params.W1 must be 2-D (n_hidden, n_visible), got shape {_shape(W1)}")
     h, n = W1.shape
     if h < 1 or n < 1:
         raise InputError(f"params.W1 must have n_hidden >= 1 and n_visible >= 1, got shape {_shape(W1)}")
     expected = {"b1": (h,), "W2": (n, h), "b2": (n,)}
-    for name, a in zip(names[1:], params[1:]):
+    for name, a in present[1:]:
         if _shape(a) != expected[name]:
             raise InputError(
                 f"params.{name} must have shape {expected[name]} to match W1 {(h, n)} "
@@ -115,19 +117,20 @@ def check_params(params, *, values: bool = True) -> None:
     dtype = jnp.dtype(W1.dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise InputError(f"params must be floating point, got params.W1 of dtype {dtype}")
-    for name, a in zip(names[1:], params[1:]):
+    for name, a in present[1:]:
         if jnp.dtype(a.dtype) != dtype:
             raise InputError(
                 f"params.{name} must have the same dtype as params.W1 ({dtype}), got {jnp.dtype(a.dtype)}"
             )
-    if values and all(is_concrete(a) for a in params):
-        if all(isinstance(a, np.ndarray) for a in params):
-            finite = all(bool(np.isfinite(a).all()) for a in params)
+    arrays = [a for _, a in present]
+    if values and all(is_concrete(a) for a in arrays):
+        if all(isinstance(a, np.ndarray) for a in arrays):
+            finite = all(bool(np.isfinite(a).all()) for a in arrays)
         else:
-            with jax.ensure_compile_time_eval():  # one dispatch for the four arrays
-                finite = bool(_all_finite_jit(tuple(params)))
+            with jax.ensure_compile_time_eval():  # one dispatch for the arrays
+                finite = bool(_all_finite_jit(tuple(arrays)))
         if not finite:
-            for name, a in zip(names, params):
+            for name, a in present:
                 a = np.asarray(a)
                 if not np.isfinite(a).all():
                     raise InputError(f"params.{name} must be finite, but has {_describe_nonfinite(a)}")
@@ -198,8 +201,9 @@ def check_data(x, params, *, output: str = "sigmoid", name: str = "x", values: b
         check_data_values(x, output=output, name=name)
 
 
-def check_hyperparams(*, lam, beta, rho, dtype=None) -> None:
-    """Scalars with ``lam >= 0``, ``beta >= 0``, ``0 < rho < 1``, all finite (values checked if concrete).
+def check_hyperparams(*, lam, beta, rho, dtype=None, l1=None) -> None:
+    """Scalars with ``lam >= 0``, ``beta >= 0``, ``0 < rho < 1`` (and, if given, ``l1 >= 0``), all
+    finite (values checked if concrete).
 
     With ``dtype`` (the parameters' dtype, in which the cost uses them), the values are also
     checked *as cast to it*: ``lam`` and ``beta`` must not overflow (``1e39`` is ``inf`` in
@@ -209,7 +213,8 @@ def check_hyperparams(*, lam, beta, rho, dtype=None) -> None:
     A value that passed is remembered (Python and NumPy scalars by value, a ``jax.Array`` by
     identity: both immutable), so a loop that passes the same hyperparameters pays once.
     """
-    for name, v in (("lam", lam), ("beta", beta), ("rho", rho)):
+    named = (("lam", lam), ("beta", beta), ("rho", rho)) + ((("l1", l1),) if l1 is not None else ())
+    for name, v in named:
         key = _scalar_key(v)
         if key is not None:
             key = (name, key, dtype)
@@ -253,7 +258,7 @@ def _check_scalar(name: str, v, dtype) -> None:
     f = float(v)
     if not math.isfinite(f):
         raise InputError(f"{name} must be finite, got {f}")
-    if name in ("lam", "beta") and f < 0:
+    if name in ("lam", "beta", "l1") and f < 0:
         raise InputError(f"{name} must be >= 0, got {f}")
     if name == "rho" and not 0 < f < 1:
         raise InputError(f"rho must be in (0, 1) (a target mean activation), got {f}")
@@ -282,8 +287,21 @@ def _check_in_dtype(name: str, f: float, dtype) -> None:
         )
 
 
-def check_call(params, x, *, lam, beta, rho, output="sigmoid", values: bool = True) -> None:
-    """All checks of a ``cost(params, x, lam=, beta=, rho=, output=)`` call.
+def check_input(x_input, x, params, *, values: bool = True) -> None:
+    """A denoising call's corrupted input: ``x``'s shape and params' dtype, finite (if concrete and
+    ``values``); any range (only the target ``x`` is the sigmoid's output)."""
+    want = f"an array of the shape of x, the clean target {_shape(x)}, in params' dtype ({jnp.dtype(params.W1.dtype)})"
+    if not hasattr(x_input, "dtype") or _shape(x_input) != _shape(x) or x_input.dtype != params.W1.dtype:
+        got = f"{type(x_input).__name__} {_shape(x_input)} {getattr(x_input, 'dtype', '')}".rstrip()
+        raise InputError(f"x_input (the corrupted input) must be {want}, got {got}")
+    if values and is_concrete(x_input):
+        check_data_values(x_input, output="linear", name="x_input")
+
+
+def check_call(
+    params, x, *, lam, beta, rho, output="sigmoid", values: bool = True, l1=None, x_input=None
+) -> None:
+    """All checks of a ``cost(params, x, lam=, beta=, rho=, output=, l1=, x_input=)`` call.
 
     ``values=False`` leaves out the array values (finite parameters, finite data in the output's
     range) but still checks the hyperparameters' values: the compiled entry points check the
@@ -296,28 +314,32 @@ def check_call(params, x, *, lam, beta, rho, output="sigmoid", values: bool = Tr
         check_output(output)
         check_params(params)
         check_data(x, params, output=output)
+        if x_input is not None:
+            check_input(x_input, x, params)
     else:
-        key = _structure_key(params, x, output)
+        key = _structure_key(params, x, output, x_input)
         if key is None or key not in _STRUCTURES_CHECKED:
             check_output(output)
             check_params(params, values=False)
             check_data(x, params, output=output, values=False)
+            if x_input is not None:
+                check_input(x_input, x, params, values=False)
             if key is not None:
                 if len(_STRUCTURES_CHECKED) > 256:
                     _STRUCTURES_CHECKED.clear()
                 _STRUCTURES_CHECKED.add(key)
-    check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype)
+    check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype, l1=l1)
 
 
 _STRUCTURES_CHECKED: set = set()
 
 
-def _structure_key(params, x, output):
+def _structure_key(params, x, output, x_input=None):
     """What the shape and dtype checks of a call depend on, or ``None`` (then they run in full)."""
     try:
         return (
             output, type(params), type(x), x.shape, x.dtype,
-            *[(type(a), a.shape, a.dtype) for a in params],
+            *[None if a is None else (type(a), a.shape, a.dtype) for a in (*params, x_input)],
         )
     except (AttributeError, TypeError):
         return None

@@ -317,9 +317,14 @@ def test_every_train_config_field_is_a_flag_of_train_and_sweep():
         argv = []
         for name in fields:
             info, action = field_help(name), by_dest[name]
-            assert action.option_strings == ["--" + name.replace("_", "-")]
+            flag = "--" + name.replace("_", "-")
             assert action.default is None  # not given: the config's (or the checkpoint's) value
             assert info["help"] in action.help and "(default " in action.help
+            if info["type"] is bool:  # --x / --no-x
+                assert action.option_strings == [flag, "--no-" + name.replace("_", "-")]
+                argv.append(flag if not getattr(defaults, name) else "--no-" + name.replace("_", "-"))
+                continue
+            assert action.option_strings == [flag]
             if command == "sweep" and name in ("lam", "beta", "rho"):
                 assert action.type is None and "comma-separated" in action.help
                 argv += [action.option_strings[0], f"{info['default']!r},{info['default']!r}"]
@@ -332,6 +337,8 @@ def test_every_train_config_field_is_a_flag_of_train_and_sweep():
             value = getattr(args, name)
             if command == "sweep" and name in ("lam", "beta", "rho"):
                 assert value == f"{getattr(defaults, name)!r},{getattr(defaults, name)!r}"
+            elif field_help(name)["type"] is bool:
+                assert value is (not getattr(defaults, name)), name
             else:
                 want = field_help(name)["choices"][-1] if field_help(name)["choices"] else field_help(name)["type"](1)
                 assert value == want and type(value) is field_help(name)["type"], name

@@ -19,7 +19,7 @@ import sys
 import pytest
 import sympy as sp
 
-from derivations import _sums, concrete, numeric, symbolic_m as S, variant
+from derivations import _sums, ae_variants, concrete, numeric, symbolic_m as S, variant
 from derivations.__main__ import main
 from derivations.steps import Check, Derivation, render_latex, render_text
 
@@ -163,6 +163,34 @@ def test_variant_numeric_and_finite_differences_catch_it():
     assert len(d.checks) == 3
 
 
+# --- the autoencoder's variants (issue 15) -----------------------------------------------------------
+
+
+def test_ae_variants_tied_l1_denoising_exact_with_negative_controls():
+    for d in (ae_variants.tied_weights(), ae_variants.l1_on_sigmoid(), ae_variants.l1_delta(), ae_variants.denoising()):
+        assert d.passed, render_text(d)
+    controls = [c for d in (ae_variants.tied_weights(), ae_variants.l1_delta(), ae_variants.denoising())
+                for c in d.checks if c.claim.startswith("negative control")]
+    assert len(controls) == 4
+
+
+def test_ae_variants_controls_are_not_vacuous():
+    # each wrong formula differs from sympy's gradient in the array it gets wrong, and only there
+    res = ae_variants.check_identity(2, 2, 2, tied=True, formula="encoder only")
+    assert res == {"W1": False, "b1": True, "b2": True}
+    res = ae_variants.check_identity(2, 1, 2, tied=False, l1=True, denoising=False, formula="l1 over m")
+    assert res == {"W1": False, "b1": False, "W2": True, "b2": True}
+    res = ae_variants.check_identity(2, 1, 2, tied=False, l1=False, denoising=True, formula="clean input")
+    assert res == {"W1": False, "b1": True, "W2": True, "b2": True}
+    with pytest.raises(ValueError, match="formula must be one of"):
+        ae_variants.hand_gradient(ae_variants.model(1, 1, 1), "guess")
+
+
+def test_ae_variants_three_way_agreement():
+    d = ae_variants.agreement()
+    assert d.passed, render_text(d)
+
+
 # --- numerics ---------------------------------------------------------------------------------------
 
 
@@ -225,7 +253,7 @@ def test_main_runs_every_check_and_exits_0(capsys, monkeypatch):
     # one line per derivation and the total (22 lines since issue 15 added softmax and stacked).
     assert cli.main(["--brief"]) == 0
     brief = capsys.readouterr().out.strip().splitlines()
-    assert len(brief) == len(cache[0]) + 1 < 25
+    assert len(brief) == len(cache[0]) + 1 < 30
     assert all(line.startswith("[PASS] ") for line in brief[:-1]) and brief[-1].startswith("ALL CHECKS HOLD")
     assert not any("=====" in line or "derived by sympy" in line for line in brief)
     for claim in (

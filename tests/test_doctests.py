@@ -72,6 +72,7 @@ PUBLIC_MODULES = (
     "sae_jax.sweep",
     "sae_jax.training",
     "sae_jax.validate",
+    "sae_jax.variants",
     "sae_jax.version",
 )
 

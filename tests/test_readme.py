@@ -38,6 +38,7 @@ KINDS = {
     "devices": "sharded.shard_batch(",
     "hosts": "jax.distributed.initialize(",
     "check": 'from sae_jax.check import check',  # run as written by tests/test_check.py
+    "variants": "sae.corrupt(jax.random.key(2), x",
 }
 # Default (fast) run: exact replacements, each of which must occur in its block.
 FAST = {
@@ -102,6 +103,14 @@ def test_training_block_runs(tmp_path, verbatim):
     assert (tmp_path / "runs" / "demo" / "params.safetensors").exists()
     if verbatim:  # the README's number: final cost of the UFLDL exercise
         assert abs(float(r.stdout.strip().splitlines()[-1]) - 0.4132) < 5e-5
+
+
+def test_variants_block_runs(tmp_path):
+    code = _block("variants") + (
+        "\nassert g.W2 is None and untied.W2.shape == (64, 25)"
+        "\nassert abs(float(J - J_ad)) <= 1e-5 * abs(float(J)) and float(terms.l1) > 0\n"
+    )
+    _run(code, tmp_path)
 
 
 def test_hosts_block_runs_as_a_single_process(tmp_path):

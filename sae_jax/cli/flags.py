@@ -13,6 +13,8 @@ Examples:
   >>> args = p.parse_args(["--n-hidden", "36", "--optimizer", "adam", "--learning-rate", "1e-3"])
   >>> (args.n_hidden, args.optimizer, args.learning_rate, args.steps)  # None: not given
   (36, 'adam', 0.001, None)
+  >>> p.parse_args(["--tied"]).tied, p.parse_args(["--no-tied"]).tied, p.parse_args([]).tied
+  (True, False, None)
   >>> config_flag_help("lam")
   'weight decay lambda (default 1e-4)'
   >>> config_flag_help("optimizer")
@@ -60,7 +62,8 @@ def config_flag_help(name: str, *, suffix: str = "") -> str:
 
 def add_config_flag(p: argparse.ArgumentParser, name: str, *, use_default: bool = False,
                     comma_separated: bool = False) -> None:
-    """Add ``--name`` for ``TrainConfig`` field ``name``: type, choices and help from its metadata.
+    """Add ``--name`` for ``TrainConfig`` field ``name``: type, choices and help from its metadata
+    (a ``bool`` field: ``--name`` / ``--no-name``).
 
     The parsed default is ``None`` (the flag was not given), or the field's default with
     ``use_default``. ``comma_separated``: a string of values, as ``sweep --beta 0,1,3`` takes.
@@ -71,8 +74,12 @@ def add_config_flag(p: argparse.ArgumentParser, name: str, *, use_default: bool 
         p.add_argument(flag, dest=name, default=None, metavar="V1,V2,...",
                        help=config_flag_help(name, suffix=": comma-separated values").replace("%", "%%"))
         return
-    p.add_argument(flag, dest=name, type=f["type"], choices=f["choices"],
-                   default=f["default"] if use_default else None,
+    default = f["default"] if use_default else None
+    if f["type"] is bool:  # --name / --no-name, parsed None when neither is given
+        p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                       help=config_flag_help(name).replace("%", "%%"))
+        return
+    p.add_argument(flag, dest=name, type=f["type"], choices=f["choices"], default=default,
                    help=config_flag_help(name).replace("%", "%%"))
 
 

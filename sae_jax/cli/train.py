@@ -107,10 +107,13 @@ def _devices_value_and_grad(devices, config):
         raise UsageError("--devices needs --rho-hat batch (the running-estimate objective is not sharded)")
     if config.gradient != "manual":
         raise UsageError("--devices runs the manual gradient; drop --gradient autodiff")
+    if config.corruption != "none":
+        raise UsageError("--devices does not shard denoising yet; drop --corruption (tied weights and --l1 are fine)")
     mesh = batch_mesh(devices)  # InputError (exit 2) if N is not in [1, number of devices]
     print(f"sae-jax train: data parallel over {mesh.size} device(s): {[str(d) for d in mesh.devices.flat]}",
           flush=True)
-    return make_train_value_and_grad(mesh, lam=config.lam, beta=config.beta, rho=config.rho, output=config.output)
+    return make_train_value_and_grad(mesh, lam=config.lam, beta=config.beta, rho=config.rho, output=config.output,
+                                     l1=config.l1 or None)
 
 
 def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_fn=None, patch_shape=None) -> int:

@@ -32,7 +32,6 @@ from ..config import TrainConfig
 from ..data import DataSpec, load_dataset, load_from_spec
 from ..display import save_evaluation_png, save_filters_png
 from ..forward import encode
-from ..params import Params
 from .args import UsageError, data_kwargs, patch_shape_arg, read_safetensors, set_precision
 
 __all__ = [
@@ -84,7 +83,7 @@ def cmd_encode(args) -> int:
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
     x, data_name = load_run_or_given_data(args, config.get("output", "sigmoid"))
     dtype = _check_features(params, x, data_name)
-    p = Params(*(jnp.asarray(a) for a in params))
+    p = jax.tree.map(jnp.asarray, params)
     a2 = np.asarray(jax.jit(encode)(p, jnp.asarray(x.astype(dtype))))
     buf = io.BytesIO()
     np.save(buf, a2)
@@ -96,13 +95,14 @@ def cmd_encode(args) -> int:
 def cmd_evaluate(args) -> int:
     params, config = ckpt.load_params(args.params)
     defaults = TrainConfig()
-    hp = {k: config.get(k, getattr(defaults, k)) for k in ("lam", "beta", "rho", "output")}
+    hp = {k: config.get(k, getattr(defaults, k)) for k in ("lam", "beta", "rho", "output", "l1")}
+    hp["l1"] = hp["l1"] or None  # an L1 run's cost includes its term
     out = _png_out(args, "evaluation.png")
     if not out.parent.is_dir():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
     x, data_name = load_run_or_given_data(args, hp["output"])
     dtype = _check_features(params, x, data_name)
-    p = Params(*(jnp.asarray(a) for a in params))
+    p = jax.tree.map(jnp.asarray, params)
     x = x.astype(dtype)
     frac = float(config.get("validation_fraction", 0.0) or 0.0)
     if args.data is None and frac > 0 and x.shape[0] >= 2:  # the run's own split
