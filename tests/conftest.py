@@ -20,3 +20,26 @@ import pytest  # noqa: E402
 def device(request):
     """Each device of the default backend (8 CPU devices here; every GPU/TPU where present)."""
     return request.param
+
+
+def _memory_maps() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux: no per-process map limit to watch
+        return 0
+
+
+#: Each compiled XLA executable holds ~8 memory mappings; the whole suite in one process
+#: compiles thousands, and Linux's default vm.max_map_count (65530) was reached at ~75 %
+#: of a serial run: an mmap failure inside XLA aborts the interpreter. Past this many
+#: mappings, the compilation caches are cleared between test modules (results are
+#: unaffected; a later module recompiles what it uses).
+MAX_MAPS_BEFORE_CLEARING = 30_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bounded_compilation_caches():
+    yield
+    if _memory_maps() > MAX_MAPS_BEFORE_CLEARING:
+        jax.clear_caches()
