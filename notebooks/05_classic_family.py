@@ -12,9 +12,11 @@
 # ---
 
 # %% [markdown]
-# # The next exercises: softmax regression and stacked autoencoders, derived and checked
+# # The classic family: autoencoder variants, softmax regression and stacked autoencoders, derived and checked
 #
-# After the sparse autoencoder, the UFLDL tutorial goes on to **softmax regression** (a classifier
+# Researchers reach for three variants of the sparse autoencoder: **tied weights** (W2 = W1ᵀ),
+# **denoising** (a corrupted input, the clean input as target) and an **L1 activation penalty**.
+# And after the sparse autoencoder, the UFLDL tutorial goes on to **softmax regression** (a classifier
 # for the learned features) and **stacked autoencoders** (two sparse autoencoders trained greedily,
 # a softmax on top, then the whole stack *fine-tuned* by backpropagation: the exercise's
 # `stackedAECost`). Each has a hand-written gradient in the notes; this notebook shows, as notebook 01
@@ -34,7 +36,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import derivations
-from derivations import softmax as dsoftmax, stacked as dstacked
+from derivations import ae_variants, softmax as dsoftmax, stacked as dstacked
 from sae_jax.data import load_dataset
 from sae_jax.experiments import split
 from sae_jax.softmax import SoftmaxParams, accuracy, softmax_cost, softmax_cost_and_grad, softmax_predict, train_softmax
@@ -48,6 +50,28 @@ def show(d):
     """Render a derivation: each step as LaTeX, then its verdicts."""
     display(Markdown(derivations.render_latex(d)))
 
+
+# %% [markdown]
+# ## 0. The variants of the autoencoder
+#
+# With tied weights the decoder is the encoder's transpose, so W1 receives **two** contributions:
+# the encoder's (1/m)δ⁽²⁾ᵀX̃ + λW1, and the decoder's ((1/m)δ⁽³⁾ᵀA⁽²⁾ + λW2)ᵀ at W2 = W1ᵀ. sympy
+# differentiates the tied cost with every entry symbolic and finds exactly that sum; either
+# contribution alone (the untied formula for W1, a common slip) is *not* an identity. The L1 term
+# γ(1/m)Σᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ adds γ to each sample's δ⁽²⁾ before f′, with the same single 1/m outside
+# as the KL term (γ/m inside would be the 1/m question's mistake again). Denoising feeds the
+# corrupted X̃ forward and into δ⁽²⁾ᵀX̃ while the target stays the clean X.
+# (`sae_jax` represents tied parameters as `Params(W1, b1, None, b2)`; see the README's Variants.)
+
+# %%
+d_tied = ae_variants.tied_weights(ms=(1, 2))
+show(d_tied)
+d_l1 = ae_variants.l1_delta(ms=(1, 2))
+show(d_l1)
+d_denoising = ae_variants.denoising(ms=(1,))
+show(d_denoising)
+d_variants_numbers = ae_variants.agreement()
+show(d_variants_numbers)
 
 # %% [markdown]
 # ## 1. Softmax regression
@@ -152,7 +176,7 @@ print(f"softmax on raw pixels: {acc_raw:.3f} held-out accuracy ({len(y_te)} test
 # ## Verdicts
 
 # %%
-all_derivations = [d_softmax, d_over, d_softmax_numbers, d_stacked, d_controls, d_stacked_numbers]
+all_derivations = [d_tied, d_l1, d_denoising, d_variants_numbers, d_softmax, d_over, d_softmax_numbers, d_stacked, d_controls, d_stacked_numbers]
 for d in all_derivations:
     print(("PASS " if d.passed else "FAIL ") + d.title)
 assert all(d.passed for d in all_derivations)
