@@ -40,6 +40,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
+from .numeric import relative_error
 from .steps import Derivation
 
 __all__ = [
@@ -227,13 +228,6 @@ def lambdify_gradient(m: int, n: int, k: int, y: tuple):
     return gradient
 
 
-def _relative_error(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = float(np.max(np.abs(b)))
-    err = float(np.max(np.abs(a - b)))
-    return err / scale if scale > 0 else err
-
-
 def three_way(m: int, n: int, k: int, *, seed: int = 0) -> dict:
     """Relative errors between the lambdified sympy gradient, ``softmax_cost_and_grad`` and ``jax.grad`` (float64)."""
     import jax
@@ -254,9 +248,9 @@ def three_way(m: int, n: int, k: int, *, seed: int = 0) -> dict:
         if manual.dtype != np.float64 or auto.dtype != np.float64:
             raise AssertionError("sae_jax did not compute in float64")
     return {
-        "sympy-manual": _relative_error(sym, manual),
-        "sympy-jax.grad": _relative_error(sym, auto),
-        "manual-jax.grad": _relative_error(manual, auto),
+        "sympy-manual": relative_error(sym, manual),
+        "sympy-jax.grad": relative_error(sym, auto),
+        "manual-jax.grad": relative_error(manual, auto),
     }
 
 

@@ -47,6 +47,7 @@ import sympy as sp
 
 from .concrete import f
 from .softmax import E
+from .numeric import relative_error
 from .steps import Derivation
 
 __all__ = [
@@ -247,13 +248,6 @@ def lambdify_gradient(size: tuple, y: tuple):
     return gradient
 
 
-def _relative_error(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = float(np.max(np.abs(b)))
-    err = float(np.max(np.abs(a - b)))
-    return err / scale if scale > 0 else err
-
-
 def three_way(size=(2, 3, 2, 2, 3), *, seed: int = 0) -> dict:
     """Max relative errors between the lambdified sympy gradient, ``stacked_cost_and_grad`` and ``jax.grad`` (float64)."""
     import jax
@@ -283,9 +277,9 @@ def three_way(size=(2, 3, 2, 2, 3), *, seed: int = 0) -> dict:
         if any(v.dtype != np.float64 for v in (*manual, *auto)):
             raise AssertionError("sae_jax did not compute in float64")
     return {
-        "sympy-manual": max(_relative_error(s, g) for s, g in zip(sym, manual)),
-        "sympy-jax.grad": max(_relative_error(s, g) for s, g in zip(sym, auto)),
-        "manual-jax.grad": max(_relative_error(g, q) for g, q in zip(manual, auto)),
+        "sympy-manual": max(relative_error(s, g) for s, g in zip(sym, manual)),
+        "sympy-jax.grad": max(relative_error(s, g) for s, g in zip(sym, auto)),
+        "manual-jax.grad": max(relative_error(g, q) for g, q in zip(manual, auto)),
     }
 
 
