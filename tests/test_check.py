@@ -458,6 +458,9 @@ my_code_cost = planted(None)   # correct, column-major like MATLAB
 
 def cost_and_grad(params, x, lam, beta, rho):
     return variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, output="linear")
+
+from test_check import planted_tied
+tiedAutoencoderCost = planted_tied("tied_decoder_contribution_missing")
 """
 
 
@@ -477,7 +480,7 @@ def test_readme_check_section_runs_as_written(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_sae.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent)))
     monkeypatch.syspath_prepend(str(tmp_path))
     (bash,) = _blocks(section, "bash")
-    expected = iter([1, 0, 0, 0])
+    expected = iter([1, 0, 1, 0, 0])
     for line in bash.strip().splitlines():
         argv = shlex.split(line.split("#", 1)[0])
         assert argv[0] == "sae-jax"
