@@ -679,6 +679,46 @@ def test_cli_tied(tmp_path, capsys):
         def f(theta, v, h, lam, rho, beta, data): return 1.0, np.zeros(h * v + h + v)
     """)
     _bad(["check", f"{p}:f"], capsys, "expected a vector of 38 (like theta) (tied weights? pass --tied)")
-    _bad(["check", "--write-cases", str(tmp_path / "c"), "--tied"], capsys, "--tied checks code")
-    _bad(["check", "--results", str(tmp_path / "r.npz"), "--tied"], capsys, "--tied checks code")
-    assert not (tmp_path / "c").exists()
+
+
+def test_tied_cases_round_trip(cases_dir, tmp_path, capsys):
+    d = tmp_path / "tied_cases"
+    assert main(["check", "--write-cases", str(d), "--tied"]) == 0
+    capsys.readouterr()
+    readme = (d / "README.md").read_text()
+    assert "[W1(:); b1(:); b2(:)]" in readme and "λ‖W1‖²" in readme and "W2grad" not in readme
+    z = np.load(d / "cases.npz")
+    assert set(z["probes"]) == {p.name for p in probes(tied=True)} and "sigmoid_tied_m7.W2" not in z.files
+    fields = {}
+    for key in z.files:
+        if "." in key:
+            n, f = key.split(".", 1)
+            fields.setdefault(n, {})[f] = z[key]
+    res = _run_on_cases(fields, planted_tied(None), "sigmoid")
+    for n, r in res.items():  # the expected outputs are what an independent tied implementation gives
+        assert abs(r["cost"] - float(fields[n]["expected_cost"])) <= 1e-12 * abs(r["cost"])
+        np.testing.assert_allclose(r["grad"], fields[n]["expected_grad"], rtol=1e-10, atol=1e-13)
+    (tmp_path / "ok.json").write_text(json.dumps({n: {"cost": r["cost"], "grad": r["grad"].tolist()}
+                                                  for n, r in res.items()}))
+    assert main(["check", "--results", str(tmp_path / "ok.json"), "--tied"]) == 0
+    assert "tied weights W2 = W1ᵀ" in capsys.readouterr().out
+    res = _run_on_cases(fields, planted_tied("tied_encoder_contribution_missing", order="C"), "sigmoid")
+    np.savez(tmp_path / "bad.npz", **{f"{n}.cost": r["cost"] for n, r in res.items()},
+             **{f"{n}.grad": r["grad"] for n, r in res.items()})  # grad, not grad_rowmajor: a wrong label
+    report = check_results(tmp_path / "bad.npz")
+    assert not report.passed
+    res = _run_on_cases({n: dict(f, theta=f["theta_rowmajor"]) for n, f in fields.items()},
+                        planted_tied("tied_encoder_contribution_missing", order="C"), "sigmoid")
+    np.savez(tmp_path / "bad.npz", **{f"{n}.cost": r["cost"] for n, r in res.items()},
+             **{f"{n}.grad_rowmajor": r["grad"] for n, r in res.items()})
+    assert main(["check", "--results", str(tmp_path / "bad.npz")]) == 1
+    assert "Diagnosis: tied_encoder_contribution_missing" in capsys.readouterr().out
+    # an untied results file with --tied; a file mixing tied and untied probes: one line each
+    js = json.loads((cases_dir / "cases.json").read_text())["probes"]
+    untied = _run_on_cases(js, planted(None), "sigmoid")
+    (tmp_path / "untied.json").write_text(json.dumps({n: {"cost": r["cost"], "grad": r["grad"].tolist()}
+                                                      for n, r in untied.items()}))
+    _bad(["check", "--results", str(tmp_path / "untied.json"), "--tied"], capsys, "answers the untied cases")
+    mixed = json.loads((tmp_path / "untied.json").read_text()) | json.loads((tmp_path / "ok.json").read_text())
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+    _bad(["check", "--results", str(tmp_path / "mixed.json")], capsys, "mixes tied")

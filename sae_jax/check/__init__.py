@@ -43,8 +43,9 @@ Tied weights (``tied=True``, ``sae-jax check --tied``)
     (weight decay λ‖W1‖², both copies) and ∂J/∂W1 sums the encoder's and the decoder's
     contributions; their ``theta = [W1(:); b1(:); b2(:)]`` (packing detected) or rows-form
     ``Params(W1, b1, None, b2)``. The report compares cost, W1, b1, b2 and splits a wrong W1 into
-    the two contributions ("encoder contribution ×1, decoder contribution ×0"). Case files
-    (``--write-cases``, ``--results``) are untied only.
+    the two contributions ("encoder contribution ×1, decoder contribution ×0").
+    ``write_cases(DIR, tied=True)`` (``--write-cases DIR --tied``) writes the tied probes; a
+    results file's probe names tell :func:`check_results` that it is tied.
 
 Agreement: for the cost and each gradient array on every probe,
 max |theirs − reference| ≤ ``tol`` × max |reference| (``tol`` = 1e-7 by default).
@@ -193,13 +194,20 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
     return report
 
 
-def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL) -> Report:
-    """Compare a results file (see :func:`write_cases`) with the reference and diagnose it."""
+def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, tied: bool | None = None) -> Report:
+    """Compare a results file (see :func:`write_cases`) with the reference and diagnose it.
+
+    Its probe names tell whether it answers the tied cases; ``tied`` (if given) must agree.
+    """
     if output is not None:
         _check_output(output)
     _check_tol(tol)
     ps, by_packing, missing = read_results(path, output)
     (pk,) = by_packing
-    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, {len(ps)} probes"
+    if tied is not None and tied != ps[0].tied:
+        raise InputError(f"results file {str(path)!r} answers the {'tied' if ps[0].tied else 'untied'} cases, "
+                         f"but tied={tied} was asked for (--tied)")
+    weights = ", tied weights W2 = W1ᵀ" if ps[0].tied else ""
+    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder{weights}, {len(ps)} probes"
               + (f" (not in the file: {', '.join(missing)})" if missing else "")]
     return analyse(str(path), header, by_packing, ps, tol=tol)

@@ -36,14 +36,12 @@ def check_mode(args) -> str:
 def cmd_check(args) -> int:
     mode = check_mode(args)
     tol = DEFAULT_TOL if args.tol is None else args.tol
-    if args.tied and mode != "FILE.py:FUNCTION":
-        raise UsageError(f"--tied checks code (FILE.py:FUNCTION --tied); the case files of {mode} are untied only")
     if mode == "--write-cases":
-        paths = write_cases(args.write_cases)
+        paths = write_cases(args.write_cases, tied=args.tied)
         print(f"wrote {', '.join(str(p) for p in paths)}")
         return 0
     if mode == "--results":
-        report = check_results(args.results, output=args.output, tol=tol)
+        report = check_results(args.results, output=args.output, tol=tol, tied=True if args.tied else None)
     else:
         report = check(args.target, convention=args.convention, output=args.output or "sigmoid", tied=args.tied,
                        tol=tol, arrays=args.arrays)
