@@ -256,7 +256,8 @@ def _add_check(sub) -> None:
                    help="the decoder the code implements (default sigmoid; for --results: the file's)")
     c.add_argument("--tied", action="store_true",
                    help="tied weights W2 = W1.T: theta = [W1(:); b1(:); b2(:)], or rows-form params "
-                   "Params(W1, b1, None, b2) and gradient W1, b1, b2 (weight decay lambda*||W1||^2, both copies)")
+                   "Params(W1, b1, None, b2) and gradient W1, b1, b2 (weight decay lambda*||W1||^2, both copies); "
+                   "with --write-cases: the tied cases")
     c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
                    help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
     c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
