@@ -150,6 +150,57 @@ print("\n".join(from_file.text.splitlines()[-14:]))
 assert from_file.match == ("sparsity_delta_divided_by_m",)
 
 # %% [markdown]
+# ## 6. Tied weights
+#
+# Next the student ties the decoder to the encoder, W2 = W1ᵀ, so `theta = [W1(:); b1; b2]`, and
+# keeps the untied exercise's W1 gradient. `check(..., tied=True)` (`sae-jax check --tied`) runs the
+# same probes with W2 dropped against sae-jax's tied reference, where the cost is the untied cost at
+# W2 = W1ᵀ (weight decay λ‖W1‖²) and ∂J/∂W1 sums the encoder's and the decoder's contributions.
+
+# %%
+tied_student = textwrap.dedent('''
+    import numpy as np
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        hv = hiddenSize * visibleSize
+        W1 = theta[:hv].reshape(hiddenSize, visibleSize)
+        b1 = theta[hv:hv + hiddenSize]
+        b2 = theta[hv + hiddenSize:]
+        m = data.shape[1]
+        rho = sparsityParam
+
+        a2 = sigmoid(W1 @ data + b1[:, None])
+        a3 = sigmoid(W1.T @ a2 + b2[:, None])                                   # W2 = W1.T
+        rho_hat = a2.mean(axis=1)
+        cost = (0.5 / m * np.sum((a3 - data) ** 2) + lambda_ * np.sum(W1 ** 2)   # both copies of W1
+                + beta * np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))))
+
+        delta3 = -(data - a3) * a3 * (1 - a3)
+        delta2 = (W1 @ delta3 + beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))[:, None]) * a2 * (1 - a2)
+        W1grad = delta2 @ data.T / m + lambda_ * W1                             # <- the untied formula
+        return cost, np.concatenate([W1grad.ravel(), delta2.sum(axis=1) / m, delta3.sum(axis=1) / m])
+''')
+_ = (work / "tied_sae.py").write_text(tied_student)
+tied = check(f"{work / 'tied_sae.py'}:sparseAutoencoderCost", tied=True)
+print("\n".join(ln for ln in tied.text.splitlines() if ln.startswith(("FAIL", "Diagnosis", "    sigmoid_tied_m7 "))))
+assert tied.match == ("tied_decoder_contribution_missing",)
+
+# %% [markdown]
+# W1's gradient is exactly the encoder's contribution; the decoder's, ((1/m)δ⁽³⁾ᵀa⁽²⁾ + λW1ᵀ)ᵀ, is
+# missing. Adding it, the check passes:
+
+# %%
+_ = (work / "tied_fixed.py").write_text(tied_student.replace(
+    "lambda_ * W1                             # <- the untied formula",
+    "lambda_ * W1 + (delta3 @ a2.T / m + lambda_ * W1.T).T"))
+tied_fixed = check(f"{work / 'tied_fixed.py'}:sparseAutoencoderCost", tied=True)
+print(tied_fixed.text.splitlines()[-1])
+assert tied_fixed.passed
+
+# %% [markdown]
 # ## The catalogue
 #
 # Every mistake below is implemented as a variant of the cost and gradient; diagnosis runs them all

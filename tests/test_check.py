@@ -128,7 +128,7 @@ def planted(mistake=None, *, linear=False, order="F"):
     return sparseAutoencoderCost
 
 
-CASES = [(mk.name, out) for mk in CATALOGUE for out in mk.outputs]
+CASES = [(mk.name, out) for mk in CATALOGUE if "untied" in mk.weights for out in mk.outputs]
 
 
 def test_catalogue_is_large_enough_and_documented():
@@ -458,6 +458,9 @@ my_code_cost = planted(None)   # correct, column-major like MATLAB
 
 def cost_and_grad(params, x, lam, beta, rho):
     return variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, output="linear")
+
+from test_check import planted_tied
+tiedAutoencoderCost = planted_tied("tied_decoder_contribution_missing")
 """
 
 
@@ -477,7 +480,7 @@ def test_readme_check_section_runs_as_written(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_sae.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent)))
     monkeypatch.syspath_prepend(str(tmp_path))
     (bash,) = _blocks(section, "bash")
-    expected = iter([1, 0, 0, 0])
+    expected = iter([1, 0, 1, 0, 0])
     for line in bash.strip().splitlines():
         argv = shlex.split(line.split("#", 1)[0])
         assert argv[0] == "sae-jax"
@@ -541,3 +544,181 @@ def test_check_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--write-cases" in out and "--results" in out and "sae-jax check my_sae.py" in out
+
+
+# ---------------------------------------------------------------------------------------
+# tied weights (W2 = W1ᵀ): check(..., tied=True) / `sae-jax check --tied`
+# ---------------------------------------------------------------------------------------
+
+TIED_MISTAKES = [mk.name for mk in CATALOGUE if mk.weights == ("tied",)]
+
+
+def ufldl_tied_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *, mistake=None,
+                    linear=False, order="F"):
+    """A tied-weights sparseAutoencoderCost in numpy (data as columns, theta = [W1(:); b1; b2]),
+    written as its own code (not sae_jax, not the catalogue), with a planted mistake (None: correct)."""
+    h, n = hiddenSize, visibleSize
+    W1 = theta[: h * n].reshape(h, n, order=order)
+    b1, b2 = theta[h * n : h * n + h], theta[h * n + h :]
+    m, rho = data.shape[1], sparsityParam
+    a2 = sigm(W1 @ data + b1[:, None])
+    z3 = W1.T @ a2 + b2[:, None]
+    a3 = z3 if linear else sigm(z3)
+    rho_hat = a2.mean(axis=1)
+    decay = lam / 2 * np.sum(W1**2) if mistake == "tied_weight_decay_counted_once" else lam * np.sum(W1**2)
+    cost = (0.5 / m * np.sum((a3 - data) ** 2) + decay
+            + beta * np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))))
+    delta3 = -(data - a3) * (1.0 if linear else a3 * (1 - a3))
+    sparsity_delta = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
+    if mistake == "sparsity_delta_divided_by_m":
+        sparsity_delta = sparsity_delta / m
+    delta2 = (W1 @ delta3 + beta * sparsity_delta[:, None]) * a2 * (1 - a2)
+    encoder = delta2 @ data.T / m + lam * W1              # ∂J/∂W1 with W2 held fixed
+    decoder = (delta3 @ a2.T / m + lam * W1.T).T          # ∂J/∂W2, transposed
+    if mistake == "tied_weight_decay_counted_once":
+        decoder = decoder - lam * W1
+    W1grad = {"tied_decoder_contribution_missing": encoder,
+              "tied_encoder_contribution_missing": decoder}.get(mistake, encoder + decoder)
+    return cost, np.concatenate([W1grad.ravel(order=order), delta2.sum(axis=1) / m, delta3.sum(axis=1) / m])
+
+
+def planted_tied(mistake=None, *, linear=False, order="F"):
+    def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        return ufldl_tied_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                               mistake=mistake, linear=linear, order=order)
+
+    return sparseAutoencoderCost
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_correct_tied_implementation_passes(order, output):
+    report = check(planted_tied(None, linear=output == "linear", order=order), output=output, tied=True)
+    assert report.passed and report.match == () and report.packing == order, report.text
+    assert max(max(e.values()) for e in report.errors.values()) < 1e-10
+    assert all(set(e) == {"cost", "W1", "b1", "b2"} for e in report.errors.values())  # no W2
+    assert "tied weights W2 = W1ᵀ" in report.text and f"{output}_tied_m7 " in report.text
+
+
+TIED_CASES = [(mk, out) for mk in TIED_MISTAKES for out in ("sigmoid", "linear")] + [
+    ("sparsity_delta_divided_by_m", "sigmoid")]
+
+
+@pytest.mark.parametrize("mistake,output", TIED_CASES, ids=[f"{m}-{o}" for m, o in TIED_CASES])
+def test_every_planted_tied_mistake_is_named(mistake, output):
+    report = check(planted_tied(mistake, linear=output == "linear"), output=output, tied=True)
+    assert not report.passed and report.match == (mistake,), report.text
+    assert f"Diagnosis: {mistake}" in report.text and MISTAKES[mistake].derivation in report.text
+    text = report.text.split("Evidence", 1)[1]
+    if mistake == "tied_decoder_contribution_missing":
+        assert "encoder contribution ×1, decoder contribution ×0" in text
+        assert "the untied W1 formula" in report.text
+    if mistake == "tied_encoder_contribution_missing":
+        assert "encoder contribution ×0, decoder contribution ×1" in text
+    if mistake == "tied_weight_decay_counted_once":
+        assert "convention difference" in report.text and "λ‖W1‖²" in report.text
+        assert "W1   parts vs correct: reconstruction ×1, decay ×0.5 (1/2)" in text
+        assert "matches central finite differences of their own cost" in text
+        assert f"{output}_tied_m7_lam0" not in text  # correct where λ = 0
+    if mistake == "sparsity_delta_divided_by_m":
+        assert "sparsity ×0.142857 (1/7)" in text
+
+
+def test_tied_mistakes_only_for_tied_and_variants_equal_sae_jax():
+    assert len(TIED_MISTAKES) == 3
+    for p in probes(tied=True):
+        assert p.params.W2 is None and p.name.startswith(f"{p.output}_tied_")
+        J, g = variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output)
+        r = reference(p.name)
+        assert g.W2 is None and r.grads.W2 is None and abs(J - r.cost) <= 1e-10 * abs(r.cost)
+        for a, b in zip((g.W1, g.b1, g.b2), (r.grads.W1, r.grads.b1, r.grads.b2)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.max(np.abs(b)))
+        enc, dec = r.contributions
+        np.testing.assert_allclose(enc + dec, r.grads.W1, rtol=0, atol=1e-12 * np.max(np.abs(r.grads.W1)))
+    # an untied check never names a tied mistake (they are tied-only candidates)
+    assert all("tied" not in mk.name for mk in CATALOGUE if "untied" in mk.weights)
+
+
+def test_tied_rows_form_sae_jax_and_numpy_pass():
+    assert check(sae_jax.cost_and_grad, tied=True).passed  # Params(W1, b1, None, b2) -> tied gradient
+
+    def rows_tied(params, x, lam, beta, rho):
+        W1, b1, W2, b2 = params
+        assert W2 is None
+        p = {"W1": W1, "b1": b1, "W2": W1.T, "b2": b2}
+        J, g = rows_numpy(p, x, lam, beta, rho)      # untied at W2 = W1ᵀ: the same cost
+        return J, {"W1": g["W1grad"] + g["W2grad"].T, "b1": g["b1grad"], "b2": g["b2grad"]}
+
+    assert check(rows_tied, tied=True).passed
+
+    def rows_tied_sequence(params, x, lam, beta, rho):   # gradient as (W1, b1, None, b2)
+        J, g = rows_tied(params, x, lam, beta, rho)
+        return J, (g["W1"], g["b1"], None, g["b2"])
+
+    report = check(rows_tied_sequence, tied=True)
+    assert report.passed, report.text
+
+
+def test_cli_tied(tmp_path, capsys):
+    import inspect
+
+    src = tmp_path / "tied_sae.py"
+    src.write_text("import numpy as np\n" + inspect.getsource(sigm) + inspect.getsource(ufldl_tied_cost)
+                   + "\ndef sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):\n"
+                   "    return ufldl_tied_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,\n"
+                   "                           mistake='tied_decoder_contribution_missing')\n")
+    assert main(["check", f"{src}:sparseAutoencoderCost", "--tied"]) == 1
+    out = capsys.readouterr().out
+    assert "Diagnosis: tied_decoder_contribution_missing" in out and "decoder contribution ×0" in out
+    assert main(["check", "sae_jax:cost_and_grad", "--tied", "--output", "linear"]) == 0
+    capsys.readouterr()
+    # a tied implementation checked without --tied: the theta size says so
+    _bad(["check", f"{src}:sparseAutoencoderCost"], capsys, "raised ValueError")
+    p = _write(tmp_path, "t.py", """
+        import numpy as np
+        def f(theta, v, h, lam, rho, beta, data): return 1.0, np.zeros(h * v + h + v)
+    """)
+    _bad(["check", f"{p}:f"], capsys, "expected a vector of 38 (like theta) (tied weights? pass --tied)")
+
+
+def test_tied_cases_round_trip(cases_dir, tmp_path, capsys):
+    d = tmp_path / "tied_cases"
+    assert main(["check", "--write-cases", str(d), "--tied"]) == 0
+    capsys.readouterr()
+    readme = (d / "README.md").read_text()
+    assert "[W1(:); b1(:); b2(:)]" in readme and "λ‖W1‖²" in readme and "W2grad" not in readme
+    z = np.load(d / "cases.npz")
+    assert set(z["probes"]) == {p.name for p in probes(tied=True)} and "sigmoid_tied_m7.W2" not in z.files
+    fields = {}
+    for key in z.files:
+        if "." in key:
+            n, f = key.split(".", 1)
+            fields.setdefault(n, {})[f] = z[key]
+    res = _run_on_cases(fields, planted_tied(None), "sigmoid")
+    for n, r in res.items():  # the expected outputs are what an independent tied implementation gives
+        assert abs(r["cost"] - float(fields[n]["expected_cost"])) <= 1e-12 * abs(r["cost"])
+        np.testing.assert_allclose(r["grad"], fields[n]["expected_grad"], rtol=1e-10, atol=1e-13)
+    (tmp_path / "ok.json").write_text(json.dumps({n: {"cost": r["cost"], "grad": r["grad"].tolist()}
+                                                  for n, r in res.items()}))
+    assert main(["check", "--results", str(tmp_path / "ok.json"), "--tied"]) == 0
+    assert "tied weights W2 = W1ᵀ" in capsys.readouterr().out
+    res = _run_on_cases(fields, planted_tied("tied_encoder_contribution_missing", order="C"), "sigmoid")
+    np.savez(tmp_path / "bad.npz", **{f"{n}.cost": r["cost"] for n, r in res.items()},
+             **{f"{n}.grad": r["grad"] for n, r in res.items()})  # grad, not grad_rowmajor: a wrong label
+    report = check_results(tmp_path / "bad.npz")
+    assert not report.passed
+    res = _run_on_cases({n: dict(f, theta=f["theta_rowmajor"]) for n, f in fields.items()},
+                        planted_tied("tied_encoder_contribution_missing", order="C"), "sigmoid")
+    np.savez(tmp_path / "bad.npz", **{f"{n}.cost": r["cost"] for n, r in res.items()},
+             **{f"{n}.grad_rowmajor": r["grad"] for n, r in res.items()})
+    assert main(["check", "--results", str(tmp_path / "bad.npz")]) == 1
+    assert "Diagnosis: tied_encoder_contribution_missing" in capsys.readouterr().out
+    # an untied results file with --tied; a file mixing tied and untied probes: one line each
+    js = json.loads((cases_dir / "cases.json").read_text())["probes"]
+    untied = _run_on_cases(js, planted(None), "sigmoid")
+    (tmp_path / "untied.json").write_text(json.dumps({n: {"cost": r["cost"], "grad": r["grad"].tolist()}
+                                                      for n, r in untied.items()}))
+    _bad(["check", "--results", str(tmp_path / "untied.json"), "--tied"], capsys, "answers the untied cases")
+    mixed = json.loads((tmp_path / "untied.json").read_text()) | json.loads((tmp_path / "ok.json").read_text())
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+    _bad(["check", "--results", str(tmp_path / "mixed.json")], capsys, "mixes tied")

@@ -35,7 +35,17 @@ Probe cases (:func:`sae_jax.check.probes.probes`), per decoder, all float64
                                  (where the plain formula is finite and accurate)
     =====================  ====  ======================================================
 
-    ``*`` is ``sigmoid`` or ``linear``.
+    ``*`` is ``sigmoid`` or ``linear``; with ``tied=True`` the same probes with W2 dropped,
+    ``*_tied_m1`` ... (``Params(W1, b1, None, b2)``, W2 = W1ᵀ), against sae-jax's tied reference.
+
+Tied weights (``tied=True``, ``sae-jax check --tied``)
+    sae-jax's convention (:mod:`sae_jax.variants`): the tied cost is the untied cost at W2 = W1ᵀ
+    (weight decay λ‖W1‖², both copies) and ∂J/∂W1 sums the encoder's and the decoder's
+    contributions; their ``theta = [W1(:); b1(:); b2(:)]`` (packing detected) or rows-form
+    ``Params(W1, b1, None, b2)``. The report compares cost, W1, b1, b2 and splits a wrong W1 into
+    the two contributions ("encoder contribution ×1, decoder contribution ×0").
+    ``write_cases(DIR, tied=True)`` (``--write-cases DIR --tied``) writes the tied probes; a
+    results file's probe names tell :func:`check_results` that it is tied.
 
 Agreement: for the cost and each gradient array on every probe,
 max |theirs − reference| ≤ ``tol`` × max |reference| (``tol`` = 1e-7 by default).
@@ -49,7 +59,10 @@ Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
     ``lambda_applied_twice``, ``reconstruction_summed``, ``reconstruction_missing_half``,
     ``gradient_not_averaged``, ``fprime_of_z`` (z(1 − z)), ``fprime_of_activation``
     (f(a)(1 − f(a))), ``output_delta_missing_fprime`` (sigmoid decoder),
-    ``sigmoid_fprime_in_linear_decoder`` (linear decoder), ``transposed_weight_gradients``.
+    ``sigmoid_fprime_in_linear_decoder`` (linear decoder), ``transposed_weight_gradients``; for tied
+    weights (``tied=True``) also ``tied_decoder_contribution_missing`` (the untied W1 formula),
+    ``tied_encoder_contribution_missing`` and ``tied_weight_decay_counted_once`` (UFLDL-style
+    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²).
 
 Diagnosis (:func:`sae_jax.check.report.analyse`)
     Every variant (and, if none matches, every pair of them) is run on the probes; a variant
@@ -131,14 +144,17 @@ def _check_tol(tol):
         raise InputError(f"tol must be a number in (0, 1), got {tol!r}")
 
 
-def check(fn, *, convention: str | None = None, output: str = "sigmoid", tol: float = DEFAULT_TOL,
-          arrays: str = "auto", finite_differences: bool = True) -> Report:
+def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: bool = False,
+          tol: float = DEFAULT_TOL, arrays: str = "auto", finite_differences: bool = True) -> Report:
     """Run their cost-and-gradient on the probes of one decoder, compare and diagnose.
 
     Args:
       fn: a callable, or ``"path/to/file.py:function"`` / ``"package.module:function"``.
       convention: ``"ufldl"`` or ``"rows"``; ``None`` reads it from the signature.
       output: the decoder their code implements, ``"sigmoid"`` or ``"linear"``.
+      tied: their code has tied weights (W2 = W1ᵀ): ``theta = [W1(:); b1(:); b2(:)]``, or rows-form
+        ``params`` ``Params(W1, b1, None, b2)`` and gradient ``W1, b1, b2``; checked on the tied
+        probes against sae-jax's tied reference (weight decay λ‖W1‖², both copies).
       tol: relative agreement tolerance per array and probe (default 1e-7).
       arrays: inputs as ``"numpy"`` arrays or ``"torch"`` tensors; ``"auto"``: torch when the
         function's module imports torch.
@@ -153,15 +169,18 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tol: fl
     """
     _check_output(output)
     _check_tol(tol)
+    if not isinstance(tied, bool):
+        raise InputError(f"tied must be True or False, got {tied!r}")
     target = make_target(fn, convention=convention, arrays=arrays)
-    ps = probes(output)
+    ps = probes(output, tied=tied)
     packings = ("F", "C") if target.convention == "ufldl" else ("C",)
     by_packing = {}
     for pk in packings:
         target.packing = pk
         by_packing[pk] = {p.name: target.evaluate(p)[:2] for p in ps}
+    weights = "tied weights W2 = W1ᵀ (reference: Params(W1, b1, None, b2), weight decay λ‖W1‖²), " if tied else ""
     header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]}, {output} decoder, "
-              f"{target.arrays} inputs, {len(ps)} probes in float64"]
+              f"{weights}{target.arrays} inputs, {len(ps)} probes in float64"]
     # analyse() picks the packing under which their outputs are explained best.
     report = analyse(target.label, header, by_packing, ps, tol=tol, target=None)
     if not report.passed and finite_differences:
@@ -175,13 +194,20 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tol: fl
     return report
 
 
-def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL) -> Report:
-    """Compare a results file (see :func:`write_cases`) with the reference and diagnose it."""
+def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, tied: bool | None = None) -> Report:
+    """Compare a results file (see :func:`write_cases`) with the reference and diagnose it.
+
+    Its probe names tell whether it answers the tied cases; ``tied`` (if given) must agree.
+    """
     if output is not None:
         _check_output(output)
     _check_tol(tol)
     ps, by_packing, missing = read_results(path, output)
     (pk,) = by_packing
-    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, {len(ps)} probes"
+    if tied is not None and tied != ps[0].tied:
+        raise InputError(f"results file {str(path)!r} answers the {'tied' if ps[0].tied else 'untied'} cases, "
+                         f"but tied={tied} was asked for (--tied)")
+    weights = ", tied weights W2 = W1ᵀ" if ps[0].tied else ""
+    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder{weights}, {len(ps)} probes"
               + (f" (not in the file: {', '.join(missing)})" if missing else "")]
     return analyse(str(path), header, by_packing, ps, tol=tol)

@@ -9,6 +9,11 @@
   arrays (``W1, b1, W2, b2`` or theta's order ``W1, W2, b1, b2``). ``lam``, ``beta``, ``rho`` (and
   ``output``) are passed by keyword when the signature names them.
 
+Tied weights (``tied=True``, W2 = W1ᵀ): ``theta = [W1(:); b1(:); b2(:)]`` (packing detected likewise);
+rows-form ``params`` is ``Params(W1, b1, None, b2)`` (``params.W2`` None, sae-jax's tied parameters)
+and the gradient ``W1, b1, b2`` (a named tuple or dict whose W2 is None or absent, or a sequence
+of three arrays, or of four with None third).
+
 Inputs are NumPy float64 arrays, or torch float64 tensors for a function whose module imports
 torch (``arrays="torch"``; torch is imported only then). Outputs may be NumPy, JAX or torch.
 Every way the code cannot be run raises :class:`~sae_jax.InputError` with one line.
@@ -171,8 +176,39 @@ def _fit(arr: np.ndarray, shape: tuple, what: str) -> np.ndarray:
 _GRAD_KEYS = ("W1", "b1", "W2", "b2")
 
 
+def _tied_rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
+    h, n = probe.n_hidden, probe.n_visible
+    keys = ("W1", "b1", "b2")
+    if isinstance(g, dict) or hasattr(g, "keys") and not hasattr(g, "_fields"):
+        lower = {str(k).lower().replace("grad", "").replace("_", ""): k for k in g.keys()}
+        extra = [k for lk, k in lower.items() if lk not in ("w1", "b1", "b2") and not (lk == "w2" and g[k] is None)]
+        try:
+            arrays = [g[lower[k.lower()]] for k in keys]
+        except KeyError:
+            arrays = None
+        if arrays is None or extra:
+            raise InputError(f"{who}: tied weights: the gradient dict must have keys W1, b1, b2 (no W2), "
+                             f"got {list(g.keys())}")
+    elif hasattr(g, "_fields") and set(keys) <= set(g._fields) and getattr(g, "W2", None) is None:
+        arrays = [getattr(g, k) for k in keys]
+    elif isinstance(g, (tuple, list)) and (len(g) == 3 or len(g) == 4 and g[2] is None):
+        arrays = [g[0], g[1], g[-1]]
+    else:
+        raise InputError(f"{who}: tied weights: the gradient must be W1, b1, b2 (a named tuple or dict with "
+                         f"W2 None or absent, or a sequence of 3 arrays), got {type(g).__name__}"
+                         + (f" of length {len(g)}" if isinstance(g, (tuple, list)) else ""))
+    W1, b1, b2 = (to_numpy(a, f"{who}: gradient {k}") for a, k in zip(arrays, keys))
+    transposed = W1.shape == (n, h) and h != n
+    if transposed:  # W1grad computed transposed: read row-major, as numpy code packs
+        W1 = W1.reshape((h, n))
+    return Params(_fit(W1, (h, n), f"{who}: gradient W1"), _fit(b1, (h,), f"{who}: gradient b1"), None,
+                  _fit(b2, (n,), f"{who}: gradient b2")), transposed
+
+
 def rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
     """Their rows-form gradient as Params (UFLDL shapes); True if the weights came back transposed."""
+    if probe.tied:
+        return _tied_rows_grads(g, probe, who)
     h, n = probe.n_hidden, probe.n_visible
     shapes = {"W1": (h, n), "b1": (h,), "W2": (n, h), "b2": (n,)}
     if isinstance(g, dict) or hasattr(g, "keys") and not hasattr(g, "_fields"):
@@ -262,12 +298,15 @@ class Target:
             (J, g), who = self._call(probe, theta, n, h, probe.lam, probe.rho, probe.beta, self._inputs(probe.x.T))
             self._note_dtypes([g])
             grad = to_numpy(g, f"{who}: gradient")
-            N = 2 * h * n + h + n
+            N = (1 if probe.tied else 2) * h * n + h + n
             if grad.size != N or grad.ndim > 2 or (grad.ndim == 2 and 1 not in grad.shape):
-                raise InputError(f"{who}: gradient has shape {grad.shape}, expected a vector of {N} (like theta)")
-            grads, transposed = unpack_theta(grad.ravel(), n, h, self.packing), False
+                other = (2 if probe.tied else 1) * h * n + h + n
+                hint = (" (untied weights? drop --tied)" if probe.tied else " (tied weights? pass --tied)") \
+                    if grad.size == other else ""
+                raise InputError(f"{who}: gradient has shape {grad.shape}, expected a vector of {N} (like theta){hint}")
+            grads, transposed = unpack_theta(grad.ravel(), n, h, self.packing, tied=probe.tied), False
         else:
-            p = ProbeParams(*(self._inputs(a) for a in params))
+            p = ProbeParams(*(None if a is None else self._inputs(a) for a in params))
             x = self._inputs(probe.x)
             sig = _signature(self.fn)
             names = set(sig.parameters) if sig is not None else set()
@@ -281,7 +320,8 @@ class Target:
             self._note_dtypes(g.values() if isinstance(g, dict) else g)
             grads, transposed = rows_grads(g, probe, who)
         cost = to_scalar(J, f"{who}: cost")
-        bad = [k for k, a in zip(("cost",) + _GRAD_KEYS, (np.asarray(cost),) + tuple(grads)) if not np.all(np.isfinite(a))]
+        bad = [k for k, a in zip(("cost",) + _GRAD_KEYS, (np.asarray(cost),) + tuple(grads))
+               if a is not None and not np.all(np.isfinite(a))]
         if bad:
             raise InputError(f"{who} returned non-finite values (NaN or inf) in {', '.join(bad)}")
         return cost, grads, transposed

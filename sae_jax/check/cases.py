@@ -33,7 +33,7 @@ CASE_FILES = ("cases.npz", "cases.mat", "cases.json", "README.md")
 def _case_dict(p: Probe) -> dict:
     r = reference(p.name)
     W1, b1, W2, b2 = p.params
-    return {
+    d = {
         "output": p.output,
         "what": p.what,
         "visibleSize": p.n_visible,
@@ -53,13 +53,14 @@ def _case_dict(p: Probe) -> dict:
         "expected_W1grad": r.grads.W1, "expected_b1grad": r.grads.b1,
         "expected_W2grad": r.grads.W2, "expected_b2grad": r.grads.b2,
     }
+    return {k: v for k, v in d.items() if v is not None}  # tied: no W2, no expected_W2grad
 
 
 _README = """\
 # sae-jax check: probe cases
 
-{n} probes of the sparse-autoencoder cost J = (1/m) Σᵢ ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + (λ/2)(‖W1‖² + ‖W2‖²) + β Σⱼ KL(ρ‖ρ̂ⱼ)
-(float64), {nd} per decoder: {names}.
+{n} probes of the sparse-autoencoder cost J = (1/m) Σᵢ ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + {decay} + β Σⱼ KL(ρ‖ρ̂ⱼ)
+(float64){tied_text}, {nd} per decoder: {names}.
 Run your `sparseAutoencoderCost` on each probe of your decoder (`output`: sigmoid or linear) and
 save a results file; `sae-jax check --results results.mat` (or `.npz`, `.json`) compares it with
 sae-jax's float64 reference and names the mistake if it finds one.
@@ -68,17 +69,17 @@ The same cases three ways: `cases.mat` (MATLAB/Octave: one struct per probe), `c
 (keys `PROBE.FIELD`, plus `probes`, the list of names) and `cases.json` (`{{"probes": {{PROBE: {{FIELD: ...}}}}}}`).
 Fields of each probe:
 
-- inputs in UFLDL's convention: `theta` (packed `[W1(:); W2(:); b1(:); b2(:)]`, **column-major**, as
+- inputs in UFLDL's convention: `theta` (packed `{theta_form}`, **column-major**, as
   MATLAB's `W1(:)`; a numpy port that unpacks row-major should use `theta_rowmajor`), `visibleSize`,
   `hiddenSize`, `lambda`, `sparsityParam`, `beta`, `data` (visibleSize × m, samples as columns);
-- the same as arrays: `W1` (hiddenSize × visibleSize), `b1`, `W2`, `b2`, `x` (m × visibleSize, samples as rows);
+- the same as arrays: `W1` (hiddenSize × visibleSize), {arrays}, `x` (m × visibleSize, samples as rows);
 - `output`, `m`, `what` (what the probe isolates);
 - expected outputs: `expected_cost`, `expected_grad` (packed like `theta`), `expected_grad_rowmajor`,
-  `expected_W1grad`, `expected_b1grad`, `expected_W2grad`, `expected_b2grad`.
+  {expected}.
 
 A results file holds, for each probe you ran, its `cost` and its gradient as `grad` (packed like
-`theta`, column-major), or `grad_rowmajor` (if you used `theta_rowmajor`), or the four arrays
-`W1grad`, `b1grad`, `W2grad`, `b2grad`. Run every probe of your decoder.
+`theta`, column-major), or `grad_rowmajor` (if you used `theta_rowmajor`), or the arrays
+{grads}. Run every probe of your decoder.
 
 MATLAB / Octave:
 
@@ -119,10 +120,24 @@ for the cost and each gradient array, on every probe.
 """
 
 
-def write_cases(directory) -> list[Path]:
+def _readme_slots(tied: bool) -> dict:
+    keys = ("W1", "b1", "b2") if tied else ("W1", "b1", "W2", "b2")
+    return dict(
+        decay="λ‖W1‖²" if tied else "(λ/2)(‖W1‖² + ‖W2‖²)",
+        tied_text=(" with tied weights W2 = W1ᵀ (the untied cost at W2 = W1ᵀ: weight decay counts both copies; "
+                   "∂J/∂W1 sums the encoder's and the decoder's contributions)") if tied else "",
+        theta_form="[W1(:); b1(:); b2(:)]" if tied else "[W1(:); W2(:); b1(:); b2(:)]",
+        arrays=", ".join(f"`{k}`" for k in keys[1:]),
+        expected=", ".join(f"`expected_{k}grad`" for k in keys),
+        grads=", ".join(f"`{k}grad`" for k in keys),
+    )
+
+
+def write_cases(directory, *, tied: bool = False) -> list[Path]:
     """Write the probe inputs and sae-jax's expected outputs as .npz, .mat and .json, plus a README.md.
 
     Returns the written paths. ``directory`` is created if needed (its parent must exist).
+    ``tied=True``: the tied probes (``*_tied_*``: theta = [W1(:); b1(:); b2(:)], no W2).
     """
     import scipy.io
 
@@ -132,7 +147,7 @@ def write_cases(directory) -> list[Path]:
     if not d.parent.is_dir():
         raise InputError(f"--write-cases: the parent directory {str(d.parent)!r} does not exist")
     d.mkdir(exist_ok=True)
-    ps = probes()
+    ps = probes(tied=tied)
     cases = {p.name: _case_dict(p) for p in ps}
     flat = {f"{n}.{k}": np.asarray(v) for n, c in cases.items() for k, v in c.items()}
     flat["probes"] = np.asarray([p.name for p in ps])
@@ -160,9 +175,9 @@ def write_cases(directory) -> list[Path]:
     _write("cases.npz", _npz)
     _write("cases.mat", _mat)
     _write("cases.json", _json)
-    names = ", ".join(p.name for p in probes("sigmoid")) + " (and the same six with linear_)"
+    names = ", ".join(p.name for p in probes("sigmoid", tied=tied)) + " (and the same six with linear_)"
     _write("README.md", lambda path: path.write_text(
-        _README.format(n=len(ps), nd=len(probes("sigmoid")), names=names, tol=DEFAULT_TOL)))
+        _README.format(n=len(ps), nd=len(probes("sigmoid")), names=names, tol=DEFAULT_TOL, **_readme_slots(tied))))
     return written
 
 
@@ -215,7 +230,7 @@ def read_results(path, output: str | None = None):
     if not path.is_file():
         raise InputError(f"results file {str(path)!r} does not exist")
     raw = _load(path)
-    known = {p.name: p for p in probes()}
+    known = {p.name: p for p in probes() + probes(tied=True)}
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise InputError(f"results file has unknown probe(s) {unknown[:3]}; expected names like {list(known)[:2]}")
@@ -226,8 +241,12 @@ def read_results(path, output: str | None = None):
         raise InputError(f"results file {str(path)!r} holds no probe results" + (f" for the {output} decoder" if output else ""))
     if len(decoders) > 1:
         raise InputError("results file holds probes of both decoders; pass --output sigmoid or --output linear")
-    ps = [p for p in probes(decoders[0]) if p.name in raw]
-    missing = [p.name for p in probes(decoders[0]) if p.name not in raw]
+    tied = {known[n].tied for n in raw if known[n].output == decoders[0]}
+    if len(tied) > 1:
+        raise InputError("results file mixes tied (*_tied_*) and untied probes; answer one set of cases")
+    (tied,) = tied
+    ps = [p for p in probes(decoders[0], tied=tied) if p.name in raw]
+    missing = [p.name for p in probes(decoders[0], tied=tied) if p.name not in raw]
     by_packing: dict[str, dict] = {}
     for p in ps:
         f = raw[p.name]
@@ -235,19 +254,20 @@ def read_results(path, output: str | None = None):
         if "cost" not in f:
             raise InputError(f"{who}: no 'cost' field (fields: {sorted(f)})")
         J = to_scalar(f["cost"], f"{who}: cost")
-        N = 2 * p.n_hidden * p.n_visible + p.n_hidden + p.n_visible
+        N = (1 if tied else 2) * p.n_hidden * p.n_visible + p.n_hidden + p.n_visible
+        keys = ("W1grad", "b1grad", "b2grad") if tied else ("W1grad", "b1grad", "W2grad", "b2grad")
         if "grad" in f or "grad_rowmajor" in f:
             key, pk = ("grad", "F") if "grad" in f else ("grad_rowmajor", "C")
             g = to_numpy(f[key], f"{who}: {key}")
             if g.size != N:
                 raise InputError(f"{who}: {key} has {g.size} entries, expected {N} (packed like theta)")
-            grads = unpack_theta(g.ravel(), p.n_visible, p.n_hidden, pk)
-        elif all(k in f for k in ("W1grad", "b1grad", "W2grad", "b2grad")):
+            grads = unpack_theta(g.ravel(), p.n_visible, p.n_hidden, pk, tied=tied)
+        elif all(k in f for k in keys):
             pk = "C"
-            grads, _ = rows_grads({k: f[k] for k in ("W1grad", "b1grad", "W2grad", "b2grad")}, p, who)
+            grads, _ = rows_grads({k: f[k] for k in keys}, p, who)
         else:
-            raise InputError(f"{who}: needs 'grad', 'grad_rowmajor' or W1grad/b1grad/W2grad/b2grad (fields: {sorted(f)})")
-        if not (np.isfinite(J) and all(np.all(np.isfinite(a)) for a in grads)):
+            raise InputError(f"{who}: needs 'grad', 'grad_rowmajor' or {'/'.join(keys)} (fields: {sorted(f)})")
+        if not (np.isfinite(J) and all(a is None or np.all(np.isfinite(a)) for a in grads)):
             raise InputError(f"{who}: non-finite values (NaN or inf)")
         by_packing.setdefault(pk, {})[p.name] = (J, grads)
     if len(by_packing) > 1:

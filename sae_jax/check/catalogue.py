@@ -38,6 +38,10 @@ _D_DELTA = ("derivations/symbolic_m.py, 'Whole cost, per sample: ∂J/∂z_(k,p)
 _D_COST = ("the cost's definition, J = (1/m) Σ_i ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + (λ/2)(‖W1‖² + ‖W2‖²) + β Σ_j KL(ρ‖ρ̂_j) "
            "(sae_jax/cost.py; README § Pure functions), differentiated in derivations/concrete.py "
            "'Exact identities at concrete sizes' (python -m derivations)")
+_D_TIED = ("derivations/ae_variants.py, the tied-weights gradient: the hand formula with both contributions "
+           "minus sympy's diff is 0, with either alone it is not (python -m derivations; README § Variants)")
+_D_TIED_DECAY = ("sae_jax/variants.py: a tied cost is the untied cost at W2 = W1ᵀ, J = ... + (λ/2)(‖W1‖² + ‖W1ᵀ‖²) "
+                 "= ... + λ‖W1‖², gradient ... + 2λW1 (README § Variants)")
 _D_SIGMOID = ("derivations/concrete.py, 'The sigmoid's derivative: f' = f(1 − f)' (f' at z, written with "
               "a = f(z); python -m derivations)")
 
@@ -51,6 +55,7 @@ class Mistake:
     signature: str
     derivation: str
     outputs: tuple[str, ...] = ("sigmoid", "linear")  # decoders on which it is visible
+    weights: tuple[str, ...] = ("untied", "tied")  # the weights (untied, tied W2 = W1ᵀ) it applies to
 
 
 CATALOGUE: tuple[Mistake, ...] = (
@@ -161,6 +166,30 @@ CATALOGUE: tuple[Mistake, ...] = (
         "∂J/∂W1, ∂J/∂W2 hold the right numbers in the wrong places (biases and cost correct)",
         _D_DELTA,
     ),
+    Mistake(
+        "tied_decoder_contribution_missing",
+        "tied weights: ∂J/∂W1 misses the decoder's contribution ((1/m)δ⁽³⁾ᵀa⁽²⁾ + λW1ᵀ)ᵀ — the untied W1 formula",
+        "tied ∂J/∂W1 equals the untied ∂J/∂W1 at W2 = W1ᵀ: encoder contribution ×1, decoder ×0; biases and "
+        "cost correct",
+        _D_TIED,
+        weights=("tied",),
+    ),
+    Mistake(
+        "tied_encoder_contribution_missing",
+        "tied weights: ∂J/∂W1 misses the encoder's contribution (1/m)δ⁽²⁾ᵀx + λW1 (only the decoder's, transposed)",
+        "tied ∂J/∂W1: encoder contribution ×0, decoder ×1; biases and cost correct",
+        _D_TIED,
+        weights=("tied",),
+    ),
+    Mistake(
+        "tied_weight_decay_counted_once",
+        "tied weights: weight decay counts W1 once, UFLDL-style (λ/2)‖W1‖² — a convention difference: sae-jax "
+        "counts both copies, (λ/2)(‖W1‖² + ‖W1ᵀ‖²) = λ‖W1‖², so a tied J equals the untied J at untie(params)",
+        "cost's weight decay and the decay part of ∂J/∂W1 are ½ of sae-jax's (correct where λ = 0); cost and "
+        "gradient consistent with each other",
+        _D_TIED_DECAY,
+        weights=("tied",),
+    ),
 )
 
 MISTAKES = {mk.name: mk for mk in CATALOGUE}
@@ -175,13 +204,17 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
 
     Samples as rows: ``x: (m, n_visible)``, ``params`` in UFLDL shapes. Returns
     ``(cost, Params)`` as NumPy float64. ``transposed_weight_gradients`` is a matter of
-    packing and is applied by :func:`as_read`, not here.
+    packing and is applied by :func:`as_read`, not here. Tied weights (``params.W2`` None):
+    the untied cost and gradient at W2 = W1ᵀ, with ``∂J/∂W1 = ∂J/∂W1 + (∂J/∂W2)ᵀ`` and the
+    gradient's W2 None.
     """
     mk = frozenset(mistakes)
     unknown = mk - set(MISTAKES)
     if unknown:
         raise ValueError(f"unknown mistakes {sorted(unknown)}; known: {sorted(MISTAKES)}")
-    W1, b1, W2, b2 = (np.asarray(a, np.float64) for a in params)
+    tied = params[2] is None
+    W1, b1, W2, b2 = (None if a is None else np.asarray(a, np.float64) for a in params)
+    W2 = W1.T if tied else W2
     x = np.asarray(x, np.float64)
     m = x.shape[0]
     z2 = x @ W1.T + b1
@@ -196,7 +229,7 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
     if "reconstruction_missing_half" in mk:
         sq = 2.0 * sq
     rec = sq if "reconstruction_summed" in mk else sq / m
-    wsum = np.sum(W1**2) + np.sum(W2**2)
+    wsum = np.sum(W1**2) + (0.0 if "tied_weight_decay_counted_once" in mk else np.sum(W2**2))
     if "weight_decay_on_biases" in mk:
         wsum = wsum + np.sum(b1**2) + np.sum(b2**2)
     wd = 0.5 * lam * wsum
@@ -244,9 +277,13 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
     lw = lam / m if "weight_decay_divided_by_m" in mk else lam
     if "lambda_applied_twice" in mk:
         lw = 2 * lw
-    W1g, W2g = W1g + lw * W1, W2g + lw * W2
+    W1g, W2g = W1g + lw * W1, W2g + (0.0 if "tied_weight_decay_counted_once" in mk else lw) * W2
     if "weight_decay_on_biases" in mk:
         b1g, b2g = b1g + lw * b1, b2g + lw * b2
+    if tied:  # the encoder's and the decoder's contributions, summed
+        encoder = 0.0 if "tied_encoder_contribution_missing" in mk else W1g
+        decoder = 0.0 if "tied_decoder_contribution_missing" in mk else W2g.T
+        return float(J), Params(encoder + decoder, b1g, None, b2g)
     return float(J), Params(W1g, b1g, W2g, b2g)
 
 
@@ -261,5 +298,5 @@ def as_read(grads: Params, packing: str, mistakes=()) -> Params:
         return grads
     W1, b1, W2, b2 = grads
     W1r = W1.T.ravel(order=packing).reshape(W1.shape, order=packing)
-    W2r = W2.T.ravel(order=packing).reshape(W2.shape, order=packing)
+    W2r = None if W2 is None else W2.T.ravel(order=packing).reshape(W2.shape, order=packing)
     return Params(W1r, b1, W2r, b2)

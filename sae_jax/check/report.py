@@ -24,7 +24,7 @@ import numpy as np
 from ..params import Params
 from ..validate import InputError
 from .catalogue import CATALOGUE, MISTAKES, as_read, variant_cost_and_grad
-from .probes import PACKINGS, Probe, probes, reference
+from .probes import PACKINGS, Probe, probe_named, reference
 
 __all__ = ["DEFAULT_TOL", "FD_TOL", "Report", "analyse", "relative_error"]
 
@@ -35,7 +35,12 @@ FD_TOL = 1e-5
 FD_STEP = 1e-4
 ARRAYS = ("cost", "W1", "b1", "W2", "b2")
 
-Output = tuple[float, Params]  # (cost, gradient as read, UFLDL shapes)
+Output = tuple[float, Params]  # (cost, gradient as read, UFLDL shapes; W2 None when tied)
+
+
+def arrays_of(probe: Probe) -> tuple[str, ...]:
+    """The compared outputs: ``cost, W1, b1, W2, b2`` (tied probes: no W2)."""
+    return tuple(k for k in ARRAYS if not (probe.tied and k == "W2"))
 
 
 def relative_error(a, b, ref) -> float:
@@ -55,13 +60,14 @@ def relative_error(a, b, ref) -> float:
 def _errors(out: Output, pred: Output, ref: Output) -> dict[str, float]:
     e = {"cost": relative_error(out[0], pred[0], ref[0])}
     for k, u, v, r in zip(ARRAYS[1:], out[1], pred[1], ref[1]):
-        e[k] = relative_error(u, v, r)
+        if r is not None:  # tied: no W2
+            e[k] = relative_error(u, v, r)
     return e
 
 
 @functools.lru_cache(maxsize=None)
 def _variant(probe_name: str, mistakes: frozenset) -> Output:
-    (p,) = [q for q in probes() if q.name == probe_name]
+    p = probe_named(probe_name)
     with np.errstate(all="ignore"):  # a pair of mistakes may overflow; it then simply does not match
         return variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output,
                                      mistakes=mistakes - {"transposed_weight_gradients"})
@@ -81,8 +87,8 @@ def _score(outputs: dict, ps, mistakes, packing) -> float:
     return max(max(_errors(outputs[p.name], _prediction(p, mistakes, packing), _ref(p)).values()) for p in ps)
 
 
-def _candidates(decoder: str) -> list[str]:
-    return [mk.name for mk in CATALOGUE if decoder in mk.outputs]
+def _candidates(decoder: str, tied: bool = False) -> list[str]:
+    return [mk.name for mk in CATALOGUE if decoder in mk.outputs and ("tied" if tied else "untied") in mk.weights]
 
 
 @dataclass
@@ -145,6 +151,17 @@ def _part_ratios(u: np.ndarray, probe: Probe, k: str) -> tuple[dict[str, float],
     return {n: 1.0 + c for n, c in zip(live, coef)}, resid
 
 
+def _contribution_ratios(u: np.ndarray, probe: Probe) -> tuple[dict[str, float], float]:
+    """Tied ∂J/∂W1: least-squares ratios of their array to the encoder's and the decoder's contributions."""
+    enc, dec = reference(probe.name).contributions
+    ref = enc + dec
+    scale = max(float(np.max(np.abs(ref))), 1e-300)
+    A = np.stack([enc.ravel(), dec.ravel()], axis=1)
+    coef, *_ = np.linalg.lstsq(A, u.ravel(), rcond=None)
+    resid = float(np.max(np.abs(u.ravel() - A @ coef))) / scale
+    return {"encoder contribution": coef[0], "decoder contribution": coef[1]}, resid
+
+
 def _cost_evidence(J: float, probe: Probe) -> str:
     r = reference(probe.name)
     d = J - r.cost
@@ -158,7 +175,7 @@ def _evidence(outputs: dict, ps, tol: float, packing: str) -> list[str]:
     for p in ps:
         J, g = outputs[p.name]
         errs = _errors(outputs[p.name], _ref(p), _ref(p))
-        for k in ARRAYS:
+        for k in arrays_of(p):
             if errs[k] <= tol:
                 continue
             head = f"    {p.name:<22} m={p.m:<3} {k:<4}"
@@ -168,8 +185,12 @@ def _evidence(outputs: dict, ps, tol: float, packing: str) -> list[str]:
             ratios, resid = _part_ratios(g[ARRAYS.index(k) - 1], p, k)
             i = ARRAYS.index(k) - 1
             flipped = as_read(reference(p.name).grads, packing, ("transposed_weight_gradients",))[i]
+            contrib, c_resid = _contribution_ratios(g[i], p) if p.tied and k == "W1" else ({}, np.inf)
             if resid <= 1e-8:
                 lines.append(head + " parts vs correct: " + ", ".join(f"{n} ×{_fmt_ratio(v)}" for n, v in ratios.items()))
+            elif c_resid <= 1e-8:
+                lines.append(head + " tied W1 = encoder + decoder contribution; theirs vs correct: "
+                             + ", ".join(f"{n} ×{_fmt_ratio(v)}" for n, v in contrib.items()))
             elif k in ("W1", "W2") and relative_error(g[i], flipped, flipped) <= tol:
                 lines.append(f"{head} equals the correct array transposed (the right numbers in the wrong places: "
                              f"computed as {k}grad.T and packed {PACKINGS[packing]})")
@@ -187,6 +208,8 @@ def _fd_check(target, ps, outputs) -> dict[str, dict[str, float]]:
         J0, g = outputs[p.name]
         row = {}
         for i, k in enumerate(ARRAYS[1:]):
+            if p.params[i] is None:  # tied: no W2
+                continue
             d = rng.standard_normal(p.params[i].shape)
             d /= np.linalg.norm(d)
 
@@ -208,8 +231,9 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     """Compare, diagnose and write the report for outputs read under each candidate packing."""
     if not ps:
         raise InputError("no probes to compare")
-    decoder = ps[0].output
-    singles = [()] + [(n,) for n in _candidates(decoder)]
+    decoder, tied = ps[0].output, ps[0].tied
+    arrays = arrays_of(ps[0])
+    singles = [()] + [(n,) for n in _candidates(decoder, tied)]
 
     def best(pk):
         scores = sorted(((mk, _score(outputs_by_packing[pk], ps, mk, pk)) for mk in singles), key=lambda t: t[1])
@@ -227,11 +251,12 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     lines.append(f"tolerance: max |theirs − reference| ≤ {tol:g} × max |reference|, per array and probe "
                  f"(sae-jax's float64 reference: sae_jax.cost_and_grad, cost_terms)")
     lines.append("")
-    lines.append(f"  {'probe':<22} {'m':>3} {'β':>4} {'λ':>5}   " + "".join(f"{k:>10}" for k in ARRAYS))
+    w = max(22, *(len(p.name) for p in ps))
+    lines.append(f"  {'probe':<{w}} {'m':>3} {'β':>4} {'λ':>5}   " + "".join(f"{k:>10}" for k in arrays))
     for p in ps:
         e = errors[p.name]
-        cells = "".join(f"{e[k]:>9.1e}{'!' if e[k] > tol else ' '}" for k in ARRAYS)
-        lines.append(f"  {p.name:<22} {p.m:>3} {p.beta:>4g} {p.lam:>5g}   {cells}")
+        cells = "".join(f"{e[k]:>9.1e}{'!' if e[k] > tol else ' '}" for k in arrays)
+        lines.append(f"  {p.name:<{w}} {p.m:>3} {p.beta:>4g} {p.lam:>5g}   {cells}")
     lines.append("  (relative error vs the reference; ! = above tolerance)")
     lines.append("")
     match = None
@@ -244,10 +269,10 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     bad = sorted({p.name for p in ps if max(errors[p.name].values()) > tol})
     lines.append(f"FAIL: {len(bad)} of {len(ps)} probes differ from the reference: " + "; ".join(
         f"{k} on {sum(errors[p.name][k] > tol for p in ps)} (up to {max(errors[p.name][k] for p in ps):.2g} relative)"
-        for k in ARRAYS if any(errors[p.name][k] > tol for p in ps)) + ".")
+        for k in arrays if any(errors[p.name][k] > tol for p in ps)) + ".")
     hits = [(mk, s) for mk, s in scores if mk and s <= tol]
     if not hits:  # two mistakes at once?
-        cands = _candidates(decoder)
+        cands = _candidates(decoder, tied)
         pairs = sorted(((pair, _score(outputs, ps, pair, packing)) for pair in itertools.combinations(cands, 2)),
                        key=lambda t: t[1])
         hits = [(mk, s) for mk, s in pairs if s <= tol]
@@ -295,7 +320,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
 
 
 def _fd_summary(fd) -> str:
-    worst = {k: max(row[k] for row in fd.values()) for k in ARRAYS[1:]}
+    worst = {k: max(row[k] for row in fd.values()) for k in ARRAYS[1:] if k in next(iter(fd.values()))}
     bad = [k for k, v in worst.items() if v > FD_TOL]
     if not bad:
         return (f"  Their gradient matches central finite differences of their own cost on every probe (max relative "

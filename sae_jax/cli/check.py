@@ -3,13 +3,14 @@
 Exactly one of three modes: ``FILE.py:FUNCTION`` (run the code on float64 probe cases and name the
 catalogued mistake its outputs match), ``--write-cases DIR`` (probe files for MATLAB/Octave or any
 language) or ``--results FILE`` (compare the results made from them). Exit 0 when everything
-agrees, 1 with the diagnosis, 2 when the code cannot be run.
+agrees, 1 with the diagnosis, 2 when the code cannot be run. ``--tied`` checks a tied-weights
+implementation (W2 = W1ᵀ, ``theta = [W1(:); b1(:); b2(:)]``) against sae-jax's tied reference.
 
 Examples:
   >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["check", "my_sae.py:sparseAutoencoderCost", "--convention", "ufldl"])
-  >>> (check_mode(args), args.convention, args.arrays, args.tol)
-  ('FILE.py:FUNCTION', 'ufldl', 'auto', None)
+  >>> (check_mode(args), args.convention, args.arrays, args.tol, args.tied)
+  ('FILE.py:FUNCTION', 'ufldl', 'auto', None, False)
   >>> check_mode(build_parser().parse_args(["check", "--write-cases", "cases/"]))
   '--write-cases'
 """
@@ -36,13 +37,13 @@ def cmd_check(args) -> int:
     mode = check_mode(args)
     tol = DEFAULT_TOL if args.tol is None else args.tol
     if mode == "--write-cases":
-        paths = write_cases(args.write_cases)
+        paths = write_cases(args.write_cases, tied=args.tied)
         print(f"wrote {', '.join(str(p) for p in paths)}")
         return 0
     if mode == "--results":
-        report = check_results(args.results, output=args.output, tol=tol)
+        report = check_results(args.results, output=args.output, tol=tol, tied=True if args.tied else None)
     else:
-        report = check(args.target, convention=args.convention, output=args.output or "sigmoid", tol=tol,
-                       arrays=args.arrays)
+        report = check(args.target, convention=args.convention, output=args.output or "sigmoid", tied=args.tied,
+                       tol=tol, arrays=args.arrays)
     print(report.text)
     return report.exit_code

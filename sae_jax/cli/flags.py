@@ -243,6 +243,7 @@ def _add_check(sub) -> None:
         "everything agrees, 1 with the diagnosis, 2 when the code cannot be run.",
         epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
         "  sae-jax check mypkg.sae:cost_and_grad --convention rows --output linear\n"
+        "  sae-jax check my_tied_sae.py:sparseAutoencoderCost --tied\n"
         "  sae-jax check --write-cases cases/\n  sae-jax check --results results.mat",
         formatter_class=_RAW,
     )
@@ -253,6 +254,10 @@ def _add_check(sub) -> None:
                    "rows: f(params, x, lam, beta, rho) (default: read from the signature)")
     c.add_argument("--output", choices=("sigmoid", "linear"), default=None,
                    help="the decoder the code implements (default sigmoid; for --results: the file's)")
+    c.add_argument("--tied", action="store_true",
+                   help="tied weights W2 = W1.T: theta = [W1(:); b1(:); b2(:)], or rows-form params "
+                   "Params(W1, b1, None, b2) and gradient W1, b1, b2 (weight decay lambda*||W1||^2, both copies); "
+                   "with --write-cases: the tied cases")
     c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
                    help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
     c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
