@@ -17,6 +17,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ README = (ROOT / "README.md").read_text()
 
 
 def blocks(lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", README, flags=re.S | re.M)
+    """Every fenced ``lang`` block, top-level or indented inside a list item (dedented)."""
+    found = re.findall(rf"^( *)```{lang}\n(.*?)^\1```", README, flags=re.S | re.M)
+    return [textwrap.dedent(body) for _, body in found]
 
 
 # kind -> a substring that identifies the block
@@ -39,6 +42,8 @@ KINDS = {
     "hosts": "jax.distributed.initialize(",
     "check": 'from sae_jax.check import check',  # run as written by tests/test_check.py
     "variants": "sae.corrupt(jax.random.key(2), x",
+    "warm_start": "init_state=first.state",
+    "sweep": 'out_dir="runs/sweep"',
 }
 # Default (fast) run: exact replacements, each of which must occur in its block.
 FAST = {
@@ -47,6 +52,10 @@ FAST = {
     # chunked.lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
     # tests/test_chunked.py's; here only the name is checked by default.
     "chunked": {"res = chunked.lbfgs(vg, params, num_steps=400)": "res = chunked.lbfgs"},
+    "warm_start": {"natural_image_patches(2_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
+                   "steps=50": "steps=3"},
+    "sweep": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
+              "TrainConfig(steps=200)": "TrainConfig(steps=3)"},
 }
 
 
@@ -111,6 +120,19 @@ def test_variants_block_runs(tmp_path):
         "\nassert abs(float(J - J_ad)) <= 1e-5 * abs(float(J)) and float(terms.l1) > 0\n"
     )
     _run(code, tmp_path)
+
+
+@pytest.mark.parametrize("verbatim", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["fast", "verbatim"])
+def test_warm_start_and_sweep_blocks_run(tmp_path, verbatim):
+    """The two list-item blocks of § Training (indented in the README, run like any other)."""
+    code = "\n".join(_fast(k, _block(k), verbatim) for k in ("warm_start", "sweep"))
+    code += (
+        "\nassert int(more.state.step) == 2 * int(first.state.step) > 0"
+        "\nassert fresh.params.W1.shape == first.params.W1.shape == (25, 64)"
+        "\nassert len(r.summary) == 6 and r.params_at(0).W1.shape == (25, 64)\n"
+    )
+    _run(code, tmp_path)
+    assert (tmp_path / "runs" / "sweep" / "summary.csv").exists()
 
 
 def test_hosts_block_runs_as_a_single_process(tmp_path):
