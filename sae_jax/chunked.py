@@ -56,6 +56,7 @@ Examples:
   >>> J, g = chunked_cost_and_grad(p, x, chunk_size=4, **hp)   # two passes over 3 chunks
   >>> bool(np.isclose(J, chunked_cost(p, x, chunk_size=4, **hp)))  # the value alone: one pass
   True
+  >>> J_dn, g_dn = chunked_cost_and_grad(p, x, x_input=x + 0.1, chunk_size=4, **hp)  # denoising: x the target
 """
 
 from __future__ import annotations

@@ -156,9 +156,10 @@ def shard_batch(
     dtype = jnp.dtype(x.dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise InputError(f"x must be floating point, got dtype {dtype}")
-    if x_input is not None and (tuple(getattr(x_input, "shape", ())) != tuple(x.shape) or getattr(x_input, "dtype", None) != dtype):
-        got = f"{type(x_input).__name__} {getattr(x_input, 'shape', '')} {getattr(x_input, 'dtype', '')}"
-        raise InputError(f"x_input (the corrupted input) must be an array of x's shape {tuple(x.shape)}, {dtype}, got {got}")
+    got = (tuple(getattr(x_input, "shape", ())), getattr(x_input, "dtype", None))
+    if x_input is not None and got != (tuple(x.shape), dtype):
+        raise InputError(f"x_input (the corrupted input) must be an array of x's shape {tuple(x.shape)} "
+                         f"and dtype {dtype}, got {type(x_input).__name__} {got[0]} {got[1]}")
     if check_values and x.shape[0]:
         validate.check_data_values(x, output=output)
         if x_input is not None:
@@ -179,11 +180,8 @@ def shard_batch(
         raise InputError(f"x must have at least one sample (row), got shape {tuple(x.shape)}")
     x_pad, mask = pad_rows(x, rows)
     x_in_pad = None if x_input is None else pad_rows(np.asarray(x_input), rows)[0]
-    if process_local and jax.process_count() > 1:
-        put = jax.make_array_from_process_local_data
-    else:
-        def put(sharding, a):
-            return jax.device_put(a, sharding)
+    multi = process_local and jax.process_count() > 1
+    put = jax.make_array_from_process_local_data if multi else (lambda sharding, a: jax.device_put(a, sharding))
     xs, x_ins = (None if a is None else put(NamedSharding(mesh, P(axis, None)), a) for a in (x_pad, x_in_pad))
     ms = put(NamedSharding(mesh, P(axis)), mask)
     m_arr = jax.device_put(np.asarray(m, dtype), NamedSharding(mesh, P()))
@@ -252,17 +250,15 @@ def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tupl
 # --- (b) explicit shard_map: local sums, psum, divide by the global m ----------------------------
 
 
-def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, l1, x_input, *, axis, output):
-    """One device's view: its rows ``x``/``mask`` (``x_input``); ``axis_name`` makes every sum global (``psum``)."""
-    return backprop(
-        params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis, l1=l1, x_input=x_input
-    )
-
-
 def _shard_map(params, batch, lam, beta, rho, l1, *, mesh, output):
     axis = _axis(mesh)
+
+    def local(params, x, mask, m, lam, beta, rho, l1, x_input):  # one device's rows; psum over `axis`
+        return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis,
+                        l1=l1, x_input=x_input)
+
     f = jax.shard_map(
-        lambda *a: _local_terms_and_grad(*a, axis=axis, output=output),
+        local,
         mesh=mesh,
         in_specs=(P(), P(axis), P(axis), P(), P(), P(), P(), P(), P(axis)),
         out_specs=P(),
@@ -374,13 +370,8 @@ def make_train_value_and_grad(
     ``train`` passes when ``config.corruption`` is set: a fresh corruption per step, drawn from
     the seed and the step as on one device); ``x_input`` is padded and split alike.
 
-    Example (every local device; the CLI's ``--devices all``)::
-
-        from sae_jax.training import TrainConfig, train
-        cfg = TrainConfig(n_hidden=25)
-        mesh = sharded.batch_mesh("all")
-        fn = sharded.make_train_value_and_grad(mesh, lam=cfg.lam, beta=cfg.beta, rho=cfg.rho, output=cfg.output)
-        result = train(x, cfg, value_and_grad_fn=fn)
+    ``train(x, cfg, value_and_grad_fn=make_train_value_and_grad(batch_mesh("all"), lam=cfg.lam,
+    beta=cfg.beta, rho=cfg.rho, output=cfg.output, l1=cfg.l1 or None))`` is the CLI's ``--devices all``.
 
     Full batch only (L-BFGS, or Adam/SGD with ``rho_hat="batch"``: then each minibatch's own
     :math:`\hat\rho` is what is sharded, as on one device).

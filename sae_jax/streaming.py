@@ -8,6 +8,8 @@ refused). Blocks of any sizes are regrouped into ``chunk_size`` rows; the last c
 with zero rows and a 0/1 row weight (:func:`sae_jax.backprop.pad_rows`), so every chunk has one
 shape and each per-chunk kernel compiles once. :func:`device_chunks` moves them to the device(s),
 checking shapes, dtypes (and values), and :class:`Backpressure` keeps about two chunks in flight.
+A denoising input (``x_input=``) is a second source of the same kind (:func:`source_kind`) and
+rows, read in lockstep: regrouped into the same chunks, padded alike, compared chunk by chunk.
 
 Examples:
   >>> import numpy as np
@@ -192,8 +194,8 @@ def _paired(data, x_input, chunk_size: int) -> Iterator[tuple[np.ndarray, np.nda
         for block in _regrouped(data, chunk_size):
             yield block, None
         return
-    for k, pair in enumerate(itertools.zip_longest(_regrouped(data, chunk_size), _regrouped(x_input, chunk_size, "x_input"))):
-        block, block_in = pair
+    pairs = itertools.zip_longest(_regrouped(data, chunk_size), _regrouped(x_input, chunk_size, "x_input"))
+    for k, (block, block_in) in enumerate(pairs):
         if block is None or block_in is None or block_in.shape != block.shape:
             got = "no rows" if block_in is None else f"shape {block_in.shape}"
             want = "no rows" if block is None else f"shape {block.shape}"

@@ -199,7 +199,8 @@ def test_denoising_sources_and_mesh(tmp_path):
     vg = chunked.make_chunked_value_and_grad(x, x_input=xt, chunk_size=5, **HP)
     assert_close(vg(p), (want[0].cost, want[1]))
     # the clean target matters: swapping the two is another cost
-    assert abs(float(chunked.chunked_cost(p, xt, x_input=x, chunk_size=5, output="linear", **HP)) - float(want[0].cost)) > 1e-3
+    swapped = chunked.chunked_cost(p, xt, x_input=x, chunk_size=5, output="linear", **HP)
+    assert abs(float(swapped) - float(want[0].cost)) > 1e-3
 
 
 def test_denoising_at_saturation_reads_x_input_in_every_pass():
@@ -222,8 +223,10 @@ def test_denoising_bad_input(tmp_path):
     cases = [
         (dict(x_input=[xt]), r"x_input .* of data's kind \(array\).* got list"),
         (dict(x_input=xt[:-1]), r"x_input .* data's 23 rows, got 22"),
-        (dict(data=lambda: iter([x]), x_input=lambda: iter([xt[:-1]])), r"at chunk 4 data has shape \(3, 9\), x_input shape \(2, 9\)"),
-        (dict(data=lambda: iter([x[:20]]), x_input=lambda: iter([xt])), r"at chunk 4 data has no rows, x_input shape \(3, 9\)"),
+        (dict(data=lambda: iter([x]), x_input=lambda: iter([xt[:-1]])),
+         r"at chunk 4 data has shape \(3, 9\), x_input shape \(2, 9\)"),
+        (dict(data=lambda: iter([x[:20]]), x_input=lambda: iter([xt])),
+         r"at chunk 4 data has no rows, x_input shape \(3, 9\)"),
         (dict(x_input=xt[:, :4]), r"x_input .* at chunk 0 data has shape \(5, 9\), x_input shape \(5, 4\)"),
         (dict(x_input=xt.astype(np.float32)), "x_input must have the same dtype as params"),
         (dict(x_input=bad), r"x_input \(chunk 2\) must be finite"),
