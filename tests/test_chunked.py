@@ -198,9 +198,6 @@ def test_denoising_sources_and_mesh(tmp_path):
     assert_close(chunked.chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, mesh=mesh, **HP), want)
     vg = chunked.make_chunked_value_and_grad(x, x_input=xt, chunk_size=5, **HP)
     assert_close(vg(p), (want[0].cost, want[1]))
-    # the clean target matters: swapping the two is another cost
-    swapped = chunked.chunked_cost(p, xt, x_input=x, chunk_size=5, output="linear", **HP)
-    assert abs(float(swapped) - float(want[0].cost)) > 1e-3
 
 
 def test_denoising_at_saturation_reads_x_input_in_every_pass():
