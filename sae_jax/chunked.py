@@ -18,15 +18,6 @@ gradient of data that does not fit at once takes two passes over the chunks
         + \beta \textstyle\sum_j \mathrm{KL}(\rho \Vert \hat\rho_j), \quad
         \nabla_{W_1} J = G_{W_1}/m + \lambda W_1, \ \dots
 
-dividing by the **global** m once. Every piece is :mod:`sae_jax`'s own
-(:func:`~sae_jax.forward.encode`, :func:`~sae_jax.forward.forward`,
-:func:`~sae_jax.backprop.output_delta`, :func:`~sae_jax.backprop.hidden_delta`,
-:func:`~sae_jax.backprop.sparsity_delta`, :func:`~sae_jax.cost.reconstruction`,
-:func:`~sae_jax.cost.weight_decay`, :func:`~sae_jax.cost.sparsity`); this module only sums
-them over chunks. The result equals :func:`sae_jax.cost_and_grad` on all the data at once
-(float64: ≤ 1e-12 relative; only the summation order differs).
-
-Compilation: every chunk has the same shape ``(chunk_size, n_visible)``. The last chunk, when
 dividing by the **global** m once. Every piece is the package's one backprop core
 (:mod:`sae_jax.backprop`: :func:`~sae_jax.backprop.hidden_sum`, :func:`~sae_jax.backprop.delta_sums`,
 :func:`~sae_jax.backprop.terms_and_grads_from_sums`, the sparsity delta exact at saturation); this
@@ -41,6 +32,12 @@ the chunk size shrinks to m: one chunk, no padding.)
 
 Data sources and how they are read (an array, a ``.npy`` path read a chunk at a time, a list of
 blocks, a callable returning a fresh iterable): :mod:`sae_jax.streaming`.
+
+Denoising (:mod:`sae_jax.variants`): ``x_input=`` :math:`\tilde x`, a second source of ``data``'s
+kind and rows, read in lockstep with it (same chunks, same padding and mask). The network reads
+:math:`\tilde x` (pass 1's :math:`S`, hence :math:`\hat\rho`, and :math:`G_{W_1} = \sum_k
+\delta^{(2)\top}_{C_k}\tilde x_{C_k}`); ``data`` is the clean target in :math:`R` and
+:math:`\delta^{(3)}`.
 
 Training: a chunked pass is a Python loop, so it cannot be traced into a jitted training
 loop directly. :func:`sae_jax.objective.traceable` wraps any Python ``params -> (value, grads)``
@@ -59,6 +56,7 @@ Examples:
   >>> J, g = chunked_cost_and_grad(p, x, chunk_size=4, **hp)   # two passes over 3 chunks
   >>> bool(np.isclose(J, chunked_cost(p, x, chunk_size=4, **hp)))  # the value alone: one pass
   True
+  >>> J_dn, g_dn = chunked_cost_and_grad(p, x, x_input=x + 0.1, chunk_size=4, **hp)  # denoising: x the target
 """
 
 from __future__ import annotations
@@ -82,6 +80,8 @@ from .sparsity_backprop import exact_sparsity_sums, sparsity_delta
 from .streaming import (
     DEFAULT_CHUNK_SIZE,
     Backpressure,
+    check_pair,
+    check_source_values,
     chunk_size_for_budget,
     chunks,
     device_chunks,
@@ -91,23 +91,10 @@ from .streaming import (
 from .validate import InputError
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
-    "chunk_size_for_budget",
-    "chunks",
-    "num_rows",
-    "hidden_sum",
-    "delta_sums",
-    "terms_and_grads_from_sums",
-    "sparsity_from_log_sums",
-    "chunked_cost_terms",
-    "chunked_cost",
-    "chunked_cost_terms_and_grad",
-    "chunked_cost_and_grad",
-    "make_chunked_value_and_grad",
-    "traceable",
-    "value_with_grad",
-    "LbfgsResult",
-    "lbfgs",
+    "DEFAULT_CHUNK_SIZE", "chunk_size_for_budget", "chunks", "num_rows",
+    "hidden_sum", "delta_sums", "terms_and_grads_from_sums", "sparsity_from_log_sums",
+    "chunked_cost_terms", "chunked_cost", "chunked_cost_terms_and_grad", "chunked_cost_and_grad",
+    "make_chunked_value_and_grad", "traceable", "value_with_grad", "LbfgsResult", "lbfgs",
 ]
 
 
@@ -130,7 +117,7 @@ def _pass1_kernel(acc, params, x, mask):
 
 
 @jax.jit
-def _log_sums_kernel(acc, params, x, mask):
+def _log_sums_kernel(acc, params, x, mask):  # x: what the network reads (x_input if denoising)
     # Only where some unit saturates (see _sparsity_plan): log-sums combine by logaddexp.
     logs = log_hidden_sums(hidden_pre_activation(params, x), mask)
     return tuple(jnp.logaddexp(a, b) for a, b in zip(acc, logs))
@@ -142,10 +129,10 @@ def _sparsity_delta_and_fast(a2_sum, m, rho, beta):
     return sd, exact_on_fast_path(a2_sum / m, sd)
 
 
-def _pass2(acc, params, x, mask, sdelta, logs, rho, beta, *, output):
-    rec_sum, g = delta_sums(params, x, mask, sdelta, output=output)
+def _pass2(acc, params, x, x_in, mask, sdelta, logs, rho, beta, *, output):
+    rec_sum, g = delta_sums(params, x, mask, sdelta, output=output, x_input=x_in)
     if logs is not None:  # the exact sparsity part (saturated units), in place of sdelta
-        gW1, gb1 = exact_sparsity_sums(params, x, *logs, rho=rho, beta=beta, mask=mask)
+        gW1, gb1 = exact_sparsity_sums(params, x if x_in is None else x_in, *logs, rho=rho, beta=beta, mask=mask)
         g = g._replace(W1=g.W1 + gW1, b1=g.b1 + gb1)
     acc_rec, acc_g = acc
     return acc_rec + rec_sum, jax.tree.map(jnp.add, acc_g, g)
@@ -155,7 +142,7 @@ _pass2_kernel = jax.jit(_pass2, static_argnames=("output",))
 _sparsity_from_log_sums = jax.jit(sparsity_from_log_sums)
 
 
-def _sparsity_plan(params, data, size, a2_sum, m_arr, rho, beta, *, output, mesh):
+def _sparsity_plan(params, data, size, a2_sum, m_arr, rho, beta, *, output, mesh, x_input):
     r"""``(sdelta, logs, sparsity_terms)``: on the fast path the global sparsity delta and no more;
     where a unit saturates, a zero delta, one extra pass for the global log-sums (exact
     :math:`\log\hat\rho`, :math:`\log(1-\hat\rho)`), and the exact penalty."""
@@ -163,16 +150,16 @@ def _sparsity_plan(params, data, size, a2_sum, m_arr, rho, beta, *, output, mesh
     if bool(fast):
         return sd, None, None
     acc = (jnp.full_like(a2_sum, -jnp.inf), jnp.full_like(a2_sum, -jnp.inf))
-    for x, mask, _ in device_chunks(data, params, size, output=output, check_values=False, mesh=mesh):
-        acc = _log_sums_kernel(acc, params, x, mask)
+    for x, x_in, mask, _ in _read(data, params, size, output, False, mesh, x_input):
+        acc = _log_sums_kernel(acc, params, x if x_in is None else x_in, mask)
     log_m = jnp.log(m_arr)
     logs = (acc[0] - log_m, acc[1] - log_m)
     return jnp.zeros_like(sd), logs, _sparsity_from_log_sums(acc, m_arr, rho=rho, beta=beta)
 
 
-def _terms_pass(acc, params, x, mask, *, output):
+def _terms_pass(acc, params, x, x_in, mask, *, output):
     # Value only: S and the reconstruction sum need no rho_hat, so one pass suffices.
-    acts = forward(params, x, output=output)
+    acts = forward(params, x if x_in is None else x_in, output=output)
     a2_acc, rec_acc = acc
     return a2_acc + mask @ acts.a2, rec_acc + reconstruction_sum(acts.a3, x, mask)
 
@@ -200,19 +187,14 @@ def _place(params: Params, mesh) -> Params:
     return jax.device_put(params, NamedSharding(mesh, P()))
 
 
-def _check(params, *, lam, beta, rho, output, l1=None, x_input=None):
+def _check(params, *, lam, beta, rho, output, l1=None):
     validate.check_output(output)
     validate.check_params(params)
     validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype, l1=l1)
-    _no_denoising(x_input)
 
 
-def _no_denoising(x_input):
-    if x_input is not None:
-        raise InputError(
-            "x_input (a denoising input) is not supported by the chunked path yet; "
-            "use sae_jax.cost_and_grad(params, x, x_input=...) on data that fit in memory"
-        )
+def _read(data, params, size, output, check_values, mesh, x_input):
+    return device_chunks(data, params, size, output=output, check_values=check_values, mesh=mesh, x_input=x_input)
 
 
 def _empty(m):
@@ -237,7 +219,7 @@ def chunked_cost_terms_and_grad(
     check_values: bool = True,
     mesh: Mesh | None = None,
     l1: ArrayLike | None = None,
-    x_input: None = None,
+    x_input=None,
 ) -> tuple[CostTerms, Params]:
     r"""Full-batch :class:`~sae_jax.CostTerms` and gradient, streaming ``data`` in chunks (two passes).
 
@@ -257,7 +239,10 @@ def chunked_cost_terms_and_grad(
         its devices too (chunk size rounded up to a multiple of the device count, padding masked);
         results replicated. Past memory *and* past one device.
       l1: the L1 activation penalty's weight (:func:`sae_jax.cost`); tied parameters work as there.
-      x_input: denoising is not streamed yet: anything but ``None`` is an :class:`~sae_jax.InputError`.
+      x_input: denoising: the corrupted input :math:`\tilde x` the network reads (``data`` is then the
+        clean target), a source of ``data``'s kind and rows read in lockstep with it (same chunks,
+        padding and mask; a callable must give the same values on every call); values checked
+        finite, any range. A different kind, row count or block shape is an :class:`~sae_jax.InputError`.
 
     Returns:
       ``(CostTerms, Params)``.
@@ -274,7 +259,7 @@ def chunked_cost_terms_and_grad(
       >>> bool(jax.numpy.allclose(terms.rho_hat, want.rho_hat, rtol=1e-6))
       True
     """
-    _check(params, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
+    _check(params, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
     size = resolve_chunk_size(data, params, chunk_size, memory_bytes, mesh)
     params = _place(params, mesh)
     dtype = params.dtype
@@ -282,21 +267,23 @@ def chunked_cost_terms_and_grad(
     # Pass 1: S = Σ a2 over every sample, hence the global ρ̂ and sparsity delta.
     a2_sum, m = jnp.zeros((params.n_hidden,), dtype), 0
     _in_flight = Backpressure()
-    for x, mask, rows in device_chunks(data, params, size, output=output, check_values=check_values, mesh=mesh):
-        a2_sum = _in_flight(_pass1_kernel(a2_sum, params, x, mask))
+    for x, x_in, mask, rows in _read(data, params, size, output, check_values, mesh, x_input):
+        a2_sum = _in_flight(_pass1_kernel(a2_sum, params, x if x_in is None else x_in, mask))
         m += rows
     _empty(m)
     m_arr = jnp.asarray(m, dtype)
     rho_, beta_ = jnp.asarray(rho, dtype), jnp.asarray(beta, dtype)
-    sdelta, logs, sp_terms = _sparsity_plan(params, data, size, a2_sum, m_arr, rho_, beta_, output=output, mesh=mesh)
+    sdelta, logs, sp_terms = _sparsity_plan(
+        params, data, size, a2_sum, m_arr, rho_, beta_, output=output, mesh=mesh, x_input=x_input
+    )
     if l1 is not None:  # the L1 penalty's per-unit delta gamma joins the sparsity delta
         sdelta = sdelta + l1
     # Pass 2: reconstruction sum and δ-products, every chunk using the same global sparsity delta.
     acc = (jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, params))
     m2 = 0
     _in_flight = Backpressure()
-    for x, mask, rows in device_chunks(data, params, size, output=output, check_values=False, mesh=mesh):
-        acc = _in_flight(_pass2_kernel(acc, params, x, mask, sdelta, logs, rho_, beta_, output=output))
+    for x, x_in, mask, rows in _read(data, params, size, output, False, mesh, x_input):
+        acc = _in_flight(_pass2_kernel(acc, params, x, x_in, mask, sdelta, logs, rho_, beta_, output=output))
         m2 += rows
     if m2 != m:
         raise InputError(f"data changed between the two passes: {m} rows in pass 1, {m2} in pass 2")
@@ -317,7 +304,7 @@ def chunked_cost_and_grad(
     check_values: bool = True,
     mesh: Mesh | None = None,
     l1: ArrayLike | None = None,
-    x_input: None = None,
+    x_input=None,
 ) -> tuple[jax.Array, Params]:
     """``(J, grads)`` like :func:`sae_jax.cost_and_grad`, over chunks; see :func:`chunked_cost_terms_and_grad`."""
     terms, grads = chunked_cost_terms_and_grad(
@@ -341,23 +328,25 @@ def chunked_cost_terms(
     check_values: bool = True,
     mesh: Mesh | None = None,
     l1: ArrayLike | None = None,
-    x_input: None = None,
+    x_input=None,
 ) -> CostTerms:
     r"""Full-batch :class:`~sae_jax.CostTerms` in **one** pass (the value needs no :math:`\hat\rho` per sample)."""
-    _check(params, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
+    _check(params, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
     size = resolve_chunk_size(data, params, chunk_size, memory_bytes, mesh)
     params = _place(params, mesh)
     dtype = params.dtype
     l1 = None if l1 is None else jnp.asarray(l1, dtype)
     acc, m = (jnp.zeros((params.n_hidden,), dtype), jnp.zeros((), dtype)), 0
     _in_flight = Backpressure()
-    for x, mask, rows in device_chunks(data, params, size, output=output, check_values=check_values, mesh=mesh):
-        acc = _in_flight(_terms_kernel(acc, params, x, mask, output=output))
+    for x, x_in, mask, rows in _read(data, params, size, output, check_values, mesh, x_input):
+        acc = _in_flight(_terms_kernel(acc, params, x, x_in, mask, output=output))
         m += rows
     _empty(m)
     m_arr = jnp.asarray(m, dtype)
     rho_, beta_ = jnp.asarray(rho, dtype), jnp.asarray(beta, dtype)
-    _, _, sp_terms = _sparsity_plan(params, data, size, acc[0], m_arr, rho_, beta_, output=output, mesh=mesh)
+    _, _, sp_terms = _sparsity_plan(
+        params, data, size, acc[0], m_arr, rho_, beta_, output=output, mesh=mesh, x_input=x_input
+    )
     terms, _ = _finish(params, acc[0], acc[1], None, m_arr, lam, beta, rho, sp_terms, l1)
     return terms
 
@@ -379,23 +368,24 @@ def make_chunked_value_and_grad(
     check_values: bool = True,
     mesh: Mesh | None = None,
     l1: ArrayLike | None = None,
-    x_input: None = None,
+    x_input=None,
 ) -> Callable[[Params], tuple[jax.Array, Params]]:
-    """``params -> (J, grads)`` over chunked ``data``, a Python function (see :func:`traceable`).
+    """``params -> (J, grads)`` over chunked ``data`` (and ``x_input``), a Python function (see :func:`traceable`).
 
-    The data values are checked once, here (if ``check_values``), not on every call.
+    The data values (and ``x_input``'s) are checked once, here (if ``check_values``), not on every call.
     """
     validate.check_output(output)
     validate.check_hyperparams(lam=lam, beta=beta, rho=rho, l1=l1)
-    _no_denoising(x_input)
+    if x_input is not None:
+        check_pair(data, x_input)
     if check_values:
-        for k, (block, rows) in enumerate(chunks(data, chunk_size or DEFAULT_CHUNK_SIZE)):
-            validate.check_data_values(block[:rows], output=output, name=f"data (chunk {k})")
+        check_source_values(data, chunk_size or DEFAULT_CHUNK_SIZE, output=output, x_input=x_input)
 
     def value_and_grad(params: Params) -> tuple[jax.Array, Params]:
         return chunked_cost_and_grad(
             params, data, lam=lam, beta=beta, rho=rho, output=output,
             chunk_size=chunk_size, memory_bytes=memory_bytes, check_values=False, mesh=mesh, l1=l1,
+            x_input=x_input,
         )
 
     return value_and_grad

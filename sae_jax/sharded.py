@@ -30,6 +30,10 @@ multiple of the device count and carries a 0/1 row weight ``mask`` (1 for data);
 add nothing to any sum, and m stays the true sample count, so :math:`\hat\rho`, J and the
 gradient are exact. (Nothing is refused; at most ``devices − 1`` rows of padding.)
 
+**Denoising** (``x_input=``, :mod:`sae_jax.variants`): the corrupted input is padded and split
+exactly as ``x`` (:func:`shard_batch`'s ``x_input=``, or any array of ``batch.x``'s padded shape,
+e.g. ``corrupt(key, batch.x, ...)`` made on the devices); the network reads it, ``x`` is the target.
+
 **Several hosts**: after ``jax.distributed.initialize`` (see README, "Across devices and hosts"),
 :func:`shard_batch` on each process takes that process's rows (``process_local=True``), pads
 them to a common per-process length and assembles one global array with
@@ -69,17 +73,9 @@ from .params import Params
 from .validate import InputError
 
 __all__ = [
-    "BATCH_AXIS",
-    "ShardedBatch",
-    "batch_mesh",
-    "shard_batch",
-    "replicate",
-    "sharded_cost_terms_and_grad",
-    "sharded_cost_and_grad",
-    "shard_map_cost_terms_and_grad",
-    "shard_map_cost_and_grad",
-    "make_sharded_value_and_grad",
-    "make_train_value_and_grad",
+    "BATCH_AXIS", "ShardedBatch", "batch_mesh", "shard_batch", "replicate",
+    "sharded_cost_terms_and_grad", "sharded_cost_and_grad", "shard_map_cost_terms_and_grad",
+    "shard_map_cost_and_grad", "make_sharded_value_and_grad", "make_train_value_and_grad",
 ]
 
 BATCH_AXIS = "batch"
@@ -91,6 +87,7 @@ class ShardedBatch(NamedTuple):
     x: jax.Array  # shape=(m_padded, n_visible), rows sharded over the mesh's batch axis
     mask: jax.Array  # shape=(m_padded,), 1 for data rows and 0 for padding, x's dtype, same sharding
     m: jax.Array  # shape=(), the global number of real samples, x's dtype (replicated)
+    x_input: jax.Array | None = None  # shape=(m_padded, n_visible): denoising's corrupted input, as x
 
 
 def batch_mesh(devices: int | str | Sequence[jax.Device] | None = None, *, axis_name: str = BATCH_AXIS) -> Mesh:
@@ -131,12 +128,8 @@ def replicate(tree, mesh: Mesh):
 
 
 def shard_batch(
-    x,
-    mesh: Mesh,
-    *,
-    output: Output = "sigmoid",
-    check_values: bool = True,
-    process_local: bool = False,
+    x, mesh: Mesh, *, output: Output = "sigmoid", check_values: bool = True, process_local: bool = False,
+    x_input=None,
 ) -> ShardedBatch:
     """Split ``x`` by rows over ``mesh``, padding with masked zero rows to a multiple of the device count.
 
@@ -149,9 +142,11 @@ def shard_batch(
       process_local: ``x`` holds this process's rows of a multi-process batch (every process calls
         this with its own rows; they are concatenated in process order). Needs every process to call
         it (it exchanges row counts).
+      x_input: denoising: the corrupted input, an array of ``x``'s shape and dtype (this process's
+        rows with ``process_local``), padded and sharded as ``x`` (values: finite, any range).
 
     Returns:
-      :class:`ShardedBatch` ``(x, mask, m)`` with ``m`` the global number of real rows.
+      :class:`ShardedBatch` ``(x, mask, m, x_input)`` with ``m`` the global number of real rows.
     """
     axis = _axis(mesh)
     if not hasattr(x, "shape") or not hasattr(x, "dtype") or len(x.shape) != 2:
@@ -161,8 +156,14 @@ def shard_batch(
     dtype = jnp.dtype(x.dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise InputError(f"x must be floating point, got dtype {dtype}")
+    got = (tuple(getattr(x_input, "shape", ())), getattr(x_input, "dtype", None))
+    if x_input is not None and got != (tuple(x.shape), dtype):
+        raise InputError(f"x_input (the corrupted input) must be an array of x's shape {tuple(x.shape)} "
+                         f"and dtype {dtype}, got {type(x_input).__name__} {got[0]} {got[1]}")
     if check_values and x.shape[0]:
         validate.check_data_values(x, output=output)
+        if x_input is not None:
+            validate.check_data_values(x_input, output="linear", name="x_input")
     x = np.asarray(x)
     m_local = x.shape[0]
     if process_local and jax.process_count() > 1:
@@ -178,35 +179,40 @@ def shard_batch(
     if m < 1:
         raise InputError(f"x must have at least one sample (row), got shape {tuple(x.shape)}")
     x_pad, mask = pad_rows(x, rows)
-    rows_sharding = NamedSharding(mesh, P(axis))
-    if process_local and jax.process_count() > 1:
-        xs = jax.make_array_from_process_local_data(NamedSharding(mesh, P(axis, None)), x_pad)
-        ms = jax.make_array_from_process_local_data(rows_sharding, mask)
-    else:
-        xs = jax.device_put(x_pad, NamedSharding(mesh, P(axis, None)))
-        ms = jax.device_put(mask, rows_sharding)
+    x_in_pad = None if x_input is None else pad_rows(np.asarray(x_input), rows)[0]
+    multi = process_local and jax.process_count() > 1
+    put = jax.make_array_from_process_local_data if multi else (lambda sharding, a: jax.device_put(a, sharding))
+    xs, x_ins = (None if a is None else put(NamedSharding(mesh, P(axis, None)), a) for a in (x_pad, x_in_pad))
+    ms = put(NamedSharding(mesh, P(axis)), mask)
     m_arr = jax.device_put(np.asarray(m, dtype), NamedSharding(mesh, P()))
-    return ShardedBatch(xs, ms, m_arr)
+    return ShardedBatch(xs, ms, m_arr, x_ins)
 
 
-def _check(params, batch, *, lam, beta, rho, output, l1, x_input):
+def _check(params, batch, *, lam, beta, rho, output, l1, x_input) -> ShardedBatch:
+    """Check a call; return ``batch`` with its denoising input (``x_input=`` or ``batch.x_input``)."""
     validate.check_output(output)
     validate.check_params(params)
     validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=params.W1.dtype, l1=l1)
-    if x_input is not None:
-        raise InputError(
-            "x_input (a denoising input) is not supported by the sharded paths yet; corrupt the "
-            "data yourself and use sae_jax.cost_and_grad(params, x, x_input=...) under your own jit"
-        )
     if not isinstance(batch, ShardedBatch):
         raise InputError(f"batch must be a ShardedBatch from shard_batch(x, mesh), got {type(batch).__name__}")
-    n = params.W1.shape[1]
+    n, dtype = params.W1.shape[1], jnp.dtype(params.W1.dtype)
     if batch.x.shape[1] != n:
         raise InputError(f"batch.x must have shape (m, {n}) to match params (n_visible={n}), got {batch.x.shape}")
-    if jnp.dtype(batch.x.dtype) != jnp.dtype(params.W1.dtype):
+    if jnp.dtype(batch.x.dtype) != dtype:
+        raise InputError(f"batch.x must have the same dtype as params ({dtype}), got {batch.x.dtype}")
+    if x_input is None:
+        return batch
+    if batch.x_input is not None:
+        raise InputError("x_input given twice: batch already carries one (shard_batch(..., x_input=)); give it once")
+    if not hasattr(x_input, "dtype") or tuple(x_input.shape) != tuple(batch.x.shape) or x_input.dtype != dtype:
+        got = f"{type(x_input).__name__} {getattr(x_input, 'shape', '')} {getattr(x_input, 'dtype', '')}"
         raise InputError(
-            f"batch.x must have the same dtype as params ({jnp.dtype(params.W1.dtype)}), got {batch.x.dtype}"
+            f"x_input (the corrupted input) must be an array of batch.x's padded shape {tuple(batch.x.shape)} "
+            f"in params' dtype ({dtype}), e.g. corrupt(key, batch.x, ...), got {got}"
         )
+    if validate.is_concrete(x_input):
+        validate.check_data_values(x_input, output="linear", name="x_input")
+    return batch._replace(x_input=x_input)
 
 
 # --- (a) plain jit over sharded arrays: XLA's partitioner inserts the collectives ---------------
@@ -214,21 +220,24 @@ def _check(params, batch, *, lam, beta, rho, output, l1, x_input):
 
 def _gspmd(params, batch, lam, beta, rho, l1, *, output):
     return backprop(
-        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, mask=batch.mask, m=batch.m, l1=l1
+        params, batch.x, lam=lam, beta=beta, rho=rho, output=output, mask=batch.mask, m=batch.m, l1=l1,
+        x_input=batch.x_input,
     )
 
 
 def sharded_cost_terms_and_grad(
     params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
-    l1: ArrayLike | None = None, x_input: None = None,
+    l1: ArrayLike | None = None, x_input: jax.Array | None = None,
 ) -> tuple[CostTerms, Params]:
     r"""``(CostTerms, grads)`` over a :class:`ShardedBatch` under plain ``jit`` (global :math:`\hat\rho`, global m).
 
     The arrays' shardings drive the partitioning; the results are replicated on every device of
     the mesh. Equal to :func:`sae_jax.cost_terms_and_grad` on the unpadded data (tied parameters
-    and ``l1=`` as there; ``x_input`` is refused: denoising is not sharded yet).
+    and ``l1=`` as there). Denoising: ``x_input=`` an array of ``batch.x``'s padded shape, its
+    rows aligned with ``batch.x``'s (e.g. ``corrupt(key, batch.x, ...)``: what padding rows hold
+    is masked out), or a batch from ``shard_batch(x, mesh, x_input=...)``.
     """
-    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
+    batch = _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
     return _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=_mesh_of(batch), output=output, method="jit")
 
 
@@ -241,22 +250,20 @@ def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tupl
 # --- (b) explicit shard_map: local sums, psum, divide by the global m ----------------------------
 
 
-def _local_terms_and_grad(params, x, mask, m, lam, beta, rho, l1, *, axis, output):
-    """One device's view: its rows ``x``/``mask``; ``axis_name`` makes every sum global (``psum``)."""
-    return backprop(
-        params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis, l1=l1
-    )
-
-
 def _shard_map(params, batch, lam, beta, rho, l1, *, mesh, output):
     axis = _axis(mesh)
+
+    def local(params, x, mask, m, lam, beta, rho, l1, x_input):  # one device's rows; psum over `axis`
+        return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output, mask=mask, m=m, axis_name=axis,
+                        l1=l1, x_input=x_input)
+
     f = jax.shard_map(
-        lambda *a: _local_terms_and_grad(*a, axis=axis, output=output),
+        local,
         mesh=mesh,
-        in_specs=(P(), P(axis), P(axis), P(), P(), P(), P(), P()),
+        in_specs=(P(), P(axis), P(axis), P(), P(), P(), P(), P(), P(axis)),
         out_specs=P(),
     )
-    return f(params, batch.x, batch.mask, batch.m, lam, beta, rho, l1)
+    return f(params, batch.x, batch.mask, batch.m, lam, beta, rho, l1, batch.x_input)
 
 
 def _terms_and_grad(params, batch, lam, beta, rho, l1, *, mesh, output, method):
@@ -280,16 +287,18 @@ def _mesh_of(batch: ShardedBatch) -> Mesh:
 
 def shard_map_cost_terms_and_grad(
     params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
-    l1: ArrayLike | None = None, x_input: None = None,
+    l1: ArrayLike | None = None, x_input: jax.Array | None = None,
 ) -> tuple[CostTerms, Params]:
     r"""``(CostTerms, grads)`` by ``jax.shard_map``: local :math:`\sum a^{(2)}`, ``psum`` → global
     :math:`\hat\rho`, local δ-products, ``psum``, divide by the global m.
 
     The mesh is the one ``batch`` was sharded over. Results are replicated. Equal to
-    :func:`sae_jax.cost_terms_and_grad` on the unpadded data (float64 ≤ 1e-12 relative).
+    :func:`sae_jax.cost_terms_and_grad` on the unpadded data (float64 ≤ 1e-12 relative);
+    ``l1=``, tied parameters and denoising (``x_input=``) as :func:`sharded_cost_terms_and_grad`.
 
     Examples:
       >>> import jax, numpy as np
+      >>> import sae_jax
       >>> from sae_jax import init_params, sharded
       >>> p = init_params(jax.random.key(0), 8, 3)
       >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
@@ -297,8 +306,10 @@ def shard_map_cost_terms_and_grad(
       >>> terms, g = sharded.shard_map_cost_terms_and_grad(p, batch, lam=1e-4, beta=3.0, rho=0.1)
       >>> float(batch.m), bool(g.W1.sharding.is_fully_replicated)
       (10.0, True)
+      >>> x_tilde = sae_jax.corrupt(jax.random.key(1), batch.x, kind="mask", level=0.3)  # on the devices
+      >>> J, g = sharded.shard_map_cost_and_grad(p, batch, x_input=x_tilde, lam=1e-4, beta=3.0, rho=0.1)
     """
-    _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
+    batch = _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
     mesh = _mesh_of(batch)
     return _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=mesh, output=output, method="shard_map")
 
@@ -310,16 +321,8 @@ def shard_map_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tu
 
 
 def make_sharded_value_and_grad(
-    mesh: Mesh,
-    x,
-    *,
-    lam: ArrayLike,
-    beta: ArrayLike,
-    rho: ArrayLike,
-    output: Output = "sigmoid",
-    method: str = "shard_map",
-    process_local: bool = False,
-    l1: ArrayLike | None = None,
+    mesh: Mesh, x, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
+    method: str = "shard_map", process_local: bool = False, l1: ArrayLike | None = None, x_input=None,
 ) -> Callable[[Params], tuple[jax.Array, Params]]:
     """Shard ``x`` once and return ``value_and_grad(params) -> (J, grads)``, jit-able, for a trainer.
 
@@ -333,12 +336,13 @@ def make_sharded_value_and_grad(
       lam, beta, rho, output: as for :func:`sae_jax.cost`.
       method: ``"shard_map"`` (explicit psum) or ``"jit"`` (partitioner).
       l1: the L1 activation penalty's weight (:func:`sae_jax.cost`); tied parameters work as there.
+      x_input: denoising: the corrupted input, ``x``'s shape (:func:`shard_batch`); one fixed corruption.
     """
     if method not in ("shard_map", "jit"):
         raise InputError(f"method must be 'shard_map' or 'jit', got {method!r}")
     validate.check_output(output)
     validate.check_hyperparams(lam=lam, beta=beta, rho=rho, dtype=np.asarray(x).dtype, l1=l1)
-    batch = shard_batch(x, mesh, output=output, process_local=process_local)
+    batch = shard_batch(x, mesh, output=output, process_local=process_local, x_input=x_input)
 
     def value_and_grad(params: Params) -> tuple[jax.Array, Params]:
         if validate.is_concrete(params.W1):
@@ -362,14 +366,12 @@ def make_train_value_and_grad(
     multiple of ``mesh.size``, splits the rows over the mesh and runs the ``shard_map`` /
     ``psum`` evaluation (global :math:`\hat\rho`, global m). XLA moves ``x`` onto the mesh
     once per dispatch of the caller's jitted loop. Equal to the one-device manual objective.
+    Denoising: ``x`` may be a :class:`~sae_jax.step.DenoisingBatch` ``(x, x_input)`` (what
+    ``train`` passes when ``config.corruption`` is set: a fresh corruption per step, drawn from
+    the seed and the step as on one device); ``x_input`` is padded and split alike.
 
-    Example (every local device; the CLI's ``--devices all``)::
-
-        from sae_jax.training import TrainConfig, train
-        cfg = TrainConfig(n_hidden=25)
-        mesh = sharded.batch_mesh("all")
-        fn = sharded.make_train_value_and_grad(mesh, lam=cfg.lam, beta=cfg.beta, rho=cfg.rho, output=cfg.output)
-        result = train(x, cfg, value_and_grad_fn=fn)
+    ``train(x, cfg, value_and_grad_fn=make_train_value_and_grad(batch_mesh("all"), lam=cfg.lam,
+    beta=cfg.beta, rho=cfg.rho, output=cfg.output, l1=cfg.l1 or None))`` is the CLI's ``--devices all``.
 
     Full batch only (L-BFGS, or Adam/SGD with ``rho_hat="batch"``: then each minibatch's own
     :math:`\hat\rho` is what is sharded, as on one device).
@@ -378,14 +380,18 @@ def make_train_value_and_grad(
     validate.check_output(output)
     validate.check_hyperparams(lam=lam, beta=beta, rho=rho, l1=l1)
 
-    def value_and_grad_fn(params, x):
-        m = x.shape[0]
-        dtype = params.W1.dtype
+    def value_and_grad_fn(params, batch):
+        x_in = getattr(batch, "x_input", None)  # a DenoisingBatch (x, x_input), or the data x
+        x = batch if x_in is None else batch.x
+        m, dtype = x.shape[0], params.W1.dtype
         l1_ = None if l1 is None else jnp.asarray(l1, dtype)
-        xp, mask = pad_rows(jnp.asarray(x), -(-m // mesh.size) * mesh.size, dtype=dtype)
-        xp = lax.with_sharding_constraint(xp, NamedSharding(mesh, P(axis, None)))
-        mask = lax.with_sharding_constraint(mask, NamedSharding(mesh, P(axis)))
-        batch = ShardedBatch(xp, mask, jnp.asarray(m, dtype))
+        rows, rows_sharding = -(-m // mesh.size) * mesh.size, NamedSharding(mesh, P(axis, None))
+
+        def place(a):  # in params' dtype (a line search's float64 trial points), padded, split by rows
+            return lax.with_sharding_constraint(pad_rows(jnp.asarray(a, dtype), rows)[0], rows_sharding)
+
+        mask = lax.with_sharding_constraint(pad_rows(x, rows, dtype=dtype)[1], NamedSharding(mesh, P(axis)))
+        batch = ShardedBatch(place(x), mask, jnp.asarray(m, dtype), None if x_in is None else place(x_in))
         terms, grads = _shard_map(
             params, batch, *(jnp.asarray(v, dtype) for v in (lam, beta, rho)), l1_, mesh=mesh, output=output
         )

@@ -8,6 +8,8 @@ refused). Blocks of any sizes are regrouped into ``chunk_size`` rows; the last c
 with zero rows and a 0/1 row weight (:func:`sae_jax.backprop.pad_rows`), so every chunk has one
 shape and each per-chunk kernel compiles once. :func:`device_chunks` moves them to the device(s),
 checking shapes, dtypes (and values), and :class:`Backpressure` keeps about two chunks in flight.
+A denoising input (``x_input=``) is a second source of the same kind (:func:`source_kind`) and
+rows, read in lockstep: regrouped into the same chunks, padded alike, compared chunk by chunk.
 
 Examples:
   >>> import numpy as np
@@ -21,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -38,8 +41,11 @@ from .validate import InputError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "source_kind",
     "num_rows",
     "chunks",
+    "check_pair",
+    "check_source_values",
     "chunk_size_for_budget",
     "resolve_chunk_size",
     "device_chunks",
@@ -52,8 +58,8 @@ DEFAULT_CHUNK_SIZE = 4096
 class _NpyFile:
     """A C-ordered 2-D ``.npy`` file read ``rows`` at a time with plain reads (no mmap, no full load)."""
 
-    def __init__(self, path):
-        self.path = os.fspath(path)
+    def __init__(self, path, name: str = "data"):
+        self.path, self.name = os.fspath(path), name
         try:
             with open(self.path, "rb") as f:
                 version = np.lib.format.read_magic(f)
@@ -63,10 +69,10 @@ class _NpyFile:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 self.offset = f.tell()
         except (OSError, ValueError) as e:
-            raise InputError(f"data must be a readable .npy file, could not read {self.path!r}: {e}") from e
+            raise InputError(f"{name} must be a readable .npy file, could not read {self.path!r}: {e}") from e
         if len(shape) != 2 or fortran or dtype.hasobject:
             raise InputError(
-                f"data file {self.path!r} must hold a C-ordered 2-D numeric array (m, n_visible), "
+                f"{name} file {self.path!r} must hold a C-ordered 2-D numeric array (m, n_visible), "
                 f"got shape {shape}, fortran_order={fortran}, dtype {dtype}"
             )
         self.shape, self.dtype = tuple(shape), dtype
@@ -79,7 +85,7 @@ class _NpyFile:
                 k = min(rows, m - start)
                 block = np.fromfile(f, dtype=self.dtype, count=k * n)
                 if block.size != k * n:
-                    raise InputError(f"data file {self.path!r} is truncated at row {start}")
+                    raise InputError(f"{self.name} file {self.path!r} is truncated at row {start}")
                 yield block.reshape(k, n)
 
 
@@ -87,10 +93,21 @@ def _is_array(data) -> bool:
     return hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")
 
 
-def num_rows(data) -> int | None:
+def source_kind(data) -> str:
+    """What kind of source ``data`` is: ``"array"``, ``"npy file"``, ``"list"``, ``"callable"`` (else ``"other"``)."""
+    if isinstance(data, (str, os.PathLike)):
+        return "npy file"
+    if _is_array(data):
+        return "array"
+    if isinstance(data, (list, tuple)):
+        return "list"
+    return "callable" if callable(data) else "other"
+
+
+def num_rows(data, name: str = "data") -> int | None:
     """m for an array or a ``.npy`` path (read from the header), ``None`` for other sources."""
     if isinstance(data, (str, os.PathLike)):
-        return _NpyFile(data).shape[0]
+        return _NpyFile(data, name).shape[0]
     if _is_array(data):
         return int(data.shape[0]) if len(data.shape) >= 1 else None
     if isinstance(data, (list, tuple)):
@@ -98,15 +115,15 @@ def num_rows(data) -> int | None:
     return None
 
 
-def _blocks(data, rows: int) -> Iterator[Any]:
+def _blocks(data, rows: int, name: str) -> Iterator[Any]:
     """Raw blocks of the source, each meant to be at most ``rows`` rows (arrays and files)."""
     if isinstance(data, (str, os.PathLike)):
-        yield from _NpyFile(data).blocks(rows)
+        yield from _NpyFile(data, name).blocks(rows)
     elif _is_array(data):
         if isinstance(data, jax.Array):
             data = np.asarray(data)  # chunking is for host data: one device->host copy per pass
         if data.ndim != 2:
-            raise InputError(f"data must be 2-D (m, n_visible) with samples as rows, got shape {tuple(data.shape)}")
+            raise InputError(f"{name} must be 2-D (m, n_visible) with samples as rows, got shape {tuple(data.shape)}")
         for start in range(0, data.shape[0], rows):
             yield data[start : start + rows]
     elif isinstance(data, (list, tuple)):
@@ -114,31 +131,31 @@ def _blocks(data, rows: int) -> Iterator[Any]:
     elif callable(data):
         it = data()
         if not isinstance(it, Iterable):
-            raise InputError(f"data() must return an iterable of 2-D arrays, got {type(it).__name__}")
+            raise InputError(f"{name}() must return an iterable of 2-D arrays, got {type(it).__name__}")
         yield from it
     elif isinstance(data, Iterable):
         raise InputError(
-            "data must be re-readable (two passes): an array, a .npy path, a list of arrays, or a "
+            f"{name} must be re-readable (two passes): an array, a .npy path, a list of arrays, or a "
             f"callable returning a fresh iterable of arrays, got a one-shot {type(data).__name__}"
         )
     else:
         raise InputError(
-            "data must be an array (m, n_visible), a .npy path, a list of 2-D arrays, or a callable "
+            f"{name} must be an array (m, n_visible), a .npy path, a list of 2-D arrays, or a callable "
             f"returning an iterable of 2-D arrays, got {type(data).__name__}"
         )
 
 
-def _regrouped(data, chunk_size: int) -> Iterator[np.ndarray]:
+def _regrouped(data, chunk_size: int, name: str = "data") -> Iterator[np.ndarray]:
     """The source's rows as host blocks of exactly ``chunk_size`` rows (the last one possibly shorter)."""
     buf: list[np.ndarray] = []
     have = 0
-    for k, b in enumerate(_blocks(data, chunk_size)):
+    for k, b in enumerate(_blocks(data, chunk_size, name)):
         b = np.asarray(b)
         if b.ndim != 2:
-            raise InputError(f"data block {k} must be 2-D (rows, n_visible), got shape {b.shape}")
+            raise InputError(f"{name} block {k} must be 2-D (rows, n_visible), got shape {b.shape}")
         if buf and (b.shape[1] != buf[0].shape[1] or b.dtype != buf[0].dtype):
             raise InputError(
-                f"data block {k} has shape {b.shape} and dtype {b.dtype}, but earlier blocks have "
+                f"{name} block {k} has shape {b.shape} and dtype {b.dtype}, but earlier blocks have "
                 f"{buf[0].shape[1]} columns and dtype {buf[0].dtype}"
             )
         if b.shape[0] == 0:
@@ -157,6 +174,38 @@ def _regrouped(data, chunk_size: int) -> Iterator[np.ndarray]:
         yield np.concatenate(buf) if len(buf) > 1 else buf[0]
 
 
+def check_pair(data, x_input) -> None:
+    """A denoising source ``x_input`` is of ``data``'s kind, and of its row count where both are known
+    (the rows are compared chunk by chunk as they are read, too)."""
+    kind, kind_in = source_kind(data), source_kind(x_input)
+    if kind_in != kind:
+        raise InputError(
+            f"x_input (the corrupted input) must be a source of data's kind ({kind}), read in lockstep "
+            f"with it, got {kind_in} ({type(x_input).__name__})"
+        )
+    m, m_in = num_rows(data), num_rows(x_input, "x_input")
+    if m is not None and m_in is not None and m != m_in:
+        raise InputError(f"x_input (the corrupted input) must have data's {m} rows, got {m_in}")
+
+
+def _paired(data, x_input, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """``(block, block_in)`` of ``data`` and ``x_input`` read in lockstep (``block_in`` None without)."""
+    if x_input is None:
+        for block in _regrouped(data, chunk_size):
+            yield block, None
+        return
+    pairs = itertools.zip_longest(_regrouped(data, chunk_size), _regrouped(x_input, chunk_size, "x_input"))
+    for k, (block, block_in) in enumerate(pairs):
+        if block is None or block_in is None or block_in.shape != block.shape:
+            got = "no rows" if block_in is None else f"shape {block_in.shape}"
+            want = "no rows" if block is None else f"shape {block.shape}"
+            raise InputError(
+                f"x_input (the corrupted input) must match data row for row: at chunk {k} data has "
+                f"{want}, x_input {got}"
+            )
+        yield block, block_in
+
+
 def chunks(data, chunk_size: int) -> Iterator[tuple[np.ndarray, int]]:
     """Regroup a data source into host blocks of exactly ``chunk_size`` rows.
 
@@ -165,6 +214,17 @@ def chunks(data, chunk_size: int) -> Iterator[tuple[np.ndarray, int]]:
     """
     for block in _regrouped(data, chunk_size):
         yield pad_rows(block, chunk_size)[0], block.shape[0]
+
+
+def check_source_values(data, chunk_size: int, *, output: str, x_input=None) -> None:
+    """One host pass checking every chunk's values: ``data`` finite (in [0, 1] for a sigmoid
+    output), ``x_input`` (denoising, read in lockstep) finite."""
+    if x_input is not None:
+        check_pair(data, x_input)
+    for k, (block, block_in) in enumerate(_paired(data, x_input, chunk_size)):
+        validate.check_data_values(block, output=output, name=f"data (chunk {k})")
+        if block_in is not None:
+            validate.check_data_values(block_in, output="linear", name=f"x_input (chunk {k})")
 
 
 def chunk_size_for_budget(memory_bytes: int, *, n_visible: int, n_hidden: int, dtype=jnp.float32) -> int:
@@ -203,11 +263,14 @@ def resolve_chunk_size(data, params: Params, chunk_size, memory_bytes, mesh=None
     return int(chunk_size)
 
 
-def device_chunks(data, params: Params, chunk_size: int, *, output: str, check_values: bool, mesh=None):
-    """Yield ``(x, mask, rows)`` device arrays, checking each block's shape, dtype (and values).
+def device_chunks(data, params: Params, chunk_size: int, *, output: str, check_values: bool, mesh=None,
+                  x_input=None):
+    """Yield ``(x, x_in, mask, rows)`` device arrays, checking each block's shape, dtype (and values).
 
-    With a ``mesh``, each chunk's rows are split over its devices (``NamedSharding``), and the
-    kernels, unchanged, run data-parallel: XLA all-reduces each chunk's sums.
+    ``x_input`` (denoising): a source of ``data``'s kind read in lockstep, chunk for chunk, padded
+    alike (values: finite); ``x_in`` is ``None`` without it. With a ``mesh``, each chunk's rows are
+    split over its devices (``NamedSharding``), and the kernels, unchanged, run data-parallel:
+    XLA all-reduces each chunk's sums.
     """
     n, dtype = params.n_visible, jnp.dtype(params.dtype)
     ones = None
@@ -223,28 +286,34 @@ def device_chunks(data, params: Params, chunk_size: int, *, output: str, check_v
         def put_mask(a):
             return jax.device_put(a, mask_sharding)
 
-    for k, block in enumerate(_regrouped(data, chunk_size)):
+    if x_input is not None:
+        check_pair(data, x_input)
+    for k, (block, block_in) in enumerate(_paired(data, x_input, chunk_size)):
         rows = block.shape[0]
-        if block.shape[1] != n:
-            raise InputError(
-                f"data must have shape (m, {n}) to match params (n_visible={n}), got a block of shape "
-                f"{(rows, block.shape[1])} at chunk {k}"
-            )
-        if jnp.dtype(block.dtype) != dtype:
-            raise InputError(
-                f"data must have the same dtype as params ({dtype}), got {block.dtype} at chunk {k}; "
-                f"convert one of them (e.g. x.astype({dtype.name!r}))"
-            )
-        if check_values:
-            validate.check_data_values(block, output=output, name=f"data (chunk {k})")
+        for name, b in (("data", block), ("x_input", block_in)):
+            if b is None:
+                continue
+            if b.shape[1] != n:
+                raise InputError(
+                    f"{name} must have shape (m, {n}) to match params (n_visible={n}), got a block of shape "
+                    f"{(rows, b.shape[1])} at chunk {k}"
+                )
+            if jnp.dtype(b.dtype) != dtype:
+                raise InputError(
+                    f"{name} must have the same dtype as params ({dtype}), got {b.dtype} at chunk {k}; "
+                    f"convert one of them (e.g. x.astype({dtype.name!r}))"
+                )
+            if check_values:
+                validate.check_data_values(b, output=output if b is block else "linear", name=f"{name} (chunk {k})")
         if rows == chunk_size:
             if ones is None:
                 ones = put_mask(np.ones((chunk_size,), dtype))
             mask = ones
         else:
             block, mask = pad_rows(block, chunk_size)
+            block_in = None if block_in is None else pad_rows(block_in, chunk_size)[0]
             mask = put_mask(mask)
-        yield put_x(block), mask, rows
+        yield put_x(block), None if block_in is None else put_x(block_in), mask, rows
 
 
 class Backpressure:

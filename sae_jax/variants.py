@@ -3,8 +3,9 @@ r"""The autoencoder's classic variants, as options of the same pure functions (i
 Each is an option of :func:`sae_jax.cost`, :func:`~sae_jax.cost_terms`,
 :func:`~sae_jax.cost_and_grad`, :func:`~sae_jax.cost_terms_and_grad` and
 :func:`~sae_jax.autodiff_cost_and_grad` (the manual backprop covers each, equal to ``jax.grad``),
-and they combine freely. The chunked and sharded paths take tied weights and ``l1=``;
-denoising (``x_input=``) they refuse with an :class:`~sae_jax.InputError` (not streamed yet).
+and they combine freely. The chunked and sharded paths take all three: there ``x_input=`` is a
+second data source read in lockstep with ``data`` (:mod:`sae_jax.chunked`), or padded and split
+over the devices like the batch (:func:`sae_jax.sharded.shard_batch`).
 
 **Tied weights** (:math:`W_2 = W_1^\top`): parameters ``Params(W1, b1, None, b2)``
 (``init_params(..., tied=True)``, :func:`sae_jax.tie`, :func:`sae_jax.untie`). The decoder

@@ -31,6 +31,11 @@ def problem():
     return params, x
 
 
+def corrupted(x):
+    """Denoising's input: a Gaussian-corrupted copy of the data (each process passes its rows)."""
+    return x + 0.3 * np.random.default_rng(1).standard_normal(x.shape)
+
+
 def main(port: int, process_id: int, num_processes: int, out: str) -> None:
     # Before any JAX operation (importing this module for problem() configures nothing).
     jax.config.update("jax_platforms", "cpu")
@@ -50,9 +55,11 @@ def main(port: int, process_id: int, num_processes: int, out: str) -> None:
     params = sae.Params(*params)
     local = x[SPLITS[process_id] : SPLITS[process_id + 1]]
     mesh = sharded.batch_mesh()  # every device of every process
+    local_input = corrupted(x)[SPLITS[process_id] : SPLITS[process_id + 1]]
     results = {"n_devices": len(jax.devices()), "n_local": len(jax.local_devices())}
-    for method in ("shard_map", "jit"):
-        vg = sharded.make_sharded_value_and_grad(mesh, local, method=method, process_local=True, **HP)
+    for method in ("shard_map", "jit", "denoising"):
+        opts = dict(method="shard_map", x_input=local_input) if method == "denoising" else dict(method=method)
+        vg = sharded.make_sharded_value_and_grad(mesh, local, process_local=True, **opts, **HP)
         J, grads = vg(params)
         assert J.sharding.is_fully_replicated
         results[f"{method}/m"] = np.asarray(vg.batch.m.addressable_data(0))

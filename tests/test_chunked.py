@@ -164,6 +164,82 @@ def test_bad_input(tmp_path):
         call(p, source, chunk_size=5, check_values=False, **HP)
 
 
+# --- denoising: x_input, a second source read in lockstep with the data ------------------------
+
+
+def _corrupted(x, seed=1):
+    """A Gaussian-corrupted copy (values outside [0, 1] too: only the target must lie inside)."""
+    return x + 0.3 * np.random.default_rng(seed).standard_normal(x.shape)
+
+
+def test_denoising_sources_and_mesh(tmp_path):
+    """Every source kind as a pair, with different block boundaries for data and x_input (they
+    are regrouped into the same chunks), each chunk over the devices, and the value-and-grad
+    closure: == sae.cost_and_grad(params, x, x_input=...) on all the data at once. The
+    tied + l1 + x_input chunk sizes 1, non-divisor and >= m: tests/test_variants.py."""
+    from sae_jax import sharded
+
+    p, x = _problem()
+    xt = _corrupted(x)
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), x_input=jnp.asarray(xt), **HP)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "xt.npy", xt)
+    pairs = {
+        "arrays": (x, xt),
+        "npy paths": (tmp_path / "x.npy", str(tmp_path / "xt.npy")),
+        "lists": ([x[:2], x[2:17], x[17:]], [xt[:11], xt[11:]]),
+        "callables": (lambda: (x[i : i + 7] for i in range(0, M, 7)), lambda: iter([xt])),
+    }
+    for name, (data, x_input) in pairs.items():
+        got = chunked.chunked_cost_terms_and_grad(p, data, x_input=x_input, chunk_size=5, **HP)
+        assert_close(got, want), name
+    assert_close(chunked.chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
+    mesh = sharded.batch_mesh()
+    assert_close(chunked.chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, mesh=mesh, **HP), want)
+    vg = chunked.make_chunked_value_and_grad(x, x_input=xt, chunk_size=5, **HP)
+    assert_close(vg(p), (want[0].cost, want[1]))
+
+
+def test_denoising_at_saturation_reads_x_input_in_every_pass():
+    """A saturated unit (rho_hat > 1 - 2**-10) takes the extra log-sums pass: it must read x_input too."""
+    p, x = _problem()
+    p = p._replace(b1=jnp.asarray([12.0, 0.0, -1.0]))
+    xt = _corrupted(x)
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), x_input=jnp.asarray(xt), **HP)
+    assert float(want[0].rho_hat[0]) > 1 - 2.0**-10
+    assert_close(chunked.chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, **HP), want)
+    assert_close(chunked.chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
+
+
+def test_denoising_bad_input(tmp_path):
+    p, x = _problem()
+    xt = _corrupted(x)
+    bad = xt.copy()
+    bad[12, 0] = np.inf
+    call = chunked.chunked_cost_and_grad
+    cases = [
+        (dict(x_input=[xt]), r"x_input .* of data's kind \(array\).* got list"),
+        (dict(x_input=xt[:-1]), r"x_input .* data's 23 rows, got 22"),
+        (dict(data=lambda: iter([x]), x_input=lambda: iter([xt[:-1]])),
+         r"at chunk 4 data has shape \(3, 9\), x_input shape \(2, 9\)"),
+        (dict(data=lambda: iter([x[:20]]), x_input=lambda: iter([xt])),
+         r"at chunk 4 data has no rows, x_input shape \(3, 9\)"),
+        (dict(x_input=xt[:, :4]), r"x_input .* at chunk 0 data has shape \(5, 9\), x_input shape \(5, 4\)"),
+        (dict(x_input=xt.astype(np.float32)), "x_input must have the same dtype as params"),
+        (dict(x_input=bad), r"x_input \(chunk 2\) must be finite"),
+        (dict(data=tmp_path / "x.npy", x_input=tmp_path / "missing.npy"), "x_input must be a readable .npy"),
+    ]
+    np.save(tmp_path / "x.npy", x)
+    for kwargs, message in cases:
+        kwargs.setdefault("data", x)
+        with pytest.raises(sae.InputError, match=message):
+            call(p, kwargs.pop("data"), chunk_size=5, **HP, **kwargs)
+    with pytest.raises(sae.InputError, match=r"x_input \(chunk 2\) must be finite"):
+        chunked.make_chunked_value_and_grad(x, x_input=bad, chunk_size=5, **HP)
+    with pytest.raises(sae.InputError, match="data's kind"):
+        chunked.make_chunked_value_and_grad(x, x_input=[xt], **HP)
+
+
 def test_traceable_gives_the_host_value_and_grad_under_jit():
     p, x = _problem()
     vg = chunked.make_chunked_value_and_grad(x, chunk_size=4, **HP)

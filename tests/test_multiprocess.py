@@ -1,5 +1,6 @@
 """Two processes on localhost (jax.distributed, gloo CPU collectives): the combined gradient,
-with rho_hat over both processes' rows, equals the one-process gradient on the concatenated data.
+with rho_hat over both processes' rows, equals the one-process gradient on the concatenated data
+(plain, and denoising: each process's x_input rows placed with its data rows).
 
 The processes are launched with a 120 s timeout each and killed on failure; they talk over
 127.0.0.1 only. Tolerance: float64, <= 1e-12 relative to each array's largest entry.
@@ -68,10 +69,12 @@ def test_two_processes_combined_gradient_equals_single_process(tmp_path):
     results = _run_two_processes(tmp_path)
     params, x = worker.problem()
     params = sae.Params(*(jnp.asarray(a) for a in params))
-    J, grads = sae.cost_and_grad(params, jnp.asarray(x), **worker.HP)
+    plain = sae.cost_and_grad(params, jnp.asarray(x), **worker.HP)
+    denoising = sae.cost_and_grad(params, jnp.asarray(x), x_input=jnp.asarray(worker.corrupted(x)), **worker.HP)
+    want = {"shard_map": plain, "jit": plain, "denoising": denoising}
     for pid, res in enumerate(results):
         assert res["n_devices"] == 4 and res["n_local"] == 2
-        for method in ("shard_map", "jit"):
+        for method, (J, grads) in want.items():
             assert int(res[f"{method}/m"]) == x.shape[0]  # the global m, not either process's
             np.testing.assert_allclose(res[f"{method}/J"], J, rtol=1e-12)
             for name, g in zip(sae.Params._fields, grads):

@@ -150,6 +150,45 @@ def test_bad_input():
         sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
 
 
+def test_denoising_equals_single_device():
+    """x_input placed by shard_batch (padded and split like x), or any array of batch.x's padded
+    shape (what its padding rows hold is masked out), through shard_map, the closure and the
+    trainer's objective (given train's DenoisingBatch, padded inside the trace) ==
+    sae.cost_terms_and_grad(params, x, x_input=...) (float64 <= 1e-12). Tied + l1 + x_input
+    through jit and shard_map: tests/test_variants.py."""
+    from sae_jax.step import DenoisingBatch
+
+    m = 2 * N_DEV + 3
+    p, x = _problem(m)
+    xt = x + 0.3 * np.random.default_rng(1).standard_normal(x.shape)  # Gaussian: outside [0, 1] too
+    mesh = sharded.batch_mesh()
+    want = sae.cost_terms_and_grad(p, jnp.asarray(x), x_input=jnp.asarray(xt), **HP)
+    plain = sharded.shard_batch(x, mesh)
+    rows = plain.x.shape[0]
+    x_tilde = jax.device_put(np.concatenate([xt, np.full((rows - m, N), 7.0)]), plain.x.sharding)
+    p = sharded.replicate(p, mesh)  # as the closure does: one executable serves both calls
+    got = sharded.shard_map_cost_terms_and_grad(p, plain, x_input=x_tilde, **HP)
+    assert_close(got, want)
+    assert _replicated(got)
+    vg = sharded.make_sharded_value_and_grad(mesh, x, x_input=xt, **HP)  # shard_batch(x, mesh, x_input=xt)
+    assert vg.batch.x_input.sharding == vg.batch.x.sharding and vg.batch.x_input.shape == (rows, N)
+    assert_close(vg(p), (want[0].cost, want[1]))
+    fn = sharded.make_train_value_and_grad(mesh, **HP)
+    (J, terms), grads = jax.jit(fn)(p, DenoisingBatch(jnp.asarray(x), jnp.asarray(xt)))
+    assert_close((terms, grads), want)
+    for call, message in (
+        (lambda: sharded.shard_map_cost_and_grad(p, plain, x_input=xt, **HP), r"x_input .* batch.x's padded shape"),
+        (lambda: sharded.shard_map_cost_and_grad(p, vg.batch, x_input=x_tilde, **HP), "x_input given twice"),
+        (lambda: sharded.sharded_cost_and_grad(p, plain, x_input=x_tilde.at[0, 0].set(jnp.nan), **HP),
+         "x_input must be finite"),
+        (lambda: sharded.shard_batch(x, mesh, x_input=xt[:-1]), r"x_input .* x's shape"),
+        (lambda: sharded.shard_batch(x, mesh, x_input=xt.astype(np.float32)), r"x_input .* float64"),
+        (lambda: sharded.shard_batch(x, mesh, x_input=xt + np.inf), "x_input must be finite"),
+    ):
+        with pytest.raises(sae.InputError, match=message):
+            call()
+
+
 def test_cli_devices_trains_like_one_device(tmp_path, capsys):
     """`sae-jax train --devices all` (sharded.make_train_value_and_grad in train()'s seam; rows over
     every device, m = 41 not a multiple of 8) takes the same L-BFGS steps as the one-device train().
@@ -174,3 +213,33 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
                      (["--devices", "all", "--gradient", "autodiff"], "manual gradient")):
         assert main([*flags, *bad, "--out", str(tmp_path / "bad")]) == 2
         assert msg in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identically(tmp_path, capsys):
+    """`sae-jax train --devices all --corruption mask` (train passes each step's DenoisingBatch,
+    a fresh corruption from the seed and the step, to the sharded objective; minibatches of 20
+    rows over the devices, padded) follows the one-device run, and a resumed run draws the same
+    corruptions: bit-identical to the uninterrupted one."""
+    from sae_jax import checkpoint
+    from sae_jax.cli import main
+    from sae_jax.training import TrainConfig, train
+
+    _, x = _problem(41)
+    np.save(tmp_path / "x.npy", x)
+    cfg = TrainConfig(n_hidden=H, **HP, optimizer="adam", learning_rate=0.05, batch_size=20, steps=4, chunk=2,
+                      checkpoint_every=2, corruption="mask", corruption_level=0.3)
+    one = train(x, cfg, pictures=False)
+    flags = ["train", "--data", str(tmp_path / "x.npy"), "--n-hidden", str(H), "--lam", str(HP["lam"]),
+             "--beta", str(HP["beta"]), "--rho", str(HP["rho"]), "--optimizer", "adam", "--learning-rate", "0.05",
+             "--batch-size", "20", "--chunk", "2", "--checkpoint-every", "2", "--corruption", "mask",
+             "--corruption-level", "0.3", "--devices", "all", "--no-progress"]
+    assert main([*flags, "--steps", "4", "--out", str(tmp_path / "whole")]) == 0
+    assert f"data parallel over {N_DEV} device(s)" in capsys.readouterr().out
+    whole, _ = checkpoint.load_params(tmp_path / "whole")
+    assert_close(sae.Params(*(np.asarray(a) for a in whole)), one.params, tol=1e-10)
+    assert main([*flags, "--steps", "2", "--out", str(tmp_path / "half")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "4", "--devices", "all", "--no-progress"]) == 0
+    resumed, _ = checkpoint.load_params(tmp_path / "half")
+    for a, b in zip(whole, resumed):
+        np.testing.assert_array_equal(a, b)

@@ -246,34 +246,25 @@ def test_vmap_over_l1_under_jit():
 # --- the chunked and sharded paths -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["tied", "tied+l1"])
-def test_chunked_and_sharded_take_tied_and_l1(variant):
+@pytest.mark.parametrize("variant", ["tied", "tied+l1", "tied+l1+gaussian"])
+def test_chunked_and_sharded_take_every_variant(variant):
+    """Chunked (chunk sizes 1, a non-divisor of m = 11, and >= m) and sharded (jit, shard_map;
+    11 rows over the devices: padded) == the one-shot full batch, denoising's x_input included
+    (read in lockstep with the data; padded and split like it)."""
     p, x, opts = _problem(13, 11, 6, 3, variant)
     want_t, want_g = sae.cost_terms_and_grad(p, x, **HP, **opts)
     xs = np.asarray(x)
-    got = [chunked.chunked_cost_terms_and_grad(p, xs, chunk_size=4, **HP, **opts)]
-    batch = sharded.shard_batch(xs, sharded.batch_mesh())
-    got.append(sharded.shard_map_cost_terms_and_grad(p, batch, **HP, **opts))
-    got.append(sharded.sharded_cost_terms_and_grad(p, batch, **HP, **opts))
+    host = {k: np.asarray(v) if k == "x_input" else v for k, v in opts.items()}
+    sizes = [1, 4, 16] if "x_input" in opts else [4]
+    got = [chunked.chunked_cost_terms_and_grad(p, xs, chunk_size=c, **HP, **host) for c in sizes]
+    batch = sharded.shard_batch(xs, sharded.batch_mesh(), x_input=host.get("x_input"))
+    got.append(sharded.shard_map_cost_terms_and_grad(p, batch, **HP, l1=opts.get("l1")))
+    got.append(sharded.sharded_cost_terms_and_grad(p, batch, **HP, l1=opts.get("l1")))
     for t, g in got:
         assert max_rel_err(t.cost, want_t.cost) <= 1e-13 and max_rel_err(t.l1, want_t.l1) <= 1e-13
+        assert_tree_close(t.rho_hat, want_t.rho_hat, 1e-13, variant)
         assert_tree_close(g, want_g, 1e-12, variant)
-    assert max_rel_err(chunked.chunked_cost(p, xs, chunk_size=4, **HP, **opts), want_t.cost) <= 1e-13
-
-
-def test_chunked_and_sharded_refuse_denoising():
-    p, x = random_problem(14, 6, 4, 2)
-    xs = np.asarray(x)
-    batch = sharded.shard_batch(xs, sharded.batch_mesh())
-    for call in (
-        lambda: chunked.chunked_cost_and_grad(p, xs, x_input=xs, **HP),
-        lambda: chunked.chunked_cost(p, xs, x_input=xs, **HP),
-        lambda: chunked.make_chunked_value_and_grad(xs, x_input=xs, **HP),
-        lambda: sharded.shard_map_cost_and_grad(p, batch, x_input=xs, **HP),
-        lambda: sharded.sharded_cost_and_grad(p, batch, x_input=xs, **HP),
-    ):
-        with pytest.raises(sae.InputError, match="x_input .* not supported"):
-            call()
+    assert max_rel_err(chunked.chunked_cost(p, xs, chunk_size=4, **HP, **host), want_t.cost) <= 1e-13
 
 
 # --- bad input: one InputError each ------------------------------------------------------------
@@ -401,7 +392,6 @@ def test_cli_tied_denoising_run_then_visualize_encode_evaluate(tmp_path, capsys)
     for argv, message in [
         (["--corruption", "mask", "--corruption-level", "1"], "corruption level must be in [0, 1)"),
         (["--l1", "-1"], "l1 must be >= 0"),
-        (["--corruption", "mask", "--devices", "all"], "--devices does not shard denoising"),
     ]:
         assert main(["train", "--out", str(tmp_path / "bad"), *SMALL, *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -107,8 +107,6 @@ def _devices_value_and_grad(devices, config):
         raise UsageError("--devices needs --rho-hat batch (the running-estimate objective is not sharded)")
     if config.gradient != "manual":
         raise UsageError("--devices runs the manual gradient; drop --gradient autodiff")
-    if config.corruption != "none":
-        raise UsageError("--devices does not shard denoising yet; drop --corruption (tied weights and --l1 are fine)")
     mesh = batch_mesh(devices)  # InputError (exit 2) if N is not in [1, number of devices]
     print(f"sae-jax train: data parallel over {mesh.size} device(s): {[str(d) for d in mesh.devices.flat]}",
           flush=True)
