@@ -22,14 +22,23 @@ def sigm(z):
 
 
 def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *, mistake=None, linear=False,
-               order="F"):
-    """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct)."""
+               order="F", tied=False):
+    """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct).
+
+    ``tied=True``: the same code with W2 = W1ᵀ (theta = [W1(:); b1; b2]), its W1 gradient the sum of
+    the two contributions ``W1grad + W2grad'`` (as a student adapts the untied code).
+    """
     mistakes = (mistake,) if isinstance(mistake, str) else tuple(mistake or ())
     hv = hiddenSize * visibleSize
     W1 = theta[:hv].reshape(hiddenSize, visibleSize, order=order)
-    W2 = theta[hv : 2 * hv].reshape(visibleSize, hiddenSize, order=order)
-    b1 = theta[2 * hv : 2 * hv + hiddenSize]
-    b2 = theta[2 * hv + hiddenSize :]
+    if tied:
+        W2 = W1.T
+        b1 = theta[hv : hv + hiddenSize]
+        b2 = theta[hv + hiddenSize :]
+    else:
+        W2 = theta[hv : 2 * hv].reshape(visibleSize, hiddenSize, order=order)
+        b1 = theta[2 * hv : 2 * hv + hiddenSize]
+        b2 = theta[2 * hv + hiddenSize :]
     m = data.shape[1]
     rho = sparsityParam
 
@@ -116,6 +125,8 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         W1grad, W2grad = W1grad - lam * W1 + (lam / m) * W1, W2grad - lam * W2 + (lam / m) * W2
     if "lambda_applied_twice" in mistakes:
         W1grad, W2grad = W1grad + lam * W1, W2grad + lam * W2
+    if tied:  # the encoder's and the decoder's contributions (both transposed with that mistake)
+        return cost, np.concatenate([(W1grad + W2grad.T).ravel(order=order), b1grad, b2grad])
     grad = np.concatenate([W1grad.ravel(order=order), W2grad.ravel(order=order), b1grad, b2grad])
     return cost, grad
 
@@ -583,9 +594,15 @@ def ufldl_tied_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, da
 
 
 def planted_tied(mistake=None, *, linear=False, order="F"):
-    def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
-        return ufldl_tied_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
-                               mistake=mistake, linear=linear, order=order)
+    """Tied code: the tied-only mistakes planted in ufldl_tied_cost, the shared ones in ufldl_cost(tied=True)."""
+    if mistake is None or mistake in TIED_MISTAKES:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            return ufldl_tied_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                                   mistake=mistake, linear=linear, order=order)
+    else:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                              mistake=mistake, linear=linear, order=order, tied=True)
 
     return sparseAutoencoderCost
 
@@ -600,8 +617,8 @@ def test_correct_tied_implementation_passes(order, output):
     assert "tied weights W2 = W1ᵀ" in report.text and f"{output}_tied_m7 " in report.text
 
 
-TIED_CASES = [(mk, out) for mk in TIED_MISTAKES for out in ("sigmoid", "linear")] + [
-    ("sparsity_delta_divided_by_m", "sigmoid")]
+# every catalogued mistake that applies to tied weights, on each decoder where it is visible
+TIED_CASES = [(mk.name, out) for mk in CATALOGUE if "tied" in mk.weights for out in mk.outputs]
 
 
 @pytest.mark.parametrize("mistake,output", TIED_CASES, ids=[f"{m}-{o}" for m, o in TIED_CASES])
@@ -622,6 +639,20 @@ def test_every_planted_tied_mistake_is_named(mistake, output):
         assert f"{output}_tied_m7_lam0" not in text  # correct where λ = 0
     if mistake == "sparsity_delta_divided_by_m":
         assert "sparsity ×0.142857 (1/7)" in text
+    if mistake == "transposed_weight_gradients":
+        assert "W1   equals the correct array transposed" in text
+    if mistake == "weight_decay_on_biases":
+        assert f"{output}_tied_m7_lam0" not in text  # correct where λ = 0
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_untied_code_adapted_to_tied_weights_passes(output):
+    def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                          linear=output == "linear", tied=True)
+
+    report = check(f, output=output, tied=True)
+    assert report.passed, report.text
 
 
 def test_tied_mistakes_only_for_tied_and_variants_equal_sae_jax():
