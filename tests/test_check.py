@@ -22,11 +22,13 @@ def sigm(z):
 
 
 def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *, mistake=None, linear=False,
-               order="F", tied=False):
+               order="F", tied=False, gamma=0.0, corrupted=None):
     """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct).
 
     ``tied=True``: the same code with W2 = W1ᵀ (theta = [W1(:); b1; b2]), its W1 gradient the sum of
-    the two contributions ``W1grad + W2grad'`` (as a student adapts the untied code).
+    the two contributions ``W1grad + W2grad'`` (as a student adapts the untied code). ``gamma``: the
+    L1 activation penalty gamma/m sum|a2|; ``corrupted``: denoising, the input the network reads
+    (``data`` stays the target).
     """
     mistakes = (mistake,) if isinstance(mistake, str) else tuple(mistake or ())
     hv = hiddenSize * visibleSize
@@ -42,12 +44,16 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
     m = data.shape[1]
     rho = sparsityParam
 
-    z2 = W1 @ data + b1[:, None]
+    x_in = data if corrupted is None or "denoising_input_ignored" in mistakes else corrupted
+    target = x_in if "denoising_target_is_corrupted_input" in mistakes else data
+    z2 = W1 @ x_in + b1[:, None]
     a2 = sigm(z2)
     z3 = W2 @ a2 + b2[:, None]
     a3 = z3 if linear else sigm(z3)
 
-    if "rho_hat_wrong_axis" in mistakes:
+    if "denoising_rho_hat_from_clean_input" in mistakes:
+        rho_hat = np.mean(sigm(W1 @ data + b1[:, None]), axis=1)
+    elif "rho_hat_wrong_axis" in mistakes:
         rho_hat = np.mean(a2, axis=0)  # (m,): over hidden units
     else:
         rho_hat = np.mean(a2, axis=1)  # (h,): over samples
@@ -56,7 +62,7 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         kl = np.sum(rho_hat * np.log(rho_hat / rho) + (1 - rho_hat) * np.log((1 - rho_hat) / (1 - rho)))
     else:
         kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
-    sq = np.sum((a3 - data) ** 2)
+    sq = np.sum((a3 - target) ** 2)
     if "reconstruction_summed" in mistakes:
         recon = 0.5 * sq
     elif "reconstruction_missing_half" in mistakes:
@@ -69,6 +75,10 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
     if "weight_decay_divided_by_m" in mistakes:
         decay = (lam / (2 * m)) * (np.sum(W1**2) + np.sum(W2**2))
     cost = recon + decay + beta * kl
+    if "l1_not_averaged" in mistakes:
+        cost += gamma * np.sum(np.abs(a2))
+    elif "l1_missing_from_cost" not in mistakes:
+        cost += gamma * np.sum(np.abs(a2)) / m
 
     def fprime(z, a):
         if "fprime_of_z" in mistakes:
@@ -78,11 +88,11 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         return a * (1 - a)
 
     if linear:
-        delta3 = -(data - a3) * (a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mistakes else 1.0)
+        delta3 = -(target - a3) * (a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mistakes else 1.0)
     elif "output_delta_missing_fprime" in mistakes:
-        delta3 = -(data - a3)
+        delta3 = -(target - a3)
     else:
-        delta3 = -(data - a3) * fprime(z3, a3)
+        delta3 = -(target - a3) * fprime(z3, a3)
 
     if "kl_reversed" in mistakes:
         sparsity_delta = np.log(rho_hat / rho) - np.log((1 - rho_hat) / (1 - rho))
@@ -101,24 +111,33 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         delta2 = (W2.T @ delta3 + beta * sparsity_delta) * fp2  # (m,) broadcasts over the rows
     else:
         delta2 = (W2.T @ delta3 + beta * sparsity_delta[:, None]) * fp2
+    if "l1_delta_missing_fprime" in mistakes:
+        delta2 = delta2 + gamma
+    elif "l1_delta_divided_by_m" in mistakes:
+        delta2 = delta2 + gamma / m * fp2
+    elif not {"l1_missing_from_backprop", "l1_not_averaged"} & set(mistakes):
+        delta2 = delta2 + gamma * fp2
+    x_w = data if "denoising_clean_input_in_weight_gradient" in mistakes else x_in
 
     if "reconstruction_summed" in mistakes:  # the exact gradient of the summed data term
         d2_rec = (W2.T @ delta3) * fp2
         d2_sp = delta2 - d2_rec
-        W1grad = d2_rec @ data.T + d2_sp @ data.T / m + lam * W1
+        W1grad = d2_rec @ x_w.T + d2_sp @ x_w.T / m + lam * W1
         b1grad = d2_rec.sum(axis=1) + d2_sp.sum(axis=1) / m
         W2grad = delta3 @ a2.T + lam * W2
         b2grad = delta3.sum(axis=1)
     elif "gradient_not_averaged" in mistakes:
-        W1grad, W2grad = delta2 @ data.T + lam * W1, delta3 @ a2.T + lam * W2
+        W1grad, W2grad = delta2 @ x_w.T + lam * W1, delta3 @ a2.T + lam * W2
         b1grad, b2grad = delta2.sum(axis=1), delta3.sum(axis=1)
     elif "transposed_weight_gradients" in mistakes:
-        W1grad = data @ delta2.T / m + lam * W1.T  # visibleSize x hiddenSize
+        W1grad = x_w @ delta2.T / m + lam * W1.T  # visibleSize x hiddenSize
         W2grad = a2 @ delta3.T / m + lam * W2.T
         b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
     else:
-        W1grad, W2grad = delta2 @ data.T / m + lam * W1, delta3 @ a2.T / m + lam * W2
+        W1grad, W2grad = delta2 @ x_w.T / m + lam * W1, delta3 @ a2.T / m + lam * W2
         b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
+    if "l1_not_averaged" in mistakes:  # the gradient of gamma * sum|a2|, never divided by m
+        W1grad, b1grad = W1grad + (gamma * fp2) @ x_w.T, b1grad + (gamma * fp2).sum(axis=1)
     if "weight_decay_on_biases" in mistakes:
         b1grad, b2grad = b1grad + lam * b1, b2grad + lam * b2
     if "weight_decay_divided_by_m" in mistakes:
@@ -139,7 +158,7 @@ def planted(mistake=None, *, linear=False, order="F"):
     return sparseAutoencoderCost
 
 
-CASES = [(mk.name, out) for mk in CATALOGUE if "untied" in mk.weights for out in mk.outputs]
+CASES = [(mk.name, out) for mk in CATALOGUE for out in ("sigmoid", "linear") if mk.applies(out)]
 
 
 def test_catalogue_is_large_enough_and_documented():
@@ -618,7 +637,7 @@ def test_correct_tied_implementation_passes(order, output):
 
 
 # every catalogued mistake that applies to tied weights, on each decoder where it is visible
-TIED_CASES = [(mk.name, out) for mk in CATALOGUE if "tied" in mk.weights for out in mk.outputs]
+TIED_CASES = [(mk.name, out) for mk in CATALOGUE for out in ("sigmoid", "linear") if mk.applies(out, tied=True)]
 
 
 @pytest.mark.parametrize("mistake,output", TIED_CASES, ids=[f"{m}-{o}" for m, o in TIED_CASES])
@@ -752,4 +771,96 @@ def test_tied_cases_round_trip(cases_dir, tmp_path, capsys):
     _bad(["check", "--results", str(tmp_path / "untied.json"), "--tied"], capsys, "answers the untied cases")
     mixed = json.loads((tmp_path / "untied.json").read_text()) | json.loads((tmp_path / "ok.json").read_text())
     (tmp_path / "mixed.json").write_text(json.dumps(mixed))
-    _bad(["check", "--results", str(tmp_path / "mixed.json")], capsys, "mixes tied")
+    _bad(["check", "--results", str(tmp_path / "mixed.json")], capsys, "mixes the cases of different variants")
+
+
+# ---------------------------------------------------------------------------------------
+# the L1 activation penalty (--l1 GAMMA) and denoising (--denoising), alone and combined
+# ---------------------------------------------------------------------------------------
+
+GAMMA = 0.1
+
+
+def planted_variant(mistake=None, *, linear=False, tied=False, l1=False, denoising=False, gamma_fixed=None):
+    """UFLDL-style code for the variants: ``(..., data[, corruptedData][, gamma])``; ``gamma_fixed``: γ in the code."""
+    kw = dict(mistake=mistake, linear=linear, tied=tied)
+    if denoising and l1:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, corruptedData,
+                                  gamma):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, gamma=gamma,
+                              corrupted=corruptedData, **kw)
+    elif denoising:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, corruptedData):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                              corrupted=corruptedData, gamma=gamma_fixed or 0.0, **kw)
+    elif l1:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, gamma):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, gamma=gamma, **kw)
+    else:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                              gamma=gamma_fixed or 0.0, **kw)
+    return sparseAutoencoderCost
+
+
+VARIANT_MISTAKES = [mk.name for mk in CATALOGUE if mk.needs is not None]
+VARIANT_CASES = [(mk.name, out) for mk in CATALOGUE if mk.needs for out in ("sigmoid", "linear")]
+
+
+def test_variant_mistakes_are_candidates_only_for_their_variant():
+    assert {MISTAKES[n].needs for n in VARIANT_MISTAKES} == {"l1", "denoising"} and len(VARIANT_MISTAKES) == 9
+    for mk in CATALOGUE:
+        assert mk.applies("sigmoid", l1=True, denoising=True, tied="tied" in mk.weights) or "linear" == mk.outputs[0]
+        assert mk.applies("sigmoid", tied="tied" in mk.weights) == (mk.needs is None and "sigmoid" in mk.outputs)
+        assert not mk.applies("sigmoid", l1=True) or mk.needs != "denoising"
+
+
+@pytest.mark.parametrize("l1,denoising", [(GAMMA, False), (0.0, True), (GAMMA, True)])
+def test_variant_probes_and_the_catalogue_equal_sae_jax(l1, denoising):
+    ps = probes(l1=l1, denoising=denoising)
+    assert len(ps) == 2 * (6 + denoising)
+    for p in ps:
+        assert ("_l1_" in p.name) == (l1 > 0) and ("_denoising_" in p.name) == denoising and p.l1 == l1
+        assert (p.x_input is not None) == denoising
+        J, g = variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output, l1=p.l1,
+                                     x_input=p.x_input)
+        r = reference(p.name, p.l1)
+        assert abs(J - r.cost) <= 1e-10 * abs(r.cost)
+        for a, b in zip(g, r.grads):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.max(np.abs(b)))
+        if l1:  # the parts sum to the gradient; the L1 part is gamma f'(z2) backpropagated
+            assert r.l1 > 0
+            for parts in zip(r.recon_grad, r.decay_grad, r.sparsity_grad, r.l1_grad, r.grads):
+                np.testing.assert_allclose(sum(parts[:4]), parts[4], rtol=0, atol=1e-12 * np.max(np.abs(parts[4])))
+        if denoising and p.name.endswith("uncorrupted"):
+            np.testing.assert_array_equal(p.x_input, p.x)
+        elif denoising:
+            assert np.mean(p.x_input != p.x) >= 0.2  # masked (p = 0.3) or noisy entries
+
+
+@pytest.mark.parametrize("mistake,output", VARIANT_CASES, ids=[f"{m}-{o}" for m, o in VARIANT_CASES])
+def test_every_planted_variant_mistake_is_named(mistake, output):
+    l1, dae = MISTAKES[mistake].needs == "l1", MISTAKES[mistake].needs == "denoising"
+    report = check(planted_variant(mistake, linear=output == "linear", l1=l1, denoising=dae), output=output,
+                   l1=GAMMA if l1 else None, denoising=dae)
+    assert not report.passed and report.match == (mistake,), report.text
+    assert f"Diagnosis: {mistake}" in report.text and MISTAKES[mistake].derivation in report.text
+    text = report.text.split("Evidence", 1)[1]
+    ratio = {"l1_missing_from_backprop": "L1 ×0", "l1_delta_divided_by_m": "L1 ×0.142857 (1/7)",
+             "l1_not_averaged": "L1 ×7", "l1_missing_from_cost": "L1 ×0"}.get(mistake)
+    if ratio:
+        assert ratio in text, text
+    if dae:
+        assert f"{output}_denoising_m7_uncorrupted (x̃ = x, no corruption) agrees" in text
+    if mistake in ("l1_not_averaged",):
+        assert "matches central finite differences of their own cost" in text
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("l1,denoising", [(True, False), (False, True), (True, True)])
+def test_correct_variant_implementations_pass(l1, denoising, output):
+    report = check(planted_variant(None, linear=output == "linear", l1=l1, denoising=denoising), output=output,
+                   l1=GAMMA if l1 else None, denoising=denoising)
+    assert report.passed, report.text
+    assert max(max(e.values()) for e in report.errors.values()) < 1e-10
+    assert ("passed as gamma" in report.text) == l1 and ("passed as corruptedData" in report.text) == denoising
