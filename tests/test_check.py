@@ -491,6 +491,10 @@ def cost_and_grad(params, x, lam, beta, rho):
 
 from test_check import planted_tied
 tiedAutoencoderCost = planted_tied("tied_decoder_contribution_missing")
+
+from test_check import planted_variant
+l1AutoencoderCost = planted_variant("l1_delta_divided_by_m", l1=True)          # (..., data, gamma)
+denoisingAutoencoderCost = planted_variant(None, denoising=True)                # (..., data, corruptedData)
 """
 
 
@@ -864,3 +868,72 @@ def test_correct_variant_implementations_pass(l1, denoising, output):
     assert report.passed, report.text
     assert max(max(e.values()) for e in report.errors.values()) < 1e-10
     assert ("passed as gamma" in report.text) == l1 and ("passed as corruptedData" in report.text) == denoising
+
+
+def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
+    import shutil
+    from pathlib import Path
+
+    d = tmp_path / "cases"
+    assert main(["check", "--write-cases", str(d), "--l1", "0.1", "--denoising"]) == 0
+    capsys.readouterr()
+    readme = (d / "README.md").read_text()
+    assert "p.data, p.corruptedData, p.l1" in readme and "sae-jax check --results results.npz --l1 0.1" in readme
+    z = np.load(d / "cases.npz")
+    assert set(z["probes"]) == {p.name for p in probes(l1=GAMMA, denoising=True)}
+    assert float(z["sigmoid_l1_denoising_m7.l1"]) == GAMMA
+    np.testing.assert_array_equal(z["sigmoid_l1_denoising_m7.corruptedData"], z["sigmoid_l1_denoising_m7.x_input"].T)
+    # the README's Python loop, as written, on correct code; then the results file checks
+    (py,) = _blocks(readme, "python")
+    shutil.copy(d / "cases.npz", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
+                                         + "\nsparseAutoencoderCost = planted_variant(l1=True, denoising=True)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exec(py, {})
+    assert main(["check", "--results", "results.npz", "--l1", "0.1"]) == 0
+    assert "denoising" in capsys.readouterr().out
+    _bad(["check", "--results", "results.npz"], capsys, "answers the L1 cases (*_l1_*): pass --l1 GAMMA")
+    # a mistake, through the .json results
+    js = json.loads((d / "cases.json").read_text())["probes"]
+    fn = planted_variant("denoising_rho_hat_from_clean_input", l1=True, denoising=True)
+    res = {n: fn(np.asarray(c["theta"]), c["visibleSize"], c["hiddenSize"], c["lambda"], c["sparsityParam"], c["beta"],
+                 np.asarray(c["data"]), np.asarray(c["corruptedData"]), c["l1"]) for n, c in js.items()
+           if c["output"] == "sigmoid"}
+    (tmp_path / "r.json").write_text(json.dumps({n: {"cost": J, "grad": g.tolist()} for n, (J, g) in res.items()}))
+    report = check_results(tmp_path / "r.json", l1=GAMMA, denoising=True)
+    assert report.match == ("denoising_rho_hat_from_clean_input",), report.text
+    _bad(["check", "--results", str(tmp_path / "r.json"), "--l1", "0.1", "--tied"], capsys, "answers the untied cases")
+
+
+def test_variant_cli_and_signatures(tmp_path, capsys):
+    import inspect
+
+    src = tmp_path / "dae.py"
+    src.write_text("import numpy as np\n" + inspect.getsource(sigm) + inspect.getsource(ufldl_cost)
+                   + "\ndef sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,\n"
+                   "                          corruptedData):\n"
+                   "    return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,\n"
+                   "                      corrupted=corruptedData, linear=True, mistake='denoising_target_is_corrupted_input')\n")
+    assert main(["check", f"{src}:sparseAutoencoderCost", "--denoising", "--output", "linear"]) == 1
+    assert "Diagnosis: denoising_target_is_corrupted_input" in capsys.readouterr().out
+    # sae-jax itself: keywords x_input= and l1=, tied, all at once
+    assert main(["check", "sae_jax:cost_and_grad", "--tied", "--l1", "0.05", "--denoising"]) == 0
+    out = capsys.readouterr().out
+    assert "passed as l1" in out and "passed as x_input" in out and "sigmoid_tied_l1_denoising_m7 " in out
+    # rows form, positional extras; a tied L1 mistake
+    def rows(params, x, lam, beta, rho, x_input, gamma):
+        J, g = variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, l1=gamma, x_input=x_input,
+                                     mistakes=("l1_delta_divided_by_m",))
+        return J, (g.W1, g.b1, g.b2)
+
+    report = check(rows, tied=True, l1=GAMMA, denoising=True)
+    assert report.match == ("l1_delta_divided_by_m",) and "L1 ×0.05 (1/20)" in report.text, report.text
+    # bad uses: one line each
+    _bad(["check", f"{src}:sparseAutoencoderCost"], capsys, "parameter(s) corruptedData are not filled")
+    six = _write(tmp_path, "six.py", "def f(p, x, a, b, c, d): return 0.0, p\n")
+    _bad(["check", f"{six}:f"], capsys, "(a variant's extra parameter? pass --denoising or --l1 GAMMA)")
+    _bad(["check", "sae_jax:cost_and_grad", "--l1", "0"], capsys, "l1 (--l1 GAMMA) must be a number > 0")
+    _bad(["check", "sae_jax:cost_and_grad", "--l1", "nan"], capsys, "must be a number > 0")
+    _bad(["check", "sae_jax.check.probes:pack_theta", "--convention", "rows", "--denoising"], capsys,
+         "must take the corrupted input")

@@ -179,14 +179,14 @@ def _cost_evidence(J: float, probe: Probe) -> str:
 
 
 def _evidence(outputs: dict, ps, tol: float, packing: str) -> list[str]:
-    lines = []
+    lines, w = [], max(22, *(len(p.name) for p in ps))
     for p in ps:
         J, g = outputs[p.name]
         errs = _errors(outputs[p.name], _ref(p), _ref(p))
         for k in arrays_of(p):
             if errs[k] <= tol:
                 continue
-            head = f"    {p.name:<22} m={p.m:<3} {k:<4}"
+            head = f"    {p.name:<{w}} m={p.m:<3} {k:<4}"
             if k == "cost":
                 lines.append(f"{head} {_cost_evidence(J, p)}")
                 continue
