@@ -514,7 +514,7 @@ def test_readme_check_section_runs_as_written(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_sae.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent)))
     monkeypatch.syspath_prepend(str(tmp_path))
     (bash,) = _blocks(section, "bash")
-    expected = iter([1, 0, 1, 0, 0])
+    expected = iter([1, 0, 1, 1, 0, 0, 0])
     for line in bash.strip().splitlines():
         argv = shlex.split(line.split("#", 1)[0])
         assert argv[0] == "sae-jax"
@@ -578,6 +578,7 @@ def test_check_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--write-cases" in out and "--results" in out and "sae-jax check my_sae.py" in out
+    assert "--l1 GAMMA" in out and "--denoising" in out and "corruptedData" in out
 
 
 # ---------------------------------------------------------------------------------------
