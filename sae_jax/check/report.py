@@ -256,7 +256,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     if len(outputs_by_packing) > 1:
         lines.append(f"theta packing: {PACKINGS[packing]} (detected)")
     lines.append(f"tolerance: max |theirs − reference| ≤ {tol:g} × max |reference|, per array and probe "
-                 f"(sae-jax's float64 reference: sae_jax.cost_and_grad, cost_terms)")
+                 f"(sae-jax's float64 reference: sae_jax.cost_terms_and_grad, the manual backprop)")
     lines.append("")
     w = max(22, *(len(p.name) for p in ps))
     lines.append(f"  {'probe':<{w}} {'m':>3} {'β':>4} {'λ':>5}   " + "".join(f"{k:>10}" for k in arrays))
