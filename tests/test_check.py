@@ -1,4 +1,4 @@
-"""sae_jax.check / `sae-jax check`: planted mistakes are named, correct code passes, files round trip.
+"""sae_jax.check / `sae-jax check`: planted mistakes are named (untied, tied, L1, denoising), correct code passes, files round trip.
 
 The implementation under test here is written in UFLDL's own column layout with a flat theta
 (like tests/ufldl_reference.py, sharing no code with sae_jax.check's catalogue, which works in
@@ -873,6 +873,7 @@ def test_correct_variant_implementations_pass(l1, denoising, output):
 
 def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
     import shutil
+    import sys
     from pathlib import Path
 
     d = tmp_path / "cases"
@@ -891,6 +892,7 @@ def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
                                          + "\nsparseAutoencoderCost = planted_variant(l1=True, denoising=True)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_code", raising=False)  # another test's my_code may be imported
     exec(py, {})
     assert main(["check", "--results", "results.npz", "--l1", "0.1"]) == 0
     assert "denoising" in capsys.readouterr().out
@@ -936,5 +938,7 @@ def test_variant_cli_and_signatures(tmp_path, capsys):
     _bad(["check", f"{six}:f"], capsys, "(a variant's extra parameter? pass --denoising or --l1 GAMMA)")
     _bad(["check", "sae_jax:cost_and_grad", "--l1", "0"], capsys, "l1 (--l1 GAMMA) must be a number > 0")
     _bad(["check", "sae_jax:cost_and_grad", "--l1", "nan"], capsys, "must be a number > 0")
+    _bad(["check", "--write-cases", str(tmp_path / "c"), "--l1", "-1"], capsys, "must be a number > 0")
+    assert not (tmp_path / "c").exists()
     _bad(["check", "sae_jax.check.probes:pack_theta", "--convention", "rows", "--denoising"], capsys,
          "must take the corrupted input")

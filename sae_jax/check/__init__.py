@@ -129,7 +129,7 @@ from .adapters import detect_convention as detect_convention, load_function as l
 from .cases import read_results, write_cases as write_cases
 from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
 from .catalogue import variant_cost_and_grad as variant_cost_and_grad
-from .probes import PACKINGS, Probe as Probe, probes as probes, reference as reference
+from .probes import PACKINGS, Probe as Probe, check_options, probes as probes, reference as reference
 from ..validate import InputError
 from .report import DEFAULT_TOL as DEFAULT_TOL, Report as Report, analyse
 
@@ -164,15 +164,6 @@ def _check_output(output):
 def _check_tol(tol):
     if not isinstance(tol, (int, float)) or not (0 < tol < 1):
         raise InputError(f"tol must be a number in (0, 1), got {tol!r}")
-
-
-def _check_variants(tied, l1, denoising):
-    for name, v in (("tied", tied), ("denoising", denoising)):
-        if not isinstance(v, bool):
-            raise InputError(f"{name} must be True or False, got {v!r}")
-    if l1 is not None and (isinstance(l1, bool) or not isinstance(l1, (int, float)) or not 0 < l1 < float("inf")):
-        raise InputError(f"l1 (--l1 GAMMA) must be a number > 0, the L1 penalty's gamma (omit it for no L1 term), "
-                         f"got {l1!r}")
 
 
 def _variant_text(tied: bool, l1: float | None, denoising: bool, slots: dict | None = None) -> str:
@@ -223,7 +214,7 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
     """
     _check_output(output)
     _check_tol(tol)
-    _check_variants(tied, l1, denoising)
+    check_options(tied, l1, denoising)
     target = make_target(fn, convention=convention, arrays=arrays, l1=bool(l1), denoising=denoising)
     ps = probes(output, tied=tied, l1=float(l1 or 0.0), denoising=denoising)
     packings = ("F", "C") if target.convention == "ufldl" else ("C",)
@@ -257,7 +248,7 @@ def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, 
     if output is not None:
         _check_output(output)
     _check_tol(tol)
-    _check_variants(bool(tied), l1, bool(denoising))
+    check_options(bool(tied), l1, bool(denoising))
     ps, by_packing, missing = read_results(path, output, l1=l1, tied=tied, denoising=denoising)
     header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, "
               f"{_variant_text(ps[0].tied, l1, ps[0].denoising)}{len(ps)} probes"

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..validate import InputError
 from .readback import rows_grads, to_numpy, to_scalar
-from .probes import Probe, pack_theta, parse_name, probes, reference, unpack_theta
+from .probes import Probe, check_options, pack_theta, parse_name, probes, reference, unpack_theta
 from .report import DEFAULT_TOL
 
 __all__ = ["write_cases", "read_results", "CASE_FILES"]
@@ -158,6 +158,7 @@ def write_cases(directory, *, tied: bool = False, l1: float | None = None, denoi
     """
     import scipy.io
 
+    check_options(tied, l1, denoising)
     d = Path(directory)
     if d.exists() and not d.is_dir():
         raise InputError(f"--write-cases {str(d)!r} exists and is not a directory")

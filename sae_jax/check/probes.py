@@ -33,8 +33,9 @@ import numpy as np
 
 from ..backprop import cost_terms_and_grad
 from ..params import Params, untie
+from ..validate import InputError
 
-__all__ = ["Probe", "Reference", "probes", "probe_named", "parse_name", "variant_name", "reference", "pack_theta",
+__all__ = ["Probe", "Reference", "check_options", "probes", "probe_named", "parse_name", "variant_name", "reference", "pack_theta",
            "unpack_theta", "PACKINGS"]
 
 N_VISIBLE = 5
@@ -164,6 +165,16 @@ def _corrupted(p: Probe, rng) -> np.ndarray:
     if p.output == "sigmoid":
         return np.where(rng.uniform(size=p.x.shape) < MASK_P, 0.0, p.x)
     return p.x + NOISE_SIGMA * rng.standard_normal(p.x.shape)
+
+
+def check_options(tied, l1, denoising) -> None:
+    """``tied``, ``denoising`` booleans and ``l1`` None or a finite γ > 0, else one :class:`~sae_jax.InputError`."""
+    for name, v in (("tied", tied), ("denoising", denoising)):
+        if not isinstance(v, bool):
+            raise InputError(f"{name} must be True or False, got {v!r}")
+    if l1 is not None and (isinstance(l1, bool) or not isinstance(l1, (int, float)) or not 0 < l1 < float("inf")):
+        raise InputError(f"l1 (--l1 GAMMA) must be a number > 0, the L1 penalty's gamma (omit it for no L1 term), "
+                         f"got {l1!r}")
 
 
 def variant_name(output: str, base: str, *, tied: bool = False, l1: bool = False, denoising: bool = False) -> str:
