@@ -932,6 +932,11 @@ def test_variant_cli_and_signatures(tmp_path, capsys):
 
     report = check(rows, tied=True, l1=GAMMA, denoising=True)
     assert report.match == ("l1_delta_divided_by_m",) and "L1 ×0.05 (1/20)" in report.text, report.text
+    # γ fixed in their code (no γ parameter): right, or the L1 term forgotten altogether (both halves missing)
+    report = check(planted_variant(None, gamma_fixed=GAMMA), l1=GAMMA)
+    assert report.passed and "fixed in their code (no γ parameter)" in report.text, report.text
+    report = check(planted_variant(None), l1=GAMMA)
+    assert report.match == ("l1_missing_from_backprop", "l1_missing_from_cost"), report.text
     # bad uses: one line each
     _bad(["check", f"{src}:sparseAutoencoderCost"], capsys, "parameter(s) corruptedData are not filled")
     six = _write(tmp_path, "six.py", "def f(p, x, a, b, c, d): return 0.0, p\n")
