@@ -815,9 +815,12 @@ VARIANT_CASES = [(mk.name, out) for mk in CATALOGUE if mk.needs for out in ("sig
 def test_variant_mistakes_are_candidates_only_for_their_variant():
     assert {MISTAKES[n].needs for n in VARIANT_MISTAKES} == {"l1", "denoising"} and len(VARIANT_MISTAKES) == 9
     for mk in CATALOGUE:
-        assert mk.applies("sigmoid", l1=True, denoising=True, tied="tied" in mk.weights) or "linear" == mk.outputs[0]
-        assert mk.applies("sigmoid", tied="tied" in mk.weights) == (mk.needs is None and "sigmoid" in mk.outputs)
-        assert not mk.applies("sigmoid", l1=True) or mk.needs != "denoising"
+        own = dict(tied=mk.weights == ("tied",), l1=mk.needs == "l1", denoising=mk.needs == "denoising")
+        assert mk.applies(mk.outputs[0], **own) and mk.applies(mk.outputs[0], **{**own, "l1": True, "denoising": True})
+        for out in ("sigmoid", "linear"):
+            assert mk.applies(out, tied=own["tied"]) == (mk.needs is None and out in mk.outputs)
+            assert not (mk.needs == "denoising" and mk.applies(out, tied=own["tied"], l1=True))
+            assert not (mk.needs == "l1" and mk.applies(out, tied=own["tied"], denoising=True))
 
 
 @pytest.mark.parametrize("l1,denoising", [(GAMMA, False), (0.0, True), (GAMMA, True)])
@@ -859,6 +862,14 @@ def test_every_planted_variant_mistake_is_named(mistake, output):
         assert f"{output}_denoising_m7_uncorrupted (x̃ = x, no corruption) agrees" in text
     if mistake in ("l1_not_averaged",):
         assert "matches central finite differences of their own cost" in text
+
+
+@pytest.mark.parametrize("mistake", VARIANT_MISTAKES)
+def test_variant_mistakes_are_named_in_tied_code_with_every_variant_on(mistake):
+    # tied weights, the L1 penalty and denoising at once (ufldl f(..., data, corruptedData, gamma))
+    report = check(planted_variant(mistake, tied=True, l1=True, denoising=True), tied=True, l1=GAMMA, denoising=True)
+    assert report.match == (mistake,), report.text
+    assert "sigmoid_tied_l1_denoising_m7 " in report.text
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "linear"])
