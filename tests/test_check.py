@@ -917,6 +917,8 @@ def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
     (tmp_path / "r.json").write_text(json.dumps({n: {"cost": J, "grad": g.tolist()} for n, (J, g) in res.items()}))
     report = check_results(tmp_path / "r.json", l1=GAMMA, denoising=True)
     assert report.match == ("denoising_rho_hat_from_clean_input",), report.text
+    with pytest.raises(sae_jax.InputError, match="answers denoising cases, but denoising=False was asked for"):
+        check_results(tmp_path / "r.json", l1=GAMMA, denoising=False)
     _bad(["check", "--results", str(tmp_path / "r.json"), "--l1", "0.1", "--tied"], capsys, "answers the untied cases")
 
 

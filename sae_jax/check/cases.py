@@ -273,10 +273,11 @@ def read_results(path, output: str | None = None, *, l1: float | None = None, ti
         raise InputError("results file mixes the cases of different variants (e.g. tied *_tied_* and untied probes); "
                          "answer one set of cases")
     ((is_tied, has_l1, is_dae),) = kinds
-    for flag, asked, have, what in (("--tied", tied, is_tied, "the untied cases"),
-                                    ("--denoising", denoising, is_dae, "cases without denoising")):
-        if asked and not have:
-            raise InputError(f"results file {str(path)!r} answers {what}, but {flag} was given")
+    for name, asked, have, what in (("tied", tied, is_tied, ("the untied cases", "the tied cases")),
+                                    ("denoising", denoising, is_dae, ("cases without denoising", "denoising cases"))):
+        if asked is not None and asked != have:
+            raise InputError(f"results file {str(path)!r} answers {what[have]}, but {name}={asked} was asked for"
+                             + (f" (--{name})" if asked else ""))
     if has_l1 != bool(l1):
         raise InputError(f"results file {str(path)!r} answers the L1 cases (*_l1_*): pass --l1 GAMMA, the γ the cases "
                          f"were written with" if has_l1 else
