@@ -14,6 +14,11 @@ rows-form ``params`` is ``Params(W1, b1, None, b2)`` (``params.W2`` None, sae-ja
 and the gradient ``W1, b1, b2`` (a named tuple or dict whose W2 is None or absent, or a sequence
 of three arrays, or of four with None third).
 
+The L1 and denoising variants (:func:`variant_slots`) add parameters: a ``x_input`` / ``l1``
+parameter takes the corrupted input / γ by name, else the required parameters after the
+convention's, in that order (ufldl ``..., data, corruptedData, gamma``); γ with no parameter is
+taken as fixed in their code.
+
 Inputs are NumPy float64 arrays, or torch float64 tensors for a function whose module imports
 torch (``arrays="torch"``; torch is imported only then). Outputs may be NumPy, JAX or torch.
 Every way the code cannot be run raises :class:`~sae_jax.InputError` with one line.
