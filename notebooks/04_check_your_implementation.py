@@ -205,8 +205,9 @@ assert tied_fixed.passed
 #
 # Every mistake below is implemented as a variant of the cost and gradient; diagnosis runs them all
 # on the same probes (and pairs of them, if no single one matches) and names the one that equals
-# the code under test.
+# the code under test. Those marked (l1) or (denoising) are candidates when the code implements that
+# variant (`check(..., l1=GAMMA)`, `check(..., denoising=True)`; `sae-jax check --l1 GAMMA --denoising`).
 
 # %%
 for mk in CATALOGUE:
-    print(f"{mk.name:<34} {mk.title}")
+    print(f"{mk.name:<41} {f'({mk.needs}) ' if mk.needs else ''}{mk.title}")

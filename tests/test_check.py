@@ -1,4 +1,4 @@
-"""sae_jax.check / `sae-jax check`: planted mistakes are named, correct code passes, files round trip.
+"""sae_jax.check / `sae-jax check`: planted mistakes are named (untied, tied, L1, denoising), correct code passes, files round trip.
 
 The implementation under test here is written in UFLDL's own column layout with a flat theta
 (like tests/ufldl_reference.py, sharing no code with sae_jax.check's catalogue, which works in
@@ -22,23 +22,38 @@ def sigm(z):
 
 
 def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *, mistake=None, linear=False,
-               order="F"):
-    """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct)."""
+               order="F", tied=False, gamma=0.0, corrupted=None):
+    """sparseAutoencoderCost.m in numpy (data as columns), with planted mistake(s) (None: correct).
+
+    ``tied=True``: the same code with W2 = W1ᵀ (theta = [W1(:); b1; b2]), its W1 gradient the sum of
+    the two contributions ``W1grad + W2grad'`` (as a student adapts the untied code). ``gamma``: the
+    L1 activation penalty gamma/m sum|a2|; ``corrupted``: denoising, the input the network reads
+    (``data`` stays the target).
+    """
     mistakes = (mistake,) if isinstance(mistake, str) else tuple(mistake or ())
     hv = hiddenSize * visibleSize
     W1 = theta[:hv].reshape(hiddenSize, visibleSize, order=order)
-    W2 = theta[hv : 2 * hv].reshape(visibleSize, hiddenSize, order=order)
-    b1 = theta[2 * hv : 2 * hv + hiddenSize]
-    b2 = theta[2 * hv + hiddenSize :]
+    if tied:
+        W2 = W1.T
+        b1 = theta[hv : hv + hiddenSize]
+        b2 = theta[hv + hiddenSize :]
+    else:
+        W2 = theta[hv : 2 * hv].reshape(visibleSize, hiddenSize, order=order)
+        b1 = theta[2 * hv : 2 * hv + hiddenSize]
+        b2 = theta[2 * hv + hiddenSize :]
     m = data.shape[1]
     rho = sparsityParam
 
-    z2 = W1 @ data + b1[:, None]
+    x_in = data if corrupted is None or "denoising_input_ignored" in mistakes else corrupted
+    target = x_in if "denoising_target_is_corrupted_input" in mistakes else data
+    z2 = W1 @ x_in + b1[:, None]
     a2 = sigm(z2)
     z3 = W2 @ a2 + b2[:, None]
     a3 = z3 if linear else sigm(z3)
 
-    if "rho_hat_wrong_axis" in mistakes:
+    if "denoising_rho_hat_from_clean_input" in mistakes:
+        rho_hat = np.mean(sigm(W1 @ data + b1[:, None]), axis=1)
+    elif "rho_hat_wrong_axis" in mistakes:
         rho_hat = np.mean(a2, axis=0)  # (m,): over hidden units
     else:
         rho_hat = np.mean(a2, axis=1)  # (h,): over samples
@@ -47,7 +62,7 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         kl = np.sum(rho_hat * np.log(rho_hat / rho) + (1 - rho_hat) * np.log((1 - rho_hat) / (1 - rho)))
     else:
         kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
-    sq = np.sum((a3 - data) ** 2)
+    sq = np.sum((a3 - target) ** 2)
     if "reconstruction_summed" in mistakes:
         recon = 0.5 * sq
     elif "reconstruction_missing_half" in mistakes:
@@ -60,6 +75,10 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
     if "weight_decay_divided_by_m" in mistakes:
         decay = (lam / (2 * m)) * (np.sum(W1**2) + np.sum(W2**2))
     cost = recon + decay + beta * kl
+    if "l1_not_averaged" in mistakes:
+        cost += gamma * np.sum(np.abs(a2))
+    elif "l1_missing_from_cost" not in mistakes:
+        cost += gamma * np.sum(np.abs(a2)) / m
 
     def fprime(z, a):
         if "fprime_of_z" in mistakes:
@@ -69,11 +88,11 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         return a * (1 - a)
 
     if linear:
-        delta3 = -(data - a3) * (a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mistakes else 1.0)
+        delta3 = -(target - a3) * (a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mistakes else 1.0)
     elif "output_delta_missing_fprime" in mistakes:
-        delta3 = -(data - a3)
+        delta3 = -(target - a3)
     else:
-        delta3 = -(data - a3) * fprime(z3, a3)
+        delta3 = -(target - a3) * fprime(z3, a3)
 
     if "kl_reversed" in mistakes:
         sparsity_delta = np.log(rho_hat / rho) - np.log((1 - rho_hat) / (1 - rho))
@@ -92,30 +111,41 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         delta2 = (W2.T @ delta3 + beta * sparsity_delta) * fp2  # (m,) broadcasts over the rows
     else:
         delta2 = (W2.T @ delta3 + beta * sparsity_delta[:, None]) * fp2
+    if "l1_delta_missing_fprime" in mistakes:
+        delta2 = delta2 + gamma
+    elif "l1_delta_divided_by_m" in mistakes:
+        delta2 = delta2 + gamma / m * fp2
+    elif not {"l1_missing_from_backprop", "l1_not_averaged"} & set(mistakes):
+        delta2 = delta2 + gamma * fp2
+    x_w = data if "denoising_clean_input_in_weight_gradient" in mistakes else x_in
 
     if "reconstruction_summed" in mistakes:  # the exact gradient of the summed data term
         d2_rec = (W2.T @ delta3) * fp2
         d2_sp = delta2 - d2_rec
-        W1grad = d2_rec @ data.T + d2_sp @ data.T / m + lam * W1
+        W1grad = d2_rec @ x_w.T + d2_sp @ x_w.T / m + lam * W1
         b1grad = d2_rec.sum(axis=1) + d2_sp.sum(axis=1) / m
         W2grad = delta3 @ a2.T + lam * W2
         b2grad = delta3.sum(axis=1)
     elif "gradient_not_averaged" in mistakes:
-        W1grad, W2grad = delta2 @ data.T + lam * W1, delta3 @ a2.T + lam * W2
+        W1grad, W2grad = delta2 @ x_w.T + lam * W1, delta3 @ a2.T + lam * W2
         b1grad, b2grad = delta2.sum(axis=1), delta3.sum(axis=1)
     elif "transposed_weight_gradients" in mistakes:
-        W1grad = data @ delta2.T / m + lam * W1.T  # visibleSize x hiddenSize
+        W1grad = x_w @ delta2.T / m + lam * W1.T  # visibleSize x hiddenSize
         W2grad = a2 @ delta3.T / m + lam * W2.T
         b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
     else:
-        W1grad, W2grad = delta2 @ data.T / m + lam * W1, delta3 @ a2.T / m + lam * W2
+        W1grad, W2grad = delta2 @ x_w.T / m + lam * W1, delta3 @ a2.T / m + lam * W2
         b1grad, b2grad = delta2.sum(axis=1) / m, delta3.sum(axis=1) / m
+    if "l1_not_averaged" in mistakes:  # the gradient of gamma * sum|a2|, never divided by m
+        W1grad, b1grad = W1grad + (gamma * fp2) @ x_w.T, b1grad + (gamma * fp2).sum(axis=1)
     if "weight_decay_on_biases" in mistakes:
         b1grad, b2grad = b1grad + lam * b1, b2grad + lam * b2
     if "weight_decay_divided_by_m" in mistakes:
         W1grad, W2grad = W1grad - lam * W1 + (lam / m) * W1, W2grad - lam * W2 + (lam / m) * W2
     if "lambda_applied_twice" in mistakes:
         W1grad, W2grad = W1grad + lam * W1, W2grad + lam * W2
+    if tied:  # the encoder's and the decoder's contributions (both transposed with that mistake)
+        return cost, np.concatenate([(W1grad + W2grad.T).ravel(order=order), b1grad, b2grad])
     grad = np.concatenate([W1grad.ravel(order=order), W2grad.ravel(order=order), b1grad, b2grad])
     return cost, grad
 
@@ -128,7 +158,7 @@ def planted(mistake=None, *, linear=False, order="F"):
     return sparseAutoencoderCost
 
 
-CASES = [(mk.name, out) for mk in CATALOGUE if "untied" in mk.weights for out in mk.outputs]
+CASES = [(mk.name, out) for mk in CATALOGUE for out in ("sigmoid", "linear") if mk.applies(out)]
 
 
 def test_catalogue_is_large_enough_and_documented():
@@ -461,6 +491,10 @@ def cost_and_grad(params, x, lam, beta, rho):
 
 from test_check import planted_tied
 tiedAutoencoderCost = planted_tied("tied_decoder_contribution_missing")
+
+from test_check import planted_variant
+l1AutoencoderCost = planted_variant("l1_delta_divided_by_m", l1=True)          # (..., data, gamma)
+denoisingAutoencoderCost = planted_variant(None, denoising=True)                # (..., data, corruptedData)
 """
 
 
@@ -480,7 +514,7 @@ def test_readme_check_section_runs_as_written(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_sae.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent)))
     monkeypatch.syspath_prepend(str(tmp_path))
     (bash,) = _blocks(section, "bash")
-    expected = iter([1, 0, 1, 0, 0])
+    expected = iter([1, 0, 1, 1, 0, 0, 0])
     for line in bash.strip().splitlines():
         argv = shlex.split(line.split("#", 1)[0])
         assert argv[0] == "sae-jax"
@@ -544,6 +578,7 @@ def test_check_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--write-cases" in out and "--results" in out and "sae-jax check my_sae.py" in out
+    assert "--l1 GAMMA" in out and "--denoising" in out and "corruptedData" in out
 
 
 # ---------------------------------------------------------------------------------------
@@ -583,9 +618,15 @@ def ufldl_tied_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, da
 
 
 def planted_tied(mistake=None, *, linear=False, order="F"):
-    def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
-        return ufldl_tied_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
-                               mistake=mistake, linear=linear, order=order)
+    """Tied code: the tied-only mistakes planted in ufldl_tied_cost, the shared ones in ufldl_cost(tied=True)."""
+    if mistake is None or mistake in TIED_MISTAKES:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            return ufldl_tied_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                                   mistake=mistake, linear=linear, order=order)
+    else:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                              mistake=mistake, linear=linear, order=order, tied=True)
 
     return sparseAutoencoderCost
 
@@ -600,8 +641,8 @@ def test_correct_tied_implementation_passes(order, output):
     assert "tied weights W2 = W1ᵀ" in report.text and f"{output}_tied_m7 " in report.text
 
 
-TIED_CASES = [(mk, out) for mk in TIED_MISTAKES for out in ("sigmoid", "linear")] + [
-    ("sparsity_delta_divided_by_m", "sigmoid")]
+# every catalogued mistake that applies to tied weights, on each decoder where it is visible
+TIED_CASES = [(mk.name, out) for mk in CATALOGUE for out in ("sigmoid", "linear") if mk.applies(out, tied=True)]
 
 
 @pytest.mark.parametrize("mistake,output", TIED_CASES, ids=[f"{m}-{o}" for m, o in TIED_CASES])
@@ -622,6 +663,20 @@ def test_every_planted_tied_mistake_is_named(mistake, output):
         assert f"{output}_tied_m7_lam0" not in text  # correct where λ = 0
     if mistake == "sparsity_delta_divided_by_m":
         assert "sparsity ×0.142857 (1/7)" in text
+    if mistake == "transposed_weight_gradients":
+        assert "W1   equals the correct array transposed" in text
+    if mistake == "weight_decay_on_biases":
+        assert f"{output}_tied_m7_lam0" not in text  # correct where λ = 0
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_untied_code_adapted_to_tied_weights_passes(output):
+    def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                          linear=output == "linear", tied=True)
+
+    report = check(f, output=output, tied=True)
+    assert report.passed, report.text
 
 
 def test_tied_mistakes_only_for_tied_and_variants_equal_sae_jax():
@@ -721,4 +776,187 @@ def test_tied_cases_round_trip(cases_dir, tmp_path, capsys):
     _bad(["check", "--results", str(tmp_path / "untied.json"), "--tied"], capsys, "answers the untied cases")
     mixed = json.loads((tmp_path / "untied.json").read_text()) | json.loads((tmp_path / "ok.json").read_text())
     (tmp_path / "mixed.json").write_text(json.dumps(mixed))
-    _bad(["check", "--results", str(tmp_path / "mixed.json")], capsys, "mixes tied")
+    _bad(["check", "--results", str(tmp_path / "mixed.json")], capsys, "mixes the cases of different variants")
+
+
+# ---------------------------------------------------------------------------------------
+# the L1 activation penalty (--l1 GAMMA) and denoising (--denoising), alone and combined
+# ---------------------------------------------------------------------------------------
+
+GAMMA = 0.1
+
+
+def planted_variant(mistake=None, *, linear=False, tied=False, l1=False, denoising=False, gamma_fixed=None):
+    """UFLDL-style code for the variants: ``(..., data[, corruptedData][, gamma])``; ``gamma_fixed``: γ in the code."""
+    kw = dict(mistake=mistake, linear=linear, tied=tied)
+    if denoising and l1:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, corruptedData,
+                                  gamma):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, gamma=gamma,
+                              corrupted=corruptedData, **kw)
+    elif denoising:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, corruptedData):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                              corrupted=corruptedData, gamma=gamma_fixed or 0.0, **kw)
+    elif l1:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, gamma):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, gamma=gamma, **kw)
+    else:
+        def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                              gamma=gamma_fixed or 0.0, **kw)
+    return sparseAutoencoderCost
+
+
+VARIANT_MISTAKES = [mk.name for mk in CATALOGUE if mk.needs is not None]
+VARIANT_CASES = [(mk.name, out) for mk in CATALOGUE if mk.needs for out in ("sigmoid", "linear")]
+
+
+def test_variant_mistakes_are_candidates_only_for_their_variant():
+    assert {MISTAKES[n].needs for n in VARIANT_MISTAKES} == {"l1", "denoising"} and len(VARIANT_MISTAKES) == 9
+    for mk in CATALOGUE:
+        own = dict(tied=mk.weights == ("tied",), l1=mk.needs == "l1", denoising=mk.needs == "denoising")
+        assert mk.applies(mk.outputs[0], **own) and mk.applies(mk.outputs[0], **{**own, "l1": True, "denoising": True})
+        for out in ("sigmoid", "linear"):
+            assert mk.applies(out, tied=own["tied"]) == (mk.needs is None and out in mk.outputs)
+            assert not (mk.needs == "denoising" and mk.applies(out, tied=own["tied"], l1=True))
+            assert not (mk.needs == "l1" and mk.applies(out, tied=own["tied"], denoising=True))
+
+
+@pytest.mark.parametrize("l1,denoising", [(GAMMA, False), (0.0, True), (GAMMA, True)])
+def test_variant_probes_and_the_catalogue_equal_sae_jax(l1, denoising):
+    ps = probes(l1=l1, denoising=denoising)
+    assert len(ps) == 2 * (6 + denoising)
+    for p in ps:
+        assert ("_l1_" in p.name) == (l1 > 0) and ("_denoising_" in p.name) == denoising and p.l1 == l1
+        assert (p.x_input is not None) == denoising
+        J, g = variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output, l1=p.l1,
+                                     x_input=p.x_input)
+        r = reference(p.name, p.l1)
+        assert abs(J - r.cost) <= 1e-10 * abs(r.cost)
+        for a, b in zip(g, r.grads):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.max(np.abs(b)))
+        if l1:  # the parts sum to the gradient; the L1 part is gamma f'(z2) backpropagated
+            assert r.l1 > 0
+            for parts in zip(r.recon_grad, r.decay_grad, r.sparsity_grad, r.l1_grad, r.grads):
+                np.testing.assert_allclose(sum(parts[:4]), parts[4], rtol=0, atol=1e-12 * np.max(np.abs(parts[4])))
+        if denoising and p.name.endswith("uncorrupted"):
+            np.testing.assert_array_equal(p.x_input, p.x)
+        elif denoising:
+            assert np.mean(p.x_input != p.x) >= 0.2  # masked (p = 0.3) or noisy entries
+
+
+@pytest.mark.parametrize("mistake,output", VARIANT_CASES, ids=[f"{m}-{o}" for m, o in VARIANT_CASES])
+def test_every_planted_variant_mistake_is_named(mistake, output):
+    l1, dae = MISTAKES[mistake].needs == "l1", MISTAKES[mistake].needs == "denoising"
+    report = check(planted_variant(mistake, linear=output == "linear", l1=l1, denoising=dae), output=output,
+                   l1=GAMMA if l1 else None, denoising=dae)
+    assert not report.passed and report.match == (mistake,), report.text
+    assert f"Diagnosis: {mistake}" in report.text and MISTAKES[mistake].derivation in report.text
+    text = report.text.split("Evidence", 1)[1]
+    ratio = {"l1_missing_from_backprop": "L1 ×0", "l1_delta_divided_by_m": "L1 ×0.142857 (1/7)",
+             "l1_not_averaged": "L1 ×7", "l1_missing_from_cost": "L1 ×0"}.get(mistake)
+    if ratio:
+        assert ratio in text, text
+    if dae:
+        assert f"{output}_denoising_m7_uncorrupted (x̃ = x, no corruption) agrees" in text
+    if mistake in ("l1_not_averaged",):
+        assert "matches central finite differences of their own cost" in text
+
+
+@pytest.mark.parametrize("mistake", VARIANT_MISTAKES)
+def test_variant_mistakes_are_named_in_tied_code_with_every_variant_on(mistake):
+    # tied weights, the L1 penalty and denoising at once (ufldl f(..., data, corruptedData, gamma))
+    report = check(planted_variant(mistake, tied=True, l1=True, denoising=True), tied=True, l1=GAMMA, denoising=True)
+    assert report.match == (mistake,), report.text
+    assert "sigmoid_tied_l1_denoising_m7 " in report.text
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("l1,denoising", [(True, False), (False, True), (True, True)])
+def test_correct_variant_implementations_pass(l1, denoising, output):
+    report = check(planted_variant(None, linear=output == "linear", l1=l1, denoising=denoising), output=output,
+                   l1=GAMMA if l1 else None, denoising=denoising)
+    assert report.passed, report.text
+    assert max(max(e.values()) for e in report.errors.values()) < 1e-10
+    assert ("passed as gamma" in report.text) == l1 and ("passed as corruptedData" in report.text) == denoising
+
+
+def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    d = tmp_path / "cases"
+    assert main(["check", "--write-cases", str(d), "--l1", "0.1", "--denoising"]) == 0
+    capsys.readouterr()
+    readme = (d / "README.md").read_text()
+    assert "p.data, p.corruptedData, p.l1" in readme and "sae-jax check --results results.npz --l1 0.1" in readme
+    z = np.load(d / "cases.npz")
+    assert set(z["probes"]) == {p.name for p in probes(l1=GAMMA, denoising=True)}
+    assert float(z["sigmoid_l1_denoising_m7.l1"]) == GAMMA
+    np.testing.assert_array_equal(z["sigmoid_l1_denoising_m7.corruptedData"], z["sigmoid_l1_denoising_m7.x_input"].T)
+    # the README's Python loop, as written, on correct code; then the results file checks
+    (py,) = _blocks(readme, "python")
+    shutil.copy(d / "cases.npz", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
+                                         + "\nsparseAutoencoderCost = planted_variant(l1=True, denoising=True)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_code", raising=False)  # another test's my_code may be imported
+    exec(py, {})
+    assert main(["check", "--results", "results.npz", "--l1", "0.1"]) == 0
+    assert "denoising" in capsys.readouterr().out
+    _bad(["check", "--results", "results.npz"], capsys, "answers the L1 cases (*_l1_*): pass --l1 GAMMA")
+    # a mistake, through the .json results
+    js = json.loads((d / "cases.json").read_text())["probes"]
+    fn = planted_variant("denoising_rho_hat_from_clean_input", l1=True, denoising=True)
+    res = {n: fn(np.asarray(c["theta"]), c["visibleSize"], c["hiddenSize"], c["lambda"], c["sparsityParam"], c["beta"],
+                 np.asarray(c["data"]), np.asarray(c["corruptedData"]), c["l1"]) for n, c in js.items()
+           if c["output"] == "sigmoid"}
+    (tmp_path / "r.json").write_text(json.dumps({n: {"cost": J, "grad": g.tolist()} for n, (J, g) in res.items()}))
+    report = check_results(tmp_path / "r.json", l1=GAMMA, denoising=True)
+    assert report.match == ("denoising_rho_hat_from_clean_input",), report.text
+    with pytest.raises(sae_jax.InputError, match="answers denoising cases, but denoising=False was asked for"):
+        check_results(tmp_path / "r.json", l1=GAMMA, denoising=False)
+    _bad(["check", "--results", str(tmp_path / "r.json"), "--l1", "0.1", "--tied"], capsys, "answers the untied cases")
+
+
+def test_variant_cli_and_signatures(tmp_path, capsys):
+    import inspect
+
+    src = tmp_path / "dae.py"
+    src.write_text("import numpy as np\n" + inspect.getsource(sigm) + inspect.getsource(ufldl_cost)
+                   + "\ndef sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,\n"
+                   "                          corruptedData):\n"
+                   "    return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,\n"
+                   "                      corrupted=corruptedData, linear=True, mistake='denoising_target_is_corrupted_input')\n")
+    assert main(["check", f"{src}:sparseAutoencoderCost", "--denoising", "--output", "linear"]) == 1
+    assert "Diagnosis: denoising_target_is_corrupted_input" in capsys.readouterr().out
+    # sae-jax itself: keywords x_input= and l1=, tied, all at once
+    assert main(["check", "sae_jax:cost_and_grad", "--tied", "--l1", "0.05", "--denoising"]) == 0
+    out = capsys.readouterr().out
+    assert "passed as l1" in out and "passed as x_input" in out and "sigmoid_tied_l1_denoising_m7 " in out
+    # rows form, positional extras; a tied L1 mistake
+    def rows(params, x, lam, beta, rho, x_input, gamma):
+        J, g = variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, l1=gamma, x_input=x_input,
+                                     mistakes=("l1_delta_divided_by_m",))
+        return J, (g.W1, g.b1, g.b2)
+
+    report = check(rows, tied=True, l1=GAMMA, denoising=True)
+    assert report.match == ("l1_delta_divided_by_m",) and "L1 ×0.05 (1/20)" in report.text, report.text
+    # γ fixed in their code (no γ parameter): right, or the L1 term forgotten altogether (both halves missing)
+    report = check(planted_variant(None, gamma_fixed=GAMMA), l1=GAMMA)
+    assert report.passed and "fixed in their code (no γ parameter)" in report.text, report.text
+    report = check(planted_variant(None), l1=GAMMA)
+    assert report.match == ("l1_missing_from_backprop", "l1_missing_from_cost"), report.text
+    # bad uses: one line each
+    _bad(["check", f"{src}:sparseAutoencoderCost"], capsys, "parameter(s) corruptedData are not filled")
+    six = _write(tmp_path, "six.py", "def f(p, x, a, b, c, d): return 0.0, p\n")
+    _bad(["check", f"{six}:f"], capsys, "(a variant's extra parameter? pass --denoising or --l1 GAMMA)")
+    _bad(["check", "sae_jax:cost_and_grad", "--l1", "0"], capsys, "l1 (--l1 GAMMA) must be a number > 0")
+    _bad(["check", "sae_jax:cost_and_grad", "--l1", "nan"], capsys, "must be a number > 0")
+    _bad(["check", "--write-cases", str(tmp_path / "c"), "--l1", "-1"], capsys, "must be a number > 0")
+    assert not (tmp_path / "c").exists()
+    _bad(["check", "sae_jax.check.probes:pack_theta", "--convention", "rows", "--denoising"], capsys,
+         "must take the corrupted input")

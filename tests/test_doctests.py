@@ -27,6 +27,7 @@ PUBLIC_MODULES = (
     "sae_jax.check.cases",
     "sae_jax.check.catalogue",
     "sae_jax.check.probes",
+    "sae_jax.check.readback",
     "sae_jax.check.report",
     "sae_jax.checked",
     "sae_jax.checkpoint",

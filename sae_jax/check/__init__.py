@@ -47,6 +47,23 @@ Tied weights (``tied=True``, ``sae-jax check --tied``)
     ``write_cases(DIR, tied=True)`` (``--write-cases DIR --tied``) writes the tied probes; a
     results file's probe names tell :func:`check_results` that it is tied.
 
+L1 activation penalty (``l1=`` γ, ``sae-jax check --l1 GAMMA``)
+    Their cost adds γ(1/m)Σᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ (sigmoid activations: γΣⱼρ̂ⱼ) and δ⁽²⁾ gains +γf′(z⁽²⁾) per
+    sample (:mod:`sae_jax.variants`); the probes (``*_l1_*``) carry that γ. It goes to their ``l1``
+    parameter, else the extra parameter after the convention's (ufldl ``..., data, gamma``; rows
+    ``..., rho, gamma``), else it is taken as fixed in their code. The evidence splits the gradient
+    into reconstruction / decay / sparsity / L1 parts.
+
+Denoising (``denoising=True``, ``sae-jax check --denoising``)
+    Their function reads a corrupted input x̃ and reconstructs the clean x: ufldl
+    ``f(theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data, corruptedData[, gamma])``
+    (``data`` the clean target, both as columns), rows ``f(params, x, lam, beta, rho, x_input[, l1])``
+    or a keyword ``x_input`` (``sae_jax.cost_and_grad`` itself). The probes (``*_denoising_*``) pass a
+    fixed corruption (masking p = 0.3 for the sigmoid decoder, Gaussian σ = 0.3 for the linear one),
+    plus ``*_denoising_m7_uncorrupted`` with x̃ = x, where every denoising mistake is invisible.
+    The reference: ρ̂, the L1 term and δ⁽²⁾ᵀx̃ from x̃, δ⁽³⁾ from the clean x. The variants combine
+    (``--tied --l1 0.1 --denoising``); ``write_cases`` / ``--write-cases`` take the same options.
+
 Agreement: for the cost and each gradient array on every probe,
 max |theirs − reference| ≤ ``tol`` × max |reference| (``tol`` = 1e-7 by default).
 
@@ -62,7 +79,12 @@ Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
     ``sigmoid_fprime_in_linear_decoder`` (linear decoder), ``transposed_weight_gradients``; for tied
     weights (``tied=True``) also ``tied_decoder_contribution_missing`` (the untied W1 formula),
     ``tied_encoder_contribution_missing`` and ``tied_weight_decay_counted_once`` (UFLDL-style
-    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²).
+    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²); with ``l1=``
+    ``l1_missing_from_backprop``, ``l1_missing_from_cost``, ``l1_delta_missing_fprime`` (+γ after the
+    f′), ``l1_delta_divided_by_m`` (γ/m inside the delta: divided by m twice) and ``l1_not_averaged``
+    (never divided by m); with ``denoising=True`` ``denoising_target_is_corrupted_input``,
+    ``denoising_clean_input_in_weight_gradient`` (δ⁽²⁾ᵀx), ``denoising_rho_hat_from_clean_input``
+    and ``denoising_input_ignored`` (a plain autoencoder on x).
 
 Diagnosis (:func:`sae_jax.check.report.analyse`)
     Every variant (and, if none matches, every pair of them) is run on the probes; a variant
@@ -107,7 +129,7 @@ from .adapters import detect_convention as detect_convention, load_function as l
 from .cases import read_results, write_cases as write_cases
 from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
 from .catalogue import variant_cost_and_grad as variant_cost_and_grad
-from .probes import PACKINGS, Probe as Probe, probes as probes, reference as reference
+from .probes import PACKINGS, Probe as Probe, check_options, probes as probes, reference as reference
 from ..validate import InputError
 from .report import DEFAULT_TOL as DEFAULT_TOL, Report as Report, analyse
 
@@ -144,8 +166,25 @@ def _check_tol(tol):
         raise InputError(f"tol must be a number in (0, 1), got {tol!r}")
 
 
+def _variant_text(tied: bool, l1: float | None, denoising: bool, slots: dict | None = None) -> str:
+    """The header's description of the variant checked (and, for code, where it takes the variant's inputs)."""
+    slots = slots or {}
+    out = []
+    if tied:
+        out.append("tied weights W2 = W1ᵀ (reference: Params(W1, b1, None, b2), weight decay λ‖W1‖²)")
+    if l1:
+        how = ("" if "l1" not in slots else f", passed as {slots['l1']}" if slots["l1"]
+               else ", fixed in their code (no γ parameter)")
+        out.append(f"L1 activation penalty γ(1/m)Σ‖a⁽²⁾‖₁ with γ = {l1:g}{how}")
+    if denoising:
+        how = f", passed as {slots['x_input']}" if slots.get("x_input") else ""
+        out.append(f"denoising (the network reads the corrupted input x̃{how}; x is the target)")
+    return "".join(t + ", " for t in out)
+
+
 def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: bool = False,
-          tol: float = DEFAULT_TOL, arrays: str = "auto", finite_differences: bool = True) -> Report:
+          l1: float | None = None, denoising: bool = False, tol: float = DEFAULT_TOL, arrays: str = "auto",
+          finite_differences: bool = True) -> Report:
     """Run their cost-and-gradient on the probes of one decoder, compare and diagnose.
 
     Args:
@@ -155,6 +194,12 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
       tied: their code has tied weights (W2 = W1ᵀ): ``theta = [W1(:); b1(:); b2(:)]``, or rows-form
         ``params`` ``Params(W1, b1, None, b2)`` and gradient ``W1, b1, b2``; checked on the tied
         probes against sae-jax's tied reference (weight decay λ‖W1‖², both copies).
+      l1: their cost has the L1 activation penalty γ(1/m)Σᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ with this γ > 0; it is passed
+        to a ``l1`` parameter, or the extra one after the convention's (and the corrupted input),
+        or, with none, taken as fixed in their code.
+      denoising: their function reads a corrupted input (a ``x_input`` parameter, or the extra one
+        after the convention's: ufldl ``..., data, corruptedData``) and reconstructs the clean ``x`` /
+        ``data``; the probes pass a fixed corruption of each probe's data.
       tol: relative agreement tolerance per array and probe (default 1e-7).
       arrays: inputs as ``"numpy"`` arrays or ``"torch"`` tensors; ``"auto"``: torch when the
         function's module imports torch.
@@ -169,18 +214,16 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
     """
     _check_output(output)
     _check_tol(tol)
-    if not isinstance(tied, bool):
-        raise InputError(f"tied must be True or False, got {tied!r}")
-    target = make_target(fn, convention=convention, arrays=arrays)
-    ps = probes(output, tied=tied)
+    check_options(tied, l1, denoising)
+    target = make_target(fn, convention=convention, arrays=arrays, l1=bool(l1), denoising=denoising)
+    ps = probes(output, tied=tied, l1=float(l1 or 0.0), denoising=denoising)
     packings = ("F", "C") if target.convention == "ufldl" else ("C",)
     by_packing = {}
     for pk in packings:
         target.packing = pk
         by_packing[pk] = {p.name: target.evaluate(p)[:2] for p in ps}
-    weights = "tied weights W2 = W1ᵀ (reference: Params(W1, b1, None, b2), weight decay λ‖W1‖²), " if tied else ""
     header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]}, {output} decoder, "
-              f"{weights}{target.arrays} inputs, {len(ps)} probes in float64"]
+              f"{_variant_text(tied, l1, denoising, target.slots)}{target.arrays} inputs, {len(ps)} probes in float64"]
     # analyse() picks the packing under which their outputs are explained best.
     report = analyse(target.label, header, by_packing, ps, tol=tol, target=None)
     if not report.passed and finite_differences:
@@ -194,20 +237,20 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
     return report
 
 
-def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, tied: bool | None = None) -> Report:
+def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, tied: bool | None = None,
+                  l1: float | None = None, denoising: bool | None = None) -> Report:
     """Compare a results file (see :func:`write_cases`) with the reference and diagnose it.
 
-    Its probe names tell whether it answers the tied cases; ``tied`` (if given) must agree.
+    Its probe names tell the variant it answers (``*_tied_*``, ``*_l1_*``, ``*_denoising_*``);
+    ``tied`` and ``denoising`` (if given) must agree, and L1 cases need ``l1``, the γ they were
+    written with (a results file does not repeat it).
     """
     if output is not None:
         _check_output(output)
     _check_tol(tol)
-    ps, by_packing, missing = read_results(path, output)
-    (pk,) = by_packing
-    if tied is not None and tied != ps[0].tied:
-        raise InputError(f"results file {str(path)!r} answers the {'tied' if ps[0].tied else 'untied'} cases, "
-                         f"but tied={tied} was asked for (--tied)")
-    weights = ", tied weights W2 = W1ᵀ" if ps[0].tied else ""
-    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder{weights}, {len(ps)} probes"
+    check_options(bool(tied), l1, bool(denoising))
+    ps, by_packing, missing = read_results(path, output, l1=l1, tied=tied, denoising=denoising)
+    header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, "
+              f"{_variant_text(ps[0].tied, l1, ps[0].denoising)}{len(ps)} probes"
               + (f" (not in the file: {', '.join(missing)})" if missing else "")]
     return analyse(str(path), header, by_packing, ps, tol=tol)

@@ -14,6 +14,11 @@ rows-form ``params`` is ``Params(W1, b1, None, b2)`` (``params.W2`` None, sae-ja
 and the gradient ``W1, b1, b2`` (a named tuple or dict whose W2 is None or absent, or a sequence
 of three arrays, or of four with None third).
 
+The L1 and denoising variants (:func:`variant_slots`) add parameters: a ``x_input`` / ``l1``
+parameter takes the corrupted input / γ by name, else the required parameters after the
+convention's, in that order (ufldl ``..., data, corruptedData, gamma``); γ with no parameter is
+taken as fixed in their code.
+
 Inputs are NumPy float64 arrays, or torch float64 tensors for a function whose module imports
 torch (``arrays="torch"``; torch is imported only then). Outputs may be NumPy, JAX or torch.
 Every way the code cannot be run raises :class:`~sae_jax.InputError` with one line.
@@ -45,8 +50,9 @@ import numpy as np
 from ..params import Params
 from ..validate import InputError
 from .probes import Probe, pack_theta, unpack_theta
+from .readback import GRAD_KEYS, one_line, rows_grads, to_numpy, to_scalar
 
-__all__ = ["load_function", "detect_convention", "Target", "make_target", "ProbeParams", "to_numpy", "to_scalar", "rows_grads"]
+__all__ = ["load_function", "detect_convention", "variant_slots", "Target", "make_target", "ProbeParams"]
 
 CONVENTIONS = ("ufldl", "rows")
 
@@ -66,11 +72,6 @@ class ProbeParams(Params):
 
     def keys(self):
         return self._fields
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def load_function(spec: str) -> Callable:
@@ -102,7 +103,7 @@ def load_function(spec: str) -> Callable:
     except InputError:
         raise
     except (Exception, SystemExit) as e:  # their module failed to import: one line, no traceback
-        raise InputError(f"importing {where!r} failed: {_one_line(e)}") from None
+        raise InputError(f"importing {where!r} failed: {one_line(e)}") from None
     fn = getattr(module, name, None)
     if fn is None:
         raise InputError(f"{where!r} has no attribute {name!r}")
@@ -118,8 +119,17 @@ def _signature(fn):
         return None
 
 
-def detect_convention(fn: Callable) -> str | None:
-    """``"ufldl"`` for 7 positional parameters, ``"rows"`` for 5 (or params, x + lam/beta/rho); else None."""
+def _extra_counts(l1: bool, denoising: bool) -> set[int]:
+    """How many extra positional parameters the variants may add: the corrupted input, then γ (or γ fixed)."""
+    return {int(denoising), int(denoising) + int(l1)}
+
+
+def detect_convention(fn: Callable, *, l1: bool = False, denoising: bool = False) -> str | None:
+    """``"ufldl"`` for 7 positional parameters, ``"rows"`` for 5 (or params, x + lam/beta/rho); else None.
+
+    With the variants, the extra parameters they add count too (``denoising``: the corrupted
+    input; ``l1``: γ, unless it is fixed in their code): ufldl 7–9, rows 5–7.
+    """
     sig = _signature(fn)
     if sig is None:
         return None
@@ -129,11 +139,53 @@ def detect_convention(fn: Callable) -> str | None:
     positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p for p in positional if p.default is p.empty]
     names = {p.name.lower() for p in ps}
-    if len(required) == 7 or (len(positional) >= 7 and positional[0].name.lower() == "theta"):
+    extra = _extra_counts(l1, denoising)
+    if len(required) - 7 in extra or (len(positional) >= 7 and positional[0].name.lower() == "theta"):
         return "ufldl"
-    if len(required) == 5 or (len(required) == 2 and {"lam", "beta", "rho"} <= names):
+    if len(required) - 5 in extra or (len(required) == 2 and {"lam", "beta", "rho"} <= names):
         return "rows"
     return None
+
+
+def variant_slots(fn: Callable, convention: str, *, l1: bool, denoising: bool, label: str) -> dict[str, str | None]:
+    """Where their function takes the variants' inputs: ``{"x_input": param, "l1": param or None}``.
+
+    A parameter named ``x_input`` / ``l1`` (sae-jax's names) takes it by that name; otherwise the
+    required parameters after the convention's own ones, in the order corrupted input, γ. γ with
+    no parameter left: ``None``, fixed in their code (at the ``l1=`` asked for).
+    """
+    sig = _signature(fn)
+    ps = [p for p in (sig.parameters.values() if sig is not None else ())
+          if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if convention == "ufldl":
+        own = {p.name for p in positional[:7]}
+    elif {"lam", "beta", "rho"} <= {p.name for p in ps}:
+        own = {p.name for p in positional[:2]} | {"lam", "beta", "rho", "output"}
+    else:
+        own = {p.name for p in positional[:5]}
+    rest = [p for p in ps if p.name not in own]
+    free = [p.name for p in rest if p.default is p.empty and p.name not in ("x_input", "l1")]
+    slots: dict[str, str | None] = {}
+    for key, on in (("x_input", denoising), ("l1", l1)):
+        if not on:
+            continue
+        if key in {p.name for p in rest}:
+            slots[key] = key
+        elif free:
+            slots[key] = free.pop(0)
+        elif key == "l1":
+            slots[key] = None
+        else:
+            raise InputError(
+                f"{label}: with --denoising the function must take the corrupted input: ufldl f(theta, visibleSize, "
+                f"hiddenSize, lambda, sparsityParam, beta, data, corruptedData[, gamma]) or rows f(params, x, lam, "
+                f"beta, rho, x_input[, l1]) (or a keyword x_input)")
+    if free:
+        raise InputError(f"{label}: parameter(s) {', '.join(free)} are not filled: the check passes the convention's "
+                         f"arguments" + ("" if denoising else ", the corrupted input with --denoising")
+                         + ("" if l1 else ", γ with --l1 GAMMA"))
+    return slots
 
 
 def _arrays_kind(fn) -> str:
@@ -145,108 +197,6 @@ def _arrays_kind(fn) -> str:
     return "numpy"
 
 
-def to_numpy(a, what: str) -> np.ndarray:
-    """``a`` (NumPy, JAX, torch, a list...) as a float64 NumPy array; ``what`` names it in the error."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch tensor
-        a = a.detach().cpu().numpy()
-    try:
-        out = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{what} is not numeric ({type(a).__name__}: {_one_line(e)})") from None
-    return out
-
-
-def to_scalar(a, what: str) -> float:
-    """``a`` as a Python float (one element of any shape); ``what`` names it in the error."""
-    arr = to_numpy(a, what)
-    if arr.size != 1:
-        raise InputError(f"{what} must be a scalar, got shape {arr.shape}")
-    return float(arr.reshape(()))
-
-
-def _fit(arr: np.ndarray, shape: tuple, what: str) -> np.ndarray:
-    """``arr`` as ``shape`` when it is that shape up to singleton axes (e.g. MATLAB's (h, 1) bias)."""
-    if arr.shape == shape:
-        return arr
-    if arr.size == int(np.prod(shape)) and [d for d in arr.shape if d != 1] == [d for d in shape if d != 1]:
-        return arr.reshape(shape)
-    raise InputError(f"{what} has shape {arr.shape}, expected {shape}")
-
-
-_GRAD_KEYS = ("W1", "b1", "W2", "b2")
-
-
-def _tied_rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
-    h, n = probe.n_hidden, probe.n_visible
-    keys = ("W1", "b1", "b2")
-    if isinstance(g, dict) or hasattr(g, "keys") and not hasattr(g, "_fields"):
-        lower = {str(k).lower().replace("grad", "").replace("_", ""): k for k in g.keys()}
-        extra = [k for lk, k in lower.items() if lk not in ("w1", "b1", "b2") and not (lk == "w2" and g[k] is None)]
-        try:
-            arrays = [g[lower[k.lower()]] for k in keys]
-        except KeyError:
-            arrays = None
-        if arrays is None or extra:
-            raise InputError(f"{who}: tied weights: the gradient dict must have keys W1, b1, b2 (no W2), "
-                             f"got {list(g.keys())}")
-    elif hasattr(g, "_fields") and set(keys) <= set(g._fields) and getattr(g, "W2", None) is None:
-        arrays = [getattr(g, k) for k in keys]
-    elif isinstance(g, (tuple, list)) and (len(g) == 3 or len(g) == 4 and g[2] is None):
-        arrays = [g[0], g[1], g[-1]]
-    else:
-        raise InputError(f"{who}: tied weights: the gradient must be W1, b1, b2 (a named tuple or dict with "
-                         f"W2 None or absent, or a sequence of 3 arrays), got {type(g).__name__}"
-                         + (f" of length {len(g)}" if isinstance(g, (tuple, list)) else ""))
-    W1, b1, b2 = (to_numpy(a, f"{who}: gradient {k}") for a, k in zip(arrays, keys))
-    transposed = W1.shape == (n, h) and h != n
-    if transposed:  # W1grad computed transposed: read row-major, as numpy code packs
-        W1 = W1.reshape((h, n))
-    return Params(_fit(W1, (h, n), f"{who}: gradient W1"), _fit(b1, (h,), f"{who}: gradient b1"), None,
-                  _fit(b2, (n,), f"{who}: gradient b2")), transposed
-
-
-def rows_grads(g, probe: Probe, who: str) -> tuple[Params, bool]:
-    """Their rows-form gradient as Params (UFLDL shapes); True if the weights came back transposed."""
-    if probe.tied:
-        return _tied_rows_grads(g, probe, who)
-    h, n = probe.n_hidden, probe.n_visible
-    shapes = {"W1": (h, n), "b1": (h,), "W2": (n, h), "b2": (n,)}
-    if isinstance(g, dict) or hasattr(g, "keys") and not hasattr(g, "_fields"):
-        lower = {str(k).lower().replace("grad", "").replace("_", ""): k for k in g.keys()}
-        try:
-            arrays = [g[lower[k.lower()]] for k in _GRAD_KEYS]
-        except KeyError:
-            raise InputError(f"{who}: the gradient dict must have keys W1, b1, W2, b2, got {list(g.keys())}") from None
-    elif hasattr(g, "_fields") and set(_GRAD_KEYS) <= set(g._fields):
-        arrays = [getattr(g, k) for k in _GRAD_KEYS]
-    elif isinstance(g, (tuple, list)) and len(g) == 4:
-        arrays = list(g)
-    else:
-        raise InputError(
-            f"{who}: the gradient must be W1, b1, W2, b2 (a named tuple, dict or sequence of 4 arrays), "
-            f"got {type(g).__name__}"
-        )
-    arrays = [to_numpy(a, f"{who}: gradient array {i}") for i, a in enumerate(arrays)]
-    sq = lambda a: tuple(d for d in a.shape if d != 1) or (1,)  # noqa: E731
-    got = [sq(a) for a in arrays]
-    want = lambda order: [tuple(d for d in shapes[k] if d != 1) or (1,) for k in order]  # noqa: E731
-    transposed = False
-    if got == want(("W1", "b1", "W2", "b2")):
-        W1, b1, W2, b2 = arrays
-    elif got == want(("W1", "W2", "b1", "b2")) and h != n:
-        W1, W2, b1, b2 = arrays
-    elif got == want(("W2", "b1", "W1", "b2")) and h != n:  # W1grad and W2grad computed transposed
-        W1, b1, W2, b2 = arrays
-        W1, W2 = W1.reshape(shapes["W1"]), W2.reshape(shapes["W2"])  # read row-major, as numpy code packs
-        transposed = True
-    else:
-        raise InputError(
-            f"{who}: gradient arrays have shapes {[a.shape for a in arrays]}, expected W1 {shapes['W1']}, "
-            f"b1 {shapes['b1']}, W2 {shapes['W2']}, b2 {shapes['b2']}"
-        )
-    return Params(*(_fit(a, shapes[k], f"{who}: gradient {k}") for a, k in zip((W1, b1, W2, b2), _GRAD_KEYS))), transposed
-
-
 @dataclass
 class Target:
     """Their function bound to a convention: ``evaluate(probe, params) -> (cost, Params)`` in UFLDL shapes."""
@@ -256,6 +206,7 @@ class Target:
     convention: str
     arrays: str  # "numpy" or "torch"
     packing: str = "F"  # ufldl only: "F" or "C"
+    slots: dict = field(default_factory=dict)  # variant input -> their parameter's name (None: fixed in their code)
     low_precision: set = field(default_factory=set)  # dtypes below float64 seen in their outputs
 
     def _inputs(self, a):
@@ -274,7 +225,7 @@ class Target:
             with jax.enable_x64(True):  # JAX code runs in float64 like everything here
                 out = self.fn(*args, **kwargs)
         except (Exception, SystemExit) as e:
-            raise InputError(f"{who} raised {_one_line(e)}") from None
+            raise InputError(f"{who} raised {one_line(e)}") from None
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise InputError(f"{who} must return (cost, gradient), got {type(out).__name__}"
                              + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
@@ -289,13 +240,23 @@ class Target:
         except TypeError:  # not iterable: the shape check reports it
             pass
 
+    def _extras(self, probe: Probe, *, columns: bool) -> dict:
+        """The variants' inputs, by their parameters' names: the corrupted input (as columns for ufldl), γ."""
+        out = {}
+        if self.slots.get("x_input") is not None:
+            out[self.slots["x_input"]] = self._inputs(probe.x_input.T if columns else probe.x_input)
+        if self.slots.get("l1") is not None:
+            out[self.slots["l1"]] = probe.l1
+        return out
+
     def evaluate(self, probe: Probe, params: Params | None = None) -> tuple[float, Params, bool]:
         """Their (cost, gradient as UFLDL-shaped Params, weights-transposed flag) at ``params`` (default: the probe's)."""
         params = probe.params if params is None else params
         h, n = probe.n_hidden, probe.n_visible
         if self.convention == "ufldl":
             theta = self._inputs(pack_theta(params, self.packing))
-            (J, g), who = self._call(probe, theta, n, h, probe.lam, probe.rho, probe.beta, self._inputs(probe.x.T))
+            (J, g), who = self._call(probe, theta, n, h, probe.lam, probe.rho, probe.beta, self._inputs(probe.x.T),
+                                     **self._extras(probe, columns=True))
             self._note_dtypes([g])
             grad = to_numpy(g, f"{who}: gradient")
             N = (1 if probe.tied else 2) * h * n + h + n
@@ -311,38 +272,45 @@ class Target:
             sig = _signature(self.fn)
             names = set(sig.parameters) if sig is not None else set()
             hp = dict(lam=probe.lam, beta=probe.beta, rho=probe.rho)
+            extras = self._extras(probe, columns=False)
             if {"lam", "beta", "rho"} <= names:
                 kw = dict(hp, **({"output": probe.output} if "output" in names else {}))
-                out, who = self._call(probe, p, x, **kw)
+                out, who = self._call(probe, p, x, **kw, **extras)
             else:
-                out, who = self._call(probe, p, x, probe.lam, probe.beta, probe.rho)
+                out, who = self._call(probe, p, x, probe.lam, probe.beta, probe.rho, **extras)
             J, g = out
             self._note_dtypes(g.values() if isinstance(g, dict) else g)
             grads, transposed = rows_grads(g, probe, who)
         cost = to_scalar(J, f"{who}: cost")
-        bad = [k for k, a in zip(("cost",) + _GRAD_KEYS, (np.asarray(cost),) + tuple(grads))
+        bad = [k for k, a in zip(("cost",) + GRAD_KEYS, (np.asarray(cost),) + tuple(grads))
                if a is not None and not np.all(np.isfinite(a))]
         if bad:
             raise InputError(f"{who} returned non-finite values (NaN or inf) in {', '.join(bad)}")
         return cost, grads, transposed
 
 
-def make_target(fn, *, convention: str | None = None, arrays: str = "auto", label: str | None = None) -> Target:
-    """Bind a callable (or a ``"file.py:function"`` / ``"module:function"`` string) to its convention."""
+def make_target(fn, *, convention: str | None = None, arrays: str = "auto", label: str | None = None,
+                l1: bool = False, denoising: bool = False) -> Target:
+    """Bind a callable (or a ``"file.py:function"`` / ``"module:function"`` string) to its convention.
+
+    ``l1`` / ``denoising``: their function implements that variant (see :func:`variant_slots`).
+    """
     if isinstance(fn, str):
         label = label or fn
         fn = load_function(fn)
     if not callable(fn):
         raise InputError(f"fn must be callable or 'path/to/file.py:function', got {type(fn).__name__}")
     label = label or getattr(fn, "__qualname__", repr(fn))
-    detected = detect_convention(fn)
+    detected = detect_convention(fn, l1=l1, denoising=denoising)
     if convention is None:
         if detected is None:
             sig = _signature(fn)
+            hint = "" if (l1 and denoising) else " (a variant's extra parameter? pass " + " or ".join(
+                ([] if denoising else ["--denoising"]) + ([] if l1 else ["--l1 GAMMA"])) + ")"
             raise InputError(
                 f"cannot tell the convention of {label}{sig if sig is not None else ''} from its signature; "
                 f"pass --convention ufldl (theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data) "
-                f"or --convention rows (params, x, lam, beta, rho)"
+                f"or --convention rows (params, x, lam, beta, rho){hint}"
             )
         convention = detected
     if convention not in CONVENTIONS:
@@ -354,4 +322,5 @@ def make_target(fn, *, convention: str | None = None, arrays: str = "auto", labe
     if arrays == "torch":
         if importlib.util.find_spec("torch") is None:
             raise InputError("arrays='torch' needs PyTorch installed")
-    return Target(fn, label, convention, arrays)
+    slots = variant_slots(fn, convention, l1=l1, denoising=denoising, label=label)
+    return Target(fn, label, convention, arrays, slots=slots)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..validate import InputError
-from .adapters import rows_grads, to_numpy, to_scalar
-from .probes import Probe, pack_theta, probes, reference, unpack_theta
+from .readback import rows_grads, to_numpy, to_scalar
+from .probes import Probe, check_options, pack_theta, parse_name, probes, reference, unpack_theta
 from .report import DEFAULT_TOL
 
 __all__ = ["write_cases", "read_results", "CASE_FILES"]
@@ -31,7 +31,7 @@ CASE_FILES = ("cases.npz", "cases.mat", "cases.json", "README.md")
 
 
 def _case_dict(p: Probe) -> dict:
-    r = reference(p.name)
+    r = reference(p.name, p.l1)
     W1, b1, W2, b2 = p.params
     d = {
         "output": p.output,
@@ -47,20 +47,23 @@ def _case_dict(p: Probe) -> dict:
         "data": p.x.T.copy(),
         "x": p.x,
         "W1": W1, "b1": b1, "W2": W2, "b2": b2,
+        "corruptedData": None if p.x_input is None else p.x_input.T.copy(),
+        "x_input": p.x_input,
+        "l1": p.l1 or None,
         "expected_cost": r.cost,
         "expected_grad": pack_theta(r.grads, "F"),
         "expected_grad_rowmajor": pack_theta(r.grads, "C"),
         "expected_W1grad": r.grads.W1, "expected_b1grad": r.grads.b1,
         "expected_W2grad": r.grads.W2, "expected_b2grad": r.grads.b2,
     }
-    return {k: v for k, v in d.items() if v is not None}  # tied: no W2, no expected_W2grad
+    return {k: v for k, v in d.items() if v is not None}  # tied: no W2; no variant fields unless asked
 
 
 _README = """\
 # sae-jax check: probe cases
 
-{n} probes of the sparse-autoencoder cost J = (1/m) Σᵢ ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + {decay} + β Σⱼ KL(ρ‖ρ̂ⱼ)
-(float64){tied_text}, {nd} per decoder: {names}.
+{n} probes of the sparse-autoencoder cost J = (1/m) Σᵢ ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + {decay} + β Σⱼ KL(ρ‖ρ̂ⱼ){l1_term}
+(float64){tied_text}{variant_text}, {nd} per decoder: {names}.
 Run your `sparseAutoencoderCost` on each probe of your decoder (`output`: sigmoid or linear) and
 save a results file; `sae-jax check --results results.mat` (or `.npz`, `.json`) compares it with
 sae-jax's float64 reference and names the mistake if it finds one.
@@ -71,8 +74,8 @@ Fields of each probe:
 
 - inputs in UFLDL's convention: `theta` (packed `{theta_form}`, **column-major**, as
   MATLAB's `W1(:)`; a numpy port that unpacks row-major should use `theta_rowmajor`), `visibleSize`,
-  `hiddenSize`, `lambda`, `sparsityParam`, `beta`, `data` (visibleSize × m, samples as columns);
-- the same as arrays: `W1` (hiddenSize × visibleSize), {arrays}, `x` (m × visibleSize, samples as rows);
+  `hiddenSize`, `lambda`, `sparsityParam`, `beta`, `data` (visibleSize × m, samples as columns){fields};
+- the same as arrays: `W1` (hiddenSize × visibleSize), {arrays}, `x` (m × visibleSize, samples as rows){row_fields};
 - `output`, `m`, `what` (what the probe isolates);
 - expected outputs: `expected_cost`, `expected_grad` (packed like `theta`), `expected_grad_rowmajor`,
   {expected}.
@@ -89,7 +92,7 @@ for k = 1:numel(names)
   p = c.(names{{k}});
   if ~strcmp(p.output, 'sigmoid'), continue; end   % the decoder your code implements
   [cost, grad] = sparseAutoencoderCost(p.theta, p.visibleSize, p.hiddenSize, ...
-                                       p.lambda, p.sparsityParam, p.beta, p.data);
+                                       p.lambda, p.sparsityParam, p.beta, p.data{matlab_extra});
   results.(names{{k}}) = struct('cost', cost, 'grad', grad);
 end
 save('results.mat', 'results', '-v7');   % one struct, a field per probe
@@ -107,7 +110,7 @@ for p in c["probes"]:
         continue
     cost, grad = sparseAutoencoderCost(c[f"{{p}}.theta"], int(c[f"{{p}}.visibleSize"]), int(c[f"{{p}}.hiddenSize"]),
                                        float(c[f"{{p}}.lambda"]), float(c[f"{{p}}.sparsityParam"]),
-                                       float(c[f"{{p}}.beta"]), c[f"{{p}}.data"])
+                                       float(c[f"{{p}}.beta"]), c[f"{{p}}.data"]{python_extra})
     results[f"{{p}}.cost"], results[f"{{p}}.grad"] = cost, grad
 np.savez("results.npz", **results)
 ```
@@ -115,14 +118,26 @@ np.savez("results.npz", **results)
 Any other language: read `cases.json` and write `results.json` as
 `{{"PROBE": {{"cost": 0.123, "grad": [ ... ]}}, ...}}`.
 
-Then: `sae-jax check --results results.npz`. Agreement means max |yours − expected| ≤ {tol:g} × max |expected|
+Then: `sae-jax check --results results.npz{results_flags}`. Agreement means max |yours − expected| ≤ {tol:g} × max |expected|
 for the cost and each gradient array, on every probe.
 """
 
 
-def _readme_slots(tied: bool) -> dict:
+def _readme_slots(tied: bool, l1: float, denoising: bool) -> dict:
     keys = ("W1", "b1", "b2") if tied else ("W1", "b1", "W2", "b2")
+    extra = (["corruptedData"] if denoising else []) + (["l1"] if l1 else [])
     return dict(
+        l1_term=" + γ (1/m) Σᵢ ‖a⁽²⁾⁽ⁱ⁾‖₁" if l1 else "",
+        variant_text=(f", L1 activation penalty γ = {l1:g} (field `l1`)" if l1 else "") + (
+            ", denoising: the network reads the corrupted input (`corruptedData`, visibleSize × m) and "
+            "reconstructs the clean `data`; ρ̂ is of the corrupted input's hidden activations; the probe "
+            "`*_m7_uncorrupted` has corruptedData = data" if denoising else ""),
+        fields=(", `corruptedData` (the input the network reads, like `data`)" if denoising else "")
+        + (", `l1` (γ)" if l1 else ""),
+        row_fields=", `x_input` (m × visibleSize, corrupted)" if denoising else "",
+        matlab_extra="".join(f", p.{k}" for k in extra),
+        python_extra="".join(f", c[f\"{{p}}.{k}\"]" if k != "l1" else f", float(c[f\"{{p}}.{k}\"])" for k in extra),
+        results_flags=f" --l1 {l1:g}" if l1 else "",
         decay="λ‖W1‖²" if tied else "(λ/2)(‖W1‖² + ‖W2‖²)",
         tied_text=(" with tied weights W2 = W1ᵀ (the untied cost at W2 = W1ᵀ: weight decay counts both copies; "
                    "∂J/∂W1 sums the encoder's and the decoder's contributions)") if tied else "",
@@ -133,21 +148,25 @@ def _readme_slots(tied: bool) -> dict:
     )
 
 
-def write_cases(directory, *, tied: bool = False) -> list[Path]:
+def write_cases(directory, *, tied: bool = False, l1: float | None = None, denoising: bool = False) -> list[Path]:
     """Write the probe inputs and sae-jax's expected outputs as .npz, .mat and .json, plus a README.md.
 
     Returns the written paths. ``directory`` is created if needed (its parent must exist).
-    ``tied=True``: the tied probes (``*_tied_*``: theta = [W1(:); b1(:); b2(:)], no W2).
+    ``tied=True``: the tied probes (``*_tied_*``: theta = [W1(:); b1(:); b2(:)], no W2);
+    ``l1=`` γ: the L1 probes at that γ (``*_l1_*``, field ``l1``); ``denoising=True``: the
+    denoising probes (``*_denoising_*``, fields ``corruptedData`` and ``x_input``).
     """
     import scipy.io
 
+    check_options(tied, l1, denoising)
     d = Path(directory)
     if d.exists() and not d.is_dir():
         raise InputError(f"--write-cases {str(d)!r} exists and is not a directory")
     if not d.parent.is_dir():
         raise InputError(f"--write-cases: the parent directory {str(d.parent)!r} does not exist")
     d.mkdir(exist_ok=True)
-    ps = probes(tied=tied)
+    l1 = float(l1 or 0.0)
+    ps = probes(tied=tied, l1=l1, denoising=denoising)
     cases = {p.name: _case_dict(p) for p in ps}
     flat = {f"{n}.{k}": np.asarray(v) for n, c in cases.items() for k, v in c.items()}
     flat["probes"] = np.asarray([p.name for p in ps])
@@ -175,9 +194,11 @@ def write_cases(directory, *, tied: bool = False) -> list[Path]:
     _write("cases.npz", _npz)
     _write("cases.mat", _mat)
     _write("cases.json", _json)
-    names = ", ".join(p.name for p in probes("sigmoid", tied=tied)) + " (and the same six with linear_)"
+    sig = probes("sigmoid", tied=tied, l1=l1, denoising=denoising)
+    names = ", ".join(p.name for p in sig) + f" (and the same {len(sig)} with linear_)"
     _write("README.md", lambda path: path.write_text(
-        _README.format(n=len(ps), nd=len(probes("sigmoid")), names=names, tol=DEFAULT_TOL, **_readme_slots(tied))))
+        _README.format(n=len(ps), nd=len(sig), names=names, tol=DEFAULT_TOL,
+                       **_readme_slots(tied, l1, denoising))))
     return written
 
 
@@ -224,29 +245,47 @@ def _load(path: Path) -> dict[str, dict]:
     raise InputError(f"results file must be .npz, .mat or .json, got {str(path)!r}")
 
 
-def read_results(path, output: str | None = None):
-    """Read a results file: ``(probes, {packing: {probe: (cost, Params)}})`` for the probes it covers."""
+def read_results(path, output: str | None = None, *, l1: float | None = None, tied: bool | None = None,
+                 denoising: bool | None = None):
+    """Read a results file: ``(probes, {packing: {probe: (cost, Params)}}, missing)`` for the probes it covers.
+
+    The probe names tell the variant; ``tied``/``denoising`` (if given) must agree, and L1 cases
+    (``*_l1_*``) need ``l1``, the γ they were written with.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"results file {str(path)!r} does not exist")
     raw = _load(path)
-    known = {p.name: p for p in probes() + probes(tied=True)}
-    unknown = sorted(set(raw) - set(known))
+    parsed = {n: parse_name(n) for n in raw}
+    unknown = sorted(n for n, v in parsed.items() if v is None)
     if unknown:
-        raise InputError(f"results file has unknown probe(s) {unknown[:3]}; expected names like {list(known)[:2]}")
-    decoders = sorted({known[n].output for n in raw})
+        raise InputError(f"results file has unknown probe(s) {unknown[:3]}; expected names like "
+                         f"{[p.name for p in probes('sigmoid')[:2]]}")
+    decoders = sorted({v[1]["output"] for v in parsed.values()})
     if output is not None:
         decoders = [d for d in decoders if d == output]
     if not decoders:
         raise InputError(f"results file {str(path)!r} holds no probe results" + (f" for the {output} decoder" if output else ""))
     if len(decoders) > 1:
         raise InputError("results file holds probes of both decoders; pass --output sigmoid or --output linear")
-    tied = {known[n].tied for n in raw if known[n].output == decoders[0]}
-    if len(tied) > 1:
-        raise InputError("results file mixes tied (*_tied_*) and untied probes; answer one set of cases")
-    (tied,) = tied
-    ps = [p for p in probes(decoders[0], tied=tied) if p.name in raw]
-    missing = [p.name for p in probes(decoders[0], tied=tied) if p.name not in raw]
+    kinds = {tuple(v[1][k] for k in ("tied", "l1", "denoising")) for v in parsed.values() if v[1]["output"] == decoders[0]}
+    if len(kinds) > 1:
+        raise InputError("results file mixes the cases of different variants (e.g. tied *_tied_* and untied probes); "
+                         "answer one set of cases")
+    ((is_tied, has_l1, is_dae),) = kinds
+    for name, asked, have, what in (("tied", tied, is_tied, ("the untied cases", "the tied cases")),
+                                    ("denoising", denoising, is_dae, ("cases without denoising", "denoising cases"))):
+        if asked is not None and asked != have:
+            raise InputError(f"results file {str(path)!r} answers {what[have]}, but {name}={asked} was asked for"
+                             + (f" (--{name})" if asked else ""))
+    if has_l1 != bool(l1):
+        raise InputError(f"results file {str(path)!r} answers the L1 cases (*_l1_*): pass --l1 GAMMA, the γ the cases "
+                         f"were written with" if has_l1 else
+                         f"results file {str(path)!r} answers cases without the L1 penalty, but --l1 was given")
+    allp = probes(decoders[0], tied=is_tied, l1=float(l1 or 0.0), denoising=is_dae)
+    ps = [p for p in allp if p.name in raw]
+    missing = [p.name for p in allp if p.name not in raw]
+    tied = is_tied
     by_packing: dict[str, dict] = {}
     for p in ps:
         f = raw[p.name]

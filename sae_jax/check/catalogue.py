@@ -42,6 +42,12 @@ _D_TIED = ("derivations/ae_variants.py, the tied-weights gradient: the hand form
            "minus sympy's diff is 0, with either alone it is not (python -m derivations; README § Variants)")
 _D_TIED_DECAY = ("sae_jax/variants.py: a tied cost is the untied cost at W2 = W1ᵀ, J = ... + (λ/2)(‖W1‖² + ‖W1ᵀ‖²) "
                  "= ... + λ‖W1‖², gradient ... + 2λW1 (README § Variants)")
+_D_L1 = ("derivations/ae_variants.py, 'The L1 activation penalty's delta: δ⁽²⁾ += γ f'(z⁽²⁾), one 1/m outside' "
+         "(its negative control: γ/m inside; python -m derivations); the term γ(1/m)Σᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ in "
+         "sae_jax/variants.py (README § Variants)")
+_D_DENOISING = ("derivations/ae_variants.py, 'Denoising: input X̃ in the forward pass and in δ⁽²⁾ᵀX̃, target X in "
+                "δ⁽³⁾' (its negative control: the clean X in δ⁽²⁾ᵀX; python -m derivations); sae_jax/variants.py "
+                "(README § Variants): ρ̂ and the L1 term are of x̃'s hidden activations")
 _D_SIGMOID = ("derivations/concrete.py, 'The sigmoid's derivative: f' = f(1 − f)' (f' at z, written with "
               "a = f(z); python -m derivations)")
 
@@ -56,6 +62,12 @@ class Mistake:
     derivation: str
     outputs: tuple[str, ...] = ("sigmoid", "linear")  # decoders on which it is visible
     weights: tuple[str, ...] = ("untied", "tied")  # the weights (untied, tied W2 = W1ᵀ) it applies to
+    needs: str | None = None  # the variant it belongs to: "l1" (an L1 penalty), "denoising", or None (any)
+
+    def applies(self, output: str, *, tied: bool = False, l1: bool = False, denoising: bool = False) -> bool:
+        """Whether this mistake is a candidate for code of that decoder and variant."""
+        return (output in self.outputs and ("tied" if tied else "untied") in self.weights
+                and self.needs in (None, "l1" if l1 else None, "denoising" if denoising else None))
 
 
 CATALOGUE: tuple[Mistake, ...] = (
@@ -190,6 +202,74 @@ CATALOGUE: tuple[Mistake, ...] = (
         _D_TIED_DECAY,
         weights=("tied",),
     ),
+    # the L1 activation penalty (l1= gamma): gamma (1/m) sum_i ||a2_i||_1, delta2 += gamma f'(z2)
+    Mistake(
+        "l1_missing_from_backprop",
+        "the L1 penalty is in the cost but not in the backprop (no +γ in δ⁽²⁾)",
+        "∂J/∂W1 and ∂J/∂b1: L1 part 0; cost correct",
+        _D_L1,
+        needs="l1",
+    ),
+    Mistake(
+        "l1_missing_from_cost",
+        "the L1 penalty is in the backprop but not in the cost",
+        "cost: L1 term 0; gradient correct; their gradient disagrees with finite differences of their cost",
+        _D_L1,
+        needs="l1",
+    ),
+    Mistake(
+        "l1_delta_missing_fprime",
+        "the L1 delta added after the f′: δ⁽²⁾ = (W2ᵀδ⁽³⁾ + sparsity delta)·f′(z⁽²⁾) + γ instead of "
+        "(W2ᵀδ⁽³⁾ + sparsity delta + γ)·f′(z⁽²⁾)",
+        "∂J/∂W1 and ∂J/∂b1 wrong on every probe, not a rescaling of the L1 part; cost correct",
+        _D_L1,
+        needs="l1",
+    ),
+    Mistake(
+        "l1_delta_divided_by_m",
+        "1/m inside the L1 delta (γ/m per sample) with the outer 1/m kept: L1 divided by m twice",
+        "∂J/∂W1 and ∂J/∂b1: the L1 part is 1/m of the correct value (correct at m = 1); cost correct",
+        _D_L1,
+        needs="l1",
+    ),
+    Mistake(
+        "l1_not_averaged",
+        "the L1 penalty summed over samples, never divided by m: γΣᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ in the cost and its gradient",
+        "cost's L1 term and the L1 part of ∂J/∂W1, ∂J/∂b1 are m times the correct value (correct at m = 1); "
+        "cost and gradient consistent with each other (the penalty of γ·m)",
+        _D_L1,
+        needs="l1",
+    ),
+    # denoising (x_input = x̃ corrupted, x the clean target)
+    Mistake(
+        "denoising_target_is_corrupted_input",
+        "denoising: the reconstruction's target is the corrupted input x̃ (‖x̂ − x̃‖², δ⁽³⁾ from x̃), not the "
+        "clean x",
+        "cost's reconstruction term and every reconstruction part wrong; correct where x̃ = x",
+        _D_DENOISING,
+        needs="denoising",
+    ),
+    Mistake(
+        "denoising_clean_input_in_weight_gradient",
+        "denoising: ∂J/∂W1 = (1/m)δ⁽²⁾ᵀx + λW1 with the clean x where the network read x̃",
+        "∂J/∂W1 wrong (the encoder's contribution); cost, b1, W2, b2 correct; correct where x̃ = x",
+        _D_DENOISING,
+        needs="denoising",
+    ),
+    Mistake(
+        "denoising_rho_hat_from_clean_input",
+        "denoising: ρ̂ from a forward pass on the clean x while the network reads x̃",
+        "cost's sparsity term and the sparsity part of ∂J/∂W1, ∂J/∂b1 wrong (correct where β = 0 or x̃ = x)",
+        _D_DENOISING,
+        needs="denoising",
+    ),
+    Mistake(
+        "denoising_input_ignored",
+        "denoising: the corrupted input is never used: the network reads the clean x (a plain autoencoder)",
+        "cost and every gradient wrong, equal to the plain autoencoder's on x; correct where x̃ = x",
+        _D_DENOISING,
+        needs="denoising",
+    ),
 )
 
 MISTAKES = {mk.name: mk for mk in CATALOGUE}
@@ -199,14 +279,15 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistakes=()):
+def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", l1=0.0, x_input=None, mistakes=()):
     """The cost and gradient with the named catalogued mistakes made (none: the correct algorithm).
 
     Samples as rows: ``x: (m, n_visible)``, ``params`` in UFLDL shapes. Returns
     ``(cost, Params)`` as NumPy float64. ``transposed_weight_gradients`` is a matter of
     packing and is applied by :func:`as_read`, not here. Tied weights (``params.W2`` None):
     the untied cost and gradient at W2 = W1ᵀ, with ``∂J/∂W1 = ∂J/∂W1 + (∂J/∂W2)ᵀ`` and the
-    gradient's W2 None.
+    gradient's W2 None. ``l1``: the L1 activation penalty's γ; ``x_input``: denoising, the
+    corrupted input the network reads (``x`` the clean target), as in :func:`sae_jax.cost_and_grad`.
     """
     mk = frozenset(mistakes)
     unknown = mk - set(MISTAKES)
@@ -216,16 +297,19 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
     W1, b1, W2, b2 = (None if a is None else np.asarray(a, np.float64) for a in params)
     W2 = W1.T if tied else W2
     x = np.asarray(x, np.float64)
+    xin = x if x_input is None or "denoising_input_ignored" in mk else np.asarray(x_input, np.float64)
+    target = xin if "denoising_target_is_corrupted_input" in mk else x
     m = x.shape[0]
-    z2 = x @ W1.T + b1
+    z2 = xin @ W1.T + b1
     a2 = _sigmoid(z2)
     z3 = a2 @ W2.T + b2
     a3 = _sigmoid(z3) if output == "sigmoid" else z3
 
     wrong_axis = "rho_hat_wrong_axis" in mk
-    rh = a2.mean(axis=1) if wrong_axis else a2.mean(axis=0)
+    a2_rho = _sigmoid(x @ W1.T + b1) if "denoising_rho_hat_from_clean_input" in mk else a2
+    rh = a2_rho.mean(axis=1) if wrong_axis else a2_rho.mean(axis=0)
 
-    sq = 0.5 * np.sum((a3 - x) ** 2)
+    sq = 0.5 * np.sum((a3 - target) ** 2)
     if "reconstruction_missing_half" in mk:
         sq = 2.0 * sq
     rec = sq if "reconstruction_summed" in mk else sq / m
@@ -239,7 +323,16 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
         kl = rh * np.log(rh / rho) + (1 - rh) * np.log((1 - rh) / (1 - rho))
     else:
         kl = rho * np.log(rho / rh) + (1 - rho) * np.log((1 - rho) / (1 - rh))
-    J = rec + wd + beta * np.sum(kl)
+    # the L1 term, gamma (1/m) sum |a2| (a2 > 0), and its per-sample delta gamma (times f' below)
+    l1_sum, l1_delta = l1 * np.sum(np.abs(a2)), l1 * np.sign(a2)
+    if "l1_not_averaged" in mk:
+        l1_delta = m * l1_delta
+    l1_cost = 0.0 if "l1_missing_from_cost" in mk else l1_sum if "l1_not_averaged" in mk else l1_sum / m
+    if "l1_delta_divided_by_m" in mk:
+        l1_delta = l1_delta / m
+    if "l1_missing_from_backprop" in mk:
+        l1_delta = 0.0 * l1_delta
+    J = rec + wd + beta * np.sum(kl) + l1_cost
 
     def fprime(z, a):
         if "fprime_of_z" in mk:
@@ -252,7 +345,7 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
         fp3 = 1.0 if "output_delta_missing_fprime" in mk else fprime(z3, a3)
     else:
         fp3 = a3 * (1 - a3) if "sigmoid_fprime_in_linear_decoder" in mk else 1.0
-    d3 = (a3 - x) * fp3
+    d3 = (a3 - target) * fp3
     if "reconstruction_summed" in mk:
         d3 = m * d3
     if "kl_reversed" in mk:
@@ -269,11 +362,14 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", mistak
     if "beta_applied_twice" in mk:
         bsd = beta * bsd
     bsd = bsd[:, None] if wrong_axis else bsd[None, :]
-    d2 = (d3 @ W2 + bsd) * fprime(z2, a2)
+    if "l1_delta_missing_fprime" in mk:
+        d2 = (d3 @ W2 + bsd) * fprime(z2, a2) + l1_delta
+    else:
+        d2 = (d3 @ W2 + bsd + l1_delta) * fprime(z2, a2)
 
     avg = 1.0 if "gradient_not_averaged" in mk else 1.0 / m
-    W1g, b1g = avg * (d2.T @ x), avg * d2.sum(axis=0)
-    W2g, b2g = avg * (d3.T @ a2), avg * d3.sum(axis=0)
+    W1g = avg * (d2.T @ (x if "denoising_clean_input_in_weight_gradient" in mk else xin))
+    b1g, W2g, b2g = avg * d2.sum(axis=0), avg * (d3.T @ a2), avg * d3.sum(axis=0)
     lw = lam / m if "weight_decay_divided_by_m" in mk else lam
     if "lambda_applied_twice" in mk:
         lw = 2 * lw

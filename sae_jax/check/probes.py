@@ -31,11 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..backprop import cost_and_grad
-from ..cost import cost_terms
+from ..backprop import cost_terms_and_grad
 from ..params import Params, untie
+from ..validate import InputError
 
-__all__ = ["Probe", "Reference", "probes", "probe_named", "reference", "pack_theta", "unpack_theta", "PACKINGS"]
+__all__ = ["Probe", "Reference", "check_options", "probes", "probe_named", "parse_name", "variant_name", "reference", "pack_theta",
+           "unpack_theta", "PACKINGS"]
 
 N_VISIBLE = 5
 N_HIDDEN = 3
@@ -58,11 +59,18 @@ class Probe:
     beta: float
     rho: float
     what: str  # what the probe isolates, for the report
+    l1: float = 0.0  # the L1 activation penalty's gamma (0: none)
+    x_input: np.ndarray | None = None  # denoising: the corrupted input (m, n_visible); x is the target
 
     @property
     def tied(self) -> bool:
         """Tied weights: ``params.W2`` is None (W2 = W1ᵀ)."""
         return self.params.W2 is None
+
+    @property
+    def denoising(self) -> bool:
+        """Denoising: the network reads ``x_input`` and reconstructs ``x``."""
+        return self.x_input is not None
 
     @property
     def m(self) -> int:
@@ -148,29 +156,96 @@ def _all_probes() -> tuple[Probe, ...]:
     return tuple(_make("sigmoid", rng) + _make("linear", rng))
 
 
+#: Denoising probes' corruption: masking noise (p = 0.3) for the sigmoid decoder's data in (0, 1),
+#: Gaussian noise (sigma = 0.3) for the linear decoder's; drawn once from a fixed seed.
+MASK_P, NOISE_SIGMA = 0.3, 0.3
+
+
+def _corrupted(p: Probe, rng) -> np.ndarray:
+    if p.output == "sigmoid":
+        return np.where(rng.uniform(size=p.x.shape) < MASK_P, 0.0, p.x)
+    return p.x + NOISE_SIGMA * rng.standard_normal(p.x.shape)
+
+
+def check_options(tied, l1, denoising) -> None:
+    """``tied``, ``denoising`` booleans and ``l1`` None or a finite γ > 0, else one :class:`~sae_jax.InputError`."""
+    for name, v in (("tied", tied), ("denoising", denoising)):
+        if not isinstance(v, bool):
+            raise InputError(f"{name} must be True or False, got {v!r}")
+    if l1 is not None and (isinstance(l1, bool) or not isinstance(l1, (int, float)) or not 0 < l1 < float("inf")):
+        raise InputError(f"l1 (--l1 GAMMA) must be a number > 0, the L1 penalty's gamma (omit it for no L1 term), "
+                         f"got {l1!r}")
+
+
+def variant_name(output: str, base: str, *, tied: bool = False, l1: bool = False, denoising: bool = False) -> str:
+    """A probe's name: ``{output}[_tied][_l1][_denoising]_{base}``, e.g. ``sigmoid_tied_l1_m7``."""
+    return "_".join([output] + [t for t, on in (("tied", tied), ("l1", l1), ("denoising", denoising)) if on] + [base])
+
+
+def parse_name(name: str) -> tuple[str, dict] | None:
+    """``(base name, dict(output, tied, l1, denoising))`` for a probe name, or None if it names none.
+
+    ``l1`` is True or False: the name tells that the probe has an L1 penalty, not its gamma.
+    """
+    parts = str(name).split("_")
+    if parts[0] not in ("sigmoid", "linear"):
+        return None
+    flags, i = {}, 1
+    for flag in ("tied", "l1", "denoising"):
+        flags[flag] = i < len(parts) and parts[i] == flag
+        i += flags[flag]
+    base = "_".join(parts[i:])
+    bases = [p.name.split("_", 1)[1] for p in _all_probes()[:6]] + (["m7_uncorrupted"] if flags["denoising"] else [])
+    return (base, dict(output=parts[0], **flags)) if base in bases else None
+
+
 @functools.lru_cache(maxsize=None)
-def _tied_probes() -> tuple[Probe, ...]:
-    return tuple(Probe(p.name.replace(p.output, f"{p.output}_tied", 1), p.output, p.params._replace(W2=None),
-                       p.x, p.lam, p.beta, p.rho, p.what) for p in _all_probes())
+def _variant_probes(tied: bool, l1: float, denoising: bool) -> tuple[Probe, ...]:
+    rng = np.random.default_rng(_SEED + 1)
+    out = []
+    for output in ("sigmoid", "linear"):
+        base = [p for p in _all_probes() if p.output == output]
+        if denoising:  # x_input = x: where every denoising mistake is invisible
+            m7 = base[1]
+            base = base + [Probe(f"{output}_m7_uncorrupted", output, m7.params, m7.x, m7.lam, m7.beta, m7.rho,
+                                 "denoising with x_input = x: every denoising mistake is invisible")]
+        for p in base:
+            x_input = None
+            if denoising:
+                x_input = p.x.copy() if p.name.endswith("uncorrupted") else _corrupted(p, rng)
+            name = variant_name(output, p.name.split("_", 1)[1], tied=tied, l1=l1 > 0, denoising=denoising)
+            out.append(Probe(name, output, p.params._replace(W2=None) if tied else p.params, p.x, p.lam, p.beta,
+                             p.rho, p.what, float(l1), x_input))
+    return tuple(out)
 
 
-def probes(output: str | None = None, *, tied: bool = False) -> tuple[Probe, ...]:
-    """The probe cases: 6 per decoder (``output="sigmoid"`` or ``"linear"``; ``None``: all 12).
+def probes(output: str | None = None, *, tied: bool = False, l1: float = 0.0, denoising: bool = False
+           ) -> tuple[Probe, ...]:
+    """The probe cases: 6 per decoder (``output="sigmoid"`` or ``"linear"``; ``None``: both).
 
     Per decoder: m = 1, 7, 20 with every term on; beta = 0 and lambda = 0 at m = 7; and
     m = 20 with saturated-ish hidden units. Nonzero biases everywhere; lam = 0.01,
-    beta = 3, rho = 0.05 unless the probe switches a term off. ``tied=True``: the same
-    probes with W2 dropped (``Params(W1, b1, None, b2)``, W2 = W1ᵀ), named ``*_tied_*``.
+    beta = 3, rho = 0.05 unless the probe switches a term off. The same probes for the
+    variants (:mod:`sae_jax.variants`), named ``{output}[_tied][_l1][_denoising]_{probe}``:
+    ``tied=True`` drops W2 (``Params(W1, b1, None, b2)``, W2 = W1ᵀ); ``l1=`` gamma > 0 adds the
+    L1 activation penalty at that gamma on every probe; ``denoising=True`` gives every probe a
+    corrupted input ``x_input`` (masking, p = 0.3, for the sigmoid decoder; Gaussian, sigma = 0.3,
+    for the linear one; ``x`` stays the target) and adds ``m7_uncorrupted`` (``x_input = x``).
     """
-    allp = _tied_probes() if tied else _all_probes()
+    l1 = float(l1)
+    allp = _all_probes() if not (tied or l1 or denoising) else _variant_probes(bool(tied), l1, bool(denoising))
     if output is None:
         return allp
     return tuple(p for p in allp if p.output == output)
 
 
-def probe_named(name: str) -> Probe:
-    """The probe (untied or tied) called ``name``."""
-    (probe,) = [p for p in _all_probes() + _tied_probes() if p.name == name]
+def probe_named(name: str, l1: float = 0.0) -> Probe:
+    """The probe called ``name`` (its name tells the variant; ``l1``: the gamma of an ``*_l1_*`` probe)."""
+    parsed = parse_name(name)
+    if parsed is None or parsed[1]["l1"] != (l1 > 0):
+        raise ValueError(f"no probe {name!r} with l1={l1}")
+    f = parsed[1]
+    (probe,) = [p for p in probes(f["output"], tied=f["tied"], l1=l1, denoising=f["denoising"]) if p.name == name]
     return probe
 
 
@@ -180,7 +255,7 @@ def _np(params) -> Params:
 
 @dataclass(frozen=True)
 class Reference:
-    """sae-jax's float64 values on one probe, with the gradient split into its three parts."""
+    """sae-jax's float64 values on one probe, with the gradient split into its parts."""
 
     cost: float
     grads: Params  # numpy float64, UFLDL shapes (W2 None for tied probes)
@@ -188,32 +263,58 @@ class Reference:
     weight_decay: float
     sparsity: float
     rho_hat: np.ndarray
-    recon_grad: Params  # the reconstruction term's gradient (lam = beta = 0)
+    recon_grad: Params  # the reconstruction term's gradient (lam = beta = l1 = 0)
     decay_grad: Params  # lam * W (zero for the biases)
     sparsity_grad: Params  # the sparsity term's gradient
     contributions: tuple | None = None  # tied: W1's (encoder, decoder) contributions, summing to grads.W1
+    l1: float = 0.0  # the L1 penalty's value (0 without it)
+    l1_grad: Params | None = None  # the L1 penalty's gradient (None without it)
+
+
+@functools.partial(jax.jit, static_argnames=("output",))
+def _reference_values(params, x, x_input, lam, beta, rho, l1, *, output):
+    """Every value :func:`reference` reads, in one compiled program per probe shape and variant.
+
+    One backprop vmapped over four settings: (λ, β, γ) as given, (0, 0, 0) the reconstruction
+    term alone, (λ, 0, 0) with weight decay, (λ, β, 0) with sparsity; differences of consecutive
+    settings are each term's gradient (γ = 0 adds exactly nothing: the same numbers as no ``l1=``).
+    """
+    zero = jnp.zeros((), x.dtype)
+    hp = jnp.stack([jnp.stack([lam, beta, l1]), jnp.stack([zero, zero, zero]), jnp.stack([lam, zero, zero]),
+                    jnp.stack([lam, beta, zero])])
+
+    def one(h):
+        return cost_terms_and_grad(params, x, lam=h[0], beta=h[1], l1=h[2], rho=rho, output=output, x_input=x_input)
+
+    terms, grads = jax.vmap(one)(hp)
+    # tied: the untied gradient at W2 = W1ᵀ: its W1 is the encoder's contribution, its W2ᵀ the decoder's
+    gu = None
+    if params.W2 is None:
+        gu = cost_terms_and_grad(untie(params), x, lam=lam, beta=beta, l1=l1, rho=rho, output=output,
+                                 x_input=x_input)[1]
+    return terms, grads, gu
 
 
 @functools.lru_cache(maxsize=None)
-def reference(probe_name: str) -> Reference:
-    """sae-jax's float64 reference (:func:`sae_jax.cost_and_grad`, :func:`sae_jax.cost_terms`) on a probe."""
-    probe = probe_named(probe_name)
+def reference(probe_name: str, l1: float = 0.0) -> Reference:
+    """sae-jax's float64 reference (:func:`sae_jax.cost_terms_and_grad`, the manual backprop) on a probe.
+
+    ``l1``: the gamma of an ``*_l1_*`` probe (:func:`probe_named`).
+    """
+    probe = probe_named(probe_name, l1)
     with jax.enable_x64(True):
-        params = Params(*(None if a is None else jnp.asarray(a, jnp.float64) for a in probe.params))
-        x = jnp.asarray(probe.x, jnp.float64)
-        kw = dict(rho=probe.rho, output=probe.output)
-        J, g = cost_and_grad(params, x, lam=probe.lam, beta=probe.beta, **kw)
-        _, g_rec = cost_and_grad(params, x, lam=0.0, beta=0.0, **kw)
-        _, g_nosp = cost_and_grad(params, x, lam=probe.lam, beta=0.0, **kw)
-        t = cost_terms(params, x, lam=probe.lam, beta=probe.beta, **kw)
-        contributions = None
-        if probe.tied:  # the untied gradient at W2 = W1ᵀ: W1's row is the encoder's, W2ᵀ the decoder's
-            _, gu = cost_and_grad(untie(params), x, lam=probe.lam, beta=probe.beta, **kw)
-            contributions = (np.asarray(gu.W1, np.float64), np.asarray(gu.W2, np.float64).T)
-        g, g_rec, g_nosp = (_np(gg) for gg in (g, g_rec, g_nosp))
-        decay = Params(*(None if a is None else b - a for a, b in zip(g_rec, g_nosp)))
-        spars = Params(*(None if a is None else a - b for a, b in zip(g, g_nosp)))
+        f64 = lambda a: None if a is None else jnp.asarray(a, jnp.float64)  # noqa: E731
+        terms, grads, gu = _reference_values(
+            Params(*(f64(a) for a in probe.params)), f64(probe.x), f64(probe.x_input), f64(probe.lam),
+            f64(probe.beta), f64(probe.rho), f64(probe.l1), output=probe.output)
+        t = jax.tree.map(lambda a: a[0], terms)
+        J = t.cost
+        g, g_rec, g_nosp, g_nol1 = (jax.tree.map(lambda a, k=k: a[k], grads) for k in range(4))
+        contributions = None if gu is None else (np.asarray(gu.W1, np.float64), np.asarray(gu.W2, np.float64).T)
+        g, g_rec, g_nosp, g_nol1 = (_np(gg) for gg in (g, g_rec, g_nosp, g_nol1))
+        diff = lambda a, b: Params(*(None if u is None else u - v for u, v in zip(a, b)))  # noqa: E731
         return Reference(
             float(J), g, float(t.reconstruction), float(t.weight_decay), float(t.sparsity),
-            np.asarray(t.rho_hat, np.float64), g_rec, decay, spars, contributions,
+            np.asarray(t.rho_hat, np.float64), g_rec, diff(g_nosp, g_rec), diff(g_nol1, g_nosp), contributions,
+            float(t.l1), diff(g, g_nol1) if probe.l1 > 0 else None,
         )

@@ -66,20 +66,24 @@ def _errors(out: Output, pred: Output, ref: Output) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=None)
-def _variant(probe_name: str, mistakes: frozenset) -> Output:
-    p = probe_named(probe_name)
+def _variant(probe_name: str, l1: float, mistakes: frozenset) -> Output:
+    p = probe_named(probe_name, l1)
     with np.errstate(all="ignore"):  # a pair of mistakes may overflow; it then simply does not match
-        return variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output,
-                                     mistakes=mistakes - {"transposed_weight_gradients"})
+        return variant_cost_and_grad(p.params, p.x, lam=p.lam, beta=p.beta, rho=p.rho, output=p.output, l1=p.l1,
+                                     x_input=p.x_input, mistakes=mistakes - {"transposed_weight_gradients"})
+
+
+def _reference(probe: Probe):
+    return reference(probe.name, probe.l1)
 
 
 def _ref(probe: Probe) -> Output:
-    r = reference(probe.name)
+    r = _reference(probe)
     return r.cost, r.grads
 
 
 def _prediction(probe: Probe, mistakes: tuple[str, ...], packing: str) -> Output:
-    J, g = _variant(probe.name, frozenset(mistakes))
+    J, g = _variant(probe.name, probe.l1, frozenset(mistakes))
     return J, as_read(g, packing, mistakes)
 
 
@@ -87,8 +91,10 @@ def _score(outputs: dict, ps, mistakes, packing) -> float:
     return max(max(_errors(outputs[p.name], _prediction(p, mistakes, packing), _ref(p)).values()) for p in ps)
 
 
-def _candidates(decoder: str, tied: bool = False) -> list[str]:
-    return [mk.name for mk in CATALOGUE if decoder in mk.outputs and ("tied" if tied else "untied") in mk.weights]
+def _candidates(probe: Probe) -> list[str]:
+    """The catalogued mistakes that apply to the probe's decoder and variant."""
+    return [mk.name for mk in CATALOGUE
+            if mk.applies(probe.output, tied=probe.tied, l1=probe.l1 > 0, denoising=probe.denoising)]
 
 
 @dataclass
@@ -136,10 +142,12 @@ def _part_ratios(u: np.ndarray, probe: Probe, k: str) -> tuple[dict[str, float],
     Fits ``theirs − correct = Σ_parts (ratio − 1)·part``; returns the ratios and the residual
     (relative to the array's scale). A residual near 0 means the difference is a rescaling of parts.
     """
-    r = reference(probe.name)
+    r = _reference(probe)
     i = ARRAYS.index(k) - 1
     ref = r.grads[i]
     parts = {"reconstruction": r.recon_grad[i], "decay": r.decay_grad[i], "sparsity": r.sparsity_grad[i]}
+    if r.l1_grad is not None:
+        parts["L1"] = r.l1_grad[i]
     scale = max(float(np.max(np.abs(ref))), 1e-300)
     live = {n: a for n, a in parts.items() if np.max(np.abs(a)) > 1e-12 * scale}
     if not live:
@@ -153,7 +161,7 @@ def _part_ratios(u: np.ndarray, probe: Probe, k: str) -> tuple[dict[str, float],
 
 def _contribution_ratios(u: np.ndarray, probe: Probe) -> tuple[dict[str, float], float]:
     """Tied ∂J/∂W1: least-squares ratios of their array to the encoder's and the decoder's contributions."""
-    enc, dec = reference(probe.name).contributions
+    enc, dec = _reference(probe).contributions
     ref = enc + dec
     scale = max(float(np.max(np.abs(ref))), 1e-300)
     A = np.stack([enc.ravel(), dec.ravel()], axis=1)
@@ -163,28 +171,28 @@ def _contribution_ratios(u: np.ndarray, probe: Probe) -> tuple[dict[str, float],
 
 
 def _cost_evidence(J: float, probe: Probe) -> str:
-    r = reference(probe.name)
+    r = _reference(probe)
     d = J - r.cost
-    terms = {"reconstruction": r.reconstruction, "decay": r.weight_decay, "sparsity": r.sparsity}
+    terms = {"reconstruction": r.reconstruction, "decay": r.weight_decay, "sparsity": r.sparsity, "L1": r.l1}
     shown = [f"{n} ×{_fmt_ratio(1 + d / t)}" for n, t in terms.items() if abs(t) > 1e-300]
     return f"{J:.10g} vs {r.cost:.10g}; as if one term were scaled: " + ", ".join(shown)
 
 
 def _evidence(outputs: dict, ps, tol: float, packing: str) -> list[str]:
-    lines = []
+    lines, w = [], max(22, *(len(p.name) for p in ps))
     for p in ps:
         J, g = outputs[p.name]
         errs = _errors(outputs[p.name], _ref(p), _ref(p))
         for k in arrays_of(p):
             if errs[k] <= tol:
                 continue
-            head = f"    {p.name:<22} m={p.m:<3} {k:<4}"
+            head = f"    {p.name:<{w}} m={p.m:<3} {k:<4}"
             if k == "cost":
                 lines.append(f"{head} {_cost_evidence(J, p)}")
                 continue
             ratios, resid = _part_ratios(g[ARRAYS.index(k) - 1], p, k)
             i = ARRAYS.index(k) - 1
-            flipped = as_read(reference(p.name).grads, packing, ("transposed_weight_gradients",))[i]
+            flipped = as_read(_reference(p).grads, packing, ("transposed_weight_gradients",))[i]
             contrib, c_resid = _contribution_ratios(g[i], p) if p.tied and k == "W1" else ({}, np.inf)
             if resid <= 1e-8:
                 lines.append(head + " parts vs correct: " + ", ".join(f"{n} ×{_fmt_ratio(v)}" for n, v in ratios.items()))
@@ -231,9 +239,8 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     """Compare, diagnose and write the report for outputs read under each candidate packing."""
     if not ps:
         raise InputError("no probes to compare")
-    decoder, tied = ps[0].output, ps[0].tied
     arrays = arrays_of(ps[0])
-    singles = [()] + [(n,) for n in _candidates(decoder, tied)]
+    singles = [()] + [(n,) for n in _candidates(ps[0])]
 
     def best(pk):
         scores = sorted(((mk, _score(outputs_by_packing[pk], ps, mk, pk)) for mk in singles), key=lambda t: t[1])
@@ -249,7 +256,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     if len(outputs_by_packing) > 1:
         lines.append(f"theta packing: {PACKINGS[packing]} (detected)")
     lines.append(f"tolerance: max |theirs − reference| ≤ {tol:g} × max |reference|, per array and probe "
-                 f"(sae-jax's float64 reference: sae_jax.cost_and_grad, cost_terms)")
+                 f"(sae-jax's float64 reference: sae_jax.cost_terms_and_grad, the manual backprop)")
     lines.append("")
     w = max(22, *(len(p.name) for p in ps))
     lines.append(f"  {'probe':<{w}} {'m':>3} {'β':>4} {'λ':>5}   " + "".join(f"{k:>10}" for k in arrays))
@@ -272,7 +279,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
         for k in arrays if any(errors[p.name][k] > tol for p in ps)) + ".")
     hits = [(mk, s) for mk, s in scores if mk and s <= tol]
     if not hits:  # two mistakes at once?
-        cands = _candidates(decoder, tied)
+        cands = _candidates(ps[0])
         pairs = sorted(((pair, _score(outputs, ps, pair, packing)) for pair in itertools.combinations(cands, 2)),
                        key=lambda t: t[1])
         hits = [(mk, s) for mk, s in pairs if s <= tol]
@@ -304,6 +311,10 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
                          "(float32 inside their code?) rather than a formula.")
     lines.append("  Evidence, per probe and array that differs (ratios of their parts to the correct parts; 1 = correct):")
     lines.extend(_evidence(outputs, ps, tol, packing))
+    clean = [p.name for p in ps if p.name.endswith("_uncorrupted")]
+    if clean and max(errors[clean[0]].values()) <= tol:
+        lines.append(f"    {clean[0]} (x̃ = x, no corruption) agrees with the reference: the difference is in where "
+                     f"the corrupted input x̃ and the clean target x are used.")
     if low:
         lines.append(f"  Their outputs are {', '.join(low)}: this check compares in float64 at a tolerance of "
                      f"{tol:g}; compute in float64 (cast the inputs and every constant) and run it again. "

@@ -3,14 +3,17 @@
 Exactly one of three modes: ``FILE.py:FUNCTION`` (run the code on float64 probe cases and name the
 catalogued mistake its outputs match), ``--write-cases DIR`` (probe files for MATLAB/Octave or any
 language) or ``--results FILE`` (compare the results made from them). Exit 0 when everything
-agrees, 1 with the diagnosis, 2 when the code cannot be run. ``--tied`` checks a tied-weights
-implementation (W2 = W1ᵀ, ``theta = [W1(:); b1(:); b2(:)]``) against sae-jax's tied reference.
+agrees, 1 with the diagnosis, 2 when the code cannot be run. The variants (:mod:`sae_jax.variants`),
+in any combination: ``--tied`` (W2 = W1ᵀ, ``theta = [W1(:); b1(:); b2(:)]``), ``--l1 GAMMA`` (the L1
+activation penalty at that γ: passed to the function's ``l1``/extra parameter, or fixed in its code)
+and ``--denoising`` (the function reads a corrupted input, ufldl ``..., data, corruptedData``, rows
+``x_input``, and reconstructs the clean data); each also selects the cases written and read.
 
 Examples:
   >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["check", "my_sae.py:sparseAutoencoderCost", "--convention", "ufldl"])
-  >>> (check_mode(args), args.convention, args.arrays, args.tol, args.tied)
-  ('FILE.py:FUNCTION', 'ufldl', 'auto', None, False)
+  >>> (check_mode(args), args.convention, args.arrays, args.tol, args.tied, args.l1, args.denoising)
+  ('FILE.py:FUNCTION', 'ufldl', 'auto', None, False, None, False)
   >>> check_mode(build_parser().parse_args(["check", "--write-cases", "cases/"]))
   '--write-cases'
 """
@@ -37,13 +40,14 @@ def cmd_check(args) -> int:
     mode = check_mode(args)
     tol = DEFAULT_TOL if args.tol is None else args.tol
     if mode == "--write-cases":
-        paths = write_cases(args.write_cases, tied=args.tied)
+        paths = write_cases(args.write_cases, tied=args.tied, l1=args.l1, denoising=args.denoising)
         print(f"wrote {', '.join(str(p) for p in paths)}")
         return 0
     if mode == "--results":
-        report = check_results(args.results, output=args.output, tol=tol, tied=True if args.tied else None)
+        report = check_results(args.results, output=args.output, tol=tol, tied=True if args.tied else None,
+                               l1=args.l1, denoising=True if args.denoising else None)
     else:
         report = check(args.target, convention=args.convention, output=args.output or "sigmoid", tied=args.tied,
-                       tol=tol, arrays=args.arrays)
+                       l1=args.l1, denoising=args.denoising, tol=tol, arrays=args.arrays)
     print(report.text)
     return report.exit_code

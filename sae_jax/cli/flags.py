@@ -244,6 +244,8 @@ def _add_check(sub) -> None:
         epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
         "  sae-jax check mypkg.sae:cost_and_grad --convention rows --output linear\n"
         "  sae-jax check my_tied_sae.py:sparseAutoencoderCost --tied\n"
+        "  sae-jax check my_l1_sae.py:sparseAutoencoderCost --l1 0.1\n"
+        "  sae-jax check my_dae.py:sparseAutoencoderCost --denoising\n"
         "  sae-jax check --write-cases cases/\n  sae-jax check --results results.mat",
         formatter_class=_RAW,
     )
@@ -258,6 +260,12 @@ def _add_check(sub) -> None:
                    help="tied weights W2 = W1.T: theta = [W1(:); b1(:); b2(:)], or rows-form params "
                    "Params(W1, b1, None, b2) and gradient W1, b1, b2 (weight decay lambda*||W1||^2, both copies); "
                    "with --write-cases: the tied cases")
+    c.add_argument("--l1", type=float, default=None, metavar="GAMMA", help="the cost has the L1 activation penalty "
+                   "GAMMA*(1/m)*sum|a2| (delta2 += GAMMA*f'(z2)); GAMMA goes to the function's l1 parameter or its "
+                   "extra one (after corruptedData), else is taken as fixed in its code; the L1 cases at GAMMA")
+    c.add_argument("--denoising", action="store_true", help="the function reads a corrupted input and reconstructs "
+                   "the clean data: ufldl f(theta, ..., beta, data, corruptedData), rows f(params, x, lam, beta, rho, "
+                   "x_input) or a keyword x_input; rho_hat and delta2*x' use it; the denoising cases")
     c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
                    help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
     c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
