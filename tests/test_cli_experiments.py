@@ -172,9 +172,10 @@ def test_presets_and_flags():
     three = autoencoder_configs(p.parse_args(["stacked", "--n-hidden", "50,40,30", "--rho", "0.05"]), layers=None)
     assert [(c.n_hidden, c.rho, c.lam) for c in three] == [(50, 0.05, 3e-4), (40, 0.05, 3e-4), (30, 0.05, 3e-4)]
     args = p.parse_args(["self-taught"])
-    assert (args.seeds, args.test_fraction, args.lam, args.softmax_steps) == ("0,1,2", 0.5, 1e-4, 100)
+    assert (args.seeds, args.default_test_fraction, args.lam, args.softmax_steps) == ("0,1,2", 0.5, 1e-4, 100)
+    assert (args.test_fraction, args.split) == (None, None)  # not given: the command's default, the preset's split
     args = p.parse_args(["stacked"])
-    assert (args.test_fraction, args.fine_tune_steps, args.out) == (0.3, 400, None)
+    assert (args.default_test_fraction, args.fine_tune_steps, args.out) == (0.3, 400, None)
 
 
 def test_digits_defaults_parse_and_load(capsys):
