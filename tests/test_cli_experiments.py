@@ -186,3 +186,141 @@ def test_digits_defaults_parse_and_load(capsys):
 
     x, y, spec = load_labelled(build_parser().parse_args(["stacked"]))
     assert x.shape == (1797, 64) and sorted(set(y.tolist())) == list(range(10)) and spec.name == "digits"
+
+
+# --- MNIST: the four IDX files in a directory (4x4 "digits" here), the exercises' splits --------------
+
+
+def _idx(arr) -> bytes:
+    """IDX bytes: two zero bytes, type 0x08 (unsigned byte), the rank, big-endian int32 dims, the data."""
+    arr = np.asarray(arr, np.uint8)
+    return bytes([0, 0, 0x08, arr.ndim]) + np.asarray(arr.shape, ">i4").tobytes() + arr.tobytes()
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    """train: 120 images of 4x4 (12 of each digit, shuffled); t10k: 40 (gzipped, spelled t10k-images.idx3-ubyte)."""
+    import gzip
+
+    d = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(1)
+    proto = rng.uniform(30, 225, (10, 4, 4))
+    parts = {}
+    for part, per_class in (("train", 12), ("t10k", 4)):
+        y = rng.permutation(np.repeat(np.arange(10), per_class))
+        x = np.clip(proto[y] + 20 * rng.normal(size=(len(y), 4, 4)), 0, 255).astype(np.uint8)
+        parts[part] = (x.reshape(len(y), 16) / 255.0, y)
+        if part == "train":
+            (d / "train-images-idx3-ubyte").write_bytes(_idx(x))
+            (d / "train-labels-idx1-ubyte").write_bytes(_idx(y))
+        else:
+            (d / "t10k-images.idx3-ubyte.gz").write_bytes(gzip.compress(_idx(x)))
+            (d / "t10k-labels.idx1-ubyte.gz").write_bytes(gzip.compress(_idx(y)))
+    return d, parts
+
+
+def _record(monkeypatch, name):
+    """Wrap ``sae_jax.experiments.<name>``: every call's positional arguments (as numpy) are recorded."""
+    import sae_jax.experiments as ex
+
+    calls, real = [], getattr(ex, name)
+
+    def wrapper(*a, **kw):
+        calls.append([np.asarray(v) if hasattr(v, "shape") else v for v in a])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ex, name, wrapper)
+    return calls
+
+
+def test_self_taught_mnist_preset_is_the_exercise_split(mnist, tmp_path, monkeypatch, capsys):
+    """--data DIR --preset mnist: the autoencoder sees exactly the 5-9 rows of train-*, in order; the
+    classifiers the 0-4 rows, the first half training and the second half testing (stlExercise.m)."""
+    d, parts = mnist
+    x, y = parts["train"]
+    trains, softmaxes = _record(monkeypatch, "train"), _record(monkeypatch, "softmax_accuracy")
+    out = tmp_path / "st"
+    assert main(["self-taught", "--data", str(d), "--preset", "mnist", *AE, "--dtype", "float64", "--seeds", "0,1",
+                 "--softmax-steps", "20", "--out", str(out), "--no-progress", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [len(t[0]) for t in trains] == [60, 60]
+    np.testing.assert_array_equal(trains[0][0], x[y >= 5])  # exactly the unlabelled rows, in file order
+    lab = np.flatnonzero(y <= 4)
+    first, second = lab[:30], lab[30:]
+    assert len(softmaxes) == 4  # raw pixels and features, per seed
+    for f_tr, y_tr, f_te, y_te in (c[:4] for c in softmaxes[::2]):  # the raw-pixel classifiers: the same rows each seed
+        np.testing.assert_array_equal(f_tr, x[first])
+        np.testing.assert_array_equal(f_te, x[second])
+        np.testing.assert_array_equal(y_tr, y[first])  # digits 0-4 keep their labels 0-4
+        np.testing.assert_array_equal(y_te, y[second])
+    assert res["settings"]["ordered"] is True and res["settings"]["test_fraction"] == 0.5
+    assert res["settings"]["config"]["lam"] == 3e-3 and res["settings"]["config"]["rho"] == 0.1
+    assert res["data"]["name"] == str(d / "train-images-idx3-ubyte") and res["data"]["sha256"]
+    assert "30 train / 30 test rows of classes [0, 1, 2, 3, 4] (the first and the last rows, in order)" in \
+        res["table"]["notes"][1]
+    assert sorted(os.listdir(out)) == ["features.png", "results.json"]
+
+
+def test_stacked_mnist_trains_on_train_and_tests_on_t10k(mnist, tmp_path, monkeypatch, capsys):
+    d, parts = mnist
+    pretrains, softmaxes = _record(monkeypatch, "pretrain"), _record(monkeypatch, "softmax_accuracy")
+    out = tmp_path / "stacked"
+    assert main(["stacked", "--data", str(d), "--preset", "mnist", "--n-hidden", "4,3", "--steps", "10", "--seeds", "0",
+                 "--softmax-steps", "20", "--fine-tune-steps", "10", "--out", str(out), "--json", "--no-progress"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    np.testing.assert_array_equal(pretrains[0][0], parts["train"][0])  # every training row, none held out
+    (f_tr, y_tr, f_te, y_te, *_), = softmaxes  # the raw-pixel softmax: train-* against t10k-*
+    np.testing.assert_array_equal(f_tr, parts["train"][0])
+    np.testing.assert_array_equal(f_te, parts["t10k"][0])
+    np.testing.assert_array_equal(y_te, parts["t10k"][1])
+    assert res["settings"]["test_fraction"] is None
+    assert res["settings"]["test_data"]["name"] == str(d / "t10k-images.idx3-ubyte.gz")
+    assert res["settings"]["test_data"]["labels"] == str(d / "t10k-labels.idx1-ubyte.gz")
+    assert "120 train / 40 test rows (a separate test set)" in res["table"]["notes"][1]
+    assert "network 16 -> 4 -> 3 -> 10" in res["table"]["notes"][0]
+    assert sorted(os.listdir(out)) == ["results.json", "second_layer.png", "second_layer_fine_tuned.png"]
+
+
+def test_probe_with_a_separate_test_set(run_dir, files, mnist, capsys):
+    d, parts = mnist
+    capsys.readouterr()
+    assert main(["probe", str(run_dir), "--data", str(d), "--seeds", "0", "--steps", "20", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert "trained on 120 rows, tested on a separate test set of 40, 10 classes" in res["table"]["title"]
+    assert res["settings"]["test_fraction"] is None and res["settings"]["test_data"]["sha256"]
+    # the same with the files named one by one (.npy here)
+    np.save(files["dir"] / "xt.npy", parts["t10k"][0])
+    np.save(files["dir"] / "yt.npy", parts["t10k"][1])
+    assert main(["probe", str(run_dir), "--data", files["x"], "--labels-path", files["y"], "--seeds", "0", "--steps",
+                 "20", "--test-data", str(files["dir"] / "xt.npy"), "--test-labels", str(files["dir"] / "yt.npy"),
+                 "--json"]) == 0
+    assert "trained on 120 rows, tested on a separate test set of 40" in json.loads(capsys.readouterr().out)["table"]["title"]
+
+
+def test_mnist_errors_write_nothing(mnist, files, tmp_path, capsys):
+    d, _ = mnist
+    out = tmp_path / "nothing"
+    mn = ["--data", str(d), "--out", str(out)]
+    _error(capsys, ["stacked", *mn, "--labels-path", files["y"]], "--labels-path is for data files", "MNIST directory")
+    _error(capsys, ["stacked", *mn, "--test-fraction", "0.3"], "--test-fraction", "separate test set")
+    _error(capsys, ["self-taught", *mn, "--test-data", files["x"], "--test-labels", files["y"]],
+           "--test-data and --test-labels are for probe and stacked")
+    _error(capsys, ["stacked", "--data", files["x"], "--labels-path", files["y"], "--test-data", files["x"],
+                    "--out", str(out)], "--test-data needs --test-labels")
+    _error(capsys, ["stacked", "--data", files["x"], "--labels-path", files["y"], "--test-labels", files["y"],
+                    "--out", str(out)], "--test-labels is given without --test-data")
+    np.save(tmp_path / "wide.npy", np.zeros((120, 17)))
+    _error(capsys, ["stacked", "--data", files["x"], "--labels-path", files["y"], "--test-data",
+                    str(tmp_path / "wide.npy"), "--test-labels", files["y"], "--out", str(out)], "17 features")
+    # broken directories: a missing t10k, a labels file whose count disagrees, a corrupt images file
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (broken / f).write_bytes((d / f).read_bytes())
+    bad = ["--data", str(broken), "--out", str(out)]
+    _error(capsys, ["stacked", *bad], f"MNIST directory {broken} has no t10k-images-idx3-ubyte")
+    (broken / "train-labels-idx1-ubyte").write_bytes(_idx(np.zeros(119)))
+    _error(capsys, ["self-taught", *bad], "holds 119 labels", "120 images")
+    (broken / "train-images-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04junk")
+    _error(capsys, ["self-taught", *bad], "is not an IDX file")
+    assert not out.exists()
