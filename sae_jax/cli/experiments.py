@@ -7,9 +7,13 @@ raw inputs on the run's own (labelled) data; ``self-taught`` and ``stacked`` are
 and write ``DIR/results.json`` (the table, the settings, the data spec, UFLDL's published MNIST
 figures for reference) and their pictures to ``--out DIR``.
 
-Labelled data: ``digits`` carries its labels 0–9; a data file (``.npy``, ``.npz``, MNIST IDX) takes
-them from ``--labels-path``; natural-image patches have none (one error line, exit 2). Every check
-that can be made before the work is made before it: bad input writes nothing.
+Labelled data (:mod:`sae_jax.cli.labelled`): ``digits`` carries its labels 0–9; a data file (``.npy``,
+``.npz``, MNIST IDX) takes them from ``--labels-path``; an MNIST directory (``--data DIR``) its four
+files, training on ``train-*`` and testing on ``t10k-*`` (``probe``, ``stacked``; ``self-taught``
+splits ``train-*``'s digits 0–4 as the exercise); ``--test-data``/``--test-labels`` name a test set
+file by file; natural-image patches have no labels (one error line, exit 2). ``--preset mnist``
+selects the exercises' settings and, for ``self-taught``, their in-order split. Every check that
+can be made before the work is made before it: bad input writes nothing.
 
 Examples:
   >>> from sae_jax.cli import build_parser

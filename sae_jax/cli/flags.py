@@ -364,7 +364,7 @@ def _add_self_taught(sub) -> None:
         formatter_class=_RAW,
     )
     add_labelled_data_flags(p, default="digits")
-    _add_autoencoder_flags(p, n_hidden_help="hidden units of the autoencoder (preset digits: 64, mnist: 196)",
+    _add_autoencoder_flags(p, n_hidden_help="hidden units of the autoencoder (preset digits: 64, mnist: 200)",
                            n_hidden_metavar="H")
     p.add_argument("--unlabelled-classes", default="5,6,7,8,9", metavar="C1,C2,...",
                    help="classes whose rows train the autoencoder (labels unused; default 5,6,7,8,9)")
