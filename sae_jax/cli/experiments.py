@@ -300,7 +300,8 @@ def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: d
     """Run ``experiment(x, y, **run)`` with a progress bar; write ``out/results.json``; print the table."""
     dtype = (run.get("config") or run["configs"][0]).dtype
     if not args.json:
-        print(f"sae-jax {command}: {len(run['seeds'])} seed(s) on {spec.name} ({x.shape[0]} x {x.shape[1]}), "
+        test = f", tested on {len(run['test'][1])} separate rows" if run.get("test") is not None else ""
+        print(f"sae-jax {command}: {len(run['seeds'])} seed(s) on {spec.name} ({x.shape[0]} x {x.shape[1]}){test}, "
               f"preset {args.preset}, {dtype} -> {out}", flush=True)
     on_stage, close = _progress(args, command)
     t0 = time.perf_counter()
