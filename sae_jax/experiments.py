@@ -15,11 +15,11 @@ accuracy per seed, their mean and sample standard deviation, and the range):
   pretrained greedily on the training split, a softmax on the second layer's features
   ("before fine-tuning"), then the whole stack fine-tuned (:mod:`sae_jax.stacked`; "after").
 
-UFLDL's published MNIST figures (28×28, 60,000 training images) for reference: softmax on raw
-pixels 92.6 %; self-taught learning 98.3 % with 196 features; stacked autoencoder 87.7 % before
-fine-tuning, 97.6 % after. The defaults here are for scikit-learn's 8×8 digits
-(``sae_jax.data.load_dataset("digits", labels=True)``), whose 1797 images are far fewer and
-smaller, so the numbers are not comparable one to one.
+The defaults are for scikit-learn's 8×8 digits (``sae_jax.data.load_dataset("digits",
+labels=True)``); :mod:`sae_jax.presets` holds them, the exercises' own MNIST settings and
+UFLDL's published MNIST accuracies (:data:`UFLDL_MNIST`). To reproduce those, pass MNIST's
+training part as ``x, y`` (:func:`sae_jax.data.load_mnist`) with the MNIST settings, its t10k
+part as ``test=`` (probe, stacked), and ``ordered=True`` to :func:`self_taught`.
 
 Every function takes ``x`` ``(m, n)`` (values in [0, 1] for the sigmoid autoencoders) and
 integer labels ``y`` ``(m,)``, converts ``x`` to the configs' dtype (as :func:`sae_jax.train`
@@ -52,9 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .display import save_filters_png
-from .heldout import Row, Table, split
+from .heldout import Row, Table, check_labelled, check_seeds, ordered_split, softmax_accuracy, split
 from .params import Params
-from .softmax import accuracy, softmax_predict, train_softmax
+from .presets import SELF_TAUGHT_CONFIG, SELF_TAUGHT_MNIST_CONFIG, STACKED_CONFIGS, STACKED_MNIST_CONFIGS, UFLDL_MNIST
+from .softmax import accuracy
 from .stacked import fine_tune, init_stack, pretrain, stack_features, stacked_predict
 from .training import TrainConfig, train
 from .validate import InputError
@@ -74,38 +75,6 @@ __all__ = [
     "UFLDL_MNIST",
 ]
 
-#: The UFLDL exercises' published MNIST accuracies, for reference.
-UFLDL_MNIST = {
-    "softmax on raw pixels": 0.926,
-    "self-taught, 196 features": 0.983,
-    "stacked, before fine-tuning": 0.877,
-    "stacked, after fine-tuning": 0.976,
-}
-
-#: The self-taught exercise's autoencoder settings (ρ = 0.1, β = 3, 400 L-BFGS iterations) for the
-#: 8×8 digits: 64 hidden units (UFLDL: 196 for 28×28 MNIST) and λ = 3e-4, the exercise's 3e-3
-#: scaled by 64/784: the reconstruction term sums over the n inputs, the weight decay does not, so
-#: at n = 64 the exercise's λ weighs 12× more. (With λ = 3e-3 the second stacked layer's features
-#: collapse to ≈ ρ on every sample: 8.6 % held-out accuracy before fine-tuning, below chance.)
-SELF_TAUGHT_CONFIG = TrainConfig(n_hidden=64, rho=0.1, lam=3e-4, beta=3.0, steps=400)
-
-#: The stacked exercise's two autoencoders (ρ = 0.1, β = 3, 400 iterations each) for the 8×8
-#: digits: 64 and 36 units (UFLDL: 200 and 200 for MNIST), λ = 3e-4 as :data:`SELF_TAUGHT_CONFIG`.
-STACKED_CONFIGS = (
-    TrainConfig(n_hidden=64, rho=0.1, lam=3e-4, beta=3.0, steps=400),
-    TrainConfig(n_hidden=36, rho=0.1, lam=3e-4, beta=3.0, steps=400),
-)
-
-#: The exercises' own settings, for 28×28 MNIST (``load_dataset(IDX_PATH, labels=True,
-#: labels_path=...)``): self-taught 196 features; stacked 200 and 200; ρ = 0.1, λ = 3e-3, β = 3,
-#: 400 iterations each (UFLDL's ``stlExercise.m`` and ``stackedAEExercise.m``).
-SELF_TAUGHT_MNIST_CONFIG = TrainConfig(n_hidden=196, rho=0.1, lam=3e-3, beta=3.0, steps=400)
-STACKED_MNIST_CONFIGS = (
-    TrainConfig(n_hidden=200, rho=0.1, lam=3e-3, beta=3.0, steps=400),
-    TrainConfig(n_hidden=200, rho=0.1, lam=3e-3, beta=3.0, steps=400),
-)
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -114,33 +83,28 @@ def _check_int(name, v, lo):
         raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
-def _check_seeds(seeds) -> tuple:
-    seeds = tuple(seeds)
-    if not seeds:
-        raise InputError("seeds must be a non-empty sequence of integers >= 0")
-    for s in seeds:
-        _check_int("each seed", s, 0)
-    return seeds
+def _rows(m, test, *, test_fraction, seed):
+    """``(train, test)`` row indices into ``x`` (+ the test set's rows, appended after its ``m``)."""
+    if test is None:
+        return split(m, test_fraction=test_fraction, seed=seed)
+    return np.arange(m), np.arange(m, m + len(test[1]))
 
 
-def _labelled(x, y):
-    """``x`` as a 2-D float numpy array, ``y`` as an int numpy vector of its rows."""
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim != 2 or x.shape[0] < 2 or not np.issubdtype(x.dtype, np.floating):
-        raise InputError(f"x must be a 2-D floating array (m, n) with m >= 2, got dtype {x.dtype} and shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InputError("x must be finite")
-    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise InputError(f"y must be integer class indices of shape ({x.shape[0]},) (one per row of x), got dtype {y.dtype} and shape {y.shape}")
-    if y.min() < 0:
-        raise InputError(f"y must hold class indices >= 0, got {int(y.min())}")
-    return x, y
+def _with_test(x, y, test):
+    """``x`` and ``y`` with the test set's rows appended (the rows :func:`_rows` indexes)."""
+    return (x, y) if test is None else (np.concatenate([x, test[0]]), np.concatenate([y, test[1]]))
 
 
-def _softmax_accuracy(f_train, y_train, f_test, y_test, *, n_classes, lam, steps, seed) -> float:
-    model = train_softmax(f_train, y_train, n_classes=n_classes, lam=lam, steps=steps, seed=seed)
-    return accuracy(softmax_predict(model, f_test), y_test)
+def _test_set(test, x, y):
+    """``test`` = ``(x_test, y_test)`` checked against the training data ``x`` (same features), or None."""
+    if test is None:
+        return None
+    if not isinstance(test, (tuple, list)) or len(test) != 2:
+        raise InputError(f"test must be a pair (x_test, y_test) or None, got {type(test).__name__}")
+    x_te, y_te = check_labelled(*test, name="x_test")
+    if x_te.shape[1] != x.shape[1]:
+        raise InputError(f"x_test has {x_te.shape[1]} features per row, x has {x.shape[1]}; expected the same")
+    return x_te, y_te
 
 
 def _features(layers, x):
@@ -192,6 +156,7 @@ def probe(
     *,
     seeds: Sequence[int] = (0, 1, 2),
     test_fraction: float = 0.3,
+    test=None,
     lam: float = 1e-4,
     steps: int = 100,
     progress: Callable[[int, int, str], None] | None = None,
@@ -204,6 +169,9 @@ def probe(
       x: ``(m, n)`` inputs (converted to the params' dtype); ``y``: ``(m,)`` integer labels.
       seeds: one random split (and softmax start) per seed.
       test_fraction: the held-out share of the rows.
+      test: optional ``(x_test, y_test)``, a separate test set (MNIST's t10k): the classifiers then
+        train on every row of ``x`` and are tested on it (``test_fraction`` unused; the seeds vary
+        only the softmax start), as the UFLDL softmax exercise does.
       lam, steps: the softmax's weight decay and L-BFGS iterations (UFLDL: 1e-4, 100).
       progress: optional ``progress(done, total, stage)``, called before each stage (``done`` of
         ``total`` finished, ``stage`` names the next, e.g. ``"seed 0: softmax on features"``) and
@@ -215,8 +183,11 @@ def probe(
     layers = (params,) if isinstance(params, Params) else tuple(params)
     if not layers or not all(isinstance(p, Params) for p in layers):
         raise InputError(f"params must be a sae_jax.Params or a sequence of them, got {type(params).__name__}")
-    x, y = _labelled(x, y)
-    seeds = _check_seeds(seeds)
+    x, y = check_labelled(x, y)
+    test = _test_set(test, x, y)
+    seeds = check_seeds(seeds)
+    m = len(y)
+    x, y = _with_test(x, y, test)
     n_classes = max(int(y.max()) + 1, 2)
     dtype = layers[0].W1.dtype
     xd = np.asarray(x, dtype)
@@ -224,15 +195,17 @@ def probe(
     raw, ours = [], []
     tick = _stages(progress, 2 * len(seeds))
     for s in seeds:
-        tr, te = split(len(y), test_fraction=test_fraction, seed=s)
+        tr, te = _rows(m, test, test_fraction=test_fraction, seed=s)
         kw = dict(n_classes=n_classes, lam=lam, steps=steps, seed=s)
         tick(f"seed {s}: softmax on raw inputs")
-        raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], **kw))
+        raw.append(softmax_accuracy(xd[tr], y[tr], xd[te], y[te], **kw))
         tick(f"seed {s}: softmax on features")
-        ours.append(_softmax_accuracy(feats[tr], y[tr], feats[te], y[te], **kw))
+        ours.append(softmax_accuracy(feats[tr], y[tr], feats[te], y[te], **kw))
     tick(None)
+    held = (f"{len(te)} of {m} rows held out" if test is None else
+            f"trained on {m} rows, tested on a separate test set of {len(te)}")
     return Table(
-        f"Softmax probe: held-out accuracy ({len(te)} of {len(y)} rows held out, {n_classes} classes)",
+        f"Softmax probe: held-out accuracy ({held}, {n_classes} classes)",
         seeds,
         (Row(f"raw inputs ({x.shape[1]})", tuple(raw)), Row(f"features ({feats.shape[1]})", tuple(ours))),
         (f"softmax: lambda = {lam:g}, at most {steps} L-BFGS iterations, no intercept (UFLDL's softmaxTrain)",),
@@ -248,6 +221,7 @@ def self_taught(
     labelled_classes: Sequence[int] = (0, 1, 2, 3, 4),
     seeds: Sequence[int] = (0, 1, 2),
     test_fraction: float = 0.5,
+    ordered: bool = False,
     lam: float = 1e-4,
     softmax_steps: int = 100,
     picture=None,
@@ -261,6 +235,9 @@ def self_taught(
     exercise: half); softmax on the features and on the raw pixels.
 
     Args:
+      ordered: the exercise's split instead of a random one per seed
+        (:func:`~sae_jax.heldout.ordered_split`: the first ``1 - test_fraction`` of the labelled
+        rows, in the data's order, train; the same rows for every seed).
       picture: optional PNG path for the first seed's learned filters (square inputs only).
       progress: optional ``progress(done, total, stage)`` as for :func:`probe` (two stages per
         seed: the autoencoder, the two classifiers).
@@ -268,8 +245,8 @@ def self_taught(
     Returns:
       :class:`Table` with rows ``raw pixels (n)`` and ``self-taught features (h)``.
     """
-    x, y = _labelled(x, y)
-    seeds = _check_seeds(seeds)
+    x, y = check_labelled(x, y)
+    seeds = check_seeds(seeds)
     if not isinstance(config, TrainConfig):
         raise InputError(f"config must be a sae_jax.TrainConfig, got {type(config).__name__}")
     unl, lab = tuple(int(c) for c in unlabelled_classes), tuple(int(c) for c in labelled_classes)
@@ -293,19 +270,23 @@ def self_taught(
         ae = train(x_unl, dataclasses.replace(config, seed=s), pictures=False).params
         xd = np.asarray(x_lab, ae.W1.dtype)
         feats = np.asarray(_features((ae,), xd))
-        tr, te = split(len(y_lab), test_fraction=test_fraction, seed=s)
+        if ordered:
+            tr, te = ordered_split(len(y_lab), test_fraction=test_fraction)
+        else:
+            tr, te = split(len(y_lab), test_fraction=test_fraction, seed=s)
         kw = dict(n_classes=len(lab), lam=lam, steps=softmax_steps, seed=s)
         tick(f"seed {s}: softmax on raw pixels and features")
-        raw.append(_softmax_accuracy(xd[tr], y_lab[tr], xd[te], y_lab[te], **kw))
-        ours.append(_softmax_accuracy(feats[tr], y_lab[tr], feats[te], y_lab[te], **kw))
+        raw.append(softmax_accuracy(xd[tr], y_lab[tr], xd[te], y_lab[te], **kw))
+        ours.append(softmax_accuracy(feats[tr], y_lab[tr], feats[te], y_lab[te], **kw))
         if picture is not None and s == seeds[0]:
             written.append(_save_filters(ae.W1, picture, f"self-taught features (classes {unl}), seed {s}"))
     tick(None)
     notes = [
         f"autoencoder: {x_unl.shape[0]} rows of classes {list(unl)}, n_hidden = {config.n_hidden}, rho = {config.rho:g}, "
         f"lambda = {config.lam:g}, beta = {config.beta:g}, {config.steps} {config.optimizer} steps",
-        f"classifier: {len(tr)} train / {len(te)} test rows of classes {list(lab)}; softmax lambda = {lam:g}, "
-        f"{softmax_steps} iterations",
+        f"classifier: {len(tr)} train / {len(te)} test rows of classes {list(lab)} "
+        f"({'the first and the last rows, in order' if ordered else 'a random split per seed'}); "
+        f"softmax lambda = {lam:g}, {softmax_steps} iterations",
     ] + [f"wrote {p}" for p in written]
     return Table(
         "Self-taught learning: held-out accuracy on the labelled classes",
@@ -322,6 +303,7 @@ def stacked_digits(
     configs: Sequence[TrainConfig] = STACKED_CONFIGS,
     seeds: Sequence[int] = (0, 1, 2),
     test_fraction: float = 0.3,
+    test=None,
     lam: float = 1e-4,
     softmax_steps: int = 100,
     fine_tune_steps: int = 400,
@@ -335,6 +317,9 @@ def stacked_digits(
     (:func:`~sae_jax.stacked.init_stack`); :func:`~sae_jax.stacked.fine_tune` of the whole stack.
 
     Args:
+      test: optional ``(x_test, y_test)``, a separate test set (MNIST's t10k, as the exercise):
+        every row of ``x`` then trains, the test set tests (``test_fraction`` unused; the seeds vary
+        the initialisations only).
       picture: optional PNG path: the first seed's second layer, :func:`second_layer_filters`
         (before fine-tuning; a second file ``*_fine_tuned.png`` after), square inputs only.
       progress: optional ``progress(done, total, stage)`` as for :func:`probe` (three stages per
@@ -343,17 +328,20 @@ def stacked_digits(
     Returns:
       :class:`Table` with rows ``raw pixels``, ``stack, before fine-tuning``, ``stack, after fine-tuning``.
     """
-    x, y = _labelled(x, y)
-    seeds = _check_seeds(seeds)
+    x, y = check_labelled(x, y)
+    seeds = check_seeds(seeds)
     configs = tuple(configs)
     if len(configs) < 1 or not all(isinstance(c, TrainConfig) for c in configs):
         raise InputError("configs must be a non-empty sequence of sae_jax.TrainConfig (one per layer)")
     _check_int("fine_tune_steps", fine_tune_steps, 0)
+    test = _test_set(test, x, y)
+    m = len(y)
+    x, y = _with_test(x, y, test)
     n_classes = max(int(y.max()) + 1, 2)
     raw, before, after, written = [], [], [], []
     tick = _stages(progress, 3 * len(seeds))
     for s in seeds:
-        tr, te = split(len(y), test_fraction=test_fraction, seed=s)
+        tr, te = _rows(m, test, test_fraction=test_fraction, seed=s)
         cfgs = [dataclasses.replace(c, seed=c.seed + s) for c in configs]
         tick(f"seed {s}: pretraining {len(cfgs)} autoencoder(s)")
         layers = pretrain(x[tr], cfgs)
@@ -362,7 +350,7 @@ def stacked_digits(
         y_tr = jnp.asarray(y[tr])
         tick(f"seed {s}: softmax on the stack and on raw pixels")
         stack0 = init_stack(layers, x_tr, y_tr, n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s)
-        raw.append(_softmax_accuracy(xd[tr], y[tr], xd[te], y[te], n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s))
+        raw.append(softmax_accuracy(xd[tr], y[tr], xd[te], y[te], n_classes=n_classes, lam=lam, steps=softmax_steps, seed=s))
         tick(f"seed {s}: fine-tuning")
         stack1 = fine_tune(stack0, x_tr, y_tr, lam=lam, steps=fine_tune_steps)
         before.append(accuracy(stacked_predict(stack0, x_te), y[te]))
@@ -381,7 +369,8 @@ def stacked_digits(
             f"rho = {c.rho:g}, lambda = {c.lam:g}, beta = {c.beta:g}, {c.steps} steps" for c in configs
         ),
         f"softmax lambda = {lam:g} ({softmax_steps} iterations); fine-tuning: lambda on theta only, "
-        f"at most {fine_tune_steps} L-BFGS iterations; {len(tr)} train / {len(te)} test rows",
+        f"at most {fine_tune_steps} L-BFGS iterations; {len(tr)} train / {len(te)} test rows"
+        + (" (a separate test set)" if test is not None else ""),
     ] + [f"wrote {p}" for p in written]
     return Table(
         "Stacked autoencoder: held-out accuracy before and after fine-tuning",

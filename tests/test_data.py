@@ -490,6 +490,49 @@ def test_mnist_idx_with_labels(tmp_path, idx_images, compress):
     np.testing.assert_array_equal(yy, got)
 
 
+def _write_mnist(d, part, images, labels, *, name_style="-", gz=False):
+    """MNIST's files of ``part`` ("train" / "t10k") in ``d``, spelled ``-idx`` or ``.idx``, optionally gzipped."""
+    pack = gzip.compress if gz else (lambda b: b)
+    for kind, raw in (("images-idx3", _idx_bytes(images)), ("labels-idx1", _idx_labels_bytes(labels))):
+        name = f"{part}-{kind}-ubyte".replace("-idx", f"{name_style}idx") + (".gz" if gz else "")
+        (d / name).write_bytes(pack(raw))
+
+
+@pytest.mark.parametrize("style, gz", [("-", False), (".", True), ("-", True)])
+def test_mnist_directory(tmp_path, idx_images, style, gz):
+    """find_mnist finds the four files under their usual spellings; load_mnist reads one part as (x, y)."""
+    y = np.array([3, 1, 4, 1, 5])
+    _write_mnist(tmp_path, "train", idx_images, y, name_style=style, gz=gz)
+    _write_mnist(tmp_path, "t10k", idx_images[:2], y[:2], name_style=style, gz=not gz)
+    found = data.find_mnist(tmp_path)
+    suffix = ".gz" if gz else ""
+    assert os.path.basename(found["train"][0]) == f"train-images{style}idx3-ubyte{suffix}"
+    assert os.path.basename(found["test"][1]).startswith(f"t10k-labels{style}idx1-ubyte")
+    x, yy = data.load_mnist(tmp_path, "train")
+    np.testing.assert_array_equal(x, idx_images.reshape(5, 12) / 255.0)
+    np.testing.assert_array_equal(yy, y)
+    xt, yt = data.load_mnist(tmp_path, "test")
+    assert xt.shape == (2, 12) and yt.tolist() == [3, 1]
+
+
+def test_mnist_directory_errors(tmp_path, idx_images):
+    with pytest.raises(InputError, match="MNIST directory not found"):
+        data.find_mnist(tmp_path / "nowhere")
+    _write_mnist(tmp_path, "train", idx_images, np.arange(5))
+    assert list(data.find_mnist(tmp_path, ("train",))) == ["train"]  # t10k not needed for "train"
+    with pytest.raises(InputError, match="has no t10k-images-idx3-ubyte .looked for t10k-images-idx3-ubyte, "
+                                         "t10k-images.idx3-ubyte, t10k-images-idx3-ubyte.gz"):
+        data.find_mnist(tmp_path)
+    with pytest.raises(InputError, match="MNIST parts are"):
+        data.find_mnist(tmp_path, ("validation",))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx_labels_bytes(np.arange(4)))
+    with pytest.raises(InputError, match="holds 4 labels but .* has 5 images"):
+        data.load_mnist(tmp_path, "train")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(idx_images))  # an images file as labels
+    with pytest.raises(InputError, match="is not an IDX labels file"):
+        data.load_mnist(tmp_path, "train")
+
+
 def test_npy_data_with_npy_labels(tmp_path):
     np.save(tmp_path / "x.npy", np.full((3, 2), 0.5))
     np.save(tmp_path / "y.npy", np.array([2, 0, 1], dtype=np.int32))

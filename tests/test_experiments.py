@@ -53,6 +53,24 @@ def test_probe_features_against_raw():
         probe(p, x, y, seeds=())
 
 
+def test_probe_on_a_separate_test_set():
+    """test=(x_test, y_test): every row of x trains, the test set tests (the softmax exercise's t10k).
+    42 training rows: the softmaxes compiled by the test above (its split of 60)."""
+    x, y = data(14, 3)
+    xt, yt = data(5, 3)
+    xt, yt = xt[::-1].copy(), yt[::-1].copy()
+    p = init_params(jax.random.key(0), 9, 6, dtype=jnp.float64)
+    t = probe(p, x, y, seeds=(0,), test=(xt, yt), steps=50)
+    assert "trained on 42 rows, tested on a separate test set of 15, 3 classes" in t.title
+    assert t.rows[0].values[0] == 1.0  # the same prototypes: the raw pixels classify the test set
+    with pytest.raises(InputError, match="x_test has 8 features per row, x has 9"):
+        probe(p, x, y, test=(xt[:, :8], yt))
+    with pytest.raises(InputError, match="test must be a pair"):
+        probe(p, x, y, test=xt)
+    with pytest.raises(InputError, match="the labels of x_test must be integer"):
+        probe(p, x, y, test=(xt, yt[:-1]))
+
+
 def test_self_taught_learns_on_other_classes(tmp_path):
     x, y = data(20, 6)  # 60 rows of classes 3-5 (unlabelled), 60 of 0-2 (labelled)
     png = tmp_path / "self_taught.png"

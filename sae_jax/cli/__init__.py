@@ -28,7 +28,7 @@ The flags of every command are in :mod:`sae_jax.cli.flags` (those of ``TrainConf
 from its fields' metadata); the code of each command group in its own module --
 :mod:`sae_jax.cli.train`, :mod:`sae_jax.cli.trained` (visualize, encode, evaluate),
 :mod:`sae_jax.cli.sweep`, :mod:`sae_jax.cli.gradcheck`, :mod:`sae_jax.cli.check`,
-:mod:`sae_jax.cli.experiments` (probe, self-taught, stacked) -- with what they
+:mod:`sae_jax.cli.experiments` (probe, self-taught, stacked; their data in :mod:`sae_jax.cli.labelled`) -- with what they
 share in :mod:`sae_jax.cli.args`. :func:`main` imports a command's module when that command runs
 (:data:`COMMANDS`), so ``sae-jax --help`` and usage errors load none of them.
 

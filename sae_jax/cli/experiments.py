@@ -7,9 +7,13 @@ raw inputs on the run's own (labelled) data; ``self-taught`` and ``stacked`` are
 and write ``DIR/results.json`` (the table, the settings, the data spec, UFLDL's published MNIST
 figures for reference) and their pictures to ``--out DIR``.
 
-Labelled data: ``digits`` carries its labels 0–9; a data file (``.npy``, ``.npz``, MNIST IDX) takes
-them from ``--labels-path``; natural-image patches have none (one error line, exit 2). Every check
-that can be made before the work is made before it: bad input writes nothing.
+Labelled data (:mod:`sae_jax.cli.labelled`): ``digits`` carries its labels 0–9; a data file (``.npy``,
+``.npz``, MNIST IDX) takes them from ``--labels-path``; an MNIST directory (``--data DIR``) its four
+files, training on ``train-*`` and testing on ``t10k-*`` (``probe``, ``stacked``; ``self-taught``
+splits ``train-*``'s digits 0–4 as the exercise); ``--test-data``/``--test-labels`` name a test set
+file by file; natural-image patches have no labels (one error line, exit 2). ``--preset mnist``
+selects the exercises' settings and, for ``self-taught``, their in-order split. Every check that
+can be made before the work is made before it: bad input writes nothing.
 
 Examples:
   >>> from sae_jax.cli import build_parser
@@ -39,7 +43,7 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from ..config import TrainConfig, validate_config
-from ..data import BUILTIN, DataSpec, data_spec, load_dataset, load_from_spec, sniff_format
+from ..data import DataSpec
 from ..experiments import (
     SELF_TAUGHT_CONFIG,
     SELF_TAUGHT_MNIST_CONFIG,
@@ -56,7 +60,7 @@ from ..softmax import check_lam
 from ..validate import InputError
 from ..version import __version__
 from .args import UsageError, check_run_dir, progress_bar, set_precision
-from .trained import recorded_data_spec
+from .labelled import is_mnist_dir, load_labelled, load_test_set
 
 __all__ = [
     "RESULTS_JSON",
@@ -78,7 +82,6 @@ _PRESETS = {
 }
 # TrainConfig field -> the flag that sets it here (validate_config's messages name the field).
 _AE_FLAGS = {"n_hidden": "--n-hidden", "lam": "--ae-lam", "beta": "--beta", "rho": "--rho", "steps": "--steps"}
-_NO_LABELS = "random and without labels; use --data digits, or a data file with --labels-path"
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -106,15 +109,26 @@ def _check_count(flag: str, v: int, minimum: int) -> None:
         raise UsageError(f"{flag} must be an integer >= {minimum}, got {v}")
 
 
-def _common(args, *, steps_flag: str, steps: int) -> tuple[list[int], float]:
-    """``--seeds``, ``--test-fraction``, ``--lam`` and the softmax steps, checked: ``(seeds, lam)``."""
+def _common(args, *, steps_flag: str, steps: int) -> tuple[list[int], float, float | None]:
+    """``--seeds``, ``--lam``, the softmax steps and ``--test-fraction``, checked: ``(seeds, lam, test_fraction)``.
+
+    ``test_fraction`` is None with a separate test set (an MNIST directory or ``--test-data``), where
+    ``--test-fraction`` is refused; else the flag or the command's default.
+    """
     seeds = int_list("--seeds", args.seeds, minimum=0)
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds must be distinct, got {args.seeds!r}")
-    _check_number("--test-fraction", args.test_fraction, lo=0.0, lo_open=True, hi=1.0)
     _check_number("--lam", args.lam, lo=0.0)
     _check_count(steps_flag, steps, 1)
-    return seeds, args.lam
+    fraction = args.test_fraction
+    if (is_mnist_dir(args) or args.test_data is not None) and args.command != "self-taught":
+        if fraction is not None:
+            raise UsageError("--test-fraction splits --data; with a separate test set (an MNIST directory's t10k "
+                             "files or --test-data) every row of --data trains: leave it out")
+        return seeds, args.lam, None
+    fraction = args.default_test_fraction if fraction is None else fraction
+    _check_number("--test-fraction", fraction, lo=0.0, lo_open=True, hi=1.0)
+    return seeds, args.lam, fraction
 
 
 def autoencoder_configs(args, *, layers: int | None) -> tuple[TrainConfig, ...]:
@@ -146,52 +160,6 @@ def checked_configs(configs: tuple[TrainConfig, ...]) -> tuple[TrainConfig, ...]
             field = re.match(r"\w+", msg).group(0)
             raise UsageError(_AE_FLAGS[field] + msg[len(field):] if field in _AE_FLAGS else msg) from None
     return configs
-
-
-# --- labelled data ---------------------------------------------------------------------------------
-
-
-def _labels_problem(name: str, labels_path, where: str) -> str | None:
-    """Why ``name`` cannot give labels with these flags (one line starting with ``where``), or None."""
-    if name == "natural":
-        return f"{where}: 'natural' is whitened natural-image patches, {_NO_LABELS}"
-    if name == "digits":
-        return f"{where}: --labels-path is for data files; 'digits' carries its own labels" if labels_path else None
-    if name not in BUILTIN and os.path.isfile(name):
-        if sniff_format(name) == "mat":
-            return f"{where}: {name} is an IMAGES.mat file, whose patches are {_NO_LABELS}"
-        if labels_path is None:
-            return (f"{where}: the data file {name} needs --labels-path (an IDX labels file or a .npy of "
-                    "integer class indices, one per row)")
-    return None
-
-
-def load_labelled(args, *, output: str = "sigmoid", run=None) -> tuple[np.ndarray, np.ndarray, DataSpec]:
-    """``(x, y, spec)``: ``--data`` (default ``digits``, or with ``run`` the run's recorded data) with labels.
-
-    ``x`` float64 ``(m, n)``, ``y`` int64 ``(m,)``; ``spec`` records the source (file hash included).
-    """
-    if args.data is not None or run is None:
-        name = "digits" if args.data is None else args.data
-        problem = _labels_problem(name, args.labels_path, f"--data {name}")
-        if problem:
-            raise UsageError(problem)
-        x, y = load_dataset(name, output=output, key=args.npz_key, labels=True, labels_path=args.labels_path)
-        return x, y, data_spec(name, key=args.npz_key)
-    recorded = recorded_data_spec(run)
-    if recorded is None:
-        raise UsageError(
-            f"{run!r} records no data spec (trained on an in-memory array, or a params file outside its run "
-            "directory): pass --data NAME_OR_PATH (and --labels-path for a data file)"
-        )
-    spec = DataSpec.from_dict(recorded)
-    if args.npz_key is not None:
-        spec = spec._replace(key=args.npz_key)
-    problem = _labels_problem(spec.name, args.labels_path, f"the data of {run}")
-    if problem:
-        raise UsageError(problem)
-    x, y = load_from_spec(spec, output=output, labels=True, labels_path=args.labels_path)
-    return x, y, spec
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -257,63 +225,74 @@ def _results(command: str, table: Table, spec: DataSpec, settings: dict, t0: flo
 
 
 def cmd_probe(args) -> int:
-    seeds, lam = _common(args, steps_flag="--steps", steps=args.steps)
+    seeds, lam, fraction = _common(args, steps_flag="--steps", steps=args.steps)
     params, config = ckpt.load_params(args.params)
     output = config.get("output", "sigmoid")
     x, y, spec = load_labelled(args, output=output, run=args.params)
     n = params.W1.shape[1]
     if x.shape[1] != n:
         raise UsageError(f"data {spec.name!r} has {x.shape[1]} features per sample, the run's parameters expect n_visible={n}")
+    test, test_spec = load_test_set(args, output=output, n_features=n)
     dtype = np.asarray(params.W1).dtype
     set_precision(dtype)
     check_lam(lam, dtype=dtype)
-    split(len(y), test_fraction=args.test_fraction, seed=seeds[0])  # every split has the same sizes
+    if test is None:
+        split(len(y), test_fraction=fraction, seed=seeds[0])  # every split has the same sizes
+    else:
+        test = (test[0].astype(dtype), test[1])
     on_stage, close = _progress(args, "probe")
     t0 = time.perf_counter()
     try:
-        table = probe(Params(*params), x.astype(dtype), y, seeds=seeds, test_fraction=args.test_fraction, lam=lam,
-                      steps=args.steps, progress=on_stage)
+        table = probe(Params(*params), x.astype(dtype), y, seeds=seeds, test_fraction=fraction or 0.3, test=test,
+                      lam=lam, steps=args.steps, progress=on_stage)
     finally:
         close()
     table = table._replace(notes=table.notes + (f"run {args.params}: {params.W1.shape[0]} hidden units, {dtype}; "
                                                 f"data {spec.name}",))
     _report(args, table, _results("probe", table, spec, {
-        "run": os.fspath(args.params), "seeds": seeds, "test_fraction": args.test_fraction, "lam": lam,
-        "steps": args.steps}, t0))
+        "run": os.fspath(args.params), "seeds": seeds, "test_fraction": fraction, "lam": lam,
+        "steps": args.steps} | ({"test_data": test_spec} if test_spec else {}), t0))
     return 0
 
 
 def cmd_self_taught(args) -> int:
-    seeds, lam = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
+    seeds, lam, fraction = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
+    if args.test_data is not None or args.test_labels is not None:
+        raise UsageError("self-taught tests on the labelled classes' rows of --data (the exercise splits them); "
+                         "--test-data and --test-labels are for probe and stacked")
     (config,) = checked_configs(autoencoder_configs(args, layers=1))
     unl = int_list("--unlabelled-classes", args.unlabelled_classes, minimum=0)
     lab = int_list("--labelled-classes", args.labelled_classes, minimum=0)
+    ordered = (args.split or ("ordered" if args.preset == "mnist" else "random")) == "ordered"
     x, y, spec = load_labelled(args, output=config.output)
     check_lam(lam, dtype=config.dtype)
     m_lab = int(np.isin(y, lab).sum())
     if m_lab >= 2:
-        split(m_lab, test_fraction=args.test_fraction, seed=seeds[0])
+        split(m_lab, test_fraction=fraction, seed=seeds[0])
     out = _out_dir(args, "self-taught", spec.name)
     picture = out / "features.png" if _square(x.shape[1]) else None
     run = dict(config=config, unlabelled_classes=unl, labelled_classes=lab, seeds=seeds,
-               test_fraction=args.test_fraction, lam=lam, softmax_steps=args.softmax_steps)
+               test_fraction=fraction, ordered=ordered, lam=lam, softmax_steps=args.softmax_steps)
     return _run("self-taught", args, out, spec, self_taught, x, y, run, picture, extra_settings={
         "preset": args.preset, "config": config.to_dict()})
 
 
 def cmd_stacked(args) -> int:
-    seeds, lam = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
+    seeds, lam, fraction = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
     _check_count("--fine-tune-steps", args.fine_tune_steps, 0)
     configs = checked_configs(autoencoder_configs(args, layers=None))
     x, y, spec = load_labelled(args, output=configs[0].output)
+    test, test_spec = load_test_set(args, output=configs[0].output, n_features=x.shape[1])
     check_lam(lam, dtype=configs[0].dtype)
-    split(len(y), test_fraction=args.test_fraction, seed=seeds[0])
+    if test is None:
+        split(len(y), test_fraction=fraction, seed=seeds[0])
     out = _out_dir(args, "stacked", spec.name)
     picture = out / "second_layer.png" if _square(x.shape[1]) and len(configs) >= 2 else None
-    run = dict(configs=configs, seeds=seeds, test_fraction=args.test_fraction, lam=lam,
+    run = dict(configs=configs, seeds=seeds, test_fraction=fraction or 0.3, test=test, lam=lam,
                softmax_steps=args.softmax_steps, fine_tune_steps=args.fine_tune_steps)
     return _run("stacked", args, out, spec, stacked_digits, x, y, run, picture, extra_settings={
-        "preset": args.preset, "configs": [c.to_dict() for c in configs]})
+        "preset": args.preset, "configs": [c.to_dict() for c in configs]}
+        | ({"test_fraction": None, "test_data": test_spec} if test_spec else {}))
 
 
 def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: dict, picture, *,
@@ -321,7 +300,8 @@ def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: d
     """Run ``experiment(x, y, **run)`` with a progress bar; write ``out/results.json``; print the table."""
     dtype = (run.get("config") or run["configs"][0]).dtype
     if not args.json:
-        print(f"sae-jax {command}: {len(run['seeds'])} seed(s) on {spec.name} ({x.shape[0]} x {x.shape[1]}), "
+        test = f", tested on {len(run['test'][1])} separate rows" if run.get("test") is not None else ""
+        print(f"sae-jax {command}: {len(run['seeds'])} seed(s) on {spec.name} ({x.shape[0]} x {x.shape[1]}){test}, "
               f"preset {args.preset}, {dtype} -> {out}", flush=True)
     on_stage, close = _progress(args, command)
     t0 = time.perf_counter()
@@ -332,7 +312,7 @@ def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: d
     if picture is None:
         why = "the inputs are not square images" if not _square(x.shape[1]) else "a one-layer stack has no second layer"
         table = table._replace(notes=table.notes + (f"no picture: {why}",))
-    settings = {k: v for k, v in run.items() if k not in ("config", "configs")} | extra_settings
+    settings = {k: v for k, v in run.items() if k not in ("config", "configs", "test")} | extra_settings
     results = _results(command, table, spec, settings, t0)
     out.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=2) + "\n")

@@ -104,15 +104,20 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_labelled_data_flags(p: argparse.ArgumentParser, *, default: str) -> None:
-    """``--data``, ``--labels-path`` and ``--npz-key`` of the experiment commands (labelled data)."""
+    """``--data``, ``--labels-path``, ``--test-data``, ``--test-labels`` and ``--npz-key`` of the experiments."""
     p.add_argument(
         "--data", default=None, metavar="NAME_OR_PATH",
-        help=f"digits (scikit-learn 8x8, labels 0-9 included) or a .npy/.npz/MNIST IDX file of samples as "
-        f"rows with --labels-path; default {default}",
+        help=f"digits (scikit-learn 8x8, labels 0-9 included), a .npy/.npz/MNIST IDX file of samples as rows "
+        f"with --labels-path, or an MNIST directory (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz): trains on train-*, tests on t10k-*; "
+        f"default {default}",
     )
     p.add_argument("--labels-path", default=None, metavar="PATH",
                    help="the labels of a data file: an IDX labels file (e.g. train-labels-idx1-ubyte) or a .npy "
                    "of integer class indices, one per row")
+    p.add_argument("--test-data", default=None, metavar="PATH",
+                   help="a separate test set (a file as --data, with --test-labels) instead of a random split")
+    p.add_argument("--test-labels", default=None, metavar="PATH", help="the labels of --test-data")
     p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
 
 
@@ -306,8 +311,10 @@ def _add_sweep(sub) -> None:
 def _add_seed_and_softmax_flags(p, *, test_fraction: float, softmax_steps_flag: str) -> None:
     p.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...",
                    help="comma-separated seeds, one table column each (default 0,1,2)")
-    p.add_argument("--test-fraction", type=float, default=test_fraction,
-                   help=f"held-out share of the (labelled) rows, per seed's split (default {test_fraction:g})")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help=f"held-out share of the (labelled) rows, per seed's split (default {test_fraction:g}; "
+                   "not with a separate test set)")
+    p.set_defaults(default_test_fraction=test_fraction)
     p.add_argument("--lam", type=float, default=1e-4, help="the softmax's weight decay lambda (default 1e-4)")
     p.add_argument(softmax_steps_flag, type=int, default=100,
                    help="L-BFGS iterations of each softmax classifier (default 100)")
@@ -342,7 +349,7 @@ def _add_probe(sub) -> None:
         "seed (split), mean +- std. Without --data, the run's own data (its recorded data spec), which "
         "must have labels (digits, or a data file and --labels-path).",
         epilog="examples:\n  sae-jax probe runs/digits\n"
-        "  sae-jax probe runs/mnist --labels-path train-labels-idx1-ubyte --seeds 0,1,2,3,4\n"
+        "  sae-jax probe runs/mnist --data mnist/   # train on MNIST's training files, test on t10k\n"
         "  sae-jax probe runs/my-run --data digits --json",
         formatter_class=_RAW,
     )
@@ -361,16 +368,19 @@ def _add_self_taught(sub) -> None:
         "autoencoder and split per seed; prints one table (mean +- std over seeds) and writes DIR/results.json "
         "and DIR/features.png (the first seed's features).",
         epilog="examples:\n  sae-jax self-taught --out runs/self-taught\n"
-        "  sae-jax self-taught --data train-images-idx3-ubyte --labels-path train-labels-idx1-ubyte --preset mnist",
+        "  sae-jax self-taught --data mnist/ --preset mnist   # the exercise: MNIST's training files, split in order",
         formatter_class=_RAW,
     )
     add_labelled_data_flags(p, default="digits")
-    _add_autoencoder_flags(p, n_hidden_help="hidden units of the autoencoder (preset digits: 64, mnist: 196)",
+    _add_autoencoder_flags(p, n_hidden_help="hidden units of the autoencoder (preset digits: 64, mnist: 200)",
                            n_hidden_metavar="H")
     p.add_argument("--unlabelled-classes", default="5,6,7,8,9", metavar="C1,C2,...",
                    help="classes whose rows train the autoencoder (labels unused; default 5,6,7,8,9)")
     p.add_argument("--labelled-classes", default="0,1,2,3,4", metavar="C1,C2,...",
                    help="classes the classifiers learn and are tested on (default 0,1,2,3,4)")
+    p.add_argument("--split", choices=("random", "ordered"), default=None,
+                   help="the labelled rows' split: random per seed, or ordered (the first rows train, the rest "
+                   "test: the exercise's); default: the preset's (digits random, mnist ordered)")
     _add_seed_and_softmax_flags(p, test_fraction=0.5, softmax_steps_flag="--softmax-steps")
 
 
@@ -385,7 +395,7 @@ def _add_stacked(sub) -> None:
         "and writes DIR/results.json, DIR/second_layer.png and DIR/second_layer_fine_tuned.png (the first "
         "seed's second-layer units in input space, rows of W2 W1).",
         epilog="examples:\n  sae-jax stacked --out runs/stacked\n  sae-jax stacked --n-hidden 100,49 --seeds 0\n"
-        "  sae-jax stacked --data train-images-idx3-ubyte --labels-path train-labels-idx1-ubyte --preset mnist",
+        "  sae-jax stacked --data mnist/ --preset mnist   # the exercise: train on 60,000, test on t10k's 10,000",
         formatter_class=_RAW,
     )
     add_labelled_data_flags(p, default="digits")

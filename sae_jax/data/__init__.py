@@ -12,6 +12,9 @@ Sources
 a path
     ``.npy`` / ``.npz`` (rows = samples), MNIST-style IDX files (optionally ``.gz``),
     or a MATLAB ``IMAGES.mat`` from the original exercise (patches are sampled from it).
+an MNIST directory
+    the four standard IDX files, found by name (:func:`find_mnist`, :func:`load_mnist`:
+    the training part or the t10k test part as ``(x, y)``).
 
 :func:`load_dataset` dispatches on the name, the file's magic bytes or its extension,
 and validates the result (finite, 2-D, non-empty, inside [0, 1] for a sigmoid output).
@@ -21,9 +24,10 @@ carries its own, a data file takes them from ``labels_path`` (MNIST's
 :class:`DataSpec` records what was loaded so that a checkpoint can rebuild exactly the
 same array on resume (:func:`load_from_spec`).
 
-The parts live in three modules, all re-exported here: :mod:`sae_jax.data.images`
+The parts live in four modules, all re-exported here: :mod:`sae_jax.data.images`
 (natural images, whitening, sampling, normalisation), :mod:`sae_jax.data.files` (file
-loaders and format sniffing) and :mod:`sae_jax.data.datasets` (the registry,
+loaders and format sniffing), :mod:`sae_jax.data.mnist` (an MNIST directory's four files)
+and :mod:`sae_jax.data.datasets` (the registry,
 :func:`load_dataset`, :class:`DataSpec`). scikit-image, scipy and scikit-learn are
 imported lazily, inside the functions that need them, so ``import sae_jax`` stays fast.
 
@@ -59,6 +63,7 @@ from .images import (
     whiten_images,
     whitened_natural_images,
 )
+from .mnist import MNIST_FILES, find_mnist, load_mnist
 
 __all__ = [
     "NATURAL_IMAGES",
@@ -80,6 +85,9 @@ __all__ = [
     "load_mnist_idx",
     "load_mnist_idx_labels",
     "load_labels",
+    "MNIST_FILES",
+    "find_mnist",
+    "load_mnist",
     "IDX_LABELS_MAGIC",
     "load_images_mat",
     "patches_from_images_mat",
