@@ -65,6 +65,7 @@ PUBLIC_MODULES = (
     "sae_jax.rundir",
     "sae_jax.sharded",
     "sae_jax.softmax",
+    "sae_jax.softmax_checks",
     "sae_jax.sparsity_backprop",
     "sae_jax.stacked",
     "sae_jax.step",
