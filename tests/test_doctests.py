@@ -51,6 +51,7 @@ PUBLIC_MODULES = (
     "sae_jax.experiments",
     "sae_jax.forward",
     "sae_jax.gradcheck",
+    "sae_jax.grid",
     "sae_jax.heldout",
     "sae_jax.host_lbfgs",
     "sae_jax.inputs",
