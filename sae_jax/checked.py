@@ -115,12 +115,15 @@ def all_concrete(*args) -> bool:
 _COMPILED: dict = {}
 
 
-def _compiled(fn, values_ok_fn, static_argnames: tuple):
-    """``jit`` of ``fn`` returning ``(fn(...), values_ok_fn(...))`` (one per triple, remembered)."""
-    key = (fn, values_ok_fn, static_argnames)
+def _compiled(fn, values_ok_fn, n_args: int, names: tuple, static_argnames: tuple):
+    """``jit`` of ``(*args, *kwarg_values) -> (fn(*args, **kwargs), values_ok_fn(*args, **kwargs))``
+    with ``kwargs = dict(zip(names, kwarg_values))`` (positional: ``jit``'s quickest dispatch), the
+    ``static_argnames`` among ``names`` static. One per distinct key, remembered."""
+    key = (fn, values_ok_fn, n_args, names, static_argnames)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        def with_values_ok(*args, **kwargs):
+        def with_values_ok(*flat):
+            args, kwargs = flat[:n_args], dict(zip(names, flat[n_args:]))
             ok = values_ok_fn(*args, **kwargs)  # first: its trace-time checks guard fn's trace
             _INSIDE.active = True
             try:
@@ -130,7 +133,8 @@ def _compiled(fn, values_ok_fn, static_argnames: tuple):
             return out, ok
 
         with_values_ok.__name__ = getattr(fn, "__name__", "checked")
-        compiled = _COMPILED[key] = jax.jit(with_values_ok, static_argnames=static_argnames)
+        static = tuple(n_args + i for i, name in enumerate(names) if name in static_argnames)
+        compiled = _COMPILED[key] = jax.jit(with_values_ok, static_argnums=static)
     return compiled
 
 
@@ -157,11 +161,10 @@ def compiled_call(
     and argument structure.
     """
     try:
-        out, ok = _compiled(fn, values_ok, static_argnames)(*args, **kwargs)
+        out, ok = _compiled(fn, values_ok, len(args), tuple(kwargs), static_argnames)(*args, *kwargs.values())
     except validate.InputError as e:  # from a trace-time check: the one line, without jit's frames
         raise validate.InputError(str(e)) from None
-    ok.block_until_ready()  # (waiting first, then reading through NumPy, is the cheapest way to the bool)
-    if not np.asarray(ok):
+    if not np.asarray(ok):  # the one read back: it waits for the call (benchmarks/NOTES.md #17)
         raise_for_values(*args, **kwargs)
         raise validate.InputError(  # values_ok and raise_for_values disagree: only after a conversion
             f"the inputs of {getattr(fn, '__name__', 'the call')} are non-finite or out of range as the "
