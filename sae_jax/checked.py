@@ -1,18 +1,30 @@
-"""Public entry points run compiled, with every input check at almost no cost per call.
+"""Public math functions run compiled when called on values, their value checks fused in.
 
-:func:`sae_jax.cost_and_grad`, :func:`~sae_jax.cost_terms_and_grad`,
-:func:`~sae_jax.autodiff_cost_and_grad` and :func:`~sae_jax.cost_terms` called on values
-(:func:`all_concrete`) run through :func:`checked_call`: their shapes, dtypes and hyperparameters
-are checked in Python (remembered between calls: :mod:`sae_jax.validate`), the function itself
-runs under ``jit``, where it is the bare math, and the array values (finite parameters, data finite
-and in the output's range) are reduced inside that same compiled call to one boolean
-(:func:`values_ok`), read back once. Under the caller's own ``jit``/``vmap``/``grad`` the public
-functions skip all of this: their shape checks then run once, at trace time.
+One mechanism for every public math function of the package (the autoencoder's cost and
+gradients, softmax regression's, the stacked network's). Called on concrete values
+(:func:`all_concrete`), the function checks in Python what needs no array values (shapes,
+dtypes, hyperparameters: cheap, remembered where they can be), then hands itself to
+:func:`compiled_call`, which runs it under ``jit`` — where it sees tracers and is the bare
+math — together with a ``values_ok`` function of the same arguments that reduces every array
+value check (finite parameters, finite data in range, labels in range) to one boolean inside
+that same compiled program. The boolean is read back once; when it is false, the function's
+``raise_for_values`` finds the bad entry on the host and raises the one :class:`~sae_jax.InputError`
+an eager check would have raised, and the result is never returned. Under the caller's own
+``jit``/``vmap``/``grad`` none of this happens: the function is the math, its shape checks run
+once at trace time.
+
+:func:`checked_call` is that mechanism for the autoencoder's signature
+``fn(params, x, *, lam, beta, rho, output, l1=, x_input=)`` (:func:`sae_jax.cost_and_grad`,
+:func:`~sae_jax.cost_terms_and_grad`, :func:`~sae_jax.autodiff_cost_and_grad`,
+:func:`~sae_jax.cost_terms`, :func:`sae_jax.metrics.evaluate`), with :func:`values_ok` its
+in-kernel check and a ``jax.Array`` of data value-checked only the first time it is seen
+(:mod:`sae_jax.validate`). :mod:`sae_jax.softmax` and :mod:`sae_jax.stacked` call
+:func:`compiled_call` with their own ``values_ok``.
 
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> import sae_jax
-  >>> from sae_jax.checked import all_concrete, checked_call
+  >>> from sae_jax.checked import all_concrete, checked_call, compiled_call
   >>> p = sae_jax.init_params(jax.random.key(0), 4, 2)
   >>> x = jnp.full((3, 4), 0.5)
   >>> all_concrete(p, x, 1e-4, 3.0, 0.1)
@@ -24,11 +36,24 @@ Examples:
   Traceback (most recent call last):
   ...
   sae_jax.validate.InputError: x must lie in [0, 1] for output='sigmoid' (the sigmoid's range), got values in [1.5, 1.5]; ...
+
+  Any function, with its own in-kernel check and its own error:
+
+  >>> def halve(v): return v / 2
+  >>> def positive(v): return jnp.all(v > 0)
+  >>> def complain(v): raise sae_jax.InputError(f"v must be > 0, got min {float(v.min())}")
+  >>> compiled_call(halve, (jnp.ones(3),), {}, values_ok=positive, raise_for_values=complain).tolist()
+  [0.5, 0.5, 0.5]
+  >>> compiled_call(halve, (-jnp.ones(3),), {}, values_ok=positive, raise_for_values=complain)
+  Traceback (most recent call last):
+  ...
+  sae_jax.validate.InputError: v must be > 0, got min -1.0
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +61,7 @@ import numpy as np
 
 from . import validate
 
-__all__ = ["all_concrete", "checked_call", "values_ok", "raise_for_values"]
+__all__ = ["all_concrete", "compiled_call", "checked_call", "values_ok", "hyperparams_ok"]
 
 
 class _Inside(threading.local):
@@ -45,18 +70,110 @@ class _Inside(threading.local):
 
 _INSIDE = _Inside()
 
+# What a value's type says about it, remembered per type (an isinstance test against JAX's
+# Tracer for every leaf of every call is the larger part of the check): 0 a tracer, 1 a concrete
+# leaf, 2 a tuple or list (NamedTuples included), 3 a dict.
+_KIND: dict[type, int] = {}
 
-def all_concrete(params, x, *others) -> bool:
-    """``params`` is a tuple and every argument of the call is a value (none is a tracer of the
-    caller's ``jit``/``vmap``/``grad``): the call can run through :func:`checked_call`."""
-    tracer = jax.core.Tracer
-    return (
-        not _INSIDE.active  # checked_call's own call of fn (only ever concrete under jax.disable_jit())
-        and isinstance(params, tuple)
-        and not isinstance(x, tracer)
-        and not any(isinstance(a, tracer) for a in params)
-        and not any(isinstance(a, tracer) for a in others)
-    )
+
+def _kind(t: type) -> int:
+    if issubclass(t, jax.core.Tracer):
+        k = 0
+    elif issubclass(t, (tuple, list)):
+        k = 2
+    elif issubclass(t, dict):
+        k = 3
+    else:
+        k = 1
+    _KIND[t] = k
+    return k
+
+
+def _no_tracer(items) -> bool:
+    kinds = _KIND
+    for a in items:
+        k = kinds.get(type(a))
+        if k is None:
+            k = _kind(type(a))
+        if k == 1:
+            continue
+        if k == 0 or not _no_tracer(a if k == 2 else a.values()):
+            return False
+    return True
+
+
+def all_concrete(*args) -> bool:
+    """No argument holds a tracer of the caller's ``jit``/``vmap``/``grad`` (tuples, lists and dicts
+    are looked into: :class:`~sae_jax.Params` and the other parameter NamedTuples): the call can run
+    through :func:`compiled_call`."""
+    # checked_call's own call of fn is only ever concrete under jax.disable_jit(): the math, then.
+    return not _INSIDE.active and _no_tracer(args)
+
+
+# --- the mechanism ------------------------------------------------------------------------------
+
+_COMPILED: dict = {}
+
+
+def _compiled(fn, values_ok_fn, n_args: int, names: tuple, static_argnames: tuple):
+    """``jit`` of ``(*args, *kwarg_values) -> (fn(*args, **kwargs), values_ok_fn(*args, **kwargs))``
+    with ``kwargs = dict(zip(names, kwarg_values))`` (positional: ``jit``'s quickest dispatch), the
+    ``static_argnames`` among ``names`` static. One per distinct key, remembered."""
+    key = (fn, values_ok_fn, n_args, names, static_argnames)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        def with_values_ok(*flat):
+            args, kwargs = flat[:n_args], dict(zip(names, flat[n_args:]))
+            ok = values_ok_fn(*args, **kwargs)  # first: its trace-time checks guard fn's trace
+            _INSIDE.active = True
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                _INSIDE.active = False
+            return out, ok
+
+        with_values_ok.__name__ = getattr(fn, "__name__", "checked")
+        static = tuple(n_args + i for i, name in enumerate(names) if name in static_argnames)
+        compiled = _COMPILED[key] = jax.jit(with_values_ok, static_argnums=static)
+    return compiled
+
+
+def compiled_call(
+    fn: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    values_ok: Callable,
+    raise_for_values: Callable,
+    static_argnames: tuple = (),
+):
+    """``fn(*args, **kwargs)`` run compiled, with ``values_ok(*args, **kwargs)`` in the same program.
+
+    ``fn`` is a public math function, called here on values after its caller checked what needs
+    no array values (shapes, dtypes, hyperparameters); inside the ``jit`` made here it sees
+    tracers and is the bare math. ``values_ok`` returns one boolean scalar, every array value
+    check at once (finite, in range), computed in the same compiled call and read back once
+    (reading it waits for the call). When it is false, ``raise_for_values(*args, **kwargs)``
+    inspects the arrays on the host and raises the one clear :class:`~sae_jax.InputError` an
+    eager check would; the result is never returned. ``static_argnames``: keyword arguments that
+    are static (strings such as ``output``); the rest are traced, so new values of a
+    hyperparameter reuse the executable. One compilation per ``(fn, values_ok, static_argnames)``
+    and argument structure.
+    """
+    try:
+        out, ok = _compiled(fn, values_ok, len(args), tuple(kwargs), static_argnames)(*args, *kwargs.values())
+    except validate.InputError as e:  # from a trace-time check: the one line, without jit's frames
+        raise validate.InputError(str(e)) from None
+    if not np.asarray(ok):  # the one read back: it waits for the call (benchmarks/NOTES.md #17)
+        raise_for_values(*args, **kwargs)
+        raise validate.InputError(  # values_ok and raise_for_values disagree: only after a conversion
+            f"the inputs of {getattr(fn, '__name__', 'the call')} are non-finite or out of range as the "
+            f"compiled call sees them (64-bit arrays are converted to 32 bits unless jax_enable_x64 is set)"
+        )
+    return out
+
+
+# --- the autoencoder's signature ----------------------------------------------------------------
 
 
 def values_ok(params, x=None, *, output: str = "sigmoid", x_input=None) -> jax.Array:
@@ -80,36 +197,68 @@ def values_ok(params, x=None, *, output: str = "sigmoid", x_input=None) -> jax.A
     return ok
 
 
-def raise_for_values(params, x, *, output: str = "sigmoid", name: str = "x", x_input=None) -> None:
-    """After :func:`values_ok` said no: the one-line error :func:`~sae_jax.validate.check_call` would raise (the
-    arrays are inspected again, on the host, for the bad entry and its index)."""
-    validate.check_params(params)
-    validate.check_data_values(x, output=output, name=name)
-    if x_input is not None:
-        validate.check_data_values(x_input, output="linear", name="x_input")
+def hyperparams_ok(params, *, lam, beta, rho, l1=None) -> jax.Array:
+    """One boolean scalar: :func:`~sae_jax.validate.check_hyperparams`' value checks, in the compiled call.
+
+    ``lam``, ``beta`` (and ``l1``) finite and ``>= 0``, ``0 < rho < 1``, each as given and as cast
+    to the parameters' dtype (no overflow; ``rho`` a normal number below 1 there).
+    """
+    dtype = jnp.dtype(params[0].dtype)
+    ok = jnp.bool_(True)
+    for v in (lam, beta) + (() if l1 is None else (l1,)):
+        v = jnp.asarray(v)
+        ok = ok & jnp.isfinite(v) & (v >= 0) & jnp.isfinite(v.astype(dtype))
+    r = jnp.asarray(rho)
+    c = r.astype(dtype)
+    return ok & jnp.isfinite(r) & (r > 0) & (r < 1) & (c >= jnp.finfo(dtype).tiny) & (c < 1)
 
 
-_WITH_STATS: dict = {}
+# In compiled_call's calling convention (fn's arguments). At trace time they first check the
+# shapes and dtypes (on tracers: static, once per compiled structure; jit's cache remembers the
+# structures that passed), then reduce every value check to one boolean.
+def _all_ok(params, x, *, lam, beta, rho, output, l1=None, x_input=None):
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False, l1=l1, x_input=x_input)
+    return values_ok(params, x, output=output, x_input=x_input) & hyperparams_ok(params, lam=lam, beta=beta, rho=rho, l1=l1)
 
 
+def _all_but_data_ok(params, x, *, lam, beta, rho, output, l1=None, x_input=None):
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False, l1=l1, x_input=x_input)
+    return values_ok(params, None, output=output, x_input=x_input) & hyperparams_ok(params, lam=lam, beta=beta, rho=rho, l1=l1)
 
 
-def _with_value_stats(fn, data: bool):
-    """``jit`` of ``fn`` that also returns :func:`values_ok` of its arrays (cached per ``fn``)."""
-    key = (fn, data)
-    compiled = _WITH_STATS.get(key)
-    if compiled is None:
-        def with_stats(params, x, lam, beta, rho, output, options):
-            _INSIDE.active = True
-            try:
-                out = fn(params, x, lam=lam, beta=beta, rho=rho, output=output, **options)
-            finally:
-                _INSIDE.active = False
-            x_input = options.get("x_input")
-            return out, values_ok(params, x if data else None, output=output, x_input=x_input)
+def _raise_eagerly(params, x, *, lam, beta, rho, output, l1=None, x_input=None):
+    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
 
-        compiled = _WITH_STATS[key] = jax.jit(with_stats, static_argnums=5)
-    return compiled
+
+_OUTPUT = ("output",)
+_NUMBERS = frozenset({float, int, bool})  # Python numbers: jit takes them as scalars (bool: a dtype error, at trace time)
+_ARRAYS: dict[type, bool] = {}  # type -> a concrete jax.Array (remembered: an ABC isinstance is slow)
+
+
+def _is_array(a) -> bool:
+    t = type(a)
+    r = _ARRAYS.get(t)
+    if r is None:
+        r = _ARRAYS[t] = issubclass(t, jax.Array) and not issubclass(t, jax.core.Tracer)
+    return r
+
+
+def _checkable_in_trace(params, x, x_input, output, hypers) -> bool:
+    """``jit`` sees these arguments as they are: every array a concrete ``jax.Array`` (its exact
+    shape and dtype; a NumPy array would be converted to JAX's default dtypes first), every
+    hyperparameter a Python number or such an array, ``output`` a string. Their shape and dtype
+    checks can then run at trace time."""
+    if type(output) is not str or not isinstance(params, tuple) or not _is_array(x):
+        return False
+    if x_input is not None and not _is_array(x_input):
+        return False
+    for a in params:
+        if a is not None and not _is_array(a):
+            return False
+    for v in hypers:
+        if v is not None and type(v) not in _NUMBERS and not _is_array(v):
+            return False
+    return True
 
 
 def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=None, x_input=None):
@@ -118,14 +267,15 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=N
     The variants' options (``l1=``, ``x_input=``: :mod:`sae_jax.cost`) are passed on when given
     (traced; ``None`` leaves them out of the program).
 
-    For the public entry points (:func:`sae_jax.cost_and_grad` and co.) called on values. ``fn``
-    is the public function itself: inside the ``jit`` made here it sees tracers and checks only
-    shapes and dtypes (at trace time). Here, in Python, the shapes, dtypes and hyperparameters
-    are checked first (remembered: :func:`~sae_jax.validate.check_hyperparams`); the array values (finite
-    parameters; finite data in the output's range, for a ``jax.Array`` only the first time:
-    :func:`~sae_jax.validate.data_checked`) are reduced *inside the same compiled call* (:func:`values_ok`)
-    and read back as one boolean, instead of separate eager reductions before it. A failure
-    raises the same :class:`~sae_jax.InputError` as :func:`~sae_jax.validate.check_call` and the result is never returned.
+    For the public entry points (:func:`sae_jax.cost_and_grad` and co.) called on values, through
+    :func:`compiled_call` (``output`` static). Shapes and dtypes are checked at trace time, in the
+    compiled call (so once per structure: ``jit``'s cache remembers it); where ``jit`` would convert
+    an argument first (a NumPy array, a list) they are checked here, in Python, before it
+    (remembered: :func:`~sae_jax.validate.check_call`). Every value — finite parameters, finite
+    data in the output's range (for a ``jax.Array`` only the first time:
+    :func:`~sae_jax.validate.data_checked`), the hyperparameters' ranges (:func:`hyperparams_ok`) — is
+    reduced in the same compiled call to one boolean. A failure raises the same
+    :class:`~sae_jax.InputError` as :func:`~sae_jax.validate.check_call`.
 
     Call it only when :func:`all_concrete` holds (under the caller's ``jit``/``vmap``/``grad``
     the public function checks what is concrete and computes in place).
@@ -140,13 +290,18 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=N
       >>> bool(J == sae_jax.cost(p, x, lam=1e-4, beta=3.0, rho=0.1))
       True
     """
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False, l1=l1, x_input=x_input)
-    data = not validate.is_checked(x, output)
-    options = {k: v for k, v in (("l1", l1), ("x_input", x_input)) if v is not None}
-    out, ok = _with_value_stats(fn, data)(params, x, lam, beta, rho, output, options)
-    ok.block_until_ready()  # (waiting first, then reading through NumPy, is the cheapest way to the bool)
-    if not np.asarray(ok):
-        raise_for_values(params, x, output=output, x_input=x_input)
-    if data:
+    if not _checkable_in_trace(params, x, x_input, output, (lam, beta, rho, l1)):
+        validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, values=False, l1=l1, x_input=x_input)
+    fresh = not validate.is_checked(x, output)
+    kwargs = {"lam": lam, "beta": beta, "rho": rho, "output": output}
+    if l1 is not None:
+        kwargs["l1"] = l1
+    if x_input is not None:
+        kwargs["x_input"] = x_input
+    out = compiled_call(
+        fn, (params, x), kwargs, values_ok=_all_ok if fresh else _all_but_data_ok,
+        raise_for_values=_raise_eagerly, static_argnames=_OUTPUT,
+    )
+    if fresh:
         validate.remember_checked(x, output)
     return out

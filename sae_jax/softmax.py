@@ -28,8 +28,10 @@ Inputs are checked (:class:`~sae_jax.InputError`, one line): ``params`` a :class
 of a floating ``(k, n)`` array; ``x`` ``(m, n)`` in :math:`\theta`'s dtype; ``y`` an integer
 array ``(m,)``; shapes and dtypes always (also under the caller's ``jit``), values (finite
 ``x`` and :math:`\theta`, labels in :math:`[0, k)`, :math:`\lambda \ge 0` finite) whenever they are
-concrete. Called with concrete arrays, each function checks them and then runs itself
-compiled (``jax.jit``, one compilation per shape).
+concrete (:mod:`sae_jax.softmax_checks`). Called on values, the cost, gradient, probabilities and
+prediction run themselves compiled (one compilation per shape), the array value checks fused into
+that compiled call (:func:`sae_jax.checked.compiled_call`, as the autoencoder's functions do);
+under the caller's ``jit``/``vmap``/``grad`` they are the bare math with trace-time shape checks.
 
 Examples:
   >>> import numpy as np
@@ -52,7 +54,6 @@ Examples:
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import NamedTuple
 
@@ -61,8 +62,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import validate
+from . import checked
 from .minimize import minimize_lbfgs
+from .softmax_checks import (
+    check_features,
+    check_labels,
+    check_lam,
+    check_softmax_call,
+    check_softmax_params,
+    labels_need_host_check,
+    softmax_values_ok,
+)
 from .validate import InputError
 
 __all__ = [
@@ -146,116 +156,21 @@ def with_intercept(x: ArrayLike) -> jax.Array:
     return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
 
 
-# --- checks -------------------------------------------------------------------------------------
+# --- called on values: checked in Python, then compiled with the value checks fused -----------------
 
 
-def _concrete(*arrays) -> bool:
-    return all(validate.is_concrete(a) for a in jax.tree.leaves(arrays))
+def _check_values(params, x, y=None, *, lam=None):
+    check_softmax_call(params, x, y, lam=lam)
 
 
-def _finite(a) -> bool:
-    if isinstance(a, np.ndarray):
-        return bool(np.isfinite(a).all())
-    with jax.ensure_compile_time_eval():
-        return bool(jnp.all(jnp.isfinite(a)))
-
-
-def _nonfinite(a) -> str:
-    a = np.asarray(a)
-    bad = ~np.isfinite(a)
-    idx = tuple(int(i) for i in np.argwhere(bad)[0])
-    return f"{int(bad.sum())} non-finite value(s) (first {float(a[idx])} at index {idx})"
-
-
-def check_softmax_params(params, *, values: bool = True, name: str = "params") -> None:
-    """A :class:`SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
-    if not isinstance(params, SoftmaxParams):
-        hint = "; wrap it: SoftmaxParams(theta)" if hasattr(params, "shape") else ""
-        raise InputError(f"{name} must be a sae_jax.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
-    theta = params.theta
-    if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
-        raise InputError(f"{name}.theta must be an array of shape (k, n), got {type(theta).__name__}")
-    if theta.ndim != 2 or theta.shape[0] < 1 or theta.shape[1] < 1:
-        raise InputError(f"{name}.theta must be 2-D (k classes, n features), got shape {tuple(theta.shape)}")
-    if not jnp.issubdtype(theta.dtype, jnp.floating):
-        raise InputError(f"{name}.theta must be floating point, got dtype {theta.dtype}")
-    if values and validate.is_concrete(theta) and not _finite(theta):
-        raise InputError(f"{name}.theta must be finite, but has {_nonfinite(theta)}")
-
-
-def check_features(x, *, n: int, dtype, name: str = "x", what: str = "params.theta", values: bool = True) -> None:
-    """``x`` is a 2-D ``(m, n)`` array, ``m >= 1``, in ``dtype``; finite when concrete."""
-    dtype = jnp.dtype(dtype)
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise InputError(
-            f"{name} must be an array of shape (m, {n}) in {dtype}, got {type(x).__name__}; "
-            f"convert it with jnp.asarray({name}, dtype={dtype.name!r})"
-        )
-    if x.ndim != 2 or x.shape[1] != n:
-        hint = "; use x[None, :] for a single sample" if x.ndim == 1 and x.shape[0] == n else ""
-        if x.ndim == 2 and x.shape[0] == n:
-            hint = " (samples look like columns, UFLDL's layout: pass x.T)"
-        raise InputError(f"{name} must have shape (m, {n}) to match {what} (n = {n}), got {tuple(x.shape)}{hint}")
-    if x.shape[0] < 1:
-        raise InputError(f"{name} must have at least one sample (row), got shape {tuple(x.shape)}")
-    if jnp.dtype(x.dtype) != dtype:
-        raise InputError(
-            f"{name} must have the same dtype as {what} ({dtype}), got {jnp.dtype(x.dtype)}; "
-            f"convert one of them (e.g. {name}.astype({dtype.name!r}))"
-        )
-    if values and validate.is_concrete(x) and not _finite(x):
-        raise InputError(f"{name} must be finite, but has {_nonfinite(x)}")
-
-
-def check_labels(y, *, m: int, k: int, name: str = "y", values: bool = True, source: str = "params.theta") -> None:
-    """``y`` is an integer array ``(m,)`` of class indices in ``[0, k)`` (values checked when concrete)."""
-    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
-        raise InputError(f"{name} must be an integer array of shape ({m},) (class indices), got {type(y).__name__}")
-    if tuple(y.shape) != (m,):
-        raise InputError(f"{name} must have shape ({m},) (one class index per row of x), got {tuple(y.shape)}")
-    if not jnp.issubdtype(y.dtype, jnp.integer) or jnp.dtype(y.dtype) == jnp.dtype(bool):
-        raise InputError(
-            f"{name} must be integer class indices in [0, {k}), got dtype {jnp.dtype(y.dtype)}; "
-            f"convert whole-number labels with {name}.astype(int)"
-        )
-    if values and validate.is_concrete(y):
-        lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
-        if lo < 0 or hi >= k:
-            raise InputError(
-                f"{name} must hold class indices in [0, {k}) (k = {k} classes, from {source}), "
-                f"got values in [{lo}, {hi}]"
-            )
-
-
-def check_lam(lam, *, dtype=None) -> None:
-    """``lam`` is a finite real scalar ``>= 0`` (and finite when cast to ``dtype``), value checked when concrete."""
-    if isinstance(lam, (str, bytes, bool)) or lam is None:
-        raise InputError(f"lam must be a real scalar >= 0, got {lam!r}")
-    if np.shape(lam) != ():
-        raise InputError(f"lam must be a scalar, got shape {np.shape(lam)} (to sweep values, jax.vmap over scalars)")
-    dt = lam.dtype if hasattr(lam, "dtype") else np.asarray(lam).dtype
-    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
-        raise InputError(f"lam must be a real number, got dtype {dt}")
-    if not validate.is_concrete(lam):
-        return
-    f = float(lam)
-    if not math.isfinite(f) or f < 0:
-        raise InputError(f"lam must be a finite number >= 0, got {f}")
-    if dtype is not None:
-        with np.errstate(over="ignore"):
-            if not math.isfinite(float(np.asarray(f, jnp.dtype(dtype)))):
-                raise InputError(f"lam={f:g} overflows {jnp.dtype(dtype).name}; use a smaller lam or float64")
-
-
-def check_softmax_call(params, x, y=None, *, lam=None, values: bool = True) -> None:
-    """Every check of a ``softmax_cost(params, x, y, lam=)`` call (``y``/``lam`` skipped when ``None``)."""
-    check_softmax_params(params, values=values)
-    k, n = params.theta.shape
-    check_features(x, n=n, dtype=params.theta.dtype, values=values)
-    if y is not None:
-        check_labels(y, m=x.shape[0], k=k, values=values)
-    if lam is not None:
-        check_lam(lam, dtype=params.theta.dtype)
+def _on_values(fn, params, x, y=None, **kwargs):
+    """``fn`` (a public function below, called on values) run compiled by
+    :func:`sae_jax.checked.compiled_call`: shapes, dtypes and ``lam`` checked here, the array values
+    (:func:`~sae_jax.softmax_checks.softmax_values_ok`) in the compiled call."""
+    values = y is not None and labels_need_host_check(y)  # e.g. int64 NumPy labels: all on the host
+    check_softmax_call(params, x, y, values=values, **kwargs)
+    args = (params, x) if y is None else (params, x, y)
+    return checked.compiled_call(fn, args, kwargs, values_ok=softmax_values_ok, raise_for_values=_check_values)
 
 
 # --- the math -----------------------------------------------------------------------------------
@@ -281,7 +196,9 @@ def softmax_probabilities(params: SoftmaxParams, x: jax.Array) -> jax.Array:
       >>> P.shape, float(P[0, 0])
       ((3, 4), 0.25)
     """
-    check_softmax_call(params, x, values=_concrete(params, x))
+    if checked.all_concrete(params, x):
+        return _on_values(softmax_probabilities, params, x)
+    check_softmax_call(params, x, values=False)
     z = softmax_logits(params, x)
     return jnp.exp(z - jax.nn.logsumexp(z, axis=1, keepdims=True))
 
@@ -299,9 +216,9 @@ def softmax_cost(params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: Arra
       Scalar, in ``theta``'s dtype; computed as :math:`\frac1m\sum_i(\operatorname{logsumexp} z_i - z_{i,y_i})`,
       exact for any finite logits.
     """
+    if checked.all_concrete(params, x, y, lam):
+        return _on_values(softmax_cost, params, x, y, lam=lam)
     check_softmax_call(params, x, y, lam=lam)
-    if _concrete(params, x, y, lam):
-        return _softmax_cost_jit(params, x, y, lam=lam)
     z = softmax_logits(params, x)
     picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
     nll = jnp.mean(jax.nn.logsumexp(z, axis=1) - picked)
@@ -325,9 +242,9 @@ def softmax_cost_and_grad(
       >>> bool(np.allclose(g.theta, g_ad.theta, rtol=1e-5, atol=1e-6))
       True
     """
+    if checked.all_concrete(params, x, y, lam):
+        return _on_values(softmax_cost_and_grad, params, x, y, lam=lam)
     check_softmax_call(params, x, y, lam=lam)
-    if _concrete(params, x, y, lam):
-        return _softmax_cost_and_grad_jit(params, x, y, lam=lam)
     theta = params.theta
     k, m = theta.shape[0], x.shape[0]
     J = softmax_cost(params, x, y, lam=lam)
@@ -339,6 +256,8 @@ def softmax_cost_and_grad(
 
 def softmax_predict(params: SoftmaxParams, x: jax.Array) -> jax.Array:
     r"""The most probable class :math:`\arg\max_j \theta_j^\top x^{(i)}` of each row, integer ``(m,)`` (``softmaxPredict.m``)."""
+    if checked.all_concrete(params, x):
+        return _on_values(softmax_predict, params, x)
     check_softmax_call(params, x)
     return jnp.argmax(softmax_logits(params, x), axis=1)
 
@@ -355,10 +274,6 @@ def accuracy(predicted: ArrayLike, y: ArrayLike) -> float:
     if p.shape != t.shape or p.ndim != 1 or p.size == 0:
         raise InputError(f"predicted and y must be non-empty 1-D arrays of one shape, got {p.shape} and {t.shape}")
     return float(np.mean(p == t))
-
-
-_softmax_cost_jit = jax.jit(softmax_cost)
-_softmax_cost_and_grad_jit = jax.jit(softmax_cost_and_grad)
 
 
 # --- training -----------------------------------------------------------------------------------

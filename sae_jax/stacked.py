@@ -34,6 +34,12 @@ on layer 1's :func:`~sae_jax.encode` features), :func:`init_stack` fits the soft
 layer's features (:func:`sae_jax.softmax.train_softmax`), :func:`fine_tune` trains the whole stack
 by L-BFGS on :func:`stacked_cost_and_grad`; :func:`train_stacked` does all three.
 
+Called on values, :func:`stacked_cost`, :func:`stacked_cost_and_grad` and :func:`stacked_predict`
+run themselves compiled, their shapes and ``lam`` checked first and the array values (finite
+layers, ``theta`` and ``x``, labels in range) inside the same compiled call
+(:func:`sae_jax.checked.compiled_call`); under the caller's ``jit``/``vmap``/``grad`` they are the
+bare math with trace-time shape checks.
+
 Examples:
   >>> import numpy as np
   >>> from sae_jax import Params
@@ -65,22 +71,26 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import validate
+from . import checked, validate
 from .forward import encode
 from .minimize import minimize_lbfgs
 from .params import Params
 from .softmax import (
     SoftmaxParams,
-    check_features,
-    check_labels,
-    check_lam,
-    check_softmax_params,
     one_hot,
     softmax_cost,
     softmax_cost_and_grad,
     softmax_predict,
     softmax_probabilities,
     train_softmax,
+)
+from .softmax_checks import (
+    check_features,
+    check_labels,
+    check_lam,
+    check_softmax_params,
+    labels_need_host_check,
+    softmax_values_ok,
 )
 from .training import TrainConfig, train
 from .validate import InputError
@@ -152,8 +162,7 @@ def check_stack(stack, *, values: bool = True) -> None:
             raise InputError(f"stack.{name} must have the stack's dtype ({dtype}, of layers[0]), got {jnp.dtype(a.dtype)}")
 
 
-def _check_call(stack, x, y=None, lam=None) -> None:
-    values = all(validate.is_concrete(a) for a in jax.tree.leaves((stack, x, y, lam)))
+def _check_call(stack, x, y=None, lam=None, *, values: bool = True) -> None:
     check_stack(stack, values=values)
     check_features(x, n=stack.layers[0].W1.shape[1], dtype=stack.dtype, what="stack.layers[0]", values=values)
     if y is not None:
@@ -162,13 +171,30 @@ def _check_call(stack, x, y=None, lam=None) -> None:
         check_lam(lam, dtype=stack.dtype)
 
 
-def _concrete(*trees) -> bool:
-    return all(validate.is_concrete(a) for a in jax.tree.leaves(trees))
+def _values_ok(stack, x, y=None, **_):
+    """Every array value check of :func:`_check_call`, one boolean inside the compiled call: the
+    layers' arrays finite, then :func:`~sae_jax.softmax_checks.softmax_values_ok` (``theta``, ``x``, labels)."""
+    layers_ok = jnp.isfinite(sum(jnp.sum(a * 0) for a in jax.tree.leaves(stack.layers)))
+    return layers_ok & softmax_values_ok(stack.softmax, x, y)
+
+
+def _check_values(stack, x, y=None, *, lam=None):
+    _check_call(stack, x, y, lam)
+
+
+def _on_values(fn, stack, x, y=None, **kwargs):
+    """``fn`` (a public function below, called on values) run compiled by
+    :func:`sae_jax.checked.compiled_call`: shapes, dtypes and ``lam`` checked here, the array values
+    (:func:`_values_ok`) in the compiled call."""
+    values = y is not None and labels_need_host_check(y)  # e.g. int64 NumPy labels: all on the host
+    _check_call(stack, x, y, kwargs.get("lam"), values=values)
+    args = (stack, x) if y is None else (stack, x, y)
+    return checked.compiled_call(fn, args, kwargs, values_ok=_values_ok, raise_for_values=_check_values)
 
 
 def stack_activations(stack: StackedParams, x: jax.Array) -> list[jax.Array]:
     r"""``[a⁽¹⁾ = x, a⁽²⁾, …, a⁽ᴸ⁺¹⁾]``: the input and each layer's :func:`~sae_jax.encode` features, ``(m, h_l)``."""
-    _check_call(stack, x)
+    _check_call(stack, x, values=checked.all_concrete(stack, x))
     acts = [x]
     for p in stack.layers:
         acts.append(encode(p, acts[-1]))
@@ -206,9 +232,9 @@ def stacked_cost(stack: StackedParams, x: jax.Array, y: jax.Array, *, lam: Array
       y: ``(m,)`` integer labels in ``[0, k)``.
       lam: :math:`\lambda \ge 0` on the softmax :math:`\theta`.
     """
-    _check_call(stack, x, y, lam)
-    if _concrete(stack, x, y, lam):
-        return _stacked_cost_jit(stack, x, y, lam=lam)
+    if checked.all_concrete(stack, x, y, lam):
+        return _on_values(stacked_cost, stack, x, y, lam=lam)
+    _check_call(stack, x, y, lam, values=False)
     return softmax_cost(stack.softmax, stack_activations(stack, x)[-1], y, lam=lam)
 
 
@@ -217,9 +243,9 @@ def stacked_cost_and_grad(
 ) -> tuple[jax.Array, StackedParams]:
     r"""Cost and gradient by the tutorial's fine-tuning backprop (module docstring); a drop-in for
     ``jax.value_and_grad(stacked_cost)``: ``(J, StackedParams(layers=(Params(gW, gb, 0, 0), ...), softmax=...))``."""
-    _check_call(stack, x, y, lam)
-    if _concrete(stack, x, y, lam):
-        return _stacked_cost_and_grad_jit(stack, x, y, lam=lam)
+    if checked.all_concrete(stack, x, y, lam):
+        return _on_values(stacked_cost_and_grad, stack, x, y, lam=lam)
+    _check_call(stack, x, y, lam, values=False)
     acts = stack_activations(stack, x)
     a_last, m = acts[-1], x.shape[0]
     theta = stack.softmax.theta
@@ -239,12 +265,10 @@ def stacked_cost_and_grad(
 
 def stacked_predict(stack: StackedParams, x: jax.Array) -> jax.Array:
     """The most probable class of each row through the whole stack, integer ``(m,)``."""
-    _check_call(stack, x)
+    if checked.all_concrete(stack, x):
+        return _on_values(stacked_predict, stack, x)
+    _check_call(stack, x, values=False)
     return softmax_predict(stack.softmax, stack_activations(stack, x)[-1])
-
-
-_stacked_cost_jit = jax.jit(stacked_cost)
-_stacked_cost_and_grad_jit = jax.jit(stacked_cost_and_grad)
 
 
 # --- the exercise's pipeline ----------------------------------------------------------------------

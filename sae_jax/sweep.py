@@ -10,6 +10,8 @@ dispatch per chunk**, whatever its size or values. Two ways to map, one program 
 setting already keeps the cores busy). Each setting follows the trajectory its own
 :func:`~sae_jax.train` run would: bit for bit with ``"map"`` on CPU, to 1e-9 relative with
 ``"vmap"`` (batched products may sum in another order; both tested in float64).
+The grid — the settings it stands for, checked, and their names — is :mod:`sae_jax.grid`
+(:func:`~sae_jax.grid.grid_settings`, re-exported here).
 
 The objective of setting :math:`k` is the trainer's,
 
@@ -51,12 +53,9 @@ import csv
 import dataclasses
 import functools
 import io
-import itertools
 import json
 import math
-import numbers
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -69,17 +68,17 @@ from . import checkpoint as ckpt
 from . import display
 from .config import TrainConfig, validate_config
 from .cost import cost_terms, sparsity
+from .grid import SWEPT, grid_json, grid_settings, setting_dir, setting_label
 from .inputs import check_batch_size, spec_dict, training_data
 from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, l1_of, runner_for
 from .params import Params
 from .rundir import RunDir, atomic_picture
 from .step import make_optimizer
-from .validate import InputError, check_data, check_hyperparams
+from .validate import InputError, check_data
 from .version import __version__
 
 __all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
 
-SWEPT = ("beta", "rho", "lam")  # the sweepable fields, in the order the grid is expanded
 SWEEP_JSON = "sweep.json"
 SUMMARY_CSV = "summary.csv"
 TRADEOFF_PNG = "tradeoff.png"
@@ -112,96 +111,6 @@ class SweepResult(NamedTuple):
         pick = lambda t: jax.tree.map(lambda a: a[k], t)  # noqa: E731
         st = self.state
         return TrainState(pick(st.params), pick(st.opt_state), st.step, st.key, pick(st.rho_ema))
-
-
-def _as_values(name: str, v) -> list:
-    if isinstance(v, (str, bytes)) or v is None:
-        raise InputError(f"grid[{name!r}] must be a number or a non-empty sequence of numbers, got {v!r}")
-    if isinstance(v, numbers.Real) or (hasattr(v, "shape") and np.ndim(v) == 0):
-        vals = [v]
-    elif isinstance(v, Sequence) or hasattr(v, "shape"):
-        vals = list(np.asarray(v, dtype=object).ravel()) if hasattr(v, "shape") else list(v)
-    else:
-        raise InputError(f"grid[{name!r}] must be a number or a non-empty sequence of numbers, got {type(v).__name__}")
-    if not vals:
-        raise InputError(f"grid[{name!r}] is empty; give at least one value")
-    out = []
-    for a in vals:
-        if isinstance(a, bool) or not isinstance(a, (numbers.Real, np.generic)) or not np.isreal(a):
-            raise InputError(f"grid[{name!r}] must hold real numbers, got {a!r}")
-        out.append(float(a))
-    return out
-
-
-def _check_keys(keys, where: str) -> None:
-    unknown = sorted(set(keys) - set(SWEPT), key=str)
-    if unknown:
-        raise InputError(
-            f"{where} has unknown key(s) {unknown}; a sweep varies {', '.join(SWEPT)} "
-            "(other TrainConfig fields are shared: set them in the config)"
-        )
-
-
-def grid_settings(grid, config: TrainConfig | None = None) -> list[dict]:
-    """The settings a grid stands for, checked: a list of ``{"beta", "rho", "lam"}`` dicts.
-
-    Args:
-      grid: a mapping ``{"beta": [...], "rho": [...], "lam": [...]}`` (each a number or a
-        non-empty sequence; a missing key takes ``config``'s value), expanded as the Cartesian
-        product with β varying slowest and λ fastest; or a sequence of such mappings with one
-        number per key, taken as the settings themselves.
-      config: supplies the values of keys the grid leaves out (default :class:`TrainConfig`).
-
-    Raises:
-      InputError: an empty grid, an unknown key, a value that is not a finite real number in
-        range (λ ≥ 0, β ≥ 0, 0 < ρ < 1), or the same setting twice.
-    """
-    config = TrainConfig() if config is None else config
-    base = {k: float(getattr(config, k)) for k in SWEPT}
-    if grid is None:
-        raise InputError("grid is required: e.g. {'beta': [0, 1, 3], 'rho': [0.01, 0.05]}")
-    if isinstance(grid, Mapping):
-        _check_keys(grid, "grid")
-        if not grid:
-            raise InputError(f"grid is empty; give values for at least one of {', '.join(SWEPT)}")
-        axes = [_as_values(k, grid[k]) if k in grid else [base[k]] for k in SWEPT]
-        settings = [dict(zip(SWEPT, vals)) for vals in itertools.product(*axes)]
-    elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
-        if not grid:
-            raise InputError("grid is an empty list of settings")
-        settings = []
-        for i, g in enumerate(grid):
-            if not isinstance(g, Mapping):
-                raise InputError(f"grid[{i}] must be a mapping like {{'beta': 3.0, 'rho': 0.01}}, got {type(g).__name__}")
-            _check_keys(g, f"grid[{i}]")
-            s = dict(base)
-            for k in g:
-                vals = _as_values(k, g[k])
-                if len(vals) != 1:
-                    raise InputError(f"grid[{i}][{k!r}] must be one number (a list of settings), got {len(vals)}")
-                s[k] = vals[0]
-            settings.append(s)
-    else:
-        raise InputError(f"grid must be a mapping of value lists or a list of settings, got {type(grid).__name__}")
-    seen = {}
-    for i, s in enumerate(settings):
-        try:
-            check_hyperparams(**{k: s[k] for k in ("lam", "beta", "rho")})
-        except InputError as e:
-            raise InputError(f"grid setting {i} ({_label(s)}): {e}") from None
-        key = tuple(s[k] for k in SWEPT)
-        if key in seen:
-            raise InputError(f"grid has the setting {_label(s)} twice (settings {seen[key]} and {i})")
-        seen[key] = i
-    return settings
-
-
-def _label(s: dict) -> str:
-    return ", ".join(f"{k}={s[k]:g}" for k in SWEPT)
-
-
-def _dir_name(k: int, s: dict) -> str:
-    return f"{k:03d}-" + "-".join(f"{name}{s[name]:g}" for name in SWEPT)
 
 
 @functools.partial(jax.jit, static_argnames=("output", "batching"))
@@ -348,19 +257,13 @@ def sweep(
     summary = [
         {"index": k, **s, **{key: v for key, v in metrics[k][-1].items() if key not in timing},
          "diverged_step": None if d is None else d[0], "diverged_cause": None if d is None else d[1],
-         "dir": f"settings/{_dir_name(k, s)}"}
+         "dir": f"settings/{setting_dir(k, s)}"}
         for k, (s, d) in enumerate(zip(settings, diverged))
     ]
     if out_dir is not None:
         _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
                compile_s, train_s, pictures, batching)
     return SweepResult(settings, state.params, state, metrics, summary, config, out_dir, compile_s, train_s, batching)
-
-
-def _json_grid(grid):
-    if isinstance(grid, Mapping):
-        return {k: _as_values(k, v) for k, v in grid.items()}
-    return [{k: _as_values(k, v)[0] for k, v in g.items()} for g in grid]
 
 
 def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metrics, summary,
@@ -379,7 +282,7 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
             "n_samples": int(x_np.shape[0]), "sweep": {"index": k, "dir": str(out_dir)},
         })
         if pictures and square:
-            atomic_picture(run.path / "filters.png", lambda f: display.save_filters_png(p.W1, f, title=_label(s)))
+            atomic_picture(run.path / "filters.png", lambda f: display.save_filters_png(p.W1, f, title=setting_label(s)))
     notes = [f"filters.png skipped: n_visible={n_visible} is not a square"] if pictures and not square else []
     buf = io.StringIO()
     fields = _SUMMARY_FIELDS[:9] + ("l1",) + _SUMMARY_FIELDS[9:] if l1_of(config) is not None else _SUMMARY_FIELDS
@@ -396,7 +299,7 @@ def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metric
     ckpt.atomic_write_text(out_dir / SWEEP_JSON, json.dumps({
         "config": config.to_dict(),
         "swept": list(SWEPT),
-        "grid": _json_grid(grid),
+        "grid": grid_json(grid),
         "data_spec": data_spec,
         "n_visible": n_visible,
         "n_samples": int(x_np.shape[0]),

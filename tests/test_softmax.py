@@ -194,6 +194,10 @@ def test_bad_input_raises_one_input_error(fn, case):
 def test_bad_input_to_predict_and_train():
     with pytest.raises(InputError, match="x must be finite"):
         softmax_predict(P0, X0.at[0, 0].set(jnp.inf))
+    with pytest.raises(InputError, match="params.theta must be finite"):  # checked inside the compiled call
+        softmax_probabilities(SoftmaxParams(P0.theta.at[1, 2].set(jnp.nan)), X0)
+    with pytest.raises(InputError, match=r"y must hold class indices in \[0, 3\).*\[0, 4\]"):  # NumPy labels
+        softmax_cost(P0, X0, np.asarray(Y0.at[2].set(4)), lam=0.0)
     with pytest.raises(InputError, match="n_classes must be an integer >= 2"):
         train_softmax(X0, Y0, n_classes=1)
     with pytest.raises(InputError, match=r"y must hold class indices in \[0, 2\) .*from n_classes"):

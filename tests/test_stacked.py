@@ -186,6 +186,8 @@ def test_bad_input_raises_one_input_error(case):
 def test_bad_input_to_the_pipeline():
     with pytest.raises(InputError, match="lam must be a finite number >= 0"):
         stacked_cost(S0, X0, Y0, lam=-1.0)
+    with pytest.raises(InputError, match="x must be finite"):  # checked inside the compiled call
+        stacked_predict(S0, X0.at[1, 0].set(jnp.inf))
     with pytest.raises(InputError, match="steps must be an integer >= 0"):
         fine_tune(S0, X0, Y0, steps=-1)
     with pytest.raises(InputError, match="configs must be a non-empty sequence"):
