@@ -127,7 +127,9 @@ def test_check_grads_finite_differences(output):
     """jax.test_util.check_grads on the cost (float64 central differences, first and second order)."""
     p, x = random_problem(15, 6, 4, 3, output=output)
     hp = dict(lam=1e-2, beta=3.0, rho=0.1, output=output)
-    check_grads(lambda p: sae.cost(p, x, **hp), (p,), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
+    # jitted: check_grads evaluates the cost and its first and second derivatives many times, and
+    # eagerly each evaluation dispatched (and first compiled) op by op
+    check_grads(jax.jit(lambda p: sae.cost(p, x, **hp)), (p,), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "linear"])
