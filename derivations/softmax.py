@@ -41,7 +41,7 @@ import numpy as np
 import sympy as sp
 
 from .concrete import rational_is_zero
-from .numeric import relative_error
+from .numeric import jitted_grad, relative_error
 from .steps import Derivation
 
 __all__ = [
@@ -233,14 +233,6 @@ def lambdify_gradient(m: int, n: int, k: int, y: tuple):
     return gradient
 
 
-@lru_cache(maxsize=None)
-def _jitted_grad(cost):
-    """``jax.jit(jax.grad(cost))``, built once (one compilation per shape instead of many op-by-op ones)."""
-    import jax
-
-    return jax.jit(jax.grad(cost))
-
-
 def three_way(m: int, n: int, k: int, *, seed: int = 0) -> dict:
     """Relative errors between the lambdified sympy gradient, ``softmax_cost_and_grad`` and ``jax.grad`` (float64)."""
     import jax
@@ -257,7 +249,7 @@ def three_way(m: int, n: int, k: int, *, seed: int = 0) -> dict:
         p = SoftmaxParams(jnp.asarray(theta, jnp.float64))
         xj, yj = jnp.asarray(x, jnp.float64), jnp.asarray(y)
         manual = np.asarray(softmax_cost_and_grad(p, xj, yj, lam=lam)[1].theta)
-        auto = np.asarray(_jitted_grad(softmax_cost)(p, xj, yj, lam=lam).theta)
+        auto = np.asarray(jitted_grad(softmax_cost)(p, xj, yj, lam=lam).theta)
         if manual.dtype != np.float64 or auto.dtype != np.float64:
             raise AssertionError("sae_jax did not compute in float64")
     return {

@@ -47,8 +47,8 @@ import numpy as np
 import sympy as sp
 
 from .concrete import f, rational_is_zero
-from .softmax import E, _jitted_grad
-from .numeric import relative_error
+from .softmax import E
+from .numeric import jitted_grad, relative_error
 from .steps import Derivation
 
 __all__ = [
@@ -276,7 +276,7 @@ def three_way(size=(2, 3, 2, 2, 3), *, seed: int = 0) -> dict:
         stack = StackedParams(layers, SoftmaxParams(a(theta)))
         xj, yj = a(x), jnp.asarray(y)
         _, gm = stacked_cost_and_grad(stack, xj, yj, lam=lam)
-        ga = _jitted_grad(stacked_cost)(stack, xj, yj, lam=lam)
+        ga = jitted_grad(stacked_cost)(stack, xj, yj, lam=lam)
         pick = lambda g: [np.asarray(v) for v in (g.layers[0].W1, g.layers[0].b1, g.layers[1].W1, g.layers[1].b1, g.softmax.theta)]  # noqa: E731
         manual, auto = pick(gm), pick(ga)
         if any(v.dtype != np.float64 for v in (*manual, *auto)):
