@@ -111,7 +111,7 @@ def test_inside_user_jit_vmap_and_grad_of_cost_terms():
 def test_on_every_device(device):
     """Each device (the first and last host CPU by default, all 8 with -m slow; every GPU) agrees with the CPU float64 reference."""
     p, x = random_problem(14, 33, 16, 8)
-    ref = jax.value_and_grad(sae.cost)(p, x, **HP)
+    ref = _reference(p, x, **HP)  # jitted jax.value_and_grad(sae.cost) (one compilation, not op by op)
     pd, xd = jax.device_put((p, x), device)
     J, g = sae.cost_and_grad(pd, xd, **HP)
     assert g.W1.devices() == {device}
