@@ -17,7 +17,8 @@ target :math:`X` ``(m, n)`` and the corrupted input :math:`\tilde X` ``(m, n)`` 
 the L1 term :math:`\frac\gamma m\sum_i\lVert a^{(2)(i)}\rVert_1` written without the absolute
 value because :math:`f > 0` (:func:`l1_on_sigmoid` shows sympy drops the ``Abs`` of the real
 sigmoid). The hand formulas, stated and then checked against sympy's ``diff`` exactly (each
-:math:`f(\cdot)` a fresh symbol, then ``expand``/``cancel``, as in :mod:`derivations.concrete`):
+:math:`f(\cdot)` a fresh symbol, then ``expand`` and :func:`~derivations.concrete.rational_is_zero`,
+as in :mod:`derivations.concrete`):
 
 .. math::
     \delta^{(3)} = (\hat X - X)\odot \hat X\odot(1-\hat X),\quad
@@ -50,7 +51,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from .concrete import f
+from .concrete import f, rational_is_zero
 from .steps import Derivation
 
 __all__ = [
@@ -168,13 +169,12 @@ def hand_gradient(mod: Model, formula: str = "both contributions") -> dict[str, 
 
 
 def is_identity(mod: Model, expr: sp.Expr) -> bool:
-    """Exactly decide ``expr == 0``: every ``f(...)`` a fresh symbol, then ``expand_mul``/``cancel``."""
+    """Exactly decide ``expr == 0``: every ``f(...)`` a fresh symbol, then :func:`derivations.concrete.rational_is_zero`."""
     apps = sorted(sp.sympify(expr).atoms(f), key=sp.default_sort_key)
     e = sp.sympify(expr).xreplace({a: sp.Dummy(f"f{k}") for k, a in enumerate(apps)})
     if e.has(f):
         raise AssertionError("an f(...) application was not replaced by a fresh symbol")
-    e = sp.expand_mul(e)
-    return e == 0 or sp.cancel(sp.expand(e)) == 0
+    return rational_is_zero(e)
 
 
 def check_identity(

@@ -25,7 +25,8 @@ cost is compared with the tutorial's formulas
 "Equal" means the difference is the zero rational function: each application
 :math:`f(\cdot)` is replaced by a fresh symbol (an identity in independent
 symbols holds for every value they take, in particular :math:`f(z)`), then
-``expand`` and, where that is not yet 0, ``cancel``. This is exact, and fast.
+``expand``; where that is not yet 0, :func:`rational_is_zero` brings it over one
+denominator and expands the numerator as a polynomial. This is exact, and fast.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "tutorial_gradient",
     "variant_gradient",
     "sparsity_part",
+    "rational_is_zero",
     "is_identity",
     "check_identity",
     "identities",
@@ -202,21 +204,45 @@ def sparsity_part(mod: Model) -> dict[str, sp.Matrix]:
     return {"W1": sparse.T * mod.X / mod.m, "b1": sparse.T * sp.ones(mod.m, 1) / mod.m}
 
 
+def rational_is_zero(expr: sp.Expr) -> bool:
+    """Exactly decide whether ``expr``, a rational function of symbols (no function applications), is 0.
+
+    ``together`` writes it as one fraction p/q with q a product of its (nonzero) denominators, so
+    expr == 0 exactly when the numerator p, expanded as a polynomial in every symbol, is the zero
+    polynomial. The same verdict as ``cancel(expr) == 0``, without cancel's gcd work (several times
+    faster on the stacked model's gradients). Anything that is not a polynomial numerator falls back
+    to ``cancel``.
+    """
+    e = sp.expand_mul(sp.sympify(expr))
+    if e == 0:
+        return True
+    num = sp.fraction(sp.together(e))[0]
+    gens = sorted(num.free_symbols, key=sp.default_sort_key)
+    try:
+        return sp.Poly(num, *gens).is_zero if gens else num == 0
+    except sp.PolynomialError:
+        return sp.cancel(e) == 0
+
+
 def is_identity(mod: Model, expr: sp.Expr) -> bool:
     """Exactly decide ``expr == 0`` (``expr`` built from ``mod``'s symbols), as described in the module docstring."""
     t, s = mod.fresh_symbols()
     e = sp.sympify(expr).xreplace(t).xreplace(s)
     if e.has(f):
         raise AssertionError("an f(...) application was not replaced by a fresh symbol")
-    e = sp.expand_mul(e)
-    return e == 0 or sp.cancel(sp.expand(e)) == 0
+    return rational_is_zero(e)
 
 
 def check_identity(n: int, h: int, m: int, output: str = "sigmoid") -> dict[str, bool]:
-    """``{array: sympy's diff == tutorial formula (exactly, every entry)}`` at one size."""
+    """``{array: sympy's diff == tutorial formula (exactly, every entry)}`` at one size (computed once per size)."""
+    return dict(_check_identity(n, h, m, output))
+
+
+@lru_cache(maxsize=None)
+def _check_identity(n: int, h: int, m: int, output: str) -> tuple:
     mod = model(n, h, m, output)
     ours, tut = sympy_gradient(mod), tutorial_gradient(mod)
-    return {a: all(is_identity(mod, ours[a][k] - tut[a][k]) for k in range(len(ours[a]))) for a in ARRAYS}
+    return tuple((a, all(is_identity(mod, ours[a][k] - tut[a][k]) for k in range(len(ours[a])))) for a in ARRAYS)
 
 
 @lru_cache(maxsize=None)

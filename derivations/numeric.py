@@ -23,7 +23,7 @@ import sympy as sp
 from . import concrete
 from .steps import Derivation
 
-__all__ = ["TOL", "CASES", "lambdify_gradient", "random_problem", "relative_error", "three_way", "agreement"]
+__all__ = ["TOL", "CASES", "lambdify_gradient", "random_problem", "relative_error", "jitted_grad", "three_way", "agreement"]
 
 #: float64 agreement required between any two of the three gradients.
 TOL = 1e-12
@@ -102,6 +102,15 @@ def _jitted_grad():
     import sae_jax
 
     return jax.jit(jax.grad(sae_jax.cost), static_argnames="output")
+
+
+@lru_cache(maxsize=None)
+def jitted_grad(cost):
+    """``jax.jit(jax.grad(cost))``, built once per cost function (one compilation per shape instead of
+    many op-by-op ones; the softmax and stacked three-way checks use it)."""
+    import jax
+
+    return jax.jit(jax.grad(cost))
 
 
 def relative_error(a, b) -> float:

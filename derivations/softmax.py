@@ -15,7 +15,7 @@ merges ``exp(a)*exp(b)`` into ``exp(a+b)``, which would hide the applications fr
 replacement below. sympy's ``diff`` of :math:`J` minus the tutorial's formula is decided
 exactly as in :mod:`derivations.concrete`: each :math:`E(\cdot)` becomes a fresh symbol (an
 identity in independent symbols holds for every value, in particular :math:`e^{z}`), then
-``expand`` and ``cancel``. The same is checked for the form sae_jax evaluates,
+``expand`` and :func:`~derivations.concrete.rational_is_zero`. The same is checked for the form sae_jax evaluates,
 :math:`J = \frac1m\sum_i(\log\sum_l E(Z_{il}) - Z_{i,y_i}) + \dots` (``logsumexp``), and
 :func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.softmax.softmax_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`overparameterised` shows UFLDL's remark that
@@ -40,7 +40,8 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from .numeric import relative_error
+from .concrete import rational_is_zero
+from .numeric import jitted_grad, relative_error
 from .steps import Derivation
 
 __all__ = [
@@ -147,17 +148,21 @@ def tutorial_gradient(mod: Model) -> sp.Matrix:
 
 
 def is_identity(mod: Model, expr) -> bool:
-    """Exactly decide ``expr == 0`` (every :math:`E(\\cdot)` a fresh symbol, then ``expand``/``cancel``)."""
+    """Exactly decide ``expr == 0`` (every :math:`E(\\cdot)` a fresh symbol, then :func:`derivations.concrete.rational_is_zero`)."""
     e = sp.sympify(expr).xreplace(mod.fresh_symbols())
     if e.has(E):
         raise AssertionError("an E(...) application was not replaced by a fresh symbol")
-    e = sp.expand_mul(e)
-    return e == 0 or sp.cancel(sp.together(e)) == 0
+    return rational_is_zero(e)
 
 
 def check_identity(m: int, n: int, k: int, y: tuple, *, form: str = "textbook") -> bool:
-    """sympy's gradient == the tutorial's, every entry, exactly, at one size and labelling."""
-    mod = model(m, n, k, tuple(y))
+    """sympy's gradient == the tutorial's, every entry, exactly, at one size and labelling (computed once each)."""
+    return _check_identity(m, n, k, tuple(y), form)
+
+
+@lru_cache(maxsize=None)
+def _check_identity(m: int, n: int, k: int, y: tuple, form: str) -> bool:
+    mod = model(m, n, k, y)
     ours, tut = sympy_gradient(mod, form=form), tutorial_gradient(mod)
     return all(is_identity(mod, ours[i] - tut[i]) for i in range(len(ours)))
 
@@ -244,7 +249,7 @@ def three_way(m: int, n: int, k: int, *, seed: int = 0) -> dict:
         p = SoftmaxParams(jnp.asarray(theta, jnp.float64))
         xj, yj = jnp.asarray(x, jnp.float64), jnp.asarray(y)
         manual = np.asarray(softmax_cost_and_grad(p, xj, yj, lam=lam)[1].theta)
-        auto = np.asarray(jax.grad(softmax_cost)(p, xj, yj, lam=lam).theta)
+        auto = np.asarray(jitted_grad(softmax_cost)(p, xj, yj, lam=lam).theta)
         if manual.dtype != np.float64 or auto.dtype != np.float64:
             raise AssertionError("sae_jax did not compute in float64")
     return {

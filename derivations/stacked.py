@@ -22,7 +22,8 @@ fine-tuning backprop, stated and compared with sympy's ``diff`` entry by entry:
     \nabla_\theta = -\tfrac1m (1\{y\} - P)^\top A^{(3)} + \lambda\theta.
 
 "Equal" is decided exactly, as in :mod:`derivations.concrete`: every application :math:`E(\cdot)`,
-:math:`f(z^{(3)})`, :math:`f(z^{(2)})` becomes a fresh symbol, then ``expand``/``cancel``.
+:math:`f(z^{(3)})`, :math:`f(z^{(2)})` becomes a fresh symbol, then ``expand`` and
+:func:`~derivations.concrete.rational_is_zero`.
 :func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.stacked.stacked_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`negative_controls` shows the check is not vacuous
 (weight decay on the encoders, a missing :math:`f'`, the delta without its minus sign: each caught).
@@ -45,9 +46,9 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from .concrete import f
+from .concrete import f, rational_is_zero
 from .softmax import E
-from .numeric import relative_error
+from .numeric import jitted_grad, relative_error
 from .steps import Derivation
 
 __all__ = [
@@ -158,18 +159,22 @@ def tutorial_gradient(mod: Model, *, mistake: str | None = None) -> dict:
 
 
 def is_identity(mod: Model, expr) -> bool:
-    """Exactly decide ``expr == 0`` (fresh symbols for every ``E``/``f`` application, then ``expand``/``cancel``)."""
+    """Exactly decide ``expr == 0`` (fresh symbols for every ``E``/``f`` application, then :func:`derivations.concrete.rational_is_zero`)."""
     e = sp.sympify(expr).xreplace(mod.fresh_symbols())
     if e.has(E) or e.has(f):
         raise AssertionError("an E(...) or f(...) application was not replaced by a fresh symbol")
-    e = sp.expand_mul(e)
-    return e == 0 or sp.cancel(sp.together(e)) == 0
+    return rational_is_zero(e)
 
 
 def check_identity(mod: Model, *, mistake: str | None = None) -> dict:
-    """``{array: sympy's gradient == the tutorial's, every entry}``."""
+    """``{array: sympy's gradient == the tutorial's, every entry}`` (computed once per model and mistake)."""
+    return dict(_check_identity(mod, mistake))
+
+
+@lru_cache(maxsize=None)
+def _check_identity(mod: Model, mistake: str | None) -> tuple:
     ours, tut = sympy_gradient(mod), tutorial_gradient(mod, mistake=mistake)
-    return {a: all(is_identity(mod, ours[a][i] - tut[a][i]) for i in range(len(ours[a]))) for a in ARRAYS}
+    return tuple((a, all(is_identity(mod, ours[a][i] - tut[a][i]) for i in range(len(ours[a])))) for a in ARRAYS)
 
 
 @lru_cache(maxsize=None)
@@ -271,7 +276,7 @@ def three_way(size=(2, 3, 2, 2, 3), *, seed: int = 0) -> dict:
         stack = StackedParams(layers, SoftmaxParams(a(theta)))
         xj, yj = a(x), jnp.asarray(y)
         _, gm = stacked_cost_and_grad(stack, xj, yj, lam=lam)
-        ga = jax.grad(stacked_cost)(stack, xj, yj, lam=lam)
+        ga = jitted_grad(stacked_cost)(stack, xj, yj, lam=lam)
         pick = lambda g: [np.asarray(v) for v in (g.layers[0].W1, g.layers[0].b1, g.layers[1].W1, g.layers[1].b1, g.softmax.theta)]  # noqa: E731
         manual, auto = pick(gm), pick(ga)
         if any(v.dtype != np.float64 for v in (*manual, *auto)):

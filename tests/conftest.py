@@ -16,9 +16,21 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 import pytest  # noqa: E402
 
 
-@pytest.fixture(params=jax.devices(), ids=lambda d: f"{d.platform}{d.id}")
+def _device_params():
+    """Every device of the default backend; on the host CPU (8 identical virtual devices, set above)
+    the default run takes the first and the last (the default device and a non-default one), the
+    six in between run under ``-m slow``: each costs the same compilations again (~3 s) and runs
+    the same code on the same hardware."""
+    devices = jax.devices()
+    if devices[0].platform != "cpu":
+        return devices
+    return [d if k in (0, len(devices) - 1) else pytest.param(d, marks=pytest.mark.slow) for k, d in enumerate(devices)]
+
+
+@pytest.fixture(params=_device_params(), ids=lambda d: f"{d.platform}{d.id}")
 def device(request):
-    """Each device of the default backend (8 CPU devices here; every GPU/TPU where present)."""
+    """Each device of the default backend (every GPU/TPU where present; on the host CPU the first and
+    the last by default, all 8 with ``-m slow``)."""
     return request.param
 
 

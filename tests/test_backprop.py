@@ -109,9 +109,9 @@ def test_inside_user_jit_vmap_and_grad_of_cost_terms():
 
 
 def test_on_every_device(device):
-    """Each device (8 CPUs here; the GPU where present) agrees with the CPU float64 reference."""
+    """Each device (the first and last host CPU by default, all 8 with -m slow; every GPU) agrees with the CPU float64 reference."""
     p, x = random_problem(14, 33, 16, 8)
-    ref = jax.value_and_grad(sae.cost)(p, x, **HP)
+    ref = _reference(p, x, **HP)  # jitted jax.value_and_grad(sae.cost) (one compilation, not op by op)
     pd, xd = jax.device_put((p, x), device)
     J, g = sae.cost_and_grad(pd, xd, **HP)
     assert g.W1.devices() == {device}
@@ -127,7 +127,9 @@ def test_check_grads_finite_differences(output):
     """jax.test_util.check_grads on the cost (float64 central differences, first and second order)."""
     p, x = random_problem(15, 6, 4, 3, output=output)
     hp = dict(lam=1e-2, beta=3.0, rho=0.1, output=output)
-    check_grads(lambda p: sae.cost(p, x, **hp), (p,), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
+    # jitted: check_grads evaluates the cost and its first and second derivatives many times, and
+    # eagerly each evaluation dispatched (and first compiled) op by op
+    check_grads(jax.jit(lambda p: sae.cost(p, x, **hp)), (p,), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "linear"])

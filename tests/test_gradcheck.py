@@ -50,11 +50,27 @@ def test_relative_error():
     assert relative_error(np.array([1.0, 2.5]), np.array([1.0, 2.0])) == pytest.approx(0.25)
 
 
-def test_cli_gradcheck_passes_and_prints_table(capsys):
+def _cli_gradcheck_passes_on(devices, capsys, monkeypatch):
+    monkeypatch.setattr(jax, "devices", lambda *args, **kwargs: list(devices))  # what `sae-jax gradcheck` loops over
     rc = main(["gradcheck", "--m", "50", "--n-visible", "6", "--n-hidden", "4", "--directions", "2", "--data", "random"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "PASS" in out and "manual vs jax.grad" in out
+    assert f"devices={[str(d) for d in devices]}" in out
+    rows = out.splitlines()
+    assert [sum(r.startswith(f"{d} ") for r in rows) for d in devices] == [5] * len(devices), out  # cost + 4 arrays each
+
+
+def test_cli_gradcheck_passes_and_prints_table(capsys, monkeypatch):
+    """The CLI's device loop on two host CPUs (the default device and another); the real command on its
+    own device is test_cli_gradcheck_defaults_pass, all 8 host CPUs run under -m slow (each device
+    compiles the check again: ~3 s)."""
+    _cli_gradcheck_passes_on(jax.devices()[:1] + jax.devices()[-1:], capsys, monkeypatch)
+
+
+@pytest.mark.slow
+def test_cli_gradcheck_passes_on_every_device(capsys, monkeypatch):
+    _cli_gradcheck_passes_on(jax.devices(), capsys, monkeypatch)
 
 
 @pytest.mark.parametrize(

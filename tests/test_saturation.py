@@ -109,6 +109,11 @@ def assert_matches_reference(J, grads, ref, dtype, what):
     return max(errs)
 
 
+#: jax.grad of the cost, jitted: one compilation per dtype and output instead of op-by-op dispatch
+#: (and its compilations) for every case; test_backprop holds the jitted and eager forms equal to 1e-15.
+_autodiff = jax.jit(jax.value_and_grad(sae.cost), static_argnames=("output",))
+
+
 # ------------------------------------------------------------------ saturated problems
 def saturated_problem(dtype, *, dead_log10, on_log10, output="sigmoid", seed=0):
     """Unit 0 dead with rho_hat ~ 10**dead_log10, unit 2 always on with 1 - rho_hat ~ 10**on_log10,
@@ -150,7 +155,7 @@ def test_manual_and_autodiff_equal_the_mpmath_reference(case, output):
     assert abs(float(mpmath.log10(ref[3][2])) - on) < 1.0
     J, g = sae.cost_and_grad(p, x, **HP, output=output)
     assert_matches_reference(J, g, ref, dtype, "manual")
-    J_ad, g_ad = jax.value_and_grad(sae.cost)(p, x, **HP, output=output)
+    J_ad, g_ad = _autodiff(p, x, **HP, output=output)
     assert_matches_reference(J_ad, g_ad, ref, dtype, "jax.grad")
     # the dead unit keeps its restoring gradient: dJ/db1_0 ~ -beta*rho (the issue's defect)
     assert float(g.b1[0]) == pytest.approx(-HP["beta"] * HP["rho"], rel=0.05)
@@ -219,7 +224,7 @@ def test_cost_and_gradients_are_finite_for_every_finite_input(weight_scale, bias
     x = rng.uniform(0.0, 1.0, (M, N)) if output == "sigmoid" else 10 * rng.normal(size=(M, N))
     x = jnp.asarray(x, dtype)
     J, g = sae.cost_and_grad(p, x, **HP, output=output)
-    J_ad, g_ad = jax.value_and_grad(sae.cost)(p, x, **HP, output=output)
+    J_ad, g_ad = _autodiff(p, x, **HP, output=output)
     for leaf in [J, J_ad, *g, *g_ad]:
         assert np.all(np.isfinite(np.asarray(leaf)))
 
