@@ -292,7 +292,8 @@ def check_input(x_input, x, params, *, values: bool = True) -> None:
     ``values``); any range (only the target ``x`` is the sigmoid's output)."""
     want = f"an array of the shape of x, the clean target {_shape(x)}, in params' dtype ({jnp.dtype(params.W1.dtype)})"
     if not hasattr(x_input, "dtype") or _shape(x_input) != _shape(x) or x_input.dtype != params.W1.dtype:
-        got = f"{type(x_input).__name__} {_shape(x_input)} {getattr(x_input, 'dtype', '')}".rstrip()
+        kind = "an array" if isinstance(x_input, (jax.Array, np.ndarray)) else type(x_input).__name__  # never a tracer's class
+        got = f"{kind} {_shape(x_input)} {getattr(x_input, 'dtype', '')}".rstrip()
         raise InputError(f"x_input (the corrupted input) must be {want}, got {got}")
     if values and is_concrete(x_input):
         check_data_values(x_input, output="linear", name="x_input")

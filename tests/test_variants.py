@@ -285,7 +285,7 @@ def test_bad_input():
         (lambda: corrupt(key, x, kind="salt", level=0.1), "corruption kind must be one of"),
         (lambda: corrupt(None, x, kind="mask", level=0.1), "key must be one jax.random key"),
         (lambda: corrupt(0, x, kind="mask", level=0.1), "key must be one jax.random key"),
-        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x[:3]), r"x_input .* must be an array of the shape of x.* got ArrayImpl \(3, 4\) float64"),
+        (lambda: sae.cost_and_grad(p, x, **HP, x_input=x[:3]), r"x_input .* must be an array of the shape of x.* got an array \(3, 4\) float64"),
         (lambda: sae.cost_and_grad(p, x, **HP, x_input=x.astype(jnp.float32)), r"params' dtype \(float64\), got .* float32"),
         (lambda: sae.cost(p, x, **HP, x_input=x.at[0, 0].set(jnp.inf)), "x_input must be finite"),
         (lambda: sae.cost_and_grad(p, x, **HP, x_input=np.asarray(x).tolist()), "x_input .* must be an array.* got list"),
