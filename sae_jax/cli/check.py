@@ -20,7 +20,10 @@ Examples:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..check import DEFAULT_TOL, check, check_results, write_cases
+from ..rundir import check_writable
 from .args import UsageError
 
 __all__ = ["check_mode", "cmd_check"]
@@ -40,6 +43,7 @@ def cmd_check(args) -> int:
     mode = check_mode(args)
     tol = DEFAULT_TOL if args.tol is None else args.tol
     if mode == "--write-cases":
+        check_writable(Path(args.write_cases), "--write-cases directory")
         paths = write_cases(args.write_cases, tied=args.tied, l1=args.l1, denoising=args.denoising)
         print(f"wrote {', '.join(str(p) for p in paths)}")
         return 0

@@ -303,6 +303,9 @@ def _add_sweep(sub) -> None:
     w.add_argument("--out", default=None, metavar="DIR",
                    help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
                    "must not already hold a sweep.json")
+    w.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the sweep in DIR from its checkpoint (a killed one, or a finished one to a "
+                   "larger --steps); its grid, data and config are the checkpoint's")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from .. import checkpoint as ckpt
 from ..config import TrainConfig, validate_config
 from ..data import data_spec, load_dataset
+from ..rundir import check_writable
 from ..sharded import batch_mesh, make_train_value_and_grad
 from ..training import TrainingDiverged, train
 from .args import (
@@ -76,6 +77,7 @@ def cmd_train(args) -> int:
         kw = data_kwargs(args)
         run_dir = args.out if args.out is not None else default_out_dir(data, config)
         check_run_dir(Path(run_dir))  # a file at or above --out: InputError, before any work
+        check_writable(Path(run_dir))  # a read-only place: InputError, before loading the data
         if (Path(run_dir) / ckpt.CHECKPOINT_NAME).exists():
             raise UsageError(
                 f"run directory {run_dir!r} already holds a checkpoint; use --resume {run_dir} "

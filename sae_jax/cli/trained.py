@@ -32,6 +32,7 @@ from ..config import TrainConfig
 from ..data import DataSpec, load_dataset, load_from_spec
 from ..display import save_evaluation_png, save_filters_png
 from ..forward import encode
+from ..rundir import check_writable
 from .args import UsageError, data_kwargs, patch_shape_arg, read_safetensors, set_precision
 
 __all__ = [
@@ -65,6 +66,7 @@ def cmd_visualize(args) -> int:
         raise UsageError(f"--out {str(out)!r} is a directory; name the .png file to write")
     if not out.parent.is_dir():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
+    check_writable(out.parent, "output directory")
     tmp = out.with_name(f".{out.name}.tmp.png")
     save_filters_png(W1, tmp, patch_shape=shape, title=f"{W1.shape[0]} hidden units")
     os.replace(tmp, out)
@@ -81,13 +83,14 @@ def cmd_encode(args) -> int:
         raise UsageError(f"--out {str(out)!r} is a directory; name the .npy file to write")
     if not out.parent.is_dir() and str(out.parent) != "":
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
+    check_writable(out.parent, "output directory")  # before the encoding's work
     x, data_name = load_run_or_given_data(args, config.get("output", "sigmoid"))
     dtype = _check_features(params, x, data_name)
     p = jax.tree.map(jnp.asarray, params)
     a2 = np.asarray(jax.jit(encode)(p, jnp.asarray(x.astype(dtype))))
     buf = io.BytesIO()
     np.save(buf, a2)
-    ckpt.atomic_write_bytes(out, buf.getvalue())
+    ckpt.atomic_write_bytes(out, buf.getvalue(), what="features")
     print(f"wrote {out}: {a2.shape[0]} samples x {a2.shape[1]} hidden units ({a2.dtype})")
     return 0
 
@@ -98,8 +101,11 @@ def cmd_evaluate(args) -> int:
     hp = {k: config.get(k, getattr(defaults, k)) for k in ("lam", "beta", "rho", "output", "l1")}
     hp["l1"] = hp["l1"] or None  # an L1 run's cost includes its term
     out = _png_out(args, "evaluation.png")
+    if out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a directory; name the .png file to write")
     if not out.parent.is_dir():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
+    check_writable(out.parent, "output directory")
     x, data_name = load_run_or_given_data(args, hp["output"])
     dtype = _check_features(params, x, data_name)
     p = jax.tree.map(jnp.asarray, params)
