@@ -125,8 +125,8 @@ Examples:
 
 from __future__ import annotations
 
-from .adapters import detect_convention as detect_convention, load_function as load_function, make_target
-from .cases import read_results, write_cases as write_cases
+from .adapters import detect_convention as detect_convention, load_function as load_function, make_target, nonfinite
+from .cases import read_results, read_results_fields, write_cases as write_cases
 from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
 from .catalogue import variant_cost_and_grad as variant_cost_and_grad
 from .probes import PACKINGS, Probe as Probe, check_options, probes as probes, reference as reference
@@ -182,10 +182,35 @@ def _variant_text(tied: bool, l1: float | None, denoising: bool, slots: dict | N
     return "".join(t + ", " for t in out)
 
 
+_PACKING_NAMES = {"row": "C", "column": "F"}
+
+
+def _check_packing(packing):
+    if packing is not None and packing not in _PACKING_NAMES:
+        raise InputError(f"packing must be 'row' (numpy's W1.ravel()) or 'column' (MATLAB's W1(:)), got {packing!r}")
+    return None if packing is None else _PACKING_NAMES[packing]
+
+
+def _order_text(target) -> str:
+    """How the UFLDL arguments were passed, when read from their parameter names (not UFLDL's order)."""
+    from .adapters import UFLDL_ORDER
+
+    if target.convention != "ufldl" or target.arg_order == UFLDL_ORDER:
+        return ""
+    import inspect
+
+    names = [p for p in inspect.signature(target.fn).parameters][1:7]
+    return (" arguments passed by their names: " + ", ".join(f"{n} = {k}" for n, k in zip(names, target.arg_order))
+            + ";")
+
+
 def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: bool = False,
           l1: float | None = None, denoising: bool = False, tol: float = DEFAULT_TOL, arrays: str = "auto",
-          finite_differences: bool = True) -> Report:
+          finite_differences: bool = True, packing: str | None = None) -> Report:
     """Run their cost-and-gradient on the probes of one decoder, compare and diagnose.
+
+    Running it calls ``fn``; a ``"file.py:function"`` target is imported first, which executes the
+    file's top-level code: check only code you trust.
 
     Args:
       fn: a callable, or ``"path/to/file.py:function"`` / ``"package.module:function"``.
@@ -205,6 +230,9 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
         function's module imports torch.
       finite_differences: on a mismatch, also check their gradient against finite differences
         of their own cost.
+      packing: ufldl convention: how their code unpacks theta, ``"row"`` (numpy's ``W1.ravel()``)
+        or ``"column"`` (MATLAB's ``W1(:)``); ``None``: detected from their cost (which depends only
+        on how they read theta), reported ambiguous when the cost cannot tell.
 
     Returns:
       :class:`Report` (``passed``, ``match``, ``text``, ``exit_code``).
@@ -215,42 +243,69 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
     _check_output(output)
     _check_tol(tol)
     check_options(tied, l1, denoising)
+    fixed = _check_packing(packing)
     target = make_target(fn, convention=convention, arrays=arrays, l1=bool(l1), denoising=denoising)
+    if fixed is not None and target.convention != "ufldl":
+        raise InputError("packing (--packing) is for the ufldl convention's flat theta; the rows form passes arrays")
     ps = probes(output, tied=tied, l1=float(l1 or 0.0), denoising=denoising)
-    packings = ("F", "C") if target.convention == "ufldl" else ("C",)
-    by_packing = {}
+    packings = ((fixed,) if fixed else ("F", "C")) if target.convention == "ufldl" else ("C",)
+    by_packing, first_bad = {}, {}
     for pk in packings:
         target.packing = pk
-        by_packing[pk] = {p.name: target.evaluate(p)[:2] for p in ps}
-    header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]}, {output} decoder, "
-              f"{_variant_text(tied, l1, denoising, target.slots)}{target.arrays} inputs, {len(ps)} probes in float64"]
+        by_packing[pk] = {}
+        for p in ps:
+            J, g, _ = target.evaluate(p, finite=False)
+            by_packing[pk][p.name] = (J, g)
+            bad = nonfinite(J, g)
+            if bad and pk not in first_bad:
+                first_bad[pk] = f"{target.label} on probe {p.name} returned non-finite values (NaN or inf) in {', '.join(bad)}"
+    for pk in packings:  # NaN or inf everywhere: nothing to compare (some probes finite: diagnosed below)
+        if all(nonfinite(*v) for v in by_packing[pk].values()):
+            if pk == packings[-1] and all(all(nonfinite(*v) for v in by_packing[q].values()) for q in packings):
+                raise InputError(first_bad[packings[0]])
+    header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]},{_order_text(target)} "
+              f"{output} decoder, {_variant_text(tied, l1, denoising, target.slots)}{target.arrays} inputs, "
+              f"{len(ps)} probes in float64"]
+    flat = target.convention == "ufldl"
     # analyse() picks the packing under which their outputs are explained best.
-    report = analyse(target.label, header, by_packing, ps, tol=tol, target=None)
-    if not report.passed and finite_differences:
+    report = analyse(target.label, header, by_packing, ps, tol=tol, target=target if not finite_differences else None,
+                     flat=flat, packing_given=fixed is not None)
+    if not report.passed and finite_differences or report.passed and report.match:
+        # again under the chosen packing, now with finite differences of their own cost
+        line = [ln for ln in report.text.split("\n") if ln.startswith("theta packing: ")]
         target.packing = report.packing
         report = analyse(target.label, header, {report.packing: by_packing[report.packing]}, ps, tol=tol,
-                         target=target)
-        if len(packings) > 1:  # keep the "detected" line
+                         target=target, flat=flat, packing_given=fixed is not None)
+        if line and len(packings) > 1:  # keep the "detected" line
             lines = report.text.split("\n")
-            lines.insert(1, f"theta packing: {PACKINGS[report.packing]} (detected)")
+            lines.insert(1, line[0])
             report.text = "\n".join(lines)
+    elif report.passed and target.mutated:
+        report = analyse(target.label, header, by_packing, ps, tol=tol, target=target, flat=flat,
+                         packing_given=fixed is not None)
     return report
 
 
 def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, tied: bool | None = None,
-                  l1: float | None = None, denoising: bool | None = None) -> Report:
+                  l1: float | None = None, denoising: bool | None = None, packing: str | None = None) -> Report:
     """Compare a results file (see :func:`write_cases`) with the reference and diagnose it.
 
     Its probe names tell the variant it answers (``*_tied_*``, ``*_l1_*``, ``*_denoising_*``);
     ``tied`` and ``denoising`` (if given) must agree, and L1 cases need ``l1``, the γ they were
-    written with (a results file does not repeat it).
+    written with (a results file does not repeat it). ``packing``: how its ``grad`` field is packed,
+    ``"column"`` (the default: like the cases' ``theta``) or ``"row"`` (``grad_rowmajor`` is always
+    row-major). Code that unpacks theta in the other layout than the one it was given is told so
+    ("layout mismatch").
     """
     if output is not None:
         _check_output(output)
     _check_tol(tol)
     check_options(bool(tied), l1, bool(denoising))
-    ps, by_packing, missing = read_results(path, output, l1=l1, tied=tied, denoising=denoising)
+    fixed = _check_packing(packing)
+    ps, by_packing, missing = read_results(path, output, l1=l1, tied=tied, denoising=denoising, packing=fixed)
     header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, "
               f"{_variant_text(ps[0].tied, l1, ps[0].denoising)}{len(ps)} probes"
               + (f" (not in the file: {', '.join(missing)})" if missing else "")]
-    return analyse(str(path), header, by_packing, ps, tol=tol)
+    flat = any(k in f for f in read_results_fields(path) for k in ("grad", "grad_rowmajor"))
+    return analyse(str(path), header, by_packing, ps, tol=tol, flat=flat, packing_given=fixed is not None,
+                   results=True)

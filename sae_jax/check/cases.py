@@ -245,12 +245,18 @@ def _load(path: Path) -> dict[str, dict]:
     raise InputError(f"results file must be .npz, .mat or .json, got {str(path)!r}")
 
 
+def read_results_fields(path) -> list[set]:
+    """The field names of each probe's entry in a results file (already validated by :func:`read_results`)."""
+    return [set(f) for f in _load(Path(path)).values()]
+
+
 def read_results(path, output: str | None = None, *, l1: float | None = None, tied: bool | None = None,
-                 denoising: bool | None = None):
+                 denoising: bool | None = None, packing: str | None = None):
     """Read a results file: ``(probes, {packing: {probe: (cost, Params)}}, missing)`` for the probes it covers.
 
     The probe names tell the variant; ``tied``/``denoising`` (if given) must agree, and L1 cases
-    (``*_l1_*``) need ``l1``, the γ they were written with.
+    (``*_l1_*``) need ``l1``, the γ they were written with. ``packing``: ``"F"`` or ``"C"``, how the
+    ``grad`` field is packed (default ``"F"``, like the cases' ``theta``).
     """
     path = Path(path)
     if not path.is_file():
@@ -296,7 +302,7 @@ def read_results(path, output: str | None = None, *, l1: float | None = None, ti
         N = (1 if tied else 2) * p.n_hidden * p.n_visible + p.n_hidden + p.n_visible
         keys = ("W1grad", "b1grad", "b2grad") if tied else ("W1grad", "b1grad", "W2grad", "b2grad")
         if "grad" in f or "grad_rowmajor" in f:
-            key, pk = ("grad", "F") if "grad" in f else ("grad_rowmajor", "C")
+            key, pk = ("grad", packing or "F") if "grad" in f else ("grad_rowmajor", "C")
             g = to_numpy(f[key], f"{who}: {key}")
             if g.size != N:
                 raise InputError(f"{who}: {key} has {g.size} entries, expected {N} (packed like theta)")
