@@ -1,5 +1,8 @@
 r"""``sae_jax.check``: test anyone's sparse-autoencoder cost and gradient, and name its defect.
 
+Running a ``"file.py:function"`` target imports that file, which executes its top-level code with
+your permissions: check only code you trust.
+
 The UFLDL exercise's gradient check says "wrong", never why. :func:`check` runs someone
 else's cost-and-gradient on a designed set of float64 probes, compares it with sae-jax's
 float64 reference (:func:`sae_jax.cost_and_grad`, :func:`sae_jax.cost_terms`) and, when they
@@ -12,7 +15,10 @@ Their code, as it is written (:mod:`sae_jax.check.adapters`)
     NumPy, JAX or PyTorch (tensors converted; torch imported only for a module that imports it),
     in UFLDL's convention ``sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda,
     sparsityParam, beta, data) -> (cost, grad)`` (data as columns; ``theta = [W1(:); W2(:); b1(:);
-    b2(:)]`` in MATLAB's column-major or numpy's row-major packing, detected) or the rows form
+    b2(:)]`` in MATLAB's column-major or numpy's row-major packing: detected from their cost, which
+    depends only on how they unpack theta, or named with ``packing="row"|"column"``; the arguments
+    after theta are passed by their parameter names when those say another order, e.g. published
+    code's ``(theta, hidden_size, visible_size, lambda_, sparsity_param, beta, data)``) or the rows form
     ``f(params, x, lam, beta, rho) -> (cost, grads)`` (samples as rows). The convention is read
     from the signature (7 positional parameters: ufldl; 5, or ``params, x`` plus keywords
     ``lam, beta, rho``: rows), else named with ``convention=``. Each decoder (``output=
@@ -33,6 +39,8 @@ Probe cases (:func:`sae_jax.check.probes.probes`), per decoder, all float64
     ``*_m7_lam0``          7     λ = 0: no weight decay
     ``*_m20_saturated``    20    saturated hidden units: ρ̂ ≈ 1e-5 and 1 − ρ̂ ≈ 1e-4
                                  (where the plain formula is finite and accurate)
+    ``*_m5_square``        5     m = n_visible: square data, where code that reads the
+                                 data's orientation from its shape transposes it
     =====================  ====  ======================================================
 
     ``*`` is ``sigmoid`` or ``linear``; with ``tied=True`` the same probes with W2 dropped,
@@ -71,7 +79,8 @@ Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
 :func:`~sae_jax.check.catalogue.variant_cost_and_grad`)
     ``sparsity_delta_divided_by_m`` (1/m inside the sparsity delta with the outer 1/m kept: the
     1/m question's variant; invisible at m = 1), ``sparsity_missing_from_backprop``,
-    ``kl_derivative_sign_flipped``, ``beta_applied_twice``, ``rho_hat_wrong_axis``,
+    ``kl_derivative_sign_flipped``, ``beta_applied_twice``, ``rho_hat_wrong_axis``, ``rho_hat_summed``
+    (no 1/m: ρ̂ > 1, a NaN cost wherever Σᵢa⁽²⁾ ≥ 1; correct at m = 1),
     ``kl_reversed`` (KL(ρ̂‖ρ)), ``weight_decay_on_biases``, ``weight_decay_divided_by_m``,
     ``lambda_applied_twice``, ``reconstruction_summed``, ``reconstruction_missing_half``,
     ``gradient_not_averaged``, ``fprime_of_z`` (z(1 − z)), ``fprime_of_activation``
@@ -79,7 +88,9 @@ Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
     ``sigmoid_fprime_in_linear_decoder`` (linear decoder), ``transposed_weight_gradients``; for tied
     weights (``tied=True``) also ``tied_decoder_contribution_missing`` (the untied W1 formula),
     ``tied_encoder_contribution_missing`` and ``tied_weight_decay_counted_once`` (UFLDL-style
-    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²); with ``l1=``
+    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²; an exact match whose
+    gradient agrees with finite differences of its own cost passes, exit 0, reported as a
+    convention difference: the code is right for the documented alternative); with ``l1=``
     ``l1_missing_from_backprop``, ``l1_missing_from_cost``, ``l1_delta_missing_fprime`` (+γ after the
     f′), ``l1_delta_divided_by_m`` (γ/m inside the delta: divided by m twice) and ``l1_not_averaged``
     (never divided by m); with ``denoising=True`` ``denoising_target_is_corrupted_input``,
@@ -97,11 +108,24 @@ Diagnosis (:func:`sae_jax.check.report.analyse`)
     gradient against five-point central differences of *their own* cost: consistent means a
     different objective (a convention difference in the cost), inconsistent means a gradient bug.
 
+Locating what the catalogue has no name for (:mod:`sae_jax.check.locate`)
+    When nothing matches, the Diagnosis line leads with what the evidence shows, in the student's
+    words: which array, which part, by what factor and the likely cause ("W1grad's reconstruction
+    and sparsity parts are m times too large (×5 at m = 5, ×7 at m = 7, ...): not divided by m"; the
+    cost's term that is off; an array that is the right numbers transposed; a flat gradient whose
+    blocks are in another order or packing); outputs that differ only on the square probe (data
+    transposed when square); outputs that are the other decoder's (run it with the other
+    ``output``); NaN or inf on some probes (diagnosed on the probes where they stay finite); for a
+    results file, a cost computed from θ unpacked in the other layout ("layout mismatch").
+    "Nearest variants" are listed only when one is within a max relative difference of
+    :data:`~sae_jax.check.locate.NEAR` (0.05). A function that writes into its inputs (θ, the data,
+    params) fails even when its outputs agree (exit 1): an optimizer's θ would change under it.
+
 Any language (:mod:`sae_jax.check.cases`)
     :func:`write_cases` writes the probes and expected outputs as ``.npz``, ``.mat`` and
     ``.json`` with a README on producing a results file; :func:`check_results` compares one.
 
-Code that cannot be run (import error, wrong signature, wrong output shapes, NaN output) raises
+Code that cannot be run (import error, wrong signature, wrong output shapes, NaN or inf on every probe) raises
 :class:`~sae_jax.InputError` with one line (``sae-jax check`` exits 2).
 
 Examples:

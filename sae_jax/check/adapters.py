@@ -229,8 +229,8 @@ class Target:
         who = f"{self.label} on probe {probe.name}"
         before = {k: to_numpy(v, k).copy() for k, v in watch.items()}
         try:
-            with jax.enable_x64(True):  # JAX code runs in float64 like everything here
-                out = self.fn(*args, **kwargs)
+            with jax.enable_x64(True), np.errstate(all="ignore"):  # float64 like everything here; their
+                out = self.fn(*args, **kwargs)  # overflow warnings are reported as NaN/inf findings instead
         except (Exception, SystemExit) as e:
             hint = ""
             if self.convention == "ufldl" and self.arg_order == UFLDL_ORDER and isinstance(e, (ValueError, IndexError)):

@@ -98,20 +98,26 @@ end
 save('results.mat', 'results', '-v7');   % one struct, a field per probe
 ```
 
-Python (any framework; convert outputs to numpy):
+Python (any framework; convert outputs to numpy). Set `LAYOUT` to the way your code unpacks theta:
+`"row"` for numpy's default `reshape` (row-major: most numpy ports), `"column"` for
+`reshape(..., order="F")` (MATLAB's `W1(:)`). A mismatch makes every output wrong; `--results` then
+says "layout mismatch".
 
 ```python
 import numpy as np
 from my_code import sparseAutoencoderCost
+LAYOUT = "row"                                   # "row": numpy's reshape; "column": order="F" (MATLAB's W1(:))
+theta_key, grad_key = ("theta_rowmajor", "grad_rowmajor") if LAYOUT == "row" else ("theta", "grad")
 c = np.load("cases.npz")
 results = {{}}
 for p in c["probes"]:
     if str(c[f"{{p}}.output"]) != "sigmoid":      # the decoder your code implements
         continue
-    cost, grad = sparseAutoencoderCost(c[f"{{p}}.theta"], int(c[f"{{p}}.visibleSize"]), int(c[f"{{p}}.hiddenSize"]),
-                                       float(c[f"{{p}}.lambda"]), float(c[f"{{p}}.sparsityParam"]),
-                                       float(c[f"{{p}}.beta"]), c[f"{{p}}.data"]{python_extra})
-    results[f"{{p}}.cost"], results[f"{{p}}.grad"] = cost, grad
+    cost, grad = sparseAutoencoderCost(c[f"{{p}}.{{theta_key}}"], int(c[f"{{p}}.visibleSize"]),
+                                       int(c[f"{{p}}.hiddenSize"]), float(c[f"{{p}}.lambda"]),
+                                       float(c[f"{{p}}.sparsityParam"]), float(c[f"{{p}}.beta"]),
+                                       c[f"{{p}}.data"]{python_extra})
+    results[f"{{p}}.cost"], results[f"{{p}}.{{grad_key}}"] = cost, grad
 np.savez("results.npz", **results)
 ```
 

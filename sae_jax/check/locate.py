@@ -190,13 +190,22 @@ def _flat_orders(outputs, ps, packing, tol) -> str | None:
                     ok = False
                     break
             if ok:
-                packs_it = iter(packs)
-                desc = "; ".join(f"{_GRAD_NAMES[k]}({':' if not k.startswith('W') else PACKINGS[next(packs_it)].split(' ')[0]})"
+                weights = [k for k in order if k.startswith("W")]
+                pk_of = dict(zip(weights, packs))
+                if list(order) == names:  # the right order; some weight packed the other way = transposed
+                    off = [k for k in weights if pk_of[k] != packing]
+                    other = PACKINGS["C" if packing == "F" else "F"].split(" (")[0]
+                    grads = _join([_GRAD_NAMES[k] for k in off])
+                    return (f"{grads} {'is' if len(off) == 1 else 'are'} packed {other} while theta is read "
+                            f"{PACKINGS[packing].split(' (')[0]} — the same numbers as {grads} transposed: pack "
+                            f"every weight gradient the way theta is packed (and compute each with its weight's "
+                            f"own shape)")
+                desc = "; ".join(_GRAD_NAMES[k] + (f" ({PACKINGS[pk_of[k]].split(' (')[0]})" if k in pk_of else "")
                                  for k in order)
-                want = "; ".join(f"{_GRAD_NAMES[k]}" for k in names)
-                return (f"their gradient holds the right numbers in another layout: [{desc}] where theta's "
-                        f"[{want}], each weight {PACKINGS[packing]}, belongs: pack the gradient exactly as theta "
-                        f"is packed")
+                want = "; ".join(_GRAD_NAMES[k] for k in names)
+                return (f"their gradient holds the right numbers in another order: [{desc}] where theta's order "
+                        f"[{want}] (weights {PACKINGS[packing].split(' (')[0]}) belongs: pack the gradient exactly "
+                        f"as theta is packed")
     return None
 
 

@@ -254,6 +254,10 @@ def _choose_packing(outputs_by_packing, ps, singles, tol) -> tuple[str, str, dic
         other = [k for k in pks if k != pk][0]
         return pk, (f"detected: their cost agrees on {ok[pk]} of {len(ps)} probes with theta read this way, on "
                     f"{ok[other]} read {PACKINGS[other].split(' (')[0]}"), {pk: rank(pk)}
+    as_other = [pk for pk in pks if other_decoder(outputs_by_packing[pk], ps, tol)]
+    if len(as_other) == 1:
+        return as_other[0], "detected: their outputs read this way are the other decoder's", {
+            as_other[0]: rank(as_other[0])}
     for pk in pks:
         rank(pk)
     pk = min(ranked, key=lambda k: (ranked[k][0][1], dict(ranked[k])[()]))
@@ -367,8 +371,8 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
             field_in, field_out = ("theta_rowmajor", "grad_rowmajor") if swapped == "C" else ("theta", "grad")
             located = [f"layout mismatch: their cost is the correct cost at theta unpacked "
                        f"{PACKINGS[swapped].split(' (')[0]}, but the cases' theta was packed {PACKINGS[packing]}; "
-                       f"pass `{field_in}` to code that unpacks {PACKINGS[swapped].split(' (')[0]} and save "
-                       f"`{field_out}`"]
+                       f"code that unpacks {PACKINGS[swapped].split(' (')[0]} takes `{field_in}` and saves `{field_out}` "
+                       f"(the cases README's Python template: LAYOUT = \"{'row' if swapped == 'C' else 'column'}\")"]
         else:
             located = locate(outputs, ps, errors, tol, packing, flat=flat)
         if mutated:
