@@ -261,7 +261,7 @@ def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: b
         fin = [p for p in ps if not nf[p.name]]
         where = sorted({p.m for p in ps if nf[p.name]})
         what = sorted({k for v in nf.values() for k in v}, key=_ARRAYS.index)
-        out.append(f"their {_join([('the cost' if k == 'cost' else _GRAD_NAMES[k]) for k in what])} "
+        out.append(f"their {_join([('cost' if k == 'cost' else _GRAD_NAMES[k]) for k in what])} "
                    f"{'is' if len(what) == 1 else 'are'} NaN or inf on {sum(map(bool, nf.values()))} of {len(ps)} "
                    f"probes (m = {', '.join(map(str, where))})"
                    + (f", finite on the others" if fin else "")
