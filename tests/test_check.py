@@ -840,7 +840,7 @@ def test_variant_mistakes_are_candidates_only_for_their_variant():
 @pytest.mark.parametrize("l1,denoising", [(GAMMA, False), (0.0, True), (GAMMA, True)])
 def test_variant_probes_and_the_catalogue_equal_sae_jax(l1, denoising):
     ps = probes(l1=l1, denoising=denoising)
-    assert len(ps) == 2 * (6 + denoising)
+    assert len(ps) == 2 * (7 + denoising)
     for p in ps:
         assert ("_l1_" in p.name) == (l1 > 0) and ("_denoising_" in p.name) == denoising and p.l1 == l1
         assert (p.x_input is not None) == denoising
@@ -912,6 +912,8 @@ def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(z["sigmoid_l1_denoising_m7.corruptedData"], z["sigmoid_l1_denoising_m7.x_input"].T)
     # the README's Python loop, as written, on correct code; then the results file checks
     (py,) = _blocks(readme, "python")
+    assert 'LAYOUT = "row"' in py
+    py = py.replace('LAYOUT = "row"', 'LAYOUT = "column"')  # this code unpacks column-major: the user says so
     shutil.copy(d / "cases.npz", tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
