@@ -364,7 +364,10 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     else:
         other = other_decoder(outputs, ps, tol)
         swapped = layout_mismatch(outputs, ps, packing, tol) if results else None
-        if other:
+        if scores[0][0] == () and scores[0][1] < 1e-3:
+            located = [f"their outputs are within {scores[0][1]:.2g} (relative) of the correct algorithm's on every "
+                       f"probe: a precision difference (float32 inside their code?) rather than a formula"]
+        elif other:
             located = [f"their outputs are a correct {other} decoder's on every probe: this is the "
                        f"{ps[0].output} decoder's check; run it with --output {other}"]
         elif swapped:
@@ -385,9 +388,6 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
                      + (". Nearest variants (max relative difference): "
                         + "; ".join(f"{_name(mk)} {s:.2g}" for mk, s in near[:3]) if near else "")
                      + ".")
-        if scores[0][0] == () and scores[0][1] < 1e-3:
-            lines.append("  Close to the correct algorithm everywhere (within 1e-3): a precision difference "
-                         "(float32 inside their code?) rather than a formula.")
     lines.append("  Evidence, per probe and array that differs (ratios of their parts to the correct parts; 1 = correct):")
     lines.extend(_evidence(outputs, ps, tol, packing))
     clean = [p.name for p in ps if p.name.endswith("_uncorrupted")]
