@@ -280,6 +280,7 @@ def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: b
             return out
     # the gradient arrays: a rescaling of their parts, transposed, or neither
     groups: dict[tuple, list] = {}
+    live: dict[str, set] = {}
     for k in ("W1", "b1", "W2", "b2"):
         i = _ARRAYS.index(k) - 1
         if ps[0].params[i] is None or all(errors[p.name].get(k, 0.0) <= tol for p in ps):
@@ -317,6 +318,7 @@ def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: b
             out.append(f"{_GRAD_NAMES[k]} differs on {len(not_scaling) + len(transposed)} probes in a way that is "
                        f"not a rescaling of its reconstruction / decay / sparsity parts{_where_correct(ps, ok)}")
             continue
+        live[k] = set(per_part) | set(contrib)
         for n, rs in list(per_part.items()) + list(contrib.items()):
             pat = pattern(rs, ps[0].beta or None)
             if pat:
@@ -324,15 +326,24 @@ def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: b
     for (what, why), items in groups.items():
         arrays = list(dict.fromkeys(k for k, _ in items))
         parts = list(dict.fromkeys(n for _, n in items))
-        if all((k, n) in items for k in arrays for n in parts):
+        whole = len(arrays) > 1 and all({n for kk, n in items if kk == k} == live[k] for k in arrays)
+        if whole:  # every part of these arrays alike: say it of the arrays
+            n_all = len([a for a in ps[0].params if a is not None])
+            names = ("the whole gradient (" if len(arrays) == n_all else "") + _join(
+                [_GRAD_NAMES[k] for k in arrays]) + (")" if len(arrays) == n_all else "")
+            verb = what.replace("are ", "is ", 1).replace("have ", "has ", 1) if len(arrays) == n_all else what
+            out.append(f"{names} {verb}: {why}")
+        elif all((k, n) in items for k in arrays for n in parts):
             names = _join([_GRAD_NAMES[k] + "'s" for k in arrays]) if len(arrays) > 1 else _GRAD_NAMES[arrays[0]] + "'s"
             noun = "part" if len(parts) == 1 else "parts"
             label = _join(parts) + (f" {noun}" if not parts[0].endswith("contribution") else "")
-            out.append(f"{names} {label} {what}: {why}")
+            verb = what if len(parts) > 1 else what.replace("are ", "is ", 1).replace("have ", "has ", 1)
+            out.append(f"{names} {label} {verb}: {why}")
         else:
             for k in arrays:
                 ks = [n for kk, n in items if kk == k]
-                out.append(f"{_GRAD_NAMES[k]}'s {_join(ks)} part{'s' if len(ks) > 1 else ''} {what}: {why}")
+                verb = what if len(ks) > 1 else what.replace("are ", "is ", 1).replace("have ", "has ", 1)
+                out.append(f"{_GRAD_NAMES[k]}'s {_join(ks)} part{'s' if len(ks) > 1 else ''} {verb}: {why}")
     c = _cost_finding(outputs, [p for p in ps if not nf[p.name]] or ps, errors, tol) \
         if not any("cost" in v for v in nf.values()) else None
     if c:
