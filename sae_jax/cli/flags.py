@@ -245,7 +245,8 @@ def _add_check(sub) -> None:
         help="test your own sparse-autoencoder cost and gradient; names the mistake if it finds one",
         description="Run someone else's cost-and-gradient on float64 probe cases, compare it with "
         "sae-jax's float64 reference and name the catalogued mistake its outputs match, or locate the "
-        "difference (which array, which part, by what factor). Exit 0 when everything agrees, 1 with the "
+        "difference (which array, which part, by what factor). Exit 0 when everything agrees (or differs "
+        "only by a documented convention: tied weights with UFLDL-style (lambda/2)||W1||^2), 1 with the "
         "diagnosis, 2 when the code cannot be run. FILE.py:FUNCTION imports the file, which executes its "
         "top-level code with your permissions: check only code you trust.",
         epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
