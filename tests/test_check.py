@@ -1210,3 +1210,21 @@ def test_results_packing_flag_reads_grad_row_major(cases_dir, tmp_path, capsys):
     assert main(["check", "--results", str(tmp_path / "r.npz"), "--packing", "row"]) == 0
     capsys.readouterr()
     _bad(["check", "--write-cases", str(tmp_path / "c"), "--packing", "row"], capsys, "--packing is for")
+
+
+def test_documented_convention_difference_exits_0_but_says_so(tmp_path, capsys):
+    """Tied UFLDL-style (λ/2)‖W1‖²: right for that documented convention (consistent with its own cost) -> exit 0."""
+    p = _write(tmp_path, "tied_half.py", textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        from test_check import planted_tied
+        sparseAutoencoderCost = planted_tied("tied_weight_decay_counted_once")
+        twice = planted_tied("tied_encoder_contribution_missing")
+    """ % str(__import__("pathlib").Path(__file__).parent)))
+    assert main(["check", f"{p}:sparseAutoencoderCost", "--tied"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS, with a convention difference" in out and "Convention: tied_weight_decay_counted_once" in out
+    assert "matches central finite differences of their own cost" in out
+    # a tied mistake that is not a convention still fails
+    assert main(["check", f"{p}:twice", "--tied"]) == 1
+    assert "PASS" not in capsys.readouterr().out
