@@ -1209,6 +1209,10 @@ def test_results_packing_flag_reads_grad_row_major(cases_dir, tmp_path, capsys):
     np.savez(tmp_path / "r.npz", **res)
     assert main(["check", "--results", str(tmp_path / "r.npz"), "--packing", "row"]) == 0
     capsys.readouterr()
+    assert main(["check", "--results", str(tmp_path / "r.npz")]) == 1  # read column-major: said in one line
+    out = capsys.readouterr().out  # the same bytes as transposed weight gradients: both readings said
+    assert "Diagnosis: transposed_weight_gradients" in out
+    assert "a gradient packed row-major but saved as `grad`: save it as `grad_rowmajor`, or pass --packing row" in out
     _bad(["check", "--write-cases", str(tmp_path / "c"), "--packing", "row"], capsys, "--packing is for")
 
 

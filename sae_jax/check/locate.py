@@ -167,7 +167,7 @@ def _cost_finding(outputs, ps, errors, tol) -> str | None:
     return f"the cost differs on {len(bad)} of {len(ps)} probes ({where}), not by rescaling one of its terms"
 
 
-def _flat_orders(outputs, ps, packing, tol) -> str | None:
+def _flat_orders(outputs, ps, packing, tol, results: bool = False) -> str | None:
     """A flat gradient holding the right numbers with its blocks in another order (or another packing each)."""
     p0 = ps[0]
     names = ["W1", "b1", "b2"] if p0.tied else ["W1", "W2", "b1", "b2"]
@@ -195,6 +195,11 @@ def _flat_orders(outputs, ps, packing, tol) -> str | None:
                 if list(order) == names:  # the right order; some weight packed the other way = transposed
                     off = [k for k in weights if pk_of[k] != packing]
                     other = PACKINGS["C" if packing == "F" else "F"].split(" (")[0]
+                    if results and len(off) == len(weights):  # the whole grad field in the other packing
+                        return (f"the results file's gradient is packed {other} but was saved as "
+                                f"`{'grad' if packing == 'F' else 'grad_rowmajor'}` ({PACKINGS[packing]}): save it "
+                                f"as `{'grad_rowmajor' if packing == 'F' else 'grad'}`, or pass --packing "
+                                f"{'row' if packing == 'F' else 'column'}")
                     grads = _join([_GRAD_NAMES[k] for k in off])
                     return (f"{grads} {'is' if len(off) == 1 else 'are'} packed {other} while theta is read "
                             f"{PACKINGS[packing].split(' (')[0]} — the same numbers as {grads} transposed: pack "
@@ -246,11 +251,13 @@ def layout_mismatch(outputs, ps, packing, tol) -> str | None:
     return q
 
 
-def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: bool = False) -> list[str]:
+def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: bool = False,
+           results: bool = False) -> list[str]:
     """Findings, most telling first, about where and how their outputs differ from the reference.
 
     ``outputs``: probe name -> (cost, Params as read); ``errors``: probe name -> array -> relative
-    error vs the reference; ``flat``: the gradient came as one vector (theta's layout).
+    error vs the reference; ``flat``: the gradient came as one vector (theta's layout); ``results``:
+    from a results file (its ``grad`` field's packing, not their code's, is what can be off).
     """
     bad = [p for p in ps if max(errors[p.name].values()) > tol]
     if not bad:
@@ -274,7 +281,7 @@ def locate(outputs: dict, ps, errors: dict, tol: float, packing: str, *, flat: b
                    f"not the data's shape, to tell samples from features")
         return out
     if flat:
-        f = _flat_orders(outputs, [p for p in ps if not nf[p.name]] or ps, packing, tol)
+        f = _flat_orders(outputs, [p for p in ps if not nf[p.name]] or ps, packing, tol, results)
         if f:
             out.append(f)
             return out

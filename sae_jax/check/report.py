@@ -359,6 +359,11 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
                      + ".")
         if others:
             lines.append(f"  On these probes it is indistinguishable from: {', '.join(others)}.")
+        if results and flat and match == ("transposed_weight_gradients",):
+            other = "row" if packing == "F" else "column"
+            lines.append(f"  In a results file these are also the bytes of a gradient packed {other}-major but saved as "
+                         f"`{'grad' if packing == 'F' else 'grad_rowmajor'}`: save it as "
+                         f"`{'grad_rowmajor' if packing == 'F' else 'grad'}`, or pass --packing {other}.")
         if mutated:
             lines.append(f"  Also: {mut_line}.")
     else:
@@ -377,7 +382,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
                        f"code that unpacks {PACKINGS[swapped].split(' (')[0]} takes `{field_in}` and saves `{field_out}` "
                        f"(the cases README's Python template: LAYOUT = \"{'row' if swapped == 'C' else 'column'}\")"]
         else:
-            located = locate(outputs, ps, errors, tol, packing, flat=flat)
+            located = locate(outputs, ps, errors, tol, packing, flat=flat, results=results)
         if mutated:
             located.append(mut_line)
         lines.append("")
