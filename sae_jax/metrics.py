@@ -210,6 +210,10 @@ def mean_predictor_reconstruction(x) -> jax.Array:
 def health_warning(m: dict) -> str | None:
     """One line saying what is wrong with a trained model, or ``None`` when nothing is.
 
+    The two checks are independent: with a small ρ a sparse code can reconstruct well while its
+    units stay below the dead threshold on every sample (then only the first is reported), and a
+    model whose units all vary can still reconstruct no better than the mean.
+
     Reads ``dead_fraction``, ``saturated_fraction``, ``reconstruction`` and
     ``mean_predictor_reconstruction`` of ``m`` (an :func:`evaluate` dict, or a metrics row with the
     baseline added), all measured on the same data. Warns when
@@ -227,7 +231,7 @@ def health_warning(m: dict) -> str | None:
       True
       >>> print(health_warning({"dead_fraction": 1.0, "saturated_fraction": 0.0, "reconstruction": 0.5095,
       ...                       "mean_predictor_reconstruction": 0.5057}))
-      the model has not learned: 100% of the hidden units are dead (max activation < 0.1 on every sample) and 0% saturated (min > 0.9), more than half; reconstruction 0.5095 is no better than the mean predictor's 0.5057 (explains -0.8% of its error, under 5%)
+      100% of the hidden units are dead (max activation < 0.1 on every sample) and 0% saturated (min > 0.9), more than half; reconstruction 0.5095 is no better than the mean predictor's 0.5057 (explains -0.8% of its error, under 5%)
     """
     dead, sat = float(m["dead_fraction"]), float(m["saturated_fraction"])
     rec, base = float(m["reconstruction"]), float(m["mean_predictor_reconstruction"])
@@ -241,7 +245,7 @@ def health_warning(m: dict) -> str | None:
         explained = f"explains {1 - rec / base:.1%} of its error, under {MIN_EXPLAINED:.0%}" if base > 0 else (
             "the data are constant")
         problems.append(f"reconstruction {rec:.4g} is no better than the mean predictor's {base:.4g} ({explained})")
-    return "the model has not learned: " + "; ".join(problems) if problems else None
+    return "; ".join(problems) if problems else None
 
 
 def _diagnostic_arrays(params, x, *, lam, beta, rho, output, l1=None):
