@@ -4,7 +4,9 @@ Each takes PATH (a run directory, ``params.safetensors`` or ``checkpoint.safeten
 one file atomically: ``filters.png`` (rows of ``W1`` as patches), a ``.npy`` of the hidden
 activations ``a2 = sigmoid(x W1^T + b1)`` of shape ``(m, n_hidden)``, or ``evaluation.png`` with
 the diagnostics table of :mod:`sae_jax.metrics`. ``encode`` and ``evaluate`` default to the data
-the run was trained on (:func:`recorded_data_spec`).
+the run was trained on (:func:`recorded_data_spec`). ``evaluate`` prints one ``warning`` line to
+stderr when :func:`sae_jax.metrics.health_warning` finds most units dead or saturated, or a
+reconstruction no better than the mean predictor's on the same rows (exit status still 0).
 
 Examples:
   >>> from sae_jax.cli import build_parser
@@ -20,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -120,6 +123,10 @@ def cmd_evaluate(args) -> int:
     print(f"sae-jax evaluate: {args.params} on {data_name} (lam={hp['lam']:g} beta={hp['beta']:g} "
           f"rho={hp['rho']:g} output={hp['output']}, {dtype})")
     print(metrics.format_table(columns))
+    warned = [name for name, m in columns.items() if m["warning"] is not None]
+    if warned:  # one line: the first column's reason, and every column it holds for
+        print(f"sae-jax evaluate: warning ({' and '.join(warned)}): {columns[warned[0]]['warning']}",
+              file=sys.stderr, flush=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     try:
         save_evaluation_png(columns, tmp, rho=hp["rho"],
