@@ -206,56 +206,59 @@ def train(
     """
     check_start_options(resume=resume, params=params, init_state=init_state)
     run = RunDir.open(run_dir, config, resume=resume)  # reads and checks; writes nothing
-    config = run.config
-    data = load_training_data(*run.data_source(x, data_spec), config)
-    patch_shape = check_patch_shape(patch_shape, data.n_visible)
-    state = _starting_state(run, data, params, init_state)
-    end_step = int(state.step) + config.steps if init_state is not None else config.steps
-    _check_finite_start(state, data, run)
+    try:  # the directory's lock is released however the run ends (finish releases it too)
+        config = run.config
+        data = load_training_data(*run.data_source(x, data_spec), config)
+        patch_shape = check_patch_shape(patch_shape, data.n_visible)
+        state = _starting_state(run, data, params, init_state)
+        end_step = int(state.step) + config.steps if init_state is not None else config.steps
+        _check_finite_start(state, data, run)
 
-    run.start(state, steps=end_step, data=data)  # ---- inputs valid: from here on, files are written
-    t0 = time.perf_counter()
-    runner, hp = runner_for(config, value_and_grad_fn), hyperparams(config)
-    jax.block_until_ready(runner(state, data.x, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
-    compile_s, train_s, step = time.perf_counter() - t0, 0.0, int(state.step)
-    if not run.metrics or run.metrics[-1].get("step") != step:
-        run.log({"step": step, **row_metrics(state.params, data.x, data.x_val, config), "step_time_s": None})
-    if progress is not None:
-        progress(run.metrics[-1])  # the starting point
-
-    while step < end_step:
-        n = min(config.chunk - step % config.chunk, end_step - step)  # chunk boundaries at multiples of chunk
-        t1 = time.perf_counter()
-        out = run_chunk(runner, state, data.x, n, hp)
-        dt = time.perf_counter() - t1
-        train_s += dt
-        if out.bad_step >= 0:
-            what = CAUSES.get(int(out.cause), "non-finite value")
-            raise _diverged(run, out.bad_step, what, float(out.bad_value), out.state)
-        good_state, state = state, out.state
-        step = int(state.step)
-        row = {"step": step, **row_metrics(state.params, data.x, data.x_val, config),
-               "batch_cost": float(np.nanmean(np.asarray(out.values[:n], np.float64))),
-               "step_time_s": dt / n, "elapsed_s": train_s}
-        run.log(row)
-        # Every step was finite on its own batch, but the state it reached must also have a
-        # finite full-data cost (every chunk) and gradient (before it is checkpointed): a
-        # checkpoint is only ever a state training can continue from.
-        due = run.checkpoint_due(step)
-        bad_what = nonfinite_state(state.params, data.x, config, row, gradient=due)
-        if bad_what is not None:
-            raise _diverged(run, step, f"non-finite full-data {bad_what}", row["cost"], good_state)
-        if due:
-            run.save_checkpoint(state)
+        run.start(state, steps=end_step, data=data)  # ---- inputs valid: from here on, files are written
+        t0 = time.perf_counter()
+        runner, hp = runner_for(config, value_and_grad_fn), hyperparams(config)
+        jax.block_until_ready(runner(state, data.x, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
+        compile_s, train_s, step = time.perf_counter() - t0, 0.0, int(state.step)
+        if not run.metrics or run.metrics[-1].get("step") != step:
+            run.log({"step": step, **row_metrics(state.params, data.x, data.x_val, config), "step_time_s": None})
         if progress is not None:
-            progress(row)
+            progress(run.metrics[-1])  # the starting point
 
-    for note in run.finish(state, pictures=pictures, patch_shape=patch_shape):
-        warnings.warn(note, UserWarning, stacklevel=2)
-    baseline = float(metrics.mean_predictor_reconstruction(data.x))  # on the rows the last row measured
-    warning = metrics.health_warning({**run.metrics[-1], "mean_predictor_reconstruction": baseline})
-    return TrainResult(state.params, state, run.metrics, config, run.path, compile_s, train_s,
-                       warning, _corrupted_input_metrics(state, data.x, config))
+        while step < end_step:
+            n = min(config.chunk - step % config.chunk, end_step - step)  # chunk boundaries at multiples of chunk
+            t1 = time.perf_counter()
+            out = run_chunk(runner, state, data.x, n, hp)
+            dt = time.perf_counter() - t1
+            train_s += dt
+            if out.bad_step >= 0:
+                what = CAUSES.get(int(out.cause), "non-finite value")
+                raise _diverged(run, out.bad_step, what, float(out.bad_value), out.state)
+            good_state, state = state, out.state
+            step = int(state.step)
+            row = {"step": step, **row_metrics(state.params, data.x, data.x_val, config),
+                   "batch_cost": float(np.nanmean(np.asarray(out.values[:n], np.float64))),
+                   "step_time_s": dt / n, "elapsed_s": train_s}
+            run.log(row)
+            # Every step was finite on its own batch, but the state it reached must also have a
+            # finite full-data cost (every chunk) and gradient (before it is checkpointed): a
+            # checkpoint is only ever a state training can continue from.
+            due = run.checkpoint_due(step)
+            bad_what = nonfinite_state(state.params, data.x, config, row, gradient=due)
+            if bad_what is not None:
+                raise _diverged(run, step, f"non-finite full-data {bad_what}", row["cost"], good_state)
+            if due:
+                run.save_checkpoint(state)
+            if progress is not None:
+                progress(row)
+
+        for note in run.finish(state, pictures=pictures, patch_shape=patch_shape):
+            warnings.warn(note, UserWarning, stacklevel=2)
+        baseline = float(metrics.mean_predictor_reconstruction(data.x))  # on the rows the last row measured
+        warning = metrics.health_warning({**run.metrics[-1], "mean_predictor_reconstruction": baseline})
+        return TrainResult(state.params, state, run.metrics, config, run.path, compile_s, train_s,
+                           warning, _corrupted_input_metrics(state, data.x, config))
+    finally:
+        run.close()
 
 
 def _corrupted_input_metrics(state: TrainState, x, config: TrainConfig) -> dict | None:

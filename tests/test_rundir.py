@@ -9,6 +9,9 @@ tests/test_checkpoint.py.
 import dataclasses
 import os
 
+import jax
+import numpy as np
+
 import pytest
 
 from sae_jax import InputError
@@ -148,3 +151,20 @@ def test_a_directory_that_cannot_be_written_is_refused_before_any_work(tmp_path,
     assert list(ro.iterdir()) == [] and _lockable_elsewhere(ro)  # a refused open keeps no lock
     check_writable(tmp_path)  # writable: passes and leaves nothing behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
+
+
+def test_a_train_that_raises_releases_its_lock(tmp_path):
+    # an error after the directory was opened (here: data of the wrong width for a warm start)
+    # must not leave the lock held in a live Python session
+    from sae_jax import init_params
+    from sae_jax.training import train
+
+    (tmp_path / "run").mkdir()  # an existing directory: open() takes the lock
+    x = np.full((6, 4), 0.5, np.float32)
+    p = init_params(jax.random.key(0), 5, 2)  # n_visible 5, data has 4 columns
+    try:
+        train(x, TrainConfig(steps=2, n_hidden=2, dtype="float32"), run_dir=tmp_path / "run", params=p)
+    except InputError as e:
+        kept = e  # a live session keeps the error, its traceback, and so train's frame and its RunDir
+    assert "params.W1 has shape" in str(kept)
+    assert _lockable_elsewhere(tmp_path / "run")
