@@ -164,8 +164,10 @@ def sparsity_terms_and_delta(
         log_m=jnp.log(jnp.asarray(x.shape[0] if m is None else m, dtype)),
     )
     ops["est"] = running_estimate(rho_hat, rho_prev, ops["ema_decay"])
-    ops["sd"] = sparsity_delta(ops["est"], rho=ops["rho"], beta=ops["beta"])
-    ops["fast"] = exact_on_fast_path(ops["est"], ops["sd"])
+    ops["fast"] = exact_on_fast_path(
+        lax.stop_gradient(ops["est"]),
+        sparsity_delta(lax.stop_gradient(ops["est"]), rho=ops["rho"], beta=ops["beta"]),
+    )
 
     def scale(o):  # the running estimate's factor 1 - alpha on the delta
         return 1 if o["rho_prev"] is None else 1 - o["ema_decay"]
@@ -193,8 +195,12 @@ def sparsity_terms_and_delta(
     sp, est, extra, took_fast = _cond_any_under_vmap(ops["fast"], plain, exact, ops)
     # The per-unit delta outside the cond, so XLA fuses it into the hidden delta as before (a
     # cond output would cost ~8 % at 64x25x10k). ``took_fast``, not ``fast``: under vmap a member
-    # on the fast path still takes the exact branch when another member needs it.
-    sd = scale(ops) * jnp.where(took_fast, ops["sd"], 0)
+    # on the fast path still takes the exact branch when another member needs it. Formed at a
+    # finite stand-in where the fast path is off (``took_fast`` is then off too), so the
+    # discarded value's derivative (rho / rho_hat**2 = inf at an underflowed rho_hat) never
+    # meets the select's zero cotangent as 0 * inf = NaN in reverse mode.
+    safe = jnp.where(ops["fast"], ops["est"], jnp.asarray(0.5, dtype))
+    sd = scale(ops) * jnp.where(took_fast, sparsity_delta(safe, rho=ops["rho"], beta=ops["beta"]), 0)
     return sp, est, sd, extra
 
 
@@ -205,31 +211,34 @@ def _cond_any_under_vmap(pred, true_fun, false_fun, operand):
     every member. Here the batch takes ``false_fun`` (the exact path, right for every member)
     when any member needs it, and only ``true_fun`` (the fast path) otherwise, so a vmapped
     hyperparameter sweep pays for the exact path only where some setting saturates.
+
+    Only the predicate is customised (:func:`_every_member`: all members' ``pred``, unbatched); the
+    cond itself is JAX's, whose ``vmap`` with an unbatched predicate batches the branches and
+    keeps one cond, and whose ``jvp``, linearisation and transpose are JAX's, so the manual
+    gradient differentiates again (``jax.grad`` of it, Hessian-vector products, ``jax.hessian``),
+    also vmapped or under ``vmap``. (A ``custom_vmap`` around the whole cond, as before, has no
+    reverse mode: linearisation cannot split it into known primal and unknown tangent parts.
+    The predicate is a boolean, so its tangent is a symbolic zero and ``custom_vmap`` only ever
+    sees primal values.)
     """
+    return lax.cond(_every_member(pred), true_fun, false_fun, operand)
 
-    @jax.custom_batching.custom_vmap
-    def cond(pred, operand):
-        return lax.cond(pred, true_fun, false_fun, operand)
 
-    @cond.def_vmap
-    def _rule(axis_size, in_batched, pred, operand):
-        pred_batched, operand_batched = in_batched
-        axes = jax.tree.map(lambda b: 0 if b else None, operand_batched)
-        everyone = jnp.all(pred) if pred_batched else pred
-        out = lax.cond(
-            everyone,
-            lambda o: jax.vmap(true_fun, in_axes=(axes,), axis_size=axis_size)(o),
-            lambda o: jax.vmap(false_fun, in_axes=(axes,), axis_size=axis_size)(o),
-            operand,
-        )
-        return out, jax.tree.map(lambda _: True, out)
+@jax.custom_batching.custom_vmap
+def _every_member(pred: jax.Array) -> jax.Array:
+    """``pred`` (a boolean scalar); under ``vmap``, ``all`` of the members' values, unbatched."""
+    return pred
 
-    return cond(pred, operand)
+
+@_every_member.def_vmap
+def _every_member_vmap(axis_size, in_batched, pred):
+    # Reduce this vmap's axis and hand the rest to an enclosing vmap, if any (nested sweeps).
+    return (_every_member(jnp.all(pred, axis=0)) if in_batched[0] else pred), False
 
 
 def log_psum(log_v: jax.Array, axis_name: str) -> jax.Array:
     r""":math:`\log\sum_d e^{v_d}` over a mapped axis: ``pmax``, then ``psum`` of the rescaled terms."""
-    top = lax.stop_gradient(lax.pmax(log_v, axis_name))
+    top = lax.pmax(lax.stop_gradient(log_v), axis_name)  # a shift only: no derivative (pmax has none)
     top = jnp.where(jnp.isfinite(top), top, 0)
     return top + jnp.log(lax.psum(jnp.exp(log_v - top), axis_name))
 
