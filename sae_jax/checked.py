@@ -258,7 +258,12 @@ def _checkable_in_trace(params, x, x_input, output, hypers) -> bool:
     for v in hypers:
         if v is not None and type(v) not in _NUMBERS and not _is_array(v):
             return False
+        if type(v) is int and not -_INT32 <= v < _INT32:  # may not fit JAX's int: checked in Python first
+            return False
     return True
+
+
+_INT32 = 2**31
 
 
 def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=None, x_input=None):

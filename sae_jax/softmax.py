@@ -73,6 +73,7 @@ from .softmax_checks import (
     labels_need_host_check,
     softmax_values_ok,
 )
+from .params import check_key
 from .validate import InputError
 
 __all__ = [
@@ -124,6 +125,7 @@ def init_softmax(key: jax.Array, n_features: int, n_classes: int, *, dtype=jnp.f
     for name, v, lo in (("n_features", n_features, 1), ("n_classes", n_classes, 1)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
             raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+    check_key(key)
     dtype = _float_dtype(dtype)
     return SoftmaxParams(0.005 * jax.random.normal(key, (n_classes, n_features), dtype))
 

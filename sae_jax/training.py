@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import GRADIENTS, OPTIMIZERS, RHO_HAT, TrainConfig, validate_config
-from .inputs import TrainingData, check_init_state, check_start_options, check_warm_params, load_training_data
+from .inputs import TrainingData, check_callables, check_init_state, check_start_options, check_warm_params, load_training_data
 from .loop import (
     CAUSES,
     Hyperparams,
@@ -188,6 +188,7 @@ def train(
     removed when a run starts or resumes.
     """
     check_start_options(resume=resume, params=params, init_state=init_state)
+    check_callables(progress=progress, value_and_grad_fn=value_and_grad_fn)
     run = RunDir.open(run_dir, config, resume=resume)  # reads and checks; writes nothing
     config = run.config
     data = load_training_data(*run.data_source(x, data_spec), config)
