@@ -21,10 +21,14 @@ def _save(path, step=3, scale=1.0):
     p = jax.tree.map(lambda a: a * scale, p)
     ckpt.save_checkpoint(
         path, params=p, opt_leaves=[jnp.zeros((), jnp.int32), jnp.ones((2, 3))], step=step,
-        key_data=np.array([1, 2], np.uint32), config={"a": 1}, data_spec={"name": "natural"},
-        data_sha256="abc",
+        key_data=np.array([1, 2], np.uint32), config=_CONFIG, data_spec={"name": "natural"},
+        data_sha256=_SHA,
     )
     return p
+
+
+_CONFIG = TrainConfig(n_hidden=4).to_dict()  # what a checkpoint of 6-4 float64 parameters records
+_SHA = "ab" * 32
 
 
 def test_checkpoint_roundtrip_is_exact(tmp_path):
@@ -33,7 +37,7 @@ def test_checkpoint_roundtrip_is_exact(tmp_path):
     tensors, meta = ckpt.load_checkpoint(f)
     for name, a in zip(Params._fields, p):
         np.testing.assert_array_equal(tensors[f"params/{name}"], np.asarray(a))
-    assert meta["step"] == 3 and meta["config"] == {"a": 1} and meta["n_opt_leaves"] == 2
+    assert meta["step"] == 3 and meta["config"] == _CONFIG and meta["n_opt_leaves"] == 2
     assert tensors["opt/00000"].dtype == np.int32 and tensors["opt/00000"].shape == ()
     assert meta["data_spec"] == {"name": "natural"}
 
@@ -196,11 +200,13 @@ def _header(path):
 _WRITE_BOTH = """
 import sys, jax, numpy as np
 from sae_jax import checkpoint as ckpt, init_params
+from sae_jax.config import TrainConfig
 p = init_params(jax.random.key(0), 6, 4)
 ckpt.save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
 ckpt.save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
-    step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32), config={"a": 1},
-    data_spec=None, data_sha256="abc", extra={"n": 1})
+    step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32),
+    config=dict(TrainConfig(n_hidden=4, optimizer="adam", rho_hat="ema", dtype="float32").to_dict()),
+    data_spec=None, data_sha256="ab" * 32, extra={"n": 1})
 """
 
 
