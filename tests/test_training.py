@@ -586,3 +586,13 @@ def test_bad_warm_starts_are_one_input_error():
     for kw, match in _bad_warm_starts():
         with pytest.raises(InputError, match=match):
             train(X, LBFGS, **kw)
+
+
+@pytest.mark.parametrize("name", ["progress", "value_and_grad_fn"])
+def test_train_refuses_a_callback_that_is_not_callable_before_any_work(tmp_path, name):
+    # was: "'int' object is not callable" deep inside the run
+    out = tmp_path / "run"
+    with pytest.raises(InputError) as e:
+        train(np.full((8, 4), 0.5), TrainConfig(n_hidden=2, steps=2, dtype="float32"), run_dir=out, **{name: 3})
+    assert str(e.value) == f"{name} must be a function or None, got int 3"
+    assert not out.exists()
