@@ -9,9 +9,13 @@ math — together with a ``values_ok`` function of the same arguments that reduc
 value check (finite parameters, finite data in range, labels in range) to one boolean inside
 that same compiled program. The boolean is read back once; when it is false, the function's
 ``raise_for_values`` finds the bad entry on the host and raises the one :class:`~sae_jax.InputError`
-an eager check would have raised, and the result is never returned. Under the caller's own
-``jit``/``vmap``/``grad`` none of this happens: the function is the math, its shape checks run
-once at trace time.
+an eager check would have raised, and the result is never returned. The result's own finiteness
+(:func:`result_finite`) is folded into that same read-back (one array of two booleans): valid
+inputs whose result is not a finite float (its true value overflows the dtype, e.g. float32 data
+of 1e19 with a linear decoder, or a ``lam`` whose product with the weights overflows) raise one
+line saying so instead of returning ``inf``. Under the caller's own ``jit``/``vmap``/``grad``
+none of this happens: the function is the math, its shape checks run once at trace time, and
+nothing can be raised, so an overflowing result is the float arithmetic's ``inf``/``NaN``.
 
 :func:`checked_call` is that mechanism for the autoencoder's signature
 ``fn(params, x, *, lam, beta, rho, output, l1=, x_input=)`` (:func:`sae_jax.cost_and_grad`,
@@ -117,7 +121,13 @@ _COMPILED: dict = {}
 
 def result_finite(out) -> jax.Array:
     """One boolean scalar: every floating array in ``out`` (a pytree) is finite (read off
-    ``sum(a * 0)``, NaN for any NaN or inf entry: one reduction per array)."""
+    ``sum(a * 0)``, NaN for any NaN or inf entry: one reduction per array).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> bool(result_finite((jnp.ones(3), jnp.arange(2)))), bool(result_finite({"J": jnp.float32(jnp.inf)}))
+      (True, False)
+    """
     ok = jnp.bool_(True)
     for a in jax.tree.leaves(out):
         if jnp.issubdtype(jnp.result_type(a), jnp.inexact):

@@ -435,7 +435,20 @@ def _params_from_tensors(tensors, prefix: str, path) -> Params:
 def read_run_config(path) -> dict:
     """A run directory's ``config.json`` (``path``: the file) as a dict, its ``data_spec`` checked
     (``null`` or a valid :class:`~sae_jax.data.DataSpec`); anything unreadable, not a JSON object
-    or nested too deeply is one :class:`~sae_jax.InputError` naming the file and the field."""
+    or nested too deeply is one :class:`~sae_jax.InputError` naming the file and the field.
+
+    Examples:
+      >>> import json, pathlib, tempfile
+      >>> f = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+      >>> _ = f.write_text(json.dumps({"data_spec": {"name": "digits"}}))
+      >>> read_run_config(f)["data_spec"]
+      {'name': 'digits'}
+      >>> _ = f.write_text("[" * 100000 + "]" * 100000)
+      >>> read_run_config(f)   # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: run config '...config.json' is JSON nested too deeply to read (not a run config)
+    """
     path = Path(path)
     where = f"run config {str(path)!r}"
     try:

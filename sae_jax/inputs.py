@@ -134,7 +134,15 @@ def check_start_options(*, resume: bool, params, init_state) -> None:
 
 def check_callables(**named) -> None:
     """Each keyword argument is ``None`` or callable (``train``'s ``progress=``, ``value_and_grad_fn=``):
-    checked before any work, not a ``TypeError`` deep inside the run."""
+    checked before any work, not a ``TypeError`` deep inside the run.
+
+    Examples:
+      >>> check_callables(progress=print, value_and_grad_fn=None)
+      >>> check_callables(progress=3)
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: progress must be a function or None, got int 3
+    """
     for name, f in named.items():
         if f is not None and not callable(f):
             raise InputError(f"{name} must be a function or None, got {type(f).__name__} {f!r}")
