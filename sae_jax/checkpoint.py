@@ -271,11 +271,33 @@ def _checked_config(config, where: str, *, fields=None):
             cfg = TrainConfig.from_dict(config)
         else:
             cfg = dataclasses.replace(TrainConfig(), **{k: config[k] for k in fields if k in config})
-        validate_config(cfg)
+        try:
+            validate_config(cfg)
+        except InputError as e:
+            # The x64 switch is a property of this process, not of the file (the CLI turns it on
+            # for a float64 run after reading it); validate_config checks it last, so every field
+            # passed when that is the one complaint.
+            if str(e) != _x64_complaint(cfg):
+                raise
     except (InputError, TypeError, ValueError, OverflowError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{where}: metadata 'config': {msg}") from None
     return cfg
+
+
+def _x64_complaint(cfg) -> str | None:
+    """validate_config's error for a float64 config while JAX's x64 is off (else None)."""
+    import jax
+
+    from .config import TrainConfig, validate_config
+
+    if cfg.dtype != "float64" or jax.config.jax_enable_x64:
+        return None
+    try:
+        validate_config(TrainConfig(dtype="float64"))
+    except InputError as e:
+        return str(e)
+    return None
 
 
 def _json_type(v) -> str:

@@ -113,7 +113,7 @@ def check_fits_in_memory(what: str, nbytes: int, *, device=None, hint: str = "")
       >>> check_fits_in_memory("x (10**12, 64) float64", 8 * 64 * 10**12)   # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      sae_jax.validate.InputError: x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ... bytes available ...
+      sae_jax.validate.InputError: x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ... available in memory
     """
     avail = available_bytes(device)
     if avail is not None and nbytes > avail:

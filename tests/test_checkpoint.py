@@ -477,3 +477,39 @@ def test_cli_resume_of_a_checkpoint_recording_a_huge_data_spec_exits_2_before_al
     before = _files(d)
     _cli_refuses(["train", "--resume", d, "--no-progress"], capsys, "n_patches=1000000000000", "bytes", "available")
     assert _files(d) == before
+
+
+_LOAD_FLOAT64_WITHOUT_X64 = """
+import sys, json, jax, numpy as np
+from sae_jax import checkpoint as ckpt, Params
+from sae_jax.config import TrainConfig
+assert not jax.config.jax_enable_x64
+d = sys.argv[1]
+p = Params(np.zeros((4, 6)), np.zeros(4), np.zeros((6, 4)), np.zeros(6))
+config = TrainConfig(n_hidden=4).to_dict()
+ckpt.save_checkpoint(d + "/checkpoint.safetensors", params=p, opt_leaves=[], step=0,
+                     key_data=np.array([1, 2], np.uint32), config=config, data_spec=None, data_sha256="ab" * 32)
+ckpt.save_params(d + "/params.safetensors", p, config=config)
+print(ckpt.load_checkpoint(d + "/checkpoint.safetensors")[1]["config"]["dtype"], ckpt.load_params(d)[1]["dtype"])
+config["rho"] = 2.0
+ckpt.save_params(d + "/params.safetensors", p, config=config)
+try:
+    ckpt.load_params(d)
+except ckpt.InputError as e:
+    print(e)
+"""
+
+
+def test_a_float64_run_loads_before_the_cli_turns_x64_on(tmp_path):
+    # The CLI reads a run's files first and then enables x64 for a float64 run: validating the
+    # config on load must not require x64 of the reading process (the other fields still checked).
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env.pop("JAX_ENABLE_X64", None)
+    out = subprocess.run([sys.executable, "-c", _LOAD_FLOAT64_WITHOUT_X64, str(tmp_path)], check=True, env=env,
+                         capture_output=True, text=True).stdout.splitlines()
+    assert out[0] == "float64 float64"
+    assert out[1].endswith("metadata 'config': rho must be in (0, 1) (a target mean activation), got 2.0")
