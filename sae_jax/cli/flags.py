@@ -244,8 +244,11 @@ def _add_check(sub) -> None:
         "check",
         help="test your own sparse-autoencoder cost and gradient; names the mistake if it finds one",
         description="Run someone else's cost-and-gradient on float64 probe cases, compare it with "
-        "sae-jax's float64 reference and name the catalogued mistake its outputs match. Exit 0 when "
-        "everything agrees, 1 with the diagnosis, 2 when the code cannot be run.",
+        "sae-jax's float64 reference and name the catalogued mistake its outputs match, or locate the "
+        "difference (which array, which part, by what factor). Exit 0 when everything agrees (or differs "
+        "only by a documented convention: tied weights with UFLDL-style (lambda/2)||W1||^2), 1 with the "
+        "diagnosis, 2 when the code cannot be run. FILE.py:FUNCTION imports the file, which executes its "
+        "top-level code with your permissions: check only code you trust.",
         epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
         "  sae-jax check mypkg.sae:cost_and_grad --convention rows --output linear\n"
         "  sae-jax check my_tied_sae.py:sparseAutoencoderCost --tied\n"
@@ -255,7 +258,7 @@ def _add_check(sub) -> None:
         formatter_class=_RAW,
     )
     c.add_argument("target", nargs="?", default=None, metavar="FILE.py:FUNCTION",
-                   help="path/to/file.py:function or package.module:function")
+                   help="path/to/file.py:function or package.module:function (imported: its top-level code runs)")
     c.add_argument("--convention", choices=("ufldl", "rows"), default=None,
                    help="ufldl: f(theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data); "
                    "rows: f(params, x, lam, beta, rho) (default: read from the signature)")
@@ -271,6 +274,9 @@ def _add_check(sub) -> None:
     c.add_argument("--denoising", action="store_true", help="the function reads a corrupted input and reconstructs "
                    "the clean data: ufldl f(theta, ..., beta, data, corruptedData), rows f(params, x, lam, beta, rho, "
                    "x_input) or a keyword x_input; rho_hat and delta2*x' use it; the denoising cases")
+    c.add_argument("--packing", choices=("row", "column"), default=None,
+                   help="how the code unpacks theta: row (numpy's W1.ravel()) or column (MATLAB's W1(:)); default: "
+                   "detected from its cost; with --results: how the file's grad is packed (default column)")
     c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
                    help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
     c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
@@ -303,6 +309,9 @@ def _add_sweep(sub) -> None:
     w.add_argument("--out", default=None, metavar="DIR",
                    help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
                    "must not already hold a sweep.json")
+    w.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the sweep in DIR from its checkpoint (a killed one, or a finished one to a "
+                   "larger --steps); its grid, data and config are the checkpoint's")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
