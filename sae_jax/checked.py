@@ -9,9 +9,13 @@ math — together with a ``values_ok`` function of the same arguments that reduc
 value check (finite parameters, finite data in range, labels in range) to one boolean inside
 that same compiled program. The boolean is read back once; when it is false, the function's
 ``raise_for_values`` finds the bad entry on the host and raises the one :class:`~sae_jax.InputError`
-an eager check would have raised, and the result is never returned. Under the caller's own
-``jit``/``vmap``/``grad`` none of this happens: the function is the math, its shape checks run
-once at trace time.
+an eager check would have raised, and the result is never returned. The result's own finiteness
+(:func:`result_finite`) is folded into that same read-back (one array of two booleans): valid
+inputs whose result is not a finite float (its true value overflows the dtype, e.g. float32 data
+of 1e19 with a linear decoder, or a ``lam`` whose product with the weights overflows) raise one
+line saying so instead of returning ``inf``. Under the caller's own ``jit``/``vmap``/``grad``
+none of this happens: the function is the math, its shape checks run once at trace time, and
+nothing can be raised, so an overflowing result is the float arithmetic's ``inf``/``NaN``.
 
 :func:`checked_call` is that mechanism for the autoencoder's signature
 ``fn(params, x, *, lam, beta, rho, output, l1=, x_input=)`` (:func:`sae_jax.cost_and_grad`,
@@ -61,7 +65,7 @@ import numpy as np
 
 from . import validate
 
-__all__ = ["all_concrete", "compiled_call", "checked_call", "values_ok", "hyperparams_ok"]
+__all__ = ["all_concrete", "compiled_call", "checked_call", "values_ok", "hyperparams_ok", "result_finite", "raise_not_finite"]
 
 
 class _Inside(threading.local):
@@ -115,11 +119,29 @@ def all_concrete(*args) -> bool:
 _COMPILED: dict = {}
 
 
-def _compiled(fn, values_ok_fn, n_args: int, names: tuple, static_argnames: tuple):
-    """``jit`` of ``(*args, *kwarg_values) -> (fn(*args, **kwargs), values_ok_fn(*args, **kwargs))``
-    with ``kwargs = dict(zip(names, kwarg_values))`` (positional: ``jit``'s quickest dispatch), the
-    ``static_argnames`` among ``names`` static. One per distinct key, remembered."""
-    key = (fn, values_ok_fn, n_args, names, static_argnames)
+def result_finite(out) -> jax.Array:
+    """One boolean scalar: every floating array in ``out`` (a pytree) is finite (read off
+    ``sum(a * 0)``, NaN for any NaN or inf entry: one reduction per array).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> bool(result_finite((jnp.ones(3), jnp.arange(2)))), bool(result_finite({"J": jnp.float32(jnp.inf)}))
+      (True, False)
+    """
+    ok = jnp.bool_(True)
+    for a in jax.tree.leaves(out):
+        if jnp.issubdtype(jnp.result_type(a), jnp.inexact):
+            ok = ok & jnp.isfinite(jnp.sum(a * 0))
+    return ok
+
+
+def _compiled(fn, values_ok_fn, n_args: int, names: tuple, static_argnames: tuple, check_result: bool = False):
+    """``jit`` of ``(*args, *kwarg_values) -> (fn(*args, **kwargs), flags)`` with
+    ``kwargs = dict(zip(names, kwarg_values))`` (positional: ``jit``'s quickest dispatch), the
+    ``static_argnames`` among ``names`` static; ``flags`` is ``values_ok_fn(*args, **kwargs)`` or,
+    with ``check_result``, the pair ``[values_ok, result finite]`` in one array (one read-back
+    either way). One per distinct key, remembered."""
+    key = (fn, values_ok_fn, n_args, names, static_argnames, check_result)
     compiled = _COMPILED.get(key)
     if compiled is None:
         def with_values_ok(*flat):
@@ -130,6 +152,8 @@ def _compiled(fn, values_ok_fn, n_args: int, names: tuple, static_argnames: tupl
                 out = fn(*args, **kwargs)
             finally:
                 _INSIDE.active = False
+            if check_result:
+                ok = jnp.stack([jnp.asarray(ok, bool), result_finite(out)])
             return out, ok
 
         with_values_ok.__name__ = getattr(fn, "__name__", "checked")
@@ -146,6 +170,7 @@ def compiled_call(
     values_ok: Callable,
     raise_for_values: Callable,
     static_argnames: tuple = (),
+    raise_for_result: Callable | None = None,
 ):
     """``fn(*args, **kwargs)`` run compiled, with ``values_ok(*args, **kwargs)`` in the same program.
 
@@ -159,18 +184,46 @@ def compiled_call(
     are static (strings such as ``output``); the rest are traced, so new values of a
     hyperparameter reuse the executable. One compilation per ``(fn, values_ok, static_argnames)``
     and argument structure.
+
+    ``raise_for_result``: the result must be finite too. Its finiteness (every floating array of
+    the result, :func:`result_finite`) is computed in the same program and read back with
+    ``values_ok``'s boolean, in one array, so it costs one reduction per result array and no
+    extra synchronisation. When the inputs are valid but the result is not finite (its true value
+    is not a finite float in that dtype, or the computation overflows it),
+    ``raise_for_result(out, *args, **kwargs)`` raises the one line that says so; the ``inf`` is
+    never returned. Under the caller's own ``jit`` nothing can be raised: there the function
+    returns the float arithmetic's ``inf``/``NaN`` as it is.
     """
+    check_result = raise_for_result is not None
     try:
-        out, ok = _compiled(fn, values_ok, len(args), tuple(kwargs), static_argnames)(*args, *kwargs.values())
+        out, ok = _compiled(fn, values_ok, len(args), tuple(kwargs), static_argnames, check_result)(
+            *args, *kwargs.values()
+        )
     except validate.InputError as e:  # from a trace-time check: the one line, without jit's frames
         raise validate.InputError(str(e)) from None
-    if not np.asarray(ok):  # the one read back: it waits for the call (benchmarks/NOTES.md #17)
-        raise_for_values(*args, **kwargs)
-        raise validate.InputError(  # values_ok and raise_for_values disagree: only after a conversion
-            f"the inputs of {getattr(fn, '__name__', 'the call')} are non-finite or out of range as the "
-            f"compiled call sees them (64-bit arrays are converted to 32 bits unless jax_enable_x64 is set)"
-        )
+    ok = np.asarray(ok)  # the one read back: it waits for the call (benchmarks/NOTES.md #17)
+    if not ok.all():
+        if not ok.flat[0]:
+            raise_for_values(*args, **kwargs)
+            raise validate.InputError(  # values_ok and raise_for_values disagree: only after a conversion
+                f"the inputs of {getattr(fn, '__name__', 'the call')} are non-finite or out of range as the "
+                f"compiled call sees them (64-bit arrays are converted to 32 bits unless jax_enable_x64 is set)"
+            )
+        raise_for_result(out, *args, **kwargs)
+        raise validate.InputError(f"the result of {getattr(fn, '__name__', 'the call')} is not finite")
     return out
+
+
+def raise_not_finite(out, *args, name: str = "the call", hint: str = "", **kwargs) -> None:
+    """The generic :class:`~sae_jax.InputError` of a result that is not finite (``raise_for_result``
+    of :func:`compiled_call`): its dtype, its first value, and ``hint``."""
+    leaves = [np.asarray(a) for a in jax.tree.leaves(out) if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    bad = next((a for a in leaves if not np.isfinite(a).all()), leaves[0] if leaves else np.zeros(()))
+    first = bad.ravel()[~np.isfinite(bad.ravel())][:1].tolist() or ["?"]
+    raise validate.InputError(
+        f"{name}: the result is not a finite {bad.dtype} at these inputs (a value {first[0]}): its true value "
+        f"overflows {bad.dtype} or the inputs are too large to compute with in it{hint}"
+    )
 
 
 # --- the autoencoder's signature ----------------------------------------------------------------
@@ -258,10 +311,34 @@ def _checkable_in_trace(params, x, x_input, output, hypers) -> bool:
     for v in hypers:
         if v is not None and type(v) not in _NUMBERS and not _is_array(v):
             return False
+        if type(v) is int and not -_INT32 <= v < _INT32:  # may not fit JAX's int: checked in Python first
+            return False
     return True
 
 
-def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=None, x_input=None):
+_INT32 = 2**31
+
+
+def _raise_cost_not_finite(out, params, x, *, lam, beta, rho, output, l1=None, x_input=None):
+    """The autoencoder's result is not finite at valid inputs: one line with the scales that overflowed."""
+    dt = jnp.dtype(params[0].dtype)
+    xs = np.asarray(x if x_input is None else x_input)
+    big = float(np.max(np.abs(xs))) if xs.size else 0.0
+    wmax = max(float(np.max(np.abs(np.asarray(a)))) for a in params if a is not None)
+    leaves = [np.asarray(a) for a in jax.tree.leaves(out) if jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    cost = leaves[0].ravel()[0] if leaves and leaves[0].size else None
+    what = "cost" if cost is not None and not np.isfinite(cost) else "gradient"
+    raise validate.InputError(
+        f"the {what} is not a finite {dt.name} at these inputs ({what} {cost if what == 'cost' else 'non-finite'}): "
+        f"its true value overflows {dt.name} (largest {float(jnp.finfo(dt).max):g}) with data up to {big:g} "
+        f"(output={output!r}), weights up to {wmax:g}, lam={float(lam):g}, beta={float(beta):g}; "
+        f"rescale the data, use smaller weights or hyperparameters, or float64"
+    )
+
+
+def checked_call(
+    fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=None, x_input=None, finite_result: bool = True
+):
     """``fn(params, x, lam=, beta=, rho=, output=)`` compiled, with every input checked at almost no cost.
 
     The variants' options (``l1=``, ``x_input=``: :mod:`sae_jax.cost`) are passed on when given
@@ -277,8 +354,16 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=N
     reduced in the same compiled call to one boolean. A failure raises the same
     :class:`~sae_jax.InputError` as :func:`~sae_jax.validate.check_call`.
 
+    The result is checked too (``finite_result``, default on): where the cost or gradient is not
+    a finite float at valid inputs (data of ~1e19 and more with a linear decoder in float32, a
+    ``lam`` whose product with ``‖W‖²`` overflows), one :class:`~sae_jax.InputError` says so and
+    names the scales, instead of returning ``inf``. Folded into the same read-back as the input
+    checks, it costs one reduction per result array. ``finite_result=False`` returns such a result
+    as it is (:func:`sae_jax.metrics.evaluate`: the trainer reads a non-finite cost as divergence).
+
     Call it only when :func:`all_concrete` holds (under the caller's ``jit``/``vmap``/``grad``
-    the public function checks what is concrete and computes in place).
+    the public function checks what is concrete and computes in place, and nothing can be raised
+    there: a non-finite result is returned as the float arithmetic gives it).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -301,6 +386,7 @@ def checked_call(fn, params, x, *, lam, beta, rho, output: str = "sigmoid", l1=N
     out = compiled_call(
         fn, (params, x), kwargs, values_ok=_all_ok if fresh else _all_but_data_ok,
         raise_for_values=_raise_eagerly, static_argnames=_OUTPUT,
+        raise_for_result=_raise_cost_not_finite if finite_result else None,
     )
     if fresh:
         validate.remember_checked(x, output)

@@ -39,6 +39,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -65,6 +66,7 @@ __all__ = [
     "save_params",
     "load_params",
     "find_params_file",
+    "read_run_config",
     "read_safetensors",
 ]
 
@@ -76,6 +78,9 @@ FORMAT = "sae-jax-checkpoint"
 FORMAT_VERSION = "1"
 PARAMS_FORMAT = "sae-jax-params"
 PARAM_FIELDS = ("W1", "b1", "W2", "b2")
+#: The config fields that the commands reading a params file use (``evaluate``'s λ, β, ρ, output,
+#: L1 and split; the dtype): validated on load. A params file's config may hold other keys.
+PARAMS_CONFIG_FIELDS = ("lam", "beta", "rho", "output", "l1", "validation_fraction", "seed", "dtype", "n_hidden")
 
 
 def _umask() -> int:
@@ -278,6 +283,151 @@ def read_safetensors(path, what: str) -> tuple[dict[str, np.ndarray], dict[str, 
     return tensors, metadata
 
 
+def _json_field(md: dict, name: str, where: str, default=None):
+    """Metadata field ``name`` parsed as JSON (``default`` if absent); any failure is one InputError."""
+    if name not in md:
+        if default is not None:
+            return default
+        raise InputError(f"{where} has no metadata {name!r}")
+    try:
+        return json.loads(md[name])
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{where}: metadata {name!r} is not valid JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(f"{where}: metadata {name!r} is JSON nested too deeply to read") from None
+
+
+def _int_field(md: dict, name: str, where: str) -> int:
+    v = md.get(name)
+    if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 19:
+        raise InputError(f"{where}: metadata {name!r} must be a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def _checked_config(config, where: str, *, fields=None):
+    """``config`` (a parsed ``"config"`` field) as a valid :class:`~sae_jax.config.TrainConfig`.
+
+    ``fields``: only these fields are checked (each on top of the defaults), for the free-form
+    config of a params file; ``None``: the whole config, as a checkpoint records it."""
+    from .config import TrainConfig, validate_config
+
+    if not isinstance(config, dict):
+        raise InputError(f"{where}: metadata 'config' must be a JSON object, got {_json_type(config)}")
+    try:
+        if fields is None:
+            cfg = TrainConfig.from_dict(config)
+        else:
+            cfg = dataclasses.replace(TrainConfig(), **{k: config[k] for k in fields if k in config})
+        try:
+            validate_config(cfg)
+        except InputError as e:
+            # The x64 switch is a property of this process, not of the file (the CLI turns it on
+            # for a float64 run after reading it); validate_config checks it last, so every field
+            # passed when that is the one complaint.
+            if str(e) != _x64_complaint(cfg):
+                raise
+    except (InputError, TypeError, ValueError, OverflowError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{where}: metadata 'config': {msg}") from None
+    return cfg
+
+
+def _x64_complaint(cfg) -> str | None:
+    """validate_config's error for a float64 config while JAX's x64 is off (else None)."""
+    import jax
+
+    from .config import TrainConfig, validate_config
+
+    if cfg.dtype != "float64" or jax.config.jax_enable_x64:
+        return None
+    try:
+        validate_config(TrainConfig(dtype="float64"))
+    except InputError as e:
+        return str(e)
+    return None
+
+
+def _json_type(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _key_layout() -> tuple[tuple, np.dtype]:
+    """Shape and dtype of the raw key data a training state keeps (``jax.random.key_data``)."""
+    import jax
+
+    k = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    return tuple(k.shape), np.dtype(k.dtype)
+
+
+def _check_checkpoint_tensors(tensors: dict, meta: dict, cfg, where: str) -> None:
+    """Every tensor of a checkpoint against its metadata and config (shapes, dtypes, values)."""
+    n_leaves = meta["n_opt_leaves"]
+    expected = {"step", "key"} | {f"opt/{i:05d}" for i in range(n_leaves)}
+    expected |= {f"params/{k}" for k in PARAM_FIELDS if k != "W2" or not cfg.tied}
+    if cfg.rho_hat == "ema":
+        expected.add("rho_ema")
+    missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or extra:
+        what = f"lacks tensor(s) {missing}" if missing else f"holds unexpected tensor(s) {extra}"
+        raise InputError(
+            f"{where} {what} for its config (optimizer={cfg.optimizer!r}, tied={cfg.tied}, "
+            f"rho_hat={cfg.rho_hat!r}, n_opt_leaves={n_leaves})"
+        )
+    step = tensors["step"]
+    if step.shape != () or step.dtype.kind not in "iu" or int(step) != meta["step"]:
+        raise InputError(
+            f"{where}: tensor 'step' must be an integer scalar equal to metadata 'step' ({meta['step']}), "
+            f"got {step.dtype} {step.shape} {step.tolist()!r}"
+        )
+    shape, dtype = _key_layout()
+    key = tensors["key"]
+    if key.shape != shape or key.dtype != dtype:
+        raise InputError(
+            f"{where}: tensor 'key' must be raw RNG key data of shape {shape} {dtype}, got {key.shape} {key.dtype}"
+        )
+    params = checkpoint_params(tensors)
+    try:
+        check_params(params)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    h, dt = params.W1.shape[0], np.dtype(params.W1.dtype)
+    if h != cfg.n_hidden or dt != np.dtype(cfg.dtype):
+        raise InputError(
+            f"{where}: tensor 'params/W1' has shape {params.W1.shape} {dt}, but its config has "
+            f"n_hidden={cfg.n_hidden}, dtype={cfg.dtype!r}"
+        )
+    for i in range(n_leaves):
+        a = tensors[f"opt/{i:05d}"]
+        if a.dtype.kind == "f" and np.isnan(a).any():
+            raise InputError(
+                f"{where}: optimizer-state tensor 'opt/{i:05d}' has NaN values; a checkpoint holds only "
+                "states from a finite run, so this file was not written by sae-jax training"
+            )
+    if "rho_ema" in tensors:
+        r = tensors["rho_ema"]
+        if r.shape != (h,) or r.dtype != dt or not (np.isfinite(r).all() and (r >= 0).all() and (r <= 1).all()):
+            raise InputError(
+                f"{where}: tensor 'rho_ema' must be the running rho_hat, ({h},) {dt} in [0, 1], got "
+                f"{r.shape} {r.dtype}" + ("" if r.dtype.kind != "f" or r.shape != (h,) else " with values outside [0, 1]")
+            )
+
+
+def _check_data_spec(spec, where: str):
+    """A recorded data spec: null (an in-memory array) or a valid DataSpec dict."""
+    if spec is None:
+        return None
+    from .data import DataSpec
+
+    try:
+        DataSpec.from_dict(spec)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    except TypeError as e:  # pragma: no cover - from_dict checks keys first
+        raise InputError(f"{where}: data spec is not valid ({e})") from None
+    return spec
+
+
 def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     """Read and verify a checkpoint written by :func:`save_checkpoint`.
 
@@ -285,6 +435,15 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     ``data_spec`` (dict or None), ``data_sha256`` (str), ``extra`` (dict), ``n_opt_leaves`` (int).
     Raises :class:`~sae_jax.InputError` if the file is missing, truncated, corrupted
     (checksum mismatch) or not a sae-jax checkpoint.
+
+    Every field is validated, since a checksum only shows the file is whole, not that it is
+    sound (anyone can write one): the config (a valid :class:`~sae_jax.config.TrainConfig`), the
+    data spec (``null`` or a valid :class:`~sae_jax.data.DataSpec`), the data's SHA-256, the
+    step (a non-negative integer, the same in tensor and metadata), the tensors present exactly
+    as the config asks, the parameters (shapes of the config's ``n_hidden``, its dtype, finite),
+    the RNG key (raw key data of JAX's layout), the optimizer state (no NaN) and the running
+    ρ̂ (finite, in [0, 1]). A failure is one :class:`~sae_jax.InputError` naming the file and
+    the field.
     """
     tensors, md = read_safetensors(path, "checkpoint")
     if md.get("format") != FORMAT:
@@ -298,20 +457,22 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         )
     if _digest(tensors, md) != md.get("sha256"):
         raise InputError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 checksum does not match")
-    try:
-        meta = {
-            "step": int(md["step"]),
-            "n_opt_leaves": int(md["n_opt_leaves"]),
-            "config": json.loads(md["config"]),
-            "data_spec": json.loads(md["data_spec"]),
-            "data_sha256": md["data_sha256"],
-            "extra": json.loads(md.get("extra", "{}")),
-        }
-    except (KeyError, ValueError) as e:  # pragma: no cover - guarded by the checksum
-        raise InputError(f"checkpoint {str(path)!r} has incomplete metadata ({e})") from None
-    for k in PARAM_FIELDS:
-        if f"params/{k}" not in tensors and k != "W2":  # pragma: no cover - guarded by the checksum
-            raise InputError(f"checkpoint {str(path)!r} lacks params/{k}")
+    where = f"checkpoint {str(path)!r}"
+    meta = {
+        "step": _int_field(md, "step", where),
+        "n_opt_leaves": _int_field(md, "n_opt_leaves", where),
+        "config": _json_field(md, "config", where),
+        "data_spec": _check_data_spec(_json_field(md, "data_spec", where), where),
+        "data_sha256": md.get("data_sha256"),
+        "extra": _json_field(md, "extra", where, default={}),
+    }
+    cfg = _checked_config(meta["config"], where)
+    sha = meta["data_sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise InputError(f"{where}: metadata 'data_sha256' must be 64 lowercase hex digits, got {sha!r}")
+    if not isinstance(meta["extra"], dict):
+        raise InputError(f"{where}: metadata 'extra' must be a JSON object, got {_json_type(meta['extra'])}")
+    _check_checkpoint_tensors(tensors, meta, cfg, where)
     return tensors, meta
 
 
@@ -333,8 +494,44 @@ def _params_from_tensors(tensors, prefix: str, path) -> Params:
         p = Params(*(tensors.get(prefix + k) if k == "W2" else tensors[prefix + k] for k in PARAM_FIELDS))
     except KeyError as e:
         raise InputError(f"{str(path)!r} holds no sae-jax parameters (missing tensor {e.args[0]!r})") from None
-    check_params(p)
+    try:
+        check_params(p)
+    except InputError as e:
+        raise InputError(f"{str(path)!r}: {e}") from None
     return p
+
+
+def read_run_config(path) -> dict:
+    """A run directory's ``config.json`` (``path``: the file) as a dict, its ``data_spec`` checked
+    (``null`` or a valid :class:`~sae_jax.data.DataSpec`); anything unreadable, not a JSON object
+    or nested too deeply is one :class:`~sae_jax.InputError` naming the file and the field.
+
+    Examples:
+      >>> import json, pathlib, tempfile
+      >>> f = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+      >>> _ = f.write_text(json.dumps({"data_spec": {"name": "digits"}}))
+      >>> read_run_config(f)["data_spec"]
+      {'name': 'digits'}
+      >>> _ = f.write_text("[" * 100000 + "]" * 100000)
+      >>> read_run_config(f)   # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: run config '...config.json' is JSON nested too deeply to read (not a run config)
+    """
+    path = Path(path)
+    where = f"run config {str(path)!r}"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read {where}: {e.strerror or e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{where} is not valid JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(f"{where} is JSON nested too deeply to read (not a run config)") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{where} must be a JSON object, got {_json_type(doc)}")
+    _check_data_spec(doc.get("data_spec"), f"{where}: field 'data_spec'")
+    return doc
 
 
 def find_params_file(path) -> Path:
@@ -361,8 +558,7 @@ def load_params(path) -> tuple[Params, dict]:
         return _params_from_tensors(tensors, "params/", f), meta["config"]
     if "sha256" in md and _digest(tensors, md) != md["sha256"]:
         raise InputError(f"params file {str(f)!r} is corrupt: its SHA-256 checksum does not match")
-    try:
-        config = json.loads(md.get("config", "{}"))
-    except ValueError:
-        config = {}
+    where = f"params file {str(f)!r}"
+    config = _json_field(md, "config", where, default={})
+    _checked_config(config, where, fields=PARAMS_CONFIG_FIELDS)
     return _params_from_tensors(tensors, "", f), config

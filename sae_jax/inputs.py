@@ -50,6 +50,7 @@ __all__ = [
     "load_training_data",
     "check_batch_size",
     "check_start_options",
+    "check_callables",
     "check_warm_params",
     "check_init_state",
 ]
@@ -129,6 +130,22 @@ def check_start_options(*, resume: bool, params, init_state) -> None:
         raise InputError("pass params= (fresh optimizer state) or init_state= (continue a state), not both")
     if resume and (params is not None or init_state is not None):
         raise InputError("resume=True continues run_dir's checkpoint; it cannot be combined with params= or init_state=")
+
+
+def check_callables(**named) -> None:
+    """Each keyword argument is ``None`` or callable (``train``'s ``progress=``, ``value_and_grad_fn=``):
+    checked before any work, not a ``TypeError`` deep inside the run.
+
+    Examples:
+      >>> check_callables(progress=print, value_and_grad_fn=None)
+      >>> check_callables(progress=3)
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: progress must be a function or None, got int 3
+    """
+    for name, f in named.items():
+        if f is not None and not callable(f):
+            raise InputError(f"{name} must be a function or None, got {type(f).__name__} {f!r}")
 
 
 def check_warm_params(params, template: TrainState, name: str = "params") -> Params:

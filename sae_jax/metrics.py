@@ -306,7 +306,9 @@ def evaluate(
     _check_threshold("saturation_threshold", saturation_threshold)
     # Compiled, with the value checks fused into the pass (a jax.Array of data is checked once):
     # the trainer calls this after every chunk.
-    arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
+    # finite_result=False: a non-finite cost is reported as it is (the trainer reads it as divergence).
+    arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1,
+                                  finite_result=False)
     terms, errors, a2_min, a2_max, baseline = jax.device_get(arrays)
     rh = np.asarray(terms.rho_hat, np.float64)
     out = {

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .validate import InputError, check_sizes
+from .validate import InputError, check_fits_in_memory, check_params, check_sizes
 
 __all__ = [
     "Params",
@@ -122,6 +122,7 @@ def untie(params: Params) -> Params:
     consumer, a UFLDL port, or an untied warm start). Its untied gradient splits the tied one:
     :math:`\nabla_{W_1}^\text{tied} = \nabla_{W_1} + \nabla_{W_2}^\top`.
     """
+    params = _as_params(params, "untie")
     return params._replace(W2=decoder_weights(params))
 
 
@@ -166,11 +167,33 @@ def init_params(
         )
     if not isinstance(tied, bool):
         raise InputError(f"tied must be True or False, got {tied!r}")
+    n_weights = 1 if tied else 2
+    check_fits_in_memory(
+        f"init_params(n_visible={n_visible}, n_hidden={n_hidden}{', tied' if tied else ''}) in {dtype.name}",
+        (n_weights * n_hidden * n_visible + n_hidden + n_visible) * dtype.itemsize,
+        device=_default_device(), hint="; use fewer units",
+    )
     r = init_radius(n_visible, n_hidden)
     k1, k2 = jax.random.split(key)
     W1 = jax.random.uniform(k1, (n_hidden, n_visible), dtype, minval=-r, maxval=r)
     W2 = None if tied else jax.random.uniform(k2, (n_visible, n_hidden), dtype, minval=-r, maxval=r)
     return Params(W1, jnp.zeros((n_hidden,), dtype), W2, jnp.zeros((n_visible,), dtype))
+
+
+def _default_device():
+    try:
+        return jax.devices()[0]
+    except RuntimeError:  # pragma: no cover
+        return None
+
+
+def _as_params(params, who: str) -> Params:
+    """``params`` for :func:`untie` / :func:`params_to_theta`: a :class:`Params` of arrays (InputError else)."""
+    try:
+        check_params(params, values=False)
+    except InputError as e:
+        raise InputError(f"{who}: {e}") from None
+    return params
 
 
 def check_key(key, name: str = "key") -> None:
@@ -197,6 +220,7 @@ def params_to_theta(params: Params) -> np.ndarray:
     For exchanging parameters and gradients with MATLAB/Octave code and UFLDL ports. Tied
     parameters flatten to ``[W1(:); b1(:); b2(:)]`` (their free parameters).
     """
+    params = _as_params(params, "params_to_theta")
     W1, b1, W2, b2 = (None if a is None else np.asarray(a) for a in params)
     weights = [W1.ravel(order="F")] + ([] if W2 is None else [W2.ravel(order="F")])
     return np.concatenate(weights + [b1.ravel(), b2.ravel()])
@@ -205,12 +229,17 @@ def params_to_theta(params: Params) -> np.ndarray:
 def theta_to_params(theta, n_visible: int, n_hidden: int, *, tied: bool = False) -> Params:
     """Inverse of :func:`params_to_theta` (UFLDL's unpacking in ``sparseAutoencoderCost``);
     ``tied=True`` for a tied ``theta`` ``[W1(:); b1(:); b2(:)]``."""
+    check_sizes(n_visible=n_visible, n_hidden=n_hidden)
+    if not isinstance(tied, bool):
+        raise InputError(f"tied must be True or False, got {tied!r}")
     theta = np.asarray(theta)
+    if not np.issubdtype(theta.dtype, np.floating):
+        raise InputError(f"theta must be a floating 1-D array, got dtype {theta.dtype}")
     hv = n_hidden * n_visible
     n_weights = 1 if tied else 2
     expected = n_weights * hv + n_hidden + n_visible
     if theta.shape != (expected,):
-        raise ValueError(
+        raise InputError(
             f"theta must have shape ({expected},) for n_visible={n_visible}, "
             f"n_hidden={n_hidden}{', tied' if tied else ''}, got {theta.shape}"
         )

@@ -14,9 +14,11 @@ or rescale tanh to :math:`(1 + \tanh)/2`.
 Two ways in:
 
 * ``kl_sparsity_penalty(a, rho=..., beta=...)`` with activations ``a`` in [0, 1]. Exact as long as
-  each :math:`\hat\rho_j` and :math:`1-\hat\rho_j` is a positive float; a unit whose activations
-  all rounded to exactly 0 (or 1) gives an infinite penalty, since the float has lost the
-  information.
+  each :math:`\hat\rho_j` and :math:`1-\hat\rho_j` is a positive float. A unit whose activations
+  all rounded to exactly 0 (or 1) has an infinite penalty (the float has lost the information):
+  called on values, that is an :class:`~sae_jax.InputError` naming the unit (as is a penalty
+  that overflows the dtype, e.g. a huge ``beta``), never a silent ``inf``; under your own
+  ``jit``/``grad`` nothing can be raised and the value is ``inf``.
 * ``kl_sparsity_penalty(z, rho=..., beta=..., logits=True)`` with the *pre-activations* of sigmoid
   units: exact for every finite ``z`` (``logsumexp`` of :math:`\log f(\pm z)`, the definition the
   sparse autoencoder's own cost uses at saturation; see :mod:`sae_jax.cost`), and so is its
@@ -82,11 +84,9 @@ def _check(activations, *, rho, beta, logits: bool) -> None:
         )
     if any(d == 0 for d in activations.shape):
         raise InputError(f"activations must not be empty, got shape {tuple(activations.shape)}")
-    validate.check_hyperparams(lam=0.0, beta=beta, rho=rho)
-    if validate.is_concrete(rho):
-        r = np.asarray(rho, activations.dtype)
-        if not 0 < r < 1:
-            raise InputError(f"rho = {float(rho)!r} rounds to {float(r)} in {activations.dtype}; it must be in (0, 1)")
+    # In the activations' dtype, where the penalty uses them: beta must not overflow (1e39 is inf
+    # in float32), rho must stay a normal number below 1 (a subnormal rho makes the KL term NaN).
+    validate.check_hyperparams(lam=0.0, beta=beta, rho=rho, dtype=activations.dtype)
     if not validate.is_concrete(activations):
         return
     with jax.ensure_compile_time_eval():
@@ -128,13 +128,34 @@ def kl_sparsity_penalty(
     _check(activations, rho=rho, beta=beta, logits=logits)
     axes = _axes(axis, activations.ndim)
     dtype = activations.dtype
-    rho = jnp.asarray(rho, dtype)
-    beta = jnp.asarray(beta, dtype)
+    rho_ = jnp.asarray(rho, dtype)
+    beta_ = jnp.asarray(beta, dtype)
     if logits:
         log_m = jnp.asarray(math.log(math.prod(activations.shape[a] for a in axes)), dtype)
         log_rh = jax.nn.logsumexp(jax.nn.log_sigmoid(activations), axis=axes) - log_m
         log1m_rh = jax.nn.logsumexp(jax.nn.log_sigmoid(-activations), axis=axes) - log_m
-        return beta * jnp.sum(kl_divergence_from_logs(rho, log_rh, log1m_rh))
-    # 1 - rho_hat as the mean of 1 - a (exact for a >= 1/2), not 1 - mean(a).
-    log_rh, log1m_rh = jnp.log(jnp.mean(activations, axis=axes)), jnp.log(jnp.mean(1 - activations, axis=axes))
-    return beta * jnp.sum(kl_divergence_from_logs(rho, log_rh, log1m_rh))
+    else:
+        # 1 - rho_hat as the mean of 1 - a (exact for a >= 1/2), not 1 - mean(a).
+        log_rh, log1m_rh = jnp.log(jnp.mean(activations, axis=axes)), jnp.log(jnp.mean(1 - activations, axis=axes))
+    out = beta_ * jnp.sum(kl_divergence_from_logs(rho_, log_rh, log1m_rh))
+    if validate.is_concrete(out) and not bool(jnp.isfinite(out)):  # called on values: say why, never return inf
+        _raise_not_finite(out, log_rh, log1m_rh, beta=beta, logits=logits)
+    return out
+
+
+def _raise_not_finite(out, log_rh, log1m_rh, *, beta, logits: bool) -> None:
+    """The penalty computed on values is not a finite float: one line saying why."""
+    dt = jnp.dtype(out.dtype).name
+    dead = np.flatnonzero(~np.isfinite(np.ravel(np.asarray(log_rh))))
+    full = np.flatnonzero(~np.isfinite(np.ravel(np.asarray(log1m_rh))))
+    if not logits and (dead.size or full.size):
+        j, v = (int(dead[0]), 0) if dead.size else (int(full[0]), 1)
+        raise InputError(
+            f"the KL sparsity penalty is +inf: unit {j}'s mean activation is exactly {v} in {dt} "
+            f"({dead.size + full.size} such unit(s)), where KL(rho || rho_hat) is infinite; pass the "
+            "sigmoid pre-activations with logits=True for the exact finite penalty"
+        )
+    raise InputError(
+        f"the KL sparsity penalty overflows {dt} (beta={float(beta):g} times the summed KL divergence "
+        f"is {float(out)}); use a smaller beta or float64"
+    )

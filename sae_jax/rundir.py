@@ -210,7 +210,7 @@ def read_metrics(path: Path) -> list[dict]:
                 continue
             try:
                 rows.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a crafted, deeply nested line
                 break  # a torn last line from a kill mid-append: drop it
     return rows
 

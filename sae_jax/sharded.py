@@ -107,16 +107,24 @@ def batch_mesh(devices: int | str | Sequence[jax.Device] | None = None, *, axis_
                 f"devices must be 'all' or an integer in [1, {len(all_devices)}] (the devices JAX sees), got {devices}"
             )
         chosen = all_devices[:devices]
-    elif isinstance(devices, str):
-        raise InputError(f"devices must be 'all', an integer or a list of devices, got {devices!r}")
     else:
-        chosen = list(devices)
+        try:
+            if isinstance(devices, (str, bool)):
+                raise TypeError
+            chosen = list(devices)
+        except TypeError:
+            raise InputError(f"devices must be 'all', an integer or a list of devices, got {devices!r}") from None
         if not chosen:
             raise InputError("devices must not be empty")
+        bad = [d for d in chosen if not isinstance(d, jax.Device)]
+        if bad:
+            raise InputError(f"devices must be 'all', an integer or a list of devices (jax.devices()), got {bad[0]!r} in the list")
     return Mesh(np.asarray(chosen), (axis_name,))
 
 
 def _axis(mesh: Mesh) -> str:
+    if not isinstance(mesh, Mesh):
+        raise InputError(f"mesh must be a jax.sharding.Mesh (sae_jax.sharded.batch_mesh()), got {type(mesh).__name__} {mesh!r}")
     if len(mesh.axis_names) != 1:
         raise InputError(f"mesh must be 1-D (one batch axis), got axes {mesh.axis_names}")
     return mesh.axis_names[0]

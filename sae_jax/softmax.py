@@ -73,6 +73,7 @@ from .softmax_checks import (
     labels_need_host_check,
     softmax_values_ok,
 )
+from .params import check_key
 from .validate import InputError
 
 __all__ = [
@@ -124,6 +125,7 @@ def init_softmax(key: jax.Array, n_features: int, n_classes: int, *, dtype=jnp.f
     for name, v, lo in (("n_features", n_features, 1), ("n_classes", n_classes, 1)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
             raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+    check_key(key)
     dtype = _float_dtype(dtype)
     return SoftmaxParams(0.005 * jax.random.normal(key, (n_classes, n_features), dtype))
 
@@ -170,7 +172,18 @@ def _on_values(fn, params, x, y=None, **kwargs):
     values = y is not None and labels_need_host_check(y)  # e.g. int64 NumPy labels: all on the host
     check_softmax_call(params, x, y, values=values, **kwargs)
     args = (params, x) if y is None else (params, x, y)
-    return checked.compiled_call(fn, args, kwargs, values_ok=softmax_values_ok, raise_for_values=_check_values)
+    return checked.compiled_call(fn, args, kwargs, values_ok=softmax_values_ok, raise_for_values=_check_values,
+                                 raise_for_result=_raise_not_finite)
+
+
+def _raise_not_finite(out, params, x, y=None, **kwargs):
+    """A valid call whose result is not a finite float (e.g. ``theta @ x`` overflowing float32): one line."""
+    checked.raise_not_finite(
+        out, name="softmax", hint=f" (x up to {float(np.max(np.abs(np.asarray(x)))):g}, theta up to "
+        f"{float(np.max(np.abs(np.asarray(params.theta)))):g}"
+        + (f", lam={float(kwargs['lam']):g}" if kwargs.get("lam") is not None else "")
+        + "); rescale x, use a smaller lam, or float64",
+    )
 
 
 # --- the math -----------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ import numpy as np
 from . import metrics
 from .config import GRADIENTS, OPTIMIZERS, RHO_HAT, TrainConfig, validate_config
 from .cost import cost_terms
-from .inputs import TrainingData, check_init_state, check_start_options, check_warm_params, load_training_data
+from .inputs import (
+    TrainingData, check_callables, check_init_state, check_start_options, check_warm_params, load_training_data,
+)
 from .loop import (
     CAUSES,
     NOISE_STREAM,
@@ -205,6 +207,7 @@ def train(
     removed when a run starts or resumes.
     """
     check_start_options(resume=resume, params=params, init_state=init_state)
+    check_callables(progress=progress, value_and_grad_fn=value_and_grad_fn)
     run = RunDir.open(run_dir, config, resume=resume)  # reads and checks; writes nothing
     try:  # the directory's lock is released however the run ends (finish releases it too)
         config = run.config

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import weakref
 
 import jax
@@ -37,6 +38,8 @@ __all__ = [
     "InputError",
     "is_concrete",
     "check_sizes",
+    "available_bytes",
+    "check_fits_in_memory",
     "check_output",
     "check_params",
     "check_data",
@@ -74,6 +77,58 @@ def check_sizes(*, n_visible, n_hidden) -> None:
     for name, v in (("n_visible", n_visible), ("n_hidden", n_hidden)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+
+
+def available_bytes(device=None) -> int | None:
+    """Bytes that an allocation can still take: on an accelerator its free memory
+    (``memory_stats()``: ``bytes_limit - bytes_in_use``), else the host's available memory
+    (``MemAvailable`` in ``/proc/meminfo``, or all physical memory). ``None`` if unknown."""
+    if device is not None:
+        try:
+            stats = device.memory_stats()
+        except Exception:  # pragma: no cover - backends without memory statistics
+            stats = None
+        if stats and "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        pass
+    try:  # pragma: no cover - not Linux
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover
+        return None
+
+
+def check_fits_in_memory(what: str, nbytes: int, *, device=None, hint: str = "") -> None:
+    """Refuse, before allocating, ``what`` needing ``nbytes`` bytes where fewer are available
+    (:func:`available_bytes`): one :class:`InputError` stating both sizes in bytes, instead of a
+    ``MemoryError`` or an XLA ``RESOURCE_EXHAUSTED`` (or abort) part-way through.
+
+    Examples:
+      >>> check_fits_in_memory("a small array", 800)
+      >>> check_fits_in_memory("x (10**12, 64) float64", 8 * 64 * 10**12)   # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ... available in memory
+    """
+    avail = available_bytes(device)
+    if avail is not None and nbytes > avail:
+        where = f"on {device}" if device is not None and device.platform != "cpu" else "in memory"
+        raise InputError(
+            f"{what} needs {nbytes} bytes ({_human(nbytes)}), more than the {avail} bytes "
+            f"({_human(avail)}) available {where}{hint}"
+        )
+
+
+def _human(n: int) -> str:
+    for unit, k in (("EB", 10**18), ("PB", 10**15), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= k:
+            return f"{n / k:.3g} {unit}"
+    return f"{n} B"
 
 
 def check_output(output) -> None:
@@ -250,6 +305,13 @@ def _check_scalar(name: str, v, dtype) -> None:
         raise InputError(
             f"{name} must be a scalar, got shape {shape} (to sweep values, jax.vmap over scalars)"
         )
+    if type(v) is int:  # jit takes a Python int as JAX's default integer: one that does not fit is an OverflowError there
+        info = np.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
+        if not info.min <= v <= info.max:
+            raise InputError(
+                f"{name}={_int_str(v)} is a Python int outside JAX's {info.dtype} range [{info.min}, {info.max}]; "
+                "pass it as a float"
+            )
     dt = v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype  # no cast (1e39 in float32)
     if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
         raise InputError(f"{name} must be a real number, got dtype {dt}")
@@ -264,6 +326,11 @@ def _check_scalar(name: str, v, dtype) -> None:
         raise InputError(f"rho must be in (0, 1) (a target mean activation), got {f}")
     if dtype is not None:
         _check_in_dtype(name, f, dtype)
+
+
+def _int_str(v: int) -> str:
+    d = str(abs(v))
+    return str(v) if len(d) <= 24 else f"{'-' if v < 0 else ''}{d[0]}.{d[1:4]}e{len(d) - 1} (an int of {len(d)} digits)"
 
 
 def _check_in_dtype(name: str, f: float, dtype) -> None:

@@ -74,6 +74,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -109,10 +110,14 @@ def activation_l1(a2: jax.Array, *, l1: ArrayLike, m: ArrayLike | None = None) -
     return jnp.asarray(l1, a2.dtype) * jnp.sum(abs_a) / jnp.asarray(m, a2.dtype)
 
 
-def check_corruption(kind, level) -> None:
+def check_corruption(kind, level, dtype=None) -> None:
     """``kind`` is one of :data:`CORRUPTIONS`; ``level`` a finite real scalar, in [0, 1) for
     ``"mask"`` (the probability of zeroing an entry) and ``>= 0`` for ``"gaussian"`` (σ).
-    Values are checked when concrete (under ``jit`` a traced level is taken as given)."""
+    Values are checked when concrete (under ``jit`` a traced level is taken as given).
+
+    With ``dtype`` (the data's, in which :func:`corrupt` uses the level), also as cast to it: a
+    gaussian σ must stay finite (``1e39`` is ``inf`` in float32) and a mask probability below 1
+    (``0.99999999`` rounds to 1 in float32: every entry would be zeroed)."""
     if kind not in CORRUPTIONS:
         raise InputError(f"corruption kind must be one of {CORRUPTIONS}, got {kind!r}")
     if isinstance(level, (bool, str, bytes)) or level is None:
@@ -131,6 +136,21 @@ def check_corruption(kind, level) -> None:
         )
     if kind == "gaussian" and f < 0:
         raise InputError(f"corruption level must be >= 0 for kind='gaussian' (the noise's sigma), got {f}")
+    if dtype is None or kind == "none" or not jnp.issubdtype(dtype, jnp.floating):
+        return
+    dt = jnp.dtype(dtype)
+    with np.errstate(over="ignore"):
+        c = float(np.asarray(f, dt))
+    if kind == "gaussian" and not math.isfinite(c):
+        raise InputError(
+            f"corruption level={f:g} overflows {dt.name} (largest finite value {float(jnp.finfo(dt).max):g}); "
+            f"use a smaller sigma or float64"
+        )
+    if kind == "mask" and not c < 1:
+        raise InputError(
+            f"corruption level={f!r} rounds to {c!r} in {dt.name}, where kind='mask' needs a probability "
+            f"below 1 (at most {1 - float(jnp.finfo(dt).epsneg):.9g}); use such a level or float64"
+        )
 
 
 def corrupt(key: jax.Array, x: jax.Array, *, kind: str, level: ArrayLike) -> jax.Array:
@@ -148,13 +168,20 @@ def corrupt(key: jax.Array, x: jax.Array, *, kind: str, level: ArrayLike) -> jax
       an array of ``x``'s shape and dtype.
     """
     check_key(key)
-    check_corruption(kind, level)
     if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating):
         raise InputError(f"x must be a floating array, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+    check_corruption(kind, level, x.dtype)
     if kind == "none":
         return x
-    level = jnp.asarray(level, x.dtype)
+    level_ = jnp.asarray(level, x.dtype)
     if kind == "mask":
-        keep = jax.random.uniform(key, jnp.shape(x), x.dtype) >= level
+        keep = jax.random.uniform(key, jnp.shape(x), x.dtype) >= level_
         return jnp.where(keep, x, jnp.zeros((), x.dtype))
-    return x + level * jax.random.normal(key, jnp.shape(x), x.dtype)
+    out = x + level_ * jax.random.normal(key, jnp.shape(x), x.dtype)
+    if is_concrete(out) and is_concrete(x) and not bool(jnp.all(jnp.isfinite(out))):  # eager only: jit sees the math
+        if bool(jnp.all(jnp.isfinite(x))):
+            raise InputError(
+                f"corruption level={float(level):g}: x + level * N(0, 1) overflows {jnp.dtype(x.dtype).name} "
+                f"(x up to {float(jnp.max(jnp.abs(x))):g}); use a smaller sigma or float64"
+            )
+    return out

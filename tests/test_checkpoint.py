@@ -21,10 +21,14 @@ def _save(path, step=3, scale=1.0):
     p = jax.tree.map(lambda a: a * scale, p)
     ckpt.save_checkpoint(
         path, params=p, opt_leaves=[jnp.zeros((), jnp.int32), jnp.ones((2, 3))], step=step,
-        key_data=np.array([1, 2], np.uint32), config={"a": 1}, data_spec={"name": "natural"},
-        data_sha256="abc",
+        key_data=np.array([1, 2], np.uint32), config=_CONFIG, data_spec={"name": "natural"},
+        data_sha256=_SHA,
     )
     return p
+
+
+_CONFIG = TrainConfig(n_hidden=4).to_dict()  # what a checkpoint of 6-4 float64 parameters records
+_SHA = "ab" * 32
 
 
 def test_checkpoint_roundtrip_is_exact(tmp_path):
@@ -33,7 +37,7 @@ def test_checkpoint_roundtrip_is_exact(tmp_path):
     tensors, meta = ckpt.load_checkpoint(f)
     for name, a in zip(Params._fields, p):
         np.testing.assert_array_equal(tensors[f"params/{name}"], np.asarray(a))
-    assert meta["step"] == 3 and meta["config"] == {"a": 1} and meta["n_opt_leaves"] == 2
+    assert meta["step"] == 3 and meta["config"] == _CONFIG and meta["n_opt_leaves"] == 2
     assert tensors["opt/00000"].dtype == np.int32 and tensors["opt/00000"].shape == ()
     assert meta["data_spec"] == {"name": "natural"}
 
@@ -196,11 +200,13 @@ def _header(path):
 _WRITE_BOTH = """
 import sys, jax, numpy as np
 from sae_jax import checkpoint as ckpt, init_params
+from sae_jax.config import TrainConfig
 p = init_params(jax.random.key(0), 6, 4)
 ckpt.save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
 ckpt.save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
-    step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32), config={"a": 1},
-    data_spec=None, data_sha256="abc", extra={"n": 1})
+    step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32),
+    config=dict(TrainConfig(n_hidden=4, optimizer="adam", rho_hat="ema", dtype="float32").to_dict()),
+    data_spec=None, data_sha256="ab" * 32, extra={"n": 1})
 """
 
 
@@ -273,6 +279,240 @@ def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path):
         (tmp_path / n).write_bytes(b"\0" * 64)
     train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == [".notes.tmp"]
+
+
+# --- crafted files (issue 21): every field validated on load, one line naming the file and field ------
+
+_CRAFT_CONFIG = TrainConfig(n_hidden=4, optimizer="adam", steps=10).to_dict()
+
+
+def _write_run(d):
+    """A run directory written by hand (no training): checkpoint, params file and config.json of a
+    6-4 float64 Adam run on the digits spec, valid in every field."""
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    p = Params(rng.uniform(-0.1, 0.1, (4, 6)), np.zeros(4), rng.uniform(-0.1, 0.1, (6, 4)), np.zeros(6))
+    spec = {"name": "digits", "n_patches": 10000, "patch_size": 8, "seed": 0, "key": None, "sha256": None}
+    ckpt.save_checkpoint(d / ckpt.CHECKPOINT_NAME, params=p, opt_leaves=[np.zeros((), np.int32), np.ones((4, 6))],
+                         step=3, key_data=np.array([1, 2], np.uint32), config=_CRAFT_CONFIG, data_spec=spec,
+                         data_sha256=_SHA)
+    ckpt.save_params(d / ckpt.PARAMS_NAME, p, config=_CRAFT_CONFIG)
+    (d / ckpt.CONFIG_NAME).write_text(json.dumps({"config": _CRAFT_CONFIG, "data_spec": spec}))
+    return d
+
+
+def _craft(f, *, metadata=None, tensors=None, drop=()):
+    """Rewrite a safetensors file with changed metadata/tensors and a recomputed (valid) checksum."""
+    t, md = ckpt.read_safetensors(f, "file")
+    t.update(tensors or {})
+    md.update(metadata or {})
+    for k in drop:
+        t.pop(k)
+    md["sha256"] = ckpt._digest(t, md)
+    f.write_bytes(ckpt._serialize(t, md))
+
+
+def _one_line(e, *parts):
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    for p in parts:
+        assert p in msg, msg
+    return msg
+
+
+def test_a_valid_hand_written_run_loads(tmp_path):
+    d = _write_run(tmp_path / "run")
+    tensors, meta = ckpt.load_checkpoint(d / ckpt.CHECKPOINT_NAME)
+    assert meta["step"] == 3 and meta["config"] == _CRAFT_CONFIG
+    assert ckpt.load_params(d)[1] == _CRAFT_CONFIG
+    assert ckpt.read_run_config(d / ckpt.CONFIG_NAME)["data_spec"]["name"] == "digits"
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+_BAD_CHECKPOINTS = [
+    # (metadata, tensors, drop, field named, expectation)
+    ({"config": "[1, 2]"}, None, (), "metadata 'config'", "must be a JSON object, got a list"),
+    ({"config": "null"}, None, (), "metadata 'config'", "must be a JSON object, got null"),
+    ({"config": _DEEP}, None, (), "metadata 'config'", "nested too deeply"),
+    ({"config": "{not json"}, None, (), "metadata 'config'", "is not valid JSON"),
+    ({"config": json.dumps({**_CRAFT_CONFIG, "rho": 5})}, None, (), "metadata 'config'", "rho must be in (0, 1)"),
+    ({"config": json.dumps({**_CRAFT_CONFIG, "zzz": 1})}, None, (), "metadata 'config'", "unknown field(s) ['zzz']"),
+    ({"step": "-5"}, {"step": np.asarray(-5, np.int64)}, (), "metadata 'step'", "must be a non-negative integer, got '-5'"),
+    (None, {"step": np.asarray(-5, np.int64)}, (), "tensor 'step'", "equal to metadata 'step' (3)"),
+    (None, {"key": np.zeros(3, np.uint32)}, (), "tensor 'key'", "shape (2,) uint32, got (3,) uint32"),
+    (None, {"key": np.zeros(2, np.float32)}, (), "tensor 'key'", "shape (2,) uint32, got (2,) float32"),
+    (None, {"opt/00001": np.full((4, 6), np.nan)}, (), "tensor 'opt/00001'", "has NaN values"),
+    (None, {"params/W1": np.full((4, 6), np.inf)}, (), "params.W1", "must be finite"),
+    (None, {"params/W1": np.zeros((5, 6)), "params/b1": np.zeros(5), "params/W2": np.zeros((6, 5))}, (),
+     "tensor 'params/W1'", "n_hidden=4"),
+    (None, {"params/W1": np.zeros((4, 6), np.float32)}, (), "params.", "dtype"),
+    (None, {"rho_ema": np.ones(4)}, (), "unexpected tensor(s) ['rho_ema']", "rho_hat='batch'"),
+    (None, None, ("params/b2",), "lacks tensor(s) ['params/b2']", "tied=False"),
+    ({"n_opt_leaves": "3"}, None, (), "lacks tensor(s) ['opt/00002']", "n_opt_leaves=3"),
+    ({"data_spec": json.dumps({"name": "digits", "n_patches": -1})}, None, (), "data spec 'n_patches'", ">= 1"),
+    ({"data_spec": "[]"}, None, (), "data spec", "must be a JSON object"),
+    ({"data_sha256": "abc"}, None, (), "metadata 'data_sha256'", "64 lowercase hex digits"),
+    ({"extra": "[1]"}, None, (), "metadata 'extra'", "must be a JSON object, got a list"),
+]
+
+
+@pytest.mark.parametrize("metadata, tensors, drop, field, want", _BAD_CHECKPOINTS)
+def test_a_crafted_checkpoint_is_one_input_error_naming_file_and_field(tmp_path, metadata, tensors, drop, field, want):
+    d = _write_run(tmp_path / "run")
+    f = d / ckpt.CHECKPOINT_NAME
+    _craft(f, metadata=metadata, tensors=tensors, drop=drop)  # a valid checksum: only the fields are wrong
+    with pytest.raises(InputError) as e:
+        ckpt.load_checkpoint(f)
+    _one_line(e, f"checkpoint {str(f)!r}", field, want)
+
+
+@pytest.mark.parametrize("config, want", [
+    ("[1, 2]", "metadata 'config' must be a JSON object, got a list"),
+    ("null", "metadata 'config' must be a JSON object, got null"),
+    (_DEEP, "metadata 'config' is JSON nested too deeply to read"),
+    (json.dumps({"rho": 5}), "metadata 'config': rho must be in (0, 1)"),
+    (json.dumps({"output": "tanh"}), "metadata 'config': output must be one of"),
+    (json.dumps({"lam": "x"}), "metadata 'config': lam must be a real scalar"),
+])
+def test_a_crafted_params_file_is_one_input_error(tmp_path, config, want):
+    d = _write_run(tmp_path / "run")
+    f = d / ckpt.PARAMS_NAME
+    _craft(f, metadata={"config": config})
+    with pytest.raises(InputError) as e:
+        ckpt.load_params(d)
+    _one_line(e, f"params file {str(f)!r}", want)
+
+
+def test_a_params_file_config_may_hold_other_keys_and_may_be_absent(tmp_path):
+    f = tmp_path / ckpt.PARAMS_NAME
+    p = init_params(jax.random.key(0), 6, 4)
+    ckpt.save_params(f, p, config={"note": [1, 2], "rho": 0.2})
+    assert ckpt.load_params(f)[1] == {"note": [1, 2], "rho": 0.2}
+    safetensors.numpy.save_file({k: np.asarray(v) for k, v in zip(Params._fields, p)}, str(f))
+    assert ckpt.load_params(f)[1] == {}
+
+
+@pytest.mark.parametrize("text, want", [
+    (_DEEP, "is JSON nested too deeply to read"),
+    ("[1]", "must be a JSON object, got a list"),
+    ("{", "is not valid JSON"),
+    (json.dumps({"data_spec": {"name": "natural", "n_patches": 0}}), "field 'data_spec': data spec 'n_patches'"),
+])
+def test_a_crafted_config_json_is_one_input_error(tmp_path, text, want):
+    f = tmp_path / ckpt.CONFIG_NAME
+    f.write_text(text)
+    with pytest.raises(InputError) as e:
+        ckpt.read_run_config(f)
+    _one_line(e, f"run config {str(f)!r}", want)
+
+
+def _cli_refuses(argv, capsys, *parts):
+    from sae_jax.cli import main
+
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "error:" in err[0], err
+    for p in parts:
+        assert p in err[0], err[0]
+
+
+def _files(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+@pytest.mark.parametrize("craft, field", [
+    (dict(metadata={"config": "[1, 2]"}), "metadata 'config' must be a JSON object"),
+    (dict(tensors={"key": np.zeros(2, np.float32)}), "tensor 'key'"),
+    (dict(metadata={"step": "-5"}, tensors={"step": np.asarray(-5, np.int64)}), "metadata 'step'"),
+    (dict(tensors={"opt/00001": np.full((4, 6), np.nan)}), "tensor 'opt/00001' has NaN values"),
+    (dict(metadata={"config": _DEEP}), "nested too deeply"),
+])
+def test_cli_resume_of_a_crafted_checkpoint_is_exit_2_one_line_nothing_written(tmp_path, capsys, craft, field):
+    d = _write_run(tmp_path / "run")
+    _craft(d / ckpt.CHECKPOINT_NAME, **craft)
+    before = _files(d)
+    _cli_refuses(["train", "--resume", d, "--steps", "12", "--no-progress"], capsys, "checkpoint", field)
+    assert _files(d) == before
+
+
+@pytest.mark.parametrize("command", ["encode", "evaluate", "probe"])
+@pytest.mark.parametrize("config", ["[1, 2]", "null"])
+def test_cli_commands_reading_a_crafted_params_file_exit_2(tmp_path, capsys, command, config):
+    d = _write_run(tmp_path / "run")
+    _craft(d / ckpt.PARAMS_NAME, metadata={"config": config})
+    before = _files(d)
+    out = {"encode": ["--out", d / "codes.npy"], "evaluate": ["--out", d / "ev.png"], "probe": ["--steps", "2"]}[command]
+    _cli_refuses([command, d, *out], capsys, "params file", "metadata 'config' must be a JSON object")
+    assert _files(d) == before
+
+
+def test_cli_encode_with_a_checkpoint_whose_config_is_a_list_exits_2(tmp_path, capsys):
+    d = _write_run(tmp_path / "run")
+    (d / ckpt.PARAMS_NAME).unlink()
+    _craft(d / ckpt.CHECKPOINT_NAME, metadata={"config": "[1, 2]"})
+    before = _files(d)
+    _cli_refuses(["encode", d, "--out", d / "codes.npy"], capsys, "checkpoint", "metadata 'config' must be a JSON object")
+    assert _files(d) == before
+
+
+@pytest.mark.parametrize("text, want", [
+    (_DEEP, "nested too deeply"),
+    (json.dumps({"data_spec": {"name": "natural", "n_patches": 10**12, "patch_size": 8, "seed": 0, "key": None,
+                               "sha256": None}}), "needs 1560000000000000 bytes (1.56 PB), more than the"),
+])
+def test_cli_encode_with_a_crafted_config_json_exits_2(tmp_path, capsys, text, want):
+    d = _write_run(tmp_path / "run")
+    (d / ckpt.CHECKPOINT_NAME).unlink()  # the params file's directory: its config.json names the data
+    (d / ckpt.CONFIG_NAME).write_text(text)
+    before = _files(d)
+    _cli_refuses(["encode", d, "--out", d / "codes.npy"], capsys, want)
+    assert _files(d) == before
+
+
+def test_cli_resume_of_a_checkpoint_recording_a_huge_data_spec_exits_2_before_allocating(tmp_path, capsys):
+    d = _write_run(tmp_path / "run")
+    spec = {"name": "natural", "n_patches": 10**12, "patch_size": 8, "seed": 0, "key": None, "sha256": None}
+    _craft(d / ckpt.CHECKPOINT_NAME, metadata={"data_spec": json.dumps(spec)})
+    before = _files(d)
+    _cli_refuses(["train", "--resume", d, "--no-progress"], capsys, "n_patches=1000000000000", "bytes", "available")
+    assert _files(d) == before
+
+
+_LOAD_FLOAT64_WITHOUT_X64 = """
+import sys, json, jax, numpy as np
+from sae_jax import checkpoint as ckpt, Params
+from sae_jax.config import TrainConfig
+assert not jax.config.jax_enable_x64
+d = sys.argv[1]
+p = Params(np.zeros((4, 6)), np.zeros(4), np.zeros((6, 4)), np.zeros(6))
+config = TrainConfig(n_hidden=4).to_dict()
+ckpt.save_checkpoint(d + "/checkpoint.safetensors", params=p, opt_leaves=[], step=0,
+                     key_data=np.array([1, 2], np.uint32), config=config, data_spec=None, data_sha256="ab" * 32)
+ckpt.save_params(d + "/params.safetensors", p, config=config)
+print(ckpt.load_checkpoint(d + "/checkpoint.safetensors")[1]["config"]["dtype"], ckpt.load_params(d)[1]["dtype"])
+config["rho"] = 2.0
+ckpt.save_params(d + "/params.safetensors", p, config=config)
+try:
+    ckpt.load_params(d)
+except ckpt.InputError as e:
+    print(e)
+"""
+
+
+def test_a_float64_run_loads_before_the_cli_turns_x64_on(tmp_path):
+    # The CLI reads a run's files first and then enables x64 for a float64 run: validating the
+    # config on load must not require x64 of the reading process (the other fields still checked).
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env.pop("JAX_ENABLE_X64", None)
+    out = subprocess.run([sys.executable, "-c", _LOAD_FLOAT64_WITHOUT_X64, str(tmp_path)], check=True, env=env,
+                         capture_output=True, text=True).stdout.splitlines()
+    assert out[0] == "float64 float64"
+    assert out[1].endswith("metadata 'config': rho must be in (0, 1) (a target mean activation), got 2.0")
 
 
 # --- the OS refuses a write (issue 21): one clear error, the previous file intact ---------------------

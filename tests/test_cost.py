@@ -121,3 +121,43 @@ def test_cost_under_jit_vmap_grad():
     np.testing.assert_allclose(batched, loop, rtol=1e-14)
     g = jax.jit(jax.grad(lambda p: sae.cost(p, x, **HP)))(p)
     assert isinstance(g, sae.Params)
+
+
+# --- issue 21: a result that is not a finite float at valid inputs is said, not returned as inf ----
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30])
+@pytest.mark.parametrize("fn", [sae.cost, sae.cost_and_grad, sae.cost_terms, sae.cost_terms_and_grad])
+def test_extreme_linear_data_whose_cost_overflows_float32_is_one_input_error(fn, scale):
+    p = sae.init_params(jax.random.key(0), 4, 2)
+    x = jnp.full((3, 4), scale, jnp.float32)  # valid data; the true cost ~ scale^2 is not a float32
+    with pytest.raises(sae.InputError) as e:
+        fn(p, x, lam=1e-4, beta=3.0, rho=0.1, output="linear")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("the cost is not a finite float32 at these inputs (cost inf): its true value overflows float32")
+    assert f"data up to {scale:g} (output='linear')" in msg and msg.endswith("or float64")
+    # the same data in float64 is a finite cost; under the caller's jit the inf is returned as it is (documented)
+    p64 = jax.tree.map(lambda a: a.astype(jnp.float64), p)
+    assert np.isfinite(float(sae.cost(p64, x.astype(jnp.float64), lam=1e-4, beta=3.0, rho=0.1, output="linear")))
+    J = jax.jit(lambda x: sae.cost(p, x, lam=1e-4, beta=3.0, rho=0.1, output="linear"))(x)
+    assert float(J) == float("inf")
+
+
+def test_lam_whose_product_with_the_weights_overflows_is_one_input_error():
+    p = sae.init_params(jax.random.key(0), 4, 2)
+    p = p._replace(W1=jnp.full((2, 4), 1e20, jnp.float32))
+    with pytest.raises(sae.InputError) as e:
+        sae.cost(p, jnp.full((3, 4), 0.5, jnp.float32), lam=1e30, beta=3.0, rho=0.1)
+    msg = str(e.value)
+    assert "\n" not in msg and "weights up to 1e+20, lam=1e+30, beta=3" in msg
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # quantiles of infinite errors
+def test_metrics_evaluate_reports_a_non_finite_cost_as_it_is():
+    # the trainer reads a non-finite full-data cost as divergence: evaluate must return it
+    from sae_jax.metrics import evaluate
+
+    p = sae.init_params(jax.random.key(0), 4, 2)
+    m = evaluate(p, jnp.full((3, 4), 1e30, jnp.float32), lam=1e-4, beta=3.0, rho=0.1, output="linear")
+    assert m["cost"] == float("inf")

@@ -587,3 +587,71 @@ def test_load_from_spec_with_labels():
     x, y = data.load_from_spec(data.data_spec("digits"), labels=True)
     np.testing.assert_array_equal(y, data.load_digit_labels())
     np.testing.assert_array_equal(x, data.load_digits())
+
+
+# --- issue 21: sizes bounded before allocating; booleans and a stray key= refused -----------------
+
+
+def test_a_bool_npy_is_refused_as_train_refuses_a_bool_array(tmp_path):
+    np.save(tmp_path / "b.npy", np.ones((3, 4), bool))
+    with pytest.raises(InputError) as e:
+        data.load_dataset(tmp_path / "b.npy")
+    assert str(e.value) == (f"data in {tmp_path / 'b.npy'} must hold real numbers, got dtype bool; "
+                            "save it as numbers, e.g. a.astype('float32')")
+
+
+def test_a_key_for_anything_but_an_npz_is_refused(tmp_path):
+    np.save(tmp_path / "f.npy", np.full((3, 4), 0.5))
+    with pytest.raises(InputError) as e:
+        data.load_dataset(tmp_path / "f.npy", key="x")
+    assert str(e.value) == (f"key='x' (--npz-key) names an array inside a .npz, but {tmp_path / 'f.npy'} is a .npy "
+                            "holding one array; leave key out")
+    with pytest.raises(InputError) as e:
+        data.load_dataset("digits", key="x")
+    assert str(e.value) == ("key='x' (--npz-key) names an array inside a .npz file, but the data is the built-in "
+                            "'digits' dataset; leave key out")
+
+
+@pytest.mark.parametrize("load", [
+    lambda: data.load_dataset("natural", n_patches=10**12),
+    lambda: data.load_from_spec({"name": "natural", "n_patches": 10**12, "patch_size": 8, "seed": 0}),
+    lambda: data.sample_patches([np.zeros((20, 20))], 10**12, 8, np.random.default_rng(0)),
+])
+def test_a_patch_count_that_cannot_fit_is_refused_before_allocating(load):
+    # 10^12 8x8 patches: a MemoryError (or the OS killer) part-way through, before
+    with pytest.raises(InputError) as e:
+        load()
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert re.match(r"n_patches=1000000000000 patches of patch_size=8 \(8x8 float64, sampled and normalised\) needs "
+                    r"1560000000000000 bytes \(1\.56 PB\), more than the \d+ bytes \(.*\) available in memory; "
+                    r"ask for fewer or smaller patches$", msg), msg
+
+
+def test_the_patch_bound_is_the_measured_peak(monkeypatch):
+    # tracemalloc measured 3 float64 copies of the patches at the peak of sampling + normalising
+    import tracemalloc
+
+    from sae_jax.data import images
+
+    images.whitened_natural_images(0.4, 2)  # cached: not part of the peak
+    tracemalloc.start()
+    images.natural_image_patches(20000, 4)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    bound = 20000 * (16 * images._BYTES_PER_ENTRY + images._BYTES_PER_PATCH)
+    assert 0.8 * bound <= peak <= 1.05 * bound, (peak, bound)
+    monkeypatch.setattr(images, "check_fits_in_memory", lambda what, n, **k: (_ for _ in ()).throw(InputError(str(n))))
+    with pytest.raises(InputError, match=f"^{bound}$"):
+        images.natural_image_patches(20000, 4)
+
+
+def test_cli_patch_flags_that_cannot_fit_exit_2_before_anything_is_written(tmp_path, capsys):
+    from sae_jax.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "--n-patches", str(10**11), "--patch-size", "2", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "n_patches=100000000000 patches of patch_size=2" in err[0] and "bytes" in err[0], err[0]
+    assert not out.exists()

@@ -93,3 +93,51 @@ def test_params_is_a_pytree_that_grad_returns():
     assert isinstance(g, sae.Params)
     doubled = jax.tree.map(lambda a: 2 * a, p)
     assert isinstance(doubled, sae.Params)
+
+
+# --- issue 21: one InputError naming the argument, never an AttributeError / XLA abort ----------------
+
+
+def _one_line(e, *parts):
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    for p in parts:
+        assert p in msg, msg
+
+
+def test_init_params_refuses_a_size_that_cannot_fit_before_allocating():
+    # 10^6 x 10^6 float32 weights: XLA aborted the process (RESOURCE_EXHAUSTED / Check failed)
+    with pytest.raises(sae.InputError) as e:
+        sae.init_params(jax.random.key(0), 10**6, 10**6)
+    _one_line(e, "init_params(n_visible=1000000, n_hidden=1000000) in float32 needs 8000008000000 bytes (8 TB)",
+              "bytes", "available", "use fewer units")
+    with pytest.raises(sae.InputError) as e:
+        sae.init_params(jax.random.key(0), 10**6, 10**6, tied=True)
+    _one_line(e, "tied) in float32 needs 4000008000000 bytes")
+
+
+def test_theta_to_params_errors_are_input_errors():
+    with pytest.raises(sae.InputError) as e:
+        sae.theta_to_params(np.zeros(5), 4, 2)
+    _one_line(e, "theta must have shape (22,) for n_visible=4, n_hidden=2, got (5,)")
+    with pytest.raises(sae.InputError) as e:
+        sae.theta_to_params(np.zeros(22), 0, 2)
+    _one_line(e, "n_visible must be an integer >= 1, got 0")
+    with pytest.raises(sae.InputError) as e:
+        sae.theta_to_params(np.zeros(22), 4, 2, tied=1)
+    _one_line(e, "tied must be True or False, got 1")
+    with pytest.raises(sae.InputError) as e:
+        sae.theta_to_params(np.array(["a"] * 22), 4, 2)
+    _one_line(e, "theta must be a floating 1-D array")
+
+
+@pytest.mark.parametrize("fn", [sae.params_to_theta, sae.untie])
+@pytest.mark.parametrize("params, want", [
+    (None, "params must be a sae_jax.Params(W1, b1, W2, b2) of 4 arrays, got NoneType"),
+    ((None, None, None, None), "got tuple"),
+    (sae.Params(None, None, None, None), "params.W1 must be an array, got NoneType"),
+])
+def test_params_to_theta_and_untie_check_their_argument(fn, params, want):
+    with pytest.raises(sae.InputError) as e:
+        fn(params)
+    _one_line(e, f"{fn.__name__}: ", want)

@@ -72,7 +72,13 @@ def test_logits_are_exact_at_saturation(dtype):
     [
         (dict(activations=jnp.array([[0.5, 2.0], [0.1, 0.2]]), rho=0.1), "must lie in \\[0, 1\\].*L1 penalty"),
         (dict(activations=jnp.array([[0.5, 0.2], [0.1, 0.2]]), rho=2.0), "rho must be in \\(0, 1\\)"),
-        (dict(activations=jnp.array([[0.5, 0.2], [0.1, 0.2]], jnp.float32), rho=0.99999999), "rounds to 1.0 in float32"),
+        (dict(activations=jnp.array([[0.5, 0.2], [0.1, 0.2]], jnp.float32), rho=0.99999999),
+         r"^rho=0.99999999 is 1.0 in float32, where rho must be a normal number in \[1.17549e-38, 0.99999994\]"),
+        # issue 21: the hyperparameters are checked in the activations' dtype, where the penalty uses them
+        (dict(activations=jnp.array([[0.5, 0.2], [0.1, 0.2]], jnp.float32), rho=0.1, beta=1e39),
+         r"^beta=1e\+39 overflows float32 \(largest finite value 3.40282e\+38\)"),
+        (dict(activations=jnp.array([[0.5, 0.2], [0.1, 0.2]], jnp.float32), rho=1e-40),
+         r"^rho=1e-40 is 9.99\d+e-41 in float32, where rho must be a normal number"),
         (dict(activations=jnp.array([[0.5, 0.2], [0.1, 0.2]]), rho=0.1, beta=-1.0), "beta must be >= 0"),
         (dict(activations=jnp.array([0.5, 0.2]), rho=0.1), "sample axis and a unit axis"),
         (dict(activations=jnp.array([[0.5, 0.2]]), rho=0.1, axis=(0, 1)), "leaves no unit axis"),
@@ -82,5 +88,26 @@ def test_logits_are_exact_at_saturation(dtype):
     ],
 )
 def test_bad_input_is_one_clear_error(kwargs, match):
-    with pytest.raises(sae.InputError, match=match):
+    with pytest.raises(sae.InputError, match=match) as e:
         kl_sparsity_penalty(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value, which", [(0.0, "0"), (1.0, "1")])
+def test_a_unit_whose_mean_is_exactly_0_or_1_is_refused_not_a_silent_inf(value, which):
+    # The exact penalty is +inf (KL(rho || 0) diverges): called on values, one line says so and
+    # points to logits=True; under the caller's jit the float arithmetic's inf is returned (documented).
+    a = jnp.array([[value, 0.5], [value, 0.2]], jnp.float32)
+    with pytest.raises(sae.InputError, match=rf"^the KL sparsity penalty is \+inf: unit 0's mean activation is exactly "
+                       rf"{which} in float32 \(1 such unit\(s\)\).*logits=True") as e:
+        kl_sparsity_penalty(a, rho=0.1, beta=3.0)
+    assert "\n" not in str(e.value)
+    assert float(jax.jit(lambda a: kl_sparsity_penalty(a, rho=0.1, beta=3.0))(a)) == float("inf")
+    z = jnp.array([[-200.0, 0.0], [-300.0, -1.0]])  # the same units as logits: finite and exact
+    assert np.isfinite(float(kl_sparsity_penalty(z, rho=0.1, beta=3.0, logits=True)))
+
+
+def test_a_penalty_that_overflows_the_dtype_is_refused():
+    a = jnp.array([[1e-30, 0.5], [1e-30, 0.2]], jnp.float32)  # KL ~ 0.1 * log(0.1 / 1e-30) ~ 6.7
+    with pytest.raises(sae.InputError, match=r"^the KL sparsity penalty overflows float32 \(beta=3e\+38 .*is inf\)"):
+        kl_sparsity_penalty(a, rho=0.1, beta=3e38)

@@ -243,3 +243,23 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
     resumed, _ = checkpoint.load_params(tmp_path / "half")
     for a, b in zip(whole, resumed):
         np.testing.assert_array_equal(a, b)
+
+
+# --- issue 21: wrong argument types are one InputError, not TypeError / AttributeError ------------
+
+
+@pytest.mark.parametrize("devices, want", [
+    (True, "devices must be 'all', an integer or a list of devices, got True"),
+    (2.5, "devices must be 'all', an integer or a list of devices, got 2.5"),
+    ([1, 2], "devices must be 'all', an integer or a list of devices (jax.devices()), got 1 in the list"),
+])
+def test_batch_mesh_refuses_what_is_not_devices(devices, want):
+    with pytest.raises(sae.InputError) as e:
+        sharded.batch_mesh(devices)
+    assert str(e.value) == want
+
+
+def test_shard_batch_refuses_what_is_not_a_mesh():
+    with pytest.raises(sae.InputError) as e:
+        sharded.shard_batch(jnp.full((4, 3), 0.5), "not a mesh")
+    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax.sharded.batch_mesh()), got str 'not a mesh'"

@@ -246,3 +246,30 @@ def test_on_every_device(device):
     assert g.theta.devices() == {device}
     assert max_rel_err(J, ref_J) <= 1e-13
     assert max_rel_err(g.theta, ref_g.theta) <= 1e-12
+
+
+# --- issue 21 -----------------------------------------------------------------------------------
+
+
+def test_init_softmax_checks_its_key():
+    from sae_jax.softmax import init_softmax
+
+    with pytest.raises(InputError) as e:
+        init_softmax(0, 4, 3)
+    assert str(e.value) == "key must be one jax.random key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got int"
+
+
+def test_a_softmax_result_that_is_not_a_finite_float_is_refused_in_one_line():
+    # lam/2 * ||theta||^2 = 5e29 * 6e20 overflows float32: the true cost is not a float32, so no silent inf
+    from sae_jax.softmax import SoftmaxParams, softmax_cost, softmax_cost_and_grad
+
+    p = SoftmaxParams(jnp.full((2, 3), 1e10, jnp.float32))
+    x, y = jnp.full((4, 3), 0.5, jnp.float32), jnp.array([0, 1, 0, 1])
+    for fn in (softmax_cost, softmax_cost_and_grad):
+        with pytest.raises(InputError) as e:
+            fn(p, x, y, lam=1e30)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith("softmax: the result is not a finite float32 at these inputs (a value inf)")
+        assert "theta up to 1e+10, lam=1e+30" in msg
+    # under the caller's jit nothing can be raised: the float arithmetic's inf (documented)
+    assert float(jax.jit(lambda p: softmax_cost(p, x, y, lam=1e30))(p)) == float("inf")

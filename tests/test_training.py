@@ -588,6 +588,16 @@ def test_bad_warm_starts_are_one_input_error():
             train(X, LBFGS, **kw)
 
 
+@pytest.mark.parametrize("name", ["progress", "value_and_grad_fn"])
+def test_train_refuses_a_callback_that_is_not_callable_before_any_work(tmp_path, name):
+    # was: "'int' object is not callable" deep inside the run
+    out = tmp_path / "run"
+    with pytest.raises(InputError) as e:
+        train(np.full((8, 4), 0.5), TrainConfig(n_hidden=2, steps=2, dtype="float32"), run_dir=out, **{name: 3})
+    assert str(e.value) == f"{name} must be a function or None, got int 3"
+    assert not out.exists()
+
+
 def test_a_dead_run_warns_in_its_result_and_a_working_one_does_not():
     """Issue 20.2: a run whose units all die (λ = 100 decays the weights to 0: every a⁽²⁾ is the constant
     sigmoid(b1) < 0.1) and whose reconstruction equals the mean predictor's says so in

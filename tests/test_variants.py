@@ -408,3 +408,29 @@ def test_sweep_of_a_tied_l1_denoising_config(tmp_path):
     assert "l1" in header
     p, _ = ckpt.load_params(tmp_path / "s" / r.summary[0]["dir"])
     assert p.W2 is None
+
+
+# --- issue 21: corruption levels checked in the data's dtype, where corrupt uses them ---------------
+
+
+@pytest.mark.parametrize("kind, level, want", [
+    ("gaussian", 1e39, "corruption level=1e+39 overflows float32 (largest finite value 3.40282e+38); use a smaller sigma or float64"),
+    ("mask", 0.99999999, "corruption level=0.99999999 rounds to 1.0 in float32, where kind='mask' needs a probability "
+                         "below 1 (at most 0.99999994); use such a level or float64"),
+])
+def test_corrupt_refuses_a_level_that_is_not_one_in_float32(kind, level, want):
+    x = jnp.full((3, 4), 0.5, jnp.float32)
+    with pytest.raises(sae.InputError) as e:
+        corrupt(jax.random.key(0), x, kind=kind, level=level)
+    assert str(e.value) == want
+    from sae_jax.variants import check_corruption
+
+    check_corruption(kind, level)  # valid as a number: only the float32 cast is refused
+    check_corruption(kind, level, "float64")
+
+
+def test_corrupt_refuses_noise_that_overflows_the_data_dtype():
+    x = jnp.full((64, 4), 0.5, jnp.float32)  # 3e38 * N(0, 1): some of 256 draws exceed 1.2 in size
+    with pytest.raises(sae.InputError) as e:
+        corrupt(jax.random.key(0), x, kind="gaussian", level=3e38)
+    assert str(e.value).startswith("corruption level=3e+38: x + level * N(0, 1) overflows float32")

@@ -20,7 +20,6 @@ Examples:
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -162,11 +161,7 @@ def recorded_data_spec(path) -> dict | None:
             return ckpt.load_checkpoint(f)[1]["data_spec"]
     conf = f.parent / ckpt.CONFIG_NAME
     if conf.is_file():
-        try:
-            spec = json.loads(conf.read_text()).get("data_spec")
-        except (ValueError, AttributeError):
-            raise UsageError(f"{str(conf)!r} is not a valid run config (JSON object)") from None
-        return spec
+        return ckpt.read_run_config(conf).get("data_spec")  # InputError (exit 2) if it is not a sound one
     return None
 
 

@@ -135,6 +135,9 @@ def load_dataset(
             hint = "" if os.sep in src or "." in src else " (built-in datasets: 'natural', 'digits')"
             raise InputError(f"data file not found: {src}{hint}")
         kind = sniff_format(src)
+    if key is not None and kind not in ("npy", "npz"):
+        what = f"the built-in {kind!r} dataset" if kind in BUILTIN else f"{src} (a {kind} file)"
+        raise InputError(f"key={key!r} (--npz-key) names an array inside a .npz file, but the data is {what}; leave key out")
     if labels:
         _check_labels_source(src, kind, labels_path)
     if kind == "natural":

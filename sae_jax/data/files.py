@@ -48,7 +48,11 @@ __all__ = [
 
 def _as_float_rows(a, where: str) -> np.ndarray:
     a = np.asarray(a)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+    if a.dtype == np.bool_:  # as train(x=...) refuses a boolean array: say what to convert
+        raise InputError(
+            f"{where} must hold real numbers, got dtype bool; save it as numbers, e.g. a.astype('float32')"
+        )
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
         raise InputError(f"{where} must hold real numbers, got dtype {a.dtype}")
     if np.issubdtype(a.dtype, np.complexfloating):
         raise InputError(f"{where} must hold real numbers, got dtype {a.dtype}")
@@ -81,6 +85,11 @@ def _read_npy_or_npz(path: str, key: str | None) -> tuple[np.ndarray, str]:
         except Exception as e:  # truncated/corrupt files raise OSError, EOFError, BadZipFile...
             raise InputError(f"cannot read {path} as .npy/.npz: {type(e).__name__}: {e}") from e
         if not isinstance(loaded, np.lib.npyio.NpzFile):
+            if key is not None:
+                raise InputError(
+                    f"key={key!r} (--npz-key) names an array inside a .npz, but {path} is a .npy "
+                    "holding one array; leave key out"
+                )
             return loaded, f"data in {path}"
         with loaded:
             names = list(loaded.files)
