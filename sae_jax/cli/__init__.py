@@ -2,6 +2,7 @@
 
 Example invocations::
 
+    sae-jax --version                      # sae-jax 0.1.0
     sae-jax train                          # the UFLDL exercise: 8x8 natural patches, 25 hidden, 400 L-BFGS its
     sae-jax train --out runs/digits --data digits --n-hidden 36 --steps 200
     sae-jax train --optimizer adam --learning-rate 1e-2 --batch-size 128 --steps 4000
@@ -47,6 +48,7 @@ import importlib
 import sys
 
 from ..validate import InputError
+from ..version import __version__
 from .args import UsageError
 from .flags import add_commands
 
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Example invocations::", 1)[1].split("Bad input", 1)[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sae-jax {__version__}")
     add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
 
