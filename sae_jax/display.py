@@ -132,23 +132,6 @@ def _log_tick_label_boxes(axis, renderer) -> list:
     return sorted((t.label1.get_window_extent(renderer) for t in ticks), key=lambda b: (b.x0, b.y0))
 
 
-def overlapping_tick_labels(fig) -> list[tuple[str, int]]:
-    """``(axis name, number of overlapping label pairs)`` for each log axis of ``fig`` whose drawn tick
-    labels overlap (measured with the figure's renderer after a draw); ``[]`` when none do."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    found = []
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() != "log":
-                continue
-            boxes = _log_tick_label_boxes(axis, renderer)
-            n = sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
-            if n:
-                found.append((axis.axis_name, n))
-    return found
-
-
 def _untangle_log_ticks(fig) -> None:
     """Label fewer ticks on each log axis of ``fig`` whose tick labels overlap, until none do:
     fewer minor labels first (:data:`_MINOR_LABEL_SETS`), then fewer decades."""
@@ -167,14 +150,15 @@ def _untangle_log_ticks(fig) -> None:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
 
-    def tangled(axis):
-        fig.canvas.draw()
+    def tangled(axis, redraw=True):
+        if redraw:
+            fig.canvas.draw()
         boxes = _log_tick_label_boxes(axis, renderer)
         return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() != "log" or not tangled(axis):
+            if axis.get_scale() != "log" or not tangled(axis, redraw=False):
                 continue
             for keep in _MINOR_LABEL_SETS:
                 axis.set_minor_formatter(MinorLabels(keep))
