@@ -196,7 +196,7 @@ def test_version(capsys):
 # --- sweep takes exactly the fields that change a sweep --------------------------------------------
 
 # field -> (base config, the field's other value): a setting where the field matters to train.
-_TINY = dict(n_hidden=2, steps=4, chunk=2, dtype="float64")
+_TINY = dict(n_hidden=2, steps=4, chunk=2, dtype="float64", batch_size=4)
 _ADAM = dict(_TINY, optimizer="adam", batch_size=4)
 _CHANGES = {
     "n_hidden": ({}, 3), "output": ({}, "linear"), "optimizer": ({}, "adam"), "steps": ({}, 3),
