@@ -2,7 +2,6 @@
 
 Example invocations::
 
-    sae-jax --version                      # sae-jax 0.1.0
     sae-jax train                          # the UFLDL exercise: 8x8 natural patches, 25 hidden, 400 L-BFGS its
     sae-jax train --out runs/digits --data digits --n-hidden 36 --steps 200
     sae-jax train --optimizer adam --learning-rate 1e-2 --batch-size 128 --steps 4000
@@ -24,6 +23,7 @@ Example invocations::
 Bad input ends with exit code 2 and one line on stderr (nothing is written; a usage error
 points to --help); training that diverges (non-finite cost, gradient or parameters) ends
 with exit code 1, naming the step and the checkpoint kept (always a finite state).
+``sae-jax --version`` prints the version.
 
 The flags of every command are in :mod:`sae_jax.cli.flags` (those of ``TrainConfig`` generated
 from its fields' metadata); the code of each command group in its own module --

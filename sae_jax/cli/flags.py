@@ -204,7 +204,7 @@ def _add_gradcheck(sub) -> None:
                    help="seed of the parameters, the biases, the data and the directions (default 0)")
     g.add_argument(
         "--data", choices=("natural", "random"), default="natural",
-        help="natural: whitened 8x8 natural-image patches (needs a square --n-visible); "
+        help="natural: whitened natural-image patches, sqrt(n_visible) on a side (needs a square --n-visible); "
         "random: uniform in [0, 1] (standard normal for --output linear). Default natural",
     )
     for name in ("lam", "beta", "rho", "output"):
