@@ -157,7 +157,7 @@ def test_experiment_errors_write_nothing(files, tmp_path, capsys):
     _error(capsys, ["self-taught", *data, "--n-hidden", "4,3"], "--n-hidden takes 1 value")
     _error(capsys, ["stacked", *data, "--n-hidden", "4,0"], "--n-hidden")
     _error(capsys, ["stacked", *data, "--lam", "-1"], "--lam must")
-    _error(capsys, ["stacked", *data, "--steps", "0"], "--steps must")
+    _error(capsys, ["stacked", *data, "--steps", "-1"], "--steps must")
     _error(capsys, ["stacked", *data, "--softmax-lam", "-1"], "--softmax-lam")
     _error(capsys, ["stacked", *data, "--rho", "1.5"], "--rho")
     _error(capsys, ["stacked", *data, "--fine-tune-steps", "-1"], "--fine-tune-steps")
