@@ -80,7 +80,8 @@ _ = (work / "student_sae.py").write_text(student)
 # ## 2. Check it
 #
 # `check` reads the convention from the signature (seven parameters: UFLDL's), detects the
-# row-major theta packing, and runs the six sigmoid-decoder probes:
+# row-major theta packing (from the cost, which depends only on how theta is unpacked), and runs the
+# seven sigmoid-decoder probes:
 
 # %%
 for p in probes("sigmoid"):
@@ -199,6 +200,20 @@ _ = (work / "tied_fixed.py").write_text(tied_student.replace(
 tied_fixed = check(f"{work / 'tied_fixed.py'}:sparseAutoencoderCost", tied=True)
 print(tied_fixed.text.splitlines()[-1])
 assert tied_fixed.passed
+
+# %% [markdown]
+# ## 7. A mistake the catalogue has no name for
+#
+# Suppose the student divides every sum by m except in W1grad. No catalogued mistake (nor a pair)
+# matches, so the Diagnosis line leads with what the evidence shows: which array, which parts, by
+# what factor, and the likely cause. ("Nearest variants" appear only when one is within 0.05.)
+
+# %%
+_ = (work / "student_w1.py").write_text(student.replace(") / m      # <- \"the missing 1/m\"", ")").replace(
+    "W1grad = delta2 @ data.T / m + lambda_ * W1", "W1grad = delta2 @ data.T + lambda_ * W1"))
+unnamed = check(f"{work / 'student_w1.py'}:sparseAutoencoderCost")
+print("\n".join(ln for ln in unnamed.text.splitlines() if ln.startswith(("FAIL", "Diagnosis", "  No catalogued"))))
+assert unnamed.match is None and unnamed.located[0].startswith("W1grad's reconstruction and sparsity parts")
 
 # %% [markdown]
 # ## The catalogue

@@ -58,6 +58,8 @@ __all__ = [
     "METRICS_NAME",
     "atomic_write_bytes",
     "atomic_write_text",
+    "WriteError",
+    "os_error_message",
     "save_checkpoint",
     "load_checkpoint",
     "save_params",
@@ -82,10 +84,52 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
+class WriteError(OSError):
+    """The operating system refused to write a file (no permission, disk full, read-only file
+    system...): ``str()`` is one line naming the file and what it holds, ``"cannot write
+    checkpoint '/runs/a/checkpoint.safetensors': No space left on device"``, plus ``note``
+    (e.g. which checkpoint is kept). ``errno``, ``strerror`` and ``filename`` are the OS error's.
+
+    ``exit_code`` is the ``sae-jax`` exit status it ends a command with: 2 (nothing long has
+    run yet), or 1 when it stops a run midway (:class:`sae_jax.rundir.RunDir` sets it, naming
+    the last good checkpoint in ``note``).
+
+    Examples:
+      >>> import errno
+      >>> e = WriteError("/runs/a/metrics.jsonl", "metrics", OSError(errno.ENOSPC, "No space left on device"))
+      >>> str(e), e.errno == errno.ENOSPC, e.exit_code
+      ("cannot write metrics '/runs/a/metrics.jsonl': No space left on device", True, 2)
+    """
+
+    def __init__(self, path, what: str, cause: OSError, *, note: str = "", exit_code: int = 2):
+        super().__init__(cause.errno, cause.strerror or str(cause) or type(cause).__name__, str(path))
+        self.what = what
+        self.note = note
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return f"cannot write {self.what} {self.filename!r}: {self.strerror}{self.note}"
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OS error: a :class:`WriteError`'s own, else ``"<reason>: '<path>'"``."""
+    if isinstance(e, WriteError):
+        return str(e)
+    reason = e.strerror or str(e) or type(e).__name__
+    paths = [repr(str(f)) for f in (e.filename, getattr(e, "filename2", None)) if f is not None]
+    return " ".join(f"{reason}: {' -> '.join(paths)}".splitlines()) if paths else " ".join(reason.splitlines())
+
+
+def atomic_write_bytes(path, data: bytes, *, what: str = "file") -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``).
+
+    Any OS error (permission, full disk...) leaves ``path`` as it was, removes the temp file and
+    is raised as a :class:`WriteError` naming ``path`` and ``what`` it holds."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise WriteError(path, what, e) from None
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the usual umask permissions
             os.fchmod(fd, 0o666 & ~_umask())
@@ -94,11 +138,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(e, OSError):
+            raise WriteError(path, what, e) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -112,8 +158,9 @@ def atomic_write_bytes(path, data: bytes) -> None:
         os.close(dfd)
 
 
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path, text: str, *, what: str = "file") -> None:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"), what=what)
 
 
 def _digest(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
@@ -203,7 +250,7 @@ def save_checkpoint(
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
     metadata["sha256"] = _digest(tensors, metadata)
-    atomic_write_bytes(path, _serialize(tensors, metadata))
+    atomic_write_bytes(path, _serialize(tensors, metadata), what="checkpoint")
 
 
 def read_safetensors(path, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -278,7 +325,7 @@ def save_params(path, params: Params, *, config: dict | None = None) -> None:
     tensors = {k: np.ascontiguousarray(np.asarray(v)) for k, v in zip(PARAM_FIELDS, params) if v is not None}
     metadata = {"format": PARAMS_FORMAT, "config": json.dumps(config or {}, sort_keys=True)}
     metadata["sha256"] = _digest(tensors, metadata)
-    atomic_write_bytes(path, _serialize(tensors, metadata))
+    atomic_write_bytes(path, _serialize(tensors, metadata), what="parameters")
 
 
 def _params_from_tensors(tensors, prefix: str, path) -> Params:

@@ -24,6 +24,7 @@ import math
 import numbers
 
 import jax
+import numpy as np
 
 from .forward import OUTPUTS
 from .validate import InputError, check_hyperparams, check_output
@@ -37,6 +38,7 @@ __all__ = [
     "RESUMABLE_FIELDS",
     "TrainConfig",
     "check_choice",
+    "check_config_hyperparams",
     "field_help",
     "validate_config",
 ]
@@ -179,16 +181,52 @@ def check_choice(name: str, v, choices) -> None:
         raise InputError(f"{name} must be one of {choices}, got {v!r}")
 
 
+def check_config_hyperparams(config: TrainConfig) -> None:
+    """The objective's weights of ``config`` as training uses them: λ ≥ 0, β ≥ 0, 0 < ρ < 1 (and
+    γ = ``l1``) finite, and, for a known ``dtype``, also *as cast to it* (no overflow: β = 1e39 is
+    inf in float32; ρ a normal number below 1: 0.99999999 is 1 in float32).
+
+    :func:`validate_config` runs it for a run's config, and :func:`sae_jax.grid.grid_settings`
+    for every setting of a sweep (the shared config with that setting's λ, β, ρ), so a sweep
+    applies exactly the checks ``train`` applies.
+
+    Examples:
+      >>> check_config_hyperparams(TrainConfig(rho=0.99999999, dtype="float32"))
+      Traceback (most recent call last):
+      ...
+      sae_jax.validate.InputError: rho=0.99999999 is 1.0 in float32, where rho must be a normal number in [1.17549e-38, 0.99999994] (else the KL term is NaN); use such a rho or float64
+    """
+    c = config
+    check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)
+    if c.dtype in DTYPES:  # the values as training uses them: cast to config.dtype
+        check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho, dtype=c.dtype, l1=c.l1 if _is_real(c.l1) else None)
+
+
+def _check_level_in_dtype(kind: str, level: float, dtype: str) -> None:
+    """The corruption level as the trainer uses it, cast to ``dtype``: σ must not overflow
+    (1e39 is inf in float32) and a mask probability must stay below 1 (0.99999999 is 1 in float32)."""
+    with np.errstate(over="ignore"):
+        cast = float(np.asarray(level, dtype))
+    if not math.isfinite(cast):
+        raise InputError(
+            f"corruption_level={level:g} overflows {dtype} (largest finite value {float(np.finfo(dtype).max):g}); "
+            f"use a smaller level or float64"
+        )
+    if kind == "mask" and cast >= 1:
+        raise InputError(
+            f"corruption_level={level!r} is {cast!r} in {dtype}, where a masking probability must be below 1; "
+            f"use a smaller level or float64"
+        )
+
+
 def validate_config(config: TrainConfig) -> None:
     """Every field's type and range, and the combinations (raises :class:`InputError`)."""
     if not isinstance(config, TrainConfig):
         raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
     c = config
     _check_int("n_hidden", c.n_hidden, 1)
-    check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)
+    check_config_hyperparams(c)
     check_output(c.output)
-    if c.dtype in DTYPES:  # the values as training uses them: cast to config.dtype
-        check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho, dtype=c.dtype, l1=c.l1 if _is_real(c.l1) else None)
     check_choice("optimizer", c.optimizer, OPTIMIZERS)
     _check_int("steps", c.steps, 0)
     _check_real("learning_rate", c.learning_rate, lo=0.0, lo_open=True)
@@ -208,6 +246,8 @@ def validate_config(config: TrainConfig) -> None:
         raise InputError(f"tied must be True or False, got {c.tied!r}")
     _check_real("l1", c.l1, lo=0.0)
     check_corruption(c.corruption, c.corruption_level)
+    if c.dtype in DTYPES and c.corruption != "none":
+        _check_level_in_dtype(c.corruption, float(c.corruption_level), c.dtype)
     if c.rho_hat == "ema" and c.full_batch:
         raise InputError(
             "rho_hat='ema' is for minibatch optimizers (adam, sgd); L-BFGS is full-batch and "

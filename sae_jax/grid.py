@@ -2,8 +2,9 @@ r"""A sweep's grid: the (β, ρ, λ) settings it stands for, checked, named and 
 
 :func:`grid_settings` expands a grid — a mapping of value lists (the Cartesian product, β slowest,
 λ fastest; a missing key takes the config's value) or a list of settings — into a list of
-``{"beta", "rho", "lam"}`` dicts, every value checked as :func:`sae_jax.validate.check_hyperparams`
-checks it and no setting twice. :func:`setting_label` and :func:`setting_dir` name a setting (in
+``{"beta", "rho", "lam"}`` dicts, every setting checked by the function ``train`` checks its
+config's with (:func:`sae_jax.config.check_config_hyperparams`, in the config's dtype) and no
+setting twice. :func:`setting_label` and :func:`setting_dir` name a setting (in
 messages, picture titles, and ``settings/`` directories); :func:`grid_json` is the grid as
 ``sweep.json`` records it. :mod:`sae_jax.sweep` trains the settings.
 
@@ -22,14 +23,15 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .config import TrainConfig
-from .validate import InputError, check_hyperparams
+from .config import DTYPES, TrainConfig, check_config_hyperparams
+from .validate import InputError
 
 __all__ = ["SWEPT", "grid_settings", "setting_label", "setting_dir", "grid_json"]
 
@@ -75,8 +77,10 @@ def grid_settings(grid, config: TrainConfig | None = None) -> list[dict]:
       config: supplies the values of keys the grid leaves out (default :class:`TrainConfig`).
 
     Raises:
-      InputError: an empty grid, an unknown key, a value that is not a finite real number in
-        range (λ ≥ 0, β ≥ 0, 0 < ρ < 1), or the same setting twice.
+      InputError: an empty grid, an unknown key, a value ``train`` would refuse in
+        ``config`` (:func:`sae_jax.config.check_config_hyperparams`: finite, λ ≥ 0, β ≥ 0,
+        0 < ρ < 1, and no overflow or rounding to 0 / 1 in ``config.dtype``), or the same
+        setting twice (also two settings equal once cast to ``config.dtype``).
     """
     config = TrainConfig() if config is None else config
     base = {k: float(getattr(config, k)) for k in SWEPT}
@@ -106,15 +110,24 @@ def grid_settings(grid, config: TrainConfig | None = None) -> list[dict]:
     else:
         raise InputError(f"grid must be a mapping of value lists or a list of settings, got {type(grid).__name__}")
     seen = {}
+    dtype = config.dtype if config.dtype in DTYPES else None
     for i, s in enumerate(settings):
-        try:
-            check_hyperparams(**{k: s[k] for k in ("lam", "beta", "rho")})
+        try:  # train's own checks of its config (shared, not repeated): with this setting's values
+            check_config_hyperparams(dataclasses.replace(config, **s))
         except InputError as e:
             raise InputError(f"grid setting {i} ({setting_label(s)}): {e}") from None
         key = tuple(s[k] for k in SWEPT)
         if key in seen:
             raise InputError(f"grid has the setting {setting_label(s)} twice (settings {seen[key]} and {i})")
-        seen[key] = i
+        cast = key if dtype is None else tuple(float(np.asarray(v, dtype)) for v in key)  # as training uses them
+        if cast in seen:
+            j = seen[cast]
+            raise InputError(
+                f"grid settings {j} and {i} are the same setting in {dtype}: (beta, rho, lam) = "
+                f"{tuple(settings[j][k] for k in SWEPT)!r} and {key!r} are equal cast to {dtype}; "
+                "drop one or use float64"
+            )
+        seen[key] = seen[cast] = i
     return settings
 
 

@@ -15,6 +15,16 @@ What a researcher looks at after (and during) training, beyond the cost:
   target ρ (:func:`rho_hat_histogram`); a sparse code has them clustered at ρ.
 * **Held-out metrics**: the same numbers on rows the optimizer never saw
   (:func:`split_validation` is the trainer's deterministic split, ``TrainConfig.validation_fraction``).
+* **The mean predictor**: :math:`\tfrac12\,\tfrac1m\sum_i \lVert \bar x - x^{(i)} \rVert^2`, the
+  reconstruction error of predicting the per-feature mean :math:`\bar x` of the same data for every
+  sample (:func:`mean_predictor_reconstruction`): the error a model that learned nothing about the
+  individual samples still reaches, and the baseline a trained model must beat.
+* **A health warning** (:func:`health_warning`, the ``warning`` of :func:`evaluate`, training's
+  ``TrainResult.warning``, one stderr line of ``sae-jax train`` and ``sae-jax evaluate``): one line when
+  **most units are dead or saturated** — the dead and saturated fractions together exceed
+  :data:`MOST_UNITS` = 1/2 — or when the reconstruction is **no better than the mean predictor's** —
+  it explains less than :data:`MIN_EXPLAINED` = 5 % of the mean predictor's error, i.e.
+  ``reconstruction >= (1 - MIN_EXPLAINED) * mean_predictor_reconstruction``, both on the same data.
 
 :func:`evaluate` computes all of it in one jitted forward pass and returns plain Python numbers
 (the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``), its value checks fused into that
@@ -58,6 +68,10 @@ __all__ = [
     "quantiles",
     "rho_hat_histogram",
     "split_validation",
+    "MOST_UNITS",
+    "MIN_EXPLAINED",
+    "mean_predictor_reconstruction",
+    "health_warning",
     "evaluate",
     "format_table",
 ]
@@ -65,6 +79,11 @@ __all__ = [
 DEAD_THRESHOLD = 0.1
 SATURATION_THRESHOLD = 0.1
 QUANTILES = (0.0, 0.5, 0.9, 0.99, 1.0)
+#: "Most units": :func:`health_warning` warns when the dead and saturated fractions together exceed this.
+MOST_UNITS = 0.5
+#: "No better than the mean predictor": :func:`health_warning` warns when the reconstruction explains
+#: less than this fraction of the mean predictor's error (``1 - reconstruction / mean_predictor < 0.05``).
+MIN_EXPLAINED = 0.05
 
 
 def reconstruction_errors(params: Params, x, *, output: str = "sigmoid") -> jax.Array:
@@ -162,15 +181,84 @@ def split_validation(m: int, fraction: float, seed: int = 0) -> tuple[np.ndarray
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def mean_predictor_reconstruction(x) -> jax.Array:
+    r"""The reconstruction error of the mean predictor on ``x``:
+    :math:`\tfrac12\,\tfrac1m\sum_i \lVert \bar x - x^{(i)} \rVert^2`, :math:`\bar x = \tfrac1m\sum_i x^{(i)}`.
+
+    The cost's reconstruction term for a "model" that predicts the per-feature mean of ``x`` for
+    every sample (half the summed per-feature variance, ``ddof=0``); compare a model's
+    reconstruction on the same ``x`` with it (:func:`health_warning`).
+
+    Args:
+      x: ``(m, n_visible)``, samples as rows.
+
+    Returns:
+      A scalar in ``x``'s dtype.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from sae_jax.metrics import mean_predictor_reconstruction
+      >>> float(mean_predictor_reconstruction(jnp.array([[0.0, 1.0], [1.0, 1.0]])))  # x̄ = (0.5, 1): ½ · mean(0.25, 0.25)
+      0.125
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise validate.InputError(f"x must be (m, n_visible) with m >= 1, got shape {x.shape}")
+    return 0.5 * jnp.mean(jnp.sum(jnp.square(x - jnp.mean(x, axis=0, keepdims=True)), axis=-1))
+
+
+def health_warning(m: dict) -> str | None:
+    """One line saying what is wrong with a trained model, or ``None`` when nothing is.
+
+    The two checks are independent: with a small ρ a sparse code can reconstruct well while its
+    units stay below the dead threshold on every sample (then only the first is reported), and a
+    model whose units all vary can still reconstruct no better than the mean.
+
+    Reads ``dead_fraction``, ``saturated_fraction``, ``reconstruction`` and
+    ``mean_predictor_reconstruction`` of ``m`` (an :func:`evaluate` dict, or a metrics row with the
+    baseline added), all measured on the same data. Warns when
+
+    * **most units are dead or saturated**: ``dead_fraction + saturated_fraction > MOST_UNITS``
+      (more than half of the hidden units carry no information about the input), or
+    * **the reconstruction is no better than the mean predictor's**:
+      ``reconstruction >= (1 - MIN_EXPLAINED) * mean_predictor_reconstruction`` (the model explains
+      less than 5 % of the error of predicting the per-feature mean for every sample).
+
+    Examples:
+      >>> from sae_jax.metrics import health_warning
+      >>> health_warning({"dead_fraction": 0.04, "saturated_fraction": 0.0, "reconstruction": 0.38,
+      ...                 "mean_predictor_reconstruction": 0.5057}) is None
+      True
+      >>> print(health_warning({"dead_fraction": 1.0, "saturated_fraction": 0.0, "reconstruction": 0.5095,
+      ...                       "mean_predictor_reconstruction": 0.5057}))
+      100% of the hidden units are dead (max activation < 0.1 on every sample) and 0% saturated (min > 0.9), more than half; reconstruction 0.5095 is no better than the mean predictor's 0.5057 (explains -0.8% of its error, under 5%)
+    """
+    dead, sat = float(m["dead_fraction"]), float(m["saturated_fraction"])
+    rec, base = float(m["reconstruction"]), float(m["mean_predictor_reconstruction"])
+    problems = []
+    if dead + sat > MOST_UNITS:
+        problems.append(
+            f"{dead:.0%} of the hidden units are dead (max activation < {DEAD_THRESHOLD:g} on every sample) "
+            f"and {sat:.0%} saturated (min > {1 - SATURATION_THRESHOLD:g}), more than half"
+        )
+    if rec >= (1 - MIN_EXPLAINED) * base:
+        explained = f"explains {1 - rec / base:.1%} of its error, under {MIN_EXPLAINED:.0%}" if base > 0 else (
+            "the data are constant")
+        problems.append(f"reconstruction {rec:.4g} is no better than the mean predictor's {base:.4g} ({explained})")
+    return "; ".join(problems) if problems else None
+
+
 def _diagnostic_arrays(params, x, *, lam, beta, rho, output, l1=None):
-    """The one pass :func:`evaluate` reads: cost terms, per-sample errors, per-unit min/max activation."""
+    """The one pass :func:`evaluate` reads: cost terms, per-sample errors, per-unit min/max activation,
+    the mean predictor's reconstruction."""
     dtype = params.W1.dtype
     lam, beta, rho = (jnp.asarray(v, dtype) for v in (lam, beta, rho))
     l1 = None if l1 is None else jnp.asarray(l1, dtype)
     acts = forward(params, x, output=output)
     terms = terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
     errors = 0.5 * jnp.sum(jnp.square(acts.a3 - x), axis=-1)
-    return terms, errors, jnp.min(acts.a2, axis=0), jnp.max(acts.a2, axis=0)
+    baseline = 0.5 * jnp.mean(jnp.sum(jnp.square(x - jnp.mean(x, axis=0, keepdims=True)), axis=-1))
+    return terms, errors, jnp.min(acts.a2, axis=0), jnp.max(acts.a2, axis=0), baseline
 
 
 def evaluate(
@@ -192,7 +280,10 @@ def evaluate(
     ``mse`` (mean squared error per entry, :math:`2\,\text{reconstruction}/n`);
     ``recon_error_mean``, ``recon_error_q0`` … ``recon_error_q100`` (:data:`QUANTILES` of
     :math:`e_i`); ``rho_hat_mean/min/max``; ``dead_fraction``, ``saturated_fraction`` (of the
-    hidden units; thresholds as in the module docstring); ``n_samples``.
+    hidden units; thresholds as in the module docstring); ``n_samples``;
+    ``mean_predictor_reconstruction`` (:func:`mean_predictor_reconstruction` of the same ``x``) and
+    ``warning``: :func:`health_warning`'s line (a ``str``), or ``None`` for a healthy model (nothing is
+    printed or raised: the CLI prints it).
 
     With ``details=True`` also the arrays (numpy): ``errors`` ``(m,)``, ``rho_hat``, ``a2_min``,
     ``a2_max`` ``(n_hidden,)``.
@@ -216,7 +307,7 @@ def evaluate(
     # Compiled, with the value checks fused into the pass (a jax.Array of data is checked once):
     # the trainer calls this after every chunk.
     arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1)
-    terms, errors, a2_min, a2_max = jax.device_get(arrays)
+    terms, errors, a2_min, a2_max, baseline = jax.device_get(arrays)
     rh = np.asarray(terms.rho_hat, np.float64)
     out = {
         "cost": float(terms.cost),
@@ -231,9 +322,11 @@ def evaluate(
         "dead_fraction": float(dead_units(a2_max, threshold=dead_threshold).mean()),
         "saturated_fraction": float(saturated_units(a2_min, threshold=saturation_threshold).mean()),
         "n_samples": int(x.shape[0]),
+        "mean_predictor_reconstruction": float(baseline),
     }
     if l1 is not None:
         out["l1"] = float(terms.l1)
+    out["warning"] = health_warning(out)
     if details:
         out.update(errors=np.asarray(errors), rho_hat=rh, a2_min=np.asarray(a2_min), a2_max=np.asarray(a2_max))
     return out
@@ -243,6 +336,7 @@ _TABLE = (
     ("samples", "n_samples", "{:d}"),
     ("cost", "cost", "{:.6g}"),
     ("reconstruction (mean e_i)", "reconstruction", "{:.6g}"),
+    ("  mean predictor's (baseline)", "mean_predictor_reconstruction", "{:.6g}"),
     ("  e_i median / p90 / p99 / max", ("recon_error_q50", "recon_error_q90", "recon_error_q99", "recon_error_q100"),
      "{:.4g}"),
     ("MSE per entry", "mse", "{:.4g}"),

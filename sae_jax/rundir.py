@@ -19,6 +19,15 @@ state the trainer checked to be finite, when :meth:`RunDir.checkpoint_due` says 
 in-memory run) keeps the metrics rows and writes nothing. Every write is atomic
 (:mod:`sae_jax.checkpoint`), so a kill at any moment leaves a directory that resumes.
 
+One run per directory: :meth:`RunDir.open` (or :meth:`RunDir.start`, for a directory it
+creates) takes the directory's :class:`DirLock` and :meth:`RunDir.finish` releases it; a second
+run (``train``, a resume, a ``sweep``) on a directory in use is refused with an
+:class:`~sae_jax.InputError`. The operating system drops the lock when a process dies, so a
+crashed or killed run leaves none behind. :meth:`RunDir.open` also checks that the directory
+can be written (:func:`check_writable`) before any work. An OS error writing during the run
+(a full disk at a checkpoint) is a :class:`~sae_jax.checkpoint.WriteError` naming the file and
+the last good checkpoint, which stays intact.
+
 Examples:
   >>> import tempfile, pathlib
   >>> from sae_jax.config import TrainConfig
@@ -35,10 +44,14 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -54,20 +67,122 @@ from .params import Params
 from .validate import InputError, check_params
 from .version import __version__
 
-__all__ = ["RunDir", "check_run_dir", "check_patch_shape", "read_metrics", "atomic_picture"]
+__all__ = ["RunDir", "DirLock", "lock_dir", "check_run_dir", "check_writable", "check_patch_shape", "read_metrics",
+           "atomic_picture"]
 
 _PICTURES = ("filters.png", "training_curve.png")
 
 
-def check_run_dir(run_dir: Path) -> None:
+def check_run_dir(run_dir: Path, what: str = "run directory") -> None:
     """``run_dir`` is a directory or can be created as one (no file at it or above it)."""
     run_dir = Path(run_dir)
     for p in (run_dir, *run_dir.parents):
         if p.exists():
             if not p.is_dir():
-                what = "is a file" if p == run_dir else f"is below {str(p)!r}, which is a file"
-                raise InputError(f"run directory {str(run_dir)!r} {what}; choose a directory")
+                where = "is a file" if p == run_dir else f"is below {str(p)!r}, which is a file"
+                raise InputError(f"{what} {str(run_dir)!r} {where}; choose a directory")
             return
+
+
+def check_writable(path: Path, what: str = "run directory") -> None:
+    """Files can be created in ``path`` (a directory, or one to be created: then in its nearest
+    existing ancestor), else :class:`~sae_jax.InputError` naming ``path`` and the OS's reason.
+
+    The check creates and removes an empty temp file, so it sees what a write would see (a
+    read-only file system, permissions, ACLs; ``os.access`` answers yes to root for all of them).
+    Run before any long computation: a run that cannot write its results fails at once. A
+    file in the way is left to :func:`check_run_dir`.
+    """
+    path = Path(path)
+    d = path
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    if not d.is_dir():
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sae-jax-write-test.", suffix=".tmp", dir=d)
+    except OSError as e:
+        where = "" if d == path else f" (cannot create it in {str(d)!r})"
+        raise InputError(
+            f"{what} {str(path)!r} is not writable{where}: {e.strerror or e}; choose another directory"
+        ) from None
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:  # pragma: no cover
+        pass
+
+
+_LOCKS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()  # (st_dev, st_ino) -> this process's DirLock
+
+
+class DirLock:
+    """An exclusive advisory lock (``flock``) on a directory, for the life of the run writing it.
+
+    The operating system drops it when the process ends, however it ends (a crash, SIGKILL), so
+    a killed run never leaves a stale lock; :meth:`release` (or garbage collection of the
+    holder) drops it earlier. Nothing is written: the lock is on the directory itself.
+
+    Limits: within one process a later :func:`lock_dir` of the same directory takes the lock
+    over (sequential calls, e.g. a resume after a caught divergence; threads of one process are
+    not kept apart). Where ``flock`` is missing (Windows) or refused (some network file systems:
+    NFS emulates it with byte-range locks, which a directory cannot take), the run goes on
+    unlocked (``locked`` is False).
+    """
+
+    def __init__(self, fd: int | None, key, locked: bool):
+        self.locked = locked
+        self._key = key
+        self._finalizer = weakref.finalize(self, _close_lock, fd)
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        self._finalizer()
+        if _LOCKS.get(self._key) is self:
+            del _LOCKS[self._key]
+
+
+def _close_lock(fd) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover
+            pass
+
+
+def lock_dir(path: Path, what: str = "run directory") -> DirLock:
+    """Take the :class:`DirLock` of an existing directory ``path``, or raise
+    :class:`~sae_jax.InputError` (``"... is in use by another process ..."``) if another process
+    holds it: two runs must never write one directory (their metrics would interleave and the
+    last writer would win the other files)."""
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock
+        return DirLock(None, None, False)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as e:
+        raise InputError(f"cannot open {what} {str(path)!r}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    held = _LOCKS.get(key)
+    if held is not None:  # this process holds it already (an earlier run object): hand it over
+        held.release()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            raise InputError(
+                f"{what} {str(path)!r} is in use by another process (a sae-jax run holds its lock); "
+                "wait for that run to end or choose another directory"
+            ) from None
+        lock = DirLock(fd, key, False)  # flock not supported here (e.g. NFS): go on unlocked
+    else:
+        lock = DirLock(fd, key, True)
+    _LOCKS[key] = lock
+    return lock
 
 
 def check_patch_shape(patch_shape, n_visible: int):
@@ -126,8 +241,10 @@ class RunDir:
         :meth:`start`).
     """
 
-    def __init__(self, path, config: TrainConfig, *, checkpoint: tuple[dict, dict] | None = None):
+    def __init__(self, path, config: TrainConfig, *, checkpoint: tuple[dict, dict] | None = None,
+                 lock: DirLock | None = None):
         self.path = None if path is None else Path(path)
+        self._lock = lock  # the directory's DirLock, from open() (an existing directory) or start()
         self.config = config
         self.metrics: list[dict] = []
         self.checkpoint_step: int | None = None
@@ -146,19 +263,34 @@ class RunDir:
         validated either way (:class:`~sae_jax.InputError`).
         """
         path = None if path is None else Path(path)
+        if resume and path is None:
+            raise InputError("resume=True needs run_dir (the directory of the run to continue)")
+        lock = None
+        if path is not None:
+            check_run_dir(path)
+            if path.is_dir():  # held from here to the end of the run (another run's: refused)
+                lock = lock_dir(path)
+        try:
+            return cls._open(path, config, resume, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def _open(cls, path, config, resume, lock) -> "RunDir":
         if not resume:
             config = TrainConfig() if config is None else config
             if path is not None:
-                check_run_dir(path)
                 if (path / ckpt.CHECKPOINT_NAME).exists():
                     raise InputError(
                         f"run directory {str(path)!r} already holds a checkpoint; resume it or choose another directory"
                     )
+                check_writable(path)
             validate_config(config)
-            return cls(path, config)
-        if path is None:
-            raise InputError("resume=True needs run_dir (the directory of the run to continue)")
+            return cls(path, config, lock=lock)
         tensors, meta = ckpt.load_checkpoint(path / ckpt.CHECKPOINT_NAME)
+        check_writable(path)
         saved = TrainConfig.from_dict(meta["config"])
         if config is not None:
             validate_config(config)
@@ -177,7 +309,7 @@ class RunDir:
                 "or train a new run)"
             )
         validate_config(saved)
-        return cls(path, saved, checkpoint=(tensors, meta))
+        return cls(path, saved, checkpoint=(tensors, meta), lock=lock)
 
     @property
     def resuming(self) -> bool:
@@ -256,32 +388,62 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"cannot create run directory {str(self.path)!r}: {e.strerror or e}") from None
+        if self._lock is None:  # a directory created now: lock it, then look again (another run may have begun)
+            self._lock = lock_dir(self.path)
+            if not self.resuming and (self.path / ckpt.CHECKPOINT_NAME).exists():
+                self.close()
+                raise InputError(
+                    f"run directory {str(self.path)!r} already holds a checkpoint (another run wrote it "
+                    "meanwhile); resume it or choose another directory"
+                )
         names = (ckpt.CHECKPOINT_NAME, ckpt.PARAMS_NAME, ckpt.CONFIG_NAME, ckpt.METRICS_NAME)
         for pattern in [f".{n}.*.tmp" for n in names] + [f".{n}.tmp.png" for n in _PICTURES]:
             for f in self.path.glob(pattern):
                 f.unlink(missing_ok=True)
-        ckpt.atomic_write_text(self.path / ckpt.CONFIG_NAME, json.dumps(self._doc, indent=2) + "\n")
+        self.write_config(self._doc)
         if self.resuming:
             self.metrics = [r for r in read_metrics(self.path / ckpt.METRICS_NAME) if r.get("step", 0) <= state.step]
         self.write_metrics(self.metrics)
         if not self.resuming:
             self.save_checkpoint(state)
 
+    def close(self) -> None:
+        """Release the directory's lock (:class:`DirLock`); :meth:`finish` does it at the end of a run."""
+        if self._lock is not None:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def _mid_run(self):
+        """An OS error writing during the run (a full disk at a checkpoint...): a
+        :class:`~sae_jax.checkpoint.WriteError` with ``exit_code`` 1 naming the last good checkpoint,
+        which the atomic writes leave intact."""
+        try:
+            yield
+        except ckpt.WriteError as e:
+            e.note, e.exit_code = self.kept_note(), 1
+            raise
+
     def log(self, row: dict) -> None:
         """Append a metrics row (to :attr:`metrics` and ``metrics.jsonl``)."""
         self.metrics.append(row)
         if self.path is not None:
-            with open(self.path / ckpt.METRICS_NAME, "a") as f:
-                f.write(json.dumps(row) + "\n")
-                f.flush()
+            f = self.path / ckpt.METRICS_NAME
+            with self._mid_run():
+                try:
+                    with open(f, "a") as out:
+                        out.write(json.dumps(row) + "\n")
+                        out.flush()
+                except OSError as e:  # a torn row is dropped on resume (read_metrics)
+                    raise ckpt.WriteError(f, "metrics", e) from None
 
     def write_metrics(self, rows: list[dict]) -> None:
         """Write ``metrics.jsonl`` whole, atomically (a RunDir with a path)."""
-        ckpt.atomic_write_text(self.path / ckpt.METRICS_NAME, "".join(json.dumps(r) + "\n" for r in rows))
+        ckpt.atomic_write_text(self.path / ckpt.METRICS_NAME, "".join(json.dumps(r) + "\n" for r in rows),
+                               what="metrics")
 
     def write_config(self, doc: dict) -> None:
         """Write ``config.json`` atomically (a RunDir with a path)."""
-        ckpt.atomic_write_text(self.path / ckpt.CONFIG_NAME, json.dumps(doc, indent=2) + "\n")
+        ckpt.atomic_write_text(self.path / ckpt.CONFIG_NAME, json.dumps(doc, indent=2) + "\n", what="run config")
 
     def checkpoint_due(self, step: int) -> bool:
         """Whether a checkpoint is due at ``step`` (a multiple of ``checkpoint_every`` passed since
@@ -290,7 +452,17 @@ class RunDir:
         return self.path is not None and (step // every > self.checkpoint_step // every or step == self.config.steps)
 
     def save_checkpoint(self, state: TrainState) -> None:
-        """Checkpoint ``state`` (the caller checked it finite: a checkpoint is always resumable)."""
+        """Checkpoint ``state`` (the caller checked it finite: a checkpoint is always resumable).
+
+        A failed write (full disk...) leaves the previous checkpoint as it was and raises a
+        :class:`~sae_jax.checkpoint.WriteError` naming it (exit code 1)."""
+        if self.path is not None and self.checkpoint_step is not None and self.checkpoint_step != int(state.step):
+            with self._mid_run():
+                self._save_checkpoint(state)
+        elif self.path is not None:
+            self._save_checkpoint(state)  # the run's first checkpoint, in start(): nothing is lost yet
+
+    def _save_checkpoint(self, state: TrainState) -> None:
         if self.path is not None:
             ckpt.save_checkpoint(
                 self.path / ckpt.CHECKPOINT_NAME, params=state.params, opt_leaves=jax.tree.leaves(state.opt_state),
@@ -315,13 +487,17 @@ class RunDir:
     def finish(self, state: TrainState, *, pictures: bool = True, patch_shape=None) -> list[str]:
         """The end of a run: the last checkpoint (if not yet written), the parameters and, with
         ``pictures``, ``filters.png`` and ``training_curve.png``. A picture that cannot be drawn
-        is skipped: one note per skipped picture is returned (never fatal)."""
+        is skipped: one note per skipped picture is returned (never fatal). Releases the
+        directory's lock."""
         if self.path is None:
             return []
         if self.checkpoint_step != int(state.step):
             self.save_checkpoint(state)
-        self.save_params(state.params, self.config.to_dict(), step=int(state.step))
-        return self._draw_pictures(state.params, patch_shape) if pictures else []
+        with self._mid_run():
+            self.save_params(state.params, self.config.to_dict(), step=int(state.step))
+        notes = self._draw_pictures(state.params, patch_shape) if pictures else []
+        self.close()
+        return notes
 
     def _draw_pictures(self, params: Params, patch_shape) -> list[str]:
         notes = []

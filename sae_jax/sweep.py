@@ -30,6 +30,7 @@ state and reported (``diverged_step``, ``diverged_cause``); the others carry on.
 Output directory (``out_dir``)::
 
     sweep.json                 config, grid, data spec and hash, timings, the summary
+    sweep-checkpoint.safetensors   every setting's state and metrics: resume or extend the sweep
     summary.csv                one row per setting: λ, β, ρ, final cost and terms, ρ̂, divergence
     tradeoff.png               reconstruction vs Σ KL(ρ‖ρ̂), and mean ρ̂ vs ρ, across the grid
     settings/000-beta0-rho0.01-lam0.0001/
@@ -37,6 +38,13 @@ Output directory (``out_dir``)::
         metrics.jsonl          one row per chunk, as a train run's
         config.json            its TrainConfig (a train() with it reproduces the setting)
         filters.png            its filters (square n_visible only)
+
+While it runs, the sweep keeps ``sweep-checkpoint.safetensors`` in ``out_dir`` (every setting's
+state, stacked, and the metrics so far; written atomically at step 0, every
+``checkpoint_every`` steps and at the end): a killed sweep leaves that checkpoint (and nothing
+half-written) and ``sweep(..., out_dir=..., resume=True)`` (``sae-jax sweep --resume DIR``)
+continues it to the same result as an uninterrupted sweep. The results above are written after
+the last step, ``sweep.json`` last: a directory without it is unfinished.
 
 Each ``settings/*`` directory works with ``sae-jax visualize`` and ``sae-jax encode``, and
 ``train(x, config, params=...)`` warm-starts from its parameters.
@@ -66,13 +74,13 @@ from jax import lax
 
 from . import checkpoint as ckpt
 from . import display
-from .config import TrainConfig, validate_config
+from .config import RESUMABLE_FIELDS, TrainConfig, validate_config
 from .cost import cost_terms, sparsity
 from .grid import SWEPT, grid_json, grid_settings, setting_dir, setting_label
 from .inputs import check_batch_size, spec_dict, training_data
 from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, l1_of, runner_for
 from .params import Params
-from .rundir import RunDir, atomic_picture
+from .rundir import RunDir, atomic_picture, check_run_dir, check_writable, lock_dir
 from .step import make_optimizer
 from .validate import InputError, check_data
 from .version import __version__
@@ -82,6 +90,8 @@ __all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
 SWEEP_JSON = "sweep.json"
 SUMMARY_CSV = "summary.csv"
 TRADEOFF_PNG = "tradeoff.png"
+SWEEP_CHECKPOINT = "sweep-checkpoint.safetensors"
+SWEEP_FORMAT = "sae-jax-sweep-checkpoint"
 
 _SUMMARY_FIELDS = (
     "index", "beta", "rho", "lam", "step", "cost", "reconstruction", "weight_decay", "sparsity",
@@ -152,6 +162,7 @@ def sweep(
     progress: Callable[[dict], None] | None = None,
     pictures: bool = True,
     batching: str = "auto",
+    resume: bool = False,
 ) -> SweepResult:
     r"""Train every (β, ρ, λ) setting of ``grid`` in one compiled run (vmapped, or ``lax.map``-ed on CPU).
 
@@ -164,7 +175,8 @@ def sweep(
       grid: see :func:`grid_settings`, e.g. ``{"beta": [0, 1, 3], "rho": [0.01, 0.05]}``
         (6 settings).
       out_dir: directory to write (see the module doc); ``None``: in memory only. A directory
-        that already holds a ``sweep.json`` is refused.
+        that already holds a ``sweep.json`` or an unfinished sweep's checkpoint is refused, as is
+        one another process's run or sweep is writing (:class:`sae_jax.rundir.DirLock`).
       data_spec: a :class:`sae_jax.data.DataSpec` (or dict) recorded with the sweep.
       progress: called after every chunk with ``{"step", "steps", "settings", "elapsed_s"}``.
       pictures: write ``tradeoff.png`` and each setting's ``filters.png`` (needs matplotlib).
@@ -175,6 +187,11 @@ def sweep(
         measured 4x slower than ``"map"`` for 16 exercise-size L-BFGS settings on 2 cores,
         ``benchmarks/NOTES.md``), or ``"auto"`` (default: ``"map"`` on CPU, else ``"vmap"``).
         Both compile once and agree with single runs.
+      resume: continue the sweep in ``out_dir`` from its ``sweep-checkpoint.safetensors``
+        (bit-identical to an uninterrupted sweep; ``config``, ``grid`` and the data default to the
+        checkpoint's, and a given ``config`` may differ only in ``steps``, ``chunk`` and
+        ``checkpoint_every``, as for ``train``). Also writes a finished sweep's results again,
+        or extends it to more ``steps``.
 
     Returns:
       :class:`SweepResult`; ``result.params_at(k)`` is setting ``k``'s :class:`~sae_jax.Params`.
@@ -191,19 +208,54 @@ def sweep(
       >>> len(r.summary), r.params.W1.shape
       (4, (4, 2, 4))
     """
-    config = TrainConfig() if config is None else config
-    validate_config(config)
     if batching not in ("auto", *SWEEP_BATCHING):
         raise InputError(f"batching must be one of {('auto', *SWEEP_BATCHING)}, got {batching!r}")
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if resume and out_dir is None:
+        raise InputError("resume=True needs out_dir (the directory of the sweep to continue)")
+    locks: list = []  # the sweep directory's DirLock, held to the end
+    try:
+        if out_dir is not None:
+            check_run_dir(out_dir, "sweep directory")
+            if out_dir.is_dir():
+                locks.append(lock_dir(out_dir, "sweep directory"))
+        return _sweep(x, config, grid, out_dir, data_spec, progress, pictures, batching, resume, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _sweep(x, config, grid, out_dir, data_spec, progress, pictures, batching, resume, locks) -> SweepResult:
+    saved = None
+    if resume:
+        saved = load_sweep_checkpoint(out_dir / SWEEP_CHECKPOINT)
+        config, grid, batching = _reconcile(out_dir, saved, config, grid, batching)
+        if x is None and data_spec is None:
+            data_spec = saved["data_spec"]
+            if data_spec is None:
+                raise InputError(
+                    f"sweep checkpoint in {str(out_dir)!r} has no data spec (it was trained on an in-memory "
+                    "array): pass the same x again"
+                )
+    else:
+        config = TrainConfig() if config is None else config
+        if out_dir is not None:
+            _check_fresh(out_dir)
+    validate_config(config)
     if batching == "auto":
         batching = "map" if jax.default_backend() == "cpu" else "vmap"
     settings = grid_settings(grid, config)
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None and (out_dir / SWEEP_JSON).exists():
-        raise InputError(f"output directory {str(out_dir)!r} already holds a {SWEEP_JSON}; choose another")
+    if saved is not None and settings != saved["settings"]:
+        raise InputError(
+            f"cannot resume {str(out_dir)!r} with a different grid: {len(settings)} settings given, the "
+            f"checkpoint's {len(saved['settings'])} differ (leave the grid out to continue the checkpoint's)"
+        )
+    if out_dir is not None:
+        check_writable(out_dir, "sweep directory")
     data_spec = spec_dict(data_spec)
     x_np = training_data(x, data_spec, config, "sweep")
     check_batch_size(config, x_np.shape[0])
+    sha = ckpt.data_sha256(x_np)
     x_dev = jnp.asarray(x_np)
     template = init_state(config, x_dev, make_optimizer(config))
     check_data(x_dev, template.params, output=config.output)
@@ -215,6 +267,13 @@ def sweep(
     batched = lambda a: None if a is None else jnp.broadcast_to(a, (K, *jnp.shape(a)))  # noqa: E731
     state = template._replace(params=jax.tree.map(batched, template.params),
                               opt_state=jax.tree.map(batched, template.opt_state), rho_ema=batched(template.rho_ema))
+    if saved is not None:
+        if saved["data_sha256"] != sha:
+            raise InputError(
+                f"the data differ from those the sweep in {str(out_dir)!r} was trained on (SHA-256 mismatch); "
+                "resume with the same data"
+            )
+        state = _restored_state(saved, state, out_dir / SWEEP_CHECKPOINT)
 
     t0 = time.perf_counter()
     runner = runner_for(config, batching=batching)
@@ -227,10 +286,35 @@ def sweep(
         for k, row in enumerate(_evaluate_k(st.params, x_dev, hp, config, batching)):
             metrics[k].append({"step": int(st.step), **row, **extra[k]})
 
-    log_rows(state, [{"step_time_s": None}] * K)
     diverged: list = [None] * K
     train_s = 0.0
-    step = 0
+    if saved is None:
+        log_rows(state, [{"step_time_s": None}] * K)
+    else:
+        metrics, train_s = saved["metrics"], saved["train_s"]
+        diverged = [None if d is None else tuple(d) for d in saved["diverged"]]
+    step = int(state.step)
+
+    def save(st, last_step=None):
+        _save_sweep_checkpoint(
+            out_dir / SWEEP_CHECKPOINT, st, config=config, settings=settings, grid=grid, batching=batching,
+            data_spec=data_spec, data_sha256=sha, metrics=metrics, diverged=diverged, train_s=train_s,
+            note=None if last_step is None else _kept_note(out_dir, last_step),
+        )
+
+    if out_dir is not None:
+        if not out_dir.is_dir():  # created now: lock it, then look again (another sweep may have begun)
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ckpt.WriteError(out_dir, "sweep directory", e) from None
+            locks.append(lock_dir(out_dir, "sweep directory"))
+            if saved is None:
+                _check_fresh(out_dir)
+        _remove_stale_temp_files(out_dir)
+        if saved is None:
+            save(state)  # step 0: from here on a kill leaves a sweep that resumes
+    saved_step = step
     C = config.chunk
     while step < config.steps:
         n = min(C - step % C, config.steps - step)
@@ -250,6 +334,10 @@ def sweep(
             {"batch_cost": float(batch_costs[k]) if np.isfinite(batch_costs[k]) else None,
              "step_time_s": dt / n, "elapsed_s": train_s} for k in range(K)
         ])
+        every = config.checkpoint_every
+        if out_dir is not None and (step // every > saved_step // every or step == config.steps):
+            save(state, last_step=saved_step)
+            saved_step = step
         if progress is not None:
             progress({"step": step, "steps": config.steps, "settings": K, "elapsed_s": train_s})
 
@@ -261,9 +349,141 @@ def sweep(
         for k, (s, d) in enumerate(zip(settings, diverged))
     ]
     if out_dir is not None:
-        _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
-               compile_s, train_s, pictures, batching)
+        try:
+            _write(out_dir, x_np, config, settings, grid, data_spec, state, metrics, summary,
+                   compile_s, train_s, pictures, batching)
+        except OSError as e:  # the results are in the final checkpoint: a resume writes them again
+            if not isinstance(e, ckpt.WriteError):
+                e = ckpt.WriteError(e.filename or out_dir, "sweep results", e)
+            e.note, e.exit_code = _kept_note(out_dir, step), 1
+            raise e from None
     return SweepResult(settings, state.params, state, metrics, summary, config, out_dir, compile_s, train_s, batching)
+
+
+def _kept_note(out_dir: Path, step: int) -> str:
+    return (f"; the last good sweep checkpoint (step {step}) in {str(out_dir)!r} is kept: "
+            f"resume it (sae-jax sweep --resume {out_dir})")
+
+
+def _check_fresh(out_dir: Path) -> None:
+    """A new sweep's directory holds neither a finished sweep nor an unfinished one's checkpoint."""
+    if (out_dir / SWEEP_JSON).exists():
+        raise InputError(f"output directory {str(out_dir)!r} already holds a {SWEEP_JSON}; choose another")
+    if (out_dir / SWEEP_CHECKPOINT).exists():
+        raise InputError(
+            f"output directory {str(out_dir)!r} holds an unfinished sweep ({SWEEP_CHECKPOINT}); resume it "
+            f"(resume=True; sae-jax sweep --resume {out_dir}) or choose another"
+        )
+
+
+def _reconcile(out_dir: Path, saved: dict, config, grid, batching):
+    """The config, grid and batching a resume continues with: the checkpoint's, where given equal
+    (``steps``, ``chunk`` and ``checkpoint_every`` may differ, as for a resumed ``train``)."""
+    base = TrainConfig.from_dict(saved["config"])
+    if config is not None:
+        validate_config(config)
+        diff = [f.name for f in dataclasses.fields(TrainConfig)
+                if f.name not in RESUMABLE_FIELDS and getattr(config, f.name) != getattr(base, f.name)]
+        if diff:
+            raise InputError(
+                f"cannot resume {str(out_dir)!r} with a different config: "
+                + ", ".join(f"{k}={getattr(config, k)!r} (checkpoint has {getattr(base, k)!r})" for k in diff)
+            )
+        base = dataclasses.replace(base, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
+    if base.steps < saved["step"]:
+        raise InputError(
+            f"cannot resume {str(out_dir)!r} to steps={base.steps}: its checkpoint is already at step "
+            f"{saved['step']} (pass steps >= {saved['step']})"
+        )
+    if batching == "auto":
+        batching = saved["batching"]
+    elif batching != saved["batching"]:
+        raise InputError(
+            f"cannot resume {str(out_dir)!r} with batching={batching!r}: it ran with {saved['batching']!r} "
+            "(the two may sum in another order); leave batching='auto'"
+        )
+    return base, saved["grid"] if grid is None else grid, batching
+
+
+_OUTPUT_NAMES = (SWEEP_JSON, SUMMARY_CSV, SWEEP_CHECKPOINT, ckpt.PARAMS_NAME, ckpt.METRICS_NAME, ckpt.CONFIG_NAME)
+_PICTURE_NAMES = (TRADEOFF_PNG, "filters.png")
+
+
+def _remove_stale_temp_files(out_dir: Path) -> None:
+    """The temp files a killed writer left (``.summary.csv.x1y2.tmp``, ``.tradeoff.png.tmp.png``...)."""
+    patterns = [f".{n}.*.tmp" for n in _OUTPUT_NAMES] + [f".{n}.tmp.png" for n in _PICTURE_NAMES]
+    for d in (out_dir, *sorted((out_dir / "settings").glob("*"))):
+        if d.is_dir():
+            for pattern in patterns:
+                for f in d.glob(pattern):
+                    f.unlink(missing_ok=True)
+
+
+def _save_sweep_checkpoint(path: Path, state: TrainState, *, config, settings, grid, batching, data_spec,
+                           data_sha256, metrics, diverged, train_s, note=None) -> None:
+    """Every setting's state (stacked), the metrics so far and the sweep's definition, checksummed,
+    atomically: what :func:`sweep` with ``resume=True`` continues from."""
+    tensors = {f"params/{k}": np.asarray(v) for k, v in zip(ckpt.PARAM_FIELDS, state.params) if v is not None}
+    for i, leaf in enumerate(jax.tree.leaves(state.opt_state)):
+        tensors[f"opt/{i:05d}"] = np.asarray(leaf)
+    tensors["step"] = np.asarray(int(state.step), np.int64)
+    tensors["key"] = np.asarray(state.key)
+    if state.rho_ema is not None:
+        tensors["rho_ema"] = np.asarray(state.rho_ema)
+    metadata = {
+        "format": SWEEP_FORMAT, "format_version": "1", "step": str(int(state.step)),
+        "config": json.dumps(config.to_dict(), sort_keys=True), "settings": json.dumps(settings),
+        "grid": json.dumps(grid_json(grid)), "batching": batching, "data_spec": json.dumps(data_spec, sort_keys=True),
+        "data_sha256": data_sha256, "metrics": json.dumps(metrics), "diverged": json.dumps(diverged),
+        "train_s": repr(float(train_s)),
+    }
+    metadata["sha256"] = ckpt._digest(tensors, metadata)
+    try:
+        ckpt.atomic_write_bytes(path, ckpt._serialize(tensors, metadata), what="sweep checkpoint")
+    except ckpt.WriteError as e:
+        if note is not None:  # mid-run: the previous checkpoint is intact
+            e.note, e.exit_code = note, 1
+        raise
+
+
+def load_sweep_checkpoint(path) -> dict:
+    """Read and verify a sweep checkpoint (:class:`~sae_jax.InputError` if missing, truncated,
+    corrupted or not one): ``{"tensors", "step", "config", "settings", "grid", "batching",
+    "data_spec", "data_sha256", "metrics", "diverged", "train_s"}``."""
+    tensors, md = ckpt.read_safetensors(path, "sweep checkpoint")
+    if md.get("format") != SWEEP_FORMAT or md.get("format_version") != "1":
+        raise InputError(f"{str(path)!r} is not a sae-jax sweep checkpoint (format={md.get('format')!r})")
+    if ckpt._digest(tensors, md) != md.get("sha256"):
+        raise InputError(f"sweep checkpoint {str(path)!r} is corrupt: its SHA-256 checksum does not match")
+    try:
+        out = {"tensors": tensors, "step": int(md["step"]), "batching": md["batching"],
+               "data_sha256": md["data_sha256"], "train_s": float(md["train_s"])}
+        for k in ("config", "settings", "grid", "data_spec", "metrics", "diverged"):
+            out[k] = json.loads(md[k])
+    except (KeyError, ValueError) as e:  # pragma: no cover - guarded by the checksum
+        raise InputError(f"sweep checkpoint {str(path)!r} has incomplete metadata ({e})") from None
+    return out
+
+
+def _restored_state(saved: dict, template: TrainState, path: Path) -> TrainState:
+    """The checkpoint's batched state, every array checked against the fresh batched ``template``."""
+    tensors = saved["tensors"]
+
+    def take(name, t):
+        a = tensors.get(name)
+        if a is None or a.shape != tuple(jnp.shape(t)) or a.dtype != jnp.asarray(t).dtype:
+            got = "missing" if a is None else f"{a.shape} {a.dtype}"
+            raise InputError(
+                f"sweep checkpoint {str(path)!r}: {name} is {got}, expected {tuple(jnp.shape(t))} "
+                f"{jnp.asarray(t).dtype} (the config's)"
+            )
+        return jnp.asarray(a)
+
+    t_leaves, treedef = jax.tree.flatten(template.opt_state)
+    opt = jax.tree.unflatten(treedef, [take(f"opt/{i:05d}", t) for i, t in enumerate(t_leaves)])
+    params = Params(*(None if t is None else take(f"params/{k}", t) for k, t in zip(ckpt.PARAM_FIELDS, template.params)))
+    rho_ema = None if template.rho_ema is None else take("rho_ema", template.rho_ema)
+    return TrainState(params, opt, jnp.asarray(saved["step"], jnp.int32), take("key", template.key), rho_ema)
 
 
 def _write(out_dir: Path, x_np, config, settings, grid, data_spec, state, metrics, summary,

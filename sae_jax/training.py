@@ -60,15 +60,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import metrics
 from .config import GRADIENTS, OPTIMIZERS, RHO_HAT, TrainConfig, validate_config
+from .cost import cost_terms
 from .inputs import TrainingData, check_init_state, check_start_options, check_warm_params, load_training_data
 from .loop import (
     CAUSES,
+    NOISE_STREAM,
     Hyperparams,
     TrainState,
     evaluate,
     hyperparams,
     init_state,
+    l1_of,
     nonfinite_state,
     row_metrics,
     run_chunk,
@@ -78,6 +82,7 @@ from .params import Params
 from .rundir import RunDir, check_patch_shape
 from .step import StepOutput, ValueAndGradFn, make_optimizer, make_step, make_value_and_grad, value_fn_from
 from .validate import InputError, check_data
+from .variants import corrupt
 
 __all__ = [
     "GRADIENTS",
@@ -108,6 +113,13 @@ class TrainResult(NamedTuple):
     run_dir: Path | None
     compile_s: float  # seconds spent compiling the chunk runner (0 if cached)
     train_s: float  # seconds in the training loop, excluding compilation
+    # sae_jax.metrics.health_warning of the final row on the training rows (None: healthy): most
+    # units dead or saturated, or a reconstruction no better than the mean predictor's
+    warning: str | None = None
+    # denoising runs: rho_hat_mean/min/max, sparsity (and l1) of the final parameters on a corrupted
+    # copy of the training rows, the input training held rho_hat on (None without corruption: the
+    # metrics rows are then of the training input already)
+    input_metrics: dict | None = None
 
 
 class TrainingDiverged(RuntimeError):
@@ -171,7 +183,12 @@ def train(
         A run directory records the total step count as ``steps``, so it resumes as usual.
 
     Returns:
-      :class:`TrainResult`.
+      :class:`TrainResult`. Its ``warning`` is :func:`sae_jax.metrics.health_warning`'s line for
+      the final parameters on the training rows — most hidden units dead or saturated, or a
+      reconstruction no better than the mean predictor's on the same rows — or ``None``; nothing
+      is printed or raised (``sae-jax train`` prints it to stderr), so look at it. A denoising
+      run's ``input_metrics`` holds ρ̂ and the sparsity term on a corrupted copy of the training
+      rows (the input its ρ̂ was held on); the metrics rows are of the clean rows.
 
     Raises:
       InputError: bad config, data, run directory or checkpoint (nothing is written then);
@@ -189,53 +206,81 @@ def train(
     """
     check_start_options(resume=resume, params=params, init_state=init_state)
     run = RunDir.open(run_dir, config, resume=resume)  # reads and checks; writes nothing
-    config = run.config
-    data = load_training_data(*run.data_source(x, data_spec), config)
-    patch_shape = check_patch_shape(patch_shape, data.n_visible)
-    state = _starting_state(run, data, params, init_state)
-    end_step = int(state.step) + config.steps if init_state is not None else config.steps
-    _check_finite_start(state, data, run)
+    try:  # the directory's lock is released however the run ends (finish releases it too)
+        config = run.config
+        data = load_training_data(*run.data_source(x, data_spec), config)
+        patch_shape = check_patch_shape(patch_shape, data.n_visible)
+        state = _starting_state(run, data, params, init_state)
+        end_step = int(state.step) + config.steps if init_state is not None else config.steps
+        _check_finite_start(state, data, run)
 
-    run.start(state, steps=end_step, data=data)  # ---- inputs valid: from here on, files are written
-    t0 = time.perf_counter()
-    runner, hp = runner_for(config, value_and_grad_fn), hyperparams(config)
-    jax.block_until_ready(runner(state, data.x, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
-    compile_s, train_s, step = time.perf_counter() - t0, 0.0, int(state.step)
-    if not run.metrics or run.metrics[-1].get("step") != step:
-        run.log({"step": step, **row_metrics(state.params, data.x, data.x_val, config), "step_time_s": None})
-    if progress is not None:
-        progress(run.metrics[-1])  # the starting point
-
-    while step < end_step:
-        n = min(config.chunk - step % config.chunk, end_step - step)  # chunk boundaries at multiples of chunk
-        t1 = time.perf_counter()
-        out = run_chunk(runner, state, data.x, n, hp)
-        dt = time.perf_counter() - t1
-        train_s += dt
-        if out.bad_step >= 0:
-            what = CAUSES.get(int(out.cause), "non-finite value")
-            raise _diverged(run, out.bad_step, what, float(out.bad_value), out.state)
-        good_state, state = state, out.state
-        step = int(state.step)
-        row = {"step": step, **row_metrics(state.params, data.x, data.x_val, config),
-               "batch_cost": float(np.nanmean(np.asarray(out.values[:n], np.float64))),
-               "step_time_s": dt / n, "elapsed_s": train_s}
-        run.log(row)
-        # Every step was finite on its own batch, but the state it reached must also have a
-        # finite full-data cost (every chunk) and gradient (before it is checkpointed): a
-        # checkpoint is only ever a state training can continue from.
-        due = run.checkpoint_due(step)
-        bad_what = nonfinite_state(state.params, data.x, config, row, gradient=due)
-        if bad_what is not None:
-            raise _diverged(run, step, f"non-finite full-data {bad_what}", row["cost"], good_state)
-        if due:
-            run.save_checkpoint(state)
+        run.start(state, steps=end_step, data=data)  # ---- inputs valid: from here on, files are written
+        t0 = time.perf_counter()
+        runner, hp = runner_for(config, value_and_grad_fn), hyperparams(config)
+        jax.block_until_ready(runner(state, data.x, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
+        compile_s, train_s, step = time.perf_counter() - t0, 0.0, int(state.step)
+        if not run.metrics or run.metrics[-1].get("step") != step:
+            run.log({"step": step, **row_metrics(state.params, data.x, data.x_val, config), "step_time_s": None})
         if progress is not None:
-            progress(row)
+            progress(run.metrics[-1])  # the starting point
 
-    for note in run.finish(state, pictures=pictures, patch_shape=patch_shape):
-        warnings.warn(note, UserWarning, stacklevel=2)
-    return TrainResult(state.params, state, run.metrics, config, run.path, compile_s, train_s)
+        while step < end_step:
+            n = min(config.chunk - step % config.chunk, end_step - step)  # chunk boundaries at multiples of chunk
+            t1 = time.perf_counter()
+            out = run_chunk(runner, state, data.x, n, hp)
+            dt = time.perf_counter() - t1
+            train_s += dt
+            if out.bad_step >= 0:
+                what = CAUSES.get(int(out.cause), "non-finite value")
+                raise _diverged(run, out.bad_step, what, float(out.bad_value), out.state)
+            good_state, state = state, out.state
+            step = int(state.step)
+            row = {"step": step, **row_metrics(state.params, data.x, data.x_val, config),
+                   "batch_cost": float(np.nanmean(np.asarray(out.values[:n], np.float64))),
+                   "step_time_s": dt / n, "elapsed_s": train_s}
+            run.log(row)
+            # Every step was finite on its own batch, but the state it reached must also have a
+            # finite full-data cost (every chunk) and gradient (before it is checkpointed): a
+            # checkpoint is only ever a state training can continue from.
+            due = run.checkpoint_due(step)
+            bad_what = nonfinite_state(state.params, data.x, config, row, gradient=due)
+            if bad_what is not None:
+                raise _diverged(run, step, f"non-finite full-data {bad_what}", row["cost"], good_state)
+            if due:
+                run.save_checkpoint(state)
+            if progress is not None:
+                progress(row)
+
+        for note in run.finish(state, pictures=pictures, patch_shape=patch_shape):
+            warnings.warn(note, UserWarning, stacklevel=2)
+        baseline = float(metrics.mean_predictor_reconstruction(data.x))  # on the rows the last row measured
+        warning = metrics.health_warning({**run.metrics[-1], "mean_predictor_reconstruction": baseline})
+        return TrainResult(state.params, state, run.metrics, config, run.path, compile_s, train_s,
+                           warning, _corrupted_input_metrics(state, data.x, config))
+    finally:
+        run.close()
+
+
+def _corrupted_input_metrics(state: TrainState, x, config: TrainConfig) -> dict | None:
+    """ρ̂ (mean/min/max), the sparsity term (and the L1 term) at ``state.params`` on a corrupted copy
+    of ``x``: the input a denoising run's ρ̂ is held on. The corruption is the one step
+    ``state.step`` would draw (the trainer's key stream), so the numbers are deterministic.
+    ``None`` for a run without corruption."""
+    if config.corruption == "none":
+        return None
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), NOISE_STREAM), state.step)
+    x_tilde = corrupt(key, x, kind=config.corruption, level=config.corruption_level)
+    dtype = state.params.W1.dtype
+    l1 = l1_of(config)
+    t = jax.device_get(cost_terms(state.params, x, x_input=x_tilde, lam=jnp.asarray(config.lam, dtype),
+                                  beta=jnp.asarray(config.beta, dtype), rho=jnp.asarray(config.rho, dtype),
+                                  output=config.output, l1=None if l1 is None else jnp.asarray(l1, dtype)))
+    rh = np.asarray(t.rho_hat, np.float64)
+    out = {"rho_hat_mean": float(rh.mean()), "rho_hat_min": float(rh.min()), "rho_hat_max": float(rh.max()),
+           "sparsity": float(t.sparsity), "reconstruction": float(t.reconstruction)}
+    if l1 is not None:
+        out["l1"] = float(t.l1)
+    return out
 
 
 def _starting_state(run: RunDir, data: TrainingData, params, state) -> TrainState:

@@ -14,6 +14,7 @@ import pytest
 import sae_jax
 from sae_jax.check import CATALOGUE, MISTAKES, check, check_results, probes, reference
 from sae_jax.check.catalogue import variant_cost_and_grad
+from sae_jax.check.locate import NEAR
 from sae_jax.cli import main
 
 
@@ -55,6 +56,8 @@ def ufldl_cost(theta, visibleSize, hiddenSize, lam, sparsityParam, beta, data, *
         rho_hat = np.mean(sigm(W1 @ data + b1[:, None]), axis=1)
     elif "rho_hat_wrong_axis" in mistakes:
         rho_hat = np.mean(a2, axis=0)  # (m,): over hidden units
+    elif "rho_hat_summed" in mistakes:
+        rho_hat = np.sum(a2, axis=1)  # no 1/m: above 1 for active units when m > 1
     else:
         rho_hat = np.mean(a2, axis=1)  # (h,): over samples
 
@@ -213,8 +216,11 @@ def test_unmatched_difference_reports_arrays_ratios_and_fd():
 
     report = check(f)
     assert report.match is None and report.exit_code == 1
-    assert "no catalogued mistake" in report.text
-    assert "b1 on 6" in report.text and "reconstruction ×1.5 (3/2)" in report.text
+    assert "No catalogued mistake" in report.text
+    assert "b1 on 7" in report.text and "reconstruction ×1.5 (3/2)" in report.text
+    # the Diagnosis line leads with the located difference; no "nearest variants" (none is near)
+    assert "Diagnosis: b1grad's reconstruction and sparsity parts are 3/2× the correct value" in report.text
+    assert "Nearest variants" not in report.text
     assert "does NOT match central finite differences of their own cost on b1" in report.text
 
 
@@ -484,7 +490,7 @@ sys.path.insert(0, {tests!r})
 from test_check import planted, variant_cost_and_grad
 
 sparseAutoencoderCost = planted("sparsity_delta_divided_by_m", order="C")
-my_code_cost = planted(None)   # correct, column-major like MATLAB
+my_code_cost = planted(None, order="C")   # correct, a numpy port (row-major: the template's LAYOUT = "row")
 
 def cost_and_grad(params, x, lam, beta, rho):
     return variant_cost_and_grad(params, x, lam=lam, beta=beta, rho=rho, output="linear")
@@ -579,6 +585,8 @@ def test_check_help(capsys):
     out = capsys.readouterr().out
     assert "--write-cases" in out and "--results" in out and "sae-jax check my_sae.py" in out
     assert "--l1 GAMMA" in out and "--denoising" in out and "corruptedData" in out
+    assert "--packing {row,column}" in out
+    assert "executes its top-level code" in " ".join(out.split()) and "only code you trust" in " ".join(out.split())
 
 
 # ---------------------------------------------------------------------------------------
@@ -648,8 +656,14 @@ TIED_CASES = [(mk.name, out) for mk in CATALOGUE for out in ("sigmoid", "linear"
 @pytest.mark.parametrize("mistake,output", TIED_CASES, ids=[f"{m}-{o}" for m, o in TIED_CASES])
 def test_every_planted_tied_mistake_is_named(mistake, output):
     report = check(planted_tied(mistake, linear=output == "linear"), output=output, tied=True)
-    assert not report.passed and report.match == (mistake,), report.text
-    assert f"Diagnosis: {mistake}" in report.text and MISTAKES[mistake].derivation in report.text
+    assert report.match == (mistake,), report.text
+    if MISTAKES[mistake].convention:  # a documented convention, consistent with its own cost: exit 0
+        assert report.passed and report.exit_code == 0
+        assert "PASS, with a convention difference" in report.text and f"Convention: {mistake}" in report.text
+    else:
+        assert not report.passed and report.exit_code == 1
+        assert f"Diagnosis: {mistake}" in report.text
+    assert MISTAKES[mistake].derivation in report.text
     text = report.text.split("Evidence", 1)[1]
     if mistake == "tied_decoder_contribution_missing":
         assert "encoder contribution ×1, decoder contribution ×0" in text
@@ -826,7 +840,7 @@ def test_variant_mistakes_are_candidates_only_for_their_variant():
 @pytest.mark.parametrize("l1,denoising", [(GAMMA, False), (0.0, True), (GAMMA, True)])
 def test_variant_probes_and_the_catalogue_equal_sae_jax(l1, denoising):
     ps = probes(l1=l1, denoising=denoising)
-    assert len(ps) == 2 * (6 + denoising)
+    assert len(ps) == 2 * (7 + denoising)
     for p in ps:
         assert ("_l1_" in p.name) == (l1 > 0) and ("_denoising_" in p.name) == denoising and p.l1 == l1
         assert (p.x_input is not None) == denoising
@@ -898,6 +912,8 @@ def test_variant_cases_round_trip(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(z["sigmoid_l1_denoising_m7.corruptedData"], z["sigmoid_l1_denoising_m7.x_input"].T)
     # the README's Python loop, as written, on correct code; then the results file checks
     (py,) = _blocks(readme, "python")
+    assert 'LAYOUT = "row"' in py
+    py = py.replace('LAYOUT = "row"', 'LAYOUT = "column"')  # this code unpacks column-major: the user says so
     shutil.copy(d / "cases.npz", tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_code.py").write_text(MY_SAE.format(tests=str(Path(__file__).parent))
@@ -960,3 +976,259 @@ def test_variant_cli_and_signatures(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
     _bad(["check", "sae_jax.check.probes:pack_theta", "--convention", "rows", "--denoising"], capsys,
          "must take the corrupted input")
+
+
+# ---------------------------------------------------------------------------------------
+# locating what the catalogue has no name for (issue 20 § 4)
+# ---------------------------------------------------------------------------------------
+
+def _ufldl(fn_body):
+    """A UFLDL-convention student function built from the correct code, with ``fn_body(J, g, sizes)`` applied."""
+    def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        return fn_body(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data)
+
+    return sparseAutoencoderCost
+
+
+def _diagnosis(report):
+    return [ln for ln in report.text.splitlines() if ln.startswith("Diagnosis: ")][0]
+
+
+def test_w1grad_not_divided_by_m_is_located_in_the_students_words():
+    def body(theta, v, h, lam, rho, beta, data):
+        J, g = ufldl_cost(theta, v, h, lam, rho, beta, data, order="C")
+        J2, g2 = ufldl_cost(theta, v, h, lam, rho, beta, data, order="C", mistake="gradient_not_averaged")
+        g[: h * v] = g2[: h * v]  # only W1grad's sums are not divided by m
+        return J, g
+
+    report = check(_ufldl(body))
+    assert report.exit_code == 1 and report.match is None and report.packing == "C"
+    d = _diagnosis(report)
+    assert d.startswith("Diagnosis: W1grad's reconstruction and sparsity parts are m times too large "
+                        "(×5 at m = 5, ×7 at m = 7, ×20 at m = 20): not divided by m."), d
+    assert "Nearest variants" not in report.text  # gradient_not_averaged is 0.95 away: not near
+    assert report.located and report.located[0].startswith("W1grad's")
+
+
+def test_nearest_variants_are_shown_only_when_near():
+    def body(theta, v, h, lam, rho, beta, data):
+        J, g = ufldl_cost(theta, v, h, lam, rho, beta, data)
+        g[-v:] *= 1.01  # b2grad 1 % off: the correct algorithm is 0.01 away
+        return J, g
+
+    report = check(_ufldl(body))
+    assert _diagnosis(report).startswith("Diagnosis: b2grad's reconstruction part is 1.01× the correct value"), \
+        report.text
+    assert "Nearest variants (max relative difference): the correct algorithm 0.01" in report.text
+    assert 0.01 < NEAR
+
+
+@pytest.mark.parametrize("convention", ["ufldl", "rows"])
+def test_input_mutated_in_place_fails(convention):
+    if convention == "ufldl":
+        def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            J, g = ufldl_cost(theta.copy(), visibleSize, hiddenSize, lambda_, sparsityParam, beta, data)
+            theta *= 0.5  # e.g. W1 = theta[:hv].reshape(...); W1 *= ... on a view
+            return J, g
+        name = "theta"
+    else:
+        def f(params, x, lam, beta, rho):
+            J, g = rows_numpy(params, x, lam, beta, rho)
+            W1, b1, W2, b2 = params
+            W1 -= 0.1 * g["W1grad"]  # a gradient step on the caller's arrays
+            return J, g
+        name = "params.W1"
+    report = check(f)
+    assert not report.passed and report.exit_code == 1 and report.match == ()
+    assert "every output agrees" in report.text
+    assert f"modifies its input in place: {name} (max |change|" in report.text
+
+
+def test_input_mutated_with_a_wrong_gradient_says_both():
+    def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        J, g = ufldl_cost(theta.copy(), visibleSize, hiddenSize, lambda_, sparsityParam, beta, data,
+                          mistake="beta_applied_twice")
+        theta[:] = 0.0
+        return J, g
+
+    report = check(f)
+    assert report.match == ("beta_applied_twice",) and "Also: their function modifies its input in place: theta" \
+        in report.text
+
+
+@pytest.mark.parametrize("convention", ["ufldl", "rows"])
+def test_data_transposed_when_square_is_located(convention):
+    if convention == "ufldl":
+        def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+            if data.shape[1] == visibleSize:  # "samples as rows? then transpose" — wrong when m = visibleSize
+                data = data.T
+            return ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data)
+    else:
+        def f(params, x, lam, beta, rho):
+            if x.shape[0] == params.W1.shape[1]:  # "looks like columns": wrong when m = n_visible
+                x = x.T
+            return rows_numpy(params, x, lam, beta, rho)
+    report = check(f)
+    assert report.exit_code == 1
+    bad = [n for n, e in report.errors.items() if max(e.values()) > report.tol]
+    assert bad == ["sigmoid_m5_square"]
+    assert _diagnosis(report).startswith("Diagnosis: only the probe with m = n_visible = 5 (square data) differs")
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_w2grad_alone_transposed_keeps_the_right_packing_and_cost(order):
+    def body(theta, v, h, lam, rho, beta, data):
+        J, g = ufldl_cost(theta, v, h, lam, rho, beta, data, order=order)
+        W2g = g[h * v: 2 * h * v].reshape(v, h, order=order)
+        g[h * v: 2 * h * v] = W2g.T.ravel(order=order)  # W2grad computed hidden × visible
+        return J, g
+
+    report = check(_ufldl(body))
+    assert report.packing == order and report.exit_code == 1, report.text
+    assert all(e["cost"] <= report.tol for e in report.errors.values())  # the right cost is reported right
+    assert "W2grad is packed" in _diagnosis(report) and "the same numbers as W2grad transposed" in _diagnosis(report)
+
+
+def test_gradient_packed_in_another_block_order_is_located():
+    def body(theta, v, h, lam, rho, beta, data):
+        J, g = ufldl_cost(theta, v, h, lam, rho, beta, data, order="C")
+        hv = h * v
+        return J, np.concatenate([g[:hv], g[2 * hv: 2 * hv + h], g[hv: 2 * hv], g[2 * hv + h:]])  # W1 b1 W2 b2
+
+    report = check(_ufldl(body))
+    assert report.packing == "C" and all(e["cost"] <= report.tol for e in report.errors.values())
+    assert ("their gradient holds the right numbers in another order: [W1grad (row-major); b1grad; "
+            "W2grad (row-major); b2grad]") in _diagnosis(report), report.text
+
+
+def test_packing_override_and_ambiguity(tmp_path, capsys):
+    def body(theta, v, h, lam, rho, beta, data):  # cost and W2grad both wrong: the cost cannot tell the packing
+        J, g = ufldl_cost(theta, v, h, lam, rho, beta, data, order="C")
+        W2g = g[h * v: 2 * h * v].reshape(v, h)
+        g[h * v: 2 * h * v] = W2g.T.ravel()
+        return 1.5 * J, g
+
+    f = _ufldl(body)
+    report = check(f)
+    if report.packing != "C":
+        assert "ambiguous" in report.text and "--packing row|column" in report.text
+    given = check(f, packing="row")
+    assert given.packing == "C" and "theta packing: row-major (numpy's W1.ravel()) (given)" in given.text
+    assert check(planted(None, order="C"), packing="row").passed
+    assert not check(planted(None, order="C"), packing="column").passed
+    with pytest.raises(sae_jax.InputError, match="packing must be 'row'"):
+        check(f, packing="C")
+    p = _write(tmp_path, "rowmajor.py", textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        from test_check import planted
+        sparseAutoencoderCost = planted(None, order="C")
+    """ % str(__import__("pathlib").Path(__file__).parent)))
+    assert main(["check", f"{p}:sparseAutoencoderCost", "--packing", "row"]) == 0
+    assert "(given)" in capsys.readouterr().out
+    assert main(["check", f"{p}:sparseAutoencoderCost", "--packing", "column"]) == 1
+    capsys.readouterr()
+    _bad(["check", "sae_jax:cost_and_grad", "--packing", "row"], capsys, "packing (--packing) is for the ufldl")
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_hidden_visible_signature_passes_by_parameter_names(order):
+    def published(theta, hidden_size, visible_size, lambda_, sparsity_param, beta, data):
+        return ufldl_cost(theta, visible_size, hidden_size, lambda_, sparsity_param, beta, data, order=order)
+
+    report = check(published)
+    assert report.passed and report.exit_code == 0 and report.packing == order, report.text
+    assert "arguments passed by their names: hidden_size = hiddenSize, visible_size = visibleSize" in report.text
+
+
+def test_unreadable_argument_order_says_what_to_do(tmp_path, capsys):
+    p = _write(tmp_path, "order.py", """
+        import numpy as np
+        def f(theta, s1, s2, a, b, c, d):   # takes (hidden, visible): names that do not say so
+            W1 = theta[: s1 * s2].reshape(s1, s2)
+            return 0.0, W1 @ d
+    """)
+    _bad(["check", f"{p}:f"], capsys, "name its parameters so (e.g. hidden_size, visible_size) or wrap it")
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_the_other_decoder_gets_a_hint(output):
+    other = "linear" if output == "sigmoid" else "sigmoid"
+    report = check(planted(None, linear=output == "linear"), output=other)
+    assert report.exit_code == 1 and report.match is None
+    assert f"their outputs are a correct {output} decoder's on every probe" in _diagnosis(report)
+    assert f"run it with --output {output}" in _diagnosis(report)
+
+
+def test_rho_hat_summed_is_diagnosed_not_refused(capsys, tmp_path):
+    report = check(planted("rho_hat_summed"))
+    assert report.match == ("rho_hat_summed",) and report.exit_code == 1
+    assert report.errors["sigmoid_m1"]["cost"] <= report.tol  # m = 1: the sum is the mean
+    # sum in the cost only (mean in the gradient): not the catalogued variant, still located, exit 1
+    def f(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
+        J, g = ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data)
+        J2, _ = ufldl_cost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data, mistake="rho_hat_summed")
+        return J2, g
+
+    with np.errstate(all="ignore"):
+        report = check(f)
+    assert report.exit_code == 1 and report.match is None
+    d = _diagnosis(report)
+    assert d.startswith("Diagnosis: their cost is NaN or inf on 6 of 7 probes (m = 5, 7, 20), finite on the others"), d
+    assert "ρ̂ must be the mean activation over the samples" in d
+
+
+def test_results_layout_mismatch_is_said_in_one_line(cases_dir, tmp_path, capsys):
+    c = np.load(cases_dir / "cases.npz")
+    for code, theta_key, grad_key, want in ((planted(None, order="C"), "theta", "grad", "row"),
+                                            (planted(None, order="F"), "theta_rowmajor", "grad_rowmajor", "column")):
+        res = {}
+        for p in c["probes"]:
+            if str(c[f"{p}.output"]) == "sigmoid":
+                J, g = code(c[f"{p}.{theta_key}"], int(c[f"{p}.visibleSize"]), int(c[f"{p}.hiddenSize"]),
+                            float(c[f"{p}.lambda"]), float(c[f"{p}.sparsityParam"]), float(c[f"{p}.beta"]),
+                            c[f"{p}.data"])
+                res[f"{p}.cost"], res[f"{p}.{grad_key}"] = J, g
+        np.savez(tmp_path / "r.npz", **res)
+        assert main(["check", "--results", str(tmp_path / "r.npz")]) == 1
+        out = capsys.readouterr().out
+        (d,) = [ln for ln in out.splitlines() if ln.startswith("Diagnosis: ")]
+        assert d.startswith("Diagnosis: layout mismatch:") and f'LAYOUT = "{want}"' in d, d
+    text = (cases_dir / "README.md").read_text()
+    assert 'LAYOUT = "row"' in text and "theta_rowmajor" in text
+
+
+def test_results_packing_flag_reads_grad_row_major(cases_dir, tmp_path, capsys):
+    c = np.load(cases_dir / "cases.npz")
+    code, res = planted(None, order="C"), {}
+    for p in c["probes"]:
+        if str(c[f"{p}.output"]) == "sigmoid":
+            J, g = code(c[f"{p}.theta_rowmajor"], int(c[f"{p}.visibleSize"]), int(c[f"{p}.hiddenSize"]),
+                        float(c[f"{p}.lambda"]), float(c[f"{p}.sparsityParam"]), float(c[f"{p}.beta"]), c[f"{p}.data"])
+            res[f"{p}.cost"], res[f"{p}.grad"] = J, g  # saved under `grad`, row-major
+    np.savez(tmp_path / "r.npz", **res)
+    assert main(["check", "--results", str(tmp_path / "r.npz"), "--packing", "row"]) == 0
+    capsys.readouterr()
+    assert main(["check", "--results", str(tmp_path / "r.npz")]) == 1  # read column-major: said in one line
+    out = capsys.readouterr().out  # the same bytes as transposed weight gradients: both readings said
+    assert "Diagnosis: transposed_weight_gradients" in out
+    assert "a gradient packed row-major but saved as `grad`: save it as `grad_rowmajor`, or pass --packing row" in out
+    _bad(["check", "--write-cases", str(tmp_path / "c"), "--packing", "row"], capsys, "--packing is for")
+
+
+def test_documented_convention_difference_exits_0_but_says_so(tmp_path, capsys):
+    """Tied UFLDL-style (λ/2)‖W1‖²: right for that documented convention (consistent with its own cost) -> exit 0."""
+    p = _write(tmp_path, "tied_half.py", textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        from test_check import planted_tied
+        sparseAutoencoderCost = planted_tied("tied_weight_decay_counted_once")
+        twice = planted_tied("tied_encoder_contribution_missing")
+    """ % str(__import__("pathlib").Path(__file__).parent)))
+    assert main(["check", f"{p}:sparseAutoencoderCost", "--tied"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS, with a convention difference" in out and "Convention: tied_weight_decay_counted_once" in out
+    assert "matches central finite differences of their own cost" in out
+    # a tied mistake that is not a convention still fails
+    assert main(["check", f"{p}:twice", "--tied"]) == 1
+    assert "PASS" not in capsys.readouterr().out

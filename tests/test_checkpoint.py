@@ -273,3 +273,73 @@ def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path):
         (tmp_path / n).write_bytes(b"\0" * 64)
     train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == [".notes.tmp"]
+
+
+# --- the OS refuses a write (issue 21): one clear error, the previous file intact ---------------------
+
+
+@pytest.mark.parametrize("fail_at", ["mkstemp", "fsync", "replace"])
+def test_an_os_error_writing_is_a_write_error_naming_the_file_and_the_old_one_stays(tmp_path, monkeypatch, fail_at):
+    import errno
+    import tempfile
+
+    f = tmp_path / "c.safetensors"
+    _save(f, step=3)
+    before = f.read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr({"mkstemp": tempfile, "fsync": os, "replace": os}[fail_at], fail_at, full)
+    with pytest.raises(ckpt.WriteError) as e:
+        _save(f, step=4, scale=2.0)
+    monkeypatch.undo()
+    assert str(e.value) == f"cannot write checkpoint {str(f)!r}: No space left on device"
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(f) and isinstance(e.value, OSError)
+    assert f.read_bytes() == before and os.listdir(tmp_path) == ["c.safetensors"]
+
+
+def test_a_full_disk_at_a_training_checkpoint_keeps_the_last_one(tmp_path, monkeypatch):
+    import errno
+
+    full = train(X, CFG)
+    real_replace = os.replace
+    kept = {}
+
+    def replace(src, dst):
+        if str(dst).endswith(ckpt.CHECKPOINT_NAME) and os.path.exists(dst):
+            if ckpt.load_checkpoint(dst)[1]["step"] == 5:  # the step-10 checkpoint meets a full disk
+                kept["bytes"] = Path(dst).read_bytes()
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(ckpt.WriteError) as e:
+        train(X, CFG, run_dir=tmp_path, pictures=False)
+    monkeypatch.undo()
+    assert e.value.exit_code == 1 and e.value.errno == errno.ENOSPC
+    assert str(e.value) == (f"cannot write checkpoint {str(tmp_path / ckpt.CHECKPOINT_NAME)!r}: No space left on "
+                            f"device; the last good checkpoint (step 5) in {str(tmp_path)!r} is kept")
+    assert (tmp_path / ckpt.CHECKPOINT_NAME).read_bytes() == kept["bytes"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+    resumed = train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)  # the same process takes the lock over
+    for a, b in zip(resumed.params, full.params):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_metrics_row_that_cannot_be_appended_stops_the_run_naming_the_checkpoint(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def open_(file, mode="r", *a, **k):
+        if str(file).endswith(ckpt.METRICS_NAME) and "a" in mode:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    with pytest.raises(ckpt.WriteError, match=r"cannot write metrics '.*metrics.jsonl': Disk quota exceeded; the last "
+                                              r"good checkpoint \(step 0\) in '.*' is kept") as e:
+        train(X, CFG, run_dir=tmp_path, pictures=False)
+    assert e.value.exit_code == 1

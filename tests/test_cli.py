@@ -303,7 +303,7 @@ def test_visualize_and_encode_detect_a_flipped_bit_in_params(run_dir, tmp_path, 
 def test_every_train_config_field_is_a_flag_of_train_and_sweep():
     """Issue 13: the flags are generated from TrainConfig's field metadata, so a new field is a new
     flag (type, choices, help and default from config.py) without touching the CLI. sweep takes the
-    fields that change a sweep (issue 20: not checkpoint_every, validation_fraction)."""
+    fields that change a sweep (issue 20: not validation_fraction)."""
     import dataclasses
 
     from sae_jax.cli import build_parser
@@ -313,21 +313,17 @@ def test_every_train_config_field_is_a_flag_of_train_and_sweep():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
     defaults = TrainConfig()
-    assert set(f.name for f in dataclasses.fields(TrainConfig)) - set(SWEEP_FIELDS) == {
-        "checkpoint_every", "validation_fraction"}
+    assert set(f.name for f in dataclasses.fields(TrainConfig)) - set(SWEEP_FIELDS) == {"validation_fraction"}
     for command in ("train", "sweep"):
         fields = [f.name for f in dataclasses.fields(TrainConfig)] if command == "train" else list(SWEEP_FIELDS)
         by_dest = {a.dest: a for a in sub[command]._actions}
-        assert {"checkpoint_every", "validation_fraction"} & set(by_dest) == (
-            {"checkpoint_every", "validation_fraction"} if command == "train" else set())
+        assert ("validation_fraction" in by_dest) == (command == "train")
         argv = []
         for name in fields:
             info, action = field_help(name), by_dest[name]
             flag = "--" + name.replace("_", "-")
             assert action.default is None  # not given: the config's (or the checkpoint's) value
-            if not (command == "sweep" and name == "steps"):  # sweep's steps: no --resume
-                assert info["help"] in action.help
-            assert "(default " in action.help
+            assert info["help"] in action.help and "(default " in action.help
             if info["type"] is bool:  # --x / --no-x
                 assert action.option_strings == [flag, "--no-" + name.replace("_", "-")]
                 argv.append(flag if not getattr(defaults, name) else "--no-" + name.replace("_", "-"))
@@ -366,3 +362,46 @@ def test_every_command_has_its_module():
     assert list(sub) == list(COMMANDS)
     for command, module in COMMANDS.items():
         assert callable(getattr(importlib.import_module(f"sae_jax.cli.{module}"), "cmd_" + command.replace("-", "_")))
+
+
+def _warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "warning" in line]
+
+
+def test_train_and_evaluate_warn_in_one_stderr_line_for_a_dead_run_only(tmp_path, capsys):
+    """Issue 20.2: λ = 100 decays the weights to 0 (every unit dead, the reconstruction the mean
+    predictor's): train and evaluate each print one warning line on stderr and exit 0. The same run
+    with ρ = 0.1 and 30 steps learns (reconstruction ~0.07 against the mean predictor's 0.119): no
+    warning from either."""
+    assert main(["train", "--out", str(tmp_path / "dead"), *SMALL, "--lam", "100"]) == 0
+    cap = capsys.readouterr()
+    assert "untied, no L1, no corruption" in cap.out.splitlines()[0]
+    assert "rho_hat mean" in cap.out and "(clean data = the training input)" in cap.out
+    (line,) = _warning_lines(cap.err)
+    assert line.startswith("sae-jax train: warning (training rows): 100% of the hidden units are dead")
+    assert "no better than the mean predictor's" in line and "warning" not in cap.out
+    assert main(["evaluate", str(tmp_path / "dead")]) == 0
+    (line,) = _warning_lines(capsys.readouterr().err)
+    assert line.startswith("sae-jax evaluate: warning (data): 100% of the hidden units are dead")
+
+    assert main(["train", "--out", str(tmp_path / "good"), *SMALL, "--rho", "0.1", "--steps", "30"]) == 0
+    assert _warning_lines(capsys.readouterr().err) == []
+    assert main(["evaluate", str(tmp_path / "good")]) == 0
+    assert _warning_lines(capsys.readouterr().err) == []
+
+
+def test_header_and_done_lines_name_the_variants_and_both_rho_hats(tmp_path, capsys):
+    """Issue 20.2: a denoising run held ρ̂ of its corrupted input; the done line reports it beside the
+    clean data's, both named, and both lines name tied, L1 γ (with its term's value) and the corruption."""
+    d = tmp_path / "dae"
+    assert main(["train", "--out", str(d), *SMALL, "--tied", "--l1", "1e-3", "--corruption", "mask",
+                 "--corruption-level", "0.3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    settings = "tied, L1 gamma=0.001, corruption mask p=0.3"
+    assert settings in out[0] and out[0].startswith("sae-jax train:")
+    (done,) = [line for line in out if line.startswith("done:")]
+    last = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()][-1]
+    assert f"({settings})" in done and f"L1 {last['l1']:.6f}" in done
+    assert f"clean data: rho_hat mean {last['rho_hat_mean']:.4f}, sparsity {last['sparsity']:.6f}" in done
+    noisy = done.split("corrupted training input: rho_hat mean ", 1)[1]
+    assert float(noisy.split(",")[0]) != pytest.approx(last["rho_hat_mean"], abs=5e-5)

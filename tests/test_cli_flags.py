@@ -6,7 +6,7 @@
 - ``--lam``, ``--beta``, ``--rho``, ``--steps``, ``--n-hidden`` are the autoencoder's wherever they
   exist; the softmax's are ``--softmax-lam``, ``--softmax-steps``.
 - ``sweep`` takes exactly the ``TrainConfig`` fields that change a sweep: each field is changed in a
-  setting where it matters to ``train`` and the two sweeps compared (slow).
+  setting where it matters to ``train`` and the two sweeps compared, checkpoints included (slow).
 - ``sae-jax --version``.
 """
 
@@ -126,11 +126,11 @@ def test_help_mentions_only_flags_the_command_has(capsys):
 
 def test_sweep_help_is_sweeps_own():
     text = " ".join(_subparsers()["sweep"].format_help().split())
-    assert "--resume" not in text and "--checkpoint-every" not in text and "--patch-shape" not in text
+    assert "--patch-shape" not in text and "--validation-fraction" not in text and "--devices" not in text
     assert "map, the default on CPU" in text and "vmapped" not in text
     listed = _listed(_subparsers()["sweep"])
-    assert "checkpoint_every" not in listed and "validation_fraction" not in listed and "resume" not in listed
-    assert "with --resume" not in listed["steps"].help
+    assert "validation_fraction" not in listed and "patch_shape" not in listed
+    assert "resume" in listed and "checkpoint_every" in listed  # resumable sweeps (issue 21)
 
 
 def test_self_taught_help_says_it_reads_only_train_files():
@@ -209,19 +209,27 @@ _CHANGES = {
 
 
 @pytest.mark.slow  # ~20 tiny sweeps, each its own compilation
-def test_sweep_takes_exactly_the_fields_that_change_a_sweep():
+def test_sweep_takes_exactly_the_fields_that_change_a_sweep(tmp_path):
     from sae_jax.config import TrainConfig
-    from sae_jax.sweep import sweep
+    from sae_jax.sweep import SWEEP_CHECKPOINT, sweep
     from sae_jax.cli.flags import CONFIG_FIELDS, SWEPT
 
     x = np.random.default_rng(0).uniform(0.1, 0.9, (12, 4))
     grid = {"beta": [0.0, 3.0]}
 
+    counter = iter(range(10**6))
+
     def outcome(config):
-        r = sweep(x, config, grid, pictures=False, batching="map")
+        """The sweep's metrics and parameters, and which chunks left a checkpoint (its bytes)."""
+        out = tmp_path / f"s{next(counter)}"
+        saved = []
+        progress = lambda info: saved.append(  # noqa: E731
+            (out / SWEEP_CHECKPOINT).read_bytes() if (out / SWEEP_CHECKPOINT).exists() else None)
+        r = sweep(x, config, grid, out_dir=out, pictures=False, batching="map", progress=progress)
         rows = [[{k: v for k, v in row.items() if k not in ("step_time_s", "elapsed_s")} for row in m]
                 for m in r.metrics]
-        return json.dumps(rows, sort_keys=True), [np.asarray(a).tobytes() for a in r.params if a is not None]
+        changes = [i for i in range(1, len(saved)) if saved[i] != saved[i - 1]]
+        return json.dumps(rows, sort_keys=True), [np.asarray(a).tobytes() for a in r.params if a is not None], changes
 
     listed = _listed(_subparsers()["sweep"])
     assert set(_CHANGES) == set(CONFIG_FIELDS) - set(SWEPT)

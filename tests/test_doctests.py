@@ -26,6 +26,7 @@ PUBLIC_MODULES = (
     "sae_jax.check.adapters",
     "sae_jax.check.cases",
     "sae_jax.check.catalogue",
+    "sae_jax.check.locate",
     "sae_jax.check.probes",
     "sae_jax.check.readback",
     "sae_jax.check.report",

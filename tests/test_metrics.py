@@ -54,7 +54,8 @@ def test_evaluate_keys_quantiles_and_checks():
     with pytest.raises(sae.InputError, match="dead_threshold"):
         metrics.evaluate(p, x, lam=1e-3, beta=3.0, rho=0.1, dead_threshold=0.0)
     table = metrics.format_table({"training": m, "held out": m})
-    assert "held out" in table and "dead units" in table and len(table.splitlines()) == 10
+    assert "held out" in table and "dead units" in table and "mean predictor" in table
+    assert len(table.splitlines()) == 11
 
 
 def test_rho_hat_histogram_covers_rho_and_every_unit():
@@ -86,3 +87,69 @@ def test_evaluation_png(tmp_path):
     m = metrics.evaluate(p, x, lam=0.0, beta=1.0, rho=0.05, details=True)
     save_evaluation_png({"data": m, "again": m}, tmp_path / "e.png", rho=0.05, title="t")
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mean_predictor_reconstruction_is_half_the_summed_variance_of_the_same_data():
+    p, x = random_problem(3, 30, 6, 4)
+    xn = np.asarray(x)
+    want = 0.5 * np.mean(np.sum((xn - xn.mean(0)) ** 2, axis=1))
+    assert float(metrics.mean_predictor_reconstruction(x)) == pytest.approx(want, rel=1e-14)
+    assert want == pytest.approx(0.5 * xn.var(0).sum(), rel=1e-13)
+    m = metrics.evaluate(p, x, lam=1e-3, beta=3.0, rho=0.1)
+    assert m["mean_predictor_reconstruction"] == pytest.approx(want, rel=1e-14)
+    m_half = metrics.evaluate(p, x[:10], lam=1e-3, beta=3.0, rho=0.1)  # measured on the data given
+    assert m_half["mean_predictor_reconstruction"] == pytest.approx(
+        0.5 * np.mean(np.sum((xn[:10] - xn[:10].mean(0)) ** 2, axis=1)), rel=1e-14)
+    with pytest.raises(sae.InputError, match=r"\(m, n_visible\)"):
+        metrics.mean_predictor_reconstruction(np.zeros(4))
+
+
+def _row(dead=0.0, sat=0.0, rec=0.3, base=0.5):
+    return {"dead_fraction": dead, "saturated_fraction": sat, "reconstruction": rec,
+            "mean_predictor_reconstruction": base}
+
+
+def test_health_warning_thresholds_are_exactly_the_documented_ones():
+    """'Most units': dead + saturated fractions > 1/2; 'no better': reconstruction >= 0.95 x the mean predictor's."""
+    assert metrics.MOST_UNITS == 0.5 and metrics.MIN_EXPLAINED == 0.05
+    assert metrics.health_warning(_row()) is None
+    assert metrics.health_warning(_row(dead=0.3, sat=0.2)) is None          # exactly half: not most
+    w = metrics.health_warning(_row(dead=0.3, sat=0.24))
+    assert "30% of the hidden units are dead" in w and "24% saturated" in w and "mean predictor" not in w
+    assert "saturated" in metrics.health_warning(_row(sat=0.6))
+    assert metrics.health_warning(_row(rec=0.95 * 0.5 * (1 - 1e-9))) is None  # explains just over 5 %
+    w = metrics.health_warning(_row(rec=0.95 * 0.5))
+    assert "no better than the mean predictor's 0.5" in w and "dead" not in w
+    assert "explains -2.0% of its error" in metrics.health_warning(_row(rec=0.51))
+    both = metrics.health_warning(_row(dead=1.0, rec=0.51))
+    assert "100% of the hidden units are dead" in both and "mean predictor" in both and "\n" not in both
+    assert "constant" in metrics.health_warning(_row(rec=0.0, base=0.0))
+
+
+def test_a_planted_dead_model_warns_and_a_working_one_does_not():
+    """Every hidden unit switched off (b1 = -30) and the decoder at the data mean: the model is the mean
+    predictor, so evaluate's warning names both problems. The same weights with b1 = 0 and a decoder
+    fitted by least squares (all units vary, the reconstruction explains most of the error) do not warn."""
+    rng = np.random.default_rng(4)
+    m, n, h = 200, 6, 4
+    t = rng.uniform(-1, 1, (m, h))
+    A = rng.standard_normal((h, n)) / np.sqrt(h)
+    x = jnp.asarray(0.5 + 0.12 * (t @ A))                   # in [0.1, 0.9]: a 4-dimensional signal
+    W1 = jnp.asarray((3.0 / 0.12) * np.linalg.pinv(A).T)      # (h, n): z = 3 t + W1 . 0.5
+    b1 = -W1 @ jnp.full(n, 0.5)
+    xbar = np.asarray(x).mean(0)
+    logit = np.log(xbar / (1 - xbar))
+    dead = sae.Params(W1, jnp.full(h, -30.0), jnp.zeros((n, h)), jnp.asarray(logit))
+    md = metrics.evaluate(dead, x, lam=1e-4, beta=3.0, rho=0.1)
+    assert md["dead_fraction"] == 1.0
+    assert md["reconstruction"] == pytest.approx(md["mean_predictor_reconstruction"], rel=1e-3)
+    assert "100% of the hidden units are dead" in md["warning"] and "no better than the mean predictor" in md["warning"]
+    # a working model: the decoder inverts the code (in the logit domain, least squares)
+    a2 = 1 / (1 + np.exp(-(np.asarray(x) @ np.asarray(W1).T + np.asarray(b1))))
+    target = np.log(np.asarray(x) / (1 - np.asarray(x)))
+    coef, *_ = np.linalg.lstsq(np.c_[a2, np.ones(m)], target, rcond=None)
+    good = sae.Params(W1, b1, jnp.asarray(coef[:h].T), jnp.asarray(coef[h]))
+    mg = metrics.evaluate(good, x, lam=1e-4, beta=3.0, rho=0.1)
+    assert mg["dead_fraction"] == 0.0 and mg["saturated_fraction"] == 0.0
+    assert mg["reconstruction"] < 0.5 * mg["mean_predictor_reconstruction"]
+    assert mg["warning"] is None

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -221,3 +222,145 @@ def test_cli_bad_sweeps_exit_2_and_write_nothing(tmp_path, capsys, args, match):
     assert err.count("\n") == 1 and err.startswith("sae-jax sweep: error: ")
     assert re.search(match, err)
     assert not out.exists()
+
+
+# --- library: train's checks, the output directory, a killed sweep resumed (issue 21) ---------------
+
+
+@pytest.mark.parametrize("grid, match", [
+    ({"rho": [0.99999999]}, r"grid setting 0 .*rho=0\.99999999 is 1\.0 in float32"),
+    ({"beta": [1.0, 1e39]}, r"grid setting 1 .*beta=1e\+39 overflows float32"),
+    ({"lam": [1e39]}, r"lam=1e\+39 overflows float32"),
+    ({"rho": [0.1, 0.1000000001]}, r"grid settings 0 and 1 are the same setting in float32"),
+    ([{"rho": 0.05}, {"rho": 0.05000000001}], r"the same setting in float32"),
+])
+def test_float32_grids_get_trains_checks(tmp_path, grid, match):
+    cfg = dataclasses.replace(LBFGS, dtype="float32")
+    with pytest.raises(InputError, match=match):
+        sweep(X, cfg, grid, out_dir=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+    # one check, train's own: a single setting of the grid fails train with the same words
+    s = grid if isinstance(grid, dict) else grid[1]
+    one = {k: (v[-1] if isinstance(v, list) else v) for k, v in s.items()}
+    if "same setting" not in match:
+        with pytest.raises(InputError, match=match.split(" .*")[-1]):
+            train(X, dataclasses.replace(cfg, **one))
+    # the same grid in float64 is fine (values distinct, finite and below 1 there)
+    assert len(grid_settings(grid, LBFGS)) == (len(grid) if isinstance(grid, list) else len(next(iter(grid.values()))))
+
+
+def test_out_dir_that_is_a_file_or_below_one_is_an_input_error(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(InputError, match=r"sweep directory '.*afile' is a file"):
+        sweep(X, LBFGS, GRID4, out_dir=f)
+    with pytest.raises(InputError, match=r"sweep directory '.*sub' is below '.*afile', which is a file"):
+        sweep(X, LBFGS, GRID4, out_dir=f / "sub")
+    assert f.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+class _Killed(BaseException):
+    """Stands in for a SIGKILL between two chunks."""
+
+
+def _kill_at(step):
+    def progress(info):
+        if info["step"] == step:
+            raise _Killed
+
+    return progress
+
+
+def _files(d):
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _untimed(rows):
+    return [{k: v for k, v in r.items() if k not in ("step_time_s", "elapsed_s")} for r in rows]
+
+
+def test_a_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
+    cfg = LBFGS  # steps 12, chunk 5, checkpoint_every 5: checkpoints at 0, 5, 10, 12
+    full = sweep(X, cfg, GRID4, out_dir=tmp_path / "full", batching="map", pictures=False)
+    cut = tmp_path / "cut"
+    with pytest.raises(_Killed):
+        sweep(X, cfg, GRID4, out_dir=cut, batching="map", pictures=False, progress=_kill_at(10))
+    assert sorted(p.name for p in cut.iterdir()) == ["sweep-checkpoint.safetensors"]  # nothing half-written
+    (cut / ".tradeoff.png.tmp.png").write_bytes(b"\0")  # a killed picture writer's temp file
+    with pytest.raises(InputError, match="holds an unfinished sweep .*resume it"):
+        sweep(X, cfg, GRID4, out_dir=cut)
+    with pytest.raises(InputError, match="different config: beta"):
+        sweep(X, dataclasses.replace(cfg, beta=1.0), None, out_dir=cut, resume=True)
+    with pytest.raises(InputError, match="different grid"):
+        sweep(X, cfg, {"beta": [0.0]}, out_dir=cut, resume=True)
+    with pytest.raises(InputError, match="data differ"):
+        sweep(X[:100], cfg, None, out_dir=cut, resume=True)
+    with pytest.raises(InputError, match="sweep-checkpoint.safetensors' does not exist"):
+        sweep(X, cfg, None, out_dir=tmp_path / "none", resume=True)
+    r = sweep(X, None, None, out_dir=cut, resume=True, pictures=False)  # config, grid, data: the checkpoint's
+    assert r.config == cfg and r.settings == full.settings and r.batching == "map"
+    for got, want in zip(jax.tree.leaves(r.state), jax.tree.leaves(full.state)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # bit for bit
+    assert [_untimed(m) for m in r.metrics] == [_untimed(m) for m in full.metrics]
+    assert r.summary == full.summary
+    a, b = _files(tmp_path / "full"), _files(cut)
+    assert sorted(a) == sorted(b)
+    for name in a:  # every file alike but for the timings (sweep.json, metrics) and the directory's name
+        if name.endswith("config.json"):
+            da, db = json.loads(a[name]), json.loads(b[name])
+            assert da["sweep"].pop("dir") != db["sweep"].pop("dir") and da == db
+        elif not name.endswith(("sweep.json", "metrics.jsonl", "sweep-checkpoint.safetensors")):
+            assert a[name] == b[name], name
+    # a finished sweep resumes to more steps, as train does
+    more = sweep(X, dataclasses.replace(cfg, steps=15), None, out_dir=cut, resume=True, pictures=False)
+    assert int(more.state.step) == 15 and json.loads((cut / "sweep.json").read_text())["config"]["steps"] == 15
+
+
+def test_a_full_disk_mid_sweep_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from sae_jax.checkpoint import WriteError
+    from sae_jax.sweep import SWEEP_CHECKPOINT
+
+    out = tmp_path / "s"
+    real_replace = os.replace
+    kept = {}
+
+    def replace(src, dst):
+        if str(dst).endswith(SWEEP_CHECKPOINT) and os.path.exists(dst):
+            kept["bytes"] = Path(dst).read_bytes()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(WriteError) as e:
+        sweep(X, LBFGS, GRID4, out_dir=out, batching="map", pictures=False)
+    monkeypatch.undo()
+    assert e.value.exit_code == 1 and e.value.errno == errno.ENOSPC
+    assert re.fullmatch(r"cannot write sweep checkpoint '.*sweep-checkpoint\.safetensors': No space left on device; "
+                        r"the last good sweep checkpoint \(step 0\) in '.*' is kept: resume it .*", str(e.value))
+    assert (out / SWEEP_CHECKPOINT).read_bytes() == kept["bytes"]
+    assert sorted(p.name for p in out.iterdir()) == [SWEEP_CHECKPOINT]
+    r = sweep(X, None, None, out_dir=out, resume=True, pictures=False)
+    assert int(r.state.step) == 12 and (out / "sweep.json").exists()
+
+
+def test_a_sweep_directory_in_use_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    out.mkdir()
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match="sweep directory '.*' is in use by another process"):
+            sweep(X, LBFGS, GRID4, out_dir=out)
+        assert list(out.iterdir()) == []
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()

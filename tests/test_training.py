@@ -586,3 +586,40 @@ def test_bad_warm_starts_are_one_input_error():
     for kw, match in _bad_warm_starts():
         with pytest.raises(InputError, match=match):
             train(X, LBFGS, **kw)
+
+
+def test_a_dead_run_warns_in_its_result_and_a_working_one_does_not():
+    """Issue 20.2: a run whose units all die (λ = 100 decays the weights to 0: every a⁽²⁾ is the constant
+    sigmoid(b1) < 0.1) and whose reconstruction equals the mean predictor's says so in
+    ``TrainResult.warning``; the same runner with ρ = 0.1 learns (no warning). Nothing is printed or
+    raised (pytest's filterwarnings=error would fail this test)."""
+    dead = train(X, dataclasses.replace(LBFGS, lam=100.0))
+    last = dead.metrics[-1]
+    assert last["dead_fraction"] == 1.0 and dead.warning is not None
+    assert "100% of the hidden units are dead" in dead.warning
+    assert "no better than the mean predictor's" in dead.warning and "\n" not in dead.warning
+    base = 0.5 * np.mean(np.sum((X - X.mean(0)) ** 2, axis=1))  # the mean predictor on the training rows
+    assert f"{base:.4g}" in dead.warning
+    good = train(X, dataclasses.replace(LBFGS, rho=0.1))
+    assert good.warning is None and good.metrics[-1]["reconstruction"] < 0.8 * base
+    assert good.input_metrics is None  # no corruption: the metrics rows are of the training input
+
+
+def test_a_denoising_run_reports_rho_hat_of_its_corrupted_input():
+    """The metrics rows are of the clean rows; ``input_metrics`` holds ρ̂ on the corruption the trainer's
+    key stream draws at the final step, recomputed here with numpy from that corruption."""
+    from sae_jax import corrupt
+    from sae_jax.loop import NOISE_STREAM
+
+    c = dataclasses.replace(LBFGS, corruption="mask", corruption_level=0.3, l1=1e-3, steps=5)
+    r = train(X, c)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(r.state.key), NOISE_STREAM), 5)
+    x_tilde = np.asarray(corrupt(key, jnp.asarray(X), kind="mask", level=0.3))
+    assert 0.2 < np.mean(x_tilde == 0) < 0.4
+    W1, b1 = np.asarray(r.params.W1), np.asarray(r.params.b1)
+    rho_hat = (1 / (1 + np.exp(-(x_tilde @ W1.T + b1)))).mean(0)
+    got = r.input_metrics
+    assert got["rho_hat_mean"] == pytest.approx(rho_hat.mean(), rel=1e-12)
+    assert got["rho_hat_max"] == pytest.approx(rho_hat.max(), rel=1e-12)
+    assert got["l1"] == pytest.approx(1e-3 * rho_hat.sum(), rel=1e-12)
+    assert abs(got["rho_hat_mean"] - r.metrics[-1]["rho_hat_mean"]) > 1e-6  # not the clean rows' number

@@ -1,5 +1,8 @@
 r"""``sae_jax.check``: test anyone's sparse-autoencoder cost and gradient, and name its defect.
 
+Running a ``"file.py:function"`` target imports that file, which executes its top-level code with
+your permissions: check only code you trust.
+
 The UFLDL exercise's gradient check says "wrong", never why. :func:`check` runs someone
 else's cost-and-gradient on a designed set of float64 probes, compares it with sae-jax's
 float64 reference (:func:`sae_jax.cost_and_grad`, :func:`sae_jax.cost_terms`) and, when they
@@ -12,7 +15,10 @@ Their code, as it is written (:mod:`sae_jax.check.adapters`)
     NumPy, JAX or PyTorch (tensors converted; torch imported only for a module that imports it),
     in UFLDL's convention ``sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda,
     sparsityParam, beta, data) -> (cost, grad)`` (data as columns; ``theta = [W1(:); W2(:); b1(:);
-    b2(:)]`` in MATLAB's column-major or numpy's row-major packing, detected) or the rows form
+    b2(:)]`` in MATLAB's column-major or numpy's row-major packing: detected from their cost, which
+    depends only on how they unpack theta, or named with ``packing="row"|"column"``; the arguments
+    after theta are passed by their parameter names when those say another order, e.g. published
+    code's ``(theta, hidden_size, visible_size, lambda_, sparsity_param, beta, data)``) or the rows form
     ``f(params, x, lam, beta, rho) -> (cost, grads)`` (samples as rows). The convention is read
     from the signature (7 positional parameters: ufldl; 5, or ``params, x`` plus keywords
     ``lam, beta, rho``: rows), else named with ``convention=``. Each decoder (``output=
@@ -33,6 +39,8 @@ Probe cases (:func:`sae_jax.check.probes.probes`), per decoder, all float64
     ``*_m7_lam0``          7     λ = 0: no weight decay
     ``*_m20_saturated``    20    saturated hidden units: ρ̂ ≈ 1e-5 and 1 − ρ̂ ≈ 1e-4
                                  (where the plain formula is finite and accurate)
+    ``*_m5_square``        5     m = n_visible: square data, where code that reads the
+                                 data's orientation from its shape transposes it
     =====================  ====  ======================================================
 
     ``*`` is ``sigmoid`` or ``linear``; with ``tied=True`` the same probes with W2 dropped,
@@ -71,7 +79,8 @@ Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
 :func:`~sae_jax.check.catalogue.variant_cost_and_grad`)
     ``sparsity_delta_divided_by_m`` (1/m inside the sparsity delta with the outer 1/m kept: the
     1/m question's variant; invisible at m = 1), ``sparsity_missing_from_backprop``,
-    ``kl_derivative_sign_flipped``, ``beta_applied_twice``, ``rho_hat_wrong_axis``,
+    ``kl_derivative_sign_flipped``, ``beta_applied_twice``, ``rho_hat_wrong_axis``, ``rho_hat_summed``
+    (no 1/m: ρ̂ > 1, a NaN cost wherever Σᵢa⁽²⁾ ≥ 1; correct at m = 1),
     ``kl_reversed`` (KL(ρ̂‖ρ)), ``weight_decay_on_biases``, ``weight_decay_divided_by_m``,
     ``lambda_applied_twice``, ``reconstruction_summed``, ``reconstruction_missing_half``,
     ``gradient_not_averaged``, ``fprime_of_z`` (z(1 − z)), ``fprime_of_activation``
@@ -79,7 +88,9 @@ Catalogue (:data:`sae_jax.check.catalogue.CATALOGUE`; each is a switch of
     ``sigmoid_fprime_in_linear_decoder`` (linear decoder), ``transposed_weight_gradients``; for tied
     weights (``tied=True``) also ``tied_decoder_contribution_missing`` (the untied W1 formula),
     ``tied_encoder_contribution_missing`` and ``tied_weight_decay_counted_once`` (UFLDL-style
-    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²); with ``l1=``
+    (λ/2)‖W1‖²: a convention difference; sae-jax counts both copies, λ‖W1‖²; an exact match whose
+    gradient agrees with finite differences of its own cost passes, exit 0, reported as a
+    convention difference: the code is right for the documented alternative); with ``l1=``
     ``l1_missing_from_backprop``, ``l1_missing_from_cost``, ``l1_delta_missing_fprime`` (+γ after the
     f′), ``l1_delta_divided_by_m`` (γ/m inside the delta: divided by m twice) and ``l1_not_averaged``
     (never divided by m); with ``denoising=True`` ``denoising_target_is_corrupted_input``,
@@ -97,11 +108,24 @@ Diagnosis (:func:`sae_jax.check.report.analyse`)
     gradient against five-point central differences of *their own* cost: consistent means a
     different objective (a convention difference in the cost), inconsistent means a gradient bug.
 
+Locating what the catalogue has no name for (:mod:`sae_jax.check.locate`)
+    When nothing matches, the Diagnosis line leads with what the evidence shows, in the student's
+    words: which array, which part, by what factor and the likely cause ("W1grad's reconstruction
+    and sparsity parts are m times too large (×5 at m = 5, ×7 at m = 7, ...): not divided by m"; the
+    cost's term that is off; an array that is the right numbers transposed; a flat gradient whose
+    blocks are in another order or packing); outputs that differ only on the square probe (data
+    transposed when square); outputs that are the other decoder's (run it with the other
+    ``output``); NaN or inf on some probes (diagnosed on the probes where they stay finite); for a
+    results file, a cost computed from θ unpacked in the other layout ("layout mismatch").
+    "Nearest variants" are listed only when one is within a max relative difference of
+    :data:`~sae_jax.check.locate.NEAR` (0.05). A function that writes into its inputs (θ, the data,
+    params) fails even when its outputs agree (exit 1): an optimizer's θ would change under it.
+
 Any language (:mod:`sae_jax.check.cases`)
     :func:`write_cases` writes the probes and expected outputs as ``.npz``, ``.mat`` and
     ``.json`` with a README on producing a results file; :func:`check_results` compares one.
 
-Code that cannot be run (import error, wrong signature, wrong output shapes, NaN output) raises
+Code that cannot be run (import error, wrong signature, wrong output shapes, NaN or inf on every probe) raises
 :class:`~sae_jax.InputError` with one line (``sae-jax check`` exits 2).
 
 Examples:
@@ -125,8 +149,8 @@ Examples:
 
 from __future__ import annotations
 
-from .adapters import detect_convention as detect_convention, load_function as load_function, make_target
-from .cases import read_results, write_cases as write_cases
+from .adapters import detect_convention as detect_convention, load_function as load_function, make_target, nonfinite
+from .cases import read_results, read_results_fields, write_cases as write_cases
 from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
 from .catalogue import variant_cost_and_grad as variant_cost_and_grad
 from .probes import PACKINGS, Probe as Probe, check_options, probes as probes, reference as reference
@@ -182,10 +206,35 @@ def _variant_text(tied: bool, l1: float | None, denoising: bool, slots: dict | N
     return "".join(t + ", " for t in out)
 
 
+_PACKING_NAMES = {"row": "C", "column": "F"}
+
+
+def _check_packing(packing):
+    if packing is not None and packing not in _PACKING_NAMES:
+        raise InputError(f"packing must be 'row' (numpy's W1.ravel()) or 'column' (MATLAB's W1(:)), got {packing!r}")
+    return None if packing is None else _PACKING_NAMES[packing]
+
+
+def _order_text(target) -> str:
+    """How the UFLDL arguments were passed, when read from their parameter names (not UFLDL's order)."""
+    from .adapters import UFLDL_ORDER
+
+    if target.convention != "ufldl" or target.arg_order == UFLDL_ORDER:
+        return ""
+    import inspect
+
+    names = [p for p in inspect.signature(target.fn).parameters][1:7]
+    return (" arguments passed by their names: " + ", ".join(f"{n} = {k}" for n, k in zip(names, target.arg_order))
+            + ";")
+
+
 def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: bool = False,
           l1: float | None = None, denoising: bool = False, tol: float = DEFAULT_TOL, arrays: str = "auto",
-          finite_differences: bool = True) -> Report:
+          finite_differences: bool = True, packing: str | None = None) -> Report:
     """Run their cost-and-gradient on the probes of one decoder, compare and diagnose.
+
+    Running it calls ``fn``; a ``"file.py:function"`` target is imported first, which executes the
+    file's top-level code: check only code you trust.
 
     Args:
       fn: a callable, or ``"path/to/file.py:function"`` / ``"package.module:function"``.
@@ -205,6 +254,9 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
         function's module imports torch.
       finite_differences: on a mismatch, also check their gradient against finite differences
         of their own cost.
+      packing: ufldl convention: how their code unpacks theta, ``"row"`` (numpy's ``W1.ravel()``)
+        or ``"column"`` (MATLAB's ``W1(:)``); ``None``: detected from their cost (which depends only
+        on how they read theta), reported ambiguous when the cost cannot tell.
 
     Returns:
       :class:`Report` (``passed``, ``match``, ``text``, ``exit_code``).
@@ -215,42 +267,69 @@ def check(fn, *, convention: str | None = None, output: str = "sigmoid", tied: b
     _check_output(output)
     _check_tol(tol)
     check_options(tied, l1, denoising)
+    fixed = _check_packing(packing)
     target = make_target(fn, convention=convention, arrays=arrays, l1=bool(l1), denoising=denoising)
+    if fixed is not None and target.convention != "ufldl":
+        raise InputError("packing (--packing) is for the ufldl convention's flat theta; the rows form passes arrays")
     ps = probes(output, tied=tied, l1=float(l1 or 0.0), denoising=denoising)
-    packings = ("F", "C") if target.convention == "ufldl" else ("C",)
-    by_packing = {}
+    packings = ((fixed,) if fixed else ("F", "C")) if target.convention == "ufldl" else ("C",)
+    by_packing, first_bad = {}, {}
     for pk in packings:
         target.packing = pk
-        by_packing[pk] = {p.name: target.evaluate(p)[:2] for p in ps}
-    header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]}, {output} decoder, "
-              f"{_variant_text(tied, l1, denoising, target.slots)}{target.arrays} inputs, {len(ps)} probes in float64"]
-    # analyse() picks the packing under which their outputs are explained best.
-    report = analyse(target.label, header, by_packing, ps, tol=tol, target=None)
-    if not report.passed and finite_differences:
+        by_packing[pk] = {}
+        for p in ps:
+            J, g, _ = target.evaluate(p, finite=False)
+            by_packing[pk][p.name] = (J, g)
+            bad = nonfinite(J, g)
+            if bad and pk not in first_bad:
+                first_bad[pk] = f"{target.label} on probe {p.name} returned non-finite values (NaN or inf) in {', '.join(bad)}"
+    # NaN or inf on every probe, however theta is read: nothing to compare (some probes finite: diagnosed)
+    if all(all(nonfinite(*v) for v in by_packing[pk].values()) for pk in packings):
+        raise InputError(first_bad[packings[0]])
+    header = [f"sae-jax check: {target.label}: {_CONVENTION_TEXT[target.convention]},{_order_text(target)} "
+              f"{output} decoder, {_variant_text(tied, l1, denoising, target.slots)}{target.arrays} inputs, "
+              f"{len(ps)} probes in float64"]
+    flat = target.convention == "ufldl"
+    # analyse() picks the packing: the one under which their cost agrees (their cost depends only on how they
+    # read theta), else the one a catalogued variant explains best (called ambiguous unless one explains it).
+    report = analyse(target.label, header, by_packing, ps, tol=tol, target=target if not finite_differences else None,
+                     flat=flat, packing_given=fixed is not None)
+    if finite_differences and (not report.passed or report.match):  # a convention pass needs consistency too
+        # again under the chosen packing, now with finite differences of their own cost
+        line = [ln for ln in report.text.split("\n") if ln.startswith("theta packing: ")]
         target.packing = report.packing
         report = analyse(target.label, header, {report.packing: by_packing[report.packing]}, ps, tol=tol,
-                         target=target)
-        if len(packings) > 1:  # keep the "detected" line
+                         target=target, flat=flat, packing_given=fixed is not None)
+        if line and len(packings) > 1:  # keep the "detected" line
             lines = report.text.split("\n")
-            lines.insert(1, f"theta packing: {PACKINGS[report.packing]} (detected)")
+            lines.insert(1, line[0])
             report.text = "\n".join(lines)
+    elif report.passed and target.mutated:
+        report = analyse(target.label, header, by_packing, ps, tol=tol, target=target, flat=flat,
+                         packing_given=fixed is not None)
     return report
 
 
 def check_results(path, *, output: str | None = None, tol: float = DEFAULT_TOL, tied: bool | None = None,
-                  l1: float | None = None, denoising: bool | None = None) -> Report:
+                  l1: float | None = None, denoising: bool | None = None, packing: str | None = None) -> Report:
     """Compare a results file (see :func:`write_cases`) with the reference and diagnose it.
 
     Its probe names tell the variant it answers (``*_tied_*``, ``*_l1_*``, ``*_denoising_*``);
     ``tied`` and ``denoising`` (if given) must agree, and L1 cases need ``l1``, the γ they were
-    written with (a results file does not repeat it).
+    written with (a results file does not repeat it). ``packing``: how its ``grad`` field is packed,
+    ``"column"`` (the default: like the cases' ``theta``) or ``"row"`` (``grad_rowmajor`` is always
+    row-major). Code that unpacks theta in the other layout than the one it was given is told so
+    ("layout mismatch").
     """
     if output is not None:
         _check_output(output)
     _check_tol(tol)
     check_options(bool(tied), l1, bool(denoising))
-    ps, by_packing, missing = read_results(path, output, l1=l1, tied=tied, denoising=denoising)
+    fixed = _check_packing(packing)
+    ps, by_packing, missing = read_results(path, output, l1=l1, tied=tied, denoising=denoising, packing=fixed)
     header = [f"sae-jax check: results file {path}: {ps[0].output} decoder, "
               f"{_variant_text(ps[0].tied, l1, ps[0].denoising)}{len(ps)} probes"
               + (f" (not in the file: {', '.join(missing)})" if missing else "")]
-    return analyse(str(path), header, by_packing, ps, tol=tol)
+    flat = any(k in f for f in read_results_fields(path) for k in ("grad", "grad_rowmajor"))
+    return analyse(str(path), header, by_packing, ps, tol=tol, flat=flat, packing_given=fixed is not None,
+                   results=True)

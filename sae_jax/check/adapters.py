@@ -52,9 +52,12 @@ from ..validate import InputError
 from .probes import Probe, pack_theta, unpack_theta
 from .readback import GRAD_KEYS, one_line, rows_grads, to_numpy, to_scalar
 
-__all__ = ["load_function", "detect_convention", "variant_slots", "Target", "make_target", "ProbeParams"]
+__all__ = ["load_function", "detect_convention", "variant_slots", "ufldl_arg_order", "nonfinite", "Target", "make_target",
+           "ProbeParams"]
 
 CONVENTIONS = ("ufldl", "rows")
+#: UFLDL's order of the arguments after theta (their names in :meth:`Target.evaluate`).
+UFLDL_ORDER = ("visibleSize", "hiddenSize", "lam", "rho", "beta", "data")
 
 
 class ProbeParams(Params):
@@ -208,6 +211,8 @@ class Target:
     packing: str = "F"  # ufldl only: "F" or "C"
     slots: dict = field(default_factory=dict)  # variant input -> their parameter's name (None: fixed in their code)
     low_precision: set = field(default_factory=set)  # dtypes below float64 seen in their outputs
+    arg_order: tuple = UFLDL_ORDER  # ufldl: which value goes to their parameters 2..7 (read from their names)
+    mutated: dict = field(default_factory=dict)  # input name -> max |change| their code made to it in place
 
     def _inputs(self, a):
         a = np.array(a, dtype=np.float64)  # a fresh copy per call: their code may write into it
@@ -217,15 +222,30 @@ class Target:
             return torch.from_numpy(a)
         return a
 
-    def _call(self, probe: Probe, *args, **kwargs):
+    def _call(self, probe: Probe, args: tuple, kwargs: dict, watch: dict):
+        """Call their function; ``watch``: the input arrays by name, compared before and after the call."""
         import jax
 
         who = f"{self.label} on probe {probe.name}"
+        before = {k: to_numpy(v, k).copy() for k, v in watch.items()}
         try:
-            with jax.enable_x64(True):  # JAX code runs in float64 like everything here
-                out = self.fn(*args, **kwargs)
+            with jax.enable_x64(True), np.errstate(all="ignore"):  # float64 like everything here; their
+                out = self.fn(*args, **kwargs)  # overflow warnings are reported as NaN/inf findings instead
         except (Exception, SystemExit) as e:
-            raise InputError(f"{who} raised {one_line(e)}") from None
+            hint = ""
+            if self.convention == "ufldl" and self.arg_order == UFLDL_ORDER and isinstance(e, (ValueError, IndexError)):
+                hint = (" (the check calls f(theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data), data "
+                        "as columns; if yours takes them in another order, name its parameters so (e.g. hidden_size, "
+                        "visible_size) or wrap it)")
+            raise InputError(f"{who} raised {one_line(e)}{hint}") from None
+        for k, v in watch.items():  # their code wrote into its input (an optimizer's theta would change under it)
+            try:
+                after = to_numpy(v, k)
+            except InputError:
+                continue
+            if after.shape != before[k].shape or not np.array_equal(after, before[k], equal_nan=True):
+                d = float(np.max(np.abs(after - before[k]))) if after.shape == before[k].shape else float("inf")
+                self.mutated[k] = max(self.mutated.get(k, 0.0), d)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise InputError(f"{who} must return (cost, gradient), got {type(out).__name__}"
                              + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
@@ -249,14 +269,21 @@ class Target:
             out[self.slots["l1"]] = probe.l1
         return out
 
-    def evaluate(self, probe: Probe, params: Params | None = None) -> tuple[float, Params, bool]:
-        """Their (cost, gradient as UFLDL-shaped Params, weights-transposed flag) at ``params`` (default: the probe's)."""
+    def evaluate(self, probe: Probe, params: Params | None = None, *, finite: bool = True
+                 ) -> tuple[float, Params, bool]:
+        """Their (cost, gradient as UFLDL-shaped Params, weights-transposed flag) at ``params`` (default: the probe's).
+
+        ``finite=False``: NaN or inf outputs are returned (see :func:`nonfinite`) instead of raising.
+        """
         params = probe.params if params is None else params
         h, n = probe.n_hidden, probe.n_visible
         if self.convention == "ufldl":
             theta = self._inputs(pack_theta(params, self.packing))
-            (J, g), who = self._call(probe, theta, n, h, probe.lam, probe.rho, probe.beta, self._inputs(probe.x.T),
-                                     **self._extras(probe, columns=True))
+            data = self._inputs(probe.x.T)
+            values = dict(visibleSize=n, hiddenSize=h, lam=probe.lam, rho=probe.rho, beta=probe.beta, data=data)
+            extras = self._extras(probe, columns=True)
+            watch = {"theta": theta, "data": data, **{k: v for k, v in extras.items() if not np.isscalar(v)}}
+            (J, g), who = self._call(probe, (theta, *(values[k] for k in self.arg_order)), extras, watch)
             self._note_dtypes([g])
             grad = to_numpy(g, f"{who}: gradient")
             N = (1 if probe.tied else 2) * h * n + h + n
@@ -273,20 +300,66 @@ class Target:
             names = set(sig.parameters) if sig is not None else set()
             hp = dict(lam=probe.lam, beta=probe.beta, rho=probe.rho)
             extras = self._extras(probe, columns=False)
+            watch = {**{f"params.{k}": a for k, a in zip(GRAD_KEYS, p) if a is not None}, "x": x,
+                     **{k: v for k, v in extras.items() if not np.isscalar(v)}}
             if {"lam", "beta", "rho"} <= names:
                 kw = dict(hp, **({"output": probe.output} if "output" in names else {}))
-                out, who = self._call(probe, p, x, **kw, **extras)
+                out, who = self._call(probe, (p, x), {**kw, **extras}, watch)
             else:
-                out, who = self._call(probe, p, x, probe.lam, probe.beta, probe.rho, **extras)
+                out, who = self._call(probe, (p, x, probe.lam, probe.beta, probe.rho), extras, watch)
             J, g = out
             self._note_dtypes(g.values() if isinstance(g, dict) else g)
             grads, transposed = rows_grads(g, probe, who)
         cost = to_scalar(J, f"{who}: cost")
-        bad = [k for k, a in zip(("cost",) + GRAD_KEYS, (np.asarray(cost),) + tuple(grads))
-               if a is not None and not np.all(np.isfinite(a))]
-        if bad:
+        bad = nonfinite(cost, grads)
+        if bad and finite:
             raise InputError(f"{who} returned non-finite values (NaN or inf) in {', '.join(bad)}")
         return cost, grads, transposed
+
+
+def nonfinite(cost: float, grads: Params) -> list[str]:
+    """The outputs (``cost``, ``W1``, ...) holding NaN or inf."""
+    return [k for k, a in zip(("cost",) + GRAD_KEYS, (np.asarray(cost),) + tuple(grads))
+            if a is not None and not np.all(np.isfinite(a))]
+
+
+def _slot_of(name: str) -> str | None:
+    """Which UFLDL argument a parameter's name says it takes (None: the name does not say)."""
+    s = name.lower().replace("_", "")
+    if "hidden" in s or s in ("nhid", "nh", "h"):
+        return "hiddenSize"
+    if "visible" in s or s in ("inputsize", "ninput", "ninputs", "nvis", "nv", "inputdim", "n"):
+        return "visibleSize"
+    if "beta" in s:
+        return "beta"
+    if "lambda" in s or s in ("lam", "decay", "weightdecay", "wd", "l2"):
+        return "lam"
+    if "sparsityparam" in s or "rho" in s or s in ("sparsity", "sparsitytarget", "p", "target"):
+        return "rho"
+    if "data" in s or s in ("x", "patches", "inputs", "input", "samples", "images", "xs"):
+        return "data"
+    return None
+
+
+def ufldl_arg_order(fn: Callable) -> tuple[str, ...]:
+    """The UFLDL arguments in the order their function takes them after theta, read from its parameter names.
+
+    UFLDL's own order (:data:`UFLDL_ORDER`) unless the names of parameters 2..7 say another one, e.g.
+    published code's ``(theta, hidden_size, visible_size, lambda_, sparsity_param, beta, data)``.
+    """
+    sig = _signature(fn)
+    if sig is None:
+        return UFLDL_ORDER
+    ps = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:7]
+    if len(ps) < 6:
+        return UFLDL_ORDER
+    said = [_slot_of(p.name) for p in ps]
+    if sorted(s for s in said if s) == sorted(UFLDL_ORDER):
+        return tuple(said)
+    order = list(UFLDL_ORDER)
+    if said[0] == "hiddenSize" or said[1] == "visibleSize":  # the sizes swapped, the rest unnamed or in order
+        order[0], order[1] = "hiddenSize", "visibleSize"
+    return tuple(order)
 
 
 def make_target(fn, *, convention: str | None = None, arrays: str = "auto", label: str | None = None,
@@ -323,4 +396,5 @@ def make_target(fn, *, convention: str | None = None, arrays: str = "auto", labe
         if importlib.util.find_spec("torch") is None:
             raise InputError("arrays='torch' needs PyTorch installed")
     slots = variant_slots(fn, convention, l1=l1, denoising=denoising, label=label)
-    return Target(fn, label, convention, arrays, slots=slots)
+    order = ufldl_arg_order(fn) if convention == "ufldl" else UFLDL_ORDER
+    return Target(fn, label, convention, arrays, slots=slots, arg_order=order)

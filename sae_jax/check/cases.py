@@ -98,20 +98,26 @@ end
 save('results.mat', 'results', '-v7');   % one struct, a field per probe
 ```
 
-Python (any framework; convert outputs to numpy):
+Python (any framework; convert outputs to numpy). Set `LAYOUT` to the way your code unpacks theta:
+`"row"` for numpy's default `reshape` (row-major: most numpy ports), `"column"` for
+`reshape(..., order="F")` (MATLAB's `W1(:)`). A mismatch makes every output wrong; `--results` then
+says "layout mismatch".
 
 ```python
 import numpy as np
 from my_code import sparseAutoencoderCost
+LAYOUT = "row"                                   # "row": numpy's reshape; "column": order="F" (MATLAB's W1(:))
+theta_key, grad_key = ("theta_rowmajor", "grad_rowmajor") if LAYOUT == "row" else ("theta", "grad")
 c = np.load("cases.npz")
 results = {{}}
 for p in c["probes"]:
     if str(c[f"{{p}}.output"]) != "sigmoid":      # the decoder your code implements
         continue
-    cost, grad = sparseAutoencoderCost(c[f"{{p}}.theta"], int(c[f"{{p}}.visibleSize"]), int(c[f"{{p}}.hiddenSize"]),
-                                       float(c[f"{{p}}.lambda"]), float(c[f"{{p}}.sparsityParam"]),
-                                       float(c[f"{{p}}.beta"]), c[f"{{p}}.data"]{python_extra})
-    results[f"{{p}}.cost"], results[f"{{p}}.grad"] = cost, grad
+    cost, grad = sparseAutoencoderCost(c[f"{{p}}.{{theta_key}}"], int(c[f"{{p}}.visibleSize"]),
+                                       int(c[f"{{p}}.hiddenSize"]), float(c[f"{{p}}.lambda"]),
+                                       float(c[f"{{p}}.sparsityParam"]), float(c[f"{{p}}.beta"]),
+                                       c[f"{{p}}.data"]{python_extra})
+    results[f"{{p}}.cost"], results[f"{{p}}.{{grad_key}}"] = cost, grad
 np.savez("results.npz", **results)
 ```
 
@@ -245,12 +251,18 @@ def _load(path: Path) -> dict[str, dict]:
     raise InputError(f"results file must be .npz, .mat or .json, got {str(path)!r}")
 
 
+def read_results_fields(path) -> list[set]:
+    """The field names of each probe's entry in a results file (already validated by :func:`read_results`)."""
+    return [set(f) for f in _load(Path(path)).values()]
+
+
 def read_results(path, output: str | None = None, *, l1: float | None = None, tied: bool | None = None,
-                 denoising: bool | None = None):
+                 denoising: bool | None = None, packing: str | None = None):
     """Read a results file: ``(probes, {packing: {probe: (cost, Params)}}, missing)`` for the probes it covers.
 
     The probe names tell the variant; ``tied``/``denoising`` (if given) must agree, and L1 cases
-    (``*_l1_*``) need ``l1``, the γ they were written with.
+    (``*_l1_*``) need ``l1``, the γ they were written with. ``packing``: ``"F"`` or ``"C"``, how the
+    ``grad`` field is packed (default ``"F"``, like the cases' ``theta``).
     """
     path = Path(path)
     if not path.is_file():
@@ -296,7 +308,7 @@ def read_results(path, output: str | None = None, *, l1: float | None = None, ti
         N = (1 if tied else 2) * p.n_hidden * p.n_visible + p.n_hidden + p.n_visible
         keys = ("W1grad", "b1grad", "b2grad") if tied else ("W1grad", "b1grad", "W2grad", "b2grad")
         if "grad" in f or "grad_rowmajor" in f:
-            key, pk = ("grad", "F") if "grad" in f else ("grad_rowmajor", "C")
+            key, pk = ("grad", packing or "F") if "grad" in f else ("grad_rowmajor", "C")
             g = to_numpy(f[key], f"{who}: {key}")
             if g.size != N:
                 raise InputError(f"{who}: {key} has {g.size} entries, expected {N} (packed like theta)")

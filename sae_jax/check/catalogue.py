@@ -63,6 +63,7 @@ class Mistake:
     outputs: tuple[str, ...] = ("sigmoid", "linear")  # decoders on which it is visible
     weights: tuple[str, ...] = ("untied", "tied")  # the weights (untied, tied W2 = W1ᵀ) it applies to
     needs: str | None = None  # the variant it belongs to: "l1" (an L1 penalty), "denoising", or None (any)
+    convention: bool = False  # a documented alternative convention, not a bug: an exact match passes (exit 0)
 
     def applies(self, output: str, *, tied: bool = False, l1: bool = False, denoising: bool = False) -> bool:
         """Whether this mistake is a candidate for code of that decoder and variant."""
@@ -99,6 +100,13 @@ CATALOGUE: tuple[Mistake, ...] = (
         "rho_hat_wrong_axis",
         "ρ̂ averaged over the wrong axis (over hidden units per sample instead of over samples per unit)",
         "cost's sparsity term and the sparsity part of ∂J/∂W1, ∂J/∂b1 wrong, on every probe with β > 0",
+        _D_COST,
+    ),
+    Mistake(
+        "rho_hat_summed",
+        "ρ̂ summed over the samples instead of averaged (ρ̂ⱼ = Σᵢ a⁽²⁾ⱼ⁽ⁱ⁾, the 1/m missing)",
+        "correct at m = 1; for m > 1 ρ̂ exceeds 1 on active units, so log(1 − ρ̂) is NaN: a non-finite cost, and "
+        "the sparsity part of ∂J/∂W1, ∂J/∂b1 wrong",
         _D_COST,
     ),
     Mistake(
@@ -201,6 +209,7 @@ CATALOGUE: tuple[Mistake, ...] = (
         "gradient consistent with each other",
         _D_TIED_DECAY,
         weights=("tied",),
+        convention=True,
     ),
     # the L1 activation penalty (l1= gamma): gamma (1/m) sum_i ||a2_i||_1, delta2 += gamma f'(z2)
     Mistake(
@@ -308,6 +317,8 @@ def variant_cost_and_grad(params, x, *, lam, beta, rho, output="sigmoid", l1=0.0
     wrong_axis = "rho_hat_wrong_axis" in mk
     a2_rho = _sigmoid(x @ W1.T + b1) if "denoising_rho_hat_from_clean_input" in mk else a2
     rh = a2_rho.mean(axis=1) if wrong_axis else a2_rho.mean(axis=0)
+    if "rho_hat_summed" in mk:
+        rh = rh * a2_rho.shape[1 if wrong_axis else 0]
 
     sq = 0.5 * np.sum((a3 - target) ** 2)
     if "reconstruction_missing_half" in mk:

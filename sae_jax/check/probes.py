@@ -150,10 +150,19 @@ def _make(output: str, rng) -> list[Probe]:
     return out
 
 
+def _square(output: str, rng) -> Probe:
+    """m = n_visible: the data matrix is square, so code that decides the data's orientation from its shape
+    (``if x.shape[0] == n_visible: x = x.T``) transposes it here and nowhere else."""
+    return Probe(f"{output}_m5_square", output, _params(rng, N_VISIBLE, N_HIDDEN), _data(rng, N_VISIBLE, N_VISIBLE, output),
+                 LAM, BETA, RHO, "m = n_visible = 5: square data (rows and columns look alike)")
+
+
 @functools.lru_cache(maxsize=None)
 def _all_probes() -> tuple[Probe, ...]:
     rng = np.random.default_rng(_SEED)
-    return tuple(_make("sigmoid", rng) + _make("linear", rng))
+    sig, lin = _make("sigmoid", rng), _make("linear", rng)
+    sq = np.random.default_rng(_SEED + 2)  # its own stream: the other probes keep their numbers
+    return tuple(sig + [_square("sigmoid", sq)] + lin + [_square("linear", sq)])
 
 
 #: Denoising probes' corruption: masking noise (p = 0.3) for the sigmoid decoder's data in (0, 1),
@@ -195,7 +204,7 @@ def parse_name(name: str) -> tuple[str, dict] | None:
         flags[flag] = i < len(parts) and parts[i] == flag
         i += flags[flag]
     base = "_".join(parts[i:])
-    bases = [p.name.split("_", 1)[1] for p in _all_probes()[:6]] + (["m7_uncorrupted"] if flags["denoising"] else [])
+    bases = [p.name.split("_", 1)[1] for p in _all_probes() if p.output == "sigmoid"] + (["m7_uncorrupted"] if flags["denoising"] else [])
     return (base, dict(output=parts[0], **flags)) if base in bases else None
 
 
@@ -221,10 +230,10 @@ def _variant_probes(tied: bool, l1: float, denoising: bool) -> tuple[Probe, ...]
 
 def probes(output: str | None = None, *, tied: bool = False, l1: float = 0.0, denoising: bool = False
            ) -> tuple[Probe, ...]:
-    """The probe cases: 6 per decoder (``output="sigmoid"`` or ``"linear"``; ``None``: both).
+    """The probe cases: 7 per decoder (``output="sigmoid"`` or ``"linear"``; ``None``: both).
 
-    Per decoder: m = 1, 7, 20 with every term on; beta = 0 and lambda = 0 at m = 7; and
-    m = 20 with saturated-ish hidden units. Nonzero biases everywhere; lam = 0.01,
+    Per decoder: m = 1, 7, 20 with every term on; beta = 0 and lambda = 0 at m = 7;
+    m = 20 with saturated-ish hidden units; and m = n_visible = 5 (square data). Nonzero biases everywhere; lam = 0.01,
     beta = 3, rho = 0.05 unless the probe switches a term off. The same probes for the
     variants (:mod:`sae_jax.variants`), named ``{output}[_tied][_l1][_denoising]_{probe}``:
     ``tied=True`` drops W2 (``Params(W1, b1, None, b2)``, W2 = W1ᵀ); ``l1=`` gamma > 0 adds the

@@ -22,7 +22,9 @@ Example invocations::
 
 Bad input ends with exit code 2 and one line on stderr (nothing is written; a usage error
 points to --help); training that diverges (non-finite cost, gradient or parameters) ends
-with exit code 1, naming the step and the checkpoint kept (always a finite state).
+with exit code 1, naming the step and the checkpoint kept (always a finite state). The
+operating system refusing a write (no permission, a full disk) is one line naming the file:
+exit code 2, or 1 when it stops a run midway (naming the last good checkpoint, kept intact).
 ``sae-jax --version`` prints the version.
 
 The flags of every command are in :mod:`sae_jax.cli.flags` (those of ``TrainConfig`` generated
@@ -108,3 +110,8 @@ def main(argv=None) -> int:
     except (InputError, UsageError) as e:
         print(f"sae-jax {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the OS refused a read or write: one line naming the file (exit 1 mid-run)
+        from ..checkpoint import os_error_message
+
+        print(f"sae-jax {args.command}: error: {os_error_message(e)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)

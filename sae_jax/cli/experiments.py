@@ -56,6 +56,7 @@ from ..experiments import (
 )
 from ..heldout import Table, split
 from ..params import Params
+from ..rundir import check_writable
 from ..softmax import check_lam
 from ..validate import InputError
 from ..version import __version__
@@ -192,6 +193,7 @@ def _out_dir(args, command: str, data_name: str) -> Path:
         while out.exists():
             out, i = Path(f"{base}-{i}"), i + 1
     check_run_dir(out)
+    check_writable(out, "--out")  # before the experiment's work
     if (out / RESULTS_JSON).exists():
         raise UsageError(f"--out {str(out)!r} already holds a {RESULTS_JSON}; choose another directory")
     return out

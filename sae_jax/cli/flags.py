@@ -54,9 +54,9 @@ __all__ = [
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
 # The fields `sweep` takes comma-separated lists of, in the grid's order.
 SWEPT = ("beta", "rho", "lam")
-# The fields that change what `sweep` does (tests/test_cli.py changes each and compares the sweeps):
-# a sweep writes no checkpoint (it is not resumable) and holds out no validation rows.
-SWEEP_FIELDS: tuple[str, ...] = tuple(f for f in CONFIG_FIELDS if f not in ("checkpoint_every", "validation_fraction"))
+# The fields that change what `sweep` does (tests/test_cli_flags.py changes each and compares the
+# sweeps, checkpoints included): a sweep holds out no validation rows.
+SWEEP_FIELDS: tuple[str, ...] = tuple(f for f in CONFIG_FIELDS if f != "validation_fraction")
 
 _RAW = argparse.RawDescriptionHelpFormatter
 _PATH_HELP = "run directory, params.safetensors or checkpoint.safetensors"
@@ -298,8 +298,11 @@ def _add_check(sub) -> None:
         "check",
         help="test your own sparse-autoencoder cost and gradient; names the mistake if it finds one",
         description="Run someone else's cost-and-gradient on float64 probe cases, compare it with "
-        "sae-jax's float64 reference and name the catalogued mistake its outputs match. Exit 0 when "
-        "everything agrees, 1 with the diagnosis, 2 when the code cannot be run.",
+        "sae-jax's float64 reference and name the catalogued mistake its outputs match, or locate the "
+        "difference (which array, which part, by what factor). Exit 0 when everything agrees (or differs "
+        "only by a documented convention: tied weights with UFLDL-style (lambda/2)||W1||^2), 1 with the "
+        "diagnosis, 2 when the code cannot be run. FILE.py:FUNCTION imports the file, which executes its "
+        "top-level code with your permissions: check only code you trust.",
         epilog="examples:\n  sae-jax check my_sae.py:sparseAutoencoderCost\n"
         "  sae-jax check mypkg.sae:cost_and_grad --convention rows --output linear\n"
         "  sae-jax check my_tied_sae.py:sparseAutoencoderCost --tied\n"
@@ -309,7 +312,7 @@ def _add_check(sub) -> None:
         formatter_class=_RAW,
     )
     c.add_argument("target", nargs="?", default=None, metavar="FILE.py:FUNCTION",
-                   help="path/to/file.py:function or package.module:function")
+                   help="path/to/file.py:function or package.module:function (imported: its top-level code runs)")
     c.add_argument("--convention", choices=("ufldl", "rows"), default=None,
                    help="ufldl: f(theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data); "
                    "rows: f(params, x, lam, beta, rho) (default: read from the signature)")
@@ -325,6 +328,9 @@ def _add_check(sub) -> None:
     c.add_argument("--denoising", action="store_true", help="the function reads a corrupted input and reconstructs "
                    "the clean data: ufldl f(theta, ..., beta, data, corruptedData), rows f(params, x, lam, beta, rho, "
                    "x_input) or a keyword x_input; rho_hat and delta2*x' use it; the denoising cases")
+    c.add_argument("--packing", choices=("row", "column"), default=None,
+                   help="how the code unpacks theta: row (numpy's W1.ravel()) or column (MATLAB's W1(:)); default: "
+                   "detected from its cost; with --results: how the file's grad is packed (default column)")
     c.add_argument("--arrays", choices=("auto", "numpy", "torch"), default="auto",
                    help="inputs as numpy arrays or torch tensors (default auto: torch if the module imports it)")
     c.add_argument("--tol", type=float, default=None, help="relative tolerance per array and probe (default 1e-7)")
@@ -344,16 +350,16 @@ def _add_sweep(sub) -> None:
         "accelerators) (sae_jax.sweep), and write DIR/sweep.json, DIR/summary.csv, DIR/tradeoff.png "
         "(reconstruction vs sparsity, mean rho_hat vs rho) and DIR/settings/<k>-beta..-rho..-lam../ "
         "(params.safetensors, metrics.jsonl, config.json; filters.png when n_visible is a square). Every "
-        "other flag is one value shared by all settings, with train's meaning. A sweep writes no "
-        "checkpoints (it is not resumed: run it again) and holds out no validation rows.",
+        "other flag is one value shared by all settings, with train's meaning; a sweep holds out no validation "
+        "rows. It checkpoints every --checkpoint-every steps and at the end: --resume DIR continues a killed "
+        "sweep, or extends a finished one to a larger --steps.",
         epilog="examples:\n  sae-jax sweep --beta 0,1,3 --rho 0.01,0.05 --lam 1e-4 --out runs/sweep\n"
         "  sae-jax sweep --beta 0.5,1,3,5 --rho 0.01,0.03,0.05,0.1 --optimizer adam --steps 2000",
         formatter_class=_RAW,
     )
     for name in SWEPT:
         add_config_flag(w, name, comma_separated=True)
-    add_config_flags(w, fields=tuple(f for f in SWEEP_FIELDS if f not in SWEPT),
-                     help={"steps": "optimizer steps of every setting"})
+    add_config_flags(w, fields=tuple(f for f in SWEEP_FIELDS if f not in SWEPT))
     add_data_flags(w)
     w.add_argument("--batching", choices=("auto", "vmap", "map"), default="auto",
                    help="run the settings all at once (vmap: accelerators) or one after another inside the "
@@ -361,6 +367,9 @@ def _add_sweep(sub) -> None:
     w.add_argument("--out", default=None, metavar="DIR",
                    help="sweep directory (default runs/sweep-<data>-<optimizer>-h<n_hidden>-<timestamp>); "
                    "must not already hold a sweep.json")
+    w.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the sweep in DIR from its checkpoint (a killed one, or a finished one to a "
+                   "larger --steps); its grid, data and config are the checkpoint's")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

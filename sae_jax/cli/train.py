@@ -27,6 +27,7 @@ from pathlib import Path
 from .. import checkpoint as ckpt
 from ..config import TrainConfig, validate_config
 from ..data import data_spec, load_dataset
+from ..rundir import check_writable
 from ..sharded import batch_mesh, make_train_value_and_grad
 from ..training import TrainingDiverged, train
 from .args import (
@@ -41,7 +42,7 @@ from .args import (
     set_precision,
 )
 
-__all__ = ["cmd_train", "data_flags_given"]
+__all__ = ["cmd_train", "data_flags_given", "variant_settings"]
 
 _DATA_FLAGS = (("--data", "data"), ("--n-patches", "n_patches"), ("--patch-size", "patch_size"),
                ("--data-seed", "data_seed"), ("--npz-key", "npz_key"))
@@ -52,6 +53,48 @@ _RUN_FILES = ("params.safetensors", "checkpoint.safetensors", "config.json", "me
 def data_flags_given(args) -> list[str]:
     """The data flags given on the command line (a resumed run records its data: none may be)."""
     return [flag for flag, dest in _DATA_FLAGS if getattr(args, dest) is not None]
+
+
+def variant_settings(config) -> str:
+    """The variant settings of a run, as the header and done lines name them.
+
+    Examples:
+      >>> from sae_jax.config import TrainConfig
+      >>> variant_settings(TrainConfig())
+      'untied, no L1, no corruption'
+      >>> variant_settings(TrainConfig(tied=True, l1=1e-3, corruption="gaussian", corruption_level=0.1))
+      'tied, L1 gamma=0.001, corruption gaussian sigma=0.1'
+      >>> variant_settings(TrainConfig(corruption="mask", corruption_level=0.3))
+      'untied, no L1, corruption mask p=0.3'
+    """
+    level = {"mask": "p", "gaussian": "sigma"}.get(config.corruption)
+    return ", ".join((
+        "tied" if config.tied else "untied",
+        f"L1 gamma={config.l1:g}" if config.l1 else "no L1",
+        f"corruption {config.corruption} {level}={config.corruption_level:g}" if level else "no corruption",
+    ))
+
+
+def _done_line(result, config, seconds: float) -> str:
+    """``done: ...``: the cost and its terms on the clean training rows, with the variant settings;
+    ρ̂ and the sparsity term of the clean rows and, for a denoising run, of the corrupted training
+    input (what training held ρ̂ on) beside them."""
+    last = result.metrics[-1]
+    l1 = f", L1 {last['l1']:.6f}" if "l1" in last else ""
+    clean = f"rho_hat mean {last['rho_hat_mean']:.4f}, sparsity {last['sparsity']:.6f}"
+    noisy = result.input_metrics
+    if noisy is None:
+        rho = f"{clean} (clean data = the training input)"
+    else:
+        noisy_l1 = f", L1 {noisy['l1']:.6f}" if "l1" in noisy else ""
+        rho = (f"clean data: {clean}; corrupted training input: rho_hat mean {noisy['rho_hat_mean']:.4f}, "
+               f"sparsity {noisy['sparsity']:.6f}{noisy_l1}")
+    return (
+        f"done: step {last['step']} ({variant_settings(config)}), cost {last['cost']:.6f} on the clean data "
+        f"(reconstruction {last['reconstruction']:.6f}, weight decay {last['weight_decay']:.6f}, "
+        f"sparsity {last['sparsity']:.6f}{l1}); {rho}; {seconds:.1f} s "
+        f"(compile {result.compile_s:.1f} s, training {result.train_s:.1f} s)"
+    )
 
 
 def cmd_train(args) -> int:
@@ -76,6 +119,7 @@ def cmd_train(args) -> int:
         kw = data_kwargs(args)
         run_dir = args.out if args.out is not None else default_out_dir(data, config)
         check_run_dir(Path(run_dir))  # a file at or above --out: InputError, before any work
+        check_writable(Path(run_dir))  # a read-only place: InputError, before loading the data
         if (Path(run_dir) / ckpt.CHECKPOINT_NAME).exists():
             raise UsageError(
                 f"run directory {run_dir!r} already holds a checkpoint; use --resume {run_dir} "
@@ -131,8 +175,8 @@ def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_
 
     t0 = time.perf_counter()
     print(f"sae-jax train: {config.optimizer} {config.steps} steps, n_hidden={config.n_hidden} "
-          f"lam={config.lam:g} beta={config.beta:g} rho={config.rho:g} {config.dtype} "
-          f"{config.gradient} gradient -> {run_dir}", flush=True)
+          f"lam={config.lam:g} beta={config.beta:g} rho={config.rho:g}, {variant_settings(config)}, "
+          f"{config.dtype} {config.gradient} gradient -> {run_dir}", flush=True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -145,15 +189,11 @@ def _run_training(x, config, run_dir, *, resume, spec, progress, value_and_grad_
         return 1
     if bar is not None:
         bar.close()
-    last = result.metrics[-1]
-    print(
-        f"done: step {last['step']}, cost {last['cost']:.6f} (reconstruction {last['reconstruction']:.6f}, "
-        f"weight decay {last['weight_decay']:.6f}, sparsity {last['sparsity']:.6f}), "
-        f"rho_hat mean {last['rho_hat_mean']:.4f}; {time.perf_counter() - t0:.1f} s "
-        f"(compile {result.compile_s:.1f} s, training {result.train_s:.1f} s)"
-    )
+    print(_done_line(result, config, time.perf_counter() - t0))
     print(f"wrote {run_dir}/: " + " ".join(n for n in _RUN_FILES if os.path.exists(os.path.join(run_dir, n))))
     for w in caught:
         if issubclass(w.category, UserWarning):
             print(f"sae-jax train: note: {w.message}", file=sys.stderr)
+    if result.warning is not None:
+        print(f"sae-jax train: warning (training rows): {result.warning}", file=sys.stderr, flush=True)
     return 0

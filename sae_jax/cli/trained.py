@@ -4,7 +4,9 @@ Each takes PATH (a run directory, ``params.safetensors`` or ``checkpoint.safeten
 one file atomically: ``filters.png`` (rows of ``W1`` as patches), a ``.npy`` of the hidden
 activations ``a2 = sigmoid(x W1^T + b1)`` of shape ``(m, n_hidden)``, or ``evaluation.png`` with
 the diagnostics table of :mod:`sae_jax.metrics`. ``encode`` and ``evaluate`` default to the data
-the run was trained on (:func:`recorded_data_spec`).
+the run was trained on (:func:`recorded_data_spec`). ``evaluate`` prints one ``warning`` line to
+stderr when :func:`sae_jax.metrics.health_warning` finds most units dead or saturated, or a
+reconstruction no better than the mean predictor's on the same rows (exit status still 0).
 
 Examples:
   >>> from sae_jax.cli import build_parser
@@ -20,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -32,6 +35,7 @@ from ..config import TrainConfig
 from ..data import DataSpec, load_dataset, load_from_spec
 from ..display import save_evaluation_png, save_filters_png
 from ..forward import encode
+from ..rundir import check_writable
 from .args import UsageError, data_kwargs, patch_shape_arg, read_safetensors, set_precision
 
 __all__ = [
@@ -65,6 +69,7 @@ def cmd_visualize(args) -> int:
         raise UsageError(f"--out {str(out)!r} is a directory; name the .png file to write")
     if not out.parent.is_dir():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
+    check_writable(out.parent, "output directory")
     tmp = out.with_name(f".{out.name}.tmp.png")
     save_filters_png(W1, tmp, patch_shape=shape, title=f"{W1.shape[0]} hidden units")
     os.replace(tmp, out)
@@ -81,13 +86,14 @@ def cmd_encode(args) -> int:
         raise UsageError(f"--out {str(out)!r} is a directory; name the .npy file to write")
     if not out.parent.is_dir() and str(out.parent) != "":
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
+    check_writable(out.parent, "output directory")  # before the encoding's work
     x, data_name = load_run_or_given_data(args, config.get("output", "sigmoid"))
     dtype = _check_features(params, x, data_name)
     p = jax.tree.map(jnp.asarray, params)
     a2 = np.asarray(jax.jit(encode)(p, jnp.asarray(x.astype(dtype))))
     buf = io.BytesIO()
     np.save(buf, a2)
-    ckpt.atomic_write_bytes(out, buf.getvalue())
+    ckpt.atomic_write_bytes(out, buf.getvalue(), what="features")
     print(f"wrote {out}: {a2.shape[0]} samples x {a2.shape[1]} hidden units ({a2.dtype})")
     return 0
 
@@ -98,8 +104,11 @@ def cmd_evaluate(args) -> int:
     hp = {k: config.get(k, getattr(defaults, k)) for k in ("lam", "beta", "rho", "output", "l1")}
     hp["l1"] = hp["l1"] or None  # an L1 run's cost includes its term
     out = _png_out(args, "evaluation.png")
+    if out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a directory; name the .png file to write")
     if not out.parent.is_dir():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist")
+    check_writable(out.parent, "output directory")
     x, data_name = load_run_or_given_data(args, hp["output"])
     dtype = _check_features(params, x, data_name)
     p = jax.tree.map(jnp.asarray, params)
@@ -114,6 +123,10 @@ def cmd_evaluate(args) -> int:
     print(f"sae-jax evaluate: {args.params} on {data_name} (lam={hp['lam']:g} beta={hp['beta']:g} "
           f"rho={hp['rho']:g} output={hp['output']}, {dtype})")
     print(metrics.format_table(columns))
+    warned = [name for name, m in columns.items() if m["warning"] is not None]
+    if warned:  # one line: the first column's reason, and every column it holds for
+        print(f"sae-jax evaluate: warning ({' and '.join(warned)}): {columns[warned[0]]['warning']}",
+              file=sys.stderr, flush=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     try:
         save_evaluation_png(columns, tmp, rho=hp["rho"],
