@@ -119,7 +119,61 @@ def _figure(figsize):
     return fig
 
 
+# Minor-tick labels a log axis may keep, richest first: matplotlib labels several (e.g. 2, 3, 4, 6
+# x 10^k) on an axis spanning one or two decades, which on a 5-inch panel run into each other.
+_MINOR_LABEL_SETS = ((2, 3, 5), (2, 5), (3,), ())
+
+
+def _log_tick_label_boxes(axis, renderer) -> list:
+    """Window extents of the tick labels ``axis`` draws (in its view, non-empty), major and minor."""
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = [t for t in axis.get_major_ticks() + axis.get_minor_ticks()
+             if lo * (1 - 1e-9) <= t.get_loc() <= hi * (1 + 1e-9) and t.label1.get_visible() and t.label1.get_text()]
+    return sorted((t.label1.get_window_extent(renderer) for t in ticks), key=lambda b: (b.x0, b.y0))
+
+
+def _untangle_log_ticks(fig) -> None:
+    """Label fewer ticks on each log axis of ``fig`` whose tick labels overlap, until none do:
+    fewer minor labels first (:data:`_MINOR_LABEL_SETS`), then fewer decades."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    class MinorLabels(LogFormatterSciNotation):  # matplotlib's choice of minor labels, within `keep`
+        def __init__(self, keep):
+            super().__init__(labelOnlyBase=False)
+            self.keep = {1, *keep}
+
+        def set_locs(self, locs=None):
+            super().set_locs(locs)
+            if self._sublabels is not None:
+                self._sublabels = self._sublabels & self.keep
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+
+    def tangled(axis, redraw=True):
+        if redraw:
+            fig.canvas.draw()
+        boxes = _log_tick_label_boxes(axis, renderer)
+        return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log" or not tangled(axis, redraw=False):
+                continue
+            for keep in _MINOR_LABEL_SETS:
+                axis.set_minor_formatter(MinorLabels(keep))
+                if not tangled(axis):
+                    break
+            else:
+                for numticks in (6, 4, 3, 2):
+                    axis.set_major_locator(LogLocator(numticks=numticks))
+                    if not tangled(axis):
+                        break
+
+
 def _save(fig, path, **kw) -> None:
+    if any(a.get_scale() == "log" for ax in fig.axes for a in (ax.xaxis, ax.yaxis)):
+        _untangle_log_ticks(fig)
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:

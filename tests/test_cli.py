@@ -302,18 +302,22 @@ def test_visualize_and_encode_detect_a_flipped_bit_in_params(run_dir, tmp_path, 
 
 def test_every_train_config_field_is_a_flag_of_train_and_sweep():
     """Issue 13: the flags are generated from TrainConfig's field metadata, so a new field is a new
-    flag (type, choices, help and default from config.py) without touching the CLI."""
+    flag (type, choices, help and default from config.py) without touching the CLI. sweep takes the
+    fields that change a sweep (issue 20: not validation_fraction)."""
     import dataclasses
 
     from sae_jax.cli import build_parser
+    from sae_jax.cli.flags import SWEEP_FIELDS
     from sae_jax.config import TrainConfig, field_help
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
     defaults = TrainConfig()
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert set(f.name for f in dataclasses.fields(TrainConfig)) - set(SWEEP_FIELDS) == {"validation_fraction"}
     for command in ("train", "sweep"):
+        fields = [f.name for f in dataclasses.fields(TrainConfig)] if command == "train" else list(SWEEP_FIELDS)
         by_dest = {a.dest: a for a in sub[command]._actions}
+        assert ("validation_fraction" in by_dest) == (command == "train")
         argv = []
         for name in fields:
             info, action = field_help(name), by_dest[name]

@@ -48,7 +48,11 @@ def run_dir(files):
 def _error(capsys, argv, *needles):
     """``argv`` exits 2 with one line on stderr naming each of ``needles``."""
     capsys.readouterr()
-    assert main(argv) == 2, argv
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # refused by the parser (a flag that is not this command's)
+        rc = e.code
+    assert rc == 2, argv
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"sae-jax {argv[0]}: error: "), err
     for n in needles:
@@ -58,7 +62,7 @@ def _error(capsys, argv, *needles):
 
 def test_probe_prints_one_table_over_seeds(run_dir, files, capsys):
     capsys.readouterr()
-    assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "0,1", "--steps", "20",
+    assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "0,1", "--softmax-steps", "20",
                  "--test-fraction", "0.5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "held-out accuracy (60 of 120 rows held out, 4 classes)" in out
@@ -74,11 +78,12 @@ def test_probe_json_matches_the_library(run_dir, files, capsys):
     from sae_jax.params import Params
 
     capsys.readouterr()
-    assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "1", "--steps", "20", "--json",
+    assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "1", "--softmax-steps", "20", "--json",
                  "--test-fraction", "0.5"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["command"] == "probe" and res["data"]["name"] == files["x"] and res["data"]["sha256"]
-    assert res["settings"] == {"run": str(run_dir), "seeds": [1], "test_fraction": 0.5, "lam": 1e-4, "steps": 20}
+    assert res["settings"] == {"run": str(run_dir), "seeds": [1], "test_fraction": 0.5, "softmax_lam": 1e-4,
+                               "softmax_steps": 20}
     params, _ = load_params(run_dir)
     want = probe(Params(*params), np.load(files["x"]), np.load(files["y"]), seeds=(1,), test_fraction=0.5, steps=20)
     assert [r["values"] for r in res["table"]["rows"]] == [list(r.values) for r in want.rows]
@@ -93,8 +98,8 @@ def test_probe_errors(run_dir, files, capsys):
     _error(capsys, ["probe", run, "--labels-path", files["y"], "--seeds", "0,x"], "--seeds")
     _error(capsys, ["probe", run, "--labels-path", files["y"], "--seeds", "1,1"], "--seeds must be distinct")
     _error(capsys, ["probe", run, "--labels-path", files["y"], "--test-fraction", "1"], "--test-fraction")
-    _error(capsys, ["probe", run, "--labels-path", files["y"], "--lam", "-1"], "--lam")
-    _error(capsys, ["probe", run, "--labels-path", files["y"], "--steps", "0"], "--steps")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--softmax-lam", "-1"], "--softmax-lam")
+    _error(capsys, ["probe", run, "--labels-path", files["y"], "--softmax-steps", "0"], "--softmax-steps")
     _error(capsys, ["probe", str(files["dir"] / "nowhere")], "nowhere")
 
 
@@ -151,7 +156,9 @@ def test_experiment_errors_write_nothing(files, tmp_path, capsys):
            "unlabelled classes (7,)")
     _error(capsys, ["self-taught", *data, "--n-hidden", "4,3"], "--n-hidden takes 1 value")
     _error(capsys, ["stacked", *data, "--n-hidden", "4,0"], "--n-hidden")
-    _error(capsys, ["stacked", *data, "--ae-lam", "-1"], "--ae-lam")
+    _error(capsys, ["stacked", *data, "--lam", "-1"], "--lam must")
+    _error(capsys, ["stacked", *data, "--steps", "-1"], "--steps must")
+    _error(capsys, ["stacked", *data, "--softmax-lam", "-1"], "--softmax-lam")
     _error(capsys, ["stacked", *data, "--rho", "1.5"], "--rho")
     _error(capsys, ["stacked", *data, "--fine-tune-steps", "-1"], "--fine-tune-steps")
     _error(capsys, ["stacked", *data, "--softmax-steps", "0"], "--softmax-steps")
@@ -174,7 +181,8 @@ def test_presets_and_flags():
     three = autoencoder_configs(p.parse_args(["stacked", "--n-hidden", "50,40,30", "--rho", "0.05"]), layers=None)
     assert [(c.n_hidden, c.rho, c.lam) for c in three] == [(50, 0.05, 3e-4), (40, 0.05, 3e-4), (30, 0.05, 3e-4)]
     args = p.parse_args(["self-taught"])
-    assert (args.seeds, args.default_test_fraction, args.lam, args.softmax_steps) == ("0,1,2", 0.5, 1e-4, 100)
+    assert (args.seeds, args.default_test_fraction, args.softmax_lam, args.softmax_steps) == ("0,1,2", 0.5, 1e-4, 100)
+    assert (args.lam, args.steps) == (None, None)  # the autoencoder's: the preset's unless given
     assert (args.test_fraction, args.split) == (None, None)  # not given: the command's default, the preset's split
     args = p.parse_args(["stacked"])
     assert (args.default_test_fraction, args.fine_tune_steps, args.out) == (0.3, 400, None)
@@ -294,7 +302,7 @@ def test_stacked_mnist_trains_on_train_and_tests_on_t10k(mnist4, tmp_path, monke
 def test_probe_with_a_separate_test_set(run_dir, mnist4, tmp_path, capsys):
     d, parts = mnist4
     capsys.readouterr()
-    assert main(["probe", str(run_dir), "--data", str(d), "--seeds", "0", "--steps", "20", "--json"]) == 0
+    assert main(["probe", str(run_dir), "--data", str(d), "--seeds", "0", "--softmax-steps", "20", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert "trained on 60 rows, tested on a separate test set of 60, 4 classes" in res["table"]["title"]
     assert res["settings"]["test_fraction"] is None and res["settings"]["test_data"]["sha256"]
@@ -304,7 +312,7 @@ def test_probe_with_a_separate_test_set(run_dir, mnist4, tmp_path, capsys):
         np.save(tmp_path / f"y_{part}.npy", parts[part][1])
     assert main(["probe", str(run_dir), "--data", str(tmp_path / "x_train.npy"), "--labels-path",
                  str(tmp_path / "y_train.npy"), "--test-data", str(tmp_path / "x_t10k.npy"), "--test-labels",
-                 str(tmp_path / "y_t10k.npy"), "--seeds", "0", "--steps", "20", "--json"]) == 0
+                 str(tmp_path / "y_t10k.npy"), "--seeds", "0", "--softmax-steps", "20", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["table"]["rows"] == res["table"]["rows"]
 
@@ -316,7 +324,8 @@ def test_mnist_errors_write_nothing(mnist, files, tmp_path, capsys):
     _error(capsys, ["stacked", *mn, "--labels-path", files["y"]], "--labels-path is for data files", "MNIST directory")
     _error(capsys, ["stacked", *mn, "--test-fraction", "0.3"], "--test-fraction", "separate test set")
     _error(capsys, ["self-taught", *mn, "--test-data", files["x"], "--test-labels", files["y"]],
-           "--test-data and --test-labels are for probe and stacked")
+           "--test-data is for probe and stacked")
+    _error(capsys, ["self-taught", *mn, "--test-labels", files["y"]], "--test-labels is for probe and stacked")
     _error(capsys, ["stacked", "--data", files["x"], "--labels-path", files["y"], "--test-data", files["x"],
                     "--out", str(out)], "--test-data needs --test-labels")
     _error(capsys, ["stacked", "--data", files["x"], "--labels-path", files["y"], "--test-labels", files["y"],

@@ -138,3 +138,80 @@ def test_drawing_leaves_pyplot_and_backend_alone(tmp_path):
         assert "matplotlib.pyplot" not in sys.modules
     else:
         assert matplotlib.get_backend() == before
+
+
+def _overlapping_log_tick_labels(fig) -> list:
+    """Pairs of tick labels drawn on a log axis of ``fig`` whose boxes overlap, measured with the
+    figure's own renderer (only ticks inside the view, with non-empty visible labels)."""
+    import itertools
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pairs = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
+            lo, hi = sorted(axis.get_view_interval())
+            labels = [t.label1 for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                      if lo * (1 - 1e-9) <= t.get_loc() <= hi * (1 + 1e-9) and t.label1.get_visible()
+                      and t.label1.get_text()]
+            for a, b in itertools.combinations(labels, 2):
+                if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)):
+                    pairs.append((axis.axis_name, a.get_text(), b.get_text()))
+    return pairs
+
+
+def _sweep_rows(rhos, rng):
+    rows = []
+    for rho in rhos:
+        for beta in (0.0, 1.0, 3.0):
+            mean = rho * (1 + rng.uniform(0, 0.5)) if beta else 0.5
+            rows.append(dict(beta=beta, rho=rho, lam=1e-4, reconstruction=rng.uniform(0.05, 0.3),
+                             kl_sum=10 ** rng.uniform(-3, 1), rho_hat_mean=mean, rho_hat_min=0.9 * mean,
+                             rho_hat_max=1.1 * mean))
+    return rows
+
+
+def test_log_axis_tick_labels_never_overlap(tmp_path, monkeypatch):
+    """Issue 20: on axes spanning one or two decades matplotlib labels minor ticks (2, 3, 4, 6 x 10^k)
+    that ran into each other (e.g. tradeoff.png of the README's sweep, rho 0.01 and 0.05). Measured on
+    the figures as saved: no two drawn tick labels of a log axis overlap, and each log axis keeps at
+    least two labels."""
+    from sae_jax import display
+
+    figs = []
+    save = display._save
+    monkeypatch.setattr(display, "_save", lambda fig, path, **kw: (figs.append(fig), save(fig, path, **kw)))
+    rng = np.random.default_rng(0)
+    for rho, spread, e_spread in ((0.01, 0.2, 1.0), (0.1, 0.5, 0.3)):  # both overlapped before
+        rh = rho * np.exp(rng.normal(0, spread, 25))
+        e = np.exp(rng.normal(0, e_spread, 500))
+        display.save_evaluation_png({"data": {"rho_hat": rh, "errors": e}, "held out": {"rho_hat": 1.1 * rh,
+                                     "errors": 1.2 * e[:100]}}, tmp_path / "evaluation.png", rho=rho)
+    for rhos in ([0.01, 0.05], [0.001, 0.3]):  # the README's sweep overlapped before
+        display.save_sweep_png(_sweep_rows(rhos, rng), tmp_path / "tradeoff.png")
+    assert len(figs) == 4
+    for fig in figs:
+        assert _overlapping_log_tick_labels(fig) == []
+        fig.canvas.draw()
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                if axis.get_scale() == "log":
+                    lo, hi = sorted(axis.get_view_interval())
+                    drawn = [t for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                             if lo <= t.get_loc() <= hi and t.label1.get_text()]
+                    assert len(drawn) >= 2, (axis.axis_name, [t.label1.get_text() for t in drawn])
+
+
+def test_the_overlap_measure_sees_overlapping_labels():
+    """The measure above is not vacuous: matplotlib's own labels on such an axis do overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot([0.006, 0.07], [1, 2])
+    ax.set_xscale("log")
+    assert _overlapping_log_tick_labels(fig)

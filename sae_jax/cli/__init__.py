@@ -25,6 +25,7 @@ points to --help); training that diverges (non-finite cost, gradient or paramete
 with exit code 1, naming the step and the checkpoint kept (always a finite state). The
 operating system refusing a write (no permission, a full disk) is one line naming the file:
 exit code 2, or 1 when it stops a run midway (naming the last good checkpoint, kept intact).
+``sae-jax --version`` prints the version.
 
 The flags of every command are in :mod:`sae_jax.cli.flags` (those of ``TrainConfig`` generated
 from its fields' metadata); the code of each command group in its own module --
@@ -49,6 +50,7 @@ import importlib
 import sys
 
 from ..validate import InputError
+from ..version import __version__
 from .args import UsageError
 from .flags import add_commands
 
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Example invocations::", 1)[1].split("Bad input", 1)[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sae-jax {__version__}")
     add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
 

@@ -57,9 +57,9 @@ class UsageError(Exception):
 
 
 def config_overrides(args, *, exclude: tuple[str, ...] = ()) -> dict:
-    """``{field: value}`` of the ``TrainConfig`` flags given on the command line."""
+    """``{field: value}`` of the ``TrainConfig`` flags given on the command line (those the command has)."""
     return {name: getattr(args, name) for name in CONFIG_FIELDS
-            if name not in exclude and getattr(args, name) is not None}
+            if name not in exclude and getattr(args, name, None) is not None}
 
 
 def set_precision(dtype) -> None:

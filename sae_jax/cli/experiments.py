@@ -82,7 +82,7 @@ _PRESETS = {
     "stacked": {"digits": STACKED_CONFIGS, "mnist": STACKED_MNIST_CONFIGS},
 }
 # TrainConfig field -> the flag that sets it here (validate_config's messages name the field).
-_AE_FLAGS = {"n_hidden": "--n-hidden", "lam": "--ae-lam", "beta": "--beta", "rho": "--rho", "steps": "--steps"}
+_AE_FLAGS = {"n_hidden": "--n-hidden", "lam": "--lam", "beta": "--beta", "rho": "--rho", "steps": "--steps"}
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -110,8 +110,9 @@ def _check_count(flag: str, v: int, minimum: int) -> None:
         raise UsageError(f"{flag} must be an integer >= {minimum}, got {v}")
 
 
-def _common(args, *, steps_flag: str, steps: int) -> tuple[list[int], float, float | None]:
-    """``--seeds``, ``--lam``, the softmax steps and ``--test-fraction``, checked: ``(seeds, lam, test_fraction)``.
+def _common(args) -> tuple[list[int], float, float | None]:
+    """``--seeds``, ``--softmax-lam``, ``--softmax-steps`` and ``--test-fraction``, checked:
+    ``(seeds, softmax_lam, test_fraction)``.
 
     ``test_fraction`` is None with a separate test set (an MNIST directory or ``--test-data``), where
     ``--test-fraction`` is refused; else the flag or the command's default.
@@ -119,17 +120,17 @@ def _common(args, *, steps_flag: str, steps: int) -> tuple[list[int], float, flo
     seeds = int_list("--seeds", args.seeds, minimum=0)
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds must be distinct, got {args.seeds!r}")
-    _check_number("--lam", args.lam, lo=0.0)
-    _check_count(steps_flag, steps, 1)
+    _check_number("--softmax-lam", args.softmax_lam, lo=0.0)
+    _check_count("--softmax-steps", args.softmax_steps, 1)
     fraction = args.test_fraction
-    if (is_mnist_dir(args) or args.test_data is not None) and args.command != "self-taught":
+    if args.command != "self-taught" and (is_mnist_dir(args) or args.test_data is not None):
         if fraction is not None:
             raise UsageError("--test-fraction splits --data; with a separate test set (an MNIST directory's t10k "
                              "files or --test-data) every row of --data trains: leave it out")
-        return seeds, args.lam, None
+        return seeds, args.softmax_lam, None
     fraction = args.default_test_fraction if fraction is None else fraction
     _check_number("--test-fraction", fraction, lo=0.0, lo_open=True, hi=1.0)
-    return seeds, args.lam, fraction
+    return seeds, args.softmax_lam, fraction
 
 
 def autoencoder_configs(args, *, layers: int | None) -> tuple[TrainConfig, ...]:
@@ -145,7 +146,7 @@ def autoencoder_configs(args, *, layers: int | None) -> tuple[TrainConfig, ...]:
         if layers is not None and len(sizes) != layers:
             raise UsageError(f"--n-hidden takes {layers} value(s) here, got {args.n_hidden!r}")
         base = tuple(dataclasses.replace(base[min(i, len(base) - 1)], n_hidden=h) for i, h in enumerate(sizes))
-    over = {f: v for f, v in (("rho", args.rho), ("beta", args.beta), ("lam", args.ae_lam), ("steps", args.steps),
+    over = {f: v for f, v in (("rho", args.rho), ("beta", args.beta), ("lam", args.lam), ("steps", args.steps),
                               ("dtype", args.dtype)) if v is not None}
     return tuple(dataclasses.replace(c, **over) for c in base)
 
@@ -227,7 +228,7 @@ def _results(command: str, table: Table, spec: DataSpec, settings: dict, t0: flo
 
 
 def cmd_probe(args) -> int:
-    seeds, lam, fraction = _common(args, steps_flag="--steps", steps=args.steps)
+    seeds, lam, fraction = _common(args)
     params, config = ckpt.load_params(args.params)
     output = config.get("output", "sigmoid")
     x, y, spec = load_labelled(args, output=output, run=args.params)
@@ -246,22 +247,19 @@ def cmd_probe(args) -> int:
     t0 = time.perf_counter()
     try:
         table = probe(Params(*params), x.astype(dtype), y, seeds=seeds, test_fraction=fraction or 0.3, test=test,
-                      lam=lam, steps=args.steps, progress=on_stage)
+                      lam=lam, steps=args.softmax_steps, progress=on_stage)
     finally:
         close()
     table = table._replace(notes=table.notes + (f"run {args.params}: {params.W1.shape[0]} hidden units, {dtype}; "
                                                 f"data {spec.name}",))
     _report(args, table, _results("probe", table, spec, {
-        "run": os.fspath(args.params), "seeds": seeds, "test_fraction": fraction, "lam": lam,
-        "steps": args.steps} | ({"test_data": test_spec} if test_spec else {}), t0))
+        "run": os.fspath(args.params), "seeds": seeds, "test_fraction": fraction, "softmax_lam": lam,
+        "softmax_steps": args.softmax_steps} | ({"test_data": test_spec} if test_spec else {}), t0))
     return 0
 
 
 def cmd_self_taught(args) -> int:
-    seeds, lam, fraction = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
-    if args.test_data is not None or args.test_labels is not None:
-        raise UsageError("self-taught tests on the labelled classes' rows of --data (the exercise splits them); "
-                         "--test-data and --test-labels are for probe and stacked")
+    seeds, lam, fraction = _common(args)  # (--test-data, --test-labels: refused by the parser)
     (config,) = checked_configs(autoencoder_configs(args, layers=1))
     unl = int_list("--unlabelled-classes", args.unlabelled_classes, minimum=0)
     lab = int_list("--labelled-classes", args.labelled_classes, minimum=0)
@@ -280,7 +278,7 @@ def cmd_self_taught(args) -> int:
 
 
 def cmd_stacked(args) -> int:
-    seeds, lam, fraction = _common(args, steps_flag="--softmax-steps", steps=args.softmax_steps)
+    seeds, lam, fraction = _common(args)
     _check_count("--fine-tune-steps", args.fine_tune_steps, 0)
     configs = checked_configs(autoencoder_configs(args, layers=None))
     x, y, spec = load_labelled(args, output=configs[0].output)
@@ -300,11 +298,14 @@ def cmd_stacked(args) -> int:
 def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: dict, picture, *,
          extra_settings: dict) -> int:
     """Run ``experiment(x, y, **run)`` with a progress bar; write ``out/results.json``; print the table."""
-    dtype = (run.get("config") or run["configs"][0]).dtype
+    configs = (run["config"],) if "config" in run else run["configs"]
+    dtype = configs[0].dtype
     if not args.json:
         test = f", tested on {len(run['test'][1])} separate rows" if run.get("test") is not None else ""
+        ae = ", ".join(f"{c.n_hidden} hidden lam {c.lam:g} beta {c.beta:g} rho {c.rho:g} {c.steps} steps" for c in configs)
         print(f"sae-jax {command}: {len(run['seeds'])} seed(s) on {spec.name} ({x.shape[0]} x {x.shape[1]}){test}, "
-              f"preset {args.preset}, {dtype} -> {out}", flush=True)
+              f"preset {args.preset}, {dtype} -> {out}\n  autoencoder(s): {ae}; softmax: lam {run['lam']:g}, "
+              f"{run['softmax_steps']} steps", flush=True)
     on_stage, close = _progress(args, command)
     t0 = time.perf_counter()
     try:
@@ -314,7 +315,9 @@ def _run(command: str, args, out: Path, spec: DataSpec, experiment, x, y, run: d
     if picture is None:
         why = "the inputs are not square images" if not _square(x.shape[1]) else "a one-layer stack has no second layer"
         table = table._replace(notes=table.notes + (f"no picture: {why}",))
-    settings = {k: v for k, v in run.items() if k not in ("config", "configs", "test")} | extra_settings
+    # the flags' names: "lam" is the autoencoders' (in the config), the softmax's is "softmax_lam"
+    settings = {("softmax_lam" if k == "lam" else k): v for k, v in run.items()
+                if k not in ("config", "configs", "test")} | extra_settings
     results = _results(command, table, spec, settings, t0)
     out.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=2) + "\n")

@@ -3,8 +3,17 @@
 The ``TrainConfig`` flags of ``train`` and ``sweep`` (and gradcheck's hyperparameters) are generated
 from the dataclass (:func:`sae_jax.config.field_help`): for each field of
 :class:`~sae_jax.config.TrainConfig`, ``--`` + its name with ``_`` → ``-``, its type, its choices,
-and its help with the default appended. A new option is written once, in ``config.py``. Each
-command's code is in its own module (``sae_jax.cli.train``...), loaded when the command runs.
+and its help with the default appended. A new option is written once, in ``config.py``. ``train``
+takes every field, ``sweep`` those that change a sweep (:data:`SWEEP_FIELDS`). Each command's code
+is in its own module (``sae_jax.cli.train``...), loaded when the command runs.
+
+One name, one meaning, in every command: ``--n-hidden``, ``--lam``, ``--beta``, ``--rho`` and
+``--steps`` are the autoencoder's (λ, β, ρ, optimizer iterations: ``TrainConfig``'s fields), in
+``train``, ``sweep``, ``gradcheck``, ``self-taught`` and ``stacked`` alike; the softmax classifier's
+are ``--softmax-lam`` and ``--softmax-steps``, fine-tuning's ``--fine-tune-steps``. A flag a command
+no longer takes with that meaning is refused at parse time (exit 2, one line naming the flag to
+use, nothing run; :func:`refuse`): ``--ae-lam`` (now ``--lam``), and ``probe``'s ``--lam`` and
+``--steps`` (it trains no autoencoder: now ``--softmax-lam``, ``--softmax-steps``).
 
 Examples:
   >>> import argparse
@@ -30,6 +39,7 @@ from ..config import TrainConfig, field_help
 
 __all__ = [
     "CONFIG_FIELDS",
+    "SWEEP_FIELDS",
     "SWEPT",
     "add_commands",
     "add_config_flag",
@@ -37,12 +47,16 @@ __all__ = [
     "add_data_flags",
     "add_labelled_data_flags",
     "config_flag_help",
+    "refuse",
 ]
 
 # Every TrainConfig field, in the dataclass's order (the order of the flags in --help).
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
 # The fields `sweep` takes comma-separated lists of, in the grid's order.
 SWEPT = ("beta", "rho", "lam")
+# The fields that change what `sweep` does (tests/test_cli_flags.py changes each and compares the
+# sweeps, checkpoints included): a sweep holds out no validation rows.
+SWEEP_FIELDS: tuple[str, ...] = tuple(f for f in CONFIG_FIELDS if f != "validation_fraction")
 
 _RAW = argparse.RawDescriptionHelpFormatter
 _PATH_HELP = "run directory, params.safetensors or checkpoint.safetensors"
@@ -61,15 +75,17 @@ def config_flag_help(name: str, *, suffix: str = "") -> str:
 
 
 def add_config_flag(p: argparse.ArgumentParser, name: str, *, use_default: bool = False,
-                    comma_separated: bool = False) -> None:
+                    comma_separated: bool = False, help: str | None = None) -> None:
     """Add ``--name`` for ``TrainConfig`` field ``name``: type, choices and help from its metadata
     (a ``bool`` field: ``--name`` / ``--no-name``).
 
     The parsed default is ``None`` (the flag was not given), or the field's default with
     ``use_default``. ``comma_separated``: a string of values, as ``sweep --beta 0,1,3`` takes.
+    ``help``: this command's own text instead of the field's (the default is still appended).
     """
     f = field_help(name)
     flag = "--" + name.replace("_", "-")
+    text = config_flag_help(name) if help is None else f"{help} (default {_format_default(f['default'])})"
     if comma_separated:
         p.add_argument(flag, dest=name, default=None, metavar="V1,V2,...",
                        help=config_flag_help(name, suffix=": comma-separated values").replace("%", "%%"))
@@ -77,17 +93,48 @@ def add_config_flag(p: argparse.ArgumentParser, name: str, *, use_default: bool 
     default = f["default"] if use_default else None
     if f["type"] is bool:  # --name / --no-name, parsed None when neither is given
         p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
-                       help=config_flag_help(name).replace("%", "%%"))
+                       help=text.replace("%", "%%"))
         return
     p.add_argument(flag, dest=name, type=f["type"], choices=f["choices"], default=default,
-                   help=config_flag_help(name).replace("%", "%%"))
+                   help=text.replace("%", "%%"))
 
 
-def add_config_flags(p: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
-    """A flag for every ``TrainConfig`` field except ``exclude`` (parsed default ``None``)."""
-    for name in CONFIG_FIELDS:
-        if name not in exclude:
-            add_config_flag(p, name)
+def add_config_flags(p: argparse.ArgumentParser, *, fields: tuple[str, ...] = CONFIG_FIELDS,
+                     help: dict | None = None) -> None:
+    """A flag for each ``TrainConfig`` field of ``fields`` (parsed default ``None``); ``help``:
+    ``{field: text}`` for fields whose help differs in this command."""
+    for name in fields:
+        add_config_flag(p, name, help=(help or {}).get(name))
+
+
+class _Refused(argparse.Action):
+    """A flag this command does not take (or no longer takes with that meaning): parsing it is a
+    usage error, one line saying what to use instead (exit 2, before anything runs)."""
+
+    def __init__(self, option_strings, dest, *, message: str, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(self.message)
+
+
+def refuse(p: argparse.ArgumentParser, flag: str, message: str) -> None:
+    """``flag`` given to ``p``'s command ends it with ``message`` (exit 2, one line; not in ``--help``).
+
+    Example:
+      >>> p = argparse.ArgumentParser(prog="x")
+      >>> refuse(p, "--ae-lam", "--ae-lam is now --lam")
+      >>> p.parse_args([])
+      Namespace()
+      >>> try:
+      ...     p.parse_args(["--ae-lam", "3e-3"])  # stderr: x: error: --ae-lam is now --lam
+      ... except SystemExit as e:
+      ...     print("exit", e.code)
+      exit 2
+    """
+    p.add_argument(flag, action=_Refused, message=message)
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -103,21 +150,26 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
 
 
-def add_labelled_data_flags(p: argparse.ArgumentParser, *, default: str) -> None:
-    """``--data``, ``--labels-path``, ``--test-data``, ``--test-labels`` and ``--npz-key`` of the experiments."""
+def add_labelled_data_flags(p: argparse.ArgumentParser, *, default: str, test_set: bool = True) -> None:
+    """``--data``, ``--labels-path``, ``--npz-key`` and (``test_set``) ``--test-data``, ``--test-labels``
+    of the experiments."""
+    mnist = ("an MNIST directory (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+             "t10k-labels-idx1-ubyte, optionally .gz): trains on train-*, tests on t10k-*" if test_set else
+             "an MNIST directory (train-images-idx3-ubyte, train-labels-idx1-ubyte, optionally .gz): reads only "
+             "train-*, whose labelled classes' rows are split into training and test rows as the exercise does "
+             "(t10k-* is not read)")
     p.add_argument(
         "--data", default=None, metavar="NAME_OR_PATH",
         help=f"digits (scikit-learn 8x8, labels 0-9 included), a .npy/.npz/MNIST IDX file of samples as rows "
-        f"with --labels-path, or an MNIST directory (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-        f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz): trains on train-*, tests on t10k-*; "
-        f"default {default}",
+        f"with --labels-path, or {mnist}; default {default}",
     )
     p.add_argument("--labels-path", default=None, metavar="PATH",
                    help="the labels of a data file: an IDX labels file (e.g. train-labels-idx1-ubyte) or a .npy "
                    "of integer class indices, one per row")
-    p.add_argument("--test-data", default=None, metavar="PATH",
-                   help="a separate test set (a file as --data, with --test-labels) instead of a random split")
-    p.add_argument("--test-labels", default=None, metavar="PATH", help="the labels of --test-data")
+    if test_set:
+        p.add_argument("--test-data", default=None, metavar="PATH",
+                       help="a separate test set (a file as --data, with --test-labels) instead of a random split")
+        p.add_argument("--test-labels", default=None, metavar="PATH", help="the labels of --test-data")
     p.add_argument("--npz-key", default=None, help="array name inside a .npz file")
 
 
@@ -146,11 +198,13 @@ def _add_gradcheck(sub) -> None:
     g.add_argument("--n-visible", type=int, default=64, help="visible units (default 64)")
     add_config_flag(g, "n_hidden", use_default=True)
     g.add_argument("--m", type=int, default=10_000, help="number of samples (default 10000)")
-    g.add_argument("--directions", type=int, default=4, help="random FD directions per array")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--directions", type=int, default=4,
+                   help="random directions per array for the finite differences (default 4)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the parameters, the biases, the data and the directions (default 0)")
     g.add_argument(
         "--data", choices=("natural", "random"), default="natural",
-        help="natural: whitened 8x8 natural-image patches (needs a square --n-visible); "
+        help="natural: whitened natural-image patches, sqrt(n_visible) on a side (needs a square --n-visible); "
         "random: uniform in [0, 1] (standard normal for --output linear). Default natural",
     )
     for name in ("lam", "beta", "rho", "output"):
@@ -289,19 +343,23 @@ def _add_check(sub) -> None:
 def _add_sweep(sub) -> None:
     w = sub.add_parser(
         "sweep",
-        help="train a grid of (beta, rho, lambda) settings in one compiled, vmapped run",
+        help="train a grid of (beta, rho, lambda) settings in one compiled run",
         description="Train every combination of the given beta, rho and lambda values from the same "
-        "initial weights on the same data, in one compiled run vmapped over the settings (sae_jax.sweep), "
-        "and write DIR/sweep.json, DIR/summary.csv, DIR/tradeoff.png (reconstruction vs sparsity, mean "
-        "rho_hat vs rho) and DIR/settings/<k>-beta..-rho..-lam../ (params.safetensors, metrics.jsonl, "
-        "config.json, filters.png). The other flags are shared by all settings, as for train.",
+        "initial weights on the same data (and minibatches), in one compiled program that runs the settings "
+        "one after another (--batching map, the default on CPU) or all at once (vmap, the default on "
+        "accelerators) (sae_jax.sweep), and write DIR/sweep.json, DIR/summary.csv, DIR/tradeoff.png "
+        "(reconstruction vs sparsity, mean rho_hat vs rho) and DIR/settings/<k>-beta..-rho..-lam../ "
+        "(params.safetensors, metrics.jsonl, config.json; filters.png when n_visible is a square). Every "
+        "other flag is one value shared by all settings, with train's meaning; a sweep holds out no validation "
+        "rows. It checkpoints every --checkpoint-every steps and at the end: --resume DIR continues a killed "
+        "sweep, or extends a finished one to a larger --steps.",
         epilog="examples:\n  sae-jax sweep --beta 0,1,3 --rho 0.01,0.05 --lam 1e-4 --out runs/sweep\n"
         "  sae-jax sweep --beta 0.5,1,3,5 --rho 0.01,0.03,0.05,0.1 --optimizer adam --steps 2000",
         formatter_class=_RAW,
     )
     for name in SWEPT:
         add_config_flag(w, name, comma_separated=True)
-    add_config_flags(w, exclude=SWEPT)
+    add_config_flags(w, fields=tuple(f for f in SWEEP_FIELDS if f not in SWEPT))
     add_data_flags(w)
     w.add_argument("--batching", choices=("auto", "vmap", "map"), default="auto",
                    help="run the settings all at once (vmap: accelerators) or one after another inside the "
@@ -317,42 +375,50 @@ def _add_sweep(sub) -> None:
 
 # --- the experiments (sae_jax.experiments; code in sae_jax.cli.experiments) -----------------------
 
-def _add_seed_and_softmax_flags(p, *, test_fraction: float, softmax_steps_flag: str) -> None:
+_SOFTMAX_LAM, _SOFTMAX_STEPS = 1e-4, 100  # UFLDL's softmaxTrain (softmaxExercise.m: lambda 1e-4, maxIter 100)
+
+
+def _add_seed_and_softmax_flags(p, *, test_fraction: float, fine_tuning: bool = False) -> None:
     p.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...",
                    help="comma-separated seeds, one table column each (default 0,1,2)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help=f"held-out share of the (labelled) rows, per seed's split (default {test_fraction:g}; "
                    "not with a separate test set)")
     p.set_defaults(default_test_fraction=test_fraction)
-    p.add_argument("--lam", type=float, default=1e-4, help="the softmax's weight decay lambda (default 1e-4)")
-    p.add_argument(softmax_steps_flag, type=int, default=100,
-                   help="L-BFGS iterations of each softmax classifier (default 100)")
+    also = " and of the fine-tuning (on the softmax's theta only, as stackedAECost)" if fine_tuning else ""
+    p.add_argument("--softmax-lam", type=float, default=_SOFTMAX_LAM, metavar="LAM",
+                   help=f"weight decay lambda of each softmax classifier{also} (default {_SOFTMAX_LAM:g})")
+    p.add_argument("--softmax-steps", type=int, default=_SOFTMAX_STEPS, metavar="N",
+                   help=f"L-BFGS iterations of each softmax classifier, at most (default {_SOFTMAX_STEPS})")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_autoencoder_flags(p, *, n_hidden_help: str, n_hidden_metavar: str) -> None:
+    """The autoencoders' flags: the names and meanings of ``train``'s, the defaults the preset's."""
     p.add_argument("--preset", choices=("digits", "mnist"), default="digits",
                    help="autoencoder settings: digits (for the 8x8 digits: lambda 3e-4, the exercise's 3e-3 "
                    "scaled by 64/784) or mnist (the exercise's own, for 28x28 MNIST); default digits")
     p.add_argument("--n-hidden", default=None, metavar=n_hidden_metavar, help=n_hidden_help)
-    p.add_argument("--rho", type=float, default=None, help="autoencoders' target activation rho (preset: 0.1)")
-    p.add_argument("--beta", type=float, default=None, help="autoencoders' sparsity weight beta (preset: 3)")
-    p.add_argument("--ae-lam", type=float, default=None,
-                   help="autoencoders' weight decay lambda (preset digits: 3e-4, mnist: 3e-3)")
-    p.add_argument("--steps", type=int, default=None, help="L-BFGS iterations per autoencoder (preset: 400)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="the autoencoders' weight decay lambda, as train's (preset digits: 3e-4, mnist: 3e-3)")
+    p.add_argument("--beta", type=float, default=None, help="the autoencoders' sparsity weight beta (preset: 3)")
+    p.add_argument("--rho", type=float, default=None, help="the autoencoders' target activation rho (preset: 0.1)")
+    p.add_argument("--steps", type=int, default=None, help="L-BFGS iterations of each autoencoder (preset: 400)")
     p.add_argument("--dtype", choices=("float64", "float32"), default=None,
                    help="float64 (enables JAX x64; the preset) or float32")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="directory for results.json and the pictures (default runs/<command>-<data>-<timestamp>); "
                    "must not already hold a results.json")
+    refuse(p, "--ae-lam", "--ae-lam is now --lam (the autoencoders' weight decay lambda, as in train); "
+           "the softmax's is --softmax-lam")
 
 
 def _add_probe(sub) -> None:
     p = sub.add_parser(
         "probe",
         help="are a run's features any good? held-out softmax accuracy on them vs on the raw inputs",
-        description="Train a softmax classifier (UFLDL's softmaxTrain: lambda 1e-4, 100 L-BFGS iterations) on "
+        description="Train a softmax classifier (UFLDL's softmaxTrain: --softmax-lam 1e-4, --softmax-steps 100) on "
         "a trained run's hidden activations a2 = sigmoid(x W1^T + b1) of a random training split and report "
         "its held-out accuracy, against the same classifier on the raw inputs: one table, one column per "
         "seed (split), mean +- std. Without --data, the run's own data (its recorded data spec), which "
@@ -364,7 +430,11 @@ def _add_probe(sub) -> None:
     )
     p.add_argument("params", metavar="RUN", help=_PATH_HELP)
     add_labelled_data_flags(p, default="the run's own data")
-    _add_seed_and_softmax_flags(p, test_fraction=0.3, softmax_steps_flag="--steps")
+    _add_seed_and_softmax_flags(p, test_fraction=0.3)
+    refuse(p, "--lam", "probe trains no autoencoder: --lam is the autoencoder's weight decay lambda in every "
+           "command; the softmax classifier's is --softmax-lam")
+    refuse(p, "--steps", "probe trains no autoencoder: --steps is the autoencoder's L-BFGS iterations in "
+           "every command; the softmax classifier's are --softmax-steps")
 
 
 def _add_self_taught(sub) -> None:
@@ -380,7 +450,7 @@ def _add_self_taught(sub) -> None:
         "  sae-jax self-taught --data mnist/ --preset mnist   # the exercise: MNIST's training files, split in order",
         formatter_class=_RAW,
     )
-    add_labelled_data_flags(p, default="digits")
+    add_labelled_data_flags(p, default="digits", test_set=False)
     _add_autoencoder_flags(p, n_hidden_help="hidden units of the autoencoder (preset digits: 64, mnist: 200)",
                            n_hidden_metavar="H")
     p.add_argument("--unlabelled-classes", default="5,6,7,8,9", metavar="C1,C2,...",
@@ -390,7 +460,10 @@ def _add_self_taught(sub) -> None:
     p.add_argument("--split", choices=("random", "ordered"), default=None,
                    help="the labelled rows' split: random per seed, or ordered (the first rows train, the rest "
                    "test: the exercise's); default: the preset's (digits random, mnist ordered)")
-    _add_seed_and_softmax_flags(p, test_fraction=0.5, softmax_steps_flag="--softmax-steps")
+    _add_seed_and_softmax_flags(p, test_fraction=0.5)
+    for flag in ("--test-data", "--test-labels"):
+        refuse(p, flag, f"self-taught tests on the labelled classes' rows of --data (the exercise splits them); "
+               f"{flag} is for probe and stacked")
 
 
 def _add_stacked(sub) -> None:
@@ -412,4 +485,4 @@ def _add_stacked(sub) -> None:
                            "mnist: 200,200)", n_hidden_metavar="H1,H2,...")
     p.add_argument("--fine-tune-steps", type=int, default=400,
                    help="L-BFGS iterations of fine-tuning, at most (default 400, as the exercise)")
-    _add_seed_and_softmax_flags(p, test_fraction=0.3, softmax_steps_flag="--softmax-steps")
+    _add_seed_and_softmax_flags(p, test_fraction=0.3, fine_tuning=True)

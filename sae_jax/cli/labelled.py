@@ -53,8 +53,8 @@ def _labels_problem(name: str, labels_path, where: str) -> str | None:
 
 def _mnist_part(args, part: str, output: str) -> tuple[np.ndarray, np.ndarray, DataSpec]:
     """Part ``"train"`` or ``"test"`` of the MNIST directory ``--data``, checked; its images file's spec."""
-    for flag, v in (("--labels-path", args.labels_path), ("--test-data", args.test_data),
-                    ("--test-labels", args.test_labels), ("--npz-key", args.npz_key)):
+    for flag, v in (("--labels-path", args.labels_path), ("--test-data", getattr(args, "test_data", None)),
+                    ("--test-labels", getattr(args, "test_labels", None)), ("--npz-key", args.npz_key)):
         if v is not None:
             raise UsageError(f"{flag} is for data files; the MNIST directory {args.data} carries its own "
                              "(train-* to train, t10k-* to test)")

@@ -1,10 +1,13 @@
-"""``sae-jax sweep``: a grid of (beta, rho, lambda) settings in one compiled, vmapped run.
+"""``sae-jax sweep``: a grid of (beta, rho, lambda) settings in one compiled run.
 
 ``--beta``, ``--rho`` and ``--lam`` take comma-separated values; the grid is their product, in that
-order (:func:`sae_jax.sweep.grid_settings`). Every other ``TrainConfig`` field is one flag shared by
-all settings, as for ``train``. Writes ``DIR/sweep.json``, ``summary.csv``, ``tradeoff.png`` and one
-directory per setting (:func:`sae_jax.sweep.sweep`). ``--resume DIR`` continues a killed sweep from
-its checkpoint (or extends a finished one to a larger ``--steps``), to the result of an uninterrupted one.
+order (:func:`sae_jax.sweep.grid_settings`). The other ``TrainConfig`` fields that change a sweep
+(:data:`~sae_jax.cli.flags.SWEEP_FIELDS`: all but ``validation_fraction``) are one flag each, shared
+by all settings, with ``train``'s meaning. ``--batching``: the settings one after another inside the
+compiled program (``map``, the default on CPU) or all at once (``vmap``, the default on accelerators).
+Writes ``DIR/sweep.json``, ``summary.csv``, ``tradeoff.png`` and one directory per setting
+(:func:`sae_jax.sweep.sweep`). ``--resume DIR`` continues a killed sweep from its checkpoint (or
+extends a finished one to a larger ``--steps``), to the result of an uninterrupted one.
 
 Examples:
   >>> from sae_jax.cli import build_parser
