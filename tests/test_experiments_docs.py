@@ -72,8 +72,9 @@ def test_render_reads_every_number_from_the_json():
     results = rp.load(DOCS)
     results["stacked"]["table"]["rows"][2] |= {"mean": 0.12345, "std": 0.5}
     assert "| stacked, after fine-tuning | 0.1235 ± 0.5000 |" in rp.digits_table(results)
-    results["mnist self-taught"]["table"]["rows"][1] |= {"mean": 0.5, "values": [0.5]}
-    assert "| 0.5000 | 0.983 |" in rp.mnist_table(results)
+    results["mnist self-taught"]["table"]["rows"][1] |= {"mean": 0.5, "std": 0.0, "values": [0.5]}
+    results["mnist self-taught"]["table"]["seeds"] = [7]
+    assert "| 0.5000 (seed 7) | 0.983 |" in rp.mnist_table(results)
 
 
 def _flags(command: str) -> dict:
