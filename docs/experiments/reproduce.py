@@ -269,8 +269,9 @@ def write_tables(root: Path = ROOT) -> None:
     readme = readme_path.read_text()
     for name, text in blocks.items():
         start, end = _markers(name)
-        old = readme_block(readme, name)
-        readme = readme.replace(start + old + end, start + text + end)
+        old = start + readme_block(readme, name) + end
+        assert readme.count(old) == 1, f"README's {name!r} block is not one marked block"
+        readme = readme.replace(old, start + text + end)
     readme_path.write_text(readme)
 
 
