@@ -222,9 +222,12 @@ def _fraction(e: sp.Expr, gens: dict) -> tuple:
         one = gens["1"]
         return one * QQ(int(e.p), int(e.q)), one
     if e.is_Add:
-        p, q = gens["0"], gens["1"]
+        by_denominator: dict = {}  # terms over the same denominator are summed first
         for a in e.args:
             pa, qa = _fraction(a, gens)
+            by_denominator[qa] = by_denominator.get(qa, gens["0"]) + pa
+        p, q = gens["0"], gens["1"]
+        for qa, pa in by_denominator.items():
             if qa == q:
                 p = p + pa
             else:
