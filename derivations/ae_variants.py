@@ -17,7 +17,7 @@ target :math:`X` ``(m, n)`` and the corrupted input :math:`\tilde X` ``(m, n)`` 
 the L1 term :math:`\frac\gamma m\sum_i\lVert a^{(2)(i)}\rVert_1` written without the absolute
 value because :math:`f > 0` (:func:`l1_on_sigmoid` shows sympy drops the ``Abs`` of the real
 sigmoid). The hand formulas, stated and then checked against sympy's ``diff`` exactly (each
-:math:`f(\cdot)` a fresh symbol, then ``expand`` and :func:`~derivations.concrete.rational_is_zero`,
+:math:`f(\cdot)` a fresh symbol, then :func:`~derivations.concrete.rational_is_zero`,
 as in :mod:`derivations.concrete`):
 
 .. math::

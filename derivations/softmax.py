@@ -15,7 +15,7 @@ merges ``exp(a)*exp(b)`` into ``exp(a+b)``, which would hide the applications fr
 replacement below. sympy's ``diff`` of :math:`J` minus the tutorial's formula is decided
 exactly as in :mod:`derivations.concrete`: each :math:`E(\cdot)` becomes a fresh symbol (an
 identity in independent symbols holds for every value, in particular :math:`e^{z}`), then
-``expand`` and :func:`~derivations.concrete.rational_is_zero`. The same is checked for the form sae_jax evaluates,
+:func:`~derivations.concrete.rational_is_zero`. The same is checked for the form sae_jax evaluates,
 :math:`J = \frac1m\sum_i(\log\sum_l E(Z_{il}) - Z_{i,y_i}) + \dots` (``logsumexp``), and
 :func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.softmax.softmax_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`overparameterised` shows UFLDL's remark that

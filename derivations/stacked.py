@@ -22,7 +22,7 @@ fine-tuning backprop, stated and compared with sympy's ``diff`` entry by entry:
     \nabla_\theta = -\tfrac1m (1\{y\} - P)^\top A^{(3)} + \lambda\theta.
 
 "Equal" is decided exactly, as in :mod:`derivations.concrete`: every application :math:`E(\cdot)`,
-:math:`f(z^{(3)})`, :math:`f(z^{(2)})` becomes a fresh symbol, then ``expand`` and
+:math:`f(z^{(3)})`, :math:`f(z^{(2)})` becomes a fresh symbol, then
 :func:`~derivations.concrete.rational_is_zero`.
 :func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.stacked.stacked_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`negative_controls` shows the check is not vacuous

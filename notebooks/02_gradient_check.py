@@ -59,7 +59,8 @@ x.shape, float(sae.cost(params, x, **hp))
 
 # %%
 J_m, g_m = sae.cost_and_grad(params, x, **hp)
-J_a, g_a = jax.value_and_grad(sae.cost)(params, x, **hp)
+autodiff = jax.jit(jax.value_and_grad(sae.cost))  # jax.grad of the cost, compiled once (hyperparameters traced)
+J_a, g_a = autodiff(params, x, **hp)
 rel = {k: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for k, a, b in zip(sae.Params._fields, g_m, g_a)}
 print(f"cost: manual {float(J_m):.15f}  autodiff {float(J_a):.15f}")
 for k, v in rel.items():
@@ -95,8 +96,8 @@ print("check_grads passed (order 2, reverse mode)")
 # %%
 _, g3 = sae.cost_and_grad(params, x, lam=0.0, beta=3.0, rho=0.01)
 _, g0 = sae.cost_and_grad(params, x, lam=0.0, beta=0.0, rho=0.01)
-_, a3 = jax.value_and_grad(sae.cost)(params, x, lam=0.0, beta=3.0, rho=0.01)
-_, a0 = jax.value_and_grad(sae.cost)(params, x, lam=0.0, beta=0.0, rho=0.01)
+_, a3 = autodiff(params, x, lam=0.0, beta=3.0, rho=0.01)
+_, a0 = autodiff(params, x, lam=0.0, beta=0.0, rho=0.01)
 d_manual = g3.W1 - g0.W1
 d_auto = a3.W1 - a0.W1
 err = float(jnp.max(jnp.abs(d_manual - d_auto)) / jnp.max(jnp.abs(d_auto)))

@@ -70,7 +70,7 @@ d_l1 = ae_variants.l1_delta(ms=(1, 2))
 show(d_l1)
 d_denoising = ae_variants.denoising(ms=(1,))
 show(d_denoising)
-d_variants_numbers = ae_variants.agreement()
+d_variants_numbers = ae_variants.agreement(cases=((2, 2, 3, True), (2, 2, 3, False)))  # tied and untied; `python -m derivations` runs more sizes
 show(d_variants_numbers)
 
 # %% [markdown]
@@ -153,7 +153,7 @@ d_controls = dstacked.negative_controls()
 show(d_controls)
 
 # %%
-d_stacked_numbers = dstacked.agreement()
+d_stacked_numbers = dstacked.agreement(cases=((2, 3, 2, 2, 3),))  # one size here; `python -m derivations` runs three
 show(d_stacked_numbers)
 
 # %% [markdown]

@@ -47,10 +47,13 @@ Examples:
   >>> w = jnp.zeros(3)
   >>> state = opt.init(w)
   >>> vg = optax.value_and_grad_from_state(f)
-  >>> for _ in range(5):
+  >>> @jax.jit
+  ... def step(w, state):
   ...     value, grad = vg(w, state=state)
   ...     updates, state = opt.update(grad, state, w, value=value, grad=grad, value_fn=f)
-  ...     w = optax.apply_updates(w, updates)
+  ...     return optax.apply_updates(w, updates), state
+  >>> for _ in range(5):
+  ...     w, state = step(w, state)
   >>> [round(float(v), 4) for v in w]
   [0.0, 1.0, 2.0]
 """

@@ -251,7 +251,7 @@ def softmax_cost_and_grad(
       >>> params = SoftmaxParams(rng.normal(size=(3, 4)).astype(np.float32))
       >>> x, y = rng.normal(size=(5, 4)).astype(np.float32), np.array([0, 1, 2, 1, 0])
       >>> J, g = softmax_cost_and_grad(params, x, y, lam=1e-3)
-      >>> J_ad, g_ad = jax.value_and_grad(softmax_cost)(params, x, y, lam=1e-3)
+      >>> J_ad, g_ad = jax.jit(jax.value_and_grad(softmax_cost))(params, x, y, lam=1e-3)
       >>> bool(np.allclose(g.theta, g_ad.theta, rtol=1e-5, atol=1e-6))
       True
     """

@@ -2,7 +2,9 @@
 
 Issue 12.4: the README's training snippet failed as written (float64 without x64). Here each Python
 block runs in a fresh interpreter with JAX's defaults (float32, standard promotion: the README's
-reader, not this suite's conftest), in a temporary directory. The default run shrinks only the
+reader, not this suite's conftest), in a temporary directory. In the default run the variants,
+training, warm-start and sweep blocks share one interpreter (:func:`fast_blocks_session`), each
+block in its own namespace, the float32 block first; ``-m slow`` runs each in its own. The default run shrinks only the
 expensive numbers (declared below; each must still occur in the README, so they cannot drift
 apart); ``-m slow`` runs the blocks verbatim. A Python block of a kind not listed here fails the
 test: documentation cannot grow untested code. Every ``sae-jax``, ``python3 -m derivations`` and
@@ -47,7 +49,7 @@ KINDS = {
 }
 # Default (fast) run: exact replacements, each of which must occur in its block.
 FAST = {
-    "train": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(500, 8, seed=0)",
+    "train": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
               "TrainConfig()": "TrainConfig(steps=3)"},
     # chunked.lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
     # tests/test_chunked.py's; here only the name is checked by default.
@@ -104,34 +106,63 @@ def test_pure_chunked_and_devices_blocks_run_in_one_session(tmp_path, verbatim):
     _run(code, tmp_path, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
 
 
+def _training_code(verbatim: bool) -> str:
+    return _fast("train", _block("train"), verbatim) + "\nprint(repr(float(result.metrics[-1]['cost'])))\n"
+
+
+def _variants_code() -> str:
+    return _block("variants") + (
+        "\nassert g.W2 is None and untied.W2.shape == (64, 25)"
+        "\nassert abs(float(J - J_ad)) <= 1e-5 * abs(float(J)) and float(terms.l1) > 0\n"
+    )
+
+
+def _warm_start_and_sweep_code(verbatim: bool) -> str:
+    return "\n".join(_fast(k, _block(k), verbatim) for k in ("warm_start", "sweep")) + (
+        "\nassert int(more.state.step) == 2 * int(first.state.step) > 0"
+        "\nassert fresh.params.W1.shape == first.params.W1.shape == (25, 64)"
+        "\nassert len(r.summary) == 6 and r.params_at(0).W1.shape == (25, 64)\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def fast_blocks_session(tmp_path_factory):
+    """The default run's variants, training, warm-start and sweep blocks in ONE fresh interpreter (one
+    JAX start-up instead of three), each block exec'd in its own namespace so none can lean on another's
+    names; the variants block (float32, JAX's defaults) runs first, before the others enable x64.
+    Returns the working directory and the completed process."""
+    d = tmp_path_factory.mktemp("readme_blocks")
+    parts = [("variants", _variants_code()), ("train", _training_code(False)),
+             ("warm_start+sweep", _warm_start_and_sweep_code(False))]
+    script = (f"parts = {parts!r}\n"
+              "for name, src in parts:\n"
+              "    exec(compile(src, f'<README {name} block>', 'exec'), {'__name__': '__main__'})\n")
+    return d, _run(script, d)
+
+
 @pytest.mark.parametrize("verbatim", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["fast", "verbatim"])
-def test_training_block_runs(tmp_path, verbatim):
-    code = _fast("train", _block("train"), verbatim)
-    code += "\nprint(repr(float(result.metrics[-1]['cost'])))\n"
-    r = _run(code, tmp_path)
+def test_training_block_runs(tmp_path, verbatim, request):
+    if verbatim:
+        r = _run(_training_code(True), tmp_path)
+    else:
+        tmp_path, r = request.getfixturevalue("fast_blocks_session")
     assert (tmp_path / "runs" / "demo" / "params.safetensors").exists()
     if verbatim:  # the README's number: final cost of the UFLDL exercise
         assert abs(float(r.stdout.strip().splitlines()[-1]) - 0.4132) < 5e-5
 
 
-def test_variants_block_runs(tmp_path):
-    code = _block("variants") + (
-        "\nassert g.W2 is None and untied.W2.shape == (64, 25)"
-        "\nassert abs(float(J - J_ad)) <= 1e-5 * abs(float(J)) and float(terms.l1) > 0\n"
-    )
-    _run(code, tmp_path)
+def test_variants_block_runs(fast_blocks_session):
+    """Its assertions run inside the shared interpreter (the fixture fails if they do not hold)."""
+    assert fast_blocks_session[1].returncode == 0
 
 
 @pytest.mark.parametrize("verbatim", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["fast", "verbatim"])
-def test_warm_start_and_sweep_blocks_run(tmp_path, verbatim):
+def test_warm_start_and_sweep_blocks_run(tmp_path, verbatim, request):
     """The two list-item blocks of § Training (indented in the README, run like any other)."""
-    code = "\n".join(_fast(k, _block(k), verbatim) for k in ("warm_start", "sweep"))
-    code += (
-        "\nassert int(more.state.step) == 2 * int(first.state.step) > 0"
-        "\nassert fresh.params.W1.shape == first.params.W1.shape == (25, 64)"
-        "\nassert len(r.summary) == 6 and r.params_at(0).W1.shape == (25, 64)\n"
-    )
-    _run(code, tmp_path)
+    if verbatim:
+        _run(_warm_start_and_sweep_code(True), tmp_path)
+    else:
+        tmp_path, _ = request.getfixturevalue("fast_blocks_session")
     assert (tmp_path / "runs" / "sweep" / "summary.csv").exists()
 
 
