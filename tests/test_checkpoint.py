@@ -442,7 +442,7 @@ def test_cli_commands_reading_a_crafted_params_file_exit_2(tmp_path, capsys, com
     d = _write_run(tmp_path / "run")
     _craft(d / ckpt.PARAMS_NAME, metadata={"config": config})
     before = _files(d)
-    out = {"encode": ["--out", d / "codes.npy"], "evaluate": ["--out", d / "ev.png"], "probe": ["--steps", "2"]}[command]
+    out = {"encode": ["--out", d / "codes.npy"], "evaluate": ["--out", d / "ev.png"], "probe": ["--softmax-steps", "2"]}[command]
     _cli_refuses([command, d, *out], capsys, "params file", "metadata 'config' must be a JSON object")
     assert _files(d) == before
 

@@ -209,27 +209,29 @@ _CHANGES = {
 
 
 @pytest.mark.slow  # ~20 tiny sweeps, each its own compilation
-def test_sweep_takes_exactly_the_fields_that_change_a_sweep(tmp_path):
+def test_sweep_takes_exactly_the_fields_that_change_a_sweep(tmp_path, monkeypatch):
+    import sae_jax.sweep as sweep_module
     from sae_jax.config import TrainConfig
-    from sae_jax.sweep import SWEEP_CHECKPOINT, sweep
+    from sae_jax.sweep import sweep
     from sae_jax.cli.flags import CONFIG_FIELDS, SWEPT
 
     x = np.random.default_rng(0).uniform(0.1, 0.9, (12, 4))
     grid = {"beta": [0.0, 3.0]}
 
     counter = iter(range(10**6))
+    saved_steps = []
+    save = sweep_module._save_sweep_checkpoint
+    monkeypatch.setattr(sweep_module, "_save_sweep_checkpoint",
+                        lambda path, state, **kw: (saved_steps.append(int(state.step)), save(path, state, **kw)))
 
     def outcome(config):
-        """The sweep's metrics and parameters, and which chunks left a checkpoint (its bytes)."""
-        out = tmp_path / f"s{next(counter)}"
-        saved = []
-        progress = lambda info: saved.append(  # noqa: E731
-            (out / SWEEP_CHECKPOINT).read_bytes() if (out / SWEEP_CHECKPOINT).exists() else None)
-        r = sweep(x, config, grid, out_dir=out, pictures=False, batching="map", progress=progress)
+        """The sweep's metrics and parameters, and the steps its checkpoints were written at."""
+        saved_steps.clear()
+        r = sweep(x, config, grid, out_dir=tmp_path / f"s{next(counter)}", pictures=False, batching="map")
         rows = [[{k: v for k, v in row.items() if k not in ("step_time_s", "elapsed_s")} for row in m]
                 for m in r.metrics]
-        changes = [i for i in range(1, len(saved)) if saved[i] != saved[i - 1]]
-        return json.dumps(rows, sort_keys=True), [np.asarray(a).tobytes() for a in r.params if a is not None], changes
+        params = [np.asarray(a).tobytes() for a in r.params if a is not None]
+        return json.dumps(rows, sort_keys=True), params, list(saved_steps)
 
     listed = _listed(_subparsers()["sweep"])
     assert set(_CHANGES) == set(CONFIG_FIELDS) - set(SWEPT)
