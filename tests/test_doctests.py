@@ -22,6 +22,7 @@ import sae_jax
 PUBLIC_MODULES = (
     "sae_jax",
     "sae_jax._src.backprop",
+    "sae_jax._src.batches",
     "sae_jax._src.check",
     "sae_jax._src.check.adapters",
     "sae_jax._src.check.cases",

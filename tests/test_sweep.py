@@ -27,7 +27,7 @@ from sae_jax.cli import main
 from sae_jax.data import natural_image_patches
 from sae_jax._src.sweep import grid_settings
 from sae_jax.training import sweep
-from sae_jax._src.loop import runner_for
+from sae_jax._src.sweep import sweep_runner
 from sae_jax.training import TrainConfig, TrainingDiverged, train
 
 H = 5
@@ -65,7 +65,7 @@ def test_16_settings_compile_once_and_each_is_its_own_adam_run(batching):
     assert len(r.settings) == 16 and r.params.W1.shape == (16, H, 16)
     assert [m["step"] for m in r.metrics[0]] == [0, 5, 10, 12]
     # chunks of 5, 5, 2 for all 16 settings ran one executable
-    assert runner_for(ADAM, batching=batching)._cache_size() == 1
+    assert sweep_runner(ADAM, batching)._cache_size() == 1
     # another 16 values of λ, β, ρ: nothing compiles at all (runner and metrics alike)
     other = {"beta": [0.1, 1.0, 2.0, 5.0], "rho": [0.02, 0.04, 0.2, 0.4], "lam": 3e-3}
     with count_compiles() as c:

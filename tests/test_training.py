@@ -620,7 +620,7 @@ def test_a_denoising_run_reports_rho_hat_of_its_corrupted_input():
     """The metrics rows are of the clean rows; ``input_metrics`` holds ρ̂ on the corruption the trainer's
     key stream draws at the final step, recomputed here with numpy from that corruption."""
     from sae_jax import corrupt
-    from sae_jax._src.loop import NOISE_STREAM
+    from sae_jax._src.batches import NOISE_STREAM
 
     c = dataclasses.replace(LBFGS, corruption="mask", corruption_level=0.3, l1=1e-3, steps=5)
     r = train(X, c)

@@ -40,6 +40,7 @@ __all__ = [
     "check_choice",
     "check_config_hyperparams",
     "field_help",
+    "resumed_config",
     "validate_config",
 ]
 
@@ -258,3 +259,40 @@ def validate_config(config: TrainConfig) -> None:
             "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
             "first (the sae-jax CLI does this for --dtype float64), or use dtype='float32'"
         )
+
+
+def resumed_config(saved: TrainConfig, config: TrainConfig | None, *, step: int, where) -> TrainConfig:
+    """The config a resume continues with: the checkpoint's ``saved`` config, with a given
+    ``config``'s :data:`RESUMABLE_FIELDS` (``steps``, ``chunk``, ``checkpoint_every``; every
+    other field must be equal), validated. ``step`` is the checkpoint's step, which the new
+    ``steps`` must not be below; ``where`` (the directory resumed) is named in the errors.
+
+    One rule for :class:`sae_jax._src.rundir.RunDir` (``train(..., resume=True)``) and
+    :func:`sae_jax._src.sweep.sweep` (``resume=True``).
+
+    Examples:
+      >>> saved = TrainConfig(steps=10, dtype="float32")
+      >>> resumed_config(saved, TrainConfig(steps=30, chunk=5, dtype="float32"), step=10, where="run").steps
+      30
+      >>> resumed_config(saved, TrainConfig(beta=1.0, dtype="float32"), step=10, where="run")
+      Traceback (most recent call last):
+      ...
+      sae_jax._src.validate.InputError: cannot resume 'run' with a different config: beta=1.0 (checkpoint has 3.0)
+    """
+    if config is not None:
+        validate_config(config)
+        diff = [f.name for f in dataclasses.fields(TrainConfig)
+                if f.name not in RESUMABLE_FIELDS and getattr(config, f.name) != getattr(saved, f.name)]
+        if diff:
+            raise InputError(
+                f"cannot resume {str(where)!r} with a different config: "
+                + ", ".join(f"{k}={getattr(config, k)!r} (checkpoint has {getattr(saved, k)!r})" for k in diff)
+            )
+        saved = dataclasses.replace(saved, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
+    if saved.steps < step:
+        raise InputError(
+            f"cannot resume {str(where)!r} to steps={saved.steps}: its checkpoint is already at step {step} "
+            f"(a resume only continues; pass steps >= {step}, or start a new one)"
+        )
+    validate_config(saved)
+    return saved

@@ -13,8 +13,9 @@ Between chunks the trainer measures the state on the full data: :func:`evaluate`
 terms), :func:`row_metrics` (a ``metrics.jsonl`` row, with :mod:`sae_jax._src.metrics`'
 diagnostics) and :func:`nonfinite_state` (is it a state training can continue from?).
 
-Minibatches (Adam, SGD): each step sees ``batch_size`` rows of a fresh seeded permutation
-every epoch (the last incomplete batch of an epoch is dropped). L-BFGS is full batch.
+What each step's objective sees — every row (L-BFGS) or a minibatch (Adam, SGD), the running
+ρ̂, a fresh corruption — is the config's batch plan (:mod:`sae_jax._src.batches`). A sweep maps
+this one setting's loop over its settings (:func:`sae_jax._src.sweep.sweep_runner`).
 
 Examples:
   >>> import numpy as np
@@ -39,27 +40,29 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .backprop import cost_terms_and_grad
-from .config import TrainConfig, check_choice
-from .cost import cost_terms
 from . import metrics
-from .minibatch import EmaBatch
+from .backprop import cost_terms_and_grad
+from .batches import batch_plan
+from .config import TrainConfig
+from .cost import cost_terms
 from .params import Params, init_params
-from .variants import corrupt
 from .step import (
-    DenoisingBatch, ValueAndGradFn, all_finite, invalidate_cache, make_optimizer, make_step, make_value_and_grad,
-    optax_promotion, prime_cache,
+    ValueAndGradFn, all_finite, invalidate_cache, make_optimizer, make_step, make_value_and_grad, optax_promotion,
+    prime_cache,
 )
 
 __all__ = [
     "CAUSES",
-    "SWEEP_BATCHING",
     "TrainState",
     "Hyperparams",
     "ChunkOutput",
+    "Divergence",
+    "STOP",
     "hyperparams",
     "init_state",
     "make_runner",
+    "compiled_config",
+    "config_runner",
     "runner_for",
     "run_chunk",
     "evaluate",
@@ -69,7 +72,6 @@ __all__ = [
 ]
 
 CAUSES = {1: "non-finite cost", 2: "non-finite gradient", 3: "non-finite parameters after the update"}
-SWEEP_BATCHING = ("vmap", "map")
 
 
 class TrainState(NamedTuple):
@@ -103,12 +105,11 @@ class ChunkOutput(NamedTuple):
 class _Carry(NamedTuple):
     i: jax.Array  # steps taken in this chunk
     state: TrainState
-    perm: jax.Array  # the epoch's row permutation (minibatches), else empty
+    perm: jax.Array  # the batch plan's carry: the epoch's row permutation (minibatches), else empty
     values: jax.Array
     bad_step: jax.Array
     cause: jax.Array
     bad_value: jax.Array
-    prev: Any  # ("map" batching) (params, rho_ema) before the last step, else None
 
 
 def hyperparams(config: TrainConfig, dtype=None) -> Hyperparams:
@@ -120,10 +121,6 @@ def hyperparams(config: TrainConfig, dtype=None) -> Hyperparams:
 def l1_of(config: TrainConfig):
     """``config.l1`` as the math functions take it: ``None`` (no term in the program) when 0."""
     return None if config.l1 == 0 else config.l1
-
-
-#: ``fold_in`` constant of the denoising corruptions' key stream (beside the minibatch epochs' stream).
-NOISE_STREAM = 2**31 - 1
 
 
 @functools.partial(jax.jit, static_argnames=("output",))
@@ -154,132 +151,95 @@ def init_state(config: TrainConfig, x, optimizer=None, *, params: Params | None 
     return TrainState(params, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(k_data), rho_ema)
 
 
-def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *, batching: str | None = None) -> Callable:
-    """``run(state, x, n, hp) -> ChunkOutput``: ≤ ``config.chunk`` steps, jitted.
+class Divergence(NamedTuple):
+    """What a runner does at a non-finite step (the one choice the loop leaves to its caller).
+
+    The default, :data:`STOP`, is a single run's: the loop ends after the first bad step and
+    hands back the state *after* it (:func:`run_chunk` replays the chunk up to the bad step).
+    A sweep (:mod:`sae_jax._src.sweep`) maps the loop over settings and asks for more (see
+    :func:`sae_jax._src.sweep.sweep_runner`).
+    """
+
+    stop: bool = True  # end the loop after the first bad step (else: run all n steps)
+    hold: tuple = ()  # TrainState fields that keep their last good value from the bad step on
+
+
+#: A single run's divergence handling: stop after the first bad step.
+STOP = Divergence()
+
+
+def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
+                divergence: Divergence = STOP, trust_cache: bool = False) -> Callable:
+    """``run(state, x, n, hp) -> ChunkOutput``: one setting's ≤ ``config.chunk`` steps (not jitted).
 
     ``value_and_grad_for(hp)`` builds the objective from the traced :class:`Hyperparams`
     ``hp``, so a new λ, β or ρ runs the same executable (one compilation for every setting).
-    ``n`` is traced (one compilation for every chunk length). The loop stops after the first
-    step whose cost, gradient or new parameters are non-finite: ``bad_step`` is then that step
-    (else -1), ``cause`` a code of :data:`CAUSES`, and ``state`` the state *after* the bad step;
-    :func:`run_chunk` replays the chunk up to the bad step to hand back the last good state.
+    ``n`` is traced (one compilation for every chunk length). Each step's batch comes from the
+    config's :class:`~sae_jax._src.batches.BatchPlan` (full batch or a minibatch, the running
+    ρ̂, a fresh corruption). A step whose cost, gradient or new parameters are non-finite is
+    *bad*: ``bad_step`` is the first such step (else -1), ``cause`` its code in
+    :data:`CAUSES`; with ``divergence.stop`` (the default) the loop ends after it, and ``state``
+    is the state *after* it, except for the fields in ``divergence.hold``, which keep their last
+    good values (a select per step).
 
     The loop carries the new state unconditionally. Keeping the last good state in the loop
     instead (a ``where(ok, new, old)`` over the state) copied the whole optimizer state every
     step, L-BFGS's 2 x 100 x 3,289-entry history included: 17 % of the UFLDL exercise's time
     in float64 (``benchmarks/NOTES.md``). Training is deterministic, so replaying the few steps
-    after a failure is exact and costs nothing on the normal path.
+    after a failure (:func:`run_chunk`) is exact and costs nothing on the normal path.
 
-    ``batching="vmap"`` or ``"map"`` (sweeps): the same loop over a leading settings axis of
-    ``hp``, of the parameters, the optimizer state and ρ̂'s running estimate (``state.step``
-    and ``state.key`` are shared, so every setting sees the same minibatches), by ``jax.vmap``
-    (all settings at once: one wide program, for accelerators) or ``lax.map`` (one setting
-    after another inside the one compiled program: on a CPU a single setting already keeps
-    the cores busy, and vmap's batched arrays fall out of cache; ``benchmarks/NOTES.md``).
-    The outputs are then per setting, and a setting whose step is non-finite keeps its last
-    good parameters. ``"map"`` runs each setting's loop exactly as a single run (it stops
-    at the bad step; its optimizer state is left as the bad step made it, so later chunks stop
-    it again at once). ``"vmap"`` cannot stop one setting's loop: all run ``n`` steps and a
-    setting is frozen at its last good state by a per-setting select over the whole state; the
-    line search's cached objective is filled once per chunk (:func:`sae_jax._src.step.prime_cache`)
-    rather than tested every step (a ``cond`` on a batched predicate evaluates both branches).
+    ``trust_cache``: fill the line search's cached objective once at the start of the chunk
+    (:func:`sae_jax._src.step.prime_cache`) and read it unconditionally at every step, rather
+    than test it every step (the test is a ``cond``, which under ``vmap`` with a batched
+    predicate evaluates both branches). Ignored for a plan whose objective changes every step.
     """
-    vmapped = batching == "vmap"  # per-setting freeze by select, no early stop, cache primed per chunk
-    mapped = batching == "map"  # the plain loop per setting, handing back its last good params
-    K, B, full_batch, ema = config.chunk, config.batch_size, config.full_batch, config.rho_hat == "ema"
-    noisy = config.corruption != "none"
+    plan = batch_plan(config)
+    trust = trust_cache and not plan.fresh_objective
 
     def run(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
         value_and_grad_fn = value_and_grad_for(hp)
         # Denoising changes the objective every step: a line search's cached value and gradient
         # (of the previous step's corruption) are recomputed with this step's (invalidate_cache).
-        step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped and not noisy)
-        m = x.shape[0]
-        spe = max(m // B, 1)  # minibatches per epoch
-
-        def perm_for(step_):
-            k = jax.random.fold_in(jax.random.wrap_key_data(state.key), step_ // spe)
-            return jax.random.permutation(k, m)
-
-        noise_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), NOISE_STREAM)
-
-        def batch_for(st: TrainState, xb):  # the step's objective's batch (EMA estimate, corruption)
-            batch = EmaBatch(xb, st.rho_ema) if ema else xb
-            if noisy:  # a fresh corruption every step, a function of (seed, step): resumes draw the same
-                k = jax.random.fold_in(noise_key, st.step)
-                batch = DenoisingBatch(batch, corrupt(k, xb, kind=config.corruption, level=config.corruption_level))
-            return batch
-
-        if vmapped and full_batch and not noisy:
+        step = make_step(value_and_grad_fn, optimizer, trust_cache=trust)
+        if trust and plan.full_batch:
             state = state._replace(opt_state=prime_cache(value_and_grad_fn, state.params, state.opt_state, x))
         dtype = state.params.W1.dtype
         carry = _Carry(
-            i=jnp.zeros((), jnp.int32), state=state,
-            perm=jnp.zeros((0,), jnp.int32) if full_batch else perm_for(state.step),
-            values=jnp.full((K,), jnp.nan, dtype), bad_step=jnp.full((), -1, jnp.int32),
+            i=jnp.zeros((), jnp.int32), state=state, perm=plan.start(state.key, state.step, x.shape[0]),
+            values=jnp.full((config.chunk,), jnp.nan, dtype), bad_step=jnp.full((), -1, jnp.int32),
             cause=jnp.zeros((), jnp.int32), bad_value=jnp.full((), jnp.nan, dtype),
-            prev=(state.params, state.rho_ema) if mapped else None,
         )
 
         def cond(c: _Carry):
-            return c.i < n if vmapped else (c.i < n) & (c.bad_step < 0)
+            return (c.i < n) & (c.bad_step < 0) if divergence.stop else c.i < n
 
         def body(c: _Carry) -> _Carry:
-            st, perm = c.state, c.perm
-            if full_batch:
-                xb = x
-            else:
-                pos = st.step % spe
-                perm = lax.cond(pos == 0, lambda: perm_for(st.step), lambda: perm)
-                xb = jnp.take(x, lax.dynamic_slice(perm, (pos * B,), (B,)), axis=0)
-            opt_state = invalidate_cache(st.opt_state) if noisy else st.opt_state
-            params, opt_state, out = step(st.params, opt_state, batch_for(st, xb))
+            st = c.state
+            batch, perm = plan.draw(x, st.key, st.step, c.perm, st.rho_ema)
+            opt_state = invalidate_cache(st.opt_state) if plan.fresh_objective else st.opt_state
+            params, opt_state, out = step(st.params, opt_state, batch)
             value_ok, params_ok = jnp.isfinite(out.value), all_finite(params)
             ok = value_ok & out.grads_finite & params_ok
-            st_next = TrainState(params, opt_state, st.step + 1, st.key, out.aux.rho_hat if ema else st.rho_ema)
+            st_next = TrainState(params, opt_state, st.step + 1, st.key, plan.next_rho_ema(st.rho_ema, out.aux))
             code = jnp.where(~value_ok, 1, jnp.where(~out.grads_finite, 2, jnp.where(~params_ok, 3, 0)))
             first_bad = ~ok & (c.bad_step < 0)
-            if vmapped:  # freeze this setting at its last good state; step and key stay shared
-                frozen = ~ok | (c.bad_step >= 0)
+            if divergence.hold:  # these fields stay at the last good state; step and key move on
+                held = ~ok | (c.bad_step >= 0)
                 st_next = st_next._replace(**{
-                    f: jax.tree.map(lambda new, old: jnp.where(frozen, old, new), getattr(st_next, f), getattr(st, f))
-                    for f in ("params", "opt_state", "rho_ema")
+                    f: jax.tree.map(lambda new, old: jnp.where(held, old, new), getattr(st_next, f), getattr(st, f))
+                    for f in divergence.hold
                 })
             return _Carry(
                 i=c.i + 1, state=st_next, perm=perm, values=c.values.at[c.i].set(out.value),
                 bad_step=jnp.where(first_bad, st.step, c.bad_step),
                 cause=jnp.where(first_bad, code.astype(jnp.int32), c.cause),
                 bad_value=jnp.where(first_bad, out.value, c.bad_value),
-                prev=(st.params, st.rho_ema) if mapped else None,
             )
 
         c = lax.while_loop(cond, body, carry)
-        state = c.state
-        if mapped:  # stopped right after a bad step: its input parameters are the last good ones
-            keep = c.bad_step >= 0
-            state = state._replace(**{
-                f: jax.tree.map(lambda old, new: jnp.where(keep, old, new), p, getattr(state, f))
-                for f, p in zip(("params", "rho_ema"), c.prev)
-            })
-        return ChunkOutput(state, c.values, c.bad_step, c.cause, c.bad_value)
+        return ChunkOutput(c.state, c.values, c.bad_step, c.cause, c.bad_value)
 
-    if batching is None:
-        return jax.jit(run)
-    if batching == "vmap":
-        axes = TrainState(params=0, opt_state=0, step=None, key=None, rho_ema=0 if ema else None)
-        return jax.jit(jax.vmap(run, in_axes=(axes, None, None, 0), out_axes=ChunkOutput(axes, 0, 0, 0, 0)))
-    check_choice("batching", batching, SWEEP_BATCHING)
-
-    def run_map(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
-        def one(args):
-            params, opt_state, rho_ema, hp_k = args
-            out = run(TrainState(params, opt_state, state.step, state.key, rho_ema), x, n, hp_k)
-            return (out.state.params, out.state.opt_state, out.state.rho_ema), *out[1:]
-
-        (params, opt_state, rho_ema), *rest = lax.map(one, (state.params, state.opt_state, state.rho_ema, hp))
-        return ChunkOutput(TrainState(params, opt_state, state.step + n, state.key, rho_ema), *rest)
-
-    return jax.jit(run_map)
+    return run
 
 
 # Fields that do not enter the compiled runner: λ, β, ρ are its traced arguments (a sweep over
@@ -288,33 +248,44 @@ _NOT_COMPILED = ("steps", "seed", "checkpoint_every", "dtype", "lam", "beta", "r
 _DEFAULTS = TrainConfig()
 
 
-@functools.lru_cache(maxsize=None)
-def _shared_runner(compiled: TrainConfig, batching: str | None) -> Callable:
+def compiled_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with the fields its runner does not compile (λ, β, ρ, which the runner takes as
+    traced :class:`Hyperparams`; steps, seed, dtype, ...) reset to their defaults: configs with
+    equal compiled configs share a runner."""
+    return dataclasses.replace(config, **{f: getattr(_DEFAULTS, f) for f in _NOT_COMPILED})
+
+
+def config_runner(compiled: TrainConfig, **options) -> Callable:
+    """:func:`make_runner` of a compiled config (:func:`compiled_config`) with its own objective
+    (:func:`sae_jax._src.step.make_value_and_grad` of the traced :class:`Hyperparams`) and
+    optimizer; ``options`` go to :func:`make_runner`."""
     def value_and_grad_for(hp: Hyperparams):
         return make_value_and_grad(
-            compiled.gradient, lam=hp.lam, beta=hp.beta, rho=hp.rho, output=compiled.output,
+            compiled.gradient, **hp._asdict(), output=compiled.output,
             rho_hat=compiled.rho_hat, ema_decay=compiled.ema_decay,
             l1=l1_of(compiled), denoising=compiled.corruption != "none",
         )
 
-    return make_runner(value_and_grad_for, make_optimizer(compiled), compiled, batching=batching)
+    return make_runner(value_and_grad_for, make_optimizer(compiled), compiled, **options)
 
 
-def runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None = None, *,
-               batching: str | None = None) -> Callable:
-    """The compiled chunk runner of ``config`` (:func:`make_runner`), shared between configs
-    whose compiled code is identical.
+@functools.lru_cache(maxsize=None)
+def _shared_runner(compiled: TrainConfig) -> Callable:
+    return jax.jit(config_runner(compiled))
 
-    The frozen config, with the fields the runner does not compile (λ, β, ρ, which it takes
-    as traced :class:`Hyperparams`; steps, seed, dtype, ...) reset to their defaults, is the
-    key of the runner: one ``jax.jit`` per key, whose ``_cache_size()`` counts that config's
-    executables (tests assert one for every chunk length). A given ``value_and_grad_fn`` has
-    its own hyperparameters (``hp`` is ignored) and gets a runner of its own.
+
+def runner_for(config: TrainConfig, value_and_grad_fn: ValueAndGradFn | None = None) -> Callable:
+    """The compiled (jitted) chunk runner of ``config`` (:func:`make_runner`), shared between
+    configs whose compiled code is identical.
+
+    :func:`compiled_config` is the key of the runner: one ``jax.jit`` per key, whose
+    ``_cache_size()`` counts that config's executables (tests assert one for every chunk
+    length). A given ``value_and_grad_fn`` has its own hyperparameters (``hp`` is ignored) and
+    gets a runner of its own.
     """
     if value_and_grad_fn is not None:
-        return make_runner(lambda hp: value_and_grad_fn, make_optimizer(config), config, batching=batching)
-    compiled = dataclasses.replace(config, **{f: getattr(_DEFAULTS, f) for f in _NOT_COMPILED})
-    return _shared_runner(compiled, batching)
+        return jax.jit(make_runner(lambda hp: value_and_grad_fn, make_optimizer(config), config))
+    return _shared_runner(compiled_config(config))
 
 
 def run_chunk(runner: Callable, state: TrainState, x: jax.Array, n: int, hp: Hyperparams) -> ChunkOutput:

@@ -61,7 +61,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import display
-from .config import RESUMABLE_FIELDS, TrainConfig, validate_config
+from .config import TrainConfig, resumed_config, validate_config
 from .loop import TrainState
 from .params import Params
 from .validate import InputError, check_params
@@ -291,24 +291,7 @@ class RunDir:
             return cls(path, config, lock=lock)
         tensors, meta = ckpt.load_checkpoint(path / ckpt.CHECKPOINT_NAME)
         check_writable(path)
-        saved = TrainConfig.from_dict(meta["config"])
-        if config is not None:
-            validate_config(config)
-            diff = [f.name for f in dataclasses.fields(TrainConfig)
-                    if f.name not in RESUMABLE_FIELDS and getattr(config, f.name) != getattr(saved, f.name)]
-            if diff:
-                raise InputError(
-                    f"cannot resume {str(path)!r} with a different config: "
-                    + ", ".join(f"{k}={getattr(config, k)!r} (checkpoint has {getattr(saved, k)!r})" for k in diff)
-                )
-            saved = dataclasses.replace(saved, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
-        if saved.steps < meta["step"]:
-            raise InputError(
-                f"cannot resume {str(path)!r} to steps={saved.steps}: its checkpoint is already at "
-                f"step {meta['step']} (a resume only continues a run; pass steps >= {meta['step']}, "
-                "or train a new run)"
-            )
-        validate_config(saved)
+        saved = resumed_config(TrainConfig.from_dict(meta["config"]), config, step=meta["step"], where=path)
         return cls(path, saved, checkpoint=(tensors, meta), lock=lock)
 
     @property

@@ -74,18 +74,24 @@ from jax import lax
 
 from . import checkpoint as ckpt
 from . import display
-from .config import RESUMABLE_FIELDS, TrainConfig, validate_config
+from .config import TrainConfig, check_choice, resumed_config, validate_config
 from .cost import cost_terms, sparsity
 from .grid import SWEPT, grid_json, grid_settings, setting_dir, setting_label
 from .inputs import check_batch_size, spec_dict, training_data
-from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, l1_of, runner_for
+from .loop import (
+    CAUSES, ChunkOutput, Divergence, Hyperparams, TrainState, compiled_config, config_runner, hyperparams, init_state,
+    l1_of,
+)
 from .params import Params
 from .rundir import RunDir, atomic_picture, check_run_dir, check_writable, lock_dir
 from .step import make_optimizer
 from .validate import InputError, check_data
 from .version import __version__
 
-__all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
+__all__ = ["SWEPT", "SWEEP_BATCHING", "SweepResult", "grid_settings", "sweep", "sweep_runner"]
+
+#: How the one compiled program runs a sweep's settings (``sweep(batching=...)``).
+SWEEP_BATCHING = ("vmap", "map")
 
 SWEEP_JSON = "sweep.json"
 SUMMARY_CSV = "summary.csv"
@@ -121,6 +127,57 @@ class SweepResult(NamedTuple):
         pick = lambda t: jax.tree.map(lambda a: a[k], t)  # noqa: E731
         st = self.state
         return TrainState(pick(st.params), pick(st.opt_state), st.step, st.key, pick(st.rho_ema))
+
+
+# "map": each setting's loop stops at its bad step, as a single run's, but hands back its last
+# good parameters and running rho_hat (its optimizer state is the bad step's, so later chunks
+# stop it again at once). "vmap" cannot stop one setting: all run n steps, and a bad setting's
+# whole state is held at its last good one; the line search's cache is filled once per chunk.
+_MAP_DIVERGENCE = Divergence(stop=True, hold=("params", "rho_ema"))
+_VMAP_DIVERGENCE = Divergence(stop=False, hold=("params", "opt_state", "rho_ema"))
+
+
+def sweep_runner(config: TrainConfig, batching: str) -> Callable:
+    """The compiled runner of a sweep: ``run(state, x, n, hp) -> ChunkOutput`` over a leading
+    settings axis of ``hp`` and of the state's parameters, optimizer state and running ρ̂
+    (``state.step`` and ``state.key`` are shared, so every setting sees the same minibatches).
+
+    The trainer's one-setting loop (:func:`sae_jax._src.loop.make_runner`) mapped by ``jax.vmap``
+    (``batching="vmap"``: all settings at once, one wide program, for accelerators) or
+    ``lax.map`` (``"map"``: one setting after another inside the one compiled program; on a CPU
+    a single setting already keeps the cores busy, and vmap's batched arrays fall out of cache;
+    ``benchmarks/NOTES.md``). The outputs are per setting, and a setting whose step is
+    non-finite keeps its last good parameters: ``"map"`` runs each setting's loop exactly as a
+    single run (it stops at the bad step; its optimizer state is left as the bad step made it,
+    so later chunks stop it again at once); ``"vmap"`` cannot stop one setting's loop: all run
+    ``n`` steps and a setting is frozen at its last good state by a per-setting select over the
+    whole state, and the line search's cached objective is filled once per chunk
+    (``trust_cache``) rather than tested every step. Shared between configs whose compiled
+    code is identical (:func:`sae_jax._src.loop.compiled_config`), as the trainer's runner.
+    """
+    check_choice("batching", batching, SWEEP_BATCHING)
+    return _sweep_runner(compiled_config(config), batching)
+
+
+@functools.lru_cache(maxsize=None)
+def _sweep_runner(compiled: TrainConfig, batching: str) -> Callable:
+    ema = compiled.rho_hat == "ema"
+    if batching == "vmap":
+        run = config_runner(compiled, divergence=_VMAP_DIVERGENCE, trust_cache=True)
+        axes = TrainState(params=0, opt_state=0, step=None, key=None, rho_ema=0 if ema else None)
+        return jax.jit(jax.vmap(run, in_axes=(axes, None, None, 0), out_axes=ChunkOutput(axes, 0, 0, 0, 0)))
+    run = config_runner(compiled, divergence=_MAP_DIVERGENCE)
+
+    def run_map(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
+        def one(args):
+            params, opt_state, rho_ema, hp_k = args
+            out = run(TrainState(params, opt_state, state.step, state.key, rho_ema), x, n, hp_k)
+            return (out.state.params, out.state.opt_state, out.state.rho_ema), *out[1:]
+
+        (params, opt_state, rho_ema), *rest = lax.map(one, (state.params, state.opt_state, state.rho_ema, hp))
+        return ChunkOutput(TrainState(params, opt_state, state.step + n, state.key, rho_ema), *rest)
+
+    return jax.jit(run_map)
 
 
 @functools.partial(jax.jit, static_argnames=("output", "batching"))
@@ -261,8 +318,7 @@ def _sweep(x, config, grid, out_dir, data_spec, progress, pictures, batching, re
     check_data(x_dev, template.params, output=config.output)
 
     K = len(settings)
-    dtype = jnp.dtype(config.dtype)
-    hp = Hyperparams(*(jnp.asarray([s[k] for s in settings], dtype) for k in Hyperparams._fields))
+    hp = jax.tree.map(lambda *a: jnp.stack(a), *(hyperparams(dataclasses.replace(config, **s)) for s in settings))
 
     batched = lambda a: None if a is None else jnp.broadcast_to(a, (K, *jnp.shape(a)))  # noqa: E731
     state = template._replace(params=jax.tree.map(batched, template.params),
@@ -276,7 +332,7 @@ def _sweep(x, config, grid, out_dir, data_spec, progress, pictures, batching, re
         state = _restored_state(saved, state, out_dir / SWEEP_CHECKPOINT)
 
     t0 = time.perf_counter()
-    runner = runner_for(config, batching=batching)
+    runner = sweep_runner(config, batching)
     jax.block_until_ready(runner(state, x_dev, jnp.zeros((), jnp.int32), hp))  # compile (or hit the cache)
     compile_s = time.perf_counter() - t0
 
@@ -379,22 +435,7 @@ def _check_fresh(out_dir: Path) -> None:
 def _reconcile(out_dir: Path, saved: dict, config, grid, batching):
     """The config, grid and batching a resume continues with: the checkpoint's, where given equal
     (``steps``, ``chunk`` and ``checkpoint_every`` may differ, as for a resumed ``train``)."""
-    base = TrainConfig.from_dict(saved["config"])
-    if config is not None:
-        validate_config(config)
-        diff = [f.name for f in dataclasses.fields(TrainConfig)
-                if f.name not in RESUMABLE_FIELDS and getattr(config, f.name) != getattr(base, f.name)]
-        if diff:
-            raise InputError(
-                f"cannot resume {str(out_dir)!r} with a different config: "
-                + ", ".join(f"{k}={getattr(config, k)!r} (checkpoint has {getattr(base, k)!r})" for k in diff)
-            )
-        base = dataclasses.replace(base, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
-    if base.steps < saved["step"]:
-        raise InputError(
-            f"cannot resume {str(out_dir)!r} to steps={base.steps}: its checkpoint is already at step "
-            f"{saved['step']} (pass steps >= {saved['step']})"
-        )
+    base = resumed_config(TrainConfig.from_dict(saved["config"]), config, step=saved["step"], where=out_dir)
     if batching == "auto":
         batching = saved["batching"]
     elif batching != saved["batching"]:

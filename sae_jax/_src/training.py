@@ -66,9 +66,9 @@ from .cost import cost_terms
 from .inputs import (
     TrainingData, check_callables, check_init_state, check_start_options, check_warm_params, load_training_data,
 )
+from .batches import corruption_key
 from .loop import (
     CAUSES,
-    NOISE_STREAM,
     Hyperparams,
     TrainState,
     evaluate,
@@ -267,16 +267,14 @@ def train(
 def _corrupted_input_metrics(state: TrainState, x, config: TrainConfig) -> dict | None:
     """ρ̂ (mean/min/max), the sparsity term (and the L1 term) at ``state.params`` on a corrupted copy
     of ``x``: the input a denoising run's ρ̂ is held on. The corruption is the one step
-    ``state.step`` would draw (the trainer's key stream), so the numbers are deterministic.
+    ``state.step`` would draw (:func:`sae_jax._src.batches.corruption_key`), so the numbers are deterministic.
     ``None`` for a run without corruption."""
     if config.corruption == "none":
         return None
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), NOISE_STREAM), state.step)
-    x_tilde = corrupt(key, x, kind=config.corruption, level=config.corruption_level)
+    x_tilde = corrupt(corruption_key(state.key, state.step), x, kind=config.corruption, level=config.corruption_level)
     dtype = state.params.W1.dtype
     l1 = l1_of(config)
-    t = jax.device_get(cost_terms(state.params, x, x_input=x_tilde, lam=jnp.asarray(config.lam, dtype),
-                                  beta=jnp.asarray(config.beta, dtype), rho=jnp.asarray(config.rho, dtype),
+    t = jax.device_get(cost_terms(state.params, x, x_input=x_tilde, **hyperparams(config, dtype)._asdict(),
                                   output=config.output, l1=None if l1 is None else jnp.asarray(l1, dtype)))
     rh = np.asarray(t.rho_hat, np.float64)
     out = {"rho_hat_mean": float(rh.mean()), "rho_hat_min": float(rh.min()), "rho_hat_max": float(rh.max()),
