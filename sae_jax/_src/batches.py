@@ -24,7 +24,7 @@ and traceable, and a plan is a hashable constant of the compiled program.
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> from sae_jax._src.batches import batch_plan
-  >>> from sae_jax._src.config import TrainConfig
+  >>> from sae_jax.training import TrainConfig
   >>> plan = batch_plan(TrainConfig(optimizer="adam", batch_size=2))
   >>> x = jnp.arange(10.0).reshape(5, 2)
   >>> key = jax.random.key_data(jax.random.key(0))
