@@ -275,10 +275,11 @@ def resumed_config(saved: TrainConfig, config: TrainConfig | None, *, step: int,
       >>> saved = TrainConfig(steps=10, dtype="float32")
       >>> resumed_config(saved, TrainConfig(steps=30, chunk=5, dtype="float32"), step=10, where="run").steps
       30
-      >>> resumed_config(saved, TrainConfig(beta=1.0, dtype="float32"), step=10, where="run")
-      Traceback (most recent call last):
-      ...
-      sae_jax._src.validate.InputError: cannot resume 'run' with a different config: beta=1.0 (checkpoint has 3.0)
+      >>> try:
+      ...     resumed_config(saved, TrainConfig(beta=1.0, dtype="float32"), step=10, where="run")
+      ... except InputError as e:
+      ...     print(e)
+      cannot resume 'run' with a different config: beta=1.0 (checkpoint has 3.0)
     """
     if config is not None:
         validate_config(config)
