@@ -72,7 +72,7 @@ PUBLIC_MODULES = (
     "sae_jax._src.sharded",
     "sae_jax._src.softmax",
     "sae_jax._src.softmax_checks",
-    "sae_jax._src.sparsity_backprop",
+    "sae_jax._src.sparsity",
     "sae_jax._src.stacked",
     "sae_jax._src.step",
     "sae_jax._src.streaming",

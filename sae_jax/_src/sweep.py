@@ -75,11 +75,12 @@ from jax import lax
 from . import checkpoint as ckpt
 from . import display
 from .config import RESUMABLE_FIELDS, TrainConfig, validate_config
-from .cost import cost_terms, sparsity
+from .cost import cost_terms
 from .grid import SWEPT, grid_json, grid_settings, setting_dir, setting_label
 from .inputs import check_batch_size, spec_dict, training_data
 from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, l1_of, runner_for
 from .params import Params
+from .sparsity import sparsity
 from .rundir import RunDir, atomic_picture, check_run_dir, check_writable, lock_dir
 from .step import make_optimizer
 from .validate import InputError, check_data
