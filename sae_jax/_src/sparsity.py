@@ -486,19 +486,18 @@ def sparsity_and_rho_hat(
     rho = jnp.asarray(rho, dtype)
     beta = jnp.asarray(beta, dtype)
     est = running_estimate(rho_hat, rho_prev, ema_decay)
-    sd = beta * (-rho / est + (1 - rho) / (1 - est))
-    fast = exact_on_fast_path(lax.stop_gradient(est), lax.stop_gradient(sd))
+    fast = exact_on_fast_path(lax.stop_gradient(est), lax.stop_gradient(sparsity_delta(est, rho=rho, beta=beta)))
 
     def plain(z2, est, fast):
         # A no-op select unless vmap turned the cond into a select of both branches: then it
         # keeps this (discarded) branch's value and derivative finite, so no 0 * inf = NaN.
         est = jnp.where(fast, est, jnp.asarray(0.5, dtype))
-        return beta * jnp.sum(kl_divergence(rho, est)), est
+        return sparsity(est, rho=rho, beta=beta), est
 
     @jax.checkpoint
     def exact(z2, est, fast):
         log_est, log1m_est = running_estimate_logs(*log_rho_hat(z2), rho_prev, ema_decay)
-        return beta * jnp.sum(kl_divergence_from_logs(rho, log_est, log1m_est)), jnp.exp(log_est)
+        return sparsity_from_logs(log_est, log1m_est, rho=rho, beta=beta), jnp.exp(log_est)
 
     return lax.cond(fast, plain, exact, z2, est, fast)
 
@@ -560,7 +559,7 @@ def sparsity_terms_and_delta(
         zeros = (jnp.zeros_like(o["params"].W1), jnp.zeros_like(o["params"].b1))
         if axis_name is not None:  # the exact branch's sums are this device's own: same type here
             zeros = lax.pcast(zeros, axis_name, to="varying")
-        return o["beta"] * jnp.sum(kl_divergence(o["rho"], est)), est, zeros, jnp.ones((), bool)
+        return sparsity(est, rho=o["rho"], beta=o["beta"]), est, zeros, jnp.ones((), bool)
 
     def exact(o):
         logs = log_hidden_sums(hidden_pre_activation(o["params"], o["x"]), o["mask"])
