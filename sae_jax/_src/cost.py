@@ -25,8 +25,7 @@ The sparsity term
 
 Examples:
   >>> import jax, jax.numpy as jnp
-  >>> from sae_jax import init_params, kl_divergence
-  >>> from sae_jax._src.cost import cost_terms
+  >>> from sae_jax import cost_terms, init_params, kl_divergence
   >>> p = init_params(jax.random.key(0), 4, 2)
   >>> t = cost_terms(p, jnp.full((3, 4), 0.5), lam=1e-4, beta=3.0, rho=0.1)
   >>> bool(jnp.isclose(t.cost, t.reconstruction + t.weight_decay + t.sparsity))
@@ -92,7 +91,7 @@ def terms_from_parts(
     r""":class:`CostTerms` from the reconstruction term and the penalties: adds the weight decay and the total.
 
     The one place the terms are assembled (the cost, the backprop core, the EMA objective).
-    ``l1``: the L1 activation term's value (:func:`~sae_jax._src.variants.activation_l1`), if any.
+    ``l1``: the L1 activation term's value (:func:`~sae_jax.activation_l1`), if any.
     """
     wd = weight_decay(params, lam=lam)
     total = reconstruction + wd + sparsity
@@ -105,7 +104,7 @@ def terms_from_activations(
     rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None, l1: ArrayLike | None = None,
 ) -> CostTerms:
     """:class:`CostTerms` from an already computed forward pass ``acts`` with target ``x`` (with ``rho_prev``,
-    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax._src.minibatch`; ``l1``: :func:`~sae_jax._src.variants.activation_l1`)."""
+    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax._src.minibatch`; ``l1``: :func:`~sae_jax.activation_l1`)."""
     sp, rh = sparsity_and_rho_hat(
         acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay
     )

@@ -73,7 +73,7 @@ Contents, in the notes' order: :func:`rho_hat`; :func:`kl_divergence`,
 
 Examples:
   >>> import jax.numpy as jnp
-  >>> from sae_jax._src.sparsity import kl_divergence, sparsity_delta
+  >>> from sae_jax import kl_divergence, sparsity_delta
   >>> float(kl_divergence(0.1, jnp.asarray(0.1)))
   0.0
   >>> d = sparsity_delta(jnp.array([0.01, 0.1]), rho=0.01, beta=3.0)
