@@ -4,7 +4,7 @@ numpy's BLAS (OpenBLAS here), through the XLA FFI (zero-copy) or ``jax.pure_call
 Why: on this machine XLA's CPU matrix products (YNNPACK and Eigen) run at roughly half of
 OpenBLAS's rate at S3 (1024 visible, 4096 hidden, m = 4096); the products are > 95 % of the
 call's flops, so the whole call follows the matmul rate. This module keeps sae-jax's math
-(:func:`sae_jax._src.backprop.output_delta`, :func:`~sae_jax._src.backprop.sparsity_delta`, the cost terms)
+(:func:`sae_jax._src.backprop.output_delta`, :func:`~sae_jax.sparsity_delta`, the cost terms)
 and only swaps the matrix products. It is a benchmark-side experiment, not part of the library:
 it runs on the host CPU only, its callbacks are opaque to ``jax.grad`` and run sequentially
 under ``vmap``, and on a loaded machine OpenBLAS's own threads can collapse (see NOTES.md).

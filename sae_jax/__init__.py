@@ -38,18 +38,12 @@ from sae_jax._src.backprop import (
     cost_terms_and_grad as cost_terms_and_grad,
     hidden_delta as hidden_delta,
     output_delta as output_delta,
-    sparsity_delta as sparsity_delta,
 )
 from sae_jax._src.cost import (
     CostTerms as CostTerms,
     cost as cost,
     cost_terms as cost_terms,
-    kl_divergence as kl_divergence,
-    kl_divergence_from_logs as kl_divergence_from_logs,
-    log_rho_hat as log_rho_hat,
     reconstruction as reconstruction,
-    rho_hat as rho_hat,
-    sparsity as sparsity,
     weight_decay as weight_decay,
 )
 from sae_jax._src.forward import (
@@ -74,6 +68,14 @@ from sae_jax._src.params import (
 )
 from sae_jax._src.penalty import (
     kl_sparsity_penalty as kl_sparsity_penalty,
+)
+from sae_jax._src.sparsity import (
+    kl_divergence as kl_divergence,
+    kl_divergence_from_logs as kl_divergence_from_logs,
+    log_rho_hat as log_rho_hat,
+    rho_hat as rho_hat,
+    sparsity as sparsity,
+    sparsity_delta as sparsity_delta,
 )
 from sae_jax._src.validate import (
     InputError as InputError,

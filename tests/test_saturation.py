@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import sae_jax as sae
 from sae_jax._src import chunked, sharded
-from sae_jax._src.cost import exact_on_fast_path
+from sae_jax._src.sparsity import exact_on_fast_path
 from sae_jax._src.params import init_radius
 from sae_jax._src.minibatch import EmaBatch, autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
 

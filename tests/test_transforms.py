@@ -22,7 +22,8 @@ from jax.flatten_util import ravel_pytree
 
 import sae_jax as sae
 from sae_jax._src.backprop import backprop
-from sae_jax._src.cost import exact_on_fast_path, terms_from_activations
+from sae_jax._src.cost import terms_from_activations
+from sae_jax._src.sparsity import exact_on_fast_path
 from sae_jax import forward
 
 from helpers import max_rel_err, random_problem

@@ -62,10 +62,9 @@ from . import checked, validate
 from .cost import CostTerms, cost, terms_from_parts
 from .forward import Activations, Output, forward, sigmoid_prime
 from .params import Params, decoder_weights, is_tied
-from .sparsity_backprop import sparsity_delta, sparsity_terms_and_delta
+from .sparsity import sparsity_terms_and_delta
 
 __all__ = [
-    "sparsity_delta",
     "output_delta",
     "hidden_delta",
     "pad_rows",
@@ -93,7 +92,7 @@ def output_delta(x_hat: jax.Array, x: jax.Array, *, output: Output = "sigmoid") 
 def hidden_delta(delta3: jax.Array, W2: jax.Array, a2: jax.Array, sparsity_delta: jax.Array) -> jax.Array:
     r""":math:`\delta^{(2)} = (\delta^{(3)} W_2 + \texttt{sparsity\_delta}) \odot f'(z^{(2)})`, shape ``(m, n_hidden)``.
 
-    ``sparsity_delta`` ``(n_hidden,)`` is every per-unit term: the KL one (:func:`sparsity_delta`)
+    ``sparsity_delta`` ``(n_hidden,)`` is every per-unit term: the KL one (:func:`~sae_jax.sparsity_delta`)
     plus, with an L1 activation penalty, :math:`\gamma` (the derivative of
     :math:`\gamma\lvert a\rvert` for :math:`a > 0`)."""
     return (delta3 @ W2 + sparsity_delta[None, :]) * sigmoid_prime(a2)
@@ -171,7 +170,7 @@ def delta_sums(
       params: :class:`~sae_jax.Params`.
       x: ``(rows, n_visible)``.
       mask: ``(rows,)`` row weights, 1 for data and 0 for padding, ``x``'s dtype; ``None``: all rows.
-      sparsity_delta: ``(n_hidden,)``, :func:`sparsity_delta` at the global :math:`\hat\rho`.
+      sparsity_delta: ``(n_hidden,)``, :func:`~sae_jax.sparsity_delta` at the global :math:`\hat\rho`.
       output: ``"sigmoid"`` or ``"linear"`` (static).
       acts: ``forward(params, x_input, output=output)`` if already computed.
       x_input: denoising: the corrupted input the network reads (``x`` is then the target);
@@ -262,7 +261,7 @@ def backprop(
     r"""``(CostTerms, grads)`` by the tutorial's backprop over one block of rows: the shared core.
 
     One forward pass; :math:`S` (:func:`hidden_sum`) and :math:`\hat\rho = S/m`; the sparsity
-    term and its delta (:func:`~sae_jax._src.sparsity_backprop.sparsity_terms_and_delta`, exact at
+    term and its delta (:func:`~sae_jax._src.sparsity.sparsity_terms_and_delta`, exact at
     saturation); :func:`delta_sums`; :func:`terms_and_grads_from_sums`. Inputs as for
     :func:`cost_terms_and_grad`, whose traced body this is, plus:
 

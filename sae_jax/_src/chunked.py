@@ -71,12 +71,20 @@ from jax.typing import ArrayLike
 
 from . import validate
 from .backprop import delta_sums, hidden_sum, reconstruction_sum, terms_and_grads_from_sums
-from .cost import CostTerms, exact_on_fast_path, kl_divergence_from_logs, log_hidden_sums, sparsity
+from .cost import CostTerms
 from .forward import Output, forward, hidden_pre_activation
 from .host_lbfgs import LbfgsResult, lbfgs
 from .objective import traceable, value_with_grad
 from .params import Params
-from .sparsity_backprop import exact_sparsity_sums, sparsity_delta
+from .sparsity import (
+    add_log_sums,
+    exact_on_fast_path,
+    exact_sparsity_sums,
+    log_hidden_sums,
+    sparsity,
+    sparsity_delta,
+    sparsity_from_log_sums,
+)
 from .streaming import (
     DEFAULT_CHUNK_SIZE,
     Backpressure,
@@ -92,20 +100,10 @@ from .validate import InputError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "chunk_size_for_budget", "chunks", "num_rows",
-    "hidden_sum", "delta_sums", "terms_and_grads_from_sums", "sparsity_from_log_sums",
+    "hidden_sum", "delta_sums", "terms_and_grads_from_sums",
     "chunked_cost_terms", "chunked_cost", "chunked_cost_terms_and_grad", "chunked_cost_and_grad",
     "make_chunked_value_and_grad", "traceable", "value_with_grad", "LbfgsResult", "lbfgs",
 ]
-
-
-def sparsity_from_log_sums(
-    log_sums: tuple[jax.Array, jax.Array], m: ArrayLike, *, rho: ArrayLike, beta: ArrayLike
-) -> tuple[jax.Array, jax.Array]:
-    r"""``(sparsity, rho_hat)`` from the global :math:`\log\sum_i f(\pm z_{ij})` (exact at saturation)."""
-    log_m = jnp.log(jnp.asarray(m, log_sums[0].dtype))
-    log_rh, log1m_rh = log_sums[0] - log_m, log_sums[1] - log_m
-    rho = jnp.asarray(rho, log_rh.dtype)
-    return jnp.asarray(beta, log_rh.dtype) * jnp.sum(kl_divergence_from_logs(rho, log_rh, log1m_rh)), jnp.exp(log_rh)
 
 
 # Per-chunk kernels: each adds one chunk's contribution to an accumulator (one dispatch per chunk).
@@ -119,8 +117,7 @@ def _pass1_kernel(acc, params, x, mask):
 @jax.jit
 def _log_sums_kernel(acc, params, x, mask):  # x: what the network reads (x_input if denoising)
     # Only where some unit saturates (see _sparsity_plan): log-sums combine by logaddexp.
-    logs = log_hidden_sums(hidden_pre_activation(params, x), mask)
-    return tuple(jnp.logaddexp(a, b) for a, b in zip(acc, logs))
+    return add_log_sums(acc, log_hidden_sums(hidden_pre_activation(params, x), mask))
 
 
 @jax.jit

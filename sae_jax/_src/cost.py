@@ -16,40 +16,16 @@ Variants
 Tied weights (``Params(W1, b1, None, b2)``: :math:`W_2 = W_1^\top`), an L1 activation penalty
 (``l1=``) and denoising (``x_input=``) are options of the same functions: :mod:`sae_jax._src.variants`.
 
-Saturation
-----------
-A hidden unit that no sample activates (every :math:`z^{(2)}_j \ll 0`, a *dead* unit) has a
-tiny :math:`\hat\rho_j`; one that every sample saturates (*always on*) has a tiny
-:math:`1-\hat\rho_j`. The penalty's pull back toward :math:`\rho` is largest exactly there:
-:math:`\partial J/\partial b^{(1)}_j \to -\beta\rho` for a dead unit, however small
-:math:`\hat\rho_j` is, because :math:`f'(z)/\hat\rho_j` stays of order 1. sae-jax evaluates
-the sparsity term and its gradient **exactly wherever the true value is a finite float**, with
-no clipping:
-
-* the fast path (every unit with :math:`\hat\rho_j` a normal float, :math:`\hat\rho_j \le 1 - 2^{-10}`
-  and a finite sparsity delta; nearly always) is the plain formula, in which every factor is
-  then accurate (relative error of :math:`1 - \hat\rho` at most :math:`2^{10}\epsilon`);
-* otherwise (checked per call, by ``lax.cond``) the term is computed from the pre-activations in
-  the log domain: :math:`\log\hat\rho_j = \operatorname{logsumexp}_i \log f(z^{(2)}_{ij}) - \log m`
-  and :math:`\log(1-\hat\rho_j) = \operatorname{logsumexp}_i \log f(-z^{(2)}_{ij}) - \log m`
-  (:func:`log_rho_hat`), :math:`\mathrm{KL}` from these logs (:func:`kl_divergence_from_logs`),
-  and each :math:`f'(z_{ij})/\hat\rho_j` as the ratio of exponentials
-  :math:`f(-z_{ij})\, e^{\log f(z_{ij}) - \log\hat\rho_j}` (never :math:`\infty \cdot 0`).
-
-So a :math:`\hat\rho_j` of :math:`10^{-80}` in float64, or one that underflows to 0 because
-:math:`f(z)` itself underflows, still gives the right KL and the right restoring gradient.
-The cost (hence ``jax.grad``), :func:`cost_terms`, the manual backprop, and the chunked, sharded,
-minibatch and EMA paths share these definitions; the tests hold them against a 50-digit mpmath
-transcription of the UFLDL formulas (``tests/test_saturation.py``). Nothing is clipped: the
-term is finite for every finite input (for finite data and parameters, :math:`z` is finite and
-so are both logs). :func:`kl_divergence`, :func:`sparsity` and
-:func:`~sae_jax.sparsity_delta` take :math:`\hat\rho` as a float and are the plain
-formulas (infinite at :math:`\hat\rho \in \{0, 1\}`, where the float has lost the information).
+The sparsity term
+-----------------
+:math:`\hat\rho`, the KL divergence, the penalty and its delta, exact at saturation (a
+``lax.cond`` between the plain formulas and the log domain), live in one module,
+:mod:`sae_jax._src.sparsity`; this module assembles the cost from them
+(:func:`~sae_jax._src.sparsity.sparsity_and_rho_hat`).
 
 Examples:
   >>> import jax, jax.numpy as jnp
-  >>> from sae_jax import init_params
-  >>> from sae_jax import cost_terms, kl_divergence
+  >>> from sae_jax import cost_terms, init_params, kl_divergence
   >>> p = init_params(jax.random.key(0), 4, 2)
   >>> t = cost_terms(p, jnp.full((3, 4), 0.5), lam=1e-4, beta=3.0, rho=0.1)
   >>> bool(jnp.isclose(t.cost, t.reconstruction + t.weight_decay + t.sparsity))
@@ -64,29 +40,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
 from . import checked, validate
 from .forward import Activations, Output, forward
 from .params import Params, decoder_weights
+from .sparsity import rho_hat, sparsity_and_rho_hat
 from .variants import activation_l1
 
 __all__ = [
     "CostTerms",
-    "rho_hat",
-    "kl_divergence",
-    "kl_divergence_from_logs",
-    "log_hidden_sums",
-    "log_rho_hat",
-    "exact_on_fast_path",
-    "FAST_PATH_MAX_RHO_HAT",
-    "running_estimate",
-    "running_estimate_logs",
-    "sparsity_and_rho_hat",
     "reconstruction",
     "weight_decay",
-    "sparsity",
     "terms_from_parts",
     "terms_from_activations",
     "cost_terms",
@@ -105,100 +70,6 @@ class CostTerms(NamedTuple):
     l1: jax.Array = 0.0  # shape=(), gamma (1/m) sum_i ||a2_i||_1 (0 without l1=)
 
 
-def rho_hat(a2: jax.Array) -> jax.Array:
-    r"""Average activation of each hidden unit, :math:`\hat\rho_j = \frac1m \sum_i a^{(2)}_j(x^{(i)})`.
-
-    Args:
-      a2: hidden activations, shape ``(m, n_hidden)``.
-
-    Returns:
-      ``(n_hidden,)``.
-    """
-    return jnp.mean(a2, axis=0)
-
-
-def kl_divergence(rho: ArrayLike, rho_hat: jax.Array) -> jax.Array:
-    r"""Bernoulli KL divergence, elementwise.
-
-    .. math::
-        \mathrm{KL}(\rho \,\Vert\, \hat\rho) = \rho \log\frac{\rho}{\hat\rho}
-          + (1-\rho) \log\frac{1-\rho}{1-\hat\rho}
-
-    The plain formula on a float :math:`\hat\rho` (arguments in the order of the notation
-    :math:`\mathrm{KL}(\rho\Vert\hat\rho)`): infinite at :math:`\hat\rho \in \{0, 1\}`. The cost
-    evaluates it exactly at saturation through :func:`kl_divergence_from_logs` (module docstring).
-    """
-    # Written as differences of logs so that its derivative is formed as rho / rho_hat (never
-    # rho / rho_hat**2, which overflows float32 for rho_hat below ~1e-20).
-    return kl_divergence_from_logs(rho, jnp.log(rho_hat), jnp.log1p(-rho_hat))
-
-
-def kl_divergence_from_logs(rho: ArrayLike, log_rho_hat: jax.Array, log1m_rho_hat: jax.Array) -> jax.Array:
-    r""":math:`\mathrm{KL}(\rho\Vert\hat\rho) = \rho(\log\rho - \log\hat\rho) + (1-\rho)(\log(1-\rho) - \log(1-\hat\rho))`, elementwise.
-
-    From :math:`\log\hat\rho` and :math:`\log(1-\hat\rho)` (:func:`log_rho_hat`): finite
-    wherever both logs are, i.e. for every :math:`\hat\rho` whose logs are floats, including
-    :math:`\hat\rho` far below the smallest float.
-    """
-    return rho * (jnp.log(rho) - log_rho_hat) + (1 - rho) * (jnp.log1p(-rho) - log1m_rho_hat)
-
-
-def log_hidden_sums(z2: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    r""":math:`\log \sum_i w_i f(z_{ij})` and :math:`\log \sum_i w_i f(-z_{ij})`, exact for any finite ``z2``.
-
-    ``logsumexp`` over the samples of :math:`\log f(\pm z) = -\operatorname{softplus}(\mp z)`,
-    so neither underflows. ``mask`` (``(m,)``, 0/1 row weights) drops padding rows. Partial
-    sums over chunks or devices combine with ``logaddexp`` (the log of a sum of sums).
-
-    Args:
-      z2: hidden pre-activations, ``(m, n_hidden)``.
-      mask: optional ``(m,)`` row weights.
-
-    Returns:
-      two ``(n_hidden,)`` arrays.
-    """
-    where = None if mask is None else jnp.broadcast_to(mask[:, None] > 0, z2.shape)
-    pos = jax.nn.logsumexp(jax.nn.log_sigmoid(z2), axis=0, where=where)
-    neg = jax.nn.logsumexp(jax.nn.log_sigmoid(-z2), axis=0, where=where)
-    return pos, neg
-
-
-def log_rho_hat(z2: jax.Array, m: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
-    r""":math:`(\log\hat\rho_j,\ \log(1-\hat\rho_j))` from the pre-activations, exact for any finite ``z2``.
-
-    :math:`\log\hat\rho_j = \operatorname{logsumexp}_i \log f(z_{ij}) - \log m`; likewise
-    :math:`1-\hat\rho_j = \frac1m\sum_i f(-z_{ij})`, never formed as :math:`1 - \hat\rho_j`.
-
-    Args:
-      z2: ``(m, n_hidden)``.
-      m: the number of samples (default ``z2.shape[0]``).
-
-    Returns:
-      two ``(n_hidden,)`` arrays.
-    """
-    m = z2.shape[0] if m is None else m
-    log_m = jnp.log(jnp.asarray(m, z2.dtype))
-    pos, neg = log_hidden_sums(z2)
-    return pos - log_m, neg - log_m
-
-
-#: Largest :math:`\hat\rho` on the fast path: there :math:`1 - \hat\rho` loses at most 10 bits.
-FAST_PATH_MAX_RHO_HAT = 1 - 2.0**-10
-
-
-def exact_on_fast_path(rho_hat: jax.Array, sparsity_delta: jax.Array) -> jax.Array:
-    r"""Whether the plain float formulas are exact for every unit (a scalar bool).
-
-    True when every :math:`\hat\rho_j` is a normal float no larger than
-    :data:`FAST_PATH_MAX_RHO_HAT` and the sparsity delta
-    :math:`\beta(-\rho/\hat\rho + (1-\rho)/(1-\hat\rho))` is finite. Otherwise the sparsity
-    term is computed in the log domain (module docstring).
-    """
-    tiny = jnp.finfo(rho_hat.dtype).tiny
-    ok = (rho_hat >= tiny) & (rho_hat <= FAST_PATH_MAX_RHO_HAT) & jnp.isfinite(sparsity_delta)
-    return jnp.all(ok)
-
-
 def reconstruction(x_hat: jax.Array, x: jax.Array) -> jax.Array:
     r"""Mean squared-error term :math:`\frac{1}{m} \sum_i \tfrac12 \lVert \hat x^{(i)} - x^{(i)} \rVert^2` for ``(m, n)`` arrays."""
     m = x.shape[0]
@@ -211,81 +82,6 @@ def weight_decay(params: Params, *, lam: ArrayLike) -> jax.Array:
     Tied parameters (``W2=None``): at :math:`W_2 = W_1^\top`, i.e. :math:`\lambda\lVert W_1\rVert_F^2`."""
     lam = jnp.asarray(lam, params.W1.dtype)
     return 0.5 * lam * (jnp.sum(jnp.square(params.W1)) + jnp.sum(jnp.square(decoder_weights(params))))
-
-
-def sparsity(rho_hat: jax.Array, *, rho: ArrayLike, beta: ArrayLike) -> jax.Array:
-    r""":math:`\beta \sum_j \mathrm{KL}(\rho \Vert \hat\rho_j)` of a float :math:`\hat\rho` (the plain formula)."""
-    rho = jnp.asarray(rho, rho_hat.dtype)
-    beta = jnp.asarray(beta, rho_hat.dtype)
-    return beta * jnp.sum(kl_divergence(rho, rho_hat))
-
-
-def running_estimate(rho_hat: jax.Array, rho_prev: jax.Array | None, ema_decay: ArrayLike | None) -> jax.Array:
-    r"""The estimate the penalty is evaluated at: :math:`\hat\rho` itself, or with a previous running
-    estimate :math:`\alpha\,\operatorname{sg}(\hat\rho_{\text{prev}}) + (1-\alpha)\hat\rho` (:mod:`sae_jax._src.minibatch`)."""
-    if rho_prev is None:
-        return rho_hat
-    alpha = jnp.asarray(ema_decay, rho_hat.dtype)
-    return alpha * lax.stop_gradient(rho_prev) + (1 - alpha) * rho_hat
-
-
-def running_estimate_logs(
-    log_rho_hat: jax.Array, log1m_rho_hat: jax.Array, rho_prev: jax.Array | None, ema_decay: ArrayLike | None
-) -> tuple[jax.Array, jax.Array]:
-    r""":func:`running_estimate` in the log domain: ``logaddexp`` of the two weighted parts, for
-    :math:`\hat\rho` and for :math:`1-\hat\rho` (the latter from :math:`1-\hat\rho_{\text{prev}}`)."""
-    if rho_prev is None:
-        return log_rho_hat, log1m_rho_hat
-    dtype = log_rho_hat.dtype
-    alpha = jnp.asarray(ema_decay, dtype)
-    prev = lax.stop_gradient(rho_prev)
-    log_new = jnp.log1p(-alpha)
-    pos = jnp.logaddexp(jnp.log(alpha * prev), log_new + log_rho_hat)
-    neg = jnp.logaddexp(jnp.log(alpha * (1 - prev)), log_new + log1m_rho_hat)
-    return pos, neg
-
-
-def sparsity_and_rho_hat(
-    z2: jax.Array,
-    rho_hat: jax.Array,
-    *,
-    rho: ArrayLike,
-    beta: ArrayLike,
-    rho_prev: jax.Array | None = None,
-    ema_decay: ArrayLike | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    r"""The penalty :math:`\beta\sum_j\mathrm{KL}(\rho\Vert\hat\rho_j)`, exact at saturation, and :math:`\hat\rho`.
-
-    ``z2`` are the hidden pre-activations ``(m, n_hidden)`` and ``rho_hat`` the float mean of
-    their sigmoids (with ``rho_prev``/``ema_decay``, the penalty is at the
-    :func:`running_estimate`). On the fast path (:func:`exact_on_fast_path`) the plain
-    :func:`sparsity`; otherwise (``lax.cond``) :func:`kl_divergence_from_logs` of
-    :func:`log_rho_hat` of ``z2``, and ``exp(log_rho_hat)`` as the reported estimate.
-    Differentiable on both paths (``jax.grad`` of the cost goes through here; the exact branch
-    is rematerialised, so under ``jax.grad`` the fast path carries no per-sample residuals of it).
-
-    Returns:
-      ``(sparsity, rho_hat)``: a scalar and ``(n_hidden,)`` (the estimate penalised).
-    """
-    dtype = rho_hat.dtype
-    rho = jnp.asarray(rho, dtype)
-    beta = jnp.asarray(beta, dtype)
-    est = running_estimate(rho_hat, rho_prev, ema_decay)
-    sd = beta * (-rho / est + (1 - rho) / (1 - est))
-    fast = exact_on_fast_path(lax.stop_gradient(est), lax.stop_gradient(sd))
-
-    def plain(z2, est, fast):
-        # A no-op select unless vmap turned the cond into a select of both branches: then it
-        # keeps this (discarded) branch's value and derivative finite, so no 0 * inf = NaN.
-        est = jnp.where(fast, est, jnp.asarray(0.5, dtype))
-        return beta * jnp.sum(kl_divergence(rho, est)), est
-
-    @jax.checkpoint
-    def exact(z2, est, fast):
-        log_est, log1m_est = running_estimate_logs(*log_rho_hat(z2), rho_prev, ema_decay)
-        return beta * jnp.sum(kl_divergence_from_logs(rho, log_est, log1m_est)), jnp.exp(log_est)
-
-    return lax.cond(fast, plain, exact, z2, est, fast)
 
 
 def terms_from_parts(

@@ -54,9 +54,10 @@ import jax
 from jax.typing import ArrayLike
 
 from .backprop import backprop
-from .cost import CostTerms, running_estimate, terms_from_activations
+from .cost import CostTerms, terms_from_activations
 from .forward import Output, forward
 from .params import Params
+from .sparsity import running_estimate
 
 __all__ = [
     "EmaBatch",

@@ -51,7 +51,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from . import validate
-from .cost import kl_divergence_from_logs
+from .sparsity import kl_divergence_from_logs
 from .validate import InputError
 
 __all__ = ["kl_sparsity_penalty"]

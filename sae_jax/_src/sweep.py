@@ -75,7 +75,7 @@ from jax import lax
 from . import checkpoint as ckpt
 from . import display
 from .config import TrainConfig, check_choice, resumed_config, validate_config
-from .cost import cost_terms, sparsity
+from .cost import cost_terms
 from .grid import SWEPT, grid_json, grid_settings, setting_dir, setting_label
 from .inputs import check_batch_size, spec_dict, training_data
 from .loop import (
@@ -83,6 +83,7 @@ from .loop import (
     l1_of,
 )
 from .params import Params
+from .sparsity import sparsity
 from .rundir import RunDir, atomic_picture, check_run_dir, check_writable, lock_dir
 from .step import make_optimizer
 from .validate import InputError, check_data
