@@ -50,7 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from .params import Params
-from .validate import InputError, check_params
+from .checks.args import check_params
+from .checks.errors import InputError
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -516,7 +517,7 @@ def read_run_config(path) -> dict:
       >>> read_run_config(f)   # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: run config '...config.json' is JSON nested too deeply to read (not a run config)
+      sae_jax.InputError: run config '...config.json' is JSON nested too deeply to read (not a run config)
     """
     path = Path(path)
     where = f"run config {str(path)!r}"

@@ -27,7 +27,8 @@ import jax
 import numpy as np
 
 from .forward import OUTPUTS
-from .validate import InputError, check_hyperparams, check_output
+from .checks.args import check_hyperparams, check_output
+from .checks.errors import InputError
 from .variants import CORRUPTIONS, check_corruption
 
 __all__ = [
@@ -194,7 +195,7 @@ def check_config_hyperparams(config: TrainConfig) -> None:
       >>> check_config_hyperparams(TrainConfig(rho=0.99999999, dtype="float32"))
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: rho=0.99999999 is 1.0 in float32, where rho must be a normal number in [1.17549e-38, 0.99999994] (else the KL term is NaN); use such a rho or float64
+      sae_jax.InputError: rho=0.99999999 is 1.0 in float32, where rho must be a normal number in [1.17549e-38, 0.99999994] (else the KL term is NaN); use such a rho or float64
     """
     c = config
     check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)

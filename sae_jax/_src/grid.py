@@ -18,7 +18,7 @@ Examples:
   >>> grid_settings({"beta": [1, 1]})
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: grid has the setting beta=1, rho=0.01, lam=0.0001 twice (settings 0 and 1)
+  sae_jax.InputError: grid has the setting beta=1, rho=0.01, lam=0.0001 twice (settings 0 and 1)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .config import DTYPES, TrainConfig, check_config_hyperparams
-from .validate import InputError
+from .checks.errors import InputError
 
 __all__ = ["SWEPT", "grid_settings", "setting_label", "setting_dir", "grid_json"]
 

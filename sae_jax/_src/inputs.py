@@ -20,7 +20,7 @@ Examples:
   >>> load_training_data(np.full((8, 4), 2.0), None, cfg)
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: x must lie in [0, 1] for output='sigmoid' ...
+  sae_jax.InputError: x must lie in [0, 1] for output='sigmoid' ...
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from .loop import TrainState
 from .metrics import split_validation
 from .params import Params
 from .step import invalidate_cache
-from .validate import InputError, check_data_values, check_params
+from .checks.args import check_data_values, check_params
+from .checks.errors import InputError
 
 __all__ = [
     "TrainingData",
@@ -141,7 +142,7 @@ def check_callables(**named) -> None:
       >>> check_callables(progress=3)
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: progress must be a function or None, got int 3
+      sae_jax.InputError: progress must be a function or None, got int 3
     """
     for name, f in named.items():
         if f is not None and not callable(f):

@@ -82,7 +82,8 @@ from .loop import CAUSES, SWEEP_BATCHING, Hyperparams, TrainState, init_state, l
 from .params import Params
 from .rundir import RunDir, atomic_picture, check_run_dir, check_writable, lock_dir
 from .step import make_optimizer
-from .validate import InputError, check_data
+from .checks.args import check_data
+from .checks.errors import InputError
 from .version import __version__
 
 __all__ = ["SWEPT", "SweepResult", "grid_settings", "sweep"]
