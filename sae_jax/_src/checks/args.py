@@ -536,10 +536,10 @@ def _nonfinite(a) -> str:
 
 
 def check_softmax_params(params, *, values: bool = True, name: str = "params") -> None:
-    """A :class:`~sae_jax._src.softmax.SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
+    """A :class:`~sae_jax.softmax.SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
     if getattr(type(params), "_fields", None) != ("theta",):  # SoftmaxParams, recognised by its field
         hint = "; wrap it: SoftmaxParams(theta)" if hasattr(params, "shape") else ""
-        raise InputError(f"{name} must be a sae_jax._src.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
+        raise InputError(f"{name} must be a sae_jax.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
     theta = params.theta
     if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
         raise InputError(f"{name}.theta must be an array of shape (k, n), got {type(theta).__name__}")
