@@ -14,7 +14,9 @@
   raises from inside the compiled call.
 
 Each runs behind the same Python front (``checked_call``: structure and hyperparameter checks,
-data checked once per ``jax.Array``): the mechanism is swapped, nothing else. Results: NOTES.md #19.
+data checked once per ``jax.Array``): the mechanism is swapped, nothing else. ``--against REV``
+adds that commit's public ``cost_and_grad`` to the same rounds (before/after the code around the
+mechanism). Results: NOTES.md #19.
 """
 
 from __future__ import annotations
@@ -88,6 +90,18 @@ def equinox_call(fn, args, kwargs, *, values_ok, raise_for_values, static_argnam
         raise
 
 
+def equinox_blocking_call(fn, args, kwargs, **kw):
+    """:func:`equinox_call` waiting for the result inside the call, so that an error surfaces there
+    (with asynchronous dispatch it surfaces wherever the result is first read)."""
+    try:
+        return jax.block_until_ready(equinox_call(fn, args, kwargs, **kw))
+    except sae_jax.InputError:
+        raise
+    except Exception:
+        kw["raise_for_values"](*args, **kwargs)
+        raise
+
+
 def _with(mechanism):
     """``sae_jax.cost_and_grad`` with ``compiled_call`` swapped for ``mechanism``."""
     original = fused.compiled_call
@@ -106,18 +120,27 @@ def _block(out):
     return jax.block_until_ready(out)
 
 
-def run(sizes=("S1",), dtypes=("float32", "float64"), budget_s=10.0) -> list[dict]:
+def run(sizes=("S1",), dtypes=("float32", "float64"), budget_s=10.0, against=None) -> list[dict]:
     mechanisms = {"compiled_call": fused.compiled_call, "checkify": checkify_call}
     try:
         import equinox  # noqa: F401
 
         mechanisms["equinox"] = equinox_call
+        mechanisms["equinox+block"] = equinox_blocking_call
     except ImportError:
         print("equinox not importable: its row is skipped")
     kernel = jax.jit(sae_jax.cost_and_grad, static_argnames="output")
+    old = None
+    if against:  # the public function of another commit, in the same rounds (compare_kernels' import)
+        import tempfile
+        from pathlib import Path
+
+        from .compare_kernels import import_at
+
+        old = import_at(against, Path(tempfile.mkdtemp()))
     rows = []
     for label in sizes:
-        n, h, m = SIZES[label]
+        n, h, m = SIZES[label] if label in SIZES else map(int, label.split("x"))  # S1 or NxHxM
         for dt in dtypes:
             with jax.enable_x64(dt == "float64"):
                 params = sae_jax.init_params(jax.random.key(0), n, h, dtype=dt)
@@ -125,10 +148,14 @@ def run(sizes=("S1",), dtypes=("float32", "float64"), budget_s=10.0) -> list[dic
                 hp = {k: jnp.asarray(v, dt) for k, v in HP.items()}
                 calls = {name: (lambda f=_with(mech): _block(f(params, x, hp))) for name, mech in mechanisms.items()}
                 calls["kernel"] = lambda: _block(kernel(params, x, **hp))
+                if old is not None:
+                    calls[f"public@{against}"] = lambda: _block(old.cost_and_grad(params, x, **hp))
                 ref = kernel(params, x, **hp)
                 for name, f in calls.items():  # agree, and compile both programs (fresh and checked data)
                     f(), f()
                     out = _with(mechanisms[name])(params, x, hp) if name in mechanisms else ref
+                    if name.startswith("public@"):
+                        out = old.cost_and_grad(params, x, **hp)
                     np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(ref[0]))
                 bad = x.at[0, 0].set(2.0)
                 for name, mech in mechanisms.items():  # each refuses bad data with sae-jax's line
@@ -138,7 +165,7 @@ def run(sizes=("S1",), dtypes=("float32", "float64"), budget_s=10.0) -> list[dic
                     except sae_jax.InputError:
                         pass
                 t = measure(calls, budget_s=budget_s, min_reps=20, max_reps=5000)
-                for name in mechanisms:
+                for name in [*mechanisms, *([f"public@{against}"] if old is not None else [])]:
                     r = paired_ratio(t[name], t["kernel"])
                     rows.append(dict(size=label, dtype=dt, mechanism=name, rounds=len(t[name].times_s),
                                      kernel_ms=statistics.median(t["kernel"].times_s) * 1e3,
@@ -151,11 +178,12 @@ def run(sizes=("S1",), dtypes=("float32", "float64"), budget_s=10.0) -> list[dic
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="S1")
+    ap.add_argument("--sizes", default="S1", help="comma list of S1, S2, S3 or NxHxM (e.g. 4x2x8: the fixed cost)")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--budget", type=float, default=10.0, help="seconds of interleaved rounds per size and dtype")
+    ap.add_argument("--against", default=None, help="also time this commit's public cost_and_grad (e.g. 9833f39)")
     a = ap.parse_args(argv)
-    run(a.sizes.split(","), a.dtypes.split(","), a.budget)
+    run(a.sizes.split(","), a.dtypes.split(","), a.budget, a.against)
 
 
 if __name__ == "__main__":

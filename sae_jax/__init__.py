@@ -75,7 +75,7 @@ from sae_jax._src.params import (
 from sae_jax._src.penalty import (
     kl_sparsity_penalty as kl_sparsity_penalty,
 )
-from sae_jax._src.checks.args import (
+from sae_jax._src.checks.errors import (
     InputError as InputError,
 )
 from sae_jax._src.variants import (
