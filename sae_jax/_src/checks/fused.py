@@ -53,7 +53,7 @@ Examples:
   >>> sae_jax.cost_and_grad(p, x, 1e-4, 3.0, 0.1)   # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  sae_jax._src.checks.errors.CallError: cost_and_grad takes the hyperparameters as keywords: cost_and_grad(params, x, *, lam, beta, rho, ...); got 3 positional arguments after x, ...
+  sae_jax._src.checks.errors.CallError: cost_and_grad takes the hyperparameters as keywords: cost_and_grad(params, x, *, lam, beta, rho, ...) (optional keywords: output, l1, x_input); got 3 positional arguments after x; name them: cost_and_grad(params, x, lam=..., beta=..., rho=...)
 
   Any function, with its own in-kernel check and its own error:
 
