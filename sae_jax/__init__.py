@@ -77,7 +77,7 @@ from sae_jax._src.sparsity import (
     sparsity as sparsity,
     sparsity_delta as sparsity_delta,
 )
-from sae_jax._src.validate import (
+from sae_jax._src.checks.errors import (
     InputError as InputError,
 )
 from sae_jax._src.variants import (

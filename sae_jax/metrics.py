@@ -28,7 +28,7 @@ What a researcher looks at after (and during) training, beyond the cost:
 
 :func:`evaluate` computes all of it in one jitted forward pass and returns plain Python numbers
 (the rows of ``metrics.jsonl`` and of ``sae-jax evaluate``), its value checks fused into that
-pass (:func:`sae_jax._src.checked.checked_call`). Data follow the package's dtype rule: ``x`` in the
+pass (:func:`sae_jax._src.checks.fused.checked_call`). Data follow the package's dtype rule: ``x`` in the
 parameters' dtype.
 
 Examples:

@@ -28,9 +28,9 @@ Inputs are checked (:class:`~sae_jax.InputError`, one line): ``params`` a :class
 of a floating ``(k, n)`` array; ``x`` ``(m, n)`` in :math:`\theta`'s dtype; ``y`` an integer
 array ``(m,)``; shapes and dtypes always (also under the caller's ``jit``), values (finite
 ``x`` and :math:`\theta`, labels in :math:`[0, k)`, :math:`\lambda \ge 0` finite) whenever they are
-concrete (:mod:`sae_jax._src.softmax_checks`). Called on values, the cost, gradient, probabilities and
+concrete (:mod:`sae_jax._src.checks.args`). Called on values, the cost, gradient, probabilities and
 prediction run themselves compiled (one compilation per shape), the array value checks fused into
-that compiled call (:func:`sae_jax._src.checked.compiled_call`, as the autoencoder's functions do);
+that compiled call (:func:`sae_jax._src.checks.fused.compiled_call`, as the autoencoder's functions do);
 under the caller's ``jit``/``vmap``/``grad`` they are the bare math with trace-time shape checks.
 
 Examples:
@@ -49,7 +49,7 @@ Examples:
   >>> softmax_cost(params, x, np.array([0, 3]), lam=1e-4)          # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: y must hold class indices in [0, 3) (k = 3 classes, from params.theta), got values in [0, 3]
+  sae_jax.InputError: y must hold class indices in [0, 3) (k = 3 classes, from params.theta), got values in [0, 3]
 """
 
 from sae_jax._src.softmax import (

@@ -37,7 +37,7 @@ by L-BFGS on :func:`stacked_cost_and_grad`; :func:`train_stacked` does all three
 Called on values, :func:`stacked_cost`, :func:`stacked_cost_and_grad` and :func:`stacked_predict`
 run themselves compiled, their shapes and ``lam`` checked first and the array values (finite
 layers, ``theta`` and ``x``, labels in range) inside the same compiled call
-(:func:`sae_jax._src.checked.compiled_call`); under the caller's ``jit``/``vmap``/``grad`` they are the
+(:func:`sae_jax._src.checks.fused.compiled_call`); under the caller's ``jit``/``vmap``/``grad`` they are the
 bare math with trace-time shape checks.
 
 Examples:

@@ -295,7 +295,7 @@ def _first(out):
 
 @pytest.mark.parametrize("name", PUBLIC)
 def test_public_functions_under_transformations_trace_to_the_bare_math(name):
-    """Whatever checks values (sae_jax._src.checked) must never change what a transformation sees:
+    """Whatever checks values (sae_jax._src.checks.fused) must never change what a transformation sees:
     under grad, jvp, vmap, jit and hessian each public function's program is the internal math's."""
     p, v, x, x_input = _problem()
     opts = dict(l1=0.05, x_input=x_input)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax._src import validate
+from sae_jax._src.checks import args
 from helpers import random_problem
 
 HP = dict(lam=1e-4, beta=3.0, rho=0.01)
@@ -99,15 +99,15 @@ def test_shape_checks_run_under_jit_and_value_checks_do_not_break_tracing(proble
         jax.vmap(lambda r: sae.cost(p, x, lam=1e-4, beta=3.0, rho=r))(jnp.ones((3, 2)) * 0.1)
     # check_call before tracing catches values the traced call cannot
     with pytest.raises(sae.InputError, match="rho must be in"):
-        validate.check_call(p, x, lam=1e-4, beta=3.0, rho=2.0)
+        args.check_call(p, x, lam=1e-4, beta=3.0, rho=2.0)
 
 
 def test_valid_inputs_pass_all_checks(problem):
     p, x = problem
-    validate.check_call(p, x, **HP)
-    validate.check_call(p, np.asarray(x), lam=0, beta=0, rho=np.float32(0.5))
-    validate.check_call(p, jnp.zeros_like(x), lam=jnp.array(0.0), beta=1, rho=1e-6)
-    validate.check_call(p, jnp.ones_like(x), **HP)
+    args.check_call(p, x, **HP)
+    args.check_call(p, np.asarray(x), lam=0, beta=0, rho=np.float32(0.5))
+    args.check_call(p, jnp.zeros_like(x), lam=jnp.array(0.0), beta=1, rho=1e-6)
+    args.check_call(p, jnp.ones_like(x), **HP)
 
 
 def test_input_error_is_a_value_error():
@@ -134,7 +134,7 @@ def test_hyperparameters_are_checked_in_the_parameters_dtype(problem, kw, match)
     for fn in (sae.cost, sae.cost_and_grad, sae.autodiff_cost_and_grad):
         _raises(fn, p32, x.astype(jnp.float32), match, **kw)
     with pytest.raises(sae.InputError, match=match):
-        validate.check_hyperparams(**{**HP, **kw}, dtype="float32")
+        args.check_hyperparams(**{**HP, **kw}, dtype="float32")
     # the same values are fine in float64, where they are representable
     assert np.isfinite(float(sae.cost(p, x, **{**HP, **kw})))
 
@@ -145,7 +145,7 @@ def test_the_float32_range_edges_pass(problem):
     top = float(np.nextafter(np.float32(1), np.float32(0)))
     autodiff = jax.jit(jax.grad(lambda q, r: sae.cost(q, x32, lam=1e-4, beta=3.0, rho=r)))
     for rho in (float(np.finfo(np.float32).tiny), top):
-        validate.check_hyperparams(lam=1e-4, beta=3.0, rho=rho, dtype="float32")  # the edges pass
+        args.check_hyperparams(lam=1e-4, beta=3.0, rho=rho, dtype="float32")  # the edges pass
         J, g = sae.cost_and_grad(p32, x32, lam=1e-4, beta=3.0, rho=rho)
         gj = autodiff(p32, jnp.float32(rho))
         assert np.isfinite(float(J)) and all(np.isfinite(np.asarray(a)).all() for a in (*g, *gj))
@@ -158,8 +158,8 @@ def test_jitted_entry_points_check_values_inside_the_call_and_each_data_array_on
     assert isinstance(x, jax.Array)
     for fn in (sae.cost_and_grad, sae.cost_terms_and_grad, sae.autodiff_cost_and_grad):
         fn(p, x, **HP)
-    assert validate.data_checked(x, "sigmoid") and not validate.data_checked(x, "linear")
-    assert not validate.data_checked(x + 0, "sigmoid")  # another array
+    assert args.data_checked(x, "sigmoid") and not args.data_checked(x, "linear")
+    assert not args.data_checked(x + 0, "sigmoid")  # another array
     xn = np.array(x)
     sae.cost_and_grad(p, xn, **HP)
     xn[2, 1] = np.nan  # numpy arrays are mutable: checked again
@@ -177,9 +177,9 @@ def test_jitted_entry_points_check_values_inside_the_call_and_each_data_array_on
 
 
 def test_check_fits_in_memory_states_both_sizes_in_bytes():
-    validate.check_fits_in_memory("a small array", 800)
-    with pytest.raises(validate.InputError) as e:
-        validate.check_fits_in_memory("x (10**12, 64) float64", 8 * 64 * 10**12, hint="; use less")
+    args.check_fits_in_memory("a small array", 800)
+    with pytest.raises(sae.InputError) as e:
+        args.check_fits_in_memory("x (10**12, 64) float64", 8 * 64 * 10**12, hint="; use less")
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ")
     assert msg.endswith("available in memory; use less")
@@ -190,7 +190,7 @@ def test_a_python_int_hyperparameter_too_large_for_jax_is_one_input_error(lam):
     # jit raised OverflowError parsing it, from inside the checked call
     p = sae.init_params(jax.random.key(0), 4, 2)
     x = jnp.full((3, 4), 0.5, jnp.float32)
-    with pytest.raises(validate.InputError) as e:
+    with pytest.raises(sae.InputError) as e:
         sae.cost_and_grad(p, x, lam=lam, beta=3.0, rho=0.1)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("lam=") and "is a Python int outside JAX's int" in msg

@@ -58,7 +58,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from . import checked, validate
+from .checks import args as validate
+from .checks.fused import AUTOENCODER, entry
 from .cost import CostTerms, cost, terms_from_parts
 from .forward import Activations, Output, forward, sigmoid_prime
 from .params import Params, decoder_weights, is_tied
@@ -276,7 +277,7 @@ def backprop(
         joins the sparsity delta: :math:`\delta^{(2)} \mathrel{+}= \gamma f'(z^{(2)})`) and the
         denoising input (:func:`sae_jax.cost`); tied parameters as there.
 
-    Shapes only are checked (:func:`sae_jax._src.validate.check_layer_input`, at trace time).
+    Shapes only are checked (:func:`sae_jax._src.checks.args.check_layer_input`, at trace time).
     """
     x_in = x if x_input is None else x_input
     acts = forward(params, x_in, output=output)
@@ -306,6 +307,7 @@ def backprop(
 # ---------------------------------------------------------------------------------------------
 
 
+@entry(AUTOENCODER)
 def cost_and_grad(
     params: Params,
     x: jax.Array,
@@ -325,7 +327,7 @@ def cost_and_grad(
     ``(J, Params(dW1, db1, dW2, db2))``. Called on values it runs compiled (``output`` static;
     hyperparameters traced, so a sweep over them compiles once), its inputs checked as
     :func:`sae_jax.cost` checks them, the array values inside the same compiled call
-    (:func:`sae_jax._src.checked.checked_call`). Under the caller's ``jit``/``vmap`` it is the bare
+    (:func:`sae_jax._src.checks.fused.checked_call`). Under the caller's ``jit``/``vmap`` it is the bare
     math (:func:`backprop`) with its shapes checked at trace time: the unchecked kernel is
     ``jax.jit(cost_and_grad, static_argnames="output")``.
 
@@ -341,12 +343,11 @@ def cost_and_grad(
       True
     """
     opts = dict(l1=l1, x_input=x_input)
-    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
-        return checked.checked_call(cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     terms, grads = cost_terms_and_grad(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     return terms.cost, grads
 
 
+@entry(AUTOENCODER)
 def cost_terms_and_grad(
     params: Params,
     x: jax.Array,
@@ -360,12 +361,10 @@ def cost_terms_and_grad(
 ) -> tuple[CostTerms, Params]:
     """Like :func:`cost_and_grad` but returns ``(CostTerms, grads)``, as ``jax.value_and_grad(..., has_aux=True)`` would allow; for logging."""
     opts = dict(l1=l1, x_input=x_input)
-    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
-        return checked.checked_call(cost_terms_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     return backprop(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
 
 
+@entry(AUTOENCODER)
 def autodiff_cost_and_grad(
     params: Params,
     x: jax.Array,
@@ -379,7 +378,5 @@ def autodiff_cost_and_grad(
 ) -> tuple[jax.Array, Params]:
     """The reference: ``jax.value_and_grad(cost)``, compiled, with the same checks and signature as :func:`cost_and_grad`."""
     opts = dict(l1=l1, x_input=x_input)
-    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
-        return checked.checked_call(autodiff_cost_and_grad, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     return jax.value_and_grad(lambda p: cost(p, x, lam=lam, beta=beta, rho=rho, output=output, **opts))(params)
 

@@ -50,7 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from .params import Params
-from .validate import InputError, check_params
+from .checks.args import check_params
+from .checks.errors import InputError
 
 __all__ = [
     "CHECKPOINT_NAME",

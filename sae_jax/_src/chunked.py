@@ -69,7 +69,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from . import validate
+from .checks import args as validate
 from .backprop import delta_sums, hidden_sum, reconstruction_sum, terms_and_grads_from_sums
 from .cost import CostTerms
 from .forward import Output, forward, hidden_pre_activation
@@ -96,7 +96,8 @@ from .streaming import (
     num_rows,
     resolve_chunk_size,
 )
-from .validate import InputError
+from .checks.errors import InputError
+from .checks.fused import entry
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "chunk_size_for_budget", "chunks", "num_rows",
@@ -203,6 +204,7 @@ def _empty(m):
 # ---------------------------------------------------------------------------------------------
 
 
+@entry()
 def chunked_cost_terms_and_grad(
     params: Params,
     data,
@@ -288,6 +290,7 @@ def chunked_cost_terms_and_grad(
     return _finish(params, a2_sum, rec_sum, grad_sums, m_arr, lam, beta, rho, sp_terms, l1)
 
 
+@entry()
 def chunked_cost_and_grad(
     params: Params,
     data,
@@ -312,6 +315,7 @@ def chunked_cost_and_grad(
     return terms.cost, grads
 
 
+@entry()
 def chunked_cost_terms(
     params: Params,
     data,
@@ -348,6 +352,7 @@ def chunked_cost_terms(
     return terms
 
 
+@entry(keywords_of=chunked_cost_terms)
 def chunked_cost(params: Params, data, **kwargs) -> jax.Array:
     """The full-batch cost :math:`J` over chunks (one pass); keywords as :func:`chunked_cost_terms`."""
     return chunked_cost_terms(params, data, **kwargs).cost

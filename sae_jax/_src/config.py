@@ -28,7 +28,8 @@ import jax
 import numpy as np
 
 from .forward import OUTPUTS
-from .validate import InputError, check_hyperparams, check_output
+from .checks.args import check_hyperparams, check_output
+from .checks.errors import InputError
 from .variants import CORRUPTIONS, check_corruption
 
 __all__ = [

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from . import checked, validate
+from .checks.fused import AUTOENCODER, entry
 from .forward import Activations, Output, forward
 from .params import Params, decoder_weights
 from .sparsity import rho_hat, sparsity_and_rho_hat
@@ -114,6 +114,7 @@ def terms_from_activations(
     )
 
 
+@entry(AUTOENCODER)
 def cost_terms(
     params: Params,
     x: jax.Array,
@@ -128,20 +129,17 @@ def cost_terms(
     r"""The cost and each of its terms, plus :math:`\hat\rho` (see :func:`cost`).
 
     Called on values it runs compiled, its inputs checked (the array values inside the same
-    compiled call: :func:`sae_jax._src.checked.checked_call`); under the caller's ``jit``/``vmap``/``grad``
+    compiled call: :func:`sae_jax._src.checks.fused.checked_call`); under the caller's ``jit``/``vmap``/``grad``
     it is the bare math with its shapes checked at trace time.
 
     Returns:
       :class:`CostTerms` ``(cost, reconstruction, weight_decay, sparsity, rho_hat, l1)``.
     """
-    opts = dict(l1=l1, x_input=x_input)
-    if checked.all_concrete(params, x, lam, beta, rho, l1, x_input):
-        return checked.checked_call(cost_terms, params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
-    validate.check_call(params, x, lam=lam, beta=beta, rho=rho, output=output, **opts)
     acts = forward(params, x if x_input is None else x_input, output=output)
     return terms_from_activations(params, x, acts, lam=lam, beta=beta, rho=rho, l1=l1)
 
 
+@entry()
 def cost(
     params: Params,
     x: jax.Array,
@@ -168,7 +166,7 @@ def cost(
     Shapes and dtypes are checked at trace time. Values (``rho`` in (0, 1),
     ``beta, lam >= 0``, finite ``x``, ``x`` in [0, 1] for a sigmoid output) are
     checked whenever they are concrete, i.e. not under the caller's ``jit``/``vmap``;
-    call :func:`sae_jax._src.validate.check_call` yourself before tracing to check them there.
+    call :func:`sae_jax._src.checks.args.check_call` yourself before tracing to check them there.
 
     Args:
       params: :class:`~sae_jax.Params` (UFLDL shapes).

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .validate import InputError
+from .checks.errors import InputError
 from .metrics import rho_hat_histogram
 
 __all__ = ["tile_filters", "save_filters_png", "save_training_curve_png", "save_evaluation_png", "save_sweep_png", "grid_shape"]

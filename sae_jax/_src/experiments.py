@@ -17,7 +17,7 @@ from .presets import SELF_TAUGHT_CONFIG, SELF_TAUGHT_MNIST_CONFIG, STACKED_CONFI
 from .softmax import accuracy
 from .stacked import fine_tune, init_stack, pretrain, stack_features, stacked_predict
 from .training import TrainConfig, train
-from .validate import InputError
+from .checks.errors import InputError
 
 __all__ = [
     "Row",

@@ -35,9 +35,10 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import validate
+from .checks import args as validate
 from .params import Params, decoder_weights
-from .validate import OUTPUTS
+from .checks.args import OUTPUTS
+from .checks.fused import entry
 
 __all__ = [
     "OUTPUTS",
@@ -106,7 +107,7 @@ def encode(params: Params, x: jax.Array) -> jax.Array:
       params: :class:`~sae_jax.Params`.
       x: data, shape ``(m, n_visible)`` (or a single sample ``(n_visible,)``), in params' dtype
         (nothing is converted: a float64 ``x`` with float32 params is an :class:`~sae_jax.InputError`,
-        as is a list or a wrong width; see :func:`sae_jax._src.validate.check_layer_input`).
+        as is a list or a wrong width; see :func:`sae_jax._src.checks.args.check_layer_input`).
 
     Returns:
       ``(m, n_hidden)`` (or ``(n_hidden,)``), in params' dtype.
@@ -126,6 +127,7 @@ def encode(params: Params, x: jax.Array) -> jax.Array:
     return sigmoid(hidden_pre_activation(params, x))
 
 
+@entry()
 def decode(params: Params, a2: jax.Array, *, output: Output = "sigmoid") -> jax.Array:
     r"""Reconstruction :math:`\hat x = g(a^{(2)} W_2^\top + b_2)` from hidden activations ``(m, n_hidden)``
     (in params' dtype, as for :func:`encode`)."""
@@ -143,6 +145,7 @@ def output_activation(z3: jax.Array, output: Output) -> jax.Array:
     raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
+@entry()
 def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Activations:
     """The whole forward pass, returning every intermediate as :class:`Activations`.
 
@@ -159,6 +162,7 @@ def forward(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> Acti
     return Activations(z2, a2, z3, a3)
 
 
+@entry()
 def reconstruct(params: Params, x: jax.Array, *, output: Output = "sigmoid") -> jax.Array:
     r""":math:`\hat x = \operatorname{decode}(\operatorname{encode}(x))`, same shape as ``x``."""
     return forward(params, x, output=output).a3

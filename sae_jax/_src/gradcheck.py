@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import validate
+from .checks import args as validate
 from .backprop import autodiff_cost_and_grad, cost_and_grad
 from .cost import cost
 from .params import Params

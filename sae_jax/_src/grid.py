@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .config import DTYPES, TrainConfig, check_config_hyperparams
-from .validate import InputError
+from .checks.errors import InputError
 
 __all__ = ["SWEPT", "grid_settings", "setting_label", "setting_dir", "grid_json"]
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .softmax import accuracy, softmax_predict, train_softmax
-from .validate import InputError
+from .checks.errors import InputError
 
 __all__ = ["Row", "Table", "split", "ordered_split", "check_labelled", "check_seeds", "softmax_accuracy"]
 

@@ -33,11 +33,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import validate
+from .checks import args as validate
 from .lbfgs import lbfgs as compact_lbfgs
 from .objective import result_shapes, value_with_grad
 from .params import Params
-from .validate import InputError
+from .checks.errors import InputError
 
 __all__ = ["LbfgsResult", "lbfgs"]
 

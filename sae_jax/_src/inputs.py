@@ -41,7 +41,8 @@ from .loop import TrainState
 from .metrics import split_validation
 from .params import Params
 from .step import invalidate_cache
-from .validate import InputError, check_data_values, check_params
+from .checks.args import check_data_values, check_params
+from .checks.errors import InputError
 
 __all__ = [
     "TrainingData",

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checked, validate
+from .checks import args as validate, fused
+from .checks.fused import entry
 from .cost import terms_from_activations
 from .forward import forward
 from .params import Params
@@ -217,6 +218,7 @@ def _diagnostic_arrays(params, x, *, lam, beta, rho, output, l1=None):
     return terms, errors, jnp.min(acts.a2, axis=0), jnp.max(acts.a2, axis=0), baseline
 
 
+@entry()
 def evaluate(
     params: Params,
     x,
@@ -263,7 +265,7 @@ def evaluate(
     # Compiled, with the value checks fused into the pass (a jax.Array of data is checked once):
     # the trainer calls this after every chunk.
     # finite_result=False: a non-finite cost is reported as it is (the trainer reads it as divergence).
-    arrays = checked.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1,
+    arrays = fused.checked_call(_diagnostic_arrays, params, x, lam=lam, beta=beta, rho=rho, output=output, l1=l1,
                                   finite_result=False)
     terms, errors, a2_min, a2_max, baseline = jax.device_get(arrays)
     rh = np.asarray(terms.rho_hat, np.float64)

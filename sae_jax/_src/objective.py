@@ -37,7 +37,7 @@ def _promoted_like(params, args):
     optax's line searches form trial points ``params + t * direction`` in their own precision:
     under x64 float32 parameters arrive as float64 while the data stay float32. JAX's standard
     promotion would compute in float64 anyway; casting the data up first gives the same numbers
-    and keeps the public functions' same-dtype check (:func:`sae_jax._src.validate.check_data`) true.
+    and keeps the public functions' same-dtype check (:func:`sae_jax._src.checks.args.check_data`) true.
     """
     leaves = jax.tree.leaves(params)
     if not leaves:

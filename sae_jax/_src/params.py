@@ -50,7 +50,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .validate import InputError, check_fits_in_memory, check_params, check_sizes
+from .checks.args import check_fits_in_memory, check_params, check_sizes
+from .checks.errors import InputError
+from .checks.fused import entry
 
 __all__ = [
     "Params",
@@ -126,6 +128,7 @@ def untie(params: Params) -> Params:
     return params._replace(W2=decoder_weights(params))
 
 
+@entry()
 def init_params(
     key: jax.Array, n_visible: int, n_hidden: int, *, dtype=jnp.float32, tied: bool = False
 ) -> Params:
@@ -226,6 +229,7 @@ def params_to_theta(params: Params) -> np.ndarray:
     return np.concatenate(weights + [b1.ravel(), b2.ravel()])
 
 
+@entry()
 def theta_to_params(theta, n_visible: int, n_hidden: int, *, tied: bool = False) -> Params:
     """Inverse of :func:`params_to_theta` (UFLDL's unpacking in ``sparseAutoencoderCost``);
     ``tied=True`` for a tied ``theta`` ``[W1(:); b1(:); b2(:)]``."""

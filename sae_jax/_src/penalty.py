@@ -50,9 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import validate
+from .checks import args as validate
 from .sparsity import kl_divergence_from_logs
-from .validate import InputError
+from .checks.errors import InputError
+from .checks.fused import entry
 
 __all__ = ["kl_sparsity_penalty"]
 
@@ -102,6 +103,7 @@ def _check(activations, *, rho, beta, logits: bool) -> None:
         )
 
 
+@entry()
 def kl_sparsity_penalty(
     activations: jax.Array,
     *,

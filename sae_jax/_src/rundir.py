@@ -64,7 +64,8 @@ from . import display
 from .config import TrainConfig, resumed_config, validate_config
 from .loop import TrainState
 from .params import Params
-from .validate import InputError, check_params
+from .checks.args import check_params
+from .checks.errors import InputError
 from .version import __version__
 
 __all__ = ["RunDir", "DirLock", "lock_dir", "check_run_dir", "check_writable", "check_patch_shape", "read_metrics",

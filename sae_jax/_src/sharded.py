@@ -65,12 +65,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from . import validate
+from .checks import args as validate
 from .backprop import backprop, pad_rows
 from .cost import CostTerms
 from .forward import Output
 from .params import Params
-from .validate import InputError
+from .checks.errors import InputError
+from .checks.fused import entry
 
 __all__ = [
     "BATCH_AXIS", "ShardedBatch", "batch_mesh", "shard_batch", "replicate",
@@ -233,6 +234,7 @@ def _gspmd(params, batch, lam, beta, rho, l1, *, output):
     )
 
 
+@entry()
 def sharded_cost_terms_and_grad(
     params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
     l1: ArrayLike | None = None, x_input: jax.Array | None = None,
@@ -249,6 +251,7 @@ def sharded_cost_terms_and_grad(
     return _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=_mesh_of(batch), output=output, method="jit")
 
 
+@entry(keywords_of=sharded_cost_terms_and_grad)
 def sharded_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tuple[jax.Array, Params]:
     """``(J, grads)`` like :func:`sae_jax.cost_and_grad`; see :func:`sharded_cost_terms_and_grad`."""
     terms, grads = sharded_cost_terms_and_grad(params, batch, **kwargs)
@@ -293,6 +296,7 @@ def _mesh_of(batch: ShardedBatch) -> Mesh:
     return sharding.mesh
 
 
+@entry()
 def shard_map_cost_terms_and_grad(
     params: Params, batch: ShardedBatch, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
     l1: ArrayLike | None = None, x_input: jax.Array | None = None,
@@ -323,6 +327,7 @@ from sae_jax._src import sharded
     return _terms_and_grad_jit(params, batch, lam, beta, rho, l1, mesh=mesh, output=output, method="shard_map")
 
 
+@entry(keywords_of=shard_map_cost_terms_and_grad)
 def shard_map_cost_and_grad(params: Params, batch: ShardedBatch, **kwargs) -> tuple[jax.Array, Params]:
     """``(J, grads)`` like :func:`sae_jax.cost_and_grad`; see :func:`shard_map_cost_terms_and_grad`."""
     terms, grads = shard_map_cost_terms_and_grad(params, batch, **kwargs)

@@ -10,19 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import checked
+from .checks.args import check_features, check_labels, check_lam, check_softmax_call, check_softmax_params
+from .checks.errors import InputError
+from .checks.fused import SOFTMAX, entry
 from .minimize import minimize_lbfgs
-from .softmax_checks import (
-    check_features,
-    check_labels,
-    check_lam,
-    check_softmax_call,
-    check_softmax_params,
-    labels_need_host_check,
-    softmax_values_ok,
-)
 from .params import check_key
-from .validate import InputError
 
 __all__ = [
     "SoftmaxParams",
@@ -106,34 +98,6 @@ def with_intercept(x: ArrayLike) -> jax.Array:
     return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
 
 
-# --- called on values: checked in Python, then compiled with the value checks fused -----------------
-
-
-def _check_values(params, x, y=None, *, lam=None):
-    check_softmax_call(params, x, y, lam=lam)
-
-
-def _on_values(fn, params, x, y=None, **kwargs):
-    """``fn`` (a public function below, called on values) run compiled by
-    :func:`sae_jax._src.checked.compiled_call`: shapes, dtypes and ``lam`` checked here, the array values
-    (:func:`~sae_jax._src.softmax_checks.softmax_values_ok`) in the compiled call."""
-    values = y is not None and labels_need_host_check(y)  # e.g. int64 NumPy labels: all on the host
-    check_softmax_call(params, x, y, values=values, **kwargs)
-    args = (params, x) if y is None else (params, x, y)
-    return checked.compiled_call(fn, args, kwargs, values_ok=softmax_values_ok, raise_for_values=_check_values,
-                                 raise_for_result=_raise_not_finite)
-
-
-def _raise_not_finite(out, params, x, y=None, **kwargs):
-    """A valid call whose result is not a finite float (e.g. ``theta @ x`` overflowing float32): one line."""
-    checked.raise_not_finite(
-        out, name="softmax", hint=f" (x up to {float(np.max(np.abs(np.asarray(x)))):g}, theta up to "
-        f"{float(np.max(np.abs(np.asarray(params.theta)))):g}"
-        + (f", lam={float(kwargs['lam']):g}" if kwargs.get("lam") is not None else "")
-        + "); rescale x, use a smaller lam, or float64",
-    )
-
-
 # --- the math -----------------------------------------------------------------------------------
 
 
@@ -148,6 +112,7 @@ def softmax_logits(params: SoftmaxParams, x: jax.Array) -> jax.Array:
     return x @ params.theta.T
 
 
+@entry(SOFTMAX)
 def softmax_probabilities(params: SoftmaxParams, x: jax.Array) -> jax.Array:
     r""":math:`P_{ij} = P(y = j \mid x^{(i)}) = e^{z_{ij} - \operatorname{logsumexp}_l z_{il}}`, ``(m, k)``, rows sum to 1.
 
@@ -157,13 +122,11 @@ def softmax_probabilities(params: SoftmaxParams, x: jax.Array) -> jax.Array:
       >>> P.shape, float(P[0, 0])
       ((3, 4), 0.25)
     """
-    if checked.all_concrete(params, x):
-        return _on_values(softmax_probabilities, params, x)
-    check_softmax_call(params, x, values=False)
     z = softmax_logits(params, x)
     return jnp.exp(z - jax.nn.logsumexp(z, axis=1, keepdims=True))
 
 
+@entry(SOFTMAX)
 def softmax_cost(params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: ArrayLike) -> jax.Array:
     r""":math:`J(\theta) = -\frac1m\sum_i \log P(y^{(i)}\mid x^{(i)}) + \frac\lambda2\lVert\theta\rVert^2` (module docstring).
 
@@ -177,9 +140,6 @@ def softmax_cost(params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: Arra
       Scalar, in ``theta``'s dtype; computed as :math:`\frac1m\sum_i(\operatorname{logsumexp} z_i - z_{i,y_i})`,
       exact for any finite logits.
     """
-    if checked.all_concrete(params, x, y, lam):
-        return _on_values(softmax_cost, params, x, y, lam=lam)
-    check_softmax_call(params, x, y, lam=lam)
     z = softmax_logits(params, x)
     picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
     nll = jnp.mean(jax.nn.logsumexp(z, axis=1) - picked)
@@ -187,6 +147,7 @@ def softmax_cost(params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: Arra
     return nll + lam / 2 * jnp.sum(params.theta**2)
 
 
+@entry(SOFTMAX)
 def softmax_cost_and_grad(
     params: SoftmaxParams, x: jax.Array, y: jax.Array, *, lam: ArrayLike
 ) -> tuple[jax.Array, SoftmaxParams]:
@@ -203,9 +164,6 @@ def softmax_cost_and_grad(
       >>> bool(np.allclose(g.theta, g_ad.theta, rtol=1e-5, atol=1e-6))
       True
     """
-    if checked.all_concrete(params, x, y, lam):
-        return _on_values(softmax_cost_and_grad, params, x, y, lam=lam)
-    check_softmax_call(params, x, y, lam=lam)
     theta = params.theta
     k, m = theta.shape[0], x.shape[0]
     J = softmax_cost(params, x, y, lam=lam)
@@ -215,11 +173,9 @@ def softmax_cost_and_grad(
     return J, SoftmaxParams(grad)
 
 
+@entry(SOFTMAX)
 def softmax_predict(params: SoftmaxParams, x: jax.Array) -> jax.Array:
     r"""The most probable class :math:`\arg\max_j \theta_j^\top x^{(i)}` of each row, integer ``(m,)`` (``softmaxPredict.m``)."""
-    if checked.all_concrete(params, x):
-        return _on_values(softmax_predict, params, x)
-    check_softmax_call(params, x)
     return jnp.argmax(softmax_logits(params, x), axis=1)
 
 

@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import checked, validate
+from .checks.args import check_features, check_labels, check_lam, check_params, check_softmax_params
+from .checks.errors import InputError
+from .checks.fused import Family, all_concrete, compiled_call, entry, labels_need_host_check, softmax_values_ok
 from .forward import encode
 from .minimize import minimize_lbfgs
 from .params import Params
@@ -24,16 +26,7 @@ from .softmax import (
     softmax_probabilities,
     train_softmax,
 )
-from .softmax_checks import (
-    check_features,
-    check_labels,
-    check_lam,
-    check_softmax_params,
-    labels_need_host_check,
-    softmax_values_ok,
-)
 from .training import TrainConfig, train
-from .validate import InputError
 
 __all__ = [
     "StackedParams",
@@ -80,7 +73,7 @@ def check_stack(stack, *, values: bool = True) -> None:
         raise InputError(f"stack.layers must be a non-empty tuple of sae_jax.Params, got {type(layers).__name__}")
     for l, p in enumerate(layers):
         try:
-            validate.check_params(p, values=values)
+            check_params(p, values=values)
         except InputError as e:
             raise InputError(f"stack.layers[{l}]: {e}") from None
     check_softmax_params(stack.softmax, values=values, name="stack.softmax")
@@ -113,7 +106,7 @@ def _check_call(stack, x, y=None, lam=None, *, values: bool = True) -> None:
 
 def _values_ok(stack, x, y=None, **_):
     """Every array value check of :func:`_check_call`, one boolean inside the compiled call: the
-    layers' arrays finite, then :func:`~sae_jax._src.softmax_checks.softmax_values_ok` (``theta``, ``x``, labels)."""
+    layers' arrays finite, then :func:`~sae_jax._src.checks.fused.softmax_values_ok` (``theta``, ``x``, labels)."""
     layers_ok = jnp.isfinite(sum(jnp.sum(a * 0) for a in jax.tree.leaves(stack.layers)))
     return layers_ok & softmax_values_ok(stack.softmax, x, y)
 
@@ -122,19 +115,27 @@ def _check_values(stack, x, y=None, *, lam=None):
     _check_call(stack, x, y, lam)
 
 
-def _on_values(fn, stack, x, y=None, **kwargs):
+def _stacked_check(stack, x, y=None, *, lam=None):
+    _check_call(stack, x, y, lam, values=False)
+
+
+def _on_values(fn, args, kwargs):
     """``fn`` (a public function below, called on values) run compiled by
-    :func:`sae_jax._src.checked.compiled_call`: shapes, dtypes and ``lam`` checked here, the array values
+    :func:`sae_jax._src.checks.fused.compiled_call`: shapes, dtypes and ``lam`` checked here, the array values
     (:func:`_values_ok`) in the compiled call."""
+    y = args[2] if len(args) > 2 else None
     values = y is not None and labels_need_host_check(y)  # e.g. int64 NumPy labels: all on the host
-    _check_call(stack, x, y, kwargs.get("lam"), values=values)
-    args = (stack, x) if y is None else (stack, x, y)
-    return checked.compiled_call(fn, args, kwargs, values_ok=_values_ok, raise_for_values=_check_values)
+    _check_call(args[0], args[1], y, kwargs.get("lam"), values=values)
+    return compiled_call(fn, args, kwargs, values_ok=_values_ok, raise_for_values=_check_values)
+
+
+#: The stacked network's functions ``fn(stack, x[, y], *[, lam])`` (:func:`sae_jax._src.checks.fused.entry`).
+STACKED = Family(_stacked_check, _on_values)
 
 
 def stack_activations(stack: StackedParams, x: jax.Array) -> list[jax.Array]:
     r"""``[a⁽¹⁾ = x, a⁽²⁾, …, a⁽ᴸ⁺¹⁾]``: the input and each layer's :func:`~sae_jax.encode` features, ``(m, h_l)``."""
-    _check_call(stack, x, values=checked.all_concrete(stack, x))
+    _check_call(stack, x, values=all_concrete(stack, x))
     acts = [x]
     for p in stack.layers:
         acts.append(encode(p, acts[-1]))
@@ -162,6 +163,7 @@ def stack_features(layers: Sequence[Params], x: jax.Array) -> jax.Array:
     return a
 
 
+@entry(STACKED)
 def stacked_cost(stack: StackedParams, x: jax.Array, y: jax.Array, *, lam: ArrayLike) -> jax.Array:
     r""":math:`J`: the softmax cost of the last layer's features, weight decay on :math:`\theta` only (module docstring).
 
@@ -172,20 +174,15 @@ def stacked_cost(stack: StackedParams, x: jax.Array, y: jax.Array, *, lam: Array
       y: ``(m,)`` integer labels in ``[0, k)``.
       lam: :math:`\lambda \ge 0` on the softmax :math:`\theta`.
     """
-    if checked.all_concrete(stack, x, y, lam):
-        return _on_values(stacked_cost, stack, x, y, lam=lam)
-    _check_call(stack, x, y, lam, values=False)
     return softmax_cost(stack.softmax, stack_activations(stack, x)[-1], y, lam=lam)
 
 
+@entry(STACKED)
 def stacked_cost_and_grad(
     stack: StackedParams, x: jax.Array, y: jax.Array, *, lam: ArrayLike
 ) -> tuple[jax.Array, StackedParams]:
     r"""Cost and gradient by the tutorial's fine-tuning backprop (module docstring); a drop-in for
     ``jax.value_and_grad(stacked_cost)``: ``(J, StackedParams(layers=(Params(gW, gb, 0, 0), ...), softmax=...))``."""
-    if checked.all_concrete(stack, x, y, lam):
-        return _on_values(stacked_cost_and_grad, stack, x, y, lam=lam)
-    _check_call(stack, x, y, lam, values=False)
     acts = stack_activations(stack, x)
     a_last, m = acts[-1], x.shape[0]
     theta = stack.softmax.theta
@@ -203,11 +200,9 @@ def stacked_cost_and_grad(
     return J, StackedParams(tuple(reversed(grads)), g_softmax)
 
 
+@entry(STACKED)
 def stacked_predict(stack: StackedParams, x: jax.Array) -> jax.Array:
     """The most probable class of each row through the whole stack, integer ``(m,)``."""
-    if checked.all_concrete(stack, x):
-        return _on_values(stacked_predict, stack, x)
-    _check_call(stack, x, values=False)
     return softmax_predict(stack.softmax, stack_activations(stack, x)[-1])
 
 

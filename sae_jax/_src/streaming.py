@@ -34,10 +34,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import validate
+from .checks import args as validate
 from .backprop import pad_rows
 from .params import Params
-from .validate import InputError
+from .checks.errors import InputError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",

@@ -86,7 +86,8 @@ from .params import Params
 from .sparsity import sparsity
 from .rundir import RunDir, atomic_picture, check_run_dir, check_writable, lock_dir
 from .step import make_optimizer
-from .validate import InputError, check_data
+from .checks.args import check_data
+from .checks.errors import InputError
 from .version import __version__
 
 __all__ = ["SWEPT", "SWEEP_BATCHING", "SweepResult", "grid_settings", "sweep", "sweep_runner"]

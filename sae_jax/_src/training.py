@@ -83,7 +83,8 @@ from .loop import (
 from .params import Params
 from .rundir import RunDir, check_patch_shape
 from .step import StepOutput, ValueAndGradFn, make_optimizer, make_step, make_value_and_grad, value_fn_from
-from .validate import InputError, check_data
+from .checks.args import check_data
+from .checks.errors import InputError
 from .variants import corrupt
 
 __all__ = [

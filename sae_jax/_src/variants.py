@@ -79,7 +79,9 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from .params import check_key
-from .validate import InputError, is_concrete
+from .checks.args import is_concrete
+from .checks.errors import InputError
+from .checks.fused import entry
 
 __all__ = ["CORRUPTIONS", "activation_l1", "check_corruption", "corrupt"]
 
@@ -87,6 +89,7 @@ __all__ = ["CORRUPTIONS", "activation_l1", "check_corruption", "corrupt"]
 CORRUPTIONS: tuple[str, ...] = ("none", "mask", "gaussian")
 
 
+@entry()
 def activation_l1(a2: jax.Array, *, l1: ArrayLike, m: ArrayLike | None = None) -> jax.Array:
     r"""The L1 activation penalty :math:`\gamma\,\frac1m\sum_i \lVert a^{(2)(i)}\rVert_1`, a scalar.
 
@@ -153,6 +156,7 @@ def check_corruption(kind, level, dtype=None) -> None:
         )
 
 
+@entry()
 def corrupt(key: jax.Array, x: jax.Array, *, kind: str, level: ArrayLike) -> jax.Array:
     r"""A corrupted copy :math:`\tilde x` of ``x`` (same shape and dtype), drawn with ``key``.
 

@@ -7,7 +7,7 @@ from .cases import read_results, read_results_fields, write_cases as write_cases
 from .catalogue import CATALOGUE as CATALOGUE, MISTAKES as MISTAKES, Mistake as Mistake
 from .catalogue import variant_cost_and_grad as variant_cost_and_grad
 from .probes import PACKINGS, Probe as Probe, check_options, probes as probes, reference as reference
-from ..validate import InputError
+from ..checks.errors import InputError
 from .report import DEFAULT_TOL as DEFAULT_TOL, Report as Report, analyse
 
 __all__ = [

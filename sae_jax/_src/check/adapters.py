@@ -49,7 +49,7 @@ from typing import Callable
 import numpy as np
 
 from ..params import Params
-from ..validate import InputError
+from ..checks.errors import InputError
 from .probes import Probe, pack_theta, unpack_theta
 from .readback import GRAD_KEYS, one_line, rows_grads, to_numpy, to_scalar
 

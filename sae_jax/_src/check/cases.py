@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validate import InputError
+from ..checks.errors import InputError
 from .readback import rows_grads, to_numpy, to_scalar
 from .probes import Probe, check_options, pack_theta, parse_name, probes, reference, unpack_theta
 from .report import DEFAULT_TOL
@@ -231,7 +231,10 @@ def _load(path: Path) -> dict[str, dict]:
                     raw = {f: getattr(v, f) for f in v._fieldnames}
             return {n: {f: getattr(v, f) for f in v._fieldnames} for n, v in raw.items() if hasattr(v, "_fieldnames")}
         if suffix == ".json":
-            js = json.loads(path.read_text())
+            try:
+                js = json.loads(path.read_text())
+            except RecursionError:  # a crafted file: [[[[...]]]] deeper than the parser's stack
+                raise InputError(f"results file {str(path)!r} is JSON nested too deeply to read (not a results file)") from None
             if not isinstance(js, dict):
                 raise InputError(f"results file {str(path)!r}: expected a JSON object {{probe: {{cost, grad}}}}")
             js = js.get("probes", js)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..backprop import cost_terms_and_grad
 from ..params import Params, untie
-from ..validate import InputError
+from ..checks.errors import InputError
 
 __all__ = ["Probe", "Reference", "check_options", "probes", "probe_named", "parse_name", "variant_name", "reference", "pack_theta",
            "unpack_theta", "PACKINGS"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..params import Params
-from ..validate import InputError
+from ..checks.errors import InputError
 from .probes import Probe
 
 __all__ = ["GRAD_KEYS", "one_line", "to_numpy", "to_scalar", "rows_grads"]

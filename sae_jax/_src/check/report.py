@@ -23,7 +23,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..params import Params
-from ..validate import InputError
+from ..checks.errors import InputError
 from .adapters import nonfinite
 from .catalogue import CATALOGUE, MISTAKES, as_read, variant_cost_and_grad
 from .locate import NEAR, layout_mismatch, locate, other_decoder, part_ratios

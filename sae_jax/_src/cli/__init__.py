@@ -49,7 +49,7 @@ import argparse
 import importlib
 import sys
 
-from ..validate import InputError
+from ..checks.errors import InputError
 from ..version import __version__
 from .args import UsageError
 from .flags import add_commands

@@ -58,7 +58,7 @@ from ..heldout import Table, split
 from ..params import Params
 from ..rundir import check_writable
 from ..softmax import check_lam
-from ..validate import InputError
+from ..checks.errors import InputError
 from ..version import __version__
 from .args import UsageError, check_run_dir, progress_bar, set_precision
 from .labelled import is_mnist_dir, load_labelled, load_test_set

@@ -24,7 +24,7 @@ import numpy as np
 from ..data import natural_image_patches
 from ..gradcheck import AUTODIFF_TOL, FD_TOL, format_table, gradcheck, row_passes
 from ..params import init_params
-from ..validate import check_hyperparams, check_output, check_sizes
+from ..checks.args import check_hyperparams, check_output, check_sizes
 from .args import UsageError, set_precision
 
 __all__ = ["cmd_gradcheck"]

@@ -22,7 +22,8 @@ import os
 import numpy as np
 
 from ..data import BUILTIN, DataSpec, data_spec, find_mnist, load_dataset, load_from_spec, load_mnist, sniff_format
-from ..validate import InputError, check_data_values
+from ..checks.args import check_data_values
+from ..checks.errors import InputError
 from .args import UsageError
 from .trained import recorded_data_spec
 

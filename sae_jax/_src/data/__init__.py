@@ -1,6 +1,6 @@
 """Implementation of :mod:`sae_jax.data` (private; import from the public module)."""
 
-from ..validate import InputError
+from ..checks.errors import InputError
 from .datasets import BUILTIN, DataSpec, data_spec, load_dataset, load_digit_labels, load_digits, load_from_spec
 from .files import (
     IDX_LABELS_MAGIC,

@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..validate import InputError, check_data_values, check_output
-from .checks import check_file, check_int
+from ..checks.args import check_data_values, check_file, check_int, check_output
+from ..checks.errors import InputError
 from .files import load_array, load_labels, load_mnist_idx, patches_from_images_mat, sniff_format
 from .images import natural_image_patches
 

@@ -32,8 +32,8 @@ import os
 
 import numpy as np
 
-from ..validate import InputError
-from .checks import check_file
+from ..checks.args import check_file
+from ..checks.errors import InputError
 from .images import normalize_patches, sample_patches
 
 __all__ = [

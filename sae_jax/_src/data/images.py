@@ -26,8 +26,8 @@ import functools
 
 import numpy as np
 
-from ..validate import InputError, check_fits_in_memory
-from .checks import check_int
+from ..checks.args import check_fits_in_memory, check_int
+from ..checks.errors import InputError
 
 __all__ = [
     "NATURAL_IMAGES",
@@ -259,7 +259,7 @@ _BYTES_PER_PATCH = 3 * 8  # the image index, row and column drawn for each patch
 
 def check_patches_fit(n_patches: int, patch_size: int) -> None:
     """``n_patches`` patches of ``patch_size²`` float64 entries can be sampled and normalised in the
-    memory available (:func:`~sae_jax._src.validate.check_fits_in_memory`): checked before allocating."""
+    memory available (:func:`~sae_jax._src.checks.args.check_fits_in_memory`): checked before allocating."""
     check_fits_in_memory(
         f"n_patches={n_patches} patches of patch_size={patch_size} ({patch_size}x{patch_size} float64, "
         f"sampled and normalised)",

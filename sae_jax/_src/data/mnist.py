@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from ..validate import InputError
+from ..checks.errors import InputError
 from .files import load_mnist_idx, load_mnist_idx_labels
 
 __all__ = ["MNIST_FILES", "find_mnist", "load_mnist"]

@@ -1,18 +1,31 @@
-"""Input checks, run in Python before anything is traced or compiled.
+"""Every argument check of sae-jax, eager and at trace time: one :class:`~sae_jax.InputError` each.
 
-Every check raises :class:`InputError` (a ``ValueError``) with one line naming
-the argument, what was expected and what was given. Shape and dtype checks need
-only static information and always run, also under ``jit``/``vmap`` (at trace
-time, so they cost nothing per call). Value checks (ranges, finiteness) run
-whenever the value is concrete; under the caller's own ``jit``/``vmap`` they are
-skipped, so call :func:`check_call` once, before tracing, to check them there.
+Each check raises one line naming the argument, what was expected and what was given. Shape and
+dtype checks need only static information and always run, also under ``jit``/``vmap`` (at trace
+time, so they cost nothing per call). Value checks (ranges, finiteness) run whenever the value is
+concrete; under the caller's own ``jit``/``vmap`` they are skipped, so call :func:`check_call` once,
+before tracing, to check them there. The public math functions called on values check their array
+values inside their own compiled call instead (:mod:`sae_jax._src.checks.fused`).
 
-A leaf of the package: it imports nothing from ``sae_jax`` (the math modules import it).
-It owns :data:`OUTPUTS`, the output layers every entry point accepts.
+What is here, by the argument checked:
+
+- the autoencoder's call ``cost(params, x, *, lam, beta, rho, output, l1=, x_input=)``:
+  :func:`check_call` (:func:`check_output`, :func:`check_params`, :func:`check_data`,
+  :func:`check_input`, :func:`check_hyperparams`), and :func:`check_layer_input` for
+  ``encode``/``decode``; sizes and memory (:func:`check_sizes`, :func:`check_fits_in_memory`);
+- softmax regression's call ``softmax_cost(params, x, y, *, lam)``: :func:`check_softmax_call`
+  (:func:`check_softmax_params`, :func:`check_features`, :func:`check_labels`, :func:`check_lam`);
+  a :class:`~sae_jax.softmax.SoftmaxParams` is recognised by its one field, ``theta``;
+- the data loaders' arguments: :func:`check_int`, :func:`check_file`;
+- values that passed, remembered (:func:`is_checked`, :func:`remember_checked`): ``jax.Array`` s
+  are immutable, so a loop over the same data pays for its value check once.
+
+A leaf of the package: it imports nothing from ``sae_jax`` but :mod:`~sae_jax._src.checks.errors`
+(the math modules import it). It owns :data:`OUTPUTS`, the output layers every entry point accepts.
 
 Examples:
+  >>> from sae_jax._src.checks.args import check_hyperparams, check_output, check_int
   >>> from sae_jax import InputError
-  >>> from sae_jax._src.validate import check_hyperparams, check_output
   >>> check_output("linear")
   >>> check_hyperparams(lam=1e-4, beta=3.0, rho=0.01)
   >>> try:
@@ -20,6 +33,23 @@ Examples:
   ... except InputError as e:
   ...     print(e)
   rho must be in (0, 1) (a target mean activation), got 1.5
+  >>> check_int("n_patches", 0, minimum=1)
+  Traceback (most recent call last):
+  ...
+  sae_jax.InputError: n_patches must be an integer >= 1, got 0
+
+  Softmax regression's call:
+
+  >>> import numpy as np
+  >>> from sae_jax.softmax import SoftmaxParams
+  >>> from sae_jax._src.checks.args import check_softmax_call
+  >>> params = SoftmaxParams(np.zeros((3, 2), np.float32))
+  >>> x = np.ones((4, 2), np.float32)
+  >>> check_softmax_call(params, x, np.array([0, 1, 2, 2]), lam=1e-4)
+  >>> check_softmax_call(params, x, np.array([0, 1, 2, 3]), lam=1e-4)
+  Traceback (most recent call last):
+  ...
+  sae_jax.InputError: y must hold class indices in [0, 3) (k = 3 classes, from params.theta), got values in [0, 3]
 """
 
 from __future__ import annotations
@@ -33,10 +63,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "OUTPUTS",
     "PARAM_FIELDS",
-    "InputError",
     "is_concrete",
     "check_sizes",
     "available_bytes",
@@ -52,16 +83,20 @@ __all__ = [
     "check_input",
     "check_call",
     "check_layer_input",
+    "check_softmax_params",
+    "check_features",
+    "check_labels",
+    "check_lam",
+    "check_softmax_call",
+    "check_int",
+    "check_file",
 ]
+
 
 #: The output layers (``output=``): the sigmoid (data in [0, 1]) or the identity (a linear decoder).
 OUTPUTS: tuple[str, ...] = ("sigmoid", "linear")
 #: The fields of :class:`sae_jax.Params`, in order.
 PARAM_FIELDS: tuple[str, ...] = ("W1", "b1", "W2", "b2")
-
-
-class InputError(ValueError):
-    """Bad input to a public sae-jax entry point (one clear line: argument, expectation, value)."""
 
 
 def is_concrete(value) -> bool:
@@ -480,3 +515,130 @@ def check_layer_input(params, x, *, width: int, name: str = "x", what: str = "n_
             f"{name} must have the same dtype as params ({dtype}), got {jnp.dtype(x.dtype)}; "
             f"convert one of them (e.g. {name}.astype({dtype.name!r}), or load_dataset(..., dtype={dtype.name!r}))"
         )
+
+
+# --- softmax regression's call ------------------------------------------------------------------
+
+
+
+def _finite(a) -> bool:
+    if isinstance(a, np.ndarray):
+        return bool(np.isfinite(a).all())
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.all(jnp.isfinite(a)))
+
+
+def _nonfinite(a) -> str:
+    a = np.asarray(a)
+    bad = ~np.isfinite(a)
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{int(bad.sum())} non-finite value(s) (first {float(a[idx])} at index {idx})"
+
+
+def check_softmax_params(params, *, values: bool = True, name: str = "params") -> None:
+    """A :class:`~sae_jax.softmax.SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
+    if getattr(type(params), "_fields", None) != ("theta",):  # SoftmaxParams, recognised by its field
+        hint = "; wrap it: SoftmaxParams(theta)" if hasattr(params, "shape") else ""
+        raise InputError(f"{name} must be a sae_jax.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
+    theta = params.theta
+    if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
+        raise InputError(f"{name}.theta must be an array of shape (k, n), got {type(theta).__name__}")
+    if theta.ndim != 2 or theta.shape[0] < 1 or theta.shape[1] < 1:
+        raise InputError(f"{name}.theta must be 2-D (k classes, n features), got shape {tuple(theta.shape)}")
+    if not jnp.issubdtype(theta.dtype, jnp.floating):
+        raise InputError(f"{name}.theta must be floating point, got dtype {theta.dtype}")
+    if values and is_concrete(theta) and not _finite(theta):
+        raise InputError(f"{name}.theta must be finite, but has {_nonfinite(theta)}")
+
+
+def check_features(x, *, n: int, dtype, name: str = "x", what: str = "params.theta", values: bool = True) -> None:
+    """``x`` is a 2-D ``(m, n)`` array, ``m >= 1``, in ``dtype``; finite when concrete."""
+    dtype = jnp.dtype(dtype)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise InputError(
+            f"{name} must be an array of shape (m, {n}) in {dtype}, got {type(x).__name__}; "
+            f"convert it with jnp.asarray({name}, dtype={dtype.name!r})"
+        )
+    if x.ndim != 2 or x.shape[1] != n:
+        hint = "; use x[None, :] for a single sample" if x.ndim == 1 and x.shape[0] == n else ""
+        if x.ndim == 2 and x.shape[0] == n:
+            hint = " (samples look like columns, UFLDL's layout: pass x.T)"
+        raise InputError(f"{name} must have shape (m, {n}) to match {what} (n = {n}), got {tuple(x.shape)}{hint}")
+    if x.shape[0] < 1:
+        raise InputError(f"{name} must have at least one sample (row), got shape {tuple(x.shape)}")
+    if jnp.dtype(x.dtype) != dtype:
+        raise InputError(
+            f"{name} must have the same dtype as {what} ({dtype}), got {jnp.dtype(x.dtype)}; "
+            f"convert one of them (e.g. {name}.astype({dtype.name!r}))"
+        )
+    if values and is_concrete(x) and not _finite(x):
+        raise InputError(f"{name} must be finite, but has {_nonfinite(x)}")
+
+
+def check_labels(y, *, m: int, k: int, name: str = "y", values: bool = True, source: str = "params.theta") -> None:
+    """``y`` is an integer array ``(m,)`` of class indices in ``[0, k)`` (values checked when concrete)."""
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        raise InputError(f"{name} must be an integer array of shape ({m},) (class indices), got {type(y).__name__}")
+    if tuple(y.shape) != (m,):
+        raise InputError(f"{name} must have shape ({m},) (one class index per row of x), got {tuple(y.shape)}")
+    if not jnp.issubdtype(y.dtype, jnp.integer) or jnp.dtype(y.dtype) == jnp.dtype(bool):
+        raise InputError(
+            f"{name} must be integer class indices in [0, {k}), got dtype {jnp.dtype(y.dtype)}; "
+            f"convert whole-number labels with {name}.astype(int)"
+        )
+    if values and is_concrete(y):
+        lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
+        if lo < 0 or hi >= k:
+            raise InputError(
+                f"{name} must hold class indices in [0, {k}) (k = {k} classes, from {source}), "
+                f"got values in [{lo}, {hi}]"
+            )
+
+
+def check_lam(lam, *, dtype=None) -> None:
+    """``lam`` is a finite real scalar ``>= 0`` (and finite when cast to ``dtype``), value checked when concrete."""
+    if isinstance(lam, (str, bytes, bool)) or lam is None:
+        raise InputError(f"lam must be a real scalar >= 0, got {lam!r}")
+    if np.shape(lam) != ():
+        raise InputError(f"lam must be a scalar, got shape {np.shape(lam)} (to sweep values, jax.vmap over scalars)")
+    dt = lam.dtype if hasattr(lam, "dtype") else np.asarray(lam).dtype
+    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+        raise InputError(f"lam must be a real number, got dtype {dt}")
+    if not is_concrete(lam):
+        return
+    f = float(lam)
+    if not math.isfinite(f) or f < 0:
+        raise InputError(f"lam must be a finite number >= 0, got {f}")
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            if not math.isfinite(float(np.asarray(f, jnp.dtype(dtype)))):
+                raise InputError(f"lam={f:g} overflows {jnp.dtype(dtype).name}; use a smaller lam or float64")
+
+
+def check_softmax_call(params, x, y=None, *, lam=None, values: bool = True) -> None:
+    """Every check of a ``softmax_cost(params, x, y, lam=)`` call (``y``/``lam`` skipped when ``None``)."""
+    check_softmax_params(params, values=values)
+    k, n = params.theta.shape
+    check_features(x, n=n, dtype=params.theta.dtype, values=values)
+    if y is not None:
+        check_labels(y, m=x.shape[0], k=k, values=values)
+    if lam is not None:
+        check_lam(lam, dtype=params.theta.dtype)
+
+
+# --- the data loaders' arguments ----------------------------------------------------------------
+
+
+
+def check_int(name: str, v, *, minimum: int) -> None:
+    """Raise unless ``v`` is an integer (not a bool) ``>= minimum``; the message names ``name``."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {v!r}")
+
+
+def check_file(path) -> str:
+    """``path`` as a string, or ``InputError("data file not found: PATH")`` if it is no file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"data file not found: {path}")
+    return path
