@@ -262,4 +262,4 @@ def test_batch_mesh_refuses_what_is_not_devices(devices, want):
 def test_shard_batch_refuses_what_is_not_a_mesh():
     with pytest.raises(sae.InputError) as e:
         sharded.shard_batch(jnp.full((4, 3), 0.5), "not a mesh")
-    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax._src.sharded.batch_mesh()), got str 'not a mesh'"
+    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax.scale.batch_mesh()), got str 'not a mesh'"

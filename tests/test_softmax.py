@@ -151,7 +151,7 @@ def test_with_intercept_and_init():
 
 P0, X0, Y0 = problem(8, 4, 3, 3)
 BAD = [
-    (lambda: (P0.theta, X0, Y0, 0.0), "params must be a sae_jax._src.softmax.SoftmaxParams.*wrap it"),
+    (lambda: (P0.theta, X0, Y0, 0.0), "params must be a sae_jax.softmax.SoftmaxParams.*wrap it"),
     (lambda: (SoftmaxParams(P0.theta[0]), X0, Y0, 0.0), r"params.theta must be 2-D"),
     (lambda: (SoftmaxParams(jnp.ones((3, 3), jnp.int32)), X0, Y0, 0.0), "must be floating"),
     (lambda: (SoftmaxParams(P0.theta.at[0, 0].set(jnp.nan)), X0, Y0, 0.0), r"params.theta must be finite"),

@@ -152,7 +152,7 @@ def test_extreme_logits_finite_and_manual_equals_autodiff():
 S0, X0, Y0 = problem(8, 4, [3, 2, 2], 3)
 L0, L1 = S0.layers
 BAD = [
-    (lambda: ((L0, L1), X0, Y0), "stack must be a sae_jax._src.stacked.StackedParams"),
+    (lambda: ((L0, L1), X0, Y0), "stack must be a sae_jax.stacked.StackedParams"),
     (lambda: (StackedParams((), S0.softmax), X0, Y0), "stack.layers must be a non-empty tuple"),
     (lambda: (StackedParams((L0, L0), S0.softmax), X0, Y0), r"stack.layers\[1\] takes 3 inputs.*gives 2"),
     (lambda: (StackedParams((L0,), SoftmaxParams(jnp.ones((3, 5)))), X0, Y0), r"stack.softmax.theta must have shape \(k, 2\)"),
