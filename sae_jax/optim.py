@@ -4,7 +4,7 @@ r"""Optimisers over any pytree: :func:`lbfgs` (optax's L-BFGS with the compact-f
 Examples:
   >>> import jax.numpy as jnp
   >>> from sae_jax.optim import minimize_lbfgs
-  >>> res = minimize_lbfgs(lambda p: jnp.sum((p - 3.0) ** 2), jnp.zeros(2), max_steps=20)
+  >>> res = minimize_lbfgs(lambda p: (jnp.sum((p - 3.0) ** 2), 2 * (p - 3.0)), jnp.zeros(2), steps=20)
   >>> [round(float(v), 4) for v in res.params]
   [3.0, 3.0]
 """
@@ -13,8 +13,6 @@ from sae_jax._src.lbfgs import (
     lbfgs as lbfgs,
     scale_by_compact_lbfgs as scale_by_compact_lbfgs,
     ScaleByCompactLBFGSState as ScaleByCompactLBFGSState,
-)
-from sae_jax._src.minimize import (
     minimize_lbfgs as minimize_lbfgs,
     MinimizeResult as MinimizeResult,
 )

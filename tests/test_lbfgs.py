@@ -19,7 +19,8 @@ import pytest
 from helpers import assert_tree_close, max_rel_err, random_problem
 from sae_jax import cost_and_grad as manual_cost_and_grad
 from sae_jax.optim import ScaleByCompactLBFGSState, lbfgs, scale_by_compact_lbfgs
-from sae_jax._src.step import make_step, make_value_and_grad, optax_promotion
+from sae_jax._src.lbfgs import optax_promotion
+from sae_jax._src.step import make_step, make_value_and_grad
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 

@@ -46,9 +46,9 @@ from . import metrics
 from .minibatch import EmaBatch
 from .params import Params, init_params
 from .variants import corrupt
+from .lbfgs import invalidate_linesearch, optax_promotion, prime_linesearch
 from .step import (
-    DenoisingBatch, ValueAndGradFn, all_finite, invalidate_cache, make_optimizer, make_step, make_value_and_grad,
-    optax_promotion, prime_cache,
+    DenoisingBatch, ValueAndGradFn, all_finite, make_optimizer, make_step, make_value_and_grad, value_fn_from,
 )
 
 __all__ = [
@@ -181,7 +181,7 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
     at the bad step; its optimizer state is left as the bad step made it, so later chunks stop
     it again at once). ``"vmap"`` cannot stop one setting's loop: all run ``n`` steps and a
     setting is frozen at its last good state by a per-setting select over the whole state; the
-    line search's cached objective is filled once per chunk (:func:`sae_jax._src.step.prime_cache`)
+    line search's cached objective is filled once per chunk (:func:`sae_jax._src.lbfgs.prime_linesearch`)
     rather than tested every step (a ``cond`` on a batched predicate evaluates both branches).
     """
     vmapped = batching == "vmap"  # per-setting freeze by select, no early stop, cache primed per chunk
@@ -192,7 +192,7 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
     def run(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
         value_and_grad_fn = value_and_grad_for(hp)
         # Denoising changes the objective every step: a line search's cached value and gradient
-        # (of the previous step's corruption) are recomputed with this step's (invalidate_cache).
+        # (of the previous step's corruption) are recomputed with this step's (invalidate_linesearch).
         step = make_step(value_and_grad_fn, optimizer, trust_cache=vmapped and not noisy)
         m = x.shape[0]
         spe = max(m // B, 1)  # minibatches per epoch
@@ -211,7 +211,8 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
             return batch
 
         if vmapped and full_batch and not noisy:
-            state = state._replace(opt_state=prime_cache(value_and_grad_fn, state.params, state.opt_state, x))
+            primed = prime_linesearch(value_fn_from(value_and_grad_fn), state.params, state.opt_state, batch=x)
+            state = state._replace(opt_state=primed)
         dtype = state.params.W1.dtype
         carry = _Carry(
             i=jnp.zeros((), jnp.int32), state=state,
@@ -232,7 +233,7 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
                 pos = st.step % spe
                 perm = lax.cond(pos == 0, lambda: perm_for(st.step), lambda: perm)
                 xb = jnp.take(x, lax.dynamic_slice(perm, (pos * B,), (B,)), axis=0)
-            opt_state = invalidate_cache(st.opt_state) if noisy else st.opt_state
+            opt_state = invalidate_linesearch(st.opt_state) if noisy else st.opt_state
             params, opt_state, out = step(st.params, opt_state, batch_for(st, xb))
             value_ok, params_ok = jnp.isfinite(out.value), all_finite(params)
             ok = value_ok & out.grads_finite & params_ok

@@ -13,7 +13,7 @@ from jax.typing import ArrayLike
 
 from . import checked, validate
 from .forward import encode
-from .minimize import minimize_lbfgs
+from .lbfgs import minimize_lbfgs
 from .params import Params
 from .softmax import (
     SoftmaxParams,
@@ -261,7 +261,7 @@ def _stacked_value_and_grad(stack, x, y, lam):
 
 
 def fine_tune(stack: StackedParams, x, y, *, lam: float = 1e-4, steps: int = 400, memory_size: int = 100) -> StackedParams:
-    """Fine-tune every layer and the softmax together: L-BFGS (:func:`~sae_jax._src.minimize.minimize_lbfgs`,
+    """Fine-tune every layer and the softmax together: L-BFGS (:func:`~sae_jax._src.lbfgs.minimize_lbfgs`,
     at most ``steps`` iterations) on :func:`stacked_cost_and_grad` (the exercise: λ = 1e-4, 400 iterations)."""
     _check_int("steps", steps, 0)
     _check_int("memory_size", memory_size, 1)
