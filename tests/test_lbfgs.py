@@ -174,3 +174,94 @@ def test_lbfgs_without_line_search_is_a_scaled_direction():
         for (p, g), d in zip(traj, want):
             u, state = opt.update(g, state, p)
             assert_tree_close(u, jax.tree.map(lambda a: -0.1 * a, d), 1e-14)
+
+
+# --- The one driver: optax compatibility, the line-search cache, the three loops -----------------
+
+
+def test_declared_optax_floor_and_the_shim_cover_both_tree_apis():
+    """pyproject declares optax>=0.2.4; 0.2.4 has ``optax.tree_utils`` only (``optax.tree`` came in
+    0.2.5). The shim takes the installed optax's ``optax.tree`` functions where present, else
+    ``tree_utils``' (a stand-in module with 0.2.4's layout here; the real 0.2.4 was run as
+    ``PYTHONPATH=$PWD <venv with optax==0.2.4>/bin/python -m pytest tests/test_lbfgs.py
+    tests/test_minimize.py tests/test_objective.py tests/test_chunked.py tests/test_softmax.py``)."""
+    import re
+    import types
+    from pathlib import Path
+
+    from sae_jax._src.lbfgs import optax_tree_api
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'"optax>=([0-9.]+)"', pyproject).group(1) == "0.2.4"
+
+    new = optax_tree_api()
+    if hasattr(optax, "tree"):
+        assert new.get is optax.tree.get and new.norm is optax.tree.norm
+    tree = {"a": jnp.array([3.0, -4.0]), "b": (jnp.array(1.0), jnp.array([2.0]))}
+    other = jax.tree.map(lambda a: 2 * a + 1, tree)
+    u = optax.tree_utils
+    old_layout = types.SimpleNamespace(tree_utils=types.SimpleNamespace(  # optax 0.2.4: no tree_real
+        tree_get=u.tree_get, tree_set=u.tree_set, tree_sub=u.tree_sub, tree_vdot=u.tree_vdot,
+        tree_l2_norm=lambda t, squared=False: new.norm(t, squared=squared),
+    ))
+    old = optax_tree_api(old_layout)
+    assert old.get is u.tree_get
+    for api in (new, old):
+        assert float(api.norm(tree)) == pytest.approx(np.sqrt(30.0))
+        assert float(api.norm(tree, squared=True)) == pytest.approx(30.0)
+        assert float(api.real(api.vdot(tree, other))) == pytest.approx(float(new.vdot(tree, other)))
+        assert_tree_close(api.sub(other, tree), jax.tree.map(lambda a: a + 1, tree), 0.0)
+        state = optax.lbfgs().init(jnp.zeros(2))
+        assert float(api.get(api.set(state, value=jnp.asarray(2.0)), "value")) == 2.0
+
+
+def test_prime_linesearch_evaluates_only_a_stale_cache():
+    from sae_jax._src.lbfgs import invalidate_linesearch, prime_linesearch, value_with_grad
+
+    calls = []
+
+    def vg(w):
+        jax.debug.callback(lambda: calls.append(1))
+        return jnp.sum(w * w), 2 * w
+
+    value_fn, w = value_with_grad(vg), jnp.array([1.0, 2.0])
+    prime = jax.jit(lambda w, s: prime_linesearch(value_fn, w, s))
+    state = prime(w, lbfgs().init(w))  # starts at inf: one evaluation
+    assert len(calls) == 1
+    assert float(optax.tree_utils.tree_get(state, "value")) == 5.0
+    assert_tree_close(optax.tree_utils.tree_get(state, "grad"), 2 * w, 0.0)
+    state = prime(w + 1, state)  # finite: trusted, no evaluation
+    assert len(calls) == 1 and float(optax.tree_utils.tree_get(state, "value")) == 5.0
+    state = prime(w + 1, invalidate_linesearch(state))  # invalidated: evaluated again
+    assert len(calls) == 2 and float(optax.tree_utils.tree_get(state, "value")) == 13.0
+    assert prime_linesearch(value_fn, w, optax.adam(0.1).init(w)) is not None  # no cache: unchanged
+
+
+def _sae_value_and_grad(p, x):
+    return manual_cost_and_grad(p, x, **HP)
+
+
+def test_the_three_loops_are_one_algorithm():
+    """The trainer's step (make_step in a Python loop here), lbfgs_loop (one jitted step per
+    iteration) and minimize_lbfgs (one jitted while_loop) run the one driver: the same iterates."""
+    from sae_jax._src.lbfgs import lbfgs_loop, minimize_lbfgs
+
+    p, x = _problem()
+    steps, memory = 6, 4
+    opt = lbfgs(memory_size=memory)
+    step = jax.jit(make_step(make_value_and_grad("manual", **HP), opt))
+    q, state, trainer_values = p, None, []
+    with optax_promotion():
+        state = opt.init(p)
+    for _ in range(steps):
+        q, state, out = step(q, state, x)
+        trainer_values.append(float(out.value))
+    loop = lbfgs_loop(lambda w: _sae_value_and_grad(w, x), p, num_steps=steps, memory_size=memory, traced=True)
+    whole = minimize_lbfgs(
+        _sae_value_and_grad, p, (x,), steps=steps, memory_size=memory, grad_tol=0.0, progress_tol=0.0
+    )
+    assert int(whole.steps) == steps
+    np.testing.assert_allclose(loop.values[:steps], trainer_values, rtol=1e-12)
+    assert_tree_close(loop.params, q, 1e-10, what="lbfgs_loop vs trainer")
+    assert_tree_close(whole.params, q, 1e-10, what="minimize_lbfgs vs trainer")
+    assert float(whole.value) == pytest.approx(loop.values[-1], rel=1e-12)

@@ -151,19 +151,22 @@ def optax_tree_api(optax_module=optax) -> types.SimpleNamespace:
       5.0
     """
     tree = getattr(optax_module, "tree", None)
-    utils = optax_module.tree_utils
 
-    def pick(new: str, old):
+    def pick(new: str, old: str, fallback=None):
+        # optax.tree's name if present, else optax.tree_utils' (looked up only then: newer optax
+        # warns on the deprecated names), else ``fallback``
         fn = getattr(tree, new, None) if tree is not None else None
-        return fn if fn is not None else old
+        if fn is None:
+            fn = getattr(optax_module.tree_utils, old, None) or fallback
+        return fn
 
     return types.SimpleNamespace(
-        get=pick("get", getattr(utils, "tree_get", None)),
-        set=pick("set", getattr(utils, "tree_set", None)),
-        sub=pick("sub", getattr(utils, "tree_sub", None)),
-        vdot=pick("vdot", getattr(utils, "tree_vdot", None)),
-        real=pick("real", getattr(utils, "tree_real", None) or (lambda t: jax.tree.map(jnp.real, t))),
-        norm=pick("norm", getattr(utils, "tree_l2_norm", None)),
+        get=pick("get", "tree_get"),
+        set=pick("set", "tree_set"),
+        sub=pick("sub", "tree_sub"),
+        vdot=pick("vdot", "tree_vdot"),
+        real=pick("real", "tree_real", lambda t: jax.tree.map(jnp.real, t)),
+        norm=pick("norm", "tree_l2_norm"),
     )
 
 
