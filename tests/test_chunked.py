@@ -244,7 +244,7 @@ def test_denoising_bad_input(tmp_path):
 def test_traceable_gives_the_host_value_and_grad_under_jit():
     p, x = _problem()
     vg = chunked.make_chunked_value_and_grad(x, chunk_size=4, **HP)
-    value = traceable(vg, p)
+    value = traceable(vg)
     got = jax.jit(jax.value_and_grad(value))(p)
     assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
 

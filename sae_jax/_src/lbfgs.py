@@ -444,25 +444,24 @@ def _result_shapes(like):
     )
 
 
-def _on_host(value_and_grad: Callable, like) -> Callable:
-    """``params -> (J, grads)`` of a Python function, as a ``jax.pure_callback`` with ``like``'s structure."""
-    shapes = _result_shapes(like)
-    treedef = jax.tree.structure(like)
+def _on_host(host_fn: Callable, params, *operands):
+    """``host_fn(*operands, params) -> (J, grads)`` run on the host (``jax.pure_callback``), its
+    results in ``params``' structure and dtypes (``J`` in their common dtype)."""
+    shapes = _result_shapes(params)
+    treedef, leaf_shapes = jax.tree.structure(params), jax.tree.leaves(shapes[1])
 
-    def host(params):
-        J, g = value_and_grad(jax.tree.unflatten(treedef, jax.tree.leaves(params)))
-        return (
-            jnp.asarray(J, shapes[0].dtype),
-            jax.tree.map(lambda a, s: jnp.asarray(a, s.dtype), jax.tree.unflatten(treedef, jax.tree.leaves(g)), shapes[1]),
-        )
+    def host(*args):
+        *ops, leaves = args
+        J, g = host_fn(*ops, jax.tree.unflatten(treedef, leaves))
+        return jnp.asarray(J, shapes[0].dtype), [jnp.asarray(a, s.dtype) for a, s in zip(jax.tree.leaves(g), leaf_shapes)]
 
-    def both(params):
-        return jax.pure_callback(host, shapes, params, vmap_method="sequential")
-
-    return both
+    J, leaves = jax.pure_callback(
+        host, (shapes[0], leaf_shapes), *operands, jax.tree.leaves(params), vmap_method="sequential"
+    )
+    return J, jax.tree.unflatten(treedef, leaves)
 
 
-def traceable(value_and_grad: Callable, like) -> Callable:
+def traceable(value_and_grad: Callable) -> Callable:
     r"""Wrap a Python ``params -> (J, grads)`` function as a differentiable, jit-able JAX value function.
 
     Returns ``value(params) -> J`` such that, under ``jit``, ``jax.value_and_grad(value)`` calls
@@ -471,21 +470,21 @@ def traceable(value_and_grad: Callable, like) -> Callable:
     that never sits in memory at once, serve optax's L-BFGS and its zoom line search, which call
     ``jax.value_and_grad(value_fn)`` inside ``lax.while_loop``.
 
+    The results are returned in the structure and dtypes of the parameters it is called with.
     Only first derivatives are available (the backward pass returns the host gradient).
     The host function itself runs JAX computations; that works on the CPU backend.
 
     Args:
       value_and_grad: e.g. :func:`sae_jax._src.chunked.make_chunked_value_and_grad`'s result.
-      like: parameters with the structure, shapes and dtype the function will be called with.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
-      >>> value = traceable(lambda w: (float(np.sum(np.asarray(w) ** 2)), 2 * np.asarray(w)), jnp.ones(2))
+      >>> value = traceable(lambda w: (float(np.sum(np.asarray(w) ** 2)), 2 * np.asarray(w)))
       >>> J, g = jax.jit(jax.value_and_grad(value))(jnp.array([1.0, 2.0]))
       >>> float(J), g.tolist()
       (5.0, [2.0, 4.0])
     """
-    return value_with_grad(_on_host(value_and_grad, like))
+    return value_with_grad(lambda params: _on_host(value_and_grad, params))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,7 +563,7 @@ def optimizer_step(
         else:
             if not trust_cache:
                 opt_state = prime_linesearch(value_fn, params, opt_state, **extra)
-            value, grads = _tree.get(opt_state, "value"), _tree.get(opt_state, "grad")
+            value, grads = _cached(opt_state)
         updates, opt_state = optimizer.update(
             grads, opt_state, params, value=value, grad=grads, value_fn=value_fn, **extra
         )
@@ -587,17 +586,7 @@ _TOKENS = itertools.count()
 
 
 def _token_value_and_grad(params, token):
-    shapes = _result_shapes(params)
-    treedef = jax.tree.structure(params)
-
-    def host(token, leaves):
-        J, g = _HOST_FUNCTIONS[int(token)](jax.tree.unflatten(treedef, leaves))
-        return jnp.asarray(J, shapes[0].dtype), [jnp.asarray(a, s.dtype) for a, s in zip(jax.tree.leaves(g), jax.tree.leaves(shapes[1]))]
-
-    J, leaves = jax.pure_callback(
-        host, (shapes[0], jax.tree.leaves(shapes[1])), token, jax.tree.leaves(params), vmap_method="sequential"
-    )
-    return J, jax.tree.unflatten(treedef, leaves)
+    return _on_host(lambda t, p: _HOST_FUNCTIONS[int(t)](p), params, token)
 
 
 _token_value = value_with_grad(_token_value_and_grad)
