@@ -56,9 +56,8 @@ loop in sae-jax is that recipe, written once here:
   :func:`minimize_lbfgs` (one jitted ``lax.while_loop`` with minFunc's stopping rules: softmax,
   stacked fine-tuning).
 
-optax's tree utilities moved from ``optax.tree_utils`` (0.2.4) to ``optax.tree`` (0.2.5);
-:func:`optax_tree_api` picks whichever the installed optax has (``tests/test_lbfgs.py`` runs
-both against the floor declared in ``pyproject.toml``).
+optax >= 0.2.5 (``pyproject.toml``): ``optax.tree``'s utilities and a zoom line search whose
+state keeps the parameters' dtypes (0.2.4 has neither; ``tests/test_lbfgs.py`` holds the floor).
 
 Examples:
   A drop-in for ``optax.lbfgs``, in optax's own loop:
@@ -110,7 +109,6 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -126,7 +124,7 @@ from .validate import InputError
 
 __all__ = [
     "ScaleByCompactLBFGSState", "scale_by_compact_lbfgs", "lbfgs",
-    "optax_tree_api", "optax_promotion",
+    "zoom_linesearch", "optax_promotion",
     "value_with_grad", "traceable",
     "has_linesearch_cache", "prime_linesearch", "invalidate_linesearch", "optimizer_step",
     "LbfgsResult", "lbfgs_loop", "MinimizeResult", "minimize_lbfgs",
@@ -134,43 +132,23 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------
-# optax compatibility: the one place that knows which optax is installed
+# optax: the line search every L-BFGS here uses, and the promotion scope of optax's calls
 
 
-def optax_tree_api(optax_module=optax) -> types.SimpleNamespace:
-    """optax's tree utilities this module uses, from ``optax.tree`` (optax >= 0.2.5) or
-    ``optax.tree_utils`` (0.2.4, the floor in ``pyproject.toml``).
-
-    Returns a namespace with ``get``, ``set``, ``sub``, ``vdot``, ``real``, ``norm(tree,
-    squared=False)``; each is optax's own function where the installed optax has it.
+def zoom_linesearch(max_linesearch_steps: int = 20) -> optax.GradientTransformationExtraArgs:
+    """optax's zoom line search as every L-BFGS here uses it: at most ``max_linesearch_steps``
+    evaluations, initial step 1 (``initial_guess_strategy="one"``, as optax recommends for
+    quasi-Newton methods). Its state keeps the parameters' dtype for the value and the step size
+    from optax 0.2.5 on (``pyproject.toml``'s floor: 0.2.4's does not, and fails under x64 with
+    float32 parameters; ``tests/test_lbfgs.py``).
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> t = optax_tree_api()
-      >>> float(t.norm({"a": jnp.array([3.0, 4.0])}))
-      5.0
+      >>> state = zoom_linesearch().init(jnp.zeros(2, jnp.float32))
+      >>> state.value.dtype, float(state.value)
+      (dtype('float32'), inf)
     """
-    tree = getattr(optax_module, "tree", None)
-
-    def pick(new: str, old: str, fallback=None):
-        # optax.tree's name if present, else optax.tree_utils' (looked up only then: newer optax
-        # warns on the deprecated names), else ``fallback``
-        fn = getattr(tree, new, None) if tree is not None else None
-        if fn is None:
-            fn = getattr(optax_module.tree_utils, old, None) or fallback
-        return fn
-
-    return types.SimpleNamespace(
-        get=pick("get", "tree_get"),
-        set=pick("set", "tree_set"),
-        sub=pick("sub", "tree_sub"),
-        vdot=pick("vdot", "tree_vdot"),
-        real=pick("real", "tree_real", lambda t: jax.tree.map(jnp.real, t)),
-        norm=pick("norm", "tree_l2_norm"),
-    )
-
-
-_tree = optax_tree_api()
+    return optax.scale_by_zoom_linesearch(max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one")
 
 
 def optax_promotion():
@@ -282,9 +260,9 @@ def scale_by_compact_lbfgs(memory_size: int = 10, scale_init_precond: bool = Tru
         started = state.count > 0
 
         # 1. The newest pair (zero before the first step), as optax computes it.
-        diff_params = _tree.sub(params, state.params)
-        diff_updates = _tree.sub(updates, state.updates)
-        curvature = _tree.real(_tree.vdot(diff_updates, diff_params))
+        diff_params = optax.tree.sub(params, state.params)
+        diff_updates = optax.tree.sub(updates, state.updates)
+        curvature = optax.tree.real(optax.tree.vdot(diff_updates, diff_params))
         weight = jnp.where(curvature == 0.0, 0.0, 1.0 / curvature)
         diff_params, diff_updates, weight = jax.tree.map(
             lambda v: jnp.where(started, v, jnp.zeros_like(v)), (diff_params, diff_updates, weight)
@@ -304,10 +282,10 @@ def scale_by_compact_lbfgs(memory_size: int = 10, scale_init_precond: bool = Tru
 
         # 3. gamma, exactly as optax.scale_by_lbfgs.
         if scale_init_precond:
-            numerator = _tree.real(_tree.vdot(diff_updates, diff_params))
-            denominator = _tree.norm(diff_updates, squared=True)
+            numerator = optax.tree.real(optax.tree.vdot(diff_updates, diff_params))
+            denominator = optax.tree.norm(diff_updates, squared=True)
             identity_scale = jnp.where(denominator > 0.0, numerator / denominator, 1.0)
-            update_norm = _tree.norm(jax.lax.stop_gradient(updates))
+            update_norm = optax.tree.norm(jax.lax.stop_gradient(updates))
             capped_inv_norm = jnp.minimum(1.0, 1.0 / update_norm)
             identity_scale = jnp.where(started, identity_scale, capped_inv_norm)
         else:
@@ -329,7 +307,7 @@ def scale_by_compact_lbfgs(memory_size: int = 10, scale_init_precond: bool = Tru
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-_ZOOM = optax.scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")
+_ZOOM = zoom_linesearch()
 
 
 def lbfgs(
@@ -493,7 +471,7 @@ def traceable(value_and_grad: Callable) -> Callable:
 
 def has_linesearch_cache(opt_state) -> bool:
     """Whether an optax line search in ``opt_state`` stores the objective's ``value`` and ``grad``."""
-    return _tree.get(opt_state, "value") is not None and _tree.get(opt_state, "grad") is not None
+    return optax.tree.get(opt_state, "value") is not None and optax.tree.get(opt_state, "grad") is not None
 
 
 def prime_linesearch(value_fn: Callable, params, opt_state, **extra):
@@ -513,7 +491,7 @@ def prime_linesearch(value_fn: Callable, params, opt_state, **extra):
     """
     if not has_linesearch_cache(opt_state):
         return opt_state
-    cached = _tree.get(opt_state, "value")
+    cached = optax.tree.get(opt_state, "value")
 
     def value_in_cache_dtype(p, **kw):
         v = value_fn(p, **kw)
@@ -521,7 +499,7 @@ def prime_linesearch(value_fn: Callable, params, opt_state, **extra):
 
     with optax_promotion():
         value, grad = optax.value_and_grad_from_state(value_in_cache_dtype)(params, state=opt_state, **extra)
-    return _tree.set(opt_state, value=value, grad=grad)
+    return optax.tree.set(opt_state, value=value, grad=grad)
 
 
 def invalidate_linesearch(opt_state):
@@ -529,7 +507,7 @@ def invalidate_linesearch(opt_state):
     :func:`prime_linesearch`); unchanged if the state has no cache."""
     if not has_linesearch_cache(opt_state):
         return opt_state
-    return _tree.set(opt_state, value=jnp.full_like(_tree.get(opt_state, "value"), jnp.inf))
+    return optax.tree.set(opt_state, value=jnp.full_like(optax.tree.get(opt_state, "value"), jnp.inf))
 
 
 def optimizer_step(
@@ -572,7 +550,7 @@ def optimizer_step(
 
 
 def _cached(opt_state):
-    return _tree.get(opt_state, "value"), _tree.get(opt_state, "grad")
+    return optax.tree.get(opt_state, "value"), optax.tree.get(opt_state, "grad")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,8 +579,8 @@ def _default_lbfgs(memory_size: int):
 def _loop_step(value_fn, params, state, opt):
     new, state, J, g = optimizer_step(opt, value_fn, params, state)
     with optax_promotion():
-        stored = (_tree.get(state, "value"), _tree.norm(_tree.get(state, "grad")))
-        return new, state, (J, _tree.norm(g)), stored
+        stored = (optax.tree.get(state, "value"), optax.tree.norm(optax.tree.get(state, "grad")))
+        return new, state, (J, optax.tree.norm(g)), stored
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer",))
@@ -670,7 +648,7 @@ def lbfgs_loop(
     if num_steps == 0:
         J, g = value_and_grad(params)
         with optax_promotion():
-            return LbfgsResult(params, [float(J)], [float(_tree.norm(g))])
+            return LbfgsResult(params, [float(J)], [float(optax.tree.norm(g))])
     if traced:
         value_fn = value_with_grad(value_and_grad)
         step = jax.jit(lambda p, s: _loop_step(value_fn, p, s, opt))
@@ -780,9 +758,7 @@ def minimize_lbfgs(
     value_fn = value_with_grad(in_trial_dtypes)
     opt = lbfgs(
         memory_size=memory_size,
-        linesearch=optax.scale_by_zoom_linesearch(
-            max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
-        ),
+        linesearch=zoom_linesearch(max_linesearch_steps),
     )
     with optax_promotion():  # optax mixes int32/int64 indices under x64
         state = prime_linesearch(value_fn, params, opt.init(params))

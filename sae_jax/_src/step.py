@@ -51,7 +51,7 @@ import optax
 from .backprop import cost_terms_and_grad
 from .config import GRADIENTS, OPTIMIZERS, RHO_HAT, TrainConfig, check_choice
 from .cost import cost_terms
-from .lbfgs import has_linesearch_cache, lbfgs as compact_lbfgs, optimizer_step, value_with_grad
+from .lbfgs import has_linesearch_cache, lbfgs as compact_lbfgs, optimizer_step, value_with_grad, zoom_linesearch
 from .minibatch import autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
 from .params import Params
 
@@ -176,9 +176,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs
     if config.optimizer == "lbfgs":
         return compact_lbfgs(
             memory_size=config.lbfgs_memory,
-            linesearch=optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=config.max_linesearch_steps, initial_guess_strategy="one"
-            ),
+            linesearch=zoom_linesearch(config.max_linesearch_steps),
         )
     if config.optimizer == "adam":
         return optax.adam(config.learning_rate)
