@@ -62,6 +62,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
 
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # the exercise's float64, as the CLI sets it
     import sae_jax
     import sae_jax.training  # noqa: F401
 
