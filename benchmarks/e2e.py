@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 
 import sae_jax
-from sae_jax._src.objective import value_with_grad
+from sae_jax._src.lbfgs import value_with_grad
 
 from . import peers
 

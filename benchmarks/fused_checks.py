@@ -16,7 +16,7 @@
 Each runs behind the same Python front (``checked_call``: structure and hyperparameter checks,
 data checked once per ``jax.Array``): the mechanism is swapped, nothing else. ``--against REV``
 adds that commit's public ``cost_and_grad`` to the same rounds (before/after the code around the
-mechanism). Results: NOTES.md #19.
+mechanism). Results: NOTES.md #20.
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ from sae_jax._src.lbfgs import (
     lbfgs as lbfgs,
     scale_by_compact_lbfgs as scale_by_compact_lbfgs,
     ScaleByCompactLBFGSState as ScaleByCompactLBFGSState,
-)
-from sae_jax._src.minimize import (
     minimize_lbfgs as minimize_lbfgs,
     MinimizeResult as MinimizeResult,
 )

@@ -11,6 +11,7 @@ import pytest
 
 import sae_jax as sae
 from sae_jax._src import chunked
+from sae_jax._src.lbfgs import lbfgs_loop, traceable
 from helpers import count_compiles
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
@@ -243,7 +244,7 @@ def test_denoising_bad_input(tmp_path):
 def test_traceable_gives_the_host_value_and_grad_under_jit():
     p, x = _problem()
     vg = chunked.make_chunked_value_and_grad(x, chunk_size=4, **HP)
-    value = chunked.traceable(vg, p)
+    value = traceable(vg)
     got = jax.jit(jax.value_and_grad(value))(p)
     assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
 
@@ -252,11 +253,11 @@ def _lbfgs_runs(tmp_path, traced_in_memory):
     p, x = _problem(m=41)
     np.save(tmp_path / "x.npy", x)
     data = np.load(tmp_path / "x.npy", mmap_mode="r")
-    streamed = chunked.lbfgs(
+    streamed = lbfgs_loop(
         chunked.make_chunked_value_and_grad(data, chunk_size=8, **HP), p, num_steps=4
     )
     xj = jnp.asarray(x)
-    in_memory = chunked.lbfgs(
+    in_memory = lbfgs_loop(
         lambda q: sae.cost_and_grad(q, xj, **HP), p, num_steps=4, traced=traced_in_memory
     )
     return streamed, in_memory
@@ -282,7 +283,7 @@ def test_lbfgs_on_memmapped_npy_follows_the_trainers_in_memory_run(tmp_path):
     cfg = TrainConfig(n_hidden=H, **HP, steps=3, chunk=1, lbfgs_memory=5)
     trained = train(x, cfg, pictures=False)
     p0 = init_state(cfg, jnp.asarray(x)).params
-    streamed = chunked.lbfgs(
+    streamed = lbfgs_loop(
         chunked.make_chunked_value_and_grad(np.load(tmp_path / "x.npy", mmap_mode="r"), chunk_size=8, **HP),
         p0, num_steps=3, optimizer=make_optimizer(cfg),
     )

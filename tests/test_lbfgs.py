@@ -19,7 +19,8 @@ import pytest
 from helpers import assert_tree_close, max_rel_err, random_problem
 from sae_jax import cost_and_grad as manual_cost_and_grad
 from sae_jax.optim import ScaleByCompactLBFGSState, lbfgs, scale_by_compact_lbfgs
-from sae_jax._src.step import make_step, make_value_and_grad, optax_promotion
+from sae_jax._src.lbfgs import optax_promotion
+from sae_jax._src.step import make_step, make_value_and_grad
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 
@@ -173,3 +174,93 @@ def test_lbfgs_without_line_search_is_a_scaled_direction():
         for (p, g), d in zip(traj, want):
             u, state = opt.update(g, state, p)
             assert_tree_close(u, jax.tree.map(lambda a: -0.1 * a, d), 1e-14)
+
+
+# --- The one driver: optax compatibility, the line-search cache, the three loops -----------------
+
+
+def test_declared_optax_floor_has_what_the_driver_relies_on():
+    """pyproject declares optax>=0.2.5, the first release with both things sae_jax._src.lbfgs relies
+    on: ``optax.tree``'s utilities, and a zoom line search whose state keeps the parameters' dtype
+    (the value and step size; each update cast like the state it replaces). optax 0.2.4 (the floor
+    declared before) has ``optax.tree_utils`` only, starts the value at the default float type and
+    lets ``info.num_linesearch_steps`` change dtype: under x64 the trainer's ``lax.while_loop``
+    refused its state, and float32 parameters under x64 failed inside 0.2.4's line search. Measured
+    in a venv with jax 0.10.2 (``PYTHONPATH=$PWD <venv>/bin/python -m pytest ...``): with an
+    ``optax.tree_utils`` fallback in place, optax 0.2.4 failed 2 of 23 tests of test_lbfgs,
+    test_minimize, test_objective and test_chunked's L-BFGS cases (a dtype-fixing wrapper around its
+    line search fixed the first, not the second); optax 0.2.5 passed those files and test_softmax,
+    test_stacked, test_chunked with no compatibility code."""
+    import re
+    from pathlib import Path
+
+    from sae_jax._src.lbfgs import zoom_linesearch
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    floor = re.search(r'"optax>=([0-9.]+)"', pyproject).group(1)
+    assert tuple(map(int, floor.split("."))) >= (0, 2, 5)
+    assert tuple(map(int, optax.__version__.split(".")[:3])) >= tuple(map(int, floor.split(".")))
+    for name in ("get", "set", "sub", "vdot", "real", "norm"):
+        assert callable(getattr(optax.tree, name)), name
+    with jax.enable_x64(True):
+        p32 = jnp.zeros(3, jnp.float32)
+        ls = zoom_linesearch(3)
+        state = ls.init(p32)
+        assert state.value.dtype == state.learning_rate.dtype == jnp.float32
+        value_fn = lambda w: jnp.sum((w - 1.0) ** 2)  # noqa: E731
+        with optax_promotion():
+            _, new = ls.update(-jnp.ones(3, jnp.float32), state, p32, value=value_fn(p32),
+                               grad=jax.grad(value_fn)(p32), value_fn=value_fn)
+        assert jax.tree.map(lambda a: a.dtype, new) == jax.tree.map(lambda a: a.dtype, state)
+
+
+def test_prime_linesearch_evaluates_only_a_stale_cache():
+    from sae_jax._src.lbfgs import invalidate_linesearch, prime_linesearch, value_with_grad
+
+    calls = []
+
+    def vg(w):
+        jax.debug.callback(lambda: calls.append(1))
+        return jnp.sum(w * w), 2 * w
+
+    value_fn, w = value_with_grad(vg), jnp.array([1.0, 2.0])
+    prime = jax.jit(lambda w, s: prime_linesearch(value_fn, w, s))
+    state = prime(w, lbfgs().init(w))  # starts at inf: one evaluation
+    assert len(calls) == 1
+    assert float(optax.tree.get(state, "value")) == 5.0
+    assert_tree_close(optax.tree.get(state, "grad"), 2 * w, 0.0)
+    state = prime(w + 1, state)  # finite: trusted, no evaluation
+    assert len(calls) == 1 and float(optax.tree.get(state, "value")) == 5.0
+    state = prime(w + 1, invalidate_linesearch(state))  # invalidated: evaluated again
+    assert len(calls) == 2 and float(optax.tree.get(state, "value")) == 13.0
+    assert prime_linesearch(value_fn, w, optax.adam(0.1).init(w)) is not None  # no cache: unchanged
+
+
+def _sae_value_and_grad(p, x):
+    return manual_cost_and_grad(p, x, **HP)
+
+
+def test_the_three_loops_are_one_algorithm():
+    """The trainer's step (make_step in a Python loop here), lbfgs_loop (one jitted step per
+    iteration) and minimize_lbfgs (one jitted while_loop) run the one driver: the same iterates."""
+    from sae_jax._src.lbfgs import lbfgs_loop, minimize_lbfgs
+
+    p, x = _problem()
+    steps, memory = 6, 4
+    opt = lbfgs(memory_size=memory)
+    step = jax.jit(make_step(make_value_and_grad("manual", **HP), opt))
+    q, state, trainer_values = p, None, []
+    with optax_promotion():
+        state = opt.init(p)
+    for _ in range(steps):
+        q, state, out = step(q, state, x)
+        trainer_values.append(float(out.value))
+    loop = lbfgs_loop(lambda w: _sae_value_and_grad(w, x), p, num_steps=steps, memory_size=memory, traced=True)
+    whole = minimize_lbfgs(
+        _sae_value_and_grad, p, (x,), steps=steps, memory_size=memory, grad_tol=0.0, progress_tol=0.0
+    )
+    assert int(whole.steps) == steps
+    np.testing.assert_allclose(loop.values[:steps], trainer_values, rtol=1e-12)
+    assert_tree_close(loop.params, q, 1e-10, what="lbfgs_loop vs trainer")
+    assert_tree_close(whole.params, q, 1e-10, what="minimize_lbfgs vs trainer")
+    assert float(whole.value) == pytest.approx(loop.values[-1], rel=1e-12)

@@ -1,4 +1,4 @@
-"""sae_jax._src.minimize: L-BFGS to convergence with minFunc's stopping rules, in one jitted loop."""
+"""sae_jax.optim.minimize_lbfgs: L-BFGS to convergence with minFunc's stopping rules, in one jitted loop."""
 
 from __future__ import annotations
 

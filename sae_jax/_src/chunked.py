@@ -40,11 +40,11 @@ kind and rows, read in lockstep with it (same chunks, same padding and mask). Th
 :math:`\delta^{(3)}`.
 
 Training: a chunked pass is a Python loop, so it cannot be traced into a jitted training
-loop directly. :func:`sae_jax._src.objective.traceable` wraps any Python ``params -> (value, grads)``
+loop directly. :func:`sae_jax._src.lbfgs.traceable` wraps any Python ``params -> (value, grads)``
 function as a differentiable JAX function (``jax.pure_callback`` + ``jax.custom_vjp``), which
-optax's L-BFGS line search can call inside ``jit``; :func:`sae_jax._src.host_lbfgs.lbfgs` drives
-:func:`sae_jax.optim.lbfgs` one jitted step at a time from Python with it. (Both, and the
-streaming helpers, are also reachable here as ``sae_jax._src.chunked.<name>``.)
+optax's L-BFGS line search can call inside ``jit``; :func:`sae_jax._src.lbfgs.lbfgs_loop` drives
+:func:`sae_jax._src.lbfgs.lbfgs` one jitted step at a time from Python over such a function (the
+streaming helpers are also reachable here as ``sae_jax._src.chunked.<name>``).
 
 Examples:
   >>> import jax, numpy as np
@@ -73,8 +73,6 @@ from .checks import args as validate
 from .backprop import delta_sums, hidden_sum, reconstruction_sum, terms_and_grads_from_sums
 from .cost import CostTerms
 from .forward import Output, forward, hidden_pre_activation
-from .host_lbfgs import LbfgsResult, lbfgs
-from .objective import traceable, value_with_grad
 from .params import Params
 from .sparsity import (
     add_log_sums,
@@ -103,7 +101,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE", "chunk_size_for_budget", "chunks", "num_rows",
     "hidden_sum", "delta_sums", "terms_and_grads_from_sums",
     "chunked_cost_terms", "chunked_cost", "chunked_cost_terms_and_grad", "chunked_cost_and_grad",
-    "make_chunked_value_and_grad", "traceable", "value_with_grad", "LbfgsResult", "lbfgs",
+    "make_chunked_value_and_grad",
 ]
 
 
@@ -372,7 +370,7 @@ def make_chunked_value_and_grad(
     l1: ArrayLike | None = None,
     x_input=None,
 ) -> Callable[[Params], tuple[jax.Array, Params]]:
-    """``params -> (J, grads)`` over chunked ``data`` (and ``x_input``), a Python function (see :func:`traceable`).
+    """``params -> (J, grads)`` over chunked ``data`` (and ``x_input``), a Python function (see :func:`sae_jax._src.lbfgs.traceable`).
 
     The data values (and ``x_input``'s) are checked once, here (if ``check_values``), not on every call.
     """

@@ -40,7 +40,7 @@ from .data import load_from_spec
 from .loop import TrainState
 from .metrics import split_validation
 from .params import Params
-from .step import invalidate_cache
+from .lbfgs import invalidate_linesearch
 from .checks.args import check_data_values, check_params
 from .checks.errors import InputError
 
@@ -226,5 +226,5 @@ def check_init_state(state, template: TrainState, config: TrainConfig) -> TrainS
         raise InputError("init_state has a running rho_hat (rho_hat='ema') but the config has rho_hat='batch'")
     opt_state = jax.tree.unflatten(t_def, [jnp.asarray(a) for a in leaves])
     return TrainState(
-        params, invalidate_cache(opt_state), jnp.asarray(int(step), jnp.int32), jnp.asarray(key), rho_ema
+        params, invalidate_linesearch(opt_state), jnp.asarray(int(step), jnp.int32), jnp.asarray(key), rho_ema
     )

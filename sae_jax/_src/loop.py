@@ -46,9 +46,9 @@ from .batches import batch_plan
 from .config import TrainConfig
 from .cost import cost_terms
 from .params import Params, init_params
+from .lbfgs import invalidate_linesearch, optax_promotion, prime_linesearch
 from .step import (
-    ValueAndGradFn, all_finite, invalidate_cache, make_optimizer, make_step, make_value_and_grad, optax_promotion,
-    prime_cache,
+    ValueAndGradFn, all_finite, make_optimizer, make_step, make_value_and_grad, value_fn_from,
 )
 
 __all__ = [
@@ -189,7 +189,7 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
     after a failure (:func:`run_chunk`) is exact and costs nothing on the normal path.
 
     ``trust_cache``: fill the line search's cached objective once at the start of the chunk
-    (:func:`sae_jax._src.step.prime_cache`) and read it unconditionally at every step, rather
+    (:func:`sae_jax._src.lbfgs.prime_linesearch`) and read it unconditionally at every step, rather
     than test it every step (the test is a ``cond``, which under ``vmap`` with a batched
     predicate evaluates both branches). Ignored for a plan whose objective changes every step.
     """
@@ -199,10 +199,10 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
     def run(state: TrainState, x: jax.Array, n: jax.Array, hp: Hyperparams) -> ChunkOutput:
         value_and_grad_fn = value_and_grad_for(hp)
         # Denoising changes the objective every step: a line search's cached value and gradient
-        # (of the previous step's corruption) are recomputed with this step's (invalidate_cache).
+        # (of the previous step's corruption) are recomputed with this step's (invalidate_linesearch).
         step = make_step(value_and_grad_fn, optimizer, trust_cache=trust)
         if trust and plan.full_batch:
-            state = state._replace(opt_state=prime_cache(value_and_grad_fn, state.params, state.opt_state, x))
+            state = state._replace(opt_state=prime_linesearch(value_fn_from(value_and_grad_fn), state.params, state.opt_state, batch=x))
         dtype = state.params.W1.dtype
         carry = _Carry(
             i=jnp.zeros((), jnp.int32), state=state, perm=plan.start(state.key, state.step, x.shape[0]),
@@ -216,7 +216,7 @@ def make_runner(value_and_grad_for: Callable, optimizer, config: TrainConfig, *,
         def body(c: _Carry) -> _Carry:
             st = c.state
             batch, perm = plan.draw(x, st.key, st.step, c.perm, st.rho_ema)
-            opt_state = invalidate_cache(st.opt_state) if plan.fresh_objective else st.opt_state
+            opt_state = invalidate_linesearch(st.opt_state) if plan.fresh_objective else st.opt_state
             params, opt_state, out = step(st.params, opt_state, batch)
             value_ok, params_ok = jnp.isfinite(out.value), all_finite(params)
             ok = value_ok & out.grads_finite & params_ok

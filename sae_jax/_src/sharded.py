@@ -341,7 +341,7 @@ def make_sharded_value_and_grad(
     """Shard ``x`` once and return ``value_and_grad(params) -> (J, grads)``, jit-able, for a trainer.
 
     The returned function has the shape of :func:`sae_jax.cost_and_grad` with the data bound,
-    so it plugs into any ``params -> (value, grads)`` seam (e.g. :func:`sae_jax._src.chunked.lbfgs`
+    so it plugs into any ``params -> (value, grads)`` seam (e.g. :func:`sae_jax._src.lbfgs.lbfgs_loop`
     with ``traced=True``, or optax L-BFGS inside ``jit``). It can be called eagerly or traced.
 
     Args:

@@ -13,7 +13,7 @@ from jax.typing import ArrayLike
 from .checks.args import check_features, check_labels, check_lam, check_softmax_call, check_softmax_params
 from .checks.errors import InputError
 from .checks.fused import SOFTMAX, entry
-from .minimize import minimize_lbfgs
+from .lbfgs import minimize_lbfgs
 from .params import check_key
 
 __all__ = [

@@ -15,7 +15,7 @@ from .checks.args import check_features, check_labels, check_lam, check_params, 
 from .checks.errors import InputError
 from .checks.fused import Family, all_concrete, compiled_call, entry, labels_need_host_check, softmax_values_ok
 from .forward import encode
-from .minimize import minimize_lbfgs
+from .lbfgs import minimize_lbfgs
 from .params import Params
 from .softmax import (
     SoftmaxParams,

@@ -16,10 +16,12 @@ r"""One optimizer step: the objective, the optax transformation, and the step th
     the seam for other gradients**: any function with the signature above — e.g. a
     data-sharded or chunked gradient that sums per-device partial results — plugs in here
     (and into :func:`sae_jax.training.train` through its ``value_and_grad_fn`` argument), unchanged
-    for every optimizer. Line searches evaluate the objective through the same function
-    (:func:`value_fn_from` wraps it in a ``jax.custom_vjp``), so they never fall back to
-    ``jax.grad``; the value and gradient a line search caches at the accepted point are
-    reused through ``optax.value_and_grad_from_state``.
+    for every optimizer. It is the trainer's use of the one L-BFGS driver,
+    :func:`sae_jax._src.lbfgs.optimizer_step`: line searches evaluate the objective through the
+    same function (:func:`value_fn_from` wraps it in the ``jax.custom_vjp`` of
+    :func:`sae_jax._src.lbfgs.value_with_grad`), so they never fall back to ``jax.grad``; the
+    value and gradient a line search caches at the accepted point are reused
+    (:func:`sae_jax._src.lbfgs.prime_linesearch`).
 
 Everything here is pure and traceable; the compiled loop around it is :mod:`sae_jax._src.loop`.
 
@@ -50,9 +52,8 @@ import optax
 from .backprop import cost_terms_and_grad
 from .config import GRADIENTS, OPTIMIZERS, RHO_HAT, TrainConfig, check_choice
 from .cost import cost_terms
-from .lbfgs import lbfgs as compact_lbfgs
+from .lbfgs import has_linesearch_cache, lbfgs as compact_lbfgs, optimizer_step, value_with_grad, zoom_linesearch
 from .minibatch import autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
-from .objective import value_with_grad
 from .params import Params
 
 __all__ = [
@@ -63,17 +64,10 @@ __all__ = [
     "value_fn_from",
     "make_optimizer",
     "make_step",
-    "prime_cache",
-    "invalidate_cache",
-    "optax_promotion",
     "all_finite",
 ]
 
 ValueAndGradFn = Callable[[Params, Any], tuple[tuple[jax.Array, Any], Params]]
-
-# optax >= 0.2.5 has optax.tree; older releases optax.tree_utils
-_tree_get = optax.tree.get if hasattr(optax, "tree") else optax.tree_utils.tree_get
-_tree_set = optax.tree.set if hasattr(optax, "tree") else optax.tree_utils.tree_set
 
 
 def make_value_and_grad(
@@ -158,7 +152,7 @@ def value_fn_from(value_and_grad_fn: ValueAndGradFn) -> Callable:
     """``value_fn(params, batch) -> cost`` whose ``jax.grad`` *is* ``value_and_grad_fn``'s gradient.
 
     The objective's convention (``((cost, aux), grads)``) passed to the package's one
-    ``custom_vjp`` helper, :func:`sae_jax._src.objective.value_with_grad`: optax's line searches call
+    ``custom_vjp`` helper, :func:`sae_jax._src.lbfgs.value_with_grad`: optax's line searches call
     ``jax.value_and_grad(value_fn)``, and this makes them use the given (manual, autodiff,
     sharded...) gradient rather than autodiff of whatever the forward computation is.
     """
@@ -183,9 +177,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs
     if config.optimizer == "lbfgs":
         return compact_lbfgs(
             memory_size=config.lbfgs_memory,
-            linesearch=optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=config.max_linesearch_steps, initial_guess_strategy="one"
-            ),
+            linesearch=zoom_linesearch(config.max_linesearch_steps),
         )
     if config.optimizer == "adam":
         return optax.adam(config.learning_rate)
@@ -209,11 +201,6 @@ class StepOutput(NamedTuple):
     aux: Any  # the objective's aux (CostTerms) when computed this step, else None
 
 
-def _has_cache(opt_state) -> bool:
-    """Whether an optax line search in ``opt_state`` stores the objective's ``value`` and ``grad``."""
-    return _tree_get(opt_state, "value") is not None and _tree_get(opt_state, "grad") is not None
-
-
 def make_step(
     value_and_grad_fn: ValueAndGradFn, optimizer: optax.GradientTransformation, *, trust_cache: bool = False
 ) -> Callable:
@@ -235,63 +222,29 @@ def make_step(
     If the optimizer state caches the objective's value and gradient at the current
     parameters (optax's line searches store them under ``value`` and ``grad``), they are
     reused — valid for a deterministic full-batch objective, which is how :func:`sae_jax.training.train`
-    uses L-BFGS — by ``optax.value_and_grad_from_state``: the cache starts at ``inf``, so the
-    first step computes them (through :func:`value_fn_from`'s ``custom_vjp``, i.e. by
-    ``value_and_grad_fn``). ``trust_cache=True`` uses the cache without that utility's
-    ``lax.cond`` on its finiteness — for callers that fill it first (:func:`prime_cache`):
+    uses L-BFGS — by :func:`sae_jax._src.lbfgs.optimizer_step`: the cache starts at ``inf``, so the
+    first step computes them (:func:`sae_jax._src.lbfgs.prime_linesearch`, through
+    :func:`value_fn_from`'s ``custom_vjp``, i.e. by ``value_and_grad_fn``). ``trust_cache=True``
+    uses the cache without that ``lax.cond`` on its finiteness — for callers that prime it first
+    (``prime_linesearch(value_fn_from(value_and_grad_fn), params, opt_state, batch=batch)``):
     under ``vmap`` the ``cond`` becomes a select that evaluates the objective every step,
     whether or not the cache is valid. Without a cache (Adam, SGD) the objective is evaluated
     directly, and its ``aux`` is handed back in :class:`StepOutput`.
     """
     value_fn = value_fn_from(value_and_grad_fn)
-    from_state = optax.value_and_grad_from_state(value_fn)
 
     def step(params, opt_state, batch):
-        aux = None
-        if not _has_cache(opt_state):
+        if has_linesearch_cache(opt_state):  # L-BFGS: the value and gradient come from the line search
+            aux, evaluated = None, None
+        else:  # Adam, SGD: evaluate here, and hand the objective's aux back
             (value, aux), grads = value_and_grad_fn(params, batch)
-        elif trust_cache:
-            value, grads = _tree_get(opt_state, "value"), _tree_get(opt_state, "grad")
-        else:
-            value, grads = from_state(params, batch, state=opt_state)
-        with optax_promotion():
-            updates, opt_state = optimizer.update(
-                grads, opt_state, params, value=value, grad=grads, value_fn=value_fn, batch=batch
-            )
-        new_params = optax.apply_updates(params, updates)
+            evaluated = (value, grads)
+        new_params, opt_state, value, grads = optimizer_step(
+            optimizer, value_fn, params, opt_state, value_and_grad=evaluated, trust_cache=trust_cache, batch=batch
+        )
         return new_params, opt_state, StepOutput(value, all_finite(grads), aux)
 
     return step
-
-
-def prime_cache(value_and_grad_fn: ValueAndGradFn, params, opt_state, batch):
-    """``opt_state`` with the line search's cached ``(value, grad)`` filled in at ``params``
-    where it is not finite (it starts at ``inf``); unchanged if the state has no cache.
-
-    The same ``optax.value_and_grad_from_state`` test as :func:`make_step`'s, once, so that
-    ``make_step(..., trust_cache=True)`` may then read the cache unconditionally.
-    """
-    if not _has_cache(opt_state):
-        return opt_state
-    value, grad = optax.value_and_grad_from_state(value_fn_from(value_and_grad_fn))(params, batch, state=opt_state)
-    return _tree_set(opt_state, value=value, grad=grad)
-
-
-def invalidate_cache(opt_state):
-    """``opt_state`` with the line search's cached value set to ``inf`` (recomputed at the next step)."""
-    if not _has_cache(opt_state):
-        return opt_state
-    return _tree_set(opt_state, value=jnp.full_like(_tree_get(opt_state, "value"), jnp.inf))
-
-
-def optax_promotion():
-    """The dtype-promotion scope optax's own calls run in (a context manager).
-
-    optax's L-BFGS mixes int32 and int64 indices under x64 (fine with JAX's default
-    "standard" promotion, an error under "strict"); scope "standard" to optax's own calls so
-    training works whatever the caller's global setting. sae-jax's own math is strict-clean.
-    """
-    return jax.numpy_dtype_promotion("standard")
 
 
 def all_finite(tree) -> jax.Array:
