@@ -7,6 +7,7 @@ import pytest
 
 import sae_jax as sae
 from sae_jax._src import validate
+from sae_jax import InputError
 from helpers import random_problem
 
 HP = dict(lam=1e-4, beta=3.0, rho=0.01)
@@ -178,7 +179,7 @@ def test_jitted_entry_points_check_values_inside_the_call_and_each_data_array_on
 
 def test_check_fits_in_memory_states_both_sizes_in_bytes():
     validate.check_fits_in_memory("a small array", 800)
-    with pytest.raises(validate.InputError) as e:
+    with pytest.raises(InputError) as e:
         validate.check_fits_in_memory("x (10**12, 64) float64", 8 * 64 * 10**12, hint="; use less")
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ")
@@ -190,7 +191,7 @@ def test_a_python_int_hyperparameter_too_large_for_jax_is_one_input_error(lam):
     # jit raised OverflowError parsing it, from inside the checked call
     p = sae.init_params(jax.random.key(0), 4, 2)
     x = jnp.full((3, 4), 0.5, jnp.float32)
-    with pytest.raises(validate.InputError) as e:
+    with pytest.raises(InputError) as e:
         sae.cost_and_grad(p, x, lam=lam, beta=3.0, rho=0.1)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("lam=") and "is a Python int outside JAX's int" in msg
