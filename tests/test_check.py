@@ -166,7 +166,7 @@ CASES = [(mk.name, out) for mk in CATALOGUE for out in ("sigmoid", "linear") if 
 
 def test_catalogue_is_large_enough_and_documented():
     assert len(CATALOGUE) >= 10
-    doc = sae_jax._src.check.__doc__
+    doc = sae_jax.check.__doc__
     for mk in CATALOGUE:
         assert f"``{mk.name}``" in doc, mk.name
     for p in probes("sigmoid"):
