@@ -99,10 +99,10 @@ def test_sources(tmp_path):
 def test_chunks_split_over_devices():
     """Past memory and past one device: every chunk's rows sharded over the mesh (chunk 5 -> a
     multiple of the device count, padding masked); results replicated and equal to one-shot."""
-    from sae_jax._src import sharded
+    from sae_jax.scale import batch_mesh
 
     p, x = _problem()
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
     got = chunked_cost_terms_and_grad(p, x, chunk_size=5, mesh=mesh, **HP)
     assert_close(got, want)
@@ -178,7 +178,7 @@ def test_denoising_sources_and_mesh(tmp_path):
     are regrouped into the same chunks), each chunk over the devices, and the value-and-grad
     closure: == sae.cost_and_grad(params, x, x_input=...) on all the data at once. The
     tied + l1 + x_input chunk sizes 1, non-divisor and >= m: tests/test_variants.py."""
-    from sae_jax._src import sharded
+    from sae_jax.scale import batch_mesh
 
     p, x = _problem()
     xt = _corrupted(x)
@@ -195,7 +195,7 @@ def test_denoising_sources_and_mesh(tmp_path):
         got = chunked_cost_terms_and_grad(p, data, x_input=x_input, chunk_size=5, **HP)
         assert_close(got, want), name
     assert_close(chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     assert_close(chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, mesh=mesh, **HP), want)
     vg = make_chunked_value_and_grad(x, x_input=xt, chunk_size=5, **HP)
     assert_close(vg(p), (want[0].cost, want[1]))

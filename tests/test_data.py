@@ -635,17 +635,18 @@ def test_the_patch_bound_is_the_measured_peak(monkeypatch):
     import tracemalloc
 
     from sae_jax._src.data import images
+    from sae_jax.data import natural_image_patches, whitened_natural_images
 
-    images.whitened_natural_images(0.4, 2)  # cached: not part of the peak
+    whitened_natural_images(0.4, 2)  # cached: not part of the peak
     tracemalloc.start()
-    images.natural_image_patches(20000, 4)
+    natural_image_patches(20000, 4)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     bound = 20000 * (16 * images._BYTES_PER_ENTRY + images._BYTES_PER_PATCH)
     assert 0.8 * bound <= peak <= 1.05 * bound, (peak, bound)
     monkeypatch.setattr(images, "check_fits_in_memory", lambda what, n, **k: (_ for _ in ()).throw(InputError(str(n))))
     with pytest.raises(InputError, match=f"^{bound}$"):
-        images.natural_image_patches(20000, 4)
+        natural_image_patches(20000, 4)
 
 
 def test_cli_patch_flags_that_cannot_fit_exit_2_before_anything_is_written(tmp_path, capsys):

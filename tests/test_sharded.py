@@ -194,7 +194,7 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
     """`sae-jax train --devices all` (sharded.make_train_value_and_grad in train()'s seam; rows over
     every device, m = 41 not a multiple of 8) takes the same L-BFGS steps as the one-device train().
     Same shapes and config as tests/test_chunked.py's trainer test: one one-device compile serves both."""
-    from sae_jax._src import checkpoint
+    from sae_jax.training import load_params
     from sae_jax.cli import main
     from sae_jax.training import TrainConfig, train
 
@@ -207,7 +207,7 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
              "--lbfgs-memory", "5", "--no-progress"]
     assert main([*flags, "--devices", "all", "--out", str(tmp_path / "many")]) == 0
     assert f"data parallel over {N_DEV} device(s)" in capsys.readouterr().out
-    many, _ = checkpoint.load_params(tmp_path / "many")
+    many, _ = load_params(tmp_path / "many")
     assert_close(sae.Params(*(np.asarray(a) for a in many)), one.params, tol=1e-10)
     # bad values: one line, exit 2, before anything is trained
     for bad, msg in ((["--devices", "0"], "devices must be"), (["--devices", "two"], "--devices must be"),
@@ -222,7 +222,7 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
     a fresh corruption from the seed and the step, to the sharded objective; minibatches of 20
     rows over the devices, padded) follows the one-device run, and a resumed run draws the same
     corruptions: bit-identical to the uninterrupted one."""
-    from sae_jax._src import checkpoint
+    from sae_jax.training import load_params
     from sae_jax.cli import main
     from sae_jax.training import TrainConfig, train
 
@@ -237,11 +237,11 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
              "--corruption-level", "0.3", "--devices", "all", "--no-progress"]
     assert main([*flags, "--steps", "4", "--out", str(tmp_path / "whole")]) == 0
     assert f"data parallel over {N_DEV} device(s)" in capsys.readouterr().out
-    whole, _ = checkpoint.load_params(tmp_path / "whole")
+    whole, _ = load_params(tmp_path / "whole")
     assert_close(sae.Params(*(np.asarray(a) for a in whole)), one.params, tol=1e-10)
     assert main([*flags, "--steps", "2", "--out", str(tmp_path / "half")]) == 0
     assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "4", "--devices", "all", "--no-progress"]) == 0
-    resumed, _ = checkpoint.load_params(tmp_path / "half")
+    resumed, _ = load_params(tmp_path / "half")
     for a, b in zip(whole, resumed):
         np.testing.assert_array_equal(a, b)
 
@@ -263,4 +263,4 @@ def test_batch_mesh_refuses_what_is_not_devices(devices, want):
 def test_shard_batch_refuses_what_is_not_a_mesh():
     with pytest.raises(sae.InputError) as e:
         shard_batch(jnp.full((4, 3), 0.5), "not a mesh")
-    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax._src.sharded.batch_mesh()), got str 'not a mesh'"
+    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax.scale.batch_mesh()), got str 'not a mesh'"
