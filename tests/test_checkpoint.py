@@ -201,11 +201,10 @@ def _header(path):
 _WRITE_BOTH = """
 import sys, jax, numpy as np
 from sae_jax import init_params
-from sae_jax._src import checkpoint as ckpt
-from sae_jax.training import TrainConfig
+from sae_jax.training import TrainConfig, save_checkpoint, save_params
 p = init_params(jax.random.key(0), 6, 4)
-ckpt.save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
-ckpt.save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
+save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
+save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
     step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32),
     config=dict(TrainConfig(n_hidden=4, optimizer="adam", rho_hat="ema", dtype="float32").to_dict()),
     data_spec=None, data_sha256="ab" * 32, extra={"n": 1})
@@ -483,22 +482,21 @@ def test_cli_resume_of_a_checkpoint_recording_a_huge_data_spec_exits_2_before_al
 
 _LOAD_FLOAT64_WITHOUT_X64 = """
 import sys, json, jax, numpy as np
-from sae_jax import Params
-from sae_jax._src import checkpoint as ckpt
-from sae_jax.training import TrainConfig
+from sae_jax import InputError, Params
+from sae_jax.training import TrainConfig, load_checkpoint, load_params, save_checkpoint, save_params
 assert not jax.config.jax_enable_x64
 d = sys.argv[1]
 p = Params(np.zeros((4, 6)), np.zeros(4), np.zeros((6, 4)), np.zeros(6))
 config = TrainConfig(n_hidden=4).to_dict()
-ckpt.save_checkpoint(d + "/checkpoint.safetensors", params=p, opt_leaves=[], step=0,
-                     key_data=np.array([1, 2], np.uint32), config=config, data_spec=None, data_sha256="ab" * 32)
-ckpt.save_params(d + "/params.safetensors", p, config=config)
-print(ckpt.load_checkpoint(d + "/checkpoint.safetensors")[1]["config"]["dtype"], ckpt.load_params(d)[1]["dtype"])
+save_checkpoint(d + "/checkpoint.safetensors", params=p, opt_leaves=[], step=0,
+                key_data=np.array([1, 2], np.uint32), config=config, data_spec=None, data_sha256="ab" * 32)
+save_params(d + "/params.safetensors", p, config=config)
+print(load_checkpoint(d + "/checkpoint.safetensors")[1]["config"]["dtype"], load_params(d)[1]["dtype"])
 config["rho"] = 2.0
-ckpt.save_params(d + "/params.safetensors", p, config=config)
+save_params(d + "/params.safetensors", p, config=config)
 try:
-    ckpt.load_params(d)
-except ckpt.InputError as e:
+    load_params(d)
+except InputError as e:
     print(e)
 """
 
