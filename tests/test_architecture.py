@@ -8,12 +8,14 @@ the same layer or a lower one; every ``_src`` module must be in exactly one laye
 modules (``sae_jax/*.py``) sit above every layer and ``_src`` never imports them; and the
 module-level imports among all of ``sae_jax``'s modules have no cycle. The page's table of public
 modules names, for each, the ``_src`` modules it re-exports from and the test files that import
-it (tests mirror the public modules); both columns are checked against the code.
+it (tests mirror the public modules); both columns are checked against the code. And every
+```module.name``` the prose cites (module in a layer) exists there.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import pathlib
 import re
 
@@ -260,6 +262,37 @@ def test_the_real_graph_is_what_the_page_describes():
     assert f"{SRC}.cli.train" in edges[f"{SRC}.cli"]  # loaded by name from COMMANDS
     assert f"{SRC}.config" in edges[f"{SRC}.checkpoint"]  # a function-level import
     assert sum(len(t) for t in edges.values()) > 200
+
+
+_FILE_SUFFIXES = ("json", "jsonl", "safetensors", "png", "npy", "npz", "md", "py")
+
+
+def dangling_references(text: str, layers) -> list[str]:
+    """```module.name``` references of the page (module in a layer) that name nothing there."""
+    listed = {m for _, mods in layers.values() for m in mods}
+    bad = []
+    for ref in sorted(set(re.findall(r"`([A-Za-z_][\w.]*\.\w+)`", text))):
+        parts = ref.split(".")
+        if parts[-1] in _FILE_SUFFIXES:
+            continue  # a file name (metrics.jsonl)
+        for k in range(len(parts) - 1, 0, -1):
+            if ".".join(parts[:k]) in listed:
+                obj = importlib.import_module(f"{SRC}.{'.'.join(parts[:k])}")
+                for part in parts[k:]:
+                    if not hasattr(obj, part):
+                        bad.append(ref)
+                        break
+                    obj = getattr(obj, part)
+                break
+    return bad
+
+
+def test_the_pages_module_references_exist():
+    """``backprop.terms_and_grads_from_sums`` in the prose must be where the page says it is."""
+    text = DOC.read_text()
+    layers = doc_layers(text)
+    assert dangling_references(text, layers) == [], "docs/architecture.md cites names that are not there"
+    assert dangling_references("`cost.no_such_function` and `metrics.jsonl`", layers) == ["cost.no_such_function"]
 
 
 def _test_files_importing() -> dict[str, set[str]]:
