@@ -165,6 +165,14 @@ def test_public_module_only_reexports_from_src(module):
         assert sorted(sub) == sorted(m.split(".", 1)[1] for m in public_module_names()[1:])
 
 
+def test_the_reexport_check_can_fail():
+    allowed = [_allowed_statement("sae_jax.x", n) for n in ast.parse(
+        '"""Doc."""\nfrom sae_jax._src.cost import cost as cost\n__all__ = ["cost"]\n'
+        'from sae_jax.training import train\nimport numpy\nX = 1\ndef f():\n    pass\n'
+        'def __getattr__(name):\n    pass\n').body]
+    assert allowed == [True, True, True, False, False, False, False, False]
+
+
 def test_one_home_per_name():
     twice = {name: mods for name, mods in homes().items() if len(mods) > 1}
     assert not twice, f"public names exported by more than one public module (pick one home): {twice}"
