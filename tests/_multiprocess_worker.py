@@ -49,12 +49,12 @@ def main(port: int, process_id: int, num_processes: int, out: str) -> None:
         initialization_timeout=60,
     )
     import sae_jax as sae
-    from sae_jax._src import sharded
+    from sae_jax.scale import batch_mesh
 
     params, x = problem()
     params = sae.Params(*params)
     local = x[SPLITS[process_id] : SPLITS[process_id + 1]]
-    mesh = sharded.batch_mesh()  # every device of every process
+    mesh = batch_mesh()  # every device of every process
     local_input = corrupted(x)[SPLITS[process_id] : SPLITS[process_id + 1]]
     results = {"n_devices": len(jax.devices()), "n_local": len(jax.local_devices())}
     for method in ("shard_map", "jit", "denoising"):

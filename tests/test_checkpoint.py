@@ -13,13 +13,14 @@ import safetensors.numpy
 
 from sae_jax import InputError, Params, init_params
 from sae_jax._src import checkpoint as ckpt
+from sae_jax.training import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, PARAMS_NAME, WriteError, load_checkpoint, load_params, read_run_config, save_checkpoint, save_params
 from sae_jax.training import TrainConfig, train
 
 
 def _save(path, step=3, scale=1.0):
     p = init_params(jax.random.key(0), 6, 4, dtype=jnp.float64)
     p = jax.tree.map(lambda a: a * scale, p)
-    ckpt.save_checkpoint(
+    save_checkpoint(
         path, params=p, opt_leaves=[jnp.zeros((), jnp.int32), jnp.ones((2, 3))], step=step,
         key_data=np.array([1, 2], np.uint32), config=_CONFIG, data_spec={"name": "natural"},
         data_sha256=_SHA,
@@ -34,7 +35,7 @@ _SHA = "ab" * 32
 def test_checkpoint_roundtrip_is_exact(tmp_path):
     f = tmp_path / "c.safetensors"
     p = _save(f)
-    tensors, meta = ckpt.load_checkpoint(f)
+    tensors, meta = load_checkpoint(f)
     for name, a in zip(Params._fields, p):
         np.testing.assert_array_equal(tensors[f"params/{name}"], np.asarray(a))
     assert meta["step"] == 3 and meta["config"] == _CONFIG and meta["n_opt_leaves"] == 2
@@ -50,21 +51,21 @@ def test_corrupt_truncated_missing_or_foreign_checkpoint_is_an_input_error(tmp_p
     bad = tmp_path / "flip.safetensors"
     bad.write_bytes(bytes(data))
     with pytest.raises(InputError, match="corrupt: its SHA-256 checksum does not match"):
-        ckpt.load_checkpoint(bad)
+        load_checkpoint(bad)
     short = tmp_path / "short.safetensors"
     short.write_bytes(f.read_bytes()[:-100])
     with pytest.raises(InputError, match="corrupt or truncated"):
-        ckpt.load_checkpoint(short)
+        load_checkpoint(short)
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
     with pytest.raises(InputError, match="corrupt or truncated"):
-        ckpt.load_checkpoint(empty)
+        load_checkpoint(empty)
     with pytest.raises(InputError, match="does not exist"):
-        ckpt.load_checkpoint(tmp_path / "nope.safetensors")
+        load_checkpoint(tmp_path / "nope.safetensors")
     foreign = tmp_path / "foreign.safetensors"
     safetensors.numpy.save_file({"w": np.zeros(3)}, str(foreign))
     with pytest.raises(InputError, match="not a sae-jax training checkpoint"):
-        ckpt.load_checkpoint(foreign)
+        load_checkpoint(foreign)
 
 
 @pytest.mark.parametrize("fail_at", ["write", "fsync", "replace"])
@@ -107,7 +108,7 @@ def test_crash_mid_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch,
         _save(f, step=4, scale=2.0)
     monkeypatch.undo()
     assert f.read_bytes() == before
-    _, meta = ckpt.load_checkpoint(f)
+    _, meta = load_checkpoint(f)
     assert meta["step"] == 3
     assert os.listdir(tmp_path) == ["c.safetensors"]  # no temp file left behind
 
@@ -135,7 +136,7 @@ def test_crash_while_checkpointing_during_training_then_resume(tmp_path, monkeyp
     real_replace = os.replace
 
     def crash_on_third(src, dst):
-        if str(dst).endswith(ckpt.CHECKPOINT_NAME):
+        if str(dst).endswith(CHECKPOINT_NAME):
             calls["n"] += 1
             if calls["n"] == 3:  # checkpoints at steps 0, 5, then the one at step 10 dies
                 raise Killed("killed while writing the step-10 checkpoint")
@@ -145,45 +146,45 @@ def test_crash_while_checkpointing_during_training_then_resume(tmp_path, monkeyp
     with pytest.raises(Killed):
         train(X, CFG, run_dir=tmp_path, pictures=False)
     monkeypatch.undo()
-    _, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    _, meta = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert meta["step"] == 5
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     resumed = train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)
     for a, b in zip(resumed.params, full.params):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    steps = [json.loads(line)["step"] for line in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / METRICS_NAME).read_text().splitlines()]
     assert steps == [0, 5, 10]  # the row logged after the lost checkpoint was dropped, then redone
 
 
 def test_run_directory_exports_load_with_plain_numpy(tmp_path):
     cfg = dataclasses.replace(CFG, steps=5)
     r = train(X, cfg, run_dir=tmp_path)
-    d = safetensors.numpy.load_file(str(tmp_path / ckpt.PARAMS_NAME))
+    d = safetensors.numpy.load_file(str(tmp_path / PARAMS_NAME))
     assert {k: v.shape for k, v in d.items()} == {"W1": (5, 16), "b1": (5,), "W2": (16, 5), "b2": (16,)}
     np.testing.assert_array_equal(d["W1"], np.asarray(r.params.W1))
-    conf = json.loads((tmp_path / ckpt.CONFIG_NAME).read_text())
+    conf = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert conf["config"]["n_hidden"] == 5 and conf["n_visible"] == 16
-    rows = [json.loads(line) for line in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / METRICS_NAME).read_text().splitlines()]
     keys = {"step", "cost", "reconstruction", "weight_decay", "sparsity", "rho_hat_mean", "rho_hat_min",
             "rho_hat_max", "mse", "step_time_s"}
     assert all(keys <= set(row) for row in rows)
     assert (tmp_path / "filters.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
-    p, config = ckpt.load_params(tmp_path)
+    p, config = load_params(tmp_path)
     assert config["n_visible"] == 16
-    p2, _ = ckpt.load_params(tmp_path / ckpt.CHECKPOINT_NAME)
+    p2, _ = load_params(tmp_path / CHECKPOINT_NAME)
     np.testing.assert_array_equal(p.W1, p2.W1)
 
 
 def test_load_params_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        ckpt.load_params(tmp_path / "nope")
+        load_params(tmp_path / "nope")
     with pytest.raises(InputError, match="has neither"):
-        ckpt.load_params(tmp_path)
+        load_params(tmp_path)
     f = tmp_path / "w.safetensors"
     safetensors.numpy.save_file({"w": np.zeros(3)}, str(f))
     with pytest.raises(InputError, match="no sae-jax parameters"):
-        ckpt.load_params(f)
+        load_params(f)
 
 
 # --- reproducible files, verified params ----------------------------------------------
@@ -200,11 +201,10 @@ def _header(path):
 _WRITE_BOTH = """
 import sys, jax, numpy as np
 from sae_jax import init_params
-from sae_jax._src import checkpoint as ckpt
-from sae_jax.training import TrainConfig
+from sae_jax.training import TrainConfig, save_checkpoint, save_params
 p = init_params(jax.random.key(0), 6, 4)
-ckpt.save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
-ckpt.save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
+save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
+save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
     step=7, key_data=np.array([1, 2], np.uint32), rho_ema=np.ones(4, np.float32),
     config=dict(TrainConfig(n_hidden=4, optimizer="adam", rho_hat="ema", dtype="float32").to_dict()),
     data_spec=None, data_sha256="ab" * 32, extra={"n": 1})
@@ -222,17 +222,17 @@ def test_identical_contents_give_byte_identical_files_across_processes(tmp_path)
     for d in dirs:
         d.mkdir()
         subprocess.run([sys.executable, "-c", _WRITE_BOTH, str(d)], check=True, env=env)
-    for name in (ckpt.PARAMS_NAME, ckpt.CHECKPOINT_NAME):
+    for name in (PARAMS_NAME, CHECKPOINT_NAME):
         a, b = (d / name for d in dirs)
         assert a.read_bytes() == b.read_bytes(), name
         md = _header(a)["__metadata__"]
         assert list(md) == sorted(md)
     # and the files are ordinary safetensors: numpy's loader and sae-jax's readers agree
-    tensors, meta = ckpt.load_checkpoint(dirs[0] / ckpt.CHECKPOINT_NAME)
+    tensors, meta = load_checkpoint(dirs[0] / CHECKPOINT_NAME)
     assert meta["step"] == 7 and tensors["step"].shape == () and tensors["rho_ema"].dtype == np.float32
-    plain = safetensors.numpy.load_file(str(dirs[0] / ckpt.CHECKPOINT_NAME))
+    plain = safetensors.numpy.load_file(str(dirs[0] / CHECKPOINT_NAME))
     assert set(plain) == set(tensors) and all(np.array_equal(plain[k], tensors[k]) for k in plain)
-    p, config = ckpt.load_params(dirs[0] / ckpt.PARAMS_NAME)
+    p, config = load_params(dirs[0] / PARAMS_NAME)
     assert config == {"b": 2, "a": [1, 2], "c": "x"} and p.W1.shape == (4, 6)
 
 
@@ -242,27 +242,27 @@ def test_checkpoints_written_by_safetensors_itself_still_load(tmp_path):
     p = _save(f)
     tensors, md = ckpt.read_safetensors(f, "checkpoint")
     f.write_bytes(safetensors.numpy.save(tensors, metadata=md))
-    tensors2, meta = ckpt.load_checkpoint(f)
+    tensors2, meta = load_checkpoint(f)
     assert meta["step"] == 3
     np.testing.assert_array_equal(tensors2["params/W1"], np.asarray(p.W1))
     q = tmp_path / "p.safetensors"
     safetensors.numpy.save_file({k: np.asarray(v) for k, v in zip(Params._fields, p)}, str(q),
                                 metadata={"format": "sae-jax-params", "config": "{}"})
-    np.testing.assert_array_equal(ckpt.load_params(q)[0].W1, np.asarray(p.W1))  # no checksum: read as is
+    np.testing.assert_array_equal(load_params(q)[0].W1, np.asarray(p.W1))  # no checksum: read as is
 
 
 def test_params_file_checksum_catches_a_flipped_bit(tmp_path):
     # visualize/encode read params.safetensors first; one flipped bit used to change W1 silently.
-    f = tmp_path / ckpt.PARAMS_NAME
+    f = tmp_path / PARAMS_NAME
     p = init_params(jax.random.key(0), 6, 4, dtype=jnp.float64)
-    ckpt.save_params(f, p, config={"n_visible": 6})
-    np.testing.assert_array_equal(ckpt.load_params(f)[0].W1, np.asarray(p.W1))
+    save_params(f, p, config={"n_visible": 6})
+    np.testing.assert_array_equal(load_params(f)[0].W1, np.asarray(p.W1))
     data = bytearray(f.read_bytes())
     start = 8 + int.from_bytes(data[:8], "little") + _header(f)["W1"]["data_offsets"][0]
     data[start + 3] ^= 0x10
     f.write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"params file .* is corrupt: its SHA-256 checksum does not match"):
-        ckpt.load_params(tmp_path)
+        load_params(tmp_path)
 
 
 def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path):
@@ -294,11 +294,11 @@ def _write_run(d):
     rng = np.random.default_rng(0)
     p = Params(rng.uniform(-0.1, 0.1, (4, 6)), np.zeros(4), rng.uniform(-0.1, 0.1, (6, 4)), np.zeros(6))
     spec = {"name": "digits", "n_patches": 10000, "patch_size": 8, "seed": 0, "key": None, "sha256": None}
-    ckpt.save_checkpoint(d / ckpt.CHECKPOINT_NAME, params=p, opt_leaves=[np.zeros((), np.int32), np.ones((4, 6))],
+    save_checkpoint(d / CHECKPOINT_NAME, params=p, opt_leaves=[np.zeros((), np.int32), np.ones((4, 6))],
                          step=3, key_data=np.array([1, 2], np.uint32), config=_CRAFT_CONFIG, data_spec=spec,
                          data_sha256=_SHA)
-    ckpt.save_params(d / ckpt.PARAMS_NAME, p, config=_CRAFT_CONFIG)
-    (d / ckpt.CONFIG_NAME).write_text(json.dumps({"config": _CRAFT_CONFIG, "data_spec": spec}))
+    save_params(d / PARAMS_NAME, p, config=_CRAFT_CONFIG)
+    (d / CONFIG_NAME).write_text(json.dumps({"config": _CRAFT_CONFIG, "data_spec": spec}))
     return d
 
 
@@ -323,10 +323,10 @@ def _one_line(e, *parts):
 
 def test_a_valid_hand_written_run_loads(tmp_path):
     d = _write_run(tmp_path / "run")
-    tensors, meta = ckpt.load_checkpoint(d / ckpt.CHECKPOINT_NAME)
+    tensors, meta = load_checkpoint(d / CHECKPOINT_NAME)
     assert meta["step"] == 3 and meta["config"] == _CRAFT_CONFIG
-    assert ckpt.load_params(d)[1] == _CRAFT_CONFIG
-    assert ckpt.read_run_config(d / ckpt.CONFIG_NAME)["data_spec"]["name"] == "digits"
+    assert load_params(d)[1] == _CRAFT_CONFIG
+    assert read_run_config(d / CONFIG_NAME)["data_spec"]["name"] == "digits"
 
 
 _DEEP = "[" * 100_000 + "]" * 100_000
@@ -361,10 +361,10 @@ _BAD_CHECKPOINTS = [
 @pytest.mark.parametrize("metadata, tensors, drop, field, want", _BAD_CHECKPOINTS)
 def test_a_crafted_checkpoint_is_one_input_error_naming_file_and_field(tmp_path, metadata, tensors, drop, field, want):
     d = _write_run(tmp_path / "run")
-    f = d / ckpt.CHECKPOINT_NAME
+    f = d / CHECKPOINT_NAME
     _craft(f, metadata=metadata, tensors=tensors, drop=drop)  # a valid checksum: only the fields are wrong
     with pytest.raises(InputError) as e:
-        ckpt.load_checkpoint(f)
+        load_checkpoint(f)
     _one_line(e, f"checkpoint {str(f)!r}", field, want)
 
 
@@ -378,20 +378,20 @@ def test_a_crafted_checkpoint_is_one_input_error_naming_file_and_field(tmp_path,
 ])
 def test_a_crafted_params_file_is_one_input_error(tmp_path, config, want):
     d = _write_run(tmp_path / "run")
-    f = d / ckpt.PARAMS_NAME
+    f = d / PARAMS_NAME
     _craft(f, metadata={"config": config})
     with pytest.raises(InputError) as e:
-        ckpt.load_params(d)
+        load_params(d)
     _one_line(e, f"params file {str(f)!r}", want)
 
 
 def test_a_params_file_config_may_hold_other_keys_and_may_be_absent(tmp_path):
-    f = tmp_path / ckpt.PARAMS_NAME
+    f = tmp_path / PARAMS_NAME
     p = init_params(jax.random.key(0), 6, 4)
-    ckpt.save_params(f, p, config={"note": [1, 2], "rho": 0.2})
-    assert ckpt.load_params(f)[1] == {"note": [1, 2], "rho": 0.2}
+    save_params(f, p, config={"note": [1, 2], "rho": 0.2})
+    assert load_params(f)[1] == {"note": [1, 2], "rho": 0.2}
     safetensors.numpy.save_file({k: np.asarray(v) for k, v in zip(Params._fields, p)}, str(f))
-    assert ckpt.load_params(f)[1] == {}
+    assert load_params(f)[1] == {}
 
 
 @pytest.mark.parametrize("text, want", [
@@ -401,10 +401,10 @@ def test_a_params_file_config_may_hold_other_keys_and_may_be_absent(tmp_path):
     (json.dumps({"data_spec": {"name": "natural", "n_patches": 0}}), "field 'data_spec': data spec 'n_patches'"),
 ])
 def test_a_crafted_config_json_is_one_input_error(tmp_path, text, want):
-    f = tmp_path / ckpt.CONFIG_NAME
+    f = tmp_path / CONFIG_NAME
     f.write_text(text)
     with pytest.raises(InputError) as e:
-        ckpt.read_run_config(f)
+        read_run_config(f)
     _one_line(e, f"run config {str(f)!r}", want)
 
 
@@ -431,7 +431,7 @@ def _files(d):
 ])
 def test_cli_resume_of_a_crafted_checkpoint_is_exit_2_one_line_nothing_written(tmp_path, capsys, craft, field):
     d = _write_run(tmp_path / "run")
-    _craft(d / ckpt.CHECKPOINT_NAME, **craft)
+    _craft(d / CHECKPOINT_NAME, **craft)
     before = _files(d)
     _cli_refuses(["train", "--resume", d, "--steps", "12", "--no-progress"], capsys, "checkpoint", field)
     assert _files(d) == before
@@ -441,7 +441,7 @@ def test_cli_resume_of_a_crafted_checkpoint_is_exit_2_one_line_nothing_written(t
 @pytest.mark.parametrize("config", ["[1, 2]", "null"])
 def test_cli_commands_reading_a_crafted_params_file_exit_2(tmp_path, capsys, command, config):
     d = _write_run(tmp_path / "run")
-    _craft(d / ckpt.PARAMS_NAME, metadata={"config": config})
+    _craft(d / PARAMS_NAME, metadata={"config": config})
     before = _files(d)
     out = {"encode": ["--out", d / "codes.npy"], "evaluate": ["--out", d / "ev.png"], "probe": ["--softmax-steps", "2"]}[command]
     _cli_refuses([command, d, *out], capsys, "params file", "metadata 'config' must be a JSON object")
@@ -450,8 +450,8 @@ def test_cli_commands_reading_a_crafted_params_file_exit_2(tmp_path, capsys, com
 
 def test_cli_encode_with_a_checkpoint_whose_config_is_a_list_exits_2(tmp_path, capsys):
     d = _write_run(tmp_path / "run")
-    (d / ckpt.PARAMS_NAME).unlink()
-    _craft(d / ckpt.CHECKPOINT_NAME, metadata={"config": "[1, 2]"})
+    (d / PARAMS_NAME).unlink()
+    _craft(d / CHECKPOINT_NAME, metadata={"config": "[1, 2]"})
     before = _files(d)
     _cli_refuses(["encode", d, "--out", d / "codes.npy"], capsys, "checkpoint", "metadata 'config' must be a JSON object")
     assert _files(d) == before
@@ -464,8 +464,8 @@ def test_cli_encode_with_a_checkpoint_whose_config_is_a_list_exits_2(tmp_path, c
 ])
 def test_cli_encode_with_a_crafted_config_json_exits_2(tmp_path, capsys, text, want):
     d = _write_run(tmp_path / "run")
-    (d / ckpt.CHECKPOINT_NAME).unlink()  # the params file's directory: its config.json names the data
-    (d / ckpt.CONFIG_NAME).write_text(text)
+    (d / CHECKPOINT_NAME).unlink()  # the params file's directory: its config.json names the data
+    (d / CONFIG_NAME).write_text(text)
     before = _files(d)
     _cli_refuses(["encode", d, "--out", d / "codes.npy"], capsys, want)
     assert _files(d) == before
@@ -474,7 +474,7 @@ def test_cli_encode_with_a_crafted_config_json_exits_2(tmp_path, capsys, text, w
 def test_cli_resume_of_a_checkpoint_recording_a_huge_data_spec_exits_2_before_allocating(tmp_path, capsys):
     d = _write_run(tmp_path / "run")
     spec = {"name": "natural", "n_patches": 10**12, "patch_size": 8, "seed": 0, "key": None, "sha256": None}
-    _craft(d / ckpt.CHECKPOINT_NAME, metadata={"data_spec": json.dumps(spec)})
+    _craft(d / CHECKPOINT_NAME, metadata={"data_spec": json.dumps(spec)})
     before = _files(d)
     _cli_refuses(["train", "--resume", d, "--no-progress"], capsys, "n_patches=1000000000000", "bytes", "available")
     assert _files(d) == before
@@ -482,22 +482,21 @@ def test_cli_resume_of_a_checkpoint_recording_a_huge_data_spec_exits_2_before_al
 
 _LOAD_FLOAT64_WITHOUT_X64 = """
 import sys, json, jax, numpy as np
-from sae_jax import Params
-from sae_jax._src import checkpoint as ckpt
-from sae_jax.training import TrainConfig
+from sae_jax import InputError, Params
+from sae_jax.training import TrainConfig, load_checkpoint, load_params, save_checkpoint, save_params
 assert not jax.config.jax_enable_x64
 d = sys.argv[1]
 p = Params(np.zeros((4, 6)), np.zeros(4), np.zeros((6, 4)), np.zeros(6))
 config = TrainConfig(n_hidden=4).to_dict()
-ckpt.save_checkpoint(d + "/checkpoint.safetensors", params=p, opt_leaves=[], step=0,
-                     key_data=np.array([1, 2], np.uint32), config=config, data_spec=None, data_sha256="ab" * 32)
-ckpt.save_params(d + "/params.safetensors", p, config=config)
-print(ckpt.load_checkpoint(d + "/checkpoint.safetensors")[1]["config"]["dtype"], ckpt.load_params(d)[1]["dtype"])
+save_checkpoint(d + "/checkpoint.safetensors", params=p, opt_leaves=[], step=0,
+                key_data=np.array([1, 2], np.uint32), config=config, data_spec=None, data_sha256="ab" * 32)
+save_params(d + "/params.safetensors", p, config=config)
+print(load_checkpoint(d + "/checkpoint.safetensors")[1]["config"]["dtype"], load_params(d)[1]["dtype"])
 config["rho"] = 2.0
-ckpt.save_params(d + "/params.safetensors", p, config=config)
+save_params(d + "/params.safetensors", p, config=config)
 try:
-    ckpt.load_params(d)
-except ckpt.InputError as e:
+    load_params(d)
+except InputError as e:
     print(e)
 """
 
@@ -533,7 +532,7 @@ def test_an_os_error_writing_is_a_write_error_naming_the_file_and_the_old_one_st
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr({"mkstemp": tempfile, "fsync": os, "replace": os}[fail_at], fail_at, full)
-    with pytest.raises(ckpt.WriteError) as e:
+    with pytest.raises(WriteError) as e:
         _save(f, step=4, scale=2.0)
     monkeypatch.undo()
     assert str(e.value) == f"cannot write checkpoint {str(f)!r}: No space left on device"
@@ -549,20 +548,20 @@ def test_a_full_disk_at_a_training_checkpoint_keeps_the_last_one(tmp_path, monke
     kept = {}
 
     def replace(src, dst):
-        if str(dst).endswith(ckpt.CHECKPOINT_NAME) and os.path.exists(dst):
-            if ckpt.load_checkpoint(dst)[1]["step"] == 5:  # the step-10 checkpoint meets a full disk
+        if str(dst).endswith(CHECKPOINT_NAME) and os.path.exists(dst):
+            if load_checkpoint(dst)[1]["step"] == 5:  # the step-10 checkpoint meets a full disk
                 kept["bytes"] = Path(dst).read_bytes()
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(ckpt.WriteError) as e:
+    with pytest.raises(WriteError) as e:
         train(X, CFG, run_dir=tmp_path, pictures=False)
     monkeypatch.undo()
     assert e.value.exit_code == 1 and e.value.errno == errno.ENOSPC
-    assert str(e.value) == (f"cannot write checkpoint {str(tmp_path / ckpt.CHECKPOINT_NAME)!r}: No space left on "
+    assert str(e.value) == (f"cannot write checkpoint {str(tmp_path / CHECKPOINT_NAME)!r}: No space left on "
                             f"device; the last good checkpoint (step 5) in {str(tmp_path)!r} is kept")
-    assert (tmp_path / ckpt.CHECKPOINT_NAME).read_bytes() == kept["bytes"]
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == kept["bytes"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
     resumed = train(X, CFG, run_dir=tmp_path, resume=True, pictures=False)  # the same process takes the lock over
     for a, b in zip(resumed.params, full.params):
@@ -576,12 +575,12 @@ def test_a_metrics_row_that_cannot_be_appended_stops_the_run_naming_the_checkpoi
     real_open = builtins.open
 
     def open_(file, mode="r", *a, **k):
-        if str(file).endswith(ckpt.METRICS_NAME) and "a" in mode:
+        if str(file).endswith(METRICS_NAME) and "a" in mode:
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
         return real_open(file, mode, *a, **k)
 
     monkeypatch.setattr(builtins, "open", open_)
-    with pytest.raises(ckpt.WriteError, match=r"cannot write metrics '.*metrics.jsonl': Disk quota exceeded; the last "
+    with pytest.raises(WriteError, match=r"cannot write metrics '.*metrics.jsonl': Disk quota exceeded; the last "
                                               r"good checkpoint \(step 0\) in '.*' is kept") as e:
         train(X, CFG, run_dir=tmp_path, pictures=False)
     assert e.value.exit_code == 1

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax._src import chunked
 from sae_jax._src.lbfgs import lbfgs_loop, traceable
+from sae_jax.scale import chunk_size_for_budget, chunked_cost, chunked_cost_and_grad, chunked_cost_terms, chunked_cost_terms_and_grad, make_chunked_value_and_grad
 from helpers import count_compiles
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
@@ -50,19 +50,19 @@ def _problem(m=M, dtype=jnp.float64, seed=0):
 def test_equals_one_shot(chunk_size, output):
     p, x = _problem()
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), output=output, **HP)
-    got = chunked.chunked_cost_terms_and_grad(p, x, chunk_size=chunk_size, output=output, **HP)
+    got = chunked_cost_terms_and_grad(p, x, chunk_size=chunk_size, output=output, **HP)
     assert_close(got, want)
-    J, g = chunked.chunked_cost_and_grad(p, x, chunk_size=chunk_size, output=output, **HP)
+    J, g = chunked_cost_and_grad(p, x, chunk_size=chunk_size, output=output, **HP)
     assert_close((J, g), (want[0].cost, want[1]))
-    terms = chunked.chunked_cost_terms(p, x, chunk_size=chunk_size, output=output, **HP)
+    terms = chunked_cost_terms(p, x, chunk_size=chunk_size, output=output, **HP)
     assert_close(terms, want[0])
-    assert_close(chunked.chunked_cost(p, x, chunk_size=chunk_size, output=output, **HP), want[0].cost)
+    assert_close(chunked_cost(p, x, chunk_size=chunk_size, output=output, **HP), want[0].cost)
 
 
 def test_rho_hat_is_global_not_mean_of_chunk_estimates():
     # With unequal chunks, averaging per-chunk rho_hat (or KL of each chunk) would be wrong.
     p, x = _problem()
-    terms, _ = chunked.chunked_cost_terms_and_grad(p, [x[:3], x[3:]], chunk_size=3, **HP)
+    terms, _ = chunked_cost_terms_and_grad(p, [x[:3], x[3:]], chunk_size=3, **HP)
     np.testing.assert_allclose(terms.rho_hat, np.asarray(sae.encode(p, jnp.asarray(x))).mean(0), rtol=1e-13)
 
 
@@ -70,11 +70,11 @@ def test_compiles_each_kernel_once_per_chunk_shape():
     p, _ = _problem()
     chunk_size = 4  # unique to this test, so the jit caches start without this shape
     with count_compiles() as first:
-        chunked.chunked_cost_and_grad(p, _problem(m=9)[1], chunk_size=chunk_size, **HP)
+        chunked_cost_and_grad(p, _problem(m=9)[1], chunk_size=chunk_size, **HP)
     with count_compiles() as later:
         for m in (13, 16, 30):  # ragged last chunk, padded: same shape every time
             _, x = _problem(m=m)
-            chunked.chunked_cost_and_grad(p, x, chunk_size=chunk_size, **HP)
+            chunked_cost_and_grad(p, x, chunk_size=chunk_size, **HP)
     assert first.n >= 2 and later.n == 0  # pass 1 and pass 2 compiled once, for every m
 
 
@@ -92,44 +92,44 @@ def test_sources(tmp_path):
         "callable": lambda: (x[i : i + 7] for i in range(0, M, 7)),
     }
     for name, data in sources.items():
-        got = chunked.chunked_cost_and_grad(p, data, chunk_size=5, **HP)
+        got = chunked_cost_and_grad(p, data, chunk_size=5, **HP)
         assert_close(got, want), name
 
 
 def test_chunks_split_over_devices():
     """Past memory and past one device: every chunk's rows sharded over the mesh (chunk 5 -> a
     multiple of the device count, padding masked); results replicated and equal to one-shot."""
-    from sae_jax._src import sharded
+    from sae_jax.scale import batch_mesh
 
     p, x = _problem()
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
-    got = chunked.chunked_cost_terms_and_grad(p, x, chunk_size=5, mesh=mesh, **HP)
+    got = chunked_cost_terms_and_grad(p, x, chunk_size=5, mesh=mesh, **HP)
     assert_close(got, want)
     assert all(a.sharding.is_fully_replicated for a in jax.tree.leaves(got))
-    assert_close(chunked.chunked_cost_terms(p, x, chunk_size=5, mesh=mesh, **HP), want[0])
+    assert_close(chunked_cost_terms(p, x, chunk_size=5, mesh=mesh, **HP), want[0])
 
 
 def test_float32():
     p, x = _problem(dtype=jnp.float32)
     want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
-    J, g = chunked.chunked_cost_and_grad(p, x, chunk_size=5, **HP)
+    J, g = chunked_cost_and_grad(p, x, chunk_size=5, **HP)
     assert J.dtype == jnp.float32 and all(a.dtype == jnp.float32 for a in g)
     assert_close((J, g), want, tol=2e-5)
 
 
 def test_memory_budget():
-    size = chunked.chunk_size_for_budget(1 << 20, n_visible=64, n_hidden=25, dtype=jnp.float64)
+    size = chunk_size_for_budget(1 << 20, n_visible=64, n_hidden=25, dtype=jnp.float64)
     assert size == (1 << 20) // (2 * (5 * 64 + 3 * 25) * 8)
-    assert chunked.chunk_size_for_budget(1, n_visible=64, n_hidden=25) == 1
+    assert chunk_size_for_budget(1, n_visible=64, n_hidden=25) == 1
     p, x = _problem()
-    got = chunked.chunked_cost_and_grad(p, x, memory_bytes=2 * (5 * N + 3 * H) * 8 * 5, **HP)
+    got = chunked_cost_and_grad(p, x, memory_bytes=2 * (5 * N + 3 * H) * 8 * 5, **HP)
     assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
 
 
 def test_bad_input(tmp_path):
     p, x = _problem()
-    call = chunked.chunked_cost_and_grad
+    call = chunked_cost_and_grad
     with pytest.raises(sae.InputError, match="re-readable"):
         call(p, iter([x]), chunk_size=5, **HP)
     with pytest.raises(sae.InputError, match="same dtype"):
@@ -178,7 +178,7 @@ def test_denoising_sources_and_mesh(tmp_path):
     are regrouped into the same chunks), each chunk over the devices, and the value-and-grad
     closure: == sae.cost_and_grad(params, x, x_input=...) on all the data at once. The
     tied + l1 + x_input chunk sizes 1, non-divisor and >= m: tests/test_variants.py."""
-    from sae_jax._src import sharded
+    from sae_jax.scale import batch_mesh
 
     p, x = _problem()
     xt = _corrupted(x)
@@ -192,12 +192,12 @@ def test_denoising_sources_and_mesh(tmp_path):
         "callables": (lambda: (x[i : i + 7] for i in range(0, M, 7)), lambda: iter([xt])),
     }
     for name, (data, x_input) in pairs.items():
-        got = chunked.chunked_cost_terms_and_grad(p, data, x_input=x_input, chunk_size=5, **HP)
+        got = chunked_cost_terms_and_grad(p, data, x_input=x_input, chunk_size=5, **HP)
         assert_close(got, want), name
-    assert_close(chunked.chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
-    mesh = sharded.batch_mesh()
-    assert_close(chunked.chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, mesh=mesh, **HP), want)
-    vg = chunked.make_chunked_value_and_grad(x, x_input=xt, chunk_size=5, **HP)
+    assert_close(chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
+    mesh = batch_mesh()
+    assert_close(chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, mesh=mesh, **HP), want)
+    vg = make_chunked_value_and_grad(x, x_input=xt, chunk_size=5, **HP)
     assert_close(vg(p), (want[0].cost, want[1]))
 
 
@@ -208,8 +208,8 @@ def test_denoising_at_saturation_reads_x_input_in_every_pass():
     xt = _corrupted(x)
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), x_input=jnp.asarray(xt), **HP)
     assert float(want[0].rho_hat[0]) > 1 - 2.0**-10
-    assert_close(chunked.chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, **HP), want)
-    assert_close(chunked.chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
+    assert_close(chunked_cost_terms_and_grad(p, x, x_input=xt, chunk_size=5, **HP), want)
+    assert_close(chunked_cost_terms(p, x, x_input=xt, chunk_size=5, **HP), want[0])
 
 
 def test_denoising_bad_input(tmp_path):
@@ -217,7 +217,7 @@ def test_denoising_bad_input(tmp_path):
     xt = _corrupted(x)
     bad = xt.copy()
     bad[12, 0] = np.inf
-    call = chunked.chunked_cost_and_grad
+    call = chunked_cost_and_grad
     cases = [
         (dict(x_input=[xt]), r"x_input .* of data's kind \(array\).* got list"),
         (dict(x_input=xt[:-1]), r"x_input .* data's 23 rows, got 22"),
@@ -236,14 +236,14 @@ def test_denoising_bad_input(tmp_path):
         with pytest.raises(sae.InputError, match=message):
             call(p, kwargs.pop("data"), chunk_size=5, **HP, **kwargs)
     with pytest.raises(sae.InputError, match=r"x_input \(chunk 2\) must be finite"):
-        chunked.make_chunked_value_and_grad(x, x_input=bad, chunk_size=5, **HP)
+        make_chunked_value_and_grad(x, x_input=bad, chunk_size=5, **HP)
     with pytest.raises(sae.InputError, match="data's kind"):
-        chunked.make_chunked_value_and_grad(x, x_input=[xt], **HP)
+        make_chunked_value_and_grad(x, x_input=[xt], **HP)
 
 
 def test_traceable_gives_the_host_value_and_grad_under_jit():
     p, x = _problem()
-    vg = chunked.make_chunked_value_and_grad(x, chunk_size=4, **HP)
+    vg = make_chunked_value_and_grad(x, chunk_size=4, **HP)
     value = traceable(vg)
     got = jax.jit(jax.value_and_grad(value))(p)
     assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
@@ -254,7 +254,7 @@ def _lbfgs_runs(tmp_path, traced_in_memory):
     np.save(tmp_path / "x.npy", x)
     data = np.load(tmp_path / "x.npy", mmap_mode="r")
     streamed = lbfgs_loop(
-        chunked.make_chunked_value_and_grad(data, chunk_size=8, **HP), p, num_steps=4
+        make_chunked_value_and_grad(data, chunk_size=8, **HP), p, num_steps=4
     )
     xj = jnp.asarray(x)
     in_memory = lbfgs_loop(
@@ -284,7 +284,7 @@ def test_lbfgs_on_memmapped_npy_follows_the_trainers_in_memory_run(tmp_path):
     trained = train(x, cfg, pictures=False)
     p0 = init_state(cfg, jnp.asarray(x)).params
     streamed = lbfgs_loop(
-        chunked.make_chunked_value_and_grad(np.load(tmp_path / "x.npy", mmap_mode="r"), chunk_size=8, **HP),
+        make_chunked_value_and_grad(np.load(tmp_path / "x.npy", mmap_mode="r"), chunk_size=8, **HP),
         p0, num_steps=3, optimizer=make_optimizer(cfg),
     )
     np.testing.assert_allclose(streamed.values, [row["cost"] for row in trained.metrics], rtol=1e-10)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from sae_jax._src import checkpoint as ckpt
+from sae_jax.training import CHECKPOINT_NAME, PARAMS_NAME, load_checkpoint
 from sae_jax.cli import main
 
 # Small runs: 120 natural 4x4 patches, 5 hidden units, chunks of 5 -- the sizes and compiled config
@@ -43,7 +43,7 @@ def test_resume_extends_the_run(run_dir, tmp_path):
     d = tmp_path / "copy"
     shutil.copytree(run_dir, d)
     assert main(["train", "--resume", str(d), "--steps", "15", "--no-progress"]) == 0
-    _, meta = ckpt.load_checkpoint(d / ckpt.CHECKPOINT_NAME)
+    _, meta = load_checkpoint(d / CHECKPOINT_NAME)
     assert meta["step"] == 15
 
 
@@ -51,7 +51,7 @@ def test_visualize_and_encode(run_dir, tmp_path, capsys):
     png = tmp_path / "f.png"
     assert main(["visualize", str(run_dir), "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert main(["visualize", str(run_dir / ckpt.CHECKPOINT_NAME), "--out", str(png)]) == 0
+    assert main(["visualize", str(run_dir / CHECKPOINT_NAME), "--out", str(png)]) == 0
     out = tmp_path / "feat.npy"
     assert main(["encode", str(run_dir), "--data", "natural", "--patch-size", "4", "--n-patches", "50",
                  "--out", str(out)]) == 0
@@ -70,15 +70,15 @@ def test_encode_defaults_to_the_runs_own_data(run_dir, tmp_path, capsys):
                  "--out", str(ref)]) == 0
     np.testing.assert_array_equal(np.load(out), np.load(ref))
     # from the checkpoint file too, and a flag overrides one field of the recorded spec
-    assert main(["encode", str(run_dir / ckpt.CHECKPOINT_NAME), "--n-patches", "7", "--out", str(out)]) == 0
+    assert main(["encode", str(run_dir / CHECKPOINT_NAME), "--n-patches", "7", "--out", str(out)]) == 0
     assert np.load(out).shape == (7, 5)
     # a params file away from its run directory records no data: say so (exit 2)
     import shutil
 
     lone = tmp_path / "lone"
     lone.mkdir()
-    shutil.copy(run_dir / ckpt.PARAMS_NAME, lone / ckpt.PARAMS_NAME)
-    _bad(["encode", str(lone / ckpt.PARAMS_NAME), "--out", str(tmp_path / "x.npy")], capsys, "--data")
+    shutil.copy(run_dir / PARAMS_NAME, lone / PARAMS_NAME)
+    _bad(["encode", str(lone / PARAMS_NAME), "--out", str(tmp_path / "x.npy")], capsys, "--data")
     assert not (tmp_path / "x.npy").exists()
 
 
@@ -189,7 +189,7 @@ def test_corrupt_checkpoint_is_exit_2_and_untouched(run_dir, tmp_path, capsys):
 
     d = tmp_path / "corrupt"
     shutil.copytree(run_dir, d)
-    f = d / ckpt.CHECKPOINT_NAME
+    f = d / CHECKPOINT_NAME
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
@@ -220,7 +220,7 @@ def test_divergence_exits_1_naming_the_step(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1
     assert "training stopped at step" in err[-1] and "non-finite" in err[-1]
-    _, meta = ckpt.load_checkpoint(tmp_path / "d" / ckpt.CHECKPOINT_NAME)  # the last good one is kept
+    _, meta = load_checkpoint(tmp_path / "d" / CHECKPOINT_NAME)  # the last good one is kept
     assert meta["step"] == 0
 
 
@@ -290,7 +290,7 @@ def test_visualize_and_encode_detect_a_flipped_bit_in_params(run_dir, tmp_path, 
 
     d = tmp_path / "flipped"
     shutil.copytree(run_dir, d)
-    f = d / ckpt.PARAMS_NAME
+    f = d / PARAMS_NAME
     data = bytearray(f.read_bytes())
     data[-5] ^= 0x01  # inside b2, the last tensor
     f.write_bytes(bytes(data))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sae_jax._src import checkpoint as ckpt
+from sae_jax.training import CHECKPOINT_NAME, load_checkpoint, save_params
 from sae_jax import init_params
 from sae_jax.cli import main
 
@@ -86,7 +86,7 @@ def params_file(tmp_path_factory):
     import jax
 
     f = tmp_path_factory.mktemp("params") / "params.safetensors"
-    ckpt.save_params(f, init_params(jax.random.key(0), 16, 5), config={"n_hidden": 5})
+    save_params(f, init_params(jax.random.key(0), 16, 5), config={"n_hidden": 5})
     return f
 
 
@@ -173,7 +173,7 @@ def test_a_full_disk_at_a_checkpoint_is_exit_1_naming_the_kept_checkpoint(tmp_pa
     kept = {}
 
     def replace(src, dst):
-        if str(dst).endswith(ckpt.CHECKPOINT_NAME) and Path(dst).exists():  # every checkpoint after step 0
+        if str(dst).endswith(CHECKPOINT_NAME) and Path(dst).exists():  # every checkpoint after step 0
             kept["bytes"] = Path(dst).read_bytes()
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
@@ -181,11 +181,11 @@ def test_a_full_disk_at_a_checkpoint_is_exit_1_naming_the_kept_checkpoint(tmp_pa
     monkeypatch.setattr(os, "replace", replace)
     err = _one_line(capsys, ["train", "--out", str(d), *SMALL, "--checkpoint-every", "5"], 1,
                     "cannot write checkpoint", "No space left on device", "last good checkpoint (step 0)")
-    assert str(d / ckpt.CHECKPOINT_NAME) in err
+    assert str(d / CHECKPOINT_NAME) in err
     monkeypatch.undo()
-    assert (d / ckpt.CHECKPOINT_NAME).read_bytes() == kept["bytes"]  # the previous checkpoint, intact
+    assert (d / CHECKPOINT_NAME).read_bytes() == kept["bytes"]  # the previous checkpoint, intact
     assert not [n for n in os.listdir(d) if n.endswith(".tmp")]
-    assert ckpt.load_checkpoint(d / ckpt.CHECKPOINT_NAME)[1]["step"] == 0
+    assert load_checkpoint(d / CHECKPOINT_NAME)[1]["step"] == 0
     assert main(["train", "--resume", str(d), "--no-progress"]) == 0  # and it resumes
 
 

@@ -180,6 +180,7 @@ def test_log_axis_tick_labels_never_overlap(tmp_path, monkeypatch):
     the figures as saved: no two drawn tick labels of a log axis overlap, and each log axis keeps at
     least two labels."""
     from sae_jax._src import display
+    from sae_jax.display import save_evaluation_png, save_sweep_png
 
     figs = []
     save = display._save
@@ -188,10 +189,10 @@ def test_log_axis_tick_labels_never_overlap(tmp_path, monkeypatch):
     for rho, spread, e_spread in ((0.01, 0.2, 1.0), (0.1, 0.5, 0.3)):  # both overlapped before
         rh = rho * np.exp(rng.normal(0, spread, 25))
         e = np.exp(rng.normal(0, e_spread, 500))
-        display.save_evaluation_png({"data": {"rho_hat": rh, "errors": e}, "held out": {"rho_hat": 1.1 * rh,
+        save_evaluation_png({"data": {"rho_hat": rh, "errors": e}, "held out": {"rho_hat": 1.1 * rh,
                                      "errors": 1.2 * e[:100]}}, tmp_path / "evaluation.png", rho=rho)
     for rhos in ([0.01, 0.05], [0.001, 0.3]):  # the README's sweep overlapped before
-        display.save_sweep_png(_sweep_rows(rhos, rng), tmp_path / "tradeoff.png")
+        save_sweep_png(_sweep_rows(rhos, rng), tmp_path / "tradeoff.png")
     assert len(figs) == 4
     for fig in figs:
         assert _overlapping_log_tick_labels(fig) == []

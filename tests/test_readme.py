@@ -172,7 +172,7 @@ def test_hosts_block_runs_as_a_single_process(tmp_path):
         "num_processes=2", "num_processes=1")
     assert "127.0.0.1" in code and "num_processes=1" in code
     context = (  # numpy only: jax.distributed.initialize must come before JAX's first computation
-        "import numpy as np\nfrom sae_jax._src.params import Params\ni = 0\n"
+        "import numpy as np\nfrom sae_jax import Params\ni = 0\n"
         "rng = np.random.default_rng(0)\n"
         "my_rows = rng.uniform(0, 1, (37, 64)).astype(np.float32)\n"
         "params = Params(*(0.1 * rng.standard_normal(s).astype(np.float32) for s in ((25, 64), (25,), (64, 25), (64,))))\n"

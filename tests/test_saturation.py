@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sae_jax as sae
-from sae_jax._src import chunked, sharded
+from sae_jax.scale import batch_mesh, chunked_cost_terms, chunked_cost_terms_and_grad, shard_batch, shard_map_cost_and_grad, sharded_cost_and_grad
 from sae_jax._src.sparsity import exact_on_fast_path
 from sae_jax._src.params import init_radius
 from sae_jax._src.minibatch import EmaBatch, autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
@@ -180,12 +180,12 @@ def test_chunked_and_sharded_equal_the_reference_at_saturation(dtype):
     dead, on = (-330, -14) if dtype == jnp.float64 else (-60, -8)
     p, x = saturated_problem(dtype, dead_log10=dead, on_log10=on)
     ref = mp_reference(p, x, **HP)
-    terms, g = chunked.chunked_cost_terms_and_grad(p, np.asarray(x), chunk_size=3, **HP)
+    terms, g = chunked_cost_terms_and_grad(p, np.asarray(x), chunk_size=3, **HP)
     assert_matches_reference(terms.cost, g, ref, dtype, "chunked")
-    t1 = chunked.chunked_cost_terms(p, np.asarray(x), chunk_size=4, **HP)
+    t1 = chunked_cost_terms(p, np.asarray(x), chunk_size=4, **HP)
     assert_matches_reference(t1.cost, g, ref, dtype, "chunked value")
-    batch = sharded.shard_batch(np.asarray(x), sharded.batch_mesh())  # 10 rows over 8 devices: padded
-    for fn in (sharded.shard_map_cost_and_grad, sharded.sharded_cost_and_grad):
+    batch = shard_batch(np.asarray(x), batch_mesh())  # 10 rows over 8 devices: padded
+    for fn in (shard_map_cost_and_grad, sharded_cost_and_grad):
         J, g = fn(p, batch, **HP)
         assert_matches_reference(J, g, ref, dtype, fn.__name__)
 

@@ -14,6 +14,7 @@ from jax.sharding import PartitionSpec as P
 
 import sae_jax as sae
 from sae_jax._src import sharded
+from sae_jax.scale import batch_mesh, replicate, shard_batch, shard_map_cost_and_grad, shard_map_cost_terms_and_grad, sharded_cost_and_grad, sharded_cost_terms_and_grad
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 N, H = 9, 3  # n_visible a square, so the CLI can draw filters.png
@@ -52,8 +53,8 @@ SIZES = sorted({2 * N_DEV, 2 * N_DEV + 3, 3})
 def test_equals_single_device(m, method):
     p, x = _problem(m)
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
-    batch = sharded.shard_batch(x, sharded.batch_mesh())
-    f = sharded.sharded_cost_terms_and_grad if method == "jit" else sharded.shard_map_cost_terms_and_grad
+    batch = shard_batch(x, batch_mesh())
+    f = sharded_cost_terms_and_grad if method == "jit" else shard_map_cost_terms_and_grad
     got = f(p, batch, **HP)
     assert_close(got, want)
     assert _replicated(got)
@@ -62,11 +63,11 @@ def test_equals_single_device(m, method):
 
 def test_linear_output_and_float32():
     p, x = _problem(2 * N_DEV + 1)
-    batch = sharded.shard_batch(x + 1.5, sharded.batch_mesh(), output="linear")
+    batch = shard_batch(x + 1.5, batch_mesh(), output="linear")
     want = sae.cost_terms_and_grad(p, jnp.asarray(x + 1.5), output="linear", **HP)
-    assert_close(sharded.shard_map_cost_terms_and_grad(p, batch, output="linear", **HP), want)
+    assert_close(shard_map_cost_terms_and_grad(p, batch, output="linear", **HP), want)
     p32, x32 = _problem(2 * N_DEV + 1, dtype=jnp.float32)
-    J, g = sharded.shard_map_cost_and_grad(p32, sharded.shard_batch(x32, sharded.batch_mesh()), **HP)
+    J, g = shard_map_cost_and_grad(p32, shard_batch(x32, batch_mesh()), **HP)
     assert J.dtype == jnp.float32
     assert_close((J, g), sae.cost_and_grad(p32, jnp.asarray(x32), **HP), tol=2e-5)
 
@@ -75,7 +76,7 @@ def test_linear_output_and_float32():
 def test_padding_rows_are_masked_and_batch_is_sharded():
     m = 2 * N_DEV + 3
     _, x = _problem(m)
-    batch = sharded.shard_batch(x, sharded.batch_mesh())
+    batch = shard_batch(x, batch_mesh())
     rows = -(-m // N_DEV) * N_DEV
     assert batch.x.shape == (rows, N) and batch.mask.shape == (rows,)
     assert float(jnp.sum(batch.mask)) == m
@@ -87,10 +88,10 @@ def test_padding_rows_are_masked_and_batch_is_sharded():
 def test_plain_cost_and_grad_on_sharded_x_gives_global_rho_hat():
     """(a) No special code: sae.cost_and_grad under jit with x sharded by rows and params replicated."""
     p, x = _problem(2 * N_DEV)
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     xs = jax.device_put(jnp.asarray(x), NamedSharding(mesh, P("batch")))
     assert len(xs.addressable_shards) == N_DEV
-    terms, grads = sae.cost_terms_and_grad(sharded.replicate(p, mesh), xs, **HP)
+    terms, grads = sae.cost_terms_and_grad(replicate(p, mesh), xs, **HP)
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), **HP)
     assert_close((terms, grads), want)
     np.testing.assert_allclose(terms.rho_hat, np.asarray(sae.encode(p, jnp.asarray(x))).mean(0), rtol=1e-13)
@@ -101,7 +102,7 @@ def test_plain_cost_and_grad_on_sharded_x_gives_global_rho_hat():
 def test_shard_map_uses_global_rho_hat_not_per_device():
     """Per-device rho_hat (each device's own mean) would give a different gradient: check we differ from it."""
     p, x = _problem(2 * N_DEV + 3)
-    got = sharded.shard_map_cost_and_grad(p, sharded.shard_batch(x, sharded.batch_mesh()), **HP)
+    got = shard_map_cost_and_grad(p, shard_batch(x, batch_mesh()), **HP)
     assert_close(got, sae.cost_and_grad(p, jnp.asarray(x), **HP))
     first_half = sae.cost_and_grad(p, jnp.asarray(x[: len(x) // 2]), **HP)
     assert _rel(got[1].W1, first_half[1].W1) > 1e-3
@@ -110,7 +111,7 @@ def test_shard_map_uses_global_rho_hat_not_per_device():
 @pytest.mark.parametrize("method", ["jit", "shard_map"])
 def test_make_sharded_value_and_grad_eager_and_traced(method):
     p, x = _problem(2 * N_DEV + 5)
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     vg = sharded.make_sharded_value_and_grad(mesh, x, method=method, **HP)
     want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
     assert_close(vg(p), want)
@@ -120,32 +121,32 @@ def test_make_sharded_value_and_grad_eager_and_traced(method):
 @multi
 def test_subset_of_devices():
     p, x = _problem(11)
-    mesh = sharded.batch_mesh(2)
+    mesh = batch_mesh(2)
     assert mesh.size == 2
-    batch = sharded.shard_batch(x, mesh)
-    assert_close(sharded.shard_map_cost_and_grad(p, batch, **HP), sae.cost_and_grad(p, jnp.asarray(x), **HP))
+    batch = shard_batch(x, mesh)
+    assert_close(shard_map_cost_and_grad(p, batch, **HP), sae.cost_and_grad(p, jnp.asarray(x), **HP))
 
 
 def test_bad_input():
     p, x = _problem(5)
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     with pytest.raises(sae.InputError, match="devices must be"):
-        sharded.batch_mesh(N_DEV + 1)
+        batch_mesh(N_DEV + 1)
     with pytest.raises(sae.InputError, match="devices must be"):
-        sharded.batch_mesh("some")
+        batch_mesh("some")
     with pytest.raises(sae.InputError, match="2-D"):
-        sharded.shard_batch(x[0], mesh)
+        shard_batch(x[0], mesh)
     with pytest.raises(sae.InputError, match="at least one sample"):
-        sharded.shard_batch(x[:0], mesh)
+        shard_batch(x[:0], mesh)
     with pytest.raises(sae.InputError, match=r"\[0, 1\]"):
-        sharded.shard_batch(x + 2.0, mesh)
+        shard_batch(x + 2.0, mesh)
     with pytest.raises(sae.InputError, match="ShardedBatch"):
-        sharded.shard_map_cost_and_grad(p, x, **HP)
-    batch = sharded.shard_batch(x, mesh)
+        shard_map_cost_and_grad(p, x, **HP)
+    batch = shard_batch(x, mesh)
     with pytest.raises(sae.InputError, match="same dtype"):
-        sharded.shard_map_cost_and_grad(sae.Params(*(a.astype(jnp.float32) for a in p)), batch, **HP)
+        shard_map_cost_and_grad(sae.Params(*(a.astype(jnp.float32) for a in p)), batch, **HP)
     with pytest.raises(sae.InputError, match="rho"):
-        sharded.sharded_cost_and_grad(p, batch, lam=0.0, beta=1.0, rho=0.0)
+        sharded_cost_and_grad(p, batch, lam=0.0, beta=1.0, rho=0.0)
     with pytest.raises(sae.InputError, match="method"):
         sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
 
@@ -161,13 +162,13 @@ def test_denoising_equals_single_device():
     m = 2 * N_DEV + 3
     p, x = _problem(m)
     xt = x + 0.3 * np.random.default_rng(1).standard_normal(x.shape)  # Gaussian: outside [0, 1] too
-    mesh = sharded.batch_mesh()
+    mesh = batch_mesh()
     want = sae.cost_terms_and_grad(p, jnp.asarray(x), x_input=jnp.asarray(xt), **HP)
-    plain = sharded.shard_batch(x, mesh)
+    plain = shard_batch(x, mesh)
     rows = plain.x.shape[0]
     x_tilde = jax.device_put(np.concatenate([xt, np.full((rows - m, N), 7.0)]), plain.x.sharding)
-    p = sharded.replicate(p, mesh)  # as the closure does: one executable serves both calls
-    got = sharded.shard_map_cost_terms_and_grad(p, plain, x_input=x_tilde, **HP)
+    p = replicate(p, mesh)  # as the closure does: one executable serves both calls
+    got = shard_map_cost_terms_and_grad(p, plain, x_input=x_tilde, **HP)
     assert_close(got, want)
     assert _replicated(got)
     vg = sharded.make_sharded_value_and_grad(mesh, x, x_input=xt, **HP)  # shard_batch(x, mesh, x_input=xt)
@@ -177,13 +178,13 @@ def test_denoising_equals_single_device():
     (J, terms), grads = jax.jit(fn)(p, DenoisingBatch(jnp.asarray(x), jnp.asarray(xt)))
     assert_close((terms, grads), want)
     for call, message in (
-        (lambda: sharded.shard_map_cost_and_grad(p, plain, x_input=xt, **HP), r"x_input .* batch.x's padded shape"),
-        (lambda: sharded.shard_map_cost_and_grad(p, vg.batch, x_input=x_tilde, **HP), "x_input given twice"),
-        (lambda: sharded.sharded_cost_and_grad(p, plain, x_input=x_tilde.at[0, 0].set(jnp.nan), **HP),
+        (lambda: shard_map_cost_and_grad(p, plain, x_input=xt, **HP), r"x_input .* batch.x's padded shape"),
+        (lambda: shard_map_cost_and_grad(p, vg.batch, x_input=x_tilde, **HP), "x_input given twice"),
+        (lambda: sharded_cost_and_grad(p, plain, x_input=x_tilde.at[0, 0].set(jnp.nan), **HP),
          "x_input must be finite"),
-        (lambda: sharded.shard_batch(x, mesh, x_input=xt[:-1]), r"x_input .* x's shape"),
-        (lambda: sharded.shard_batch(x, mesh, x_input=xt.astype(np.float32)), r"x_input .* float64"),
-        (lambda: sharded.shard_batch(x, mesh, x_input=xt + np.inf), "x_input must be finite"),
+        (lambda: shard_batch(x, mesh, x_input=xt[:-1]), r"x_input .* x's shape"),
+        (lambda: shard_batch(x, mesh, x_input=xt.astype(np.float32)), r"x_input .* float64"),
+        (lambda: shard_batch(x, mesh, x_input=xt + np.inf), "x_input must be finite"),
     ):
         with pytest.raises(sae.InputError, match=message):
             call()
@@ -193,7 +194,7 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
     """`sae-jax train --devices all` (sharded.make_train_value_and_grad in train()'s seam; rows over
     every device, m = 41 not a multiple of 8) takes the same L-BFGS steps as the one-device train().
     Same shapes and config as tests/test_chunked.py's trainer test: one one-device compile serves both."""
-    from sae_jax._src import checkpoint
+    from sae_jax.training import load_params
     from sae_jax.cli import main
     from sae_jax.training import TrainConfig, train
 
@@ -206,7 +207,7 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
              "--lbfgs-memory", "5", "--no-progress"]
     assert main([*flags, "--devices", "all", "--out", str(tmp_path / "many")]) == 0
     assert f"data parallel over {N_DEV} device(s)" in capsys.readouterr().out
-    many, _ = checkpoint.load_params(tmp_path / "many")
+    many, _ = load_params(tmp_path / "many")
     assert_close(sae.Params(*(np.asarray(a) for a in many)), one.params, tol=1e-10)
     # bad values: one line, exit 2, before anything is trained
     for bad, msg in ((["--devices", "0"], "devices must be"), (["--devices", "two"], "--devices must be"),
@@ -221,7 +222,7 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
     a fresh corruption from the seed and the step, to the sharded objective; minibatches of 20
     rows over the devices, padded) follows the one-device run, and a resumed run draws the same
     corruptions: bit-identical to the uninterrupted one."""
-    from sae_jax._src import checkpoint
+    from sae_jax.training import load_params
     from sae_jax.cli import main
     from sae_jax.training import TrainConfig, train
 
@@ -236,11 +237,11 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
              "--corruption-level", "0.3", "--devices", "all", "--no-progress"]
     assert main([*flags, "--steps", "4", "--out", str(tmp_path / "whole")]) == 0
     assert f"data parallel over {N_DEV} device(s)" in capsys.readouterr().out
-    whole, _ = checkpoint.load_params(tmp_path / "whole")
+    whole, _ = load_params(tmp_path / "whole")
     assert_close(sae.Params(*(np.asarray(a) for a in whole)), one.params, tol=1e-10)
     assert main([*flags, "--steps", "2", "--out", str(tmp_path / "half")]) == 0
     assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "4", "--devices", "all", "--no-progress"]) == 0
-    resumed, _ = checkpoint.load_params(tmp_path / "half")
+    resumed, _ = load_params(tmp_path / "half")
     for a, b in zip(whole, resumed):
         np.testing.assert_array_equal(a, b)
 
@@ -255,11 +256,11 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
 ])
 def test_batch_mesh_refuses_what_is_not_devices(devices, want):
     with pytest.raises(sae.InputError) as e:
-        sharded.batch_mesh(devices)
+        batch_mesh(devices)
     assert str(e.value) == want
 
 
 def test_shard_batch_refuses_what_is_not_a_mesh():
     with pytest.raises(sae.InputError) as e:
-        sharded.shard_batch(jnp.full((4, 3), 0.5), "not a mesh")
+        shard_batch(jnp.full((4, 3), 0.5), "not a mesh")
     assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax.scale.batch_mesh()), got str 'not a mesh'"

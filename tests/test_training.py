@@ -242,11 +242,11 @@ def test_nan_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path, where
     assert e.value.step == 9 and e.value.cause == f"non-finite {where}"
     assert "training stopped at step 9" in str(e.value)
     assert "last good checkpoint (step 5)" in str(e.value)
-    from sae_jax._src import checkpoint as ckpt
+    from sae_jax.training import CHECKPOINT_NAME, PARAMS_NAME, load_checkpoint
 
-    tensors, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    tensors, meta = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert meta["step"] == 5 and tensors["params/b2"][0] == 5.0
-    assert not (tmp_path / ckpt.PARAMS_NAME).exists()
+    assert not (tmp_path / PARAMS_NAME).exists()
     # the state handed back is the last good one: the parameters before the failing step
     assert int(e.value.state.step) == 9 and float(e.value.state.params.b2[0]) == 9.0
 
@@ -339,16 +339,16 @@ def _finite_cost_and_grad(params, x):
 
 def test_divergence_keeps_the_last_finite_checkpoint_and_names_it(tmp_path):
     from sae_jax import Params
-    from sae_jax._src import checkpoint as ckpt
+    from sae_jax.training import CHECKPOINT_NAME, METRICS_NAME, load_checkpoint
 
     with pytest.raises(TrainingDiverged) as e:
         train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
-    rows = [json.loads(r) for r in (tmp_path / ckpt.METRICS_NAME).read_text().splitlines()]
+    rows = [json.loads(r) for r in (tmp_path / METRICS_NAME).read_text().splitlines()]
     # the scenario of the issue: the state at a checkpoint step has a non-finite full-data cost ...
     assert rows[-1]["step"] == e.value.step == 30 and not np.isfinite(rows[-1]["cost"])
     assert e.value.cause == "non-finite full-data cost"
     # ... and the checkpoint kept is the step before, finite, and the message names it
-    tensors, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    tensors, meta = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert meta["step"] == e.value.checkpoint_step == 20
     assert f"last good checkpoint (step 20) in {str(tmp_path)!r} is kept" in str(e.value)
     kept = Params(*(jnp.asarray(tensors[f"params/{k}"]) for k in Params._fields))
@@ -438,13 +438,13 @@ def test_resume_to_fewer_steps_than_the_checkpoint_is_refused_and_changes_nothin
 def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(tmp_path, monkeypatch):
     # Simulate the old trainer (no full-data check): it checkpoints the inf-cost state of step 30.
     import sae_jax._src.training as training
-    from sae_jax._src import checkpoint as ckpt
+    from sae_jax.training import CHECKPOINT_NAME, load_checkpoint
 
     monkeypatch.setattr(training, "nonfinite_state", lambda *a, **k: None)
     with pytest.raises(TrainingDiverged):
         train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
     monkeypatch.undo()
-    assert ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)[1]["step"] == 30
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)[1]["step"] == 30
     with pytest.raises(InputError, match=r"cost at the checkpoint in .* \(step 30\) is not finite in float32.*cannot be continued"):
         train(X_LIN, DIVERGING, run_dir=tmp_path, resume=True, pictures=False)
 

@@ -257,11 +257,11 @@ def test_vmapped_manual_gradient_keeps_one_cond_also_nested():
 # ------------------------------------------------------------------ the shard_map path
 def test_hvp_through_the_shard_map_gradient_equals_autodiff():
     """The explicit shard_map path (psum, and the exact branch's log-psum over devices) differentiates too."""
-    from sae_jax._src import sharded
+    from sae_jax.scale import batch_mesh, shard_batch, shard_map_cost_and_grad
 
     p, v, x, x_input = _problem()
-    batch = sharded.shard_batch(np.asarray(x), sharded.batch_mesh())
-    f = jax.jit(lambda q: jax.grad(lambda r: _inner(sharded.shard_map_cost_and_grad(r, batch, **HP)[1], v))(q))
+    batch = shard_batch(np.asarray(x), batch_mesh())
+    f = jax.jit(lambda q: jax.grad(lambda r: _inner(shard_map_cost_and_grad(r, batch, **HP)[1], v))(q))
     for q in (p, _saturated(p)):
         assert_trees_close(f(q), _plain_hvp(q, v, x, x_input, HP), what="shard_map")
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax._src import chunked, sharded
 from sae_jax import corrupt
 from sae_jax.gradcheck import FD_TOL, default_step
 from helpers import COST_RTOL, GRAD_RTOL, assert_tree_close, max_rel_err, random_problem
@@ -256,15 +255,15 @@ def test_chunked_and_sharded_take_every_variant(variant):
     xs = np.asarray(x)
     host = {k: np.asarray(v) if k == "x_input" else v for k, v in opts.items()}
     sizes = [1, 4, 16] if "x_input" in opts else [4]
-    got = [chunked.chunked_cost_terms_and_grad(p, xs, chunk_size=c, **HP, **host) for c in sizes]
-    batch = sharded.shard_batch(xs, sharded.batch_mesh(), x_input=host.get("x_input"))
-    got.append(sharded.shard_map_cost_terms_and_grad(p, batch, **HP, l1=opts.get("l1")))
-    got.append(sharded.sharded_cost_terms_and_grad(p, batch, **HP, l1=opts.get("l1")))
+    got = [chunked_cost_terms_and_grad(p, xs, chunk_size=c, **HP, **host) for c in sizes]
+    batch = shard_batch(xs, batch_mesh(), x_input=host.get("x_input"))
+    got.append(shard_map_cost_terms_and_grad(p, batch, **HP, l1=opts.get("l1")))
+    got.append(sharded_cost_terms_and_grad(p, batch, **HP, l1=opts.get("l1")))
     for t, g in got:
         assert max_rel_err(t.cost, want_t.cost) <= 1e-13 and max_rel_err(t.l1, want_t.l1) <= 1e-13
         assert_tree_close(t.rho_hat, want_t.rho_hat, 1e-13, variant)
         assert_tree_close(g, want_g, 1e-12, variant)
-    assert max_rel_err(chunked.chunked_cost(p, xs, chunk_size=4, **HP, **host), want_t.cost) <= 1e-13
+    assert max_rel_err(chunked_cost(p, xs, chunk_size=4, **HP, **host), want_t.cost) <= 1e-13
 
 
 # --- bad input: one InputError each ------------------------------------------------------------
@@ -277,7 +276,7 @@ def test_bad_input():
         (lambda: sae.cost(p, x, **HP, l1=-0.1), "l1 must be >= 0"),
         (lambda: sae.cost_and_grad(p, x, **HP, l1=float("nan")), "l1 must be finite"),
         (lambda: sae.cost_and_grad(p, x, **HP, l1=jnp.ones(2)), "l1 must be a scalar"),
-        (lambda: chunked.chunked_cost_and_grad(p, np.asarray(x), **HP, l1=-1.0), "l1 must be >= 0"),
+        (lambda: chunked_cost_and_grad(p, np.asarray(x), **HP, l1=-1.0), "l1 must be >= 0"),
         (lambda: corrupt(key, x, kind="mask", level=1.0), r"in \[0, 1\) for kind='mask'"),
         (lambda: corrupt(key, x, kind="mask", level=-0.1), r"in \[0, 1\) for kind='mask'"),
         (lambda: corrupt(key, x, kind="gaussian", level=-0.5), ">= 0 for kind='gaussian'"),
@@ -308,6 +307,8 @@ def test_gradcheck_takes_tied_parameters():
 # --- the trainer and the CLI -------------------------------------------------------------------
 
 from sae_jax._src import checkpoint as ckpt  # noqa: E402
+from sae_jax.scale import batch_mesh, chunked_cost, chunked_cost_and_grad, chunked_cost_terms_and_grad, shard_batch, shard_map_cost_terms_and_grad, sharded_cost_terms_and_grad
+from sae_jax.training import CHECKPOINT_NAME, PARAMS_NAME, load_params
 from sae_jax.cli import main  # noqa: E402
 from sae_jax.training import TrainConfig
 from sae_jax._src.config import validate_config  # noqa: E402
@@ -332,10 +333,10 @@ def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path, optimizer):
     assert [r["cost"] for r in whole.metrics] == [r["cost"] for r in resumed.metrics]
     assert "l1" in whole.metrics[-1] and whole.metrics[-1]["l1"] > 0
     # tied files: no W2 anywhere, and they load back as tied parameters
-    for name in (ckpt.PARAMS_NAME, ckpt.CHECKPOINT_NAME):
+    for name in (PARAMS_NAME, CHECKPOINT_NAME):
         tensors, _ = ckpt.read_safetensors(tmp_path / "whole" / name, "file")
         assert not any(k.endswith("W2") for k in tensors), name
-    p, config = ckpt.load_params(tmp_path / "whole")
+    p, config = load_params(tmp_path / "whole")
     assert p.W2 is None and config["tied"] is True and config["corruption"] == "mask"
     # a fresh corruption every step: the same run without noise goes elsewhere
     clean = train(X16, dataclasses.replace(cfg, corruption="none"))
@@ -407,7 +408,7 @@ def test_sweep_of_a_tied_l1_denoising_config(tmp_path):
     assert r.params_at(1).W2 is None and all(row["l1"] > 0 for row in r.summary)
     header = (tmp_path / "s" / "summary.csv").read_text().splitlines()[0].split(",")
     assert "l1" in header
-    p, _ = ckpt.load_params(tmp_path / "s" / r.summary[0]["dir"])
+    p, _ = load_params(tmp_path / "s" / r.summary[0]["dir"])
     assert p.W2 is None
 
 

@@ -312,15 +312,15 @@ def shard_map_cost_terms_and_grad(
       >>> import jax, numpy as np
       >>> import sae_jax
       >>> from sae_jax import init_params
-from sae_jax._src import sharded
+      >>> from sae_jax.scale import batch_mesh, shard_batch, shard_map_cost_and_grad, shard_map_cost_terms_and_grad
       >>> p = init_params(jax.random.key(0), 8, 3)
       >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
-      >>> batch = sharded.shard_batch(x, sharded.batch_mesh())  # rows over every device, padded
-      >>> terms, g = sharded.shard_map_cost_terms_and_grad(p, batch, lam=1e-4, beta=3.0, rho=0.1)
+      >>> batch = shard_batch(x, batch_mesh())  # rows over every device, padded
+      >>> terms, g = shard_map_cost_terms_and_grad(p, batch, lam=1e-4, beta=3.0, rho=0.1)
       >>> float(batch.m), bool(g.W1.sharding.is_fully_replicated)
       (10.0, True)
       >>> x_tilde = sae_jax.corrupt(jax.random.key(1), batch.x, kind="mask", level=0.3)  # on the devices
-      >>> J, g = sharded.shard_map_cost_and_grad(p, batch, x_input=x_tilde, lam=1e-4, beta=3.0, rho=0.1)
+      >>> J, g = shard_map_cost_and_grad(p, batch, x_input=x_tilde, lam=1e-4, beta=3.0, rho=0.1)
     """
     batch = _check(params, batch, lam=lam, beta=beta, rho=rho, output=output, l1=l1, x_input=x_input)
     mesh = _mesh_of(batch)
