@@ -91,7 +91,7 @@ print("check_grads passed (order 2, reverse mode)")
 #
 # The difference between the gradients at β = 3 and at β = 0 (λ = 0) is the sparsity penalty's
 # part alone. Manual and autodiff agree on it too, although the manual code adds
-# `sparsity_delta` to every sample's δ⁽²⁾ without dividing by m (see `sae_jax/backprop.py`).
+# `sparsity_delta` to every sample's δ⁽²⁾ without dividing by m (see `sae_jax/_src/backprop.py`).
 
 # %%
 _, g3 = sae.cost_and_grad(params, x, lam=0.0, beta=3.0, rho=0.01)

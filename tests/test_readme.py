@@ -42,7 +42,7 @@ KINDS = {
     "chunked": "chunked.chunked_cost_and_grad(",
     "devices": "sharded.shard_batch(",
     "hosts": "jax.distributed.initialize(",
-    "check": 'from sae_jax.check import check',  # run as written by tests/test_check.py
+    "check": 'from sae_jax._src.check import check',  # run as written by tests/test_check.py
     "variants": "sae.corrupt(jax.random.key(2), x",
     "warm_start": "init_state=first.state",
     "sweep": 'out_dir="runs/sweep"',
@@ -172,7 +172,7 @@ def test_hosts_block_runs_as_a_single_process(tmp_path):
         "num_processes=2", "num_processes=1")
     assert "127.0.0.1" in code and "num_processes=1" in code
     context = (  # numpy only: jax.distributed.initialize must come before JAX's first computation
-        "import numpy as np\nfrom sae_jax.params import Params\ni = 0\n"
+        "import numpy as np\nfrom sae_jax._src.params import Params\ni = 0\n"
         "rng = np.random.default_rng(0)\n"
         "my_rows = rng.uniform(0, 1, (37, 64)).astype(np.float32)\n"
         "params = Params(*(0.1 * rng.standard_normal(s).astype(np.float32) for s in ((25, 64), (25,), (64, 25), (64,))))\n"
@@ -305,7 +305,7 @@ def test_experiment_commands_reproduce_the_committed_run(tmp_path):
 def test_cli_docstring_examples_parse():
     """The example invocations in the sae-jax and derivations module docstrings (shown by --help)."""
     import derivations.__main__ as deriv
-    import sae_jax.cli as cli
+    import sae_jax._src.cli as cli
 
     n = 0
     for doc, prefix, parser in ((cli.__doc__, "sae-jax", cli.build_parser()),
