@@ -3,10 +3,35 @@
 - float64 is available everywhere (float32 is tested by passing dtype explicitly);
 - numpy-style silent promotion is an error (``strict``), and so is rank promotion;
 - 8 host CPU devices, so device loops and sharding tests see several devices
-  on a CPU-only machine (a GPU/TPU machine's default backend is unaffected).
+  on a CPU-only machine (a GPU/TPU machine's default backend is unaffected);
+- one persistent XLA compilation cache per test run (below), shared by every process of it.
 """
 
+import os
+import shutil
+import tempfile
+
 import jax
+
+#: The run's persistent compilation cache: a fresh temporary directory per ``pytest`` run, removed
+#: at its end, so every run starts cold (as in a fresh clone). The same program compiled again in
+#: another process of the run (the pytest-xdist workers, the CLI and ``python -m`` subprocesses,
+#: the notebooks' kernels, which inherit ``JAX_COMPILATION_CACHE_DIR``) or after
+#: ``jax.clear_caches()`` is read back instead of recompiled: the same XLA executable, keyed by
+#: XLA on the program and its compile options. A ``JAX_COMPILATION_CACHE_DIR`` set by the caller
+#: is left as it is.
+RUN_CACHE_ENV = "SAE_JAX_TEST_RUN_XLA_CACHE"
+#: Programs that compile in less than this are not written (eager ops: thousands of tiny files).
+CACHE_MIN_COMPILE_S = 0.2
+_owns_run_cache = False
+if RUN_CACHE_ENV in os.environ or "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    if RUN_CACHE_ENV not in os.environ:  # the first process of the run (pytest-xdist's workers inherit it)
+        os.environ[RUN_CACHE_ENV] = tempfile.mkdtemp(prefix="sae-jax-tests-xla-cache-")
+        _owns_run_cache = True
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[RUN_CACHE_ENV]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(CACHE_MIN_COMPILE_S)
+    jax.config.update("jax_compilation_cache_dir", os.environ[RUN_CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_S)
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_enable_x64", True)
@@ -55,3 +80,8 @@ def _bounded_compilation_caches():
     yield
     if _memory_maps() > MAX_MAPS_BEFORE_CLEARING:
         jax.clear_caches()
+
+
+def pytest_unconfigure(config):
+    if _owns_run_cache:
+        shutil.rmtree(os.environ.pop(RUN_CACHE_ENV), ignore_errors=True)

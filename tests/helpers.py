@@ -73,7 +73,10 @@ def random_problem(
 
 class count_compiles:
     """Context manager counting XLA backend compilations (every jit, eager op or vmap that
-    compiles) inside it: ``with count_compiles() as c: ...; c.n``."""
+    compiles) inside it: ``with count_compiles() as c: ...; c.n``.
+
+    An executable served by the test run's persistent compilation cache (tests/conftest.py)
+    counts too: it is a compilation the program asked for, which XLA did not have to redo."""
 
     _active: list = []
     _installed = False
@@ -87,9 +90,16 @@ class count_compiles:
             for c in cls._active:
                 c.n += 1
 
+    @classmethod
+    def _hit_listener(cls, event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            for c in cls._active:
+                c.n += 1
+
     def __enter__(self):
         if not count_compiles._installed:
             jax.monitoring.register_event_duration_secs_listener(count_compiles._listener)
+            jax.monitoring.register_event_listener(count_compiles._hit_listener)
             count_compiles._installed = True
         count_compiles._active.append(self)
         return self
