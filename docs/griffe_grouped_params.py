@@ -1,0 +1,35 @@
+"""A griffe extension for the docs build (mkdocs.yml): Google-style ``a, b, c: description`` entries.
+
+sae-jax's docstrings document parameters that share a meaning on one line (``lam, beta, rho: the
+hyperparameters``). griffe's Google parser takes ``lam, beta, rho`` for one name, warns that it is not in
+the signature, and ``mkdocs build --strict`` fails. This extension parses such docstrings without that
+one warning and checks every name of every entry itself, so a grouped entry renders as one row and a
+name that really is not a parameter still fails the build (same message as griffe's).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+_GROUPED = re.compile(r"^\s+\w+(?:, \w+)+:", flags=re.M)
+
+
+class GroupedParameters(griffe.Extension):
+    def on_function_instance(self, *, func: griffe.Function, **kwargs: Any) -> None:
+        docstring = func.docstring
+        if docstring is None or docstring.parser is None or not _GROUPED.search(docstring.value):
+            return
+        options = {**docstring.parser_options, "warn_unknown_params": False}
+        sections = docstring.parse(**options)
+        known = {p.name for p in func.parameters}
+        for section in sections:
+            if section.kind is not griffe.DocstringSectionKind.parameters:
+                continue
+            for entry in section.value:
+                for name in entry.name.split(", "):
+                    if name.lstrip("*") not in known:
+                        griffe.docstring_warning(docstring, 0, f"Parameter '{name}' does not appear in the function signature")
+        docstring.__dict__["parsed"] = sections  # the cached_property's slot: rendered as parsed here
