@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sweep-steps", type=int, default=None, help="GD steps per setting in the sweep (default 50; quick 5)")
     ap.add_argument("--sweep-size", default=None, help="NxHxM for the sweep (default 64x25x10000; quick 64x25x1000)")
     ap.add_argument("--train-sweep-steps", type=int, default=None,
-                    help="L-BFGS steps per setting in sae_jax.sweep vs 16 train() calls (default 100; quick 3)")
+                    help="L-BFGS steps per setting in sae_jax._src.sweep vs 16 train() calls (default 100; quick 3)")
     ap.add_argument("--train-sweep-optimizer", default="lbfgs", choices=("lbfgs", "adam", "sgd"),
-                    help="optimizer of the sae_jax.sweep vs train() comparison (default lbfgs)")
+                    help="optimizer of the sae_jax._src.sweep vs train() comparison (default lbfgs)")
     ap.add_argument("--memory-sizes", default=None, help="sizes for the memory probe (default: --sizes, float32 only)")
     ap.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before JAX is imported (benchmark only)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),

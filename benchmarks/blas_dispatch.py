@@ -4,7 +4,7 @@ numpy's BLAS (OpenBLAS here), through the XLA FFI (zero-copy) or ``jax.pure_call
 Why: on this machine XLA's CPU matrix products (YNNPACK and Eigen) run at roughly half of
 OpenBLAS's rate at S3 (1024 visible, 4096 hidden, m = 4096); the products are > 95 % of the
 call's flops, so the whole call follows the matmul rate. This module keeps sae-jax's math
-(:func:`sae_jax.backprop.output_delta`, :func:`~sae_jax.backprop.sparsity_delta`, the cost terms)
+(:func:`sae_jax._src.backprop.output_delta`, :func:`~sae_jax._src.backprop.sparsity_delta`, the cost terms)
 and only swaps the matrix products. It is a benchmark-side experiment, not part of the library:
 it runs on the host CPU only, its callbacks are opaque to ``jax.grad`` and run sequentially
 under ``vmap``, and on a loaded machine OpenBLAS's own threads can collapse (see NOTES.md).
@@ -40,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sae_jax.backprop import output_delta, sparsity_delta
-from sae_jax.cost import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
-from sae_jax.forward import add_bias, output_activation, sigmoid, sigmoid_prime
-from sae_jax.params import Params
+from sae_jax import output_delta, sparsity_delta
+from sae_jax import CostTerms, reconstruction, rho_hat, sparsity, weight_decay
+from sae_jax._src.forward import add_bias, output_activation
+from sae_jax import sigmoid, sigmoid_prime
+from sae_jax import Params
 
 
 def _np_matmul(a, b, *, ta: bool, tb: bool):
@@ -126,7 +127,7 @@ def blas_matmul(a: jax.Array, b: jax.Array, *, ta: bool = False, tb: bool = Fals
 
 @functools.partial(jax.jit, static_argnames=("output",))
 def cost_and_grad_blas(params: Params, x, *, lam, beta, rho, output="sigmoid"):
-    """The tutorial's backprop (as :mod:`sae_jax.backprop`), products by numpy's BLAS."""
+    """The tutorial's backprop (as :mod:`sae_jax._src.backprop`), products by numpy's BLAS."""
     W1, b1, W2, b2 = params
     dtype = W1.dtype
     lam_ = jnp.asarray(lam, dtype)

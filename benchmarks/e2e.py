@@ -3,12 +3,12 @@
 * scipy: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the numpy peer, UFLDL's flat
   ``theta`` (what Python ports of the exercise do), ``maxiter=400``, ``maxcor`` = the trainer's
   L-BFGS memory (100, minFunc's default, as the exercise used; 10 when the trainer is absent).
-* sae-jax: the package's own trainer, ``sae_jax.training.train(x, TrainConfig(steps=400))`` (L-BFGS,
+* sae-jax: the package's own trainer, ``sae_jax._src.training.train(x, TrainConfig(steps=400))`` (L-BFGS,
   its default memory, zoom line search, manual gradient), what ``sae-jax train`` runs; when that module is
   absent, ``optax.lbfgs`` driven here instead (400 iterations in one jitted ``lax.fori_loop``, the
   manual gradient supplied to the line search through a ``jax.custom_vjp``). Neither side uses autodiff.
 
-Same data (:func:`sae_jax.data.natural_image_patches` when available), same initial parameters,
+Same data (:func:`sae_jax._src.data.natural_image_patches` when available), same initial parameters,
 float64 on both sides (the exercise's precision); sae-jax in float32 is reported as an extra row.
 Reported: wall time, the median of interleaved rounds (each round runs every contender once,
 the order alternating), with sae-jax's first, compiling run timed apart; the speedup is the
@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 
 import sae_jax
-from sae_jax.objective import value_with_grad
+from sae_jax._src.objective import value_with_grad
 
 from . import peers
 
@@ -39,7 +39,7 @@ def exercise_data(m: int = 10_000, seed: int = 0) -> tuple[np.ndarray, str]:
     try:
         from sae_jax.data import natural_image_patches
 
-        return natural_image_patches(m, 8, seed=seed), "sae_jax.data.natural_image_patches"
+        return natural_image_patches(m, 8, seed=seed), "sae_jax._src.data.natural_image_patches"
     except ImportError:
         pass
     try:  # fallback: raw camera patches, normalised as UFLDL's normalizeData does
@@ -84,11 +84,11 @@ def lbfgs_optax(params, x, *, iters: int, hp: dict):
 
 
 def _train_api():
-    """``(TrainConfig, train, init_state, evaluate)`` from ``sae_jax.training`` if it has them, else None."""
+    """``(TrainConfig, train, init_state, evaluate)`` from ``sae_jax._src.training`` if it has them, else None."""
     import importlib
 
     try:
-        tm = importlib.import_module("sae_jax.training")
+        tm = importlib.import_module("sae_jax._src.training")
     except ImportError:
         return None
     names = ("TrainConfig", "train", "init_state", "evaluate")
@@ -114,7 +114,7 @@ def sae_jax_runner(params, x, *, iters, hp, use_train_api=True):
     if api is not None:
         TrainConfig, train, _, evaluate = api
         cfg = TrainConfig(n_hidden=params.W1.shape[0], steps=iters, dtype=np.dtype(dtype).name, **hp)
-        how = (f"sae_jax.training.train(x, TrainConfig(optimizer={cfg.optimizer!r}, steps={iters}, "
+        how = (f"sae_jax._src.training.train(x, TrainConfig(optimizer={cfg.optimizer!r}, steps={iters}, "
                f"lbfgs_memory={cfg.lbfgs_memory}, chunk={cfg.chunk}, gradient={cfg.gradient!r}), pictures=False)")
         x_np = np.asarray(x)
 

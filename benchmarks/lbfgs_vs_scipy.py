@@ -1,6 +1,6 @@
 """Final cost of sae-jax's L-BFGS (optax, zoom line search) vs scipy's L-BFGS-B, same budget.
 
-The UFLDL exercise: 10,000 natural-image patches (``sae_jax.data.natural_image_patches``,
+The UFLDL exercise: 10,000 natural-image patches (``sae_jax._src.data.natural_image_patches``,
 seed 0), 64 visible, 25 hidden, rho=0.01, lambda=1e-4, beta=3, 400 iterations, the same
 initial parameters (``TrainConfig(seed=0)``). sae-jax uses its default history (100, minFunc's,
 as in the exercise); scipy runs with its default ``maxcor=10`` and with ``maxcor=100``. scipy minimises the
@@ -27,7 +27,8 @@ import scipy.optimize  # noqa: E402
 
 from sae_jax import cost_and_grad, params_to_theta, theta_to_params  # noqa: E402
 from sae_jax.data import natural_image_patches  # noqa: E402
-from sae_jax.training import TrainConfig, init_state, train  # noqa: E402
+from sae_jax.training import TrainConfig, train
+from sae_jax._src.training import init_state  # noqa: E402
 
 HP = dict(lam=1e-4, beta=3.0, rho=0.01)
 

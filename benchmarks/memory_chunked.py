@@ -7,7 +7,7 @@ high-water marks never mix), by the process's peak resident set (Linux ``VmHWM``
 
 - ``one-shot``: ``np.load`` the whole file, then :func:`sae_jax.cost_and_grad` (device copy of x,
   every activation and delta of all m rows at once);
-- ``chunked (.npy path)``: :func:`sae_jax.chunked.chunked_cost_and_grad` given the path; it
+- ``chunked (.npy path)``: :func:`sae_jax._src.chunked.chunked_cost_and_grad` given the path; it
   reads ``chunk_size`` rows at a time with plain file reads;
 - ``chunked (np.memmap)``: the same given ``np.load(path, mmap_mode="r")``; the mapped pages it
   has touched count in RSS (they are clean page cache the kernel can drop, but the RSS peak
@@ -78,7 +78,7 @@ def probe(case: str, path: str, n: int, h: int, dtype: str, chunk_size: int) -> 
     import numpy as np
 
     import sae_jax as sae
-    from sae_jax import chunked
+    from sae_jax._src import chunked
 
     params = sae.init_params(jax.random.key(0), n, h, dtype=jnp.dtype(dtype))
     jax.block_until_ready(params)

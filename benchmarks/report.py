@@ -132,7 +132,7 @@ def markdown(res: dict) -> str:
     ts = res.get("train_sweep")
     if ts:
         lines += [
-            f"`sae_jax.sweep` (the trainer over K = {ts['k']} settings in one compiled program) against {ts['k']} "
+            f"`sae_jax._src.sweep` (the trainer over K = {ts['k']} settings in one compiled program) against {ts['k']} "
             f"sequential `train()` calls, {ts['steps']} {ts['optimizer']} steps at ({ts['n_visible']}, {ts['n_hidden']}, "
             f"{ts['m']}), {ts['dtype']}: sequential {ts['sequential_median_s']:.2f} s (compile {ts['sequential_compile_s']:.1f} s once); "
             + "; ".join(f"`batching={b!r}` {o['median_s']:.2f} s: **{o['speedup_median']:.2f}×** (compile {o['compile_s']:.1f} s, "

@@ -1,7 +1,7 @@
 """scipy L-BFGS-B on the default exercise: the reference cost and ``docs/filters_scipy_reference.png``.
 
 The UFLDL exercise (64 visible, 25 hidden, rho = 0.01, lam = 1e-4, beta = 3) on
-``sae_jax.data.natural_image_patches(10_000, 8, seed=0)``, initialised with
+``sae_jax._src.data.natural_image_patches(10_000, 8, seed=0)``, initialised with
 ``init_params(PRNGKey(0))`` in float64, minimised by ``scipy.optimize.minimize(method="L-BFGS-B",
 jac=True, maxiter=400)`` with sae-jax's jitted manual gradient (UFLDL flat ``theta``).
 Prints one JSON line (final cost, iterations, evaluations, seconds) and writes the filters.

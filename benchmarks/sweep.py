@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 
 import sae_jax
-from sae_jax.backprop import cost_and_grad
+from sae_jax import cost_and_grad
 
 BETAS = (0.5, 1.0, 3.0, 5.0)
 RHOS = (0.01, 0.03, 0.05, 0.1)
@@ -104,7 +104,7 @@ def bench_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, lr=0.2, dtype=jnp.floa
 
 def bench_train_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, optimizer="lbfgs", dtype="float64",
                       batchings=("map", "vmap"), reps=3, log=print) -> dict:
-    """``sae_jax.sweep.sweep`` of K settings against K sequential ``sae_jax.train`` calls.
+    """``sae_jax._src.sweep.sweep`` of K settings against K sequential ``sae_jax.training.train`` calls.
 
     The trainer itself on both sides (full-batch L-BFGS by default, in memory, no pictures): the
     grid is :func:`settings`' β × ρ (λ = 1e-4) on the exercise's data (whitened natural patches
@@ -116,7 +116,7 @@ def bench_train_sweep(n=64, h=25, m=10_000, *, k=16, steps=100, optimizer="lbfgs
     """
     import dataclasses
 
-    from sae_jax.sweep import sweep
+    from sae_jax.training import sweep
     from sae_jax.training import TrainConfig, train
 
     side = int(round(n**0.5))

@@ -17,7 +17,7 @@ exactly as in :mod:`derivations.concrete`: each :math:`E(\cdot)` becomes a fresh
 identity in independent symbols holds for every value, in particular :math:`e^{z}`), then
 :func:`~derivations.concrete.rational_is_zero`. The same is checked for the form sae_jax evaluates,
 :math:`J = \frac1m\sum_i(\log\sum_l E(Z_{il}) - Z_{i,y_i}) + \dots` (``logsumexp``), and
-:func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.softmax.softmax_cost_and_grad`
+:func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax._src.softmax.softmax_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`overparameterised` shows UFLDL's remark that
 subtracting one vector :math:`\psi` from every :math:`\theta_j` leaves :math:`P` unchanged.
 
@@ -266,7 +266,7 @@ CASES = ((1, 3, 3), (3, 3, 3), (2, 4, 2))
 def agreement(cases=CASES, *, seed: int = 0) -> Derivation:
     """The three-way check as a :class:`~derivations.steps.Derivation`."""
     t0 = time.perf_counter()
-    d = Derivation("Softmax regression: lambdified sympy gradient, sae_jax.softmax.softmax_cost_and_grad, jax.grad (float64)")
+    d = Derivation("Softmax regression: lambdified sympy gradient, sae_jax._src.softmax.softmax_cost_and_grad, jax.grad (float64)")
     for m, n, k in cases:
         errs = three_way(m, n, k, seed=seed)
         d.check(

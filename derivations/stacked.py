@@ -24,7 +24,7 @@ fine-tuning backprop, stated and compared with sympy's ``diff`` entry by entry:
 "Equal" is decided exactly, as in :mod:`derivations.concrete`: every application :math:`E(\cdot)`,
 :math:`f(z^{(3)})`, :math:`f(z^{(2)})` becomes a fresh symbol, then
 :func:`~derivations.concrete.rational_is_zero`.
-:func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax.stacked.stacked_cost_and_grad`
+:func:`agreement` holds the lambdified sympy gradient, :func:`sae_jax._src.stacked.stacked_cost_and_grad`
 and ``jax.grad`` to 1e-12 in float64. :func:`negative_controls` shows the check is not vacuous
 (weight decay on the encoders, a missing :math:`f'`, the delta without its minus sign: each caught).
 
@@ -295,7 +295,7 @@ CASES = ((1, 2, 2, 2, 2), (2, 3, 2, 2, 3), (3, 3, 2, 3, 3))
 def agreement(cases=CASES, *, seed: int = 0) -> Derivation:
     """The three-way check as a :class:`~derivations.steps.Derivation`."""
     t0 = time.perf_counter()
-    d = Derivation("Stacked fine-tuning: lambdified sympy gradient, sae_jax.stacked.stacked_cost_and_grad, jax.grad (float64)")
+    d = Derivation("Stacked fine-tuning: lambdified sympy gradient, sae_jax._src.stacked.stacked_cost_and_grad, jax.grad (float64)")
     for size in cases:
         errs = three_way(size, seed=seed)
         d.check(

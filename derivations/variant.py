@@ -115,7 +115,8 @@ def concrete_sizes(ms=(1, 2, 3), *, n: int = 2, h: int = 2, output: str = "sigmo
 def variant_grad(params, x, *, lam, beta, rho, output="sigmoid"):
     """The variant's gradient, assembled from sae_jax's own backprop core: the δ-sums with the
     sparsity delta divided by m (the variant's extra 1/m), then the one "sums ÷ m + λW"."""
-    from sae_jax.backprop import delta_sums, hidden_sum, sparsity_delta, terms_and_grads_from_sums
+    from sae_jax._src.backprop import delta_sums, hidden_sum, terms_and_grads_from_sums
+    from sae_jax import sparsity_delta
 
     m = x.shape[0]
     rh = hidden_sum(params, x) / m

@@ -1,22 +1,21 @@
 """sae-jax: the classic (UFLDL / CS294A) KL-sparsity autoencoder as pure JAX functions.
 
-Public API::
+The math, at the top level::
 
-    Params, init_params                  # parameters (UFLDL shapes) and initialisation
-    encode, decode, forward, reconstruct # the forward pass (samples as rows)
-    rho_hat, kl_divergence, log_rho_hat, cost, cost_terms  # exact at saturation (sae_jax.cost)
-    kl_sparsity_penalty                  # the KL penalty on anyone's activations (sae_jax.penalty)
-    sparsity_delta, cost_and_grad        # the tutorial's backprop, jitted
-    autodiff_cost_and_grad               # jax.value_and_grad(cost), jitted: the reference
-    chunked_cost_and_grad                # full batch streamed in chunks, global rho_hat (sae_jax.chunked)
-    batch_mesh, shard_batch, shard_map_cost_and_grad  # data parallel, global rho_hat (sae_jax.sharded)
-    tie, untie, corrupt, activation_l1   # variants: tied weights (W2=None), denoising (x_input=), l1=
-    train, TrainConfig                   # jitted L-BFGS / Adam / SGD training (sae_jax.training)
-    sae_jax.metrics                      # diagnostics: per-sample error, dead/saturated units, rho_hat vs rho
-    SoftmaxParams, sae_jax.softmax       # softmax regression (UFLDL softmaxCost/Train/Predict)
-    StackedParams, sae_jax.stacked       # stacked autoencoders + softmax, fine-tuning (stackedAECost)
-    sae_jax.minimize                     # minimize_lbfgs: jitted L-BFGS over any pytree (softmax, stack)
-    sae_jax.experiments                  # probe, self_taught, stacked_digits: held-out accuracy over seeds
+    Params, init_params, tie, untie         # parameters (UFLDL shapes; tied: Params(W1, b1, None, b2))
+    encode, decode, forward, reconstruct    # the forward pass (samples as rows)
+    rho_hat, kl_divergence, cost, cost_terms  # the cost, exact at saturation
+    kl_sparsity_penalty                     # the KL penalty on anyone's activations
+    sparsity_delta, cost_and_grad           # the tutorial's backprop, jitted
+    autodiff_cost_and_grad                  # jax.value_and_grad(cost), jitted: the reference
+    corrupt, activation_l1                  # variants: denoising (x_input=), an L1 activation penalty (l1=)
+    InputError                              # every refused input
+
+and one public module per idea: :mod:`sae_jax.training` (train, sweep, the run directory),
+:mod:`sae_jax.optim` (L-BFGS), :mod:`sae_jax.scale` (chunked and sharded gradients),
+:mod:`sae_jax.data`, :mod:`sae_jax.metrics`, :mod:`sae_jax.softmax`, :mod:`sae_jax.stacked`,
+:mod:`sae_jax.experiments`, :mod:`sae_jax.check`, :mod:`sae_jax.gradcheck`, :mod:`sae_jax.display`
+and :mod:`sae_jax.cli`. Everything under ``sae_jax._src`` is private and may move.
 
 Data must be in the parameters' dtype everywhere (nothing is converted silently; see README "Dtypes").
 
@@ -33,7 +32,7 @@ Examples:
   ((), (25, 64), (64,))
 """
 
-from .backprop import (
+from sae_jax._src.backprop import (
     autodiff_cost_and_grad as autodiff_cost_and_grad,
     cost_and_grad as cost_and_grad,
     cost_terms_and_grad as cost_terms_and_grad,
@@ -41,19 +40,20 @@ from .backprop import (
     output_delta as output_delta,
     sparsity_delta as sparsity_delta,
 )
-from .cost import (
+from sae_jax._src.cost import (
     CostTerms as CostTerms,
     cost as cost,
     cost_terms as cost_terms,
     kl_divergence as kl_divergence,
-    reconstruction as reconstruction,
-    rho_hat as rho_hat,
     kl_divergence_from_logs as kl_divergence_from_logs,
     log_rho_hat as log_rho_hat,
+    reconstruction as reconstruction,
+    rho_hat as rho_hat,
     sparsity as sparsity,
     weight_decay as weight_decay,
 )
-from .forward import (
+from sae_jax._src.forward import (
+    OUTPUTS as OUTPUTS,
     Activations as Activations,
     decode as decode,
     encode as encode,
@@ -62,97 +62,79 @@ from .forward import (
     sigmoid as sigmoid,
     sigmoid_prime as sigmoid_prime,
 )
-from .params import (
+from sae_jax._src.params import (
     Params as Params,
+    decoder_weights as decoder_weights,
     init_params as init_params,
+    is_tied as is_tied,
     params_to_theta as params_to_theta,
     theta_to_params as theta_to_params,
-)
-from .validate import InputError as InputError
-from .params import (  # the variants (tied weights: Params(W1, b1, None, b2))
-    decoder_weights as decoder_weights,
-    is_tied as is_tied,
     tie as tie,
     untie as untie,
 )
-from . import variants as variants  # noqa: E402
-from .variants import activation_l1 as activation_l1, corrupt as corrupt  # noqa: E402
-from . import chunked as chunked, penalty as penalty, sharded as sharded  # noqa: E402
-from .penalty import kl_sparsity_penalty as kl_sparsity_penalty  # noqa: E402
-from .chunked import (  # noqa: E402
-    chunked_cost_and_grad as chunked_cost_and_grad,
-    chunked_cost_terms_and_grad as chunked_cost_terms_and_grad,
+from sae_jax._src.penalty import (
+    kl_sparsity_penalty as kl_sparsity_penalty,
 )
-from .sharded import (  # noqa: E402
-    batch_mesh as batch_mesh,
-    shard_batch as shard_batch,
-    shard_map_cost_and_grad as shard_map_cost_and_grad,
-    sharded_cost_and_grad as sharded_cost_and_grad,
+from sae_jax._src.validate import (
+    InputError as InputError,
 )
-from .training import (  # noqa: E402  (after the math it uses)
-    TrainConfig as TrainConfig,
-    TrainingDiverged as TrainingDiverged,
-    TrainResult as TrainResult,
-    train as train,
+from sae_jax._src.variants import (
+    CORRUPTIONS as CORRUPTIONS,
+    activation_l1 as activation_l1,
+    corrupt as corrupt,
 )
-from . import sweep as sweep  # noqa: E402  (sae_jax.sweep.sweep: a grid of settings in one vmapped run)
-from . import minimize as minimize, softmax as softmax, stacked as stacked  # noqa: E402
-from . import experiments as experiments  # noqa: E402  (display imports matplotlib only when drawing)
-from .softmax import SoftmaxParams as SoftmaxParams  # noqa: E402
-from .stacked import StackedParams as StackedParams  # noqa: E402
-
-from .version import __version__ as __version__  # noqa: E402
+from sae_jax._src.version import __version__ as __version__
 
 __all__ = [
-    "activation_l1",
-    "corrupt",
-    "decoder_weights",
-    "is_tied",
-    "tie",
-    "untie",
-    "kl_sparsity_penalty",
     "Activations",
+    "CORRUPTIONS",
     "CostTerms",
     "InputError",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
+    "OUTPUTS",
     "Params",
-    "SoftmaxParams",
-    "StackedParams",
+    "activation_l1",
     "autodiff_cost_and_grad",
-    "batch_mesh",
-    "chunked_cost_and_grad",
-    "chunked_cost_terms_and_grad",
+    "corrupt",
     "cost",
     "cost_and_grad",
     "cost_terms",
     "cost_terms_and_grad",
     "decode",
+    "decoder_weights",
     "encode",
-    "experiments",
     "forward",
     "hidden_delta",
     "init_params",
+    "is_tied",
     "kl_divergence",
     "kl_divergence_from_logs",
+    "kl_sparsity_penalty",
     "log_rho_hat",
-    "minimize",
     "output_delta",
     "params_to_theta",
     "reconstruct",
     "reconstruction",
     "rho_hat",
-    "shard_batch",
-    "shard_map_cost_and_grad",
-    "sharded_cost_and_grad",
     "sigmoid",
     "sigmoid_prime",
-    "softmax",
     "sparsity",
     "sparsity_delta",
-    "stacked",
     "theta_to_params",
-    "train",
+    "tie",
+    "untie",
     "weight_decay",
 ]
+
+
+def __getattr__(name):
+    # The public submodules load on first use (``sae_jax.training`` etc.), so ``import sae_jax``
+    # stays the math only.
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"sae_jax.{name}")
+    raise AttributeError(f"module 'sae_jax' has no attribute {name!r}")
+
+
+_SUBMODULES = ("training", "optim", "scale", "data", "metrics", "softmax", "stacked", "experiments",
+               "check", "gradcheck", "display", "cli")

@@ -49,7 +49,7 @@ def main(port: int, process_id: int, num_processes: int, out: str) -> None:
         initialization_timeout=60,
     )
     import sae_jax as sae
-    from sae_jax import sharded
+    from sae_jax._src import sharded
 
     params, x = problem()
     params = sae.Params(*params)

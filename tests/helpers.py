@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sae_jax as sae
-from sae_jax.params import init_radius
+from sae_jax._src.params import init_radius
 
 # manual vs jax.grad is the same math summed in another order: hold it tight.
 # Errors are relative to each array's largest |entry| (max-norm relative error).

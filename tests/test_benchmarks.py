@@ -95,7 +95,7 @@ def test_entry_point_runs_at_tiny_sizes(tmp_path, capsys):
     assert {"sae_jax manual", "jax.grad", "numpy", "GEMM numpy", "GEMM jax"} <= set(k["results"])
     assert all(r["median_s"] > 0 for r in k["results"].values())
     assert res["sweep"]["k"] == 16 and res["sweep"]["final_cost_max_rel_diff"] < 1e-3
-    ts = res["train_sweep"]  # sae_jax.sweep vs 16 train() calls: the same final costs (float64)
+    ts = res["train_sweep"]  # sae_jax._src.sweep vs 16 train() calls: the same final costs (float64)
     assert ts["k"] == 16 and ts["sequential_compile_s_later_calls"] < 1.0
     assert set(ts["sweeps"]) == {"map", "vmap"}
     assert all(o["final_cost_max_rel_diff"] < 1e-9 and o["median_s"] > 0 for o in ts["sweeps"].values())

@@ -1,7 +1,7 @@
-"""sae_jax.check / `sae-jax check`: planted mistakes are named (untied, tied, L1, denoising), correct code passes, files round trip.
+"""sae_jax._src.check / `sae-jax check`: planted mistakes are named (untied, tied, L1, denoising), correct code passes, files round trip.
 
 The implementation under test here is written in UFLDL's own column layout with a flat theta
-(like tests/ufldl_reference.py, sharing no code with sae_jax.check's catalogue, which works in
+(like tests/ufldl_reference.py, sharing no code with sae_jax._src.check's catalogue, which works in
 rows), with one switch per catalogued mistake planted the way a student would write it.
 """
 
@@ -13,8 +13,8 @@ import pytest
 
 import sae_jax
 from sae_jax.check import CATALOGUE, MISTAKES, check, check_results, probes, reference
-from sae_jax.check.catalogue import variant_cost_and_grad
-from sae_jax.check.locate import NEAR
+from sae_jax.check import variant_cost_and_grad
+from sae_jax._src.check.locate import NEAR
 from sae_jax.cli import main
 
 
@@ -974,7 +974,7 @@ def test_variant_cli_and_signatures(tmp_path, capsys):
     _bad(["check", "sae_jax:cost_and_grad", "--l1", "nan"], capsys, "must be a number > 0")
     _bad(["check", "--write-cases", str(tmp_path / "c"), "--l1", "-1"], capsys, "must be a number > 0")
     assert not (tmp_path / "c").exists()
-    _bad(["check", "sae_jax.check.probes:pack_theta", "--convention", "rows", "--denoising"], capsys,
+    _bad(["check", "sae_jax._src.check.probes:pack_theta", "--convention", "rows", "--denoising"], capsys,
          "must take the corrupted input")
 
 

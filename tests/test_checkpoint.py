@@ -12,7 +12,7 @@ import pytest
 import safetensors.numpy
 
 from sae_jax import InputError, Params, init_params
-from sae_jax import checkpoint as ckpt
+from sae_jax._src import checkpoint as ckpt
 from sae_jax.training import TrainConfig, train
 
 
@@ -199,8 +199,9 @@ def _header(path):
 
 _WRITE_BOTH = """
 import sys, jax, numpy as np
-from sae_jax import checkpoint as ckpt, init_params
-from sae_jax.config import TrainConfig
+from sae_jax import init_params
+from sae_jax._src import checkpoint as ckpt
+from sae_jax.training import TrainConfig
 p = init_params(jax.random.key(0), 6, 4)
 ckpt.save_params(sys.argv[1] + "/params.safetensors", p, config={"b": 2, "a": [1, 2], "c": "x"})
 ckpt.save_checkpoint(sys.argv[1] + "/checkpoint.safetensors", params=p, opt_leaves=[np.zeros((2, 3))],
@@ -481,8 +482,9 @@ def test_cli_resume_of_a_checkpoint_recording_a_huge_data_spec_exits_2_before_al
 
 _LOAD_FLOAT64_WITHOUT_X64 = """
 import sys, json, jax, numpy as np
-from sae_jax import checkpoint as ckpt, Params
-from sae_jax.config import TrainConfig
+from sae_jax import Params
+from sae_jax._src import checkpoint as ckpt
+from sae_jax.training import TrainConfig
 assert not jax.config.jax_enable_x64
 d = sys.argv[1]
 p = Params(np.zeros((4, 6)), np.zeros(4), np.zeros((6, 4)), np.zeros(6))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax import chunked
+from sae_jax._src import chunked
 from helpers import count_compiles
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
@@ -98,7 +98,7 @@ def test_sources(tmp_path):
 def test_chunks_split_over_devices():
     """Past memory and past one device: every chunk's rows sharded over the mesh (chunk 5 -> a
     multiple of the device count, padding masked); results replicated and equal to one-shot."""
-    from sae_jax import sharded
+    from sae_jax._src import sharded
 
     p, x = _problem()
     mesh = sharded.batch_mesh()
@@ -177,7 +177,7 @@ def test_denoising_sources_and_mesh(tmp_path):
     are regrouped into the same chunks), each chunk over the devices, and the value-and-grad
     closure: == sae.cost_and_grad(params, x, x_input=...) on all the data at once. The
     tied + l1 + x_input chunk sizes 1, non-divisor and >= m: tests/test_variants.py."""
-    from sae_jax import sharded
+    from sae_jax._src import sharded
 
     p, x = _problem()
     xt = _corrupted(x)
@@ -272,9 +272,10 @@ def _assert_same_trajectory(streamed, in_memory):
 
 def test_lbfgs_on_memmapped_npy_follows_the_trainers_in_memory_run(tmp_path):
     """The trainer's L-BFGS (same optax transformation), driven from Python over chunks of a
-    memory-mapped .npy, follows sae_jax.training.train's in-memory full-batch run step by step."""
+    memory-mapped .npy, follows sae_jax._src.training.train's in-memory full-batch run step by step."""
     # (from-import: the package re-exports the function `train` under the module's name)
-    from sae_jax.training import TrainConfig, init_state, make_optimizer, train
+    from sae_jax.training import TrainConfig, make_optimizer, train
+    from sae_jax._src.training import init_state
 
     _, x = _problem(m=41)
     np.save(tmp_path / "x.npy", x)

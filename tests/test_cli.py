@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from sae_jax import checkpoint as ckpt
+from sae_jax._src import checkpoint as ckpt
 from sae_jax.cli import main
 
 # Small runs: 120 natural 4x4 patches, 5 hidden units, chunks of 5 -- the sizes and compiled config
@@ -307,8 +307,9 @@ def test_every_train_config_field_is_a_flag_of_train_and_sweep():
     import dataclasses
 
     from sae_jax.cli import build_parser
-    from sae_jax.cli.flags import SWEEP_FIELDS
-    from sae_jax.config import TrainConfig, field_help
+    from sae_jax._src.cli.flags import SWEEP_FIELDS
+    from sae_jax.training import TrainConfig
+    from sae_jax._src.config import field_help
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
@@ -353,15 +354,16 @@ def test_every_train_config_field_is_a_flag_of_train_and_sweep():
 
 
 def test_every_command_has_its_module():
-    """main imports a command's module when it runs (sae_jax.cli.COMMANDS): one per subcommand."""
+    """main imports a command's module when it runs (sae_jax._src.cli.COMMANDS): one per subcommand."""
     import importlib
 
-    from sae_jax.cli import COMMANDS, build_parser
+    from sae_jax._src.cli import COMMANDS
+    from sae_jax.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert list(sub) == list(COMMANDS)
     for command, module in COMMANDS.items():
-        assert callable(getattr(importlib.import_module(f"sae_jax.cli.{module}"), "cmd_" + command.replace("-", "_")))
+        assert callable(getattr(importlib.import_module(f"sae_jax._src.cli.{module}"), "cmd_" + command.replace("-", "_")))
 
 
 def _warning_lines(err: str) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sae_jax import checkpoint as ckpt
+from sae_jax._src import checkpoint as ckpt
 from sae_jax import init_params
 from sae_jax.cli import main
 
@@ -296,7 +296,7 @@ def test_train_corruption_level_in_float32(tmp_path, capsys, argv, needle):
 def test_cli_sweep_resume_after_a_kill(tmp_path, capsys, monkeypatch):
     """A sweep killed after its step-5 checkpoint leaves only that checkpoint; ``--resume`` ends where
     an uninterrupted sweep ends (the same parameters, bit for bit)."""
-    import sae_jax.sweep as sweep_mod
+    import sae_jax._src.sweep as sweep_mod
 
     full, cut = tmp_path / "full", tmp_path / "cut"
     grid = ["--beta", "0,3"]

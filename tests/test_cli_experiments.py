@@ -1,4 +1,4 @@
-"""sae-jax probe / self-taught / stacked (sae_jax.cli.experiments) at tiny sizes, and every error path.
+"""sae-jax probe / self-taught / stacked (sae_jax._src.cli.experiments) at tiny sizes, and every error path.
 
 The data: 120 rows of 4x4 "images", 4 classes of 30 (prototypes plus noise), as a .npy with a .npy
 of labels, and two MNIST directories of tiny IDX files (ten digits: 120 + 40 images; four digits:
@@ -73,9 +73,9 @@ def test_probe_prints_one_table_over_seeds(run_dir, files, capsys):
 
 
 def test_probe_json_matches_the_library(run_dir, files, capsys):
-    from sae_jax.checkpoint import load_params
+    from sae_jax.training import load_params
     from sae_jax.experiments import probe
-    from sae_jax.params import Params
+    from sae_jax import Params
 
     capsys.readouterr()
     assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "1", "--softmax-steps", "20", "--json",
@@ -171,7 +171,7 @@ def test_experiment_errors_write_nothing(files, tmp_path, capsys):
 
 def test_presets_and_flags():
     from sae_jax.cli import build_parser
-    from sae_jax.cli.experiments import autoencoder_configs
+    from sae_jax._src.cli.experiments import autoencoder_configs
     from sae_jax.experiments import SELF_TAUGHT_CONFIG, STACKED_CONFIGS, STACKED_MNIST_CONFIGS
 
     p = build_parser()
@@ -192,7 +192,7 @@ def test_digits_defaults_parse_and_load(capsys):
     """The digits source: labels 0-9 carried by the data; a run's feature count must match."""
     pytest.importorskip("sklearn")
     from sae_jax.cli import build_parser
-    from sae_jax.cli.experiments import load_labelled
+    from sae_jax._src.cli.experiments import load_labelled
 
     x, y, spec = load_labelled(build_parser().parse_args(["stacked"]))
     assert x.shape == (1797, 64) and sorted(set(y.tolist())) == list(range(10)) and spec.name == "digits"
@@ -238,8 +238,8 @@ def mnist4(tmp_path_factory):
 
 
 def _record(monkeypatch, name):
-    """Wrap ``sae_jax.experiments.<name>``: every call's positional arguments (as numpy) are recorded."""
-    import sae_jax.experiments as ex
+    """Wrap ``sae_jax._src.experiments.<name>``: every call's positional arguments (as numpy) are recorded."""
+    import sae_jax._src.experiments as ex
 
     calls, real = [], getattr(ex, name)
 

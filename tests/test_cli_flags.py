@@ -21,9 +21,10 @@ import os
 import numpy as np
 import pytest
 
-from sae_jax.cli import COMMANDS, build_parser, main
-from sae_jax.cli.args import UsageError
-from sae_jax.validate import InputError
+from sae_jax._src.cli import COMMANDS
+from sae_jax.cli import build_parser, main
+from sae_jax._src.cli.args import UsageError
+from sae_jax import InputError
 
 
 def _subparsers():
@@ -52,7 +53,7 @@ class _Recording(argparse.Namespace):
 def _reads(argv) -> set[str]:
     """The attributes of the parsed ``argv`` that its command's code reads (bad input allowed)."""
     args = _Recording(**vars(build_parser().parse_args(argv)))
-    module = importlib.import_module(f"sae_jax.cli.{COMMANDS[args.command]}")
+    module = importlib.import_module(f"sae_jax._src.cli.{COMMANDS[args.command]}")
     try:
         getattr(module, "cmd_" + args.command.replace("-", "_"))(args)
     except (InputError, UsageError):
@@ -147,7 +148,7 @@ def test_gradcheck_help_shows_every_default():
 
 def test_autoencoder_flags_mean_the_same_in_every_command():
     """--lam, --beta, --rho, --steps, --n-hidden: the autoencoder's wherever a command has them."""
-    from sae_jax.cli.experiments import autoencoder_configs
+    from sae_jax._src.cli.experiments import autoencoder_configs
 
     p = build_parser()
     for argv, layers in ((["self-taught"], 1), (["stacked"], None)):
@@ -210,10 +211,10 @@ _CHANGES = {
 
 @pytest.mark.slow  # ~20 tiny sweeps, each its own compilation
 def test_sweep_takes_exactly_the_fields_that_change_a_sweep(tmp_path, monkeypatch):
-    import sae_jax.sweep as sweep_module
-    from sae_jax.config import TrainConfig
-    from sae_jax.sweep import sweep
-    from sae_jax.cli.flags import CONFIG_FIELDS, SWEPT
+    import sae_jax._src.sweep as sweep_module
+    from sae_jax.training import TrainConfig
+    from sae_jax.training import sweep
+    from sae_jax._src.cli.flags import CONFIG_FIELDS, SWEPT
 
     x = np.random.default_rng(0).uniform(0.1, 0.9, (12, 4))
     grid = {"beta": [0.0, 3.0]}

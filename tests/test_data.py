@@ -1,4 +1,4 @@
-"""Tests for sae_jax.data: every data source, the preprocessing, and every error path.
+"""Tests for sae_jax._src.data: every data source, the preprocessing, and every error path.
 
 The natural-image pipeline is checked property by property (shape, range, per-patch mean
 removed before the rescale, determinism) and the whitening filter against an independent
@@ -17,8 +17,9 @@ import sys
 import numpy as np
 import pytest
 
-from sae_jax import data
-from sae_jax.data import DataSpec, InputError
+from sae_jax._src import data
+from sae_jax.data import DataSpec
+from sae_jax import InputError
 
 
 # ------------------------------------------------------------------ natural images
@@ -449,7 +450,7 @@ def test_data_spec_from_dict_rejects_bad(d):
 
 def test_import_sae_jax_stays_light():
     code = (
-        "import sys, sae_jax, sae_jax.data, sae_jax.display; "
+        "import sys, sae_jax, sae_jax._src.data, sae_jax._src.display; "
         "print(sorted(m for m in ('skimage', 'sklearn', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -632,7 +633,7 @@ def test_the_patch_bound_is_the_measured_peak(monkeypatch):
     # tracemalloc measured 3 float64 copies of the patches at the peak of sampling + normalising
     import tracemalloc
 
-    from sae_jax.data import images
+    from sae_jax._src.data import images
 
     images.whitened_natural_images(0.4, 2)  # cached: not part of the peak
     tracemalloc.start()

@@ -1,4 +1,4 @@
-"""Tests for sae_jax.display: display_network's tiling geometry and the PNG files."""
+"""Tests for sae_jax._src.display: display_network's tiling geometry and the PNG files."""
 
 import sys
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sae_jax import InputError, init_params
-from sae_jax.display import grid_shape, save_filters_png, save_training_curve_png, tile_filters
+from sae_jax._src.display import grid_shape
+from sae_jax.display import save_filters_png, save_training_curve_png, tile_filters
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ def test_log_axis_tick_labels_never_overlap(tmp_path, monkeypatch):
     that ran into each other (e.g. tradeoff.png of the README's sweep, rho 0.01 and 0.05). Measured on
     the figures as saved: no two drawn tick labels of a log axis overlap, and each log axis keeps at
     least two labels."""
-    from sae_jax import display
+    from sae_jax._src import display
 
     figs = []
     save = display._save

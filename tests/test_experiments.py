@@ -1,7 +1,7 @@
-"""sae_jax.experiments at tiny sizes: probe, self-taught learning, stacked before/after fine-tuning.
+"""sae_jax._src.experiments at tiny sizes: probe, self-taught learning, stacked before/after fine-tuning.
 
 The data are 3x3 "images" of prototypes plus noise; every autoencoder here is 9 -> 9 trained on
-(60, 9) rows with tests/test_stacked.py's config, so sae_jax.train's compiled runner is shared.
+(60, 9) rows with tests/test_stacked.py's config, so sae_jax.training.train's compiled runner is shared.
 """
 
 from __future__ import annotations
@@ -11,14 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sae_jax import InputError, Params, TrainConfig, init_params
-from sae_jax.experiments import (
-    STACKED_CONFIGS,
-    probe,
-    second_layer_filters,
-    self_taught,
-    stacked_digits,
-)
+from sae_jax import InputError, Params, init_params
+from sae_jax.training import TrainConfig
+from sae_jax.experiments import STACKED_CONFIGS, probe, second_layer_filters, self_taught, stacked_digits
 
 HP = dict(steps=40, chunk=40, rho=0.2, lam=1e-4, beta=1.0)
 CONFIG = TrainConfig(n_hidden=9, **HP)

@@ -124,8 +124,7 @@ def _flags(command: str) -> dict:
 
 def test_the_committed_json_is_the_documented_commands():
     """Settings as the presets and command defaults give them; the commands themselves in the guides."""
-    from sae_jax.presets import (SELF_TAUGHT_CONFIG, SELF_TAUGHT_MNIST_CONFIG, STACKED_CONFIGS,
-                                 STACKED_MNIST_CONFIGS, UFLDL_MNIST)
+    from sae_jax.experiments import SELF_TAUGHT_CONFIG, SELF_TAUGHT_MNIST_CONFIG, STACKED_CONFIGS, STACKED_MNIST_CONFIGS, UFLDL_MNIST
 
     presets = {"self-taught": ([SELF_TAUGHT_CONFIG], [SELF_TAUGHT_MNIST_CONFIG]),
                "stacked": (list(STACKED_CONFIGS), list(STACKED_MNIST_CONFIGS))}

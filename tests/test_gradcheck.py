@@ -27,7 +27,7 @@ def test_gradcheck_rows_and_table():
 
 def test_gradcheck_detects_a_wrong_gradient():
     """The check can fail: a backprop that drops the sparsity term from delta2 is caught by FD."""
-    import sae_jax.gradcheck as gc
+    import sae_jax._src.gradcheck as gc
 
     def wrong(params, x, *, lam, beta, rho, output="sigmoid"):
         return sae.cost_and_grad(params, x, lam=lam, beta=0.0 * beta, rho=rho, output=output)
@@ -107,7 +107,7 @@ def test_cli_gradcheck_defaults_pass():
 def test_fd_error_is_relative_to_the_gradient_norm_not_the_directional_derivative():
     """A direction almost orthogonal to the gradient: the directional derivative is ~0, so the old
     |D_h - <g, v>| / |<g, v>| was rounding noise over ~0; scaled by ||g|| it stays at the floor."""
-    import sae_jax.gradcheck as gc
+    import sae_jax._src.gradcheck as gc
 
     p, x = random_problem(3, 20, 4, 3)
     g = sae.cost_and_grad(p, x, lam=1e-3, beta=3.0, rho=0.1)[1].W1

@@ -1,4 +1,4 @@
-"""sae_jax.heldout: the seeded split and the table of accuracies over seeds (moved from test_experiments)."""
+"""sae_jax._src.heldout: the seeded split and the table of accuracies over seeds (moved from test_experiments)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sae_jax import InputError
-from sae_jax.heldout import Row, Table, split
+from sae_jax.experiments import Row, Table, split
 
 
 def test_split_is_seeded_disjoint_and_complete():
@@ -29,7 +29,7 @@ def test_table_statistics_and_text():
 
 def test_ordered_split_is_the_exercises():
     """stlExercise.m: numTrain = round(m/2) (MATLAB rounds halves up); trainSet = the first numTrain rows."""
-    from sae_jax.heldout import ordered_split
+    from sae_jax._src.heldout import ordered_split
 
     for m, n_train in ((30596, 15298), (5, 3), (7, 4), (2, 1)):
         tr, te = ordered_split(m, test_fraction=0.5)
@@ -42,7 +42,7 @@ def test_ordered_split_is_the_exercises():
 
 
 def test_labelled_and_seed_checks_name_the_argument():
-    from sae_jax.heldout import check_labelled, check_seeds
+    from sae_jax._src.heldout import check_labelled, check_seeds
 
     x, y = check_labelled(np.zeros((3, 2)), np.array([0, 1, 1]))
     assert x.shape == (3, 2) and y.tolist() == [0, 1, 1]

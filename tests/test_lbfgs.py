@@ -1,4 +1,4 @@
-"""sae_jax.lbfgs: the compact-form L-BFGS direction equals optax's two-loop direction.
+"""sae_jax._src.lbfgs: the compact-form L-BFGS direction equals optax's two-loop direction.
 
 The reference is ``optax.scale_by_lbfgs`` itself, fed the same sequence of (gradient,
 parameters) as ``scale_by_compact_lbfgs``: the sequence comes from real L-BFGS runs on the
@@ -17,9 +17,9 @@ import optax
 import pytest
 
 from helpers import assert_tree_close, max_rel_err, random_problem
-from sae_jax.backprop import cost_and_grad as manual_cost_and_grad
-from sae_jax.lbfgs import ScaleByCompactLBFGSState, lbfgs, scale_by_compact_lbfgs
-from sae_jax.step import make_step, make_value_and_grad, optax_promotion
+from sae_jax import cost_and_grad as manual_cost_and_grad
+from sae_jax.optim import ScaleByCompactLBFGSState, lbfgs, scale_by_compact_lbfgs
+from sae_jax._src.step import make_step, make_value_and_grad, optax_promotion
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 

@@ -1,11 +1,11 @@
-"""sae_jax.metrics: per-sample reconstruction error, dead / saturated units, rho_hat vs rho, held-out split."""
+"""sae_jax._src.metrics: per-sample reconstruction error, dead / saturated units, rho_hat vs rho, held-out split."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax import metrics
+from sae_jax._src import metrics
 from helpers import random_problem
 
 

@@ -1,11 +1,11 @@
-"""sae_jax.minimize: L-BFGS to convergence with minFunc's stopping rules, in one jitted loop."""
+"""sae_jax._src.minimize: L-BFGS to convergence with minFunc's stopping rules, in one jitted loop."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 
-from sae_jax.minimize import minimize_lbfgs
+from sae_jax.optim import minimize_lbfgs
 
 
 def _quadratic(p, a, c):

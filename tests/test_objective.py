@@ -1,4 +1,4 @@
-"""sae_jax.objective: a value-and-gradient function as a value function whose jax.grad is that gradient."""
+"""sae_jax._src.objective: a value-and-gradient function as a value function whose jax.grad is that gradient."""
 
 import inspect
 
@@ -8,7 +8,7 @@ import numpy as np
 
 import sae_jax as sae
 from helpers import assert_tree_close, random_problem
-from sae_jax.objective import value_with_grad
+from sae_jax._src.objective import value_with_grad
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax.params import init_radius
+from sae_jax._src.params import init_radius
 
 
 @pytest.mark.parametrize("n,h", [(1, 1), (64, 25), (3, 7)])

@@ -1,4 +1,4 @@
-"""sae_jax.penalty.kl_sparsity_penalty: the KL sparsity penalty on anyone's activations."""
+"""sae_jax._src.penalty.kl_sparsity_penalty: the KL sparsity penalty on anyone's activations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax.penalty import kl_sparsity_penalty
+from sae_jax import kl_sparsity_penalty
 
 from helpers import random_problem
 

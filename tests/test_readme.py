@@ -353,7 +353,7 @@ def test_experiment_commands_reproduce_the_committed_run(tmp_path):
 def test_cli_docstring_examples_parse():
     """The example invocations in the sae-jax and derivations module docstrings (shown by --help)."""
     import derivations.__main__ as deriv
-    import sae_jax.cli as cli
+    import sae_jax._src.cli as cli
 
     n = 0
     for doc, prefix, parser in ((cli.__doc__, "sae-jax", cli.build_parser()),

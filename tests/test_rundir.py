@@ -1,4 +1,4 @@
-"""sae_jax.rundir on its own (no training, nothing compiled): opening and refusing directories,
+"""sae_jax._src.rundir on its own (no training, nothing compiled): opening and refusing directories,
 patch shapes, torn metrics files, and the in-memory RunDir that writes nothing.
 
 The run directory inside real runs (resume bit for bit, checkpoints only of finite states,
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from sae_jax import InputError
-from sae_jax.config import TrainConfig
-from sae_jax.rundir import RunDir, check_patch_shape, check_run_dir, read_metrics
+from sae_jax.training import TrainConfig
+from sae_jax.training import RunDir, read_metrics
+from sae_jax._src.rundir import check_patch_shape, check_run_dir
 
 
 def test_open_a_fresh_directory_writes_nothing_and_refuses_one_with_a_checkpoint(tmp_path):
@@ -130,7 +131,7 @@ def test_a_directory_that_cannot_be_written_is_refused_before_any_work(tmp_path,
     import errno
     import tempfile
 
-    from sae_jax.rundir import check_writable
+    from sae_jax._src.rundir import check_writable
 
     ro = tmp_path / "ro"
     ro.mkdir()

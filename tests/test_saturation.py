@@ -22,10 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sae_jax as sae
-from sae_jax import chunked, sharded
-from sae_jax.cost import exact_on_fast_path
-from sae_jax.params import init_radius
-from sae_jax.minibatch import EmaBatch, autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
+from sae_jax._src import chunked, sharded
+from sae_jax._src.cost import exact_on_fast_path
+from sae_jax._src.params import init_radius
+from sae_jax._src.minibatch import EmaBatch, autodiff_ema_cost_terms_and_grad, ema_cost_terms_and_grad
 
 mpmath.mp.dps = 50
 
@@ -48,7 +48,7 @@ def mp_reference(params, x, *, lam, beta, rho, output="sigmoid", rho_prev=None, 
 
     Samples as rows. f'(z) = f(z) f(-z), 1 - rho_hat = mean f(-z): both as such, never 1 - a.
     With ``rho_prev``/``ema_decay``: the penalty at alpha*rho_prev + (1-alpha)*rho_hat, its
-    delta times (1 - alpha) (sae_jax.minibatch's objective).
+    delta times (1 - alpha) (sae_jax._src.minibatch's objective).
     """
     W1, W2 = _mp(params.W1), _mp(params.W2)
     b1, b2 = _mp(params.b1)[0], _mp(params.b2)[0]

@@ -13,7 +13,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import sae_jax as sae
-from sae_jax import sharded
+from sae_jax._src import sharded
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 N, H = 9, 3  # n_visible a square, so the CLI can draw filters.png
@@ -156,7 +156,7 @@ def test_denoising_equals_single_device():
     trainer's objective (given train's DenoisingBatch, padded inside the trace) ==
     sae.cost_terms_and_grad(params, x, x_input=...) (float64 <= 1e-12). Tied + l1 + x_input
     through jit and shard_map: tests/test_variants.py."""
-    from sae_jax.step import DenoisingBatch
+    from sae_jax._src.step import DenoisingBatch
 
     m = 2 * N_DEV + 3
     p, x = _problem(m)
@@ -193,7 +193,7 @@ def test_cli_devices_trains_like_one_device(tmp_path, capsys):
     """`sae-jax train --devices all` (sharded.make_train_value_and_grad in train()'s seam; rows over
     every device, m = 41 not a multiple of 8) takes the same L-BFGS steps as the one-device train().
     Same shapes and config as tests/test_chunked.py's trainer test: one one-device compile serves both."""
-    from sae_jax import checkpoint
+    from sae_jax._src import checkpoint
     from sae_jax.cli import main
     from sae_jax.training import TrainConfig, train
 
@@ -221,7 +221,7 @@ def test_cli_devices_denoising_trains_like_one_device_and_resumes_bit_identicall
     a fresh corruption from the seed and the step, to the sharded objective; minibatches of 20
     rows over the devices, padded) follows the one-device run, and a resumed run draws the same
     corruptions: bit-identical to the uninterrupted one."""
-    from sae_jax import checkpoint
+    from sae_jax._src import checkpoint
     from sae_jax.cli import main
     from sae_jax.training import TrainConfig, train
 
@@ -262,4 +262,4 @@ def test_batch_mesh_refuses_what_is_not_devices(devices, want):
 def test_shard_batch_refuses_what_is_not_a_mesh():
     with pytest.raises(sae.InputError) as e:
         sharded.shard_batch(jnp.full((4, 3), 0.5), "not a mesh")
-    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax.sharded.batch_mesh()), got str 'not a mesh'"
+    assert str(e.value) == "mesh must be a jax.sharding.Mesh (sae_jax._src.sharded.batch_mesh()), got str 'not a mesh'"

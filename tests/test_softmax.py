@@ -1,4 +1,4 @@
-"""sae_jax.softmax: the UFLDL softmax regression exercise.
+"""sae_jax._src.softmax: the UFLDL softmax regression exercise.
 
 - manual gradient == jax.grad (float64 <= 1e-12, float32 2e-5), including m = 1, k = 2, n = 1, lam = 0;
 - an independent NumPy transcription of softmaxCost.m (column layout, flat theta, 1-based labels);
@@ -19,17 +19,8 @@ import pytest
 
 from helpers import max_rel_err
 from sae_jax import InputError
-from sae_jax.softmax import (
-    SoftmaxParams,
-    accuracy,
-    init_softmax,
-    softmax_cost,
-    softmax_cost_and_grad,
-    softmax_predict,
-    softmax_probabilities,
-    train_softmax,
-    with_intercept,
-)
+from sae_jax.softmax import SoftmaxParams, accuracy, init_softmax, softmax_cost, softmax_cost_and_grad, softmax_predict, softmax_probabilities, train_softmax
+from sae_jax._src.softmax import with_intercept
 
 import ufldl_reference as ref
 
@@ -160,7 +151,7 @@ def test_with_intercept_and_init():
 
 P0, X0, Y0 = problem(8, 4, 3, 3)
 BAD = [
-    (lambda: (P0.theta, X0, Y0, 0.0), "params must be a sae_jax.softmax.SoftmaxParams.*wrap it"),
+    (lambda: (P0.theta, X0, Y0, 0.0), "params must be a sae_jax._src.softmax.SoftmaxParams.*wrap it"),
     (lambda: (SoftmaxParams(P0.theta[0]), X0, Y0, 0.0), r"params.theta must be 2-D"),
     (lambda: (SoftmaxParams(jnp.ones((3, 3), jnp.int32)), X0, Y0, 0.0), "must be floating"),
     (lambda: (SoftmaxParams(P0.theta.at[0, 0].set(jnp.nan)), X0, Y0, 0.0), r"params.theta must be finite"),

@@ -1,4 +1,4 @@
-"""sae_jax.stacked: stacked autoencoders with softmax fine-tuning (UFLDL's stackedAECost).
+"""sae_jax._src.stacked: stacked autoencoders with softmax fine-tuning (UFLDL's stackedAECost).
 
 - the tutorial's fine-tuning backprop == jax.grad (float64 <= 1e-12; float32 stated), 1 to 3 layers, m = 1;
 - an independent NumPy transcription of stackedAECost.m (flat theta, column layout);
@@ -16,18 +16,10 @@ import numpy as np
 import pytest
 
 from helpers import max_rel_err
-from sae_jax import InputError, Params, TrainConfig, encode
+from sae_jax import InputError, Params, encode
+from sae_jax.training import TrainConfig
 from sae_jax.softmax import SoftmaxParams, softmax_cost
-from sae_jax.stacked import (
-    StackedParams,
-    fine_tune,
-    stack_activations,
-    stack_features,
-    stacked_cost,
-    stacked_cost_and_grad,
-    stacked_predict,
-    train_stacked,
-)
+from sae_jax.stacked import StackedParams, fine_tune, stack_activations, stack_features, stacked_cost, stacked_cost_and_grad, stacked_predict, train_stacked
 
 import ufldl_reference as ref
 
@@ -160,7 +152,7 @@ def test_extreme_logits_finite_and_manual_equals_autodiff():
 S0, X0, Y0 = problem(8, 4, [3, 2, 2], 3)
 L0, L1 = S0.layers
 BAD = [
-    (lambda: ((L0, L1), X0, Y0), "stack must be a sae_jax.stacked.StackedParams"),
+    (lambda: ((L0, L1), X0, Y0), "stack must be a sae_jax._src.stacked.StackedParams"),
     (lambda: (StackedParams((), S0.softmax), X0, Y0), "stack.layers must be a non-empty tuple"),
     (lambda: (StackedParams((L0, L0), S0.softmax), X0, Y0), r"stack.layers\[1\] takes 3 inputs.*gives 2"),
     (lambda: (StackedParams((L0,), SoftmaxParams(jnp.ones((3, 5)))), X0, Y0), r"stack.softmax.theta must have shape \(k, 2\)"),
@@ -206,7 +198,7 @@ def test_pipeline_pretrain_softmax_fine_tune_at_a_tiny_size():
     x = np.clip(proto[y] + 0.1 * rng.normal(size=(m, n)), 0, 1)
     # (with the exercise's rho = 0.1, lambda = 3e-3 at this size the second layer's features collapse to ~rho)
     hp = dict(steps=40, chunk=40, rho=0.2, lam=1e-4, beta=1.0)
-    # both layers 9 -> 9 on (60, 9) data: sae_jax.train compiles its runner once for the two
+    # both layers 9 -> 9 on (60, 9) data: sae_jax.training.train compiles its runner once for the two
     # (and tests/test_experiments.py reuses it: same config and shapes)
     configs = [TrainConfig(n_hidden=9, **hp), TrainConfig(n_hidden=9, seed=1, **hp)]
     res = train_stacked(x, jnp.asarray(y), configs=configs, n_classes=k, lam=1e-4, softmax_steps=50, fine_tune_steps=30)

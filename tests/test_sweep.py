@@ -22,11 +22,12 @@ import pytest
 from helpers import count_compiles
 
 from sae_jax import InputError
-from sae_jax.checkpoint import load_params
+from sae_jax.training import load_params
 from sae_jax.cli import main
 from sae_jax.data import natural_image_patches
-from sae_jax.sweep import grid_settings, sweep
-from sae_jax.loop import runner_for
+from sae_jax._src.sweep import grid_settings
+from sae_jax.training import sweep
+from sae_jax._src.loop import runner_for
 from sae_jax.training import TrainConfig, TrainingDiverged, train
 
 H = 5
@@ -320,8 +321,8 @@ def test_a_full_disk_mid_sweep_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     import errno
     import os
 
-    from sae_jax.checkpoint import WriteError
-    from sae_jax.sweep import SWEEP_CHECKPOINT
+    from sae_jax.training import WriteError
+    from sae_jax._src.sweep import SWEEP_CHECKPOINT
 
     out = tmp_path / "s"
     real_replace = os.replace

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from sae_jax import InputError, cost_and_grad, init_params
-from sae_jax.minibatch import (
+from sae_jax._src.minibatch import (
     EmaBatch,
     autodiff_ema_cost_terms_and_grad,
     ema_cost_terms,
     ema_cost_terms_and_grad,
 )
-from sae_jax.training import TrainConfig, TrainingDiverged, make_step, train, validate_config, value_fn_from
+from sae_jax.training import TrainConfig, TrainingDiverged, train
+from sae_jax._src.training import make_step, validate_config, value_fn_from
 
 M, N, H = 120, 16, 5
 TRAJ_RTOL = 1e-8  # manual vs autodiff trajectories, float64
@@ -65,7 +66,7 @@ def test_manual_and_autodiff_give_the_same_trajectory(base):
 
 
 def test_lbfgs_decreases_monotonically_and_compiles_once():
-    from sae_jax.loop import runner_for
+    from sae_jax._src.loop import runner_for
 
     r = train(X, LBFGS)
     costs = [row["cost"] for row in r.metrics]
@@ -195,10 +196,10 @@ def test_resume_is_bit_identical(tmp_path, base):
 
 
 def test_resume_refuses_a_checkpoint_of_another_optimizer_layout(tmp_path, monkeypatch):
-    # E.g. an L-BFGS checkpoint written with optax's state (before sae_jax.lbfgs): one clear error.
+    # E.g. an L-BFGS checkpoint written with optax's state (before sae_jax._src.lbfgs): one clear error.
     import optax
 
-    import sae_jax.training as training
+    import sae_jax._src.training as training
 
     train(X, dataclasses.replace(LBFGS, steps=5), run_dir=tmp_path, pictures=False)
     monkeypatch.setattr(training, "make_optimizer", lambda config: optax.lbfgs(memory_size=config.lbfgs_memory))
@@ -241,7 +242,7 @@ def test_nan_stops_with_step_and_cause_and_keeps_last_checkpoint(tmp_path, where
     assert e.value.step == 9 and e.value.cause == f"non-finite {where}"
     assert "training stopped at step 9" in str(e.value)
     assert "last good checkpoint (step 5)" in str(e.value)
-    from sae_jax import checkpoint as ckpt
+    from sae_jax._src import checkpoint as ckpt
 
     tensors, meta = ckpt.load_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
     assert meta["step"] == 5 and tensors["params/b2"][0] == 5.0
@@ -338,7 +339,7 @@ def _finite_cost_and_grad(params, x):
 
 def test_divergence_keeps_the_last_finite_checkpoint_and_names_it(tmp_path):
     from sae_jax import Params
-    from sae_jax import checkpoint as ckpt
+    from sae_jax._src import checkpoint as ckpt
 
     with pytest.raises(TrainingDiverged) as e:
         train(X_LIN, DIVERGING, run_dir=tmp_path, pictures=False)
@@ -362,7 +363,7 @@ def test_divergence_keeps_the_last_finite_checkpoint_and_names_it(tmp_path):
 def test_every_checkpoint_written_is_a_finite_state(tmp_path, monkeypatch):
     # Whatever the step of divergence: record each checkpoint as it is written.
     from sae_jax import Params
-    from sae_jax import checkpoint as ckpt
+    from sae_jax._src import checkpoint as ckpt
 
     written = []
     real = ckpt.save_checkpoint
@@ -436,8 +437,8 @@ def test_resume_to_fewer_steps_than_the_checkpoint_is_refused_and_changes_nothin
 
 def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(tmp_path, monkeypatch):
     # Simulate the old trainer (no full-data check): it checkpoints the inf-cost state of step 30.
-    import sae_jax.training as training
-    from sae_jax import checkpoint as ckpt
+    import sae_jax._src.training as training
+    from sae_jax._src import checkpoint as ckpt
 
     monkeypatch.setattr(training, "nonfinite_state", lambda *a, **k: None)
     with pytest.raises(TrainingDiverged):
@@ -473,7 +474,7 @@ def test_non_square_data_trains_and_the_result_is_never_lost(tmp_path, monkeypat
     assert not (tmp_path / "c").exists()
 
     # any other failure to draw (here: the plotting itself) is a warning too, never fatal
-    from sae_jax import display
+    from sae_jax._src import display
 
     def broken(*a, **k):
         raise RuntimeError("no backend")
@@ -511,7 +512,7 @@ def test_validation_split_rows_are_held_out_and_logged(tmp_path):
 def test_new_lam_beta_rho_compile_nothing():
     from helpers import count_compiles
 
-    from sae_jax.loop import runner_for
+    from sae_jax._src.loop import runner_for
 
     train(X, LBFGS)  # compiles (or reuses) the runner and the metrics' evaluation
     other = dataclasses.replace(LBFGS, lam=3e-3, beta=0.5, rho=0.2)
@@ -619,7 +620,7 @@ def test_a_denoising_run_reports_rho_hat_of_its_corrupted_input():
     """The metrics rows are of the clean rows; ``input_metrics`` holds ρ̂ on the corruption the trainer's
     key stream draws at the final step, recomputed here with numpy from that corruption."""
     from sae_jax import corrupt
-    from sae_jax.loop import NOISE_STREAM
+    from sae_jax._src.loop import NOISE_STREAM
 
     c = dataclasses.replace(LBFGS, corruption="mask", corruption_level=0.3, l1=1e-3, steps=5)
     r = train(X, c)

@@ -21,9 +21,9 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import sae_jax as sae
-from sae_jax.backprop import backprop
-from sae_jax.cost import exact_on_fast_path, terms_from_activations
-from sae_jax.forward import forward
+from sae_jax._src.backprop import backprop
+from sae_jax._src.cost import exact_on_fast_path, terms_from_activations
+from sae_jax import forward
 
 from helpers import max_rel_err, random_problem
 
@@ -256,7 +256,7 @@ def test_vmapped_manual_gradient_keeps_one_cond_also_nested():
 # ------------------------------------------------------------------ the shard_map path
 def test_hvp_through_the_shard_map_gradient_equals_autodiff():
     """The explicit shard_map path (psum, and the exact branch's log-psum over devices) differentiates too."""
-    from sae_jax import sharded
+    from sae_jax._src import sharded
 
     p, v, x, x_input = _problem()
     batch = sharded.shard_batch(np.asarray(x), sharded.batch_mesh())
@@ -294,7 +294,7 @@ def _first(out):
 
 @pytest.mark.parametrize("name", PUBLIC)
 def test_public_functions_under_transformations_trace_to_the_bare_math(name):
-    """Whatever checks values (sae_jax.checked) must never change what a transformation sees:
+    """Whatever checks values (sae_jax._src.checked) must never change what a transformation sees:
     under grad, jvp, vmap, jit and hessian each public function's program is the internal math's."""
     p, v, x, x_input = _problem()
     opts = dict(l1=0.05, x_input=x_input)

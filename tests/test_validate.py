@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax import validate
+from sae_jax._src import validate
 from helpers import random_problem
 
 HP = dict(lam=1e-4, beta=3.0, rho=0.01)

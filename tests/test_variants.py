@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax import chunked, sharded
-from sae_jax.variants import corrupt
+from sae_jax._src import chunked, sharded
+from sae_jax import corrupt
 from sae_jax.gradcheck import FD_TOL, default_step
 from helpers import COST_RTOL, GRAD_RTOL, assert_tree_close, max_rel_err, random_problem
 from ufldl_reference import variant_autoencoder_cost
@@ -105,7 +105,7 @@ def test_matches_numpy_transcription(variant):
 @pytest.mark.parametrize("variant", ["tied+l1+mask", "tied+l1+gaussian", "l1"])
 def test_finite_differences(variant):
     """Five-point central differences of the cost along random directions of each array,
-    against the manual gradient (error scaled by ||g_P||, as sae_jax.gradcheck does)."""
+    against the manual gradient (error scaled by ||g_P||, as sae_jax._src.gradcheck does)."""
     p, x, opts = _problem(21, 9, 5, 3, variant)
     _, g = sae.cost_and_grad(p, x, **HP, **opts)
     f = jax.jit(lambda q: sae.cost(q, x, **HP, **opts))
@@ -307,9 +307,10 @@ def test_gradcheck_takes_tied_parameters():
 
 # --- the trainer and the CLI -------------------------------------------------------------------
 
-from sae_jax import checkpoint as ckpt  # noqa: E402
+from sae_jax._src import checkpoint as ckpt  # noqa: E402
 from sae_jax.cli import main  # noqa: E402
-from sae_jax.config import TrainConfig, validate_config  # noqa: E402
+from sae_jax.training import TrainConfig
+from sae_jax._src.config import validate_config  # noqa: E402
 from sae_jax.data import natural_image_patches  # noqa: E402
 from sae_jax.training import train  # noqa: E402
 
@@ -400,7 +401,7 @@ def test_cli_tied_denoising_run_then_visualize_encode_evaluate(tmp_path, capsys)
 
 
 def test_sweep_of_a_tied_l1_denoising_config(tmp_path):
-    from sae_jax.sweep import sweep
+    from sae_jax.training import sweep
 
     r = sweep(X16, dataclasses.replace(NOISY, steps=2, chunk=2), {"beta": [0.0, 3.0]}, out_dir=tmp_path / "s")
     assert r.params_at(1).W2 is None and all(row["l1"] > 0 for row in r.summary)
@@ -423,7 +424,7 @@ def test_corrupt_refuses_a_level_that_is_not_one_in_float32(kind, level, want):
     with pytest.raises(sae.InputError) as e:
         corrupt(jax.random.key(0), x, kind=kind, level=level)
     assert str(e.value) == want
-    from sae_jax.variants import check_corruption
+    from sae_jax._src.variants import check_corruption
 
     check_corruption(kind, level)  # valid as a number: only the float32 cast is refused
     check_corruption(kind, level, "float64")

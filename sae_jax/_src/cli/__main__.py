@@ -1,0 +1,7 @@
+"""``python -m sae_jax._src.cli`` runs ``sae-jax`` (as ``python -m sae_jax`` does)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
