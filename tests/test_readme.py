@@ -8,8 +8,9 @@ block runs in a fresh interpreter with JAX's defaults (float32, standard promoti
 suite's conftest), in a temporary directory. In the default run the variants, training, warm-start and
 sweep blocks share one interpreter (:func:`fast_blocks_session`), each block in its own namespace, the
 float32 block first; ``-m slow`` runs each in its own. The default run shrinks only the expensive numbers
-(declared below; each must still occur in its block, so they cannot drift apart); ``-m slow`` runs the
-blocks verbatim. A Python block of a kind not listed here fails the test: documentation cannot grow
+and draws no pictures in the training and sweep blocks (``pictures=False``: ~2 CPU-s; the verbatim runs
+and tests/test_display.py draw them), declared below, each replaced text still in its block, so they
+cannot drift apart; ``-m slow`` runs the blocks verbatim. A Python block of a kind not listed here fails the test: documentation cannot grow
 untested code. Every ``sae-jax``, ``python3 -m derivations``, ``python3 -m benchmarks`` and ``mkdocs``
 line of a shell block must parse with that command's own parser (``mkdocs``: a known subcommand; ``pip
 install``: extras that pyproject.toml declares). Issue 22.6: the README's reference sections moved to
@@ -69,10 +70,10 @@ def blocks(lang: str) -> list[str]:
 # kind -> a substring that identifies the block
 KINDS = {
     "quick": 'load_dataset("natural", n_patches=10_000',  # README's ten lines
-    "pure": "sae.init_params(jax.random.key(0), n_visible=64",
+    "pure": "# UFLDL init, W1: (25, 64)",
     "train": 'TrainConfig(), run_dir="runs/demo"',
-    "chunked": "chunked.chunked_cost_and_grad(",
-    "devices": "sharded.shard_batch(",
+    "chunked": "scale.chunked_cost_and_grad(params, \"x.npy\", chunk_size",
+    "devices": "scale.shard_batch(x, mesh)",
     "hosts": "jax.distributed.initialize(",
     "check": 'from sae_jax.check import check',  # run as written by tests/test_check.py
     "variants": "sae.corrupt(jax.random.key(2), x",
@@ -82,14 +83,16 @@ KINDS = {
 # Default (fast) run: exact replacements, each of which must occur in its block.
 FAST = {
     "train": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
-              "TrainConfig()": "TrainConfig(steps=3)"},
-    # chunked.lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
+              "TrainConfig()": "TrainConfig(steps=3)",
+              'run_dir="runs/demo")': 'run_dir="runs/demo", pictures=False)'},
+    # chunked_lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
     # tests/test_chunked.py's; here only the name is checked by default.
-    "chunked": {"res = chunked.lbfgs(vg, params, num_steps=400)": "res = chunked.lbfgs"},
+    "chunked": {"res = chunked_lbfgs(vg, params, num_steps=400)": "res = chunked_lbfgs"},
     "warm_start": {"natural_image_patches(2_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
                    "steps=50": "steps=3"},
     "sweep": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
-              "TrainConfig(steps=200)": "TrainConfig(steps=3)"},
+              "TrainConfig(steps=200)": "TrainConfig(steps=3)",
+              'out_dir="runs/sweep")': 'out_dir="runs/sweep", pictures=False)'},
 }
 
 
@@ -367,15 +370,19 @@ def test_cli_docstring_examples_parse():
 
 
 def test_layout_section_matches_the_tree():
-    """Issue 13: every module and subpackage of sae_jax is in the Layout guide (docs/guide/layout.md), and
-    nothing else is."""
+    """Issue 13: every module and subpackage of sae_jax, public (``sae_jax/``, two spaces in) and private
+    (``sae_jax/_src/``, four), is in the Layout guide (docs/guide/layout.md), and nothing else is."""
     block = page("docs/guide/layout.md").split("```", 2)[1]
-    listed = set(re.findall(r"^  ([a-z_]+(?:\.py|/))\s", block, flags=re.M))
-    pkg = ROOT / "sae_jax"
-    tree = {p.name for p in pkg.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    tree |= {p.name + "/" for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert listed == tree, f"docs/guide/layout.md lists {sorted(listed - tree)} not in the tree; misses {sorted(tree - listed)}"
-    for sub in ("cli", "data"):  # the subpackages' modules are named in their line
-        for p in (pkg / sub).glob("*.py"):
+
+    def tree(pkg: Path) -> set[str]:
+        names = {p.name for p in pkg.glob("*.py") if p.name != "__main__.py" and (p.name != "__init__.py" or pkg.name == "sae_jax")}
+        return names | {p.name + "/" for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+
+    for indent, pkg in (("  ", ROOT / "sae_jax"), ("    ", ROOT / "sae_jax" / "_src")):
+        listed = set(re.findall(rf"^{indent}([a-z_]+(?:\.py|/))\s", block, flags=re.M))
+        assert listed == tree(pkg), (f"docs/guide/layout.md lists {sorted(listed - tree(pkg))} not in {pkg.name}/; "
+                                     f"misses {sorted(tree(pkg) - listed)}")
+    for sub in ("cli", "data"):  # the private subpackages' modules are named in their line
+        for p in (ROOT / "sae_jax" / "_src" / sub).glob("*.py"):
             if p.name not in ("__init__.py", "__main__.py"):
                 assert p.name in block, f"docs/guide/layout.md's {sub}/ line does not name {p.name}"
