@@ -1,10 +1,14 @@
-"""A griffe extension for the docs build (mkdocs.yml): Google-style ``a, b, c: description`` entries.
+"""griffe extensions for the docs build (mkdocs.yml's mkdocstrings ``extensions``).
 
-sae-jax's docstrings document parameters that share a meaning on one line (``lam, beta, rho: the
+:class:`GroupedParameters`: Google-style ``a, b, c: description`` entries. sae-jax's docstrings document parameters that share a meaning on one line (``lam, beta, rho: the
 hyperparameters``). griffe's Google parser takes ``lam, beta, rho`` for one name, warns that it is not in
 the signature, and ``mkdocs build --strict`` fails. This extension parses such docstrings without that
 one warning and checks every name of every entry itself, so a grouped entry renders as one row and a
 name that really is not a parameter still fails the build (same message as griffe's).
+
+:class:`RuntimeReexports`: a package whose ``__init__`` does ``from .probes import probes`` has, at run
+time, the function as its attribute ``probes`` (the import rebinds the name); griffe's static view keeps
+the submodule. A public module's re-export of such a name is pointed at what Python gives the user.
 """
 
 from __future__ import annotations
@@ -33,3 +37,20 @@ class GroupedParameters(griffe.Extension):
                     if name.lstrip("*") not in known:
                         griffe.docstring_warning(docstring, 0, f"Parameter '{name}' does not appear in the function signature")
         docstring.__dict__["parsed"] = sections  # the cached_property's slot: rendered as parsed here
+
+
+class RuntimeReexports(griffe.Extension):
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        if pkg.path != "sae_jax":
+            return
+        for module in (pkg, *pkg.modules.values()):
+            for name, member in list(module.members.items()):
+                if not member.is_alias or name not in (module.exports or ()):
+                    continue
+                try:
+                    target = member.final_target
+                except (griffe.AliasResolutionError, griffe.CyclicAliasError):
+                    continue
+                shadowing = target.members.get(name) if target.is_module else None
+                if shadowing is not None and not shadowing.is_module:
+                    module.set_member(name, griffe.Alias(name, shadowing, parent=module))
