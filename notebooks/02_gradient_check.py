@@ -21,7 +21,7 @@
 #    term and *no* 1/m in it) against `jax.value_and_grad(sae_jax.cost)`: the same math summed in
 #    another order, so they agree to ~1e-12;
 # 2. **vs finite differences** — five-point central differences along random directions
-#    (`sae_jax._src.gradcheck.gradcheck`), truncation O(h⁴), step h = ε^(1/5); each direction's error is
+#    (`sae_jax.gradcheck.gradcheck`), truncation O(h⁴), step h = ε^(1/5); each direction's error is
 #    divided by ‖∇ₚJ‖·‖v‖ (never by the directional derivative, which can be ~0), and each row shows
 #    its rounding floor 1.5·ε·|J|/(h‖∇ₚJ‖);
 # 3. **`jax.test_util.check_grads`** on the cost itself (first and second order, reverse mode).

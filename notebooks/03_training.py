@@ -25,7 +25,7 @@
 #
 # Everything comes from `sae_jax`: `data.natural_image_patches` (1/f-whitened photographs bundled
 # with scikit-image), `training.train` (jitted L-BFGS: optax's algorithm and zoom line search, the
-# direction computed in the compact matrix form by `sae_jax._src.lbfgs`), and `display.tile_filters`
+# direction computed in the compact matrix form by `sae_jax.optim.lbfgs`), and `display.tile_filters`
 # (the tutorial's `display_network`).
 
 # %%

@@ -17,7 +17,7 @@
 # A student has ported the UFLDL exercise's `sparseAutoencoderCost` to numpy. Their gradient check
 # fails, and they suspect the sparsity delta: ρ̂ⱼ = (1/m) Σᵢ a⁽²⁾ⱼ, so shouldn't the sparsity term in
 # δ⁽²⁾ carry a 1/m? They added one. A finite-difference check can only say "wrong";
-# `sae_jax._src.check` runs their function on designed float64 probes (m = 1 and m > 1, β = 0, λ = 0,
+# `sae_jax.check` runs their function on designed float64 probes (m = 1 and m > 1, β = 0, λ = 0,
 # nonzero biases, saturated units), compares with sae-jax's float64 reference, and names the
 # mistake by matching their outputs to a catalogue of known mistakes, each run as code.
 

@@ -101,7 +101,7 @@ show(d_over)
 
 # %% [markdown]
 # The same gradient, three ways, in float64: the lambdified sympy gradient,
-# `sae_jax._src.softmax.softmax_cost_and_grad` (the tutorial's form, by hand) and `jax.grad` of
+# `sae_jax.softmax.softmax_cost_and_grad` (the tutorial's form, by hand) and `jax.grad` of
 # `softmax_cost`.
 
 # %%

@@ -4,9 +4,11 @@ r"""Optimisers over any pytree: :func:`lbfgs` (optax's L-BFGS with the compact-f
 Examples:
   >>> import jax.numpy as jnp
   >>> from sae_jax.optim import minimize_lbfgs
-  >>> res = minimize_lbfgs(lambda p: jnp.sum((p - 3.0) ** 2), jnp.zeros(2), max_steps=20)
-  >>> [round(float(v), 4) for v in res.params]
-  [3.0, 3.0]
+  >>> def vg(p, c):                                   # J = ||p - c||^2 and its gradient
+  ...     return jnp.sum((p - c) ** 2), 2 * (p - c)
+  >>> r = minimize_lbfgs(vg, jnp.zeros(3), (jnp.array([1.0, 2.0, 3.0]),), steps=20)
+  >>> [round(float(v), 4) for v in r.params]
+  [1.0, 2.0, 3.0]
 """
 
 from sae_jax._src.lbfgs import (

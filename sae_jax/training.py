@@ -2,13 +2,12 @@ r"""Training: :func:`train` (jitted L-BFGS / Adam / SGD), :func:`sweep` (a grid 
 one vmapped run), their configuration and results, and the run directory's files.
 
 Examples:
-  >>> import jax.numpy as jnp
-  >>> from sae_jax.data import load_dataset
+  >>> import numpy as np
   >>> from sae_jax.training import TrainConfig, train
-  >>> x = load_dataset("natural", n_patches=200, patch_size=4)
-  >>> result = train(x, TrainConfig(n_hidden=4, steps=5), progress=None)
-  >>> result.params.W1.shape
-  (4, 16)
+  >>> x = np.random.default_rng(0).uniform(0.1, 0.9, (40, 4))
+  >>> r = train(x, TrainConfig(n_hidden=2, optimizer="adam", batch_size=10, steps=6, chunk=3, dtype="float32"))
+  >>> [row["step"] for row in r.metrics], r.params.W1.shape
+  ([0, 3, 6], (2, 4))
 """
 
 from sae_jax._src.config import (

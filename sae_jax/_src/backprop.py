@@ -109,7 +109,7 @@ def pad_rows(x, rows: int, *, dtype=None):
 
     The weights (``mask``: 1 for ``x``'s rows, 0 for padding; ``dtype``, default ``x``'s) are what
     :func:`hidden_sum`, :func:`delta_sums` and :func:`backprop` take, so padded rows add nothing.
-    NumPy in, NumPy out (host blocks: :mod:`sae_jax._src.streaming`, :func:`sae_jax._src.sharded.shard_batch`);
+    NumPy in, NumPy out (host blocks: :mod:`sae_jax._src.streaming`, :func:`sae_jax.scale.shard_batch`);
     a JAX array (also a tracer) in, JAX out.
     """
     xp = jnp if isinstance(x, jax.Array) else np

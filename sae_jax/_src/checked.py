@@ -20,9 +20,9 @@ nothing can be raised, so an overflowing result is the float arithmetic's ``inf`
 :func:`checked_call` is that mechanism for the autoencoder's signature
 ``fn(params, x, *, lam, beta, rho, output, l1=, x_input=)`` (:func:`sae_jax.cost_and_grad`,
 :func:`~sae_jax.cost_terms_and_grad`, :func:`~sae_jax.autodiff_cost_and_grad`,
-:func:`~sae_jax.cost_terms`, :func:`sae_jax._src.metrics.evaluate`), with :func:`values_ok` its
+:func:`~sae_jax.cost_terms`, :func:`sae_jax.metrics.evaluate`), with :func:`values_ok` its
 in-kernel check and a ``jax.Array`` of data value-checked only the first time it is seen
-(:mod:`sae_jax._src.validate`). :mod:`sae_jax._src.softmax` and :mod:`sae_jax._src.stacked` call
+(:mod:`sae_jax._src.validate`). :mod:`sae_jax.softmax` and :mod:`sae_jax.stacked` call
 :func:`compiled_call` with their own ``values_ok``.
 
 Examples:
@@ -39,7 +39,7 @@ Examples:
   >>> checked_call(sae_jax.cost, p, x + 1, lam=1e-4, beta=3.0, rho=0.1)   # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: x must lie in [0, 1] for output='sigmoid' (the sigmoid's range), got values in [1.5, 1.5]; ...
+  sae_jax.InputError: x must lie in [0, 1] for output='sigmoid' (the sigmoid's range), got values in [1.5, 1.5]; ...
 
   Any function, with its own in-kernel check and its own error:
 
@@ -51,7 +51,7 @@ Examples:
   >>> compiled_call(halve, (-jnp.ones(3),), {}, values_ok=positive, raise_for_values=complain)
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: v must be > 0, got min -1.0
+  sae_jax.InputError: v must be > 0, got min -1.0
 """
 
 from __future__ import annotations
@@ -359,7 +359,7 @@ def checked_call(
     ``lam`` whose product with ``‖W‖²`` overflows), one :class:`~sae_jax.InputError` says so and
     names the scales, instead of returning ``inf``. Folded into the same read-back as the input
     checks, it costs one reduction per result array. ``finite_result=False`` returns such a result
-    as it is (:func:`sae_jax._src.metrics.evaluate`: the trainer reads a non-finite cost as divergence).
+    as it is (:func:`sae_jax.metrics.evaluate`: the trainer reads a non-finite cost as divergence).
 
     Call it only when :func:`all_concrete` holds (under the caller's ``jit``/``vmap``/``grad``
     the public function checks what is concrete and computes in place, and nothing can be raised

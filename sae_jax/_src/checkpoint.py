@@ -20,7 +20,7 @@ Two safetensors files, both loadable with plain numpy (``safetensors.numpy.load_
     SHA-256 over all tensors and metadata (``"sha256"``). :func:`load_checkpoint` recomputes it,
     so a truncated or corrupted file raises :class:`~sae_jax.InputError` instead of resuming
     from garbage. The trainer writes a checkpoint only for a state whose full-data cost and
-    gradient are finite (through :class:`sae_jax._src.rundir.RunDir`, which owns the run directory).
+    gradient are finite (through :class:`sae_jax.training.RunDir`, which owns the run directory).
 
 Both are written with the header in a fixed order (metadata keys sorted), so identical
 contents are identical files.
@@ -28,7 +28,7 @@ contents are identical files.
 Examples:
   >>> import tempfile, pathlib, jax
   >>> from sae_jax import init_params
-  >>> from sae_jax._src.checkpoint import load_params, save_params
+  >>> from sae_jax.training import load_params, save_params
   >>> d = pathlib.Path(tempfile.mkdtemp())
   >>> p = init_params(jax.random.key(0), 4, 2)
   >>> save_params(d / "params.safetensors", p, config={"n_hidden": 2})
@@ -96,7 +96,7 @@ class WriteError(OSError):
     (e.g. which checkpoint is kept). ``errno``, ``strerror`` and ``filename`` are the OS error's.
 
     ``exit_code`` is the ``sae-jax`` exit status it ends a command with: 2 (nothing long has
-    run yet), or 1 when it stops a run midway (:class:`sae_jax._src.rundir.RunDir` sets it, naming
+    run yet), or 1 when it stops a run midway (:class:`sae_jax.training.RunDir` sets it, naming
     the last good checkpoint in ``note``).
 
     Examples:
@@ -305,7 +305,7 @@ def _int_field(md: dict, name: str, where: str) -> int:
 
 
 def _checked_config(config, where: str, *, fields=None):
-    """``config`` (a parsed ``"config"`` field) as a valid :class:`~sae_jax._src.config.TrainConfig`.
+    """``config`` (a parsed ``"config"`` field) as a valid :class:`~sae_jax.training.TrainConfig`.
 
     ``fields``: only these fields are checked (each on top of the defaults), for the free-form
     config of a params file; ``None``: the whole config, as a checkpoint records it."""
@@ -437,8 +437,8 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     (checksum mismatch) or not a sae-jax checkpoint.
 
     Every field is validated, since a checksum only shows the file is whole, not that it is
-    sound (anyone can write one): the config (a valid :class:`~sae_jax._src.config.TrainConfig`), the
-    data spec (``null`` or a valid :class:`~sae_jax._src.data.DataSpec`), the data's SHA-256, the
+    sound (anyone can write one): the config (a valid :class:`~sae_jax.training.TrainConfig`), the
+    data spec (``null`` or a valid :class:`~sae_jax.data.DataSpec`), the data's SHA-256, the
     step (a non-negative integer, the same in tensor and metadata), the tensors present exactly
     as the config asks, the parameters (shapes of the config's ``n_hidden``, its dtype, finite),
     the RNG key (raw key data of JAX's layout), the optimizer state (no NaN) and the running
@@ -503,7 +503,7 @@ def _params_from_tensors(tensors, prefix: str, path) -> Params:
 
 def read_run_config(path) -> dict:
     """A run directory's ``config.json`` (``path``: the file) as a dict, its ``data_spec`` checked
-    (``null`` or a valid :class:`~sae_jax._src.data.DataSpec`); anything unreadable, not a JSON object
+    (``null`` or a valid :class:`~sae_jax.data.DataSpec`); anything unreadable, not a JSON object
     or nested too deeply is one :class:`~sae_jax.InputError` naming the file and the field.
 
     Examples:
@@ -516,7 +516,7 @@ def read_run_config(path) -> dict:
       >>> read_run_config(f)   # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: run config '...config.json' is JSON nested too deeply to read (not a run config)
+      sae_jax.InputError: run config '...config.json' is JSON nested too deeply to read (not a run config)
     """
     path = Path(path)
     where = f"run config {str(path)!r}"

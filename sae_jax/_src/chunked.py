@@ -43,13 +43,13 @@ Training: a chunked pass is a Python loop, so it cannot be traced into a jitted 
 loop directly. :func:`sae_jax._src.objective.traceable` wraps any Python ``params -> (value, grads)``
 function as a differentiable JAX function (``jax.pure_callback`` + ``jax.custom_vjp``), which
 optax's L-BFGS line search can call inside ``jit``; :func:`sae_jax._src.host_lbfgs.lbfgs` drives
-:func:`sae_jax._src.lbfgs.lbfgs` one jitted step at a time from Python with it. (Both, and the
+:func:`sae_jax.optim.lbfgs` one jitted step at a time from Python with it. (Both, and the
 streaming helpers, are also reachable here as ``sae_jax._src.chunked.<name>``.)
 
 Examples:
   >>> import jax, numpy as np
   >>> from sae_jax import init_params
-  >>> from sae_jax._src.chunked import chunked_cost, chunked_cost_and_grad
+  >>> from sae_jax.scale import chunked_cost, chunked_cost_and_grad
   >>> p = init_params(jax.random.key(0), 8, 3)
   >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
   >>> hp = dict(lam=1e-4, beta=3.0, rho=0.1)
@@ -235,7 +235,7 @@ def chunked_cost_terms_and_grad(
       memory_bytes: a working-set budget instead (:func:`chunk_size_for_budget`).
       check_values: check every chunk is finite (and in [0, 1] for a sigmoid output) during pass 1.
         Turn off inside optimisation loops once the data has been checked.
-      mesh: a 1-D device mesh (:func:`sae_jax._src.sharded.batch_mesh`): split every chunk's rows over
+      mesh: a 1-D device mesh (:func:`sae_jax.scale.batch_mesh`): split every chunk's rows over
         its devices too (chunk size rounded up to a multiple of the device count, padding masked);
         results replicated. Past memory *and* past one device.
       l1: the L1 activation penalty's weight (:func:`sae_jax.cost`); tied parameters work as there.
@@ -250,7 +250,7 @@ def chunked_cost_terms_and_grad(
     Examples:
       >>> import jax, numpy as np
       >>> from sae_jax import init_params, cost_terms_and_grad
-      >>> from sae_jax._src.chunked import chunked_cost_terms_and_grad
+      >>> from sae_jax.scale import chunked_cost_terms_and_grad
       >>> p = init_params(jax.random.key(0), 8, 3)
       >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
       >>> hp = dict(lam=1e-4, beta=3.0, rho=0.1)

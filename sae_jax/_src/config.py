@@ -6,7 +6,8 @@ values, ``metadata["choices"]``. The command line builds its flags from these, s
 option is written once, here.
 
 Examples:
-  >>> from sae_jax._src.config import TrainConfig, validate_config, field_help
+  >>> from sae_jax.training import TrainConfig
+  >>> from sae_jax._src.config import validate_config, field_help
   >>> c = TrainConfig(n_hidden=36, steps=200, dtype="float32")
   >>> validate_config(c)
   >>> (c.rho, c.full_batch)
@@ -80,8 +81,8 @@ class TrainConfig:
       chunk: optimizer steps per compiled dispatch (and per metrics row).
       checkpoint_every: write the checkpoint every this many steps (and at the end).
       validation_fraction: rows held out of training, in [0, 1) (0: none, the exercise). The split
-        is :func:`sae_jax._src.metrics.split_validation` seeded by ``seed``; every metrics row then also
-        has the held-out ``val_*`` diagnostics (:func:`sae_jax._src.metrics.evaluate`).
+        is :func:`sae_jax.metrics.split_validation` seeded by ``seed``; every metrics row then also
+        has the held-out ``val_*`` diagnostics (:func:`sae_jax.metrics.evaluate`).
       tied: tied weights :math:`W_2 = W_1^\top` (parameters ``Params(W1, b1, None, b2)``;
         :mod:`sae_jax._src.variants`).
       l1: the L1 activation penalty's weight γ ≥ 0 (0: no term; compiled into the runner).
@@ -194,7 +195,7 @@ def check_config_hyperparams(config: TrainConfig) -> None:
       >>> check_config_hyperparams(TrainConfig(rho=0.99999999, dtype="float32"))
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: rho=0.99999999 is 1.0 in float32, where rho must be a normal number in [1.17549e-38, 0.99999994] (else the KL term is NaN); use such a rho or float64
+      sae_jax.InputError: rho=0.99999999 is 1.0 in float32, where rho must be a normal number in [1.17549e-38, 0.99999994] (else the KL term is NaN); use such a rho or float64
     """
     c = config
     check_hyperparams(lam=c.lam, beta=c.beta, rho=c.rho)

@@ -43,13 +43,13 @@ minibatch and EMA paths share these definitions; the tests hold them against a 5
 transcription of the UFLDL formulas (``tests/test_saturation.py``). Nothing is clipped: the
 term is finite for every finite input (for finite data and parameters, :math:`z` is finite and
 so are both logs). :func:`kl_divergence`, :func:`sparsity` and
-:func:`~sae_jax._src.backprop.sparsity_delta` take :math:`\hat\rho` as a float and are the plain
+:func:`~sae_jax.sparsity_delta` take :math:`\hat\rho` as a float and are the plain
 formulas (infinite at :math:`\hat\rho \in \{0, 1\}`, where the float has lost the information).
 
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> from sae_jax import init_params
-  >>> from sae_jax._src.cost import cost_terms, kl_divergence
+  >>> from sae_jax import cost_terms, kl_divergence
   >>> p = init_params(jax.random.key(0), 4, 2)
   >>> t = cost_terms(p, jnp.full((3, 4), 0.5), lam=1e-4, beta=3.0, rho=0.1)
   >>> bool(jnp.isclose(t.cost, t.reconstruction + t.weight_decay + t.sparsity))
@@ -295,7 +295,7 @@ def terms_from_parts(
     r""":class:`CostTerms` from the reconstruction term and the penalties: adds the weight decay and the total.
 
     The one place the terms are assembled (the cost, the backprop core, the EMA objective).
-    ``l1``: the L1 activation term's value (:func:`~sae_jax._src.variants.activation_l1`), if any.
+    ``l1``: the L1 activation term's value (:func:`~sae_jax.activation_l1`), if any.
     """
     wd = weight_decay(params, lam=lam)
     total = reconstruction + wd + sparsity
@@ -308,7 +308,7 @@ def terms_from_activations(
     rho_prev: jax.Array | None = None, ema_decay: ArrayLike | None = None, l1: ArrayLike | None = None,
 ) -> CostTerms:
     """:class:`CostTerms` from an already computed forward pass ``acts`` with target ``x`` (with ``rho_prev``,
-    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax._src.minibatch`; ``l1``: :func:`~sae_jax._src.variants.activation_l1`)."""
+    ``ema_decay``: the penalty at the running estimate, :mod:`sae_jax._src.minibatch`; ``l1``: :func:`~sae_jax.activation_l1`)."""
     sp, rh = sparsity_and_rho_hat(
         acts.z2, rho_hat(acts.a2), rho=rho, beta=beta, rho_prev=rho_prev, ema_decay=ema_decay
     )

@@ -65,7 +65,7 @@ def tile_filters(W1, *, patch_shape=None, pad: int = 1) -> np.ndarray:
         \text{tile}_j = \frac{W^{(1)}_{j\cdot} - \bar W}{\max_i |W^{(1)}_{ji} - \bar W|}
         \in [-1, 1],
 
-    reshaped row-major to ``patch_shape`` (the layout :func:`sae_jax._src.data.sample_patches`
+    reshaped row-major to ``patch_shape`` (the layout :func:`sae_jax.data.sample_patches`
     flattens with), and placed in a near-square grid (:func:`grid_shape`), filling rows
     first, separated by ``pad`` pixels of background −1 (black).
 
@@ -265,7 +265,7 @@ def save_evaluation_png(columns: dict, path, *, rho: float, title=None) -> None:
 
     Args:
       columns: ``{name: metrics}`` with each ``metrics`` from
-        :func:`sae_jax._src.metrics.evaluate` ``(..., details=True)`` (arrays ``rho_hat`` and
+        :func:`sae_jax.metrics.evaluate` ``(..., details=True)`` (arrays ``rho_hat`` and
         ``errors``); the first is drawn filled, the others (e.g. held-out rows) as outlines.
       path: the PNG file to write.
       rho: the target ρ.
@@ -312,7 +312,7 @@ def save_evaluation_png(columns: dict, path, *, rho: float, title=None) -> None:
 
 
 def save_sweep_png(summary, path, *, title=None) -> None:
-    r"""The trade-off across a hyperparameter sweep (:func:`sae_jax._src.sweep.sweep`'s summary).
+    r"""The trade-off across a hyperparameter sweep (:func:`sae_jax.training.sweep`'s summary).
 
     Left: the reconstruction term :math:`\frac1m\sum_i\tfrac12\lVert\hat x^{(i)}-x^{(i)}\rVert^2`
     against the unweighted sparsity term :math:`\sum_j\mathrm{KL}(\rho\Vert\hat\rho_j)` (log y),

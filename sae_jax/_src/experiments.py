@@ -75,7 +75,7 @@ def second_layer_filters(layers: Sequence[Params]) -> np.ndarray:
 
     Each second-layer unit's weights over the first layer's features, mapped back through the
     first layer's filters (the linear approximation UFLDL's notes use to display deeper units;
-    it ignores the sigmoid between the layers). Pass it to :func:`sae_jax._src.display.save_filters_png`.
+    it ignores the sigmoid between the layers). Pass it to :func:`sae_jax.display.save_filters_png`.
 
     Examples:
       >>> import jax
@@ -124,7 +124,7 @@ def probe(
 
     Args:
       params: a :class:`~sae_jax.Params` (features :func:`~sae_jax.encode`) or a sequence of them (a
-        stack's last features, :func:`sae_jax._src.stacked.stack_features`).
+        stack's last features, :func:`sae_jax.stacked.stack_features`).
       x: ``(m, n)`` inputs (converted to the params' dtype); ``y``: ``(m,)`` integer labels.
       seeds: one random split (and softmax start) per seed.
       test_fraction: the held-out share of the rows.
@@ -271,9 +271,9 @@ def stacked_digits(
 ) -> Table:
     """UFLDL's stacked autoencoder exercise: accuracy before and after fine-tuning, against raw pixels.
 
-    Per seed: a split (``test_fraction`` held out); :func:`sae_jax._src.stacked.pretrain` on the training
+    Per seed: a split (``test_fraction`` held out); :func:`sae_jax.stacked.pretrain` on the training
     rows (each config's ``seed`` offset by the seed); a softmax on the last layer's features
-    (:func:`~sae_jax._src.stacked.init_stack`); :func:`~sae_jax._src.stacked.fine_tune` of the whole stack.
+    (:func:`~sae_jax.stacked.init_stack`); :func:`~sae_jax.stacked.fine_tune` of the whole stack.
 
     Args:
       test: optional ``(x_test, y_test)``, a separate test set (MNIST's t10k, as the exercise):

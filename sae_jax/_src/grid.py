@@ -18,7 +18,7 @@ Examples:
   >>> grid_settings({"beta": [1, 1]})
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: grid has the setting beta=1, rho=0.01, lam=0.0001 twice (settings 0 and 1)
+  sae_jax.InputError: grid has the setting beta=1, rho=0.01, lam=0.0001 twice (settings 0 and 1)
 """
 
 from __future__ import annotations

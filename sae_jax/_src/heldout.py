@@ -4,7 +4,7 @@ r"""Held-out evaluation over seeds: train/test splits, labelled-data checks, a t
 (the first rows train, the rest test, the same for every seed); :func:`check_labelled` and
 :func:`check_seeds` check an experiment's inputs; :func:`softmax_accuracy` is one classifier's
 held-out accuracy. :class:`Row` holds one method's accuracy on each seed with their mean and
-sample standard deviation; :class:`Table` is an experiment's result (:mod:`sae_jax._src.experiments`),
+sample standard deviation; :class:`Table` is an experiment's result (:mod:`sae_jax.experiments`),
 printed by :meth:`Table.text` (mean ± std, range, each seed) and saved by :meth:`Table.to_dict`.
 
 Examples:
@@ -158,6 +158,6 @@ def check_seeds(seeds: Sequence[int]) -> tuple:
 
 
 def softmax_accuracy(f_train, y_train, f_test, y_test, *, n_classes: int, lam: float, steps: int, seed: int) -> float:
-    """Held-out accuracy of a softmax (:func:`sae_jax._src.softmax.train_softmax`) trained on ``(f_train, y_train)``."""
+    """Held-out accuracy of a softmax (:func:`sae_jax.softmax.train_softmax`) trained on ``(f_train, y_train)``."""
     model = train_softmax(f_train, y_train, n_classes=n_classes, lam=lam, steps=steps, seed=seed)
     return accuracy(softmax_predict(model, f_test), y_test)

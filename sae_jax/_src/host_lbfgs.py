@@ -1,9 +1,9 @@
 r"""L-BFGS driven from Python, one jitted step at a time, over any ``params -> (J, grads)``.
 
-:func:`lbfgs` runs :func:`sae_jax._src.lbfgs.lbfgs` (``optax.lbfgs``'s algorithm with the compact
+:func:`lbfgs` runs :func:`sae_jax.optim.lbfgs` (``optax.lbfgs``'s algorithm with the compact
 inverse-Hessian product, optax's zoom line search) on a value-and-gradient function: a jit-able
 one (``traced=True``: it is traced into the step) or a Python one, e.g. a chunked pass over a
-``.npy`` file (:func:`sae_jax._src.chunked.make_chunked_value_and_grad`), called from the compiled step
+``.npy`` file (:func:`sae_jax.scale.make_chunked_value_and_grad`), called from the compiled step
 through a host callback (:func:`sae_jax._src.objective.value_with_grad` of a ``jax.pure_callback``).
 The compiled step depends only on the parameters' shapes: the host function is looked up by an
 integer token passed as a traced argument, so every run with the same shapes reuses it.
@@ -11,7 +11,7 @@ integer token passed as a traced argument, so every run with the same shapes reu
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> from sae_jax._src.host_lbfgs import lbfgs
-  >>> from sae_jax._src.params import Params
+  >>> from sae_jax import Params
   >>> target = Params(*(jnp.full(s, 0.5) for s in [(2, 3), (2,), (3, 2), (3,)]))
   >>> def value_and_grad(p):                           # a Python function: |p - target|^2
   ...     d = jax.tree.map(lambda a, b: a - b, p, target)
@@ -101,20 +101,20 @@ def lbfgs(
     callback: Callable[[int, Params, float], None] | None = None,
     traced: bool = False,
 ) -> LbfgsResult:
-    r"""Minimise with :func:`sae_jax._src.lbfgs.lbfgs` (``optax.lbfgs``'s algorithm, zoom line search), one jitted step per Python iteration.
+    r"""Minimise with :func:`sae_jax.optim.lbfgs` (``optax.lbfgs``'s algorithm, zoom line search), one jitted step per Python iteration.
 
     ``value_and_grad`` is any ``params -> (J, grads)``: a jit-able one (e.g. ``partial`` of
     :func:`sae_jax.cost_and_grad`) is traced into the step with ``traced=True``; a Python one (e.g.
-    :func:`sae_jax._src.chunked.make_chunked_value_and_grad` over a ``.npy`` file) is wrapped with :func:`sae_jax._src.objective.traceable`.
+    :func:`sae_jax.scale.make_chunked_value_and_grad` over a ``.npy`` file) is wrapped with :func:`sae_jax._src.objective.traceable`.
     Same algorithm either way, so a chunked run follows the in-memory run's trajectory.
 
     Args:
       value_and_grad: ``params -> (J, grads)``.
       params: starting point.
       num_steps: maximum number of L-BFGS iterations.
-      memory_size: L-BFGS history length (for the default ``sae_jax._src.lbfgs.lbfgs(memory_size=...)``).
+      memory_size: L-BFGS history length (for the default ``sae_jax.optim.lbfgs(memory_size=...)``).
       optimizer: another optax transformation taking ``value``, ``grad``, ``value_fn``, e.g.
-        :func:`sae_jax._src.training.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
+        :func:`sae_jax.training.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
         L-BFGS (its memory and line-search settings).
       tol: stop when :math:`\lVert\nabla J\rVert \le` ``tol``.
       callback: called as ``callback(step, params, J)`` after each step.

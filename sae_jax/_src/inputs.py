@@ -1,9 +1,9 @@
 r"""What enters training, checked once where it enters: the data, warm-start parameters, a state.
 
-:func:`load_training_data` turns ``x`` (or the data a :class:`~sae_jax._src.data.DataSpec` names)
+:func:`load_training_data` turns ``x`` (or the data a :class:`~sae_jax.data.DataSpec` names)
 into a :class:`TrainingData`: the rows in ``config.dtype``, checked (finite, in the output's
 range), split into training and held-out rows (``config.validation_fraction``,
-:func:`sae_jax._src.metrics.split_validation`), on the device, with the SHA-256 of all rows that a
+:func:`sae_jax.metrics.split_validation`), on the device, with the SHA-256 of all rows that a
 resume compares. :func:`check_warm_params` and :func:`check_init_state` check what
 ``train(..., params=...)`` and ``train(..., init_state=...)`` continue from against the state
 the config would start from. Every failure is one :class:`~sae_jax.InputError` naming the
@@ -11,7 +11,7 @@ argument; nothing here writes files.
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.config import TrainConfig
+  >>> from sae_jax.training import TrainConfig
   >>> from sae_jax._src.inputs import load_training_data
   >>> cfg = TrainConfig(n_hidden=2, dtype="float32", validation_fraction=0.25)
   >>> d = load_training_data(np.full((8, 4), 0.5), None, cfg)
@@ -20,7 +20,7 @@ Examples:
   >>> load_training_data(np.full((8, 4), 2.0), None, cfg)
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: x must lie in [0, 1] for output='sigmoid' ...
+  sae_jax.InputError: x must lie in [0, 1] for output='sigmoid' ...
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class TrainingData(NamedTuple):
 
 
 def spec_dict(spec) -> dict | None:
-    """A :class:`~sae_jax._src.data.DataSpec` (or dict, or None) as a plain dict (or None)."""
+    """A :class:`~sae_jax.data.DataSpec` (or dict, or None) as a plain dict (or None)."""
     if spec is None or isinstance(spec, dict):
         return spec
     for attr in ("to_dict", "_asdict"):
@@ -85,7 +85,7 @@ def training_data(x, data_spec: dict | None, config: TrainConfig, who: str) -> n
         x = load_from_spec(data_spec, output=config.output)
     if isinstance(x, (str, bytes, os.PathLike)):
         raise InputError(
-            f"x must be an array (m, n_visible); to load a file use sae_jax._src.data.load_dataset({x!r})"
+            f"x must be an array (m, n_visible); to load a file use sae_jax.data.load_dataset({x!r})"
         )
     try:
         a = np.asarray(x)
@@ -141,7 +141,7 @@ def check_callables(**named) -> None:
       >>> check_callables(progress=3)
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: progress must be a function or None, got int 3
+      sae_jax.InputError: progress must be a function or None, got int 3
     """
     for name, f in named.items():
         if f is not None and not callable(f):

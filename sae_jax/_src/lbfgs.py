@@ -41,7 +41,7 @@ Examples:
   A drop-in for ``optax.lbfgs``: the same loop, with optax's own value-and-grad helper.
 
   >>> import jax, jax.numpy as jnp, optax
-  >>> from sae_jax._src.lbfgs import lbfgs
+  >>> from sae_jax.optim import lbfgs
   >>> f = lambda w: jnp.sum((w - jnp.arange(3.0)) ** 2)      # minimum at (0, 1, 2)
   >>> opt = lbfgs(memory_size=5)
   >>> w = jnp.zeros(3)

@@ -10,7 +10,7 @@ the first step whose cost, gradient or new parameters are not finite; :func:`run
 replays the chunk up to that step to hand back the last good state.
 
 Between chunks the trainer measures the state on the full data: :func:`evaluate` (the cost
-terms), :func:`row_metrics` (a ``metrics.jsonl`` row, with :mod:`sae_jax._src.metrics`'
+terms), :func:`row_metrics` (a ``metrics.jsonl`` row, with :mod:`sae_jax.metrics`'
 diagnostics) and :func:`nonfinite_state` (is it a state training can continue from?).
 
 Minibatches (Adam, SGD): each step sees ``batch_size`` rows of a fresh seeded permutation
@@ -18,7 +18,7 @@ every epoch (the last incomplete batch of an epoch is dropped). L-BFGS is full b
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.config import TrainConfig
+  >>> from sae_jax.training import TrainConfig
   >>> from sae_jax._src.loop import hyperparams, init_state, run_chunk, runner_for
   >>> cfg = TrainConfig(n_hidden=2, optimizer="adam", batch_size=4, chunk=3, dtype="float32")
   >>> x = np.random.default_rng(0).uniform(0.1, 0.9, (8, 4)).astype(np.float32)
@@ -359,7 +359,7 @@ _VAL_KEYS = ("cost", "reconstruction", "sparsity", "mse", "rho_hat_mean") + _ROW
 
 
 def row_metrics(params: Params, x, x_val, config: TrainConfig) -> dict:
-    """A metrics.jsonl row's numbers: :func:`evaluate`'s, the diagnostics of :mod:`sae_jax._src.metrics`
+    """A metrics.jsonl row's numbers: :func:`evaluate`'s, the diagnostics of :mod:`sae_jax.metrics`
     (dead / saturated fractions, quantiles of the per-sample reconstruction error), and with a
     validation split (``x_val`` not None) the same on the held-out rows as ``val_*``. One jitted
     pass per data set; the inputs were checked when training started."""

@@ -56,7 +56,7 @@ def reconstruction_errors(params: Params, x, *, output: str = "sigmoid") -> jax.
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from sae_jax import init_params
-      >>> from sae_jax._src.metrics import reconstruction_errors
+      >>> from sae_jax.metrics import reconstruction_errors
       >>> p = init_params(jax.random.key(0), 4, 2)
       >>> reconstruction_errors(p, jnp.full((3, 4), 0.5)).shape
       (3,)
@@ -153,7 +153,7 @@ def mean_predictor_reconstruction(x) -> jax.Array:
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from sae_jax._src.metrics import mean_predictor_reconstruction
+      >>> from sae_jax.metrics import mean_predictor_reconstruction
       >>> float(mean_predictor_reconstruction(jnp.array([[0.0, 1.0], [1.0, 1.0]])))  # x̄ = (0.5, 1): ½ · mean(0.25, 0.25)
       0.125
     """
@@ -181,7 +181,7 @@ def health_warning(m: dict) -> str | None:
       less than 5 % of the error of predicting the per-feature mean for every sample).
 
     Examples:
-      >>> from sae_jax._src.metrics import health_warning
+      >>> from sae_jax.metrics import health_warning
       >>> health_warning({"dead_fraction": 0.04, "saturated_fraction": 0.0, "reconstruction": 0.38,
       ...                 "mean_predictor_reconstruction": 0.5057}) is None
       True
@@ -252,7 +252,7 @@ def evaluate(
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from sae_jax import init_params
-      >>> from sae_jax._src.metrics import evaluate
+      >>> from sae_jax.metrics import evaluate
       >>> p = init_params(jax.random.key(0), 4, 2)
       >>> m = evaluate(p, jnp.full((8, 4), 0.5), lam=1e-4, beta=3.0, rho=0.1)
       >>> sorted(k for k in m if k.endswith("fraction")), m["n_samples"]

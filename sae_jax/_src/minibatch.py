@@ -86,7 +86,7 @@ def ema_cost_terms(
     r""":class:`~sae_jax.CostTerms` of the EMA objective; ``rho_hat`` is the new running estimate.
 
     Shapes and dtypes are checked (at trace time); values are not (call it inside ``jit``;
-    :func:`sae_jax._src.training.train` validates its inputs). ``l1``, ``x_input`` and tied parameters:
+    :func:`sae_jax.training.train` validates its inputs). ``l1``, ``x_input`` and tied parameters:
     the variants of :func:`sae_jax.cost` (the L1 term is of the batch's activations, not the running estimate).
     """
     acts = forward(params, batch.x if x_input is None else x_input, output=output)

@@ -1,18 +1,18 @@
 r"""Full-batch L-BFGS to convergence in one jitted loop: what the UFLDL exercises did with minFunc.
 
 :func:`minimize_lbfgs` minimises any deterministic objective given as ``value_and_grad_fn(params,
-*args) -> (value, grads)`` with :func:`sae_jax._src.lbfgs.lbfgs` (``optax.lbfgs``'s directions, compact
+*args) -> (value, grads)`` with :func:`sae_jax.optim.lbfgs` (``optax.lbfgs``'s directions, compact
 form) and optax's zoom line search, whose trial points are evaluated through the *given* gradient
 (a ``jax.custom_vjp``), so a hand-written gradient drives the whole run. The loop is one
 ``lax.while_loop`` inside one ``jax.jit``: at most ``steps`` iterations, stopping as minFunc does
 (``optTol``: :math:`\max|\nabla| \le` ``grad_tol``; ``progTol``: an objective change below
 ``progress_tol``), or when a step would give a non-finite objective (undone).
-:func:`sae_jax._src.softmax.train_softmax` and :func:`sae_jax._src.stacked.fine_tune` use it; the sparse
+:func:`sae_jax.softmax.train_softmax` and :func:`sae_jax.stacked.fine_tune` use it; the sparse
 autoencoder's own trainer is :func:`sae_jax.training.train` (checkpoints, metrics, minibatches).
 
 Examples:
   >>> import jax.numpy as jnp
-  >>> from sae_jax._src.minimize import minimize_lbfgs
+  >>> from sae_jax.optim import minimize_lbfgs
   >>> def vg(p, c):                                   # J = ||p - c||^2 and its gradient
   ...     return jnp.sum((p - c) ** 2), 2 * (p - c)
   >>> r = minimize_lbfgs(vg, jnp.zeros(3), (jnp.array([1.0, 2.0, 3.0]),), steps=20)
@@ -70,7 +70,7 @@ def minimize_lbfgs(
     grad_tol=1e-5,
     progress_tol=1e-9,
 ) -> MinimizeResult:
-    r"""Minimise a deterministic objective by L-BFGS (:func:`sae_jax._src.lbfgs.lbfgs`, optax's zoom line search), one jitted loop.
+    r"""Minimise a deterministic objective by L-BFGS (:func:`sae_jax.optim.lbfgs`, optax's zoom line search), one jitted loop.
 
     What the UFLDL exercises did with minFunc (``'lbfgs'``, ``maxIter``, history 100): at most
     ``steps`` iterations, stopping early, as minFunc does, when :math:`\max|\nabla| \le` ``grad_tol``

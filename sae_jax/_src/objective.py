@@ -126,7 +126,7 @@ def traceable(
     :func:`sae_jax._src.host_lbfgs.lbfgs` uses it.
 
     Args:
-      value_and_grad: e.g. :func:`sae_jax._src.chunked.make_chunked_value_and_grad`'s result.
+      value_and_grad: e.g. :func:`sae_jax.scale.make_chunked_value_and_grad`'s result.
       like: parameters with the shapes and dtype the function will be called with.
     """
     shapes = result_shapes(like)

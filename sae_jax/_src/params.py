@@ -26,7 +26,7 @@ as UFLDL's ``W1grad``, ``b1grad``, ``W2grad``, ``b2grad``.
 
 Examples:
   >>> import jax
-  >>> from sae_jax._src.params import init_params, params_to_theta, theta_to_params, is_tied, decoder_weights
+  >>> from sae_jax import init_params, params_to_theta, theta_to_params, is_tied, decoder_weights
   >>> p = init_params(jax.random.key(0), 4, 3)
   >>> theta = params_to_theta(p)                      # UFLDL's theta, column-major
   >>> theta.shape

@@ -29,7 +29,7 @@ Activations of shape ``(batch, time, units)`` with ``axis=(0, 1)`` average over 
 
 Examples:
   >>> import jax, jax.numpy as jnp
-  >>> from sae_jax._src.penalty import kl_sparsity_penalty
+  >>> from sae_jax import kl_sparsity_penalty
   >>> z = jnp.array([[-2.0, 0.5], [-3.0, 1.0], [-1.0, -0.5]])        # (batch, units) pre-activations
   >>> p = kl_sparsity_penalty(jax.nn.sigmoid(z), rho=0.05, beta=3.0)
   >>> q = kl_sparsity_penalty(z, rho=0.05, beta=3.0, logits=True)

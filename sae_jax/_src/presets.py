@@ -1,6 +1,6 @@
 r"""The experiments' settings: the UFLDL exercises' own (28×28 MNIST), their 8×8-digits adaptation, and the published accuracies.
 
-:mod:`sae_jax._src.experiments` runs the exercises *Self-Taught Learning* (``stlExercise.m``) and
+:mod:`sae_jax.experiments` runs the exercises *Self-Taught Learning* (``stlExercise.m``) and
 *Implement deep networks for digit classification* (``stackedAEExercise.m``); the settings here
 are the exercises' starter code's (ρ = ``sparsityParam`` 0.1, λ = 3e-3, β = 3, 400 L-BFGS
 iterations per autoencoder; softmax λ = 1e-4, 100 iterations) and their scaling for the 8×8
@@ -47,7 +47,7 @@ STACKED_CONFIGS = (
     TrainConfig(n_hidden=36, rho=0.1, lam=3e-4, beta=3.0, steps=400),
 )
 
-#: The exercises' own settings for 28×28 MNIST (:func:`sae_jax._src.data.load_mnist`): ``stlExercise.m``'s
+#: The exercises' own settings for 28×28 MNIST (:func:`sae_jax.data.load_mnist`): ``stlExercise.m``'s
 #: ``hiddenSize = 200`` (196 is the earlier Vectorization exercise's MNIST autoencoder),
 #: ``stackedAEExercise.m``'s ``hiddenSizeL1 = hiddenSizeL2 = 200``; ρ = 0.1, λ = 3e-3, β = 3 and
 #: ``maxIter = 400`` in both.

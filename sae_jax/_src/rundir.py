@@ -25,13 +25,13 @@ run (``train``, a resume, a ``sweep``) on a directory in use is refused with an
 :class:`~sae_jax.InputError`. The operating system drops the lock when a process dies, so a
 crashed or killed run leaves none behind. :meth:`RunDir.open` also checks that the directory
 can be written (:func:`check_writable`) before any work. An OS error writing during the run
-(a full disk at a checkpoint) is a :class:`~sae_jax._src.checkpoint.WriteError` naming the file and
+(a full disk at a checkpoint) is a :class:`~sae_jax.training.WriteError` naming the file and
 the last good checkpoint, which stays intact.
 
 Examples:
   >>> import tempfile, pathlib
-  >>> from sae_jax._src.config import TrainConfig
-  >>> from sae_jax._src.rundir import RunDir
+  >>> from sae_jax.training import TrainConfig
+  >>> from sae_jax.training import RunDir
   >>> d = pathlib.Path(tempfile.mkdtemp()) / "run"
   >>> run = RunDir.open(d, TrainConfig(dtype="float32"))
   >>> run.config.n_hidden, d.exists()
@@ -39,7 +39,7 @@ Examples:
   >>> RunDir.open(d, resume=True)
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: checkpoint '.../run/checkpoint.safetensors' does not exist
+  sae_jax.InputError: checkpoint '.../run/checkpoint.safetensors' does not exist
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ class RunDir:
 
     Attributes:
       path: the directory, or None.
-      config: the run's :class:`~sae_jax._src.config.TrainConfig` (a resume's reconciled one).
+      config: the run's :class:`~sae_jax.training.TrainConfig` (a resume's reconciled one).
       metrics: the metrics rows so far (those kept from before a resumed checkpoint, then each
         :meth:`log`-ged one).
       checkpoint_step: the step of the last checkpoint on disk (None in memory or before
@@ -415,7 +415,7 @@ class RunDir:
     @contextlib.contextmanager
     def _mid_run(self):
         """An OS error writing during the run (a full disk at a checkpoint...): a
-        :class:`~sae_jax._src.checkpoint.WriteError` with ``exit_code`` 1 naming the last good checkpoint,
+        :class:`~sae_jax.training.WriteError` with ``exit_code`` 1 naming the last good checkpoint,
         which the atomic writes leave intact."""
         try:
             yield
@@ -455,7 +455,7 @@ class RunDir:
         """Checkpoint ``state`` (the caller checked it finite: a checkpoint is always resumable).
 
         A failed write (full disk...) leaves the previous checkpoint as it was and raises a
-        :class:`~sae_jax._src.checkpoint.WriteError` naming it (exit code 1)."""
+        :class:`~sae_jax.training.WriteError` naming it (exit code 1)."""
         if self.path is not None and self.checkpoint_step is not None and self.checkpoint_step != int(state.step):
             with self._mid_run():
                 self._save_checkpoint(state)
@@ -480,7 +480,7 @@ class RunDir:
 
     def save_params(self, params: Params, config: dict, *, step: int) -> None:
         """Write ``params.safetensors`` with ``config`` (plus ``n_visible`` and ``step``) as metadata
-        (a RunDir with a path; :func:`sae_jax._src.sweep.sweep` writes each setting's directory so)."""
+        (a RunDir with a path; :func:`sae_jax.training.sweep` writes each setting's directory so)."""
         ckpt.save_params(self.path / ckpt.PARAMS_NAME, params,
                          config={**config, "n_visible": int(params.W1.shape[1]), "step": int(step)})
 

@@ -42,7 +42,7 @@ them to a common per-process length and assembles one global array with
 Examples:
   >>> import jax, numpy as np
   >>> from sae_jax import init_params, cost_and_grad
-  >>> from sae_jax._src.sharded import batch_mesh, shard_batch, sharded_cost_and_grad
+  >>> from sae_jax.scale import batch_mesh, shard_batch, sharded_cost_and_grad
   >>> p = init_params(jax.random.key(0), 8, 3)
   >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
   >>> batch = shard_batch(x, batch_mesh())          # padded to a multiple of the device count
@@ -124,7 +124,7 @@ def batch_mesh(devices: int | str | Sequence[jax.Device] | None = None, *, axis_
 
 def _axis(mesh: Mesh) -> str:
     if not isinstance(mesh, Mesh):
-        raise InputError(f"mesh must be a jax.sharding.Mesh (sae_jax._src.sharded.batch_mesh()), got {type(mesh).__name__} {mesh!r}")
+        raise InputError(f"mesh must be a jax.sharding.Mesh (sae_jax.scale.batch_mesh()), got {type(mesh).__name__} {mesh!r}")
     if len(mesh.axis_names) != 1:
         raise InputError(f"mesh must be 1-D (one batch axis), got axes {mesh.axis_names}")
     return mesh.axis_names[0]
@@ -367,7 +367,7 @@ def make_train_value_and_grad(
     mesh: Mesh, *, lam: ArrayLike, beta: ArrayLike, rho: ArrayLike, output: Output = "sigmoid",
     l1: ArrayLike | None = None,
 ) -> Callable:
-    r"""The full-batch objective for :func:`sae_jax._src.training.train`'s ``value_and_grad_fn`` seam, data-parallel.
+    r"""The full-batch objective for :func:`sae_jax.training.train`'s ``value_and_grad_fn`` seam, data-parallel.
 
     Returns ``value_and_grad_fn(params, x) -> ((J, CostTerms), grads)`` (the convention of
     ``jax.value_and_grad(f, has_aux=True)`` that :func:`sae_jax._src.training.make_step` takes), for an

@@ -262,7 +262,7 @@ def train_softmax(
       y: ``(m,)`` integer labels in ``[0, n_classes)``.
       n_classes: :math:`k \ge 2`.
       lam: weight decay :math:`\lambda \ge 0`.
-      steps: L-BFGS iterations at most (:func:`sae_jax._src.minimize.minimize_lbfgs`'s stopping rules otherwise).
+      steps: L-BFGS iterations at most (:func:`sae_jax.optim.minimize_lbfgs`'s stopping rules otherwise).
       seed: seeds the start :math:`0.005\,\mathcal N(0,1)` (:func:`init_softmax`), unless ``params`` is given.
       params: a :class:`SoftmaxParams` ``(n_classes, n)`` to start from instead.
       memory_size: L-BFGS history (100, minFunc's, as UFLDL used).

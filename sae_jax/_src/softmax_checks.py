@@ -1,4 +1,4 @@
-r"""Softmax regression's input checks (:mod:`sae_jax._src.softmax`, :mod:`sae_jax._src.stacked`), eager and in-kernel.
+r"""Softmax regression's input checks (:mod:`sae_jax.softmax`, :mod:`sae_jax.stacked`), eager and in-kernel.
 
 Every check raises :class:`~sae_jax.InputError` (one line: the argument, what was expected, what was
 given). Shapes and dtypes are static and always checked, also under the caller's ``jit``; values
@@ -8,12 +8,12 @@ checks as one boolean computed inside a compiled call (:func:`sae_jax._src.check
 the public functions called on values; :func:`labels_need_host_check` says when labels must be
 checked here instead (an ``int64`` NumPy array that ``jit`` would narrow to ``int32``).
 
-A :class:`~sae_jax._src.softmax.SoftmaxParams` is recognised by its one field, ``theta`` (this module
-does not import :mod:`sae_jax._src.softmax`, which imports it).
+A :class:`~sae_jax.softmax.SoftmaxParams` is recognised by its one field, ``theta`` (this module
+does not import :mod:`sae_jax.softmax`, which imports it).
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.softmax import SoftmaxParams
+  >>> from sae_jax.softmax import SoftmaxParams
   >>> from sae_jax._src.softmax_checks import check_softmax_call, softmax_values_ok
   >>> params = SoftmaxParams(np.zeros((3, 2), np.float32))
   >>> x, y = np.ones((4, 2), np.float32), np.array([0, 1, 2, 2])
@@ -23,7 +23,7 @@ Examples:
   >>> check_softmax_call(params, x, np.array([0, 1, 2, 3]), lam=1e-4)
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: y must hold class indices in [0, 3) (k = 3 classes, from params.theta), got values in [0, 3]
+  sae_jax.InputError: y must hold class indices in [0, 3) (k = 3 classes, from params.theta), got values in [0, 3]
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def _nonfinite(a) -> str:
 
 
 def check_softmax_params(params, *, values: bool = True, name: str = "params") -> None:
-    """A :class:`~sae_jax._src.softmax.SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
+    """A :class:`~sae_jax.softmax.SoftmaxParams` whose ``theta`` is a floating ``(k, n)`` array, ``k, n >= 1``; finite when concrete."""
     if getattr(type(params), "_fields", None) != ("theta",):  # SoftmaxParams, recognised by its field
         hint = "; wrap it: SoftmaxParams(theta)" if hasattr(params, "shape") else ""
-        raise InputError(f"{name} must be a sae_jax._src.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
+        raise InputError(f"{name} must be a sae_jax.softmax.SoftmaxParams(theta), got {type(params).__name__}{hint}")
     theta = params.theta
     if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
         raise InputError(f"{name}.theta must be an array of shape (k, n), got {type(theta).__name__}")

@@ -12,7 +12,7 @@ takes its sparsity part from here; the cost side is :func:`sae_jax._src.cost.spa
 
 Examples:
   >>> import jax.numpy as jnp
-  >>> from sae_jax._src.sparsity_backprop import sparsity_delta
+  >>> from sae_jax import sparsity_delta
   >>> d = sparsity_delta(jnp.array([0.01, 0.1]), rho=0.01, beta=3.0)
   >>> [round(float(v), 4) for v in d]                # zero where rho_hat == rho
   [0.0, 3.0]
@@ -85,7 +85,7 @@ def exact_sparsity_delta(
 
     Args:
       z2: ``(m, n_hidden)`` hidden pre-activations.
-      log_rho_hat, log1m_rho_hat: ``(n_hidden,)``, from :func:`sae_jax._src.cost.log_rho_hat`.
+      log_rho_hat, log1m_rho_hat: ``(n_hidden,)``, from :func:`sae_jax.log_rho_hat`.
       rho, beta: scalars.
 
     Returns:

@@ -71,10 +71,10 @@ class StackedResult(NamedTuple):
 
 def check_stack(stack, *, values: bool = True) -> None:
     """A :class:`StackedParams`: a non-empty tuple of :class:`~sae_jax.Params` whose sizes chain
-    (layer l's ``n_visible`` = layer l-1's ``n_hidden``), a :class:`~sae_jax._src.softmax.SoftmaxParams` with
+    (layer l's ``n_visible`` = layer l-1's ``n_hidden``), a :class:`~sae_jax.softmax.SoftmaxParams` with
     ``theta (k, h_L)``, one floating dtype; finite when concrete."""
     if not isinstance(stack, StackedParams):
-        raise InputError(f"stack must be a sae_jax._src.stacked.StackedParams(layers, softmax), got {type(stack).__name__}")
+        raise InputError(f"stack must be a sae_jax.stacked.StackedParams(layers, softmax), got {type(stack).__name__}")
     layers = stack.layers
     if not isinstance(layers, (tuple, list)) or len(layers) == 0:
         raise InputError(f"stack.layers must be a non-empty tuple of sae_jax.Params, got {type(layers).__name__}")
@@ -248,7 +248,7 @@ def pretrain(x, configs: Sequence[TrainConfig]) -> tuple[Params, ...]:
 def init_stack(
     layers: Sequence[Params], x, y, *, n_classes: int, lam: float = 1e-4, steps: int = 100, seed: int = 0
 ) -> StackedParams:
-    """The stack before fine-tuning: ``layers`` and a softmax trained (:func:`~sae_jax._src.softmax.train_softmax`)
+    """The stack before fine-tuning: ``layers`` and a softmax trained (:func:`~sae_jax.softmax.train_softmax`)
     on their last features of ``x`` (``x`` in the layers' dtype)."""
     layers = tuple(layers)
     features = stack_features(layers, x)
@@ -261,7 +261,7 @@ def _stacked_value_and_grad(stack, x, y, lam):
 
 
 def fine_tune(stack: StackedParams, x, y, *, lam: float = 1e-4, steps: int = 400, memory_size: int = 100) -> StackedParams:
-    """Fine-tune every layer and the softmax together: L-BFGS (:func:`~sae_jax._src.minimize.minimize_lbfgs`,
+    """Fine-tune every layer and the softmax together: L-BFGS (:func:`~sae_jax.optim.minimize_lbfgs`,
     at most ``steps`` iterations) on :func:`stacked_cost_and_grad` (the exercise: λ = 1e-4, 400 iterations)."""
     _check_int("steps", steps, 0)
     _check_int("memory_size", memory_size, 1)

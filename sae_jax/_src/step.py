@@ -8,7 +8,7 @@ r"""One optimizer step: the objective, the optax transformation, and the step th
     :func:`sae_jax.cost_terms`; the two give the same trajectory to float tolerance (tested).
 
 ``make_optimizer(config)``
-    The optax transformation of a :class:`~sae_jax._src.config.TrainConfig`: L-BFGS
+    The optax transformation of a :class:`~sae_jax.training.TrainConfig`: L-BFGS
     (:mod:`sae_jax._src.lbfgs`, zoom line search), Adam or SGD.
 
 ``make_step(value_and_grad_fn, optimizer)``
@@ -26,8 +26,9 @@ Everything here is pure and traceable; the compiled loop around it is :mod:`sae_
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> from sae_jax import init_params
-  >>> from sae_jax._src.config import TrainConfig
-  >>> from sae_jax._src.step import make_optimizer, make_step, make_value_and_grad
+  >>> from sae_jax.training import TrainConfig
+  >>> from sae_jax.training import make_optimizer
+  >>> from sae_jax._src.step import make_step, make_value_and_grad
   >>> p = init_params(jax.random.key(0), 4, 2)
   >>> x = jnp.full((8, 4), 0.5)
   >>> vg = make_value_and_grad("manual", lam=1e-4, beta=3.0, rho=0.1)
@@ -172,7 +173,7 @@ def value_fn_from(value_and_grad_fn: ValueAndGradFn) -> Callable:
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
     """The optax transformation a config asks for.
 
-    ``lbfgs``: :func:`sae_jax._src.lbfgs.lbfgs` (``optax.lbfgs``'s algorithm, with the compact
+    ``lbfgs``: :func:`sae_jax.optim.lbfgs` (``optax.lbfgs``'s algorithm, with the compact
     matrix form of the inverse-Hessian product instead of optax's two sequential loops over
     the history: the same directions, 3-4x less optimizer overhead per step at memory 100)
     with optax's zoom line search (``initial_guess_strategy="one"``, as optax recommends for
@@ -196,7 +197,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs
 
 class DenoisingBatch(NamedTuple):
     """A batch for a denoising objective: the data (the target; or an ``EmaBatch``) and the
-    corrupted copy the network reads (:func:`sae_jax._src.variants.corrupt`)."""
+    corrupted copy the network reads (:func:`sae_jax.corrupt`)."""
 
     x: Any  # shape=(b, n_visible), or an EmaBatch
     x_input: jax.Array  # shape=(b, n_visible)

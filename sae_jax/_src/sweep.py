@@ -22,7 +22,7 @@ The objective of setting :math:`k` is the trainer's,
 and what a sweep is for is the trade-off between its first and last terms: the summary
 reports, per setting, the reconstruction term, :math:`\sum_j \mathrm{KL}(\rho_k\Vert\hat\rho_j)`
 (the sparsity term without its weight, comparable across β) and :math:`\hat\rho` against
-:math:`\rho_k`; :func:`sae_jax._src.display.save_sweep_png` draws them.
+:math:`\rho_k`; :func:`sae_jax.display.save_sweep_png` draws them.
 
 A setting whose cost, gradient or parameters become non-finite is frozen at its last good
 state and reported (``diverged_step``, ``diverged_cause``); the others carry on.
@@ -177,7 +177,7 @@ def sweep(
       out_dir: directory to write (see the module doc); ``None``: in memory only. A directory
         that already holds a ``sweep.json`` or an unfinished sweep's checkpoint is refused, as is
         one another process's run or sweep is writing (:class:`sae_jax._src.rundir.DirLock`).
-      data_spec: a :class:`sae_jax._src.data.DataSpec` (or dict) recorded with the sweep.
+      data_spec: a :class:`sae_jax.data.DataSpec` (or dict) recorded with the sweep.
       progress: called after every chunk with ``{"step", "steps", "settings", "elapsed_s"}``.
       pictures: write ``tradeoff.png`` and each setting's ``filters.png`` (needs matplotlib).
       batching: how the one compiled program runs the settings: ``"vmap"`` (all at once, one
@@ -201,7 +201,7 @@ def sweep(
 
     Example:
       >>> import numpy as np
-      >>> from sae_jax._src.training import TrainConfig
+      >>> from sae_jax.training import TrainConfig
       >>> x = np.random.default_rng(0).uniform(0.1, 0.9, (50, 4))
       >>> cfg = TrainConfig(n_hidden=2, optimizer="adam", batch_size=10, steps=5, dtype="float32")
       >>> r = sweep(x, cfg, {"beta": [0.0, 3.0], "rho": [0.05, 0.1]})

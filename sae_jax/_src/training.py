@@ -22,7 +22,7 @@ naming the step and the cause; the last good checkpoint is left as it was) and r
 bit-identically (``resume=True``). A checkpoint is written only for a state whose full-data
 cost and gradient are finite, so the checkpoint a divergence leaves is always one training can
 continue from. ``params=`` / ``init_state=`` warm-start from given parameters or continue a
-:class:`TrainState` in memory. :func:`sae_jax._src.sweep.sweep` maps the same runner over a grid of
+:class:`TrainState` in memory. :func:`sae_jax.training.sweep` maps the same runner over a grid of
 (λ, β, ρ) settings.
 
 Minibatches and :math:`\hat\rho`
@@ -42,7 +42,7 @@ Determinism: for a given config, data and backend, the result is a pure function
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.training import TrainConfig, train
+  >>> from sae_jax.training import TrainConfig, train
   >>> x = np.random.default_rng(0).uniform(0.1, 0.9, (40, 4))
   >>> r = train(x, TrainConfig(n_hidden=2, optimizer="adam", batch_size=10, steps=6, chunk=3, dtype="float32"))
   >>> [row["step"] for row in r.metrics], r.params.W1.shape
@@ -115,7 +115,7 @@ class TrainResult(NamedTuple):
     run_dir: Path | None
     compile_s: float  # seconds spent compiling the chunk runner (0 if cached)
     train_s: float  # seconds in the training loop, excluding compilation
-    # sae_jax._src.metrics.health_warning of the final row on the training rows (None: healthy): most
+    # sae_jax.metrics.health_warning of the final row on the training rows (None: healthy): most
     # units dead or saturated, or a reconstruction no better than the mean predictor's
     warning: str | None = None
     # denoising runs: rho_hat_mean/min/max, sparsity (and l1) of the final parameters on a corrupted
@@ -162,7 +162,7 @@ def train(
         ``None``: train in memory. A fresh run refuses a directory that already holds a checkpoint.
       resume: continue from ``run_dir``'s checkpoint; the result is bit-identical to an
         uninterrupted run.
-      data_spec: a :class:`sae_jax._src.data.DataSpec` (or its dict) describing ``x``, stored in the
+      data_spec: a :class:`sae_jax.data.DataSpec` (or its dict) describing ``x``, stored in the
         checkpoint so a resume can rebuild the data.
       progress: called after every chunk with the metrics row (a dict).
       value_and_grad_fn: replaces the objective (see :func:`make_step`); e.g. a sharded gradient.
@@ -185,7 +185,7 @@ def train(
         A run directory records the total step count as ``steps``, so it resumes as usual.
 
     Returns:
-      :class:`TrainResult`. Its ``warning`` is :func:`sae_jax._src.metrics.health_warning`'s line for
+      :class:`TrainResult`. Its ``warning`` is :func:`sae_jax.metrics.health_warning`'s line for
       the final parameters on the training rows — most hidden units dead or saturated, or a
       reconstruction no better than the mean predictor's on the same rows — or ``None``; nothing
       is printed or raised (``sae-jax train`` prints it to stderr), so look at it. A denoising

@@ -11,7 +11,8 @@ A leaf of the package: it imports nothing from ``sae_jax`` (the math modules imp
 It owns :data:`OUTPUTS`, the output layers every entry point accepts.
 
 Examples:
-  >>> from sae_jax._src.validate import InputError, check_hyperparams, check_output
+  >>> from sae_jax import InputError
+  >>> from sae_jax._src.validate import check_hyperparams, check_output
   >>> check_output("linear")
   >>> check_hyperparams(lam=1e-4, beta=3.0, rho=0.01)
   >>> try:
@@ -113,7 +114,7 @@ def check_fits_in_memory(what: str, nbytes: int, *, device=None, hint: str = "")
       >>> check_fits_in_memory("x (10**12, 64) float64", 8 * 64 * 10**12)   # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      sae_jax._src.validate.InputError: x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ... available in memory
+      sae_jax.InputError: x (10**12, 64) float64 needs 512000000000000 bytes (512 TB), more than the ... available in memory
     """
     avail = available_bytes(device)
     if avail is not None and nbytes > avail:

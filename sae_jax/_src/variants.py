@@ -5,7 +5,7 @@ Each is an option of :func:`sae_jax.cost`, :func:`~sae_jax.cost_terms`,
 :func:`~sae_jax.autodiff_cost_and_grad` (the manual backprop covers each, equal to ``jax.grad``),
 and they combine freely. The chunked and sharded paths take all three: there ``x_input=`` is a
 second data source read in lockstep with ``data`` (:mod:`sae_jax._src.chunked`), or padded and split
-over the devices like the batch (:func:`sae_jax._src.sharded.shard_batch`).
+over the devices like the batch (:func:`sae_jax.scale.shard_batch`).
 
 **Tied weights** (:math:`W_2 = W_1^\top`): parameters ``Params(W1, b1, None, b2)``
 (``init_params(..., tied=True)``, :func:`sae_jax.tie`, :func:`sae_jax.untie`). The decoder
@@ -49,7 +49,7 @@ Kinds (:data:`CORRUPTIONS`): ``"mask"``, each entry zeroed with probability ``le
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> from sae_jax import init_params, cost_and_grad, cost_terms
-  >>> from sae_jax._src.variants import corrupt
+  >>> from sae_jax import corrupt
   >>> x = jnp.full((4, 6), 0.5)
   >>> x_tilde = corrupt(jax.random.key(0), x, kind="mask", level=0.5)
   >>> sorted(set(x_tilde.ravel().tolist())) == [0.0, 0.5]     # entries kept or zeroed
@@ -64,7 +64,7 @@ Examples:
   >>> corrupt(jax.random.key(0), x, kind="mask", level=1.0)    # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: corruption level must be in [0, 1) for kind='mask' ...
+  sae_jax.InputError: corruption level must be in [0, 1) for kind='mask' ...
 """
 
 from __future__ import annotations

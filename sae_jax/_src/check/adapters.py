@@ -24,7 +24,8 @@ torch (``arrays="torch"``; torch is imported only then). Outputs may be NumPy, J
 Every way the code cannot be run raises :class:`~sae_jax.InputError` with one line.
 
 Examples:
-  >>> from sae_jax._src.check.adapters import detect_convention, load_function, make_target
+  >>> from sae_jax.check import detect_convention, load_function
+  >>> from sae_jax._src.check.adapters import make_target
   >>> def sparseAutoencoderCost(theta, visibleSize, hiddenSize, lambda_, sparsityParam, beta, data):
   ...     pass
   >>> detect_convention(sparseAutoencoderCost), detect_convention(lambda params, x, lam, beta, rho: 0)

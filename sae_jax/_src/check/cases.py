@@ -6,7 +6,7 @@ reads a results file back as ``(probes, {packing: {probe: (cost, Params)}})``.
 
 Examples:
   >>> import os, tempfile
-  >>> from sae_jax._src.check.cases import write_cases
+  >>> from sae_jax.check import write_cases
   >>> paths = write_cases(os.path.join(tempfile.mkdtemp(), "cases"))
   >>> sorted(p.name for p in paths)
   ['README.md', 'cases.json', 'cases.mat', 'cases.npz']

@@ -7,8 +7,8 @@ Diagnosis runs every variant on the probes and names the one whose outputs equal
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.check.catalogue import MISTAKES, variant_cost_and_grad
-  >>> from sae_jax._src.check.probes import probes
+  >>> from sae_jax.check import MISTAKES, variant_cost_and_grad
+  >>> from sae_jax.check import probes
   >>> p = probes("sigmoid")[1]                                   # m = 7
   >>> kw = dict(lam=p.lam, beta=p.beta, rho=p.rho)
   >>> J, g = variant_cost_and_grad(p.params, p.x, **kw)          # the correct algorithm

@@ -1,4 +1,4 @@
-"""The probe cases of :mod:`sae_jax._src.check` and sae-jax's float64 reference on them.
+"""The probe cases of :mod:`sae_jax.check` and sae-jax's float64 reference on them.
 
 Every probe is a small float64 problem (``n_visible = 5``, ``n_hidden = 3``: unequal, so a
 transposed weight array or a wrong theta packing cannot pass unnoticed) with nonzero biases,
@@ -6,7 +6,8 @@ built from a fixed seed so every machine and every language sees the same number
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.check.probes import pack_theta, probes, reference, unpack_theta
+  >>> from sae_jax._src.check.probes import pack_theta, unpack_theta
+  >>> from sae_jax.check import probes, reference
   >>> [p.name for p in probes("sigmoid")][:3]
   ['sigmoid_m1', 'sigmoid_m7', 'sigmoid_m20']
   >>> p = probes("sigmoid")[1]

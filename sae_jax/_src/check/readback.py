@@ -7,7 +7,7 @@ b2`` or theta's order ``W1, W2, b1, b2``; tied: ``W1, b1, b2``); every way it ca
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.check.probes import probes
+  >>> from sae_jax.check import probes
   >>> from sae_jax._src.check.readback import rows_grads, to_scalar
   >>> p = probes("sigmoid")[1]
   >>> g = {"W1grad": np.zeros((3, 5)), "b1grad": np.zeros((3, 1)), "W2grad": np.zeros((5, 3)), "b2grad": np.zeros(5)}

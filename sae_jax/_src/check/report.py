@@ -1,11 +1,12 @@
 """Compare outputs with the reference, diagnose a difference with the catalogue, and write the report.
 
 :func:`relative_error` is the agreement measure, :func:`analyse` ranks the catalogued
-mistakes against the outputs and writes the :class:`Report` that :func:`sae_jax._src.check.check`
+mistakes against the outputs and writes the :class:`Report` that :func:`sae_jax.check.check`
 returns.
 
 Examples:
-  >>> from sae_jax._src.check.report import DEFAULT_TOL, relative_error
+  >>> from sae_jax.check import DEFAULT_TOL
+  >>> from sae_jax._src.check.report import relative_error
   >>> relative_error([1.0, 2.0], [1.0, 2.5], [1.0, 2.5])        # max |a - b| / max |reference|
   0.2
   >>> relative_error([1.0, 2.0], [1.0, 2.0], [1.0, 2.0]) <= DEFAULT_TOL

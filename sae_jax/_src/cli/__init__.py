@@ -56,9 +56,9 @@ from .flags import add_commands
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
-# command -> the module of sae_jax._src.cli whose ``cmd_<command>(args)`` runs it (returns the exit code;
+# command -> the module of sae_jax.cli whose ``cmd_<command>(args)`` runs it (returns the exit code;
 # ``-`` in the command is ``_`` in the function: ``self-taught`` -> ``cmd_self_taught``).
-# Imported when the command runs: together these modules' imports (sae_jax._src.check, data, display,
+# Imported when the command runs: together these modules' imports (sae_jax.check, data, display,
 # metrics, gradcheck) are ~20 ms, 4% of the start-up that `sae-jax --help` would otherwise pay.
 COMMANDS = {
     "gradcheck": "gradcheck",

@@ -1,4 +1,4 @@
-"""``python -m sae_jax._src.cli`` runs ``sae-jax`` (as ``python -m sae_jax`` does)."""
+"""``python -m sae_jax.cli`` runs ``sae-jax`` (as ``python -m sae_jax`` does)."""
 
 import sys
 

@@ -1,12 +1,12 @@
 """What the sae-jax commands share once their flags are parsed: usage errors and argument helpers.
 
-A command's code turns bad input into :class:`UsageError` (:func:`sae_jax._src.cli.main` prints it as
+A command's code turns bad input into :class:`UsageError` (:func:`sae_jax.cli.main` prints it as
 one line on stderr and exits with code 2), reads the ``TrainConfig`` flags given with
 :func:`config_overrides`, and the data, ``--patch-shape`` and value-list flags with the helpers
 here. The flags themselves are defined in :mod:`sae_jax._src.cli.flags`.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["train", "--n-hidden", "36", "--optimizer", "adam", "--patch-size", "4"])
   >>> config_overrides(args)  # only the flags given: a resume keeps its checkpoint's other fields
   {'n_hidden': 36, 'optimizer': 'adam'}
@@ -69,7 +69,7 @@ def set_precision(dtype) -> None:
 
 
 def data_kwargs(args) -> dict:
-    """The data flags as keywords of :func:`sae_jax._src.data.load_dataset`, defaults filled in."""
+    """The data flags as keywords of :func:`sae_jax.data.load_dataset`, defaults filled in."""
     return dict(
         n_patches=10_000 if args.n_patches is None else args.n_patches,
         patch_size=8 if args.patch_size is None else args.patch_size,

@@ -1,4 +1,4 @@
-"""``sae-jax check``: test someone's own sparse-autoencoder cost and gradient (:mod:`sae_jax._src.check`).
+"""``sae-jax check``: test someone's own sparse-autoencoder cost and gradient (:mod:`sae_jax.check`).
 
 Exactly one of three modes: ``FILE.py:FUNCTION`` (run the code on float64 probe cases and name the
 catalogued mistake its outputs match, or locate the difference; the file is imported, which executes
@@ -11,7 +11,7 @@ and ``--denoising`` (the function reads a corrupted input, ufldl ``..., data, co
 ``x_input``, and reconstructs the clean data); each also selects the cases written and read.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["check", "my_sae.py:sparseAutoencoderCost", "--convention", "ufldl"])
   >>> (check_mode(args), args.convention, args.arrays, args.tol, args.tied, args.l1, args.denoising, args.packing)
   ('FILE.py:FUNCTION', 'ufldl', 'auto', None, False, None, False, None)

@@ -1,4 +1,4 @@
-"""``sae-jax probe | self-taught | stacked``: are the learned features any good? (:mod:`sae_jax._src.experiments`)
+"""``sae-jax probe | self-taught | stacked``: are the learned features any good? (:mod:`sae_jax.experiments`)
 
 Each command prints one table of held-out softmax accuracies, one column per seed, with the mean,
 the sample standard deviation and the range over seeds (:meth:`sae_jax._src.heldout.Table.text`), or
@@ -16,7 +16,7 @@ selects the exercises' settings and, for ``self-taught``, their in-order split. 
 can be made before the work is made before it: bad input writes nothing.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["stacked", "--n-hidden", "100,49", "--seeds", "0,1"])
   >>> autoencoder_configs(args, layers=None)[1].n_hidden, int_list("--seeds", args.seeds, minimum=0)
   (49, [0, 1])

@@ -2,7 +2,7 @@
 
 The ``TrainConfig`` flags of ``train`` and ``sweep`` (and gradcheck's hyperparameters) are generated
 from the dataclass (:func:`sae_jax._src.config.field_help`): for each field of
-:class:`~sae_jax._src.config.TrainConfig`, ``--`` + its name with ``_`` → ``-``, its type, its choices,
+:class:`~sae_jax.training.TrainConfig`, ``--`` + its name with ``_`` → ``-``, its type, its choices,
 and its help with the default appended. A new option is written once, in ``config.py``. ``train``
 takes every field, ``sweep`` those that change a sweep (:data:`SWEEP_FIELDS`). Each command's code
 is in its own module (``sae_jax._src.cli.train``...), loaded when the command runs.
@@ -282,7 +282,7 @@ def _add_evaluate(sub) -> None:
         "validation split, training and held-out rows separately) and print a short table: cost terms, "
         "the distribution of the per-sample reconstruction error 1/2||x_hat - x||^2, the fraction of dead "
         f"units (never above {0.1:g}) and saturated units (never below {0.9:g}), rho_hat against rho "
-        "(sae_jax._src.metrics). Writes evaluation.png: the rho_hat histogram with rho marked and the "
+        "(sae_jax.metrics). Writes evaluation.png: the rho_hat histogram with rho marked and the "
         "per-sample error histogram.",
         epilog="examples:\n  sae-jax evaluate runs/my-run\n"
         "  sae-jax evaluate runs/my-run --data digits --out digits_eval.png",
@@ -373,7 +373,7 @@ def _add_sweep(sub) -> None:
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# --- the experiments (sae_jax._src.experiments; code in sae_jax._src.cli.experiments) -----------------------
+# --- the experiments (sae_jax.experiments; code in sae_jax._src.cli.experiments) -----------------------
 
 _SOFTMAX_LAM, _SOFTMAX_STEPS = 1e-4, 100  # UFLDL's softmaxTrain (softmaxExercise.m: lambda 1e-4, maxIter 100)
 

@@ -1,6 +1,6 @@
 """``sae-jax gradcheck``: the tutorial's backprop vs ``jax.grad`` vs finite differences, float64.
 
-On every device JAX sees, :func:`sae_jax._src.gradcheck.gradcheck` compares the manual gradient of
+On every device JAX sees, :func:`sae_jax.gradcheck.gradcheck` compares the manual gradient of
 J(W,b) + (λ/2)‖W‖² + βΣⱼKL(ρ‖ρ̂ⱼ) with ``jax.grad`` and with central finite differences along
 random directions, at ``init_params`` with nonzero biases, on ``m`` samples of ``n_visible``
 features (whitened natural-image patches, or uniform random data). The verdict uses
@@ -9,7 +9,7 @@ status 1 if any error exceeds its tolerance. ``--lam``, ``--beta``, ``--rho``, `
 ``--n-hidden`` are ``TrainConfig``'s fields, with its defaults and help.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["gradcheck", "--m", "100", "--output", "linear"])
   >>> (args.m, args.output, args.lam, args.beta, args.rho, args.n_visible, args.n_hidden, args.data)
   (100, 'linear', 0.0001, 3.0, 0.01, 64, 25, 'natural')

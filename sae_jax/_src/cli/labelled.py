@@ -7,7 +7,7 @@
 or :class:`~sae_jax.InputError` naming the flag, raised before any work.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["stacked", "--test-data", "t.npy"])
   >>> load_test_set(args, output="sigmoid", n_features=64)
   Traceback (most recent call last):
@@ -32,7 +32,7 @@ _NO_LABELS = "random and without labels; use --data digits, or a data file with 
 
 
 def is_mnist_dir(args) -> bool:
-    """``--data`` names a directory (read as MNIST's four files, :func:`sae_jax._src.data.find_mnist`)."""
+    """``--data`` names a directory (read as MNIST's four files, :func:`sae_jax.data.find_mnist`)."""
     return args.data is not None and os.path.isdir(args.data)
 
 

@@ -6,11 +6,11 @@ order (:func:`sae_jax._src.sweep.grid_settings`). The other ``TrainConfig`` fiel
 by all settings, with ``train``'s meaning. ``--batching``: the settings one after another inside the
 compiled program (``map``, the default on CPU) or all at once (``vmap``, the default on accelerators).
 Writes ``DIR/sweep.json``, ``summary.csv``, ``tradeoff.png`` and one directory per setting
-(:func:`sae_jax._src.sweep.sweep`). ``--resume DIR`` continues a killed sweep from its checkpoint (or
+(:func:`sae_jax.training.sweep`). ``--resume DIR`` continues a killed sweep from its checkpoint (or
 extends a finished one to a larger ``--steps``), to the result of an uninterrupted one.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["sweep", "--beta", "0,1,3", "--rho", "0.01,0.05", "--steps", "200"])
   >>> sweep_grid(args)
   {'beta': [0.0, 1.0, 3.0], 'rho': [0.01, 0.05]}

@@ -1,13 +1,13 @@
 """``sae-jax train``: flags to a ``TrainConfig``, data and a run directory, then :func:`sae_jax.training.train`.
 
-The command turns its flags into a :class:`~sae_jax._src.config.TrainConfig` (over the checkpoint's
+The command turns its flags into a :class:`~sae_jax.training.TrainConfig` (over the checkpoint's
 config with ``--resume``), checks everything it can before any work (config, data, ``--out``,
-``--patch-shape``, ``--devices``), then calls :func:`sae_jax._src.training.train` with a progress bar.
+``--patch-shape``, ``--devices``), then calls :func:`sae_jax.training.train` with a progress bar.
 Bad input: :class:`~sae_jax._src.cli.args.UsageError` or :class:`~sae_jax.InputError` (exit 2, nothing
 written); divergence: exit 1, naming the step and the checkpoint kept.
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["train", "--optimizer", "adam", "--steps", "4000", "--dtype", "float32"])
   >>> (args.optimizer, args.steps, args.dtype, args.n_hidden, args.out)  # None: not given
   ('adam', 4000, 'float32', None, None)
@@ -59,7 +59,7 @@ def variant_settings(config) -> str:
     """The variant settings of a run, as the header and done lines name them.
 
     Examples:
-      >>> from sae_jax._src.config import TrainConfig
+      >>> from sae_jax.training import TrainConfig
       >>> variant_settings(TrainConfig())
       'untied, no L1, no corruption'
       >>> variant_settings(TrainConfig(tied=True, l1=1e-3, corruption="gaussian", corruption_level=0.1))

@@ -3,13 +3,13 @@
 Each takes PATH (a run directory, ``params.safetensors`` or ``checkpoint.safetensors``) and writes
 one file atomically: ``filters.png`` (rows of ``W1`` as patches), a ``.npy`` of the hidden
 activations ``a2 = sigmoid(x W1^T + b1)`` of shape ``(m, n_hidden)``, or ``evaluation.png`` with
-the diagnostics table of :mod:`sae_jax._src.metrics`. ``encode`` and ``evaluate`` default to the data
+the diagnostics table of :mod:`sae_jax.metrics`. ``encode`` and ``evaluate`` default to the data
 the run was trained on (:func:`recorded_data_spec`). ``evaluate`` prints one ``warning`` line to
-stderr when :func:`sae_jax._src.metrics.health_warning` finds most units dead or saturated, or a
+stderr when :func:`sae_jax.metrics.health_warning` finds most units dead or saturated, or a
 reconstruction no better than the mean predictor's on the same rows (exit status still 0).
 
 Examples:
-  >>> from sae_jax._src.cli import build_parser
+  >>> from sae_jax.cli import build_parser
   >>> args = build_parser().parse_args(["encode", "runs/digits", "--out", "features.npy", "--n-patches", "7"])
   >>> (args.params, args.out, args.data, args.n_patches)
   ('runs/digits', 'features.npy', None, 7)

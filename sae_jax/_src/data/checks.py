@@ -6,7 +6,7 @@ Examples:
   >>> check_int("n_patches", 0, minimum=1)
   Traceback (most recent call last):
   ...
-  sae_jax._src.validate.InputError: n_patches must be an integer >= 1, got 0
+  sae_jax.InputError: n_patches must be an integer >= 1, got 0
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ what it returns; :class:`DataSpec` records what was asked for, so a checkpoint c
 exactly the same array on resume (:func:`load_from_spec`). scikit-learn is imported lazily.
 
 Examples:
-  >>> from sae_jax._src.data.datasets import DataSpec, data_spec, load_dataset
+  >>> from sae_jax.data import DataSpec, load_dataset
+  >>> from sae_jax._src.data.datasets import data_spec
   >>> x, y = load_dataset("digits", labels=True)
   >>> x.shape, x.dtype, y.shape, y.dtype, y[:5].tolist()
   ((1797, 64), dtype('float64'), (1797,), dtype('int64'), [0, 1, 2, 3, 4])

@@ -9,7 +9,8 @@ scipy is imported lazily, inside :func:`load_images_mat`.
 Examples:
   >>> import os, struct, tempfile
   >>> import numpy as np
-  >>> from sae_jax._src.data.files import load_mnist_idx, load_mnist_idx_labels, sniff_format
+  >>> from sae_jax.data import load_mnist_idx, load_mnist_idx_labels
+  >>> from sae_jax._src.data.files import sniff_format
   >>> d = tempfile.mkdtemp()
   >>> images = os.path.join(d, "train-images-idx3-ubyte")
   >>> with open(images, "wb") as f:  # 2 images of 2 × 3 pixels: magic 2051, then the dims

@@ -10,7 +10,7 @@ flattened row-major. scikit-image is imported lazily, inside :func:`natural_imag
 
 Examples:
   >>> import numpy as np
-  >>> from sae_jax._src.data.images import normalize_patches, sample_patches
+  >>> from sae_jax.data import normalize_patches, sample_patches
   >>> img = np.arange(400.0).reshape(20, 20)
   >>> p = sample_patches([img], 5, 3, np.random.default_rng(0))
   >>> p.shape
