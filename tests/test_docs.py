@@ -7,7 +7,8 @@ page per public module) and the notebooks rendered as committed (mkdocs-jupyter,
 temporary directory (a few seconds): any warning (a broken link or picture, a docstring griffe cannot
 parse, a parameter documented that the signature lacks) fails it. Then every name in each public
 module's ``__all__`` must be in the built site's ``objects.inv`` (the inventory of rendered API entries),
-every public module must have its page, and every relative link of the README must point at a file.
+every public module must have its page, every relative link of the README must point at a file, and
+every dotted ``sae_jax.…`` name in the README and the pages must exist.
 
 The docs tools (mkdocs, mkdocs-material, mkdocstrings[python], mkdocs-jupyter) are in the ``docs`` and
 ``test`` extras; if one is missing this module errors (it is never skipped silently).
@@ -108,3 +109,29 @@ def test_readme_links_point_at_files():
     assert len(targets) >= 15
     for target in filter(None, targets):
         assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_every_dotted_name_in_the_docs_exists():
+    """Every ``sae_jax.a.b`` the README and the pages name is importable or an attribute (``name_*``: a
+    prefix some public name has), so a renamed or moved name cannot linger in the prose."""
+    missing = set()
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for ref, star in re.findall(r"\b(sae_jax(?:\.[A-Za-z_]\w*)+)(\*?)", path.read_text()):
+            parts = ref.split(".")
+            for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                rest = parts[i:]
+                break
+            *head, last = rest or [""]
+            try:
+                for name in head:
+                    obj = getattr(obj, name)
+                ok = any(n.startswith(last) for n in dir(obj)) if star else (not rest or hasattr(obj, last))
+            except AttributeError:
+                ok = False
+            if not ok:
+                missing.add(f"{path.relative_to(ROOT)}: {ref}{star}")
+    assert not missing, sorted(missing)
