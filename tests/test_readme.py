@@ -1,14 +1,20 @@
-"""README.md runs as written: every ```python block is executed, every shell command is parsed.
+"""Every documented snippet runs as written: README.md's and every page's under docs/.
+
+The documents are README.md and every ``docs/**/*.md`` (the site's pages), in the site's reading order
+(:data:`DOCUMENTS`): every ```python block is executed, every shell command is parsed.
 
 Issue 12.4: the README's training snippet failed as written (float64 without x64). Here each Python
-block runs in a fresh interpreter with JAX's defaults (float32, standard promotion: the README's
-reader, not this suite's conftest), in a temporary directory. In the default run the variants,
-training, warm-start and sweep blocks share one interpreter (:func:`fast_blocks_session`), each
-block in its own namespace, the float32 block first; ``-m slow`` runs each in its own. The default run shrinks only the
-expensive numbers (declared below; each must still occur in the README, so they cannot drift
-apart); ``-m slow`` runs the blocks verbatim. A Python block of a kind not listed here fails the
-test: documentation cannot grow untested code. Every ``sae-jax``, ``python3 -m derivations`` and
-``python3 -m benchmarks`` line of a shell block must parse with that command's own parser.
+block runs in a fresh interpreter with JAX's defaults (float32, standard promotion: the reader, not this
+suite's conftest), in a temporary directory. In the default run the variants, training, warm-start and
+sweep blocks share one interpreter (:func:`fast_blocks_session`), each block in its own namespace, the
+float32 block first; ``-m slow`` runs each in its own. The default run shrinks only the expensive numbers
+and draws no pictures in the training and sweep blocks (``pictures=False``: ~2 CPU-s; the verbatim runs
+and tests/test_display.py draw them), declared below, each replaced text still in its block, so they
+cannot drift apart; ``-m slow`` runs the blocks verbatim. A Python block of a kind not listed here fails the test: documentation cannot grow
+untested code. Every ``sae-jax``, ``python3 -m derivations``, ``python3 -m benchmarks`` and ``mkdocs``
+line of a shell block must parse with that command's own parser (``mkdocs``: a known subcommand; ``pip
+install``: extras that pyproject.toml declares). Issue 22.6: the README's reference sections moved to
+docs/guide/; this test followed them.
 """
 
 from __future__ import annotations
@@ -26,23 +32,50 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+
+
+def _documents() -> list[Path]:
+    """README.md, then docs/'s pages in mkdocs.yml's nav order, then any other page of docs/ (sorted)."""
+    nav = re.findall(r"^\s*- [^:\n]*:\s*(\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), flags=re.M)
+    pages = [ROOT / "docs" / n for n in nav]
+    pages += sorted(p for p in (ROOT / "docs").rglob("*.md") if p not in pages)
+    return [ROOT / "README.md", *pages]
+
+
+DOCUMENTS = _documents()
+TEXT = {p.relative_to(ROOT).as_posix(): p.read_text() for p in DOCUMENTS}
+README = TEXT["README.md"]
+
+
+def page(rel: str) -> str:
+    """The text of one document, by its path relative to the repository root."""
+    return TEXT[rel]
+
+
+def located_blocks(lang: str) -> list[tuple[str, str]]:
+    """``(document, block)`` for every fenced ``lang`` block of every document, top-level or indented
+    inside a list item (dedented), in document order."""
+    out = []
+    for rel, text in TEXT.items():
+        found = re.findall(rf"^( *)```{lang}\n(.*?)^\1```", text, flags=re.S | re.M)
+        out += [(rel, textwrap.dedent(body)) for _, body in found]
+    return out
 
 
 def blocks(lang: str) -> list[str]:
-    """Every fenced ``lang`` block, top-level or indented inside a list item (dedented)."""
-    found = re.findall(rf"^( *)```{lang}\n(.*?)^\1```", README, flags=re.S | re.M)
-    return [textwrap.dedent(body) for _, body in found]
+    """Every fenced ``lang`` block of every document (dedented)."""
+    return [b for _, b in located_blocks(lang)]
 
 
 # kind -> a substring that identifies the block
 KINDS = {
-    "pure": "sae.init_params(jax.random.key(0), n_visible=64",
+    "quick": 'load_dataset("natural", n_patches=10_000',  # README's ten lines
+    "pure": "# UFLDL init, W1: (25, 64)",
     "train": 'TrainConfig(), run_dir="runs/demo"',
-    "chunked": "chunked.chunked_cost_and_grad(",
-    "devices": "sharded.shard_batch(",
+    "chunked": "scale.chunked_cost_and_grad(params, \"x.npy\", chunk_size",
+    "devices": "scale.shard_batch(x, mesh)",
     "hosts": "jax.distributed.initialize(",
-    "check": 'from sae_jax._src.check import check',  # run as written by tests/test_check.py
+    "check": 'from sae_jax.check import check',  # run as written by tests/test_check.py
     "variants": "sae.corrupt(jax.random.key(2), x",
     "warm_start": "init_state=first.state",
     "sweep": 'out_dir="runs/sweep"',
@@ -50,20 +83,22 @@ KINDS = {
 # Default (fast) run: exact replacements, each of which must occur in its block.
 FAST = {
     "train": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
-              "TrainConfig()": "TrainConfig(steps=3)"},
-    # chunked.lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
+              "TrainConfig()": "TrainConfig(steps=3)",
+              'run_dir="runs/demo")': 'run_dir="runs/demo", pictures=False)'},
+    # chunked_lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
     # tests/test_chunked.py's; here only the name is checked by default.
-    "chunked": {"res = chunked.lbfgs(vg, params, num_steps=400)": "res = chunked.lbfgs"},
+    "chunked": {"res = chunked_lbfgs(vg, params, num_steps=400)": "res = chunked_lbfgs"},
     "warm_start": {"natural_image_patches(2_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
                    "steps=50": "steps=3"},
     "sweep": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
-              "TrainConfig(steps=200)": "TrainConfig(steps=3)"},
+              "TrainConfig(steps=200)": "TrainConfig(steps=3)",
+              'out_dir="runs/sweep")': 'out_dir="runs/sweep", pictures=False)'},
 }
 
 
 def _block(kind: str) -> str:
     found = [b for b in blocks("python") if KINDS[kind] in b]
-    assert len(found) == 1, f"README has {len(found)} python blocks of kind {kind!r}"
+    assert len(found) == 1, f"the documents have {len(found)} python blocks of kind {kind!r}"
     return found[0]
 
 
@@ -71,7 +106,7 @@ def _fast(kind: str, code: str, verbatim: bool) -> str:
     if verbatim:
         return code
     for old, new in FAST.get(kind, {}).items():
-        assert old in code, f"README {kind} block no longer contains {old!r}: update FAST"
+        assert old in code, f"the {kind} block no longer contains {old!r}: update FAST"
         code = code.replace(old, new)
     return code
 
@@ -82,14 +117,16 @@ def _run(code: str, tmp_path: Path, env_extra: dict | None = None, timeout: int 
     env.update(env_extra or {})
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=timeout)
-    assert r.returncode == 0, f"README block failed:\n{code}\n--- stderr ---\n{r.stderr[-3000:]}"
+    assert r.returncode == 0, f"documented block failed:\n{code}\n--- stderr ---\n{r.stderr[-3000:]}"
     return r
 
 
 def test_every_python_block_is_known():
-    for b in blocks("python"):
+    located = located_blocks("python")
+    assert {rel for rel, _ in located} >= {"README.md", "docs/guide/math.md", "docs/guide/training.md"}
+    for rel, b in located:
         kinds = [k for k, s in KINDS.items() if s in b]
-        assert len(kinds) == 1, f"a README python block this test does not run (add it to KINDS):\n{b}"
+        assert len(kinds) == 1, f"a python block of {rel} this test does not run (add it to KINDS):\n{b}"
 
 
 def _free_port() -> int:
@@ -100,8 +137,12 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("verbatim", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["fast", "verbatim"])
 def test_pure_chunked_and_devices_blocks_run_in_one_session(tmp_path, verbatim):
-    """The chunked and devices blocks continue the pure-functions block (params, x, hp), as a reader would."""
-    code = "\n".join(_fast(k, _block(k), verbatim) for k in ("pure", "chunked", "devices"))
+    """The chunked and devices blocks continue the pure-functions block (params, x, hp), as a reader would.
+    README's ten lines run first in the same interpreter, in a namespace of their own (their shapes and
+    dtype are the pure block's, so the two share compilations)."""
+    quick = _block("quick") + "\nassert abs(float(J - J_ad)) <= 1e-5 * abs(float(J)) and x.shape == (10_000, 64)\n"
+    code = f"exec(compile({quick!r}, '<README quick block>', 'exec'), {{'__name__': '__main__'}})\n"
+    code += "\n".join(_fast(k, _block(k), verbatim) for k in ("pure", "chunked", "devices"))
     code += "\nassert float(J) == float(J) and len(mesh.devices.flat) == 2\n"
     _run(code, tmp_path, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
 
@@ -131,12 +172,12 @@ def fast_blocks_session(tmp_path_factory):
     JAX start-up instead of three), each block exec'd in its own namespace so none can lean on another's
     names; the variants block (float32, JAX's defaults) runs first, before the others enable x64.
     Returns the working directory and the completed process."""
-    d = tmp_path_factory.mktemp("readme_blocks")
+    d = tmp_path_factory.mktemp("doc_blocks")
     parts = [("variants", _variants_code()), ("train", _training_code(False)),
              ("warm_start+sweep", _warm_start_and_sweep_code(False))]
     script = (f"parts = {parts!r}\n"
               "for name, src in parts:\n"
-              "    exec(compile(src, f'<README {name} block>', 'exec'), {'__name__': '__main__'})\n")
+              "    exec(compile(src, f'<docs {name} block>', 'exec'), {'__name__': '__main__'})\n")
     return d, _run(script, d)
 
 
@@ -147,7 +188,7 @@ def test_training_block_runs(tmp_path, verbatim, request):
     else:
         tmp_path, r = request.getfixturevalue("fast_blocks_session")
     assert (tmp_path / "runs" / "demo" / "params.safetensors").exists()
-    if verbatim:  # the README's number: final cost of the UFLDL exercise
+    if verbatim:  # the Training guide's number: final cost of the UFLDL exercise
         assert abs(float(r.stdout.strip().splitlines()[-1]) - 0.4132) < 5e-5
 
 
@@ -158,7 +199,7 @@ def test_variants_block_runs(fast_blocks_session):
 
 @pytest.mark.parametrize("verbatim", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["fast", "verbatim"])
 def test_warm_start_and_sweep_blocks_run(tmp_path, verbatim, request):
-    """The two list-item blocks of § Training (indented in the README, run like any other)."""
+    """The two list-item blocks of the Training guide (indented, run like any other)."""
     if verbatim:
         _run(_warm_start_and_sweep_code(True), tmp_path)
     else:
@@ -181,9 +222,12 @@ def test_hosts_block_runs_as_a_single_process(tmp_path):
     _run(context + code + "\nassert grads.W1.shape == (25, 64)\n", tmp_path)
 
 
-def _shell_lines() -> list[list[str]]:
+def _shell_lines(document: str | None = None) -> list[list[str]]:
+    """Every command of every bash block (of ``document`` only, if given), split like a shell."""
     out = []
-    for b in blocks("bash"):
+    for rel, b in located_blocks("bash"):
+        if document is not None and rel != document:
+            continue
         for line in b.splitlines():
             line = line.split("  #", 1)[0].split(" # ", 1)[0].strip()
             for cmd in filter(None, (c.strip() for c in line.split("&&"))):
@@ -196,6 +240,7 @@ def test_every_shell_command_parses():
     import derivations.__main__ as deriv
     from sae_jax.cli import build_parser
 
+    pyproject = (ROOT / "pyproject.toml").read_text()
     seen = set()
     for argv in _shell_lines():
         if argv[0] == "sae-jax":
@@ -204,23 +249,28 @@ def test_every_shell_command_parses():
             deriv.build_parser().parse_args(argv[3:])
         elif argv[:3] == ["python3", "-m", "benchmarks"]:
             bench.build_parser().parse_args(argv[3:])
-        elif argv[:4] == ["python3", "-m", "pip", "install"] or argv[:3] == ["python3", "-m", "pytest"]:
+        elif argv[:4] == ["python3", "-m", "pip", "install"]:
+            for extra in re.findall(r"^\.\[([a-z,]+)\]$", argv[-1])[0].split(","):
+                assert f"\n{extra} = [" in pyproject, f"pip install names an extra pyproject.toml lacks: {extra}"
+        elif argv[:3] == ["python3", "-m", "pytest"]:
             pass
+        elif argv[0] == "mkdocs":
+            assert argv[1] in ("serve", "build") and set(argv[2:]) <= {"--strict"}, argv
         elif argv[:1] == ["bash"]:
             assert (ROOT / argv[1]).is_file(), argv
         else:
-            raise AssertionError(f"a README shell command this test does not know: {' '.join(argv)}")
+            raise AssertionError(f"a documented shell command this test does not know: {' '.join(argv)}")
         seen.add(argv[0] if argv[0] != "python3" else argv[2])
-    assert {"sae-jax", "derivations", "benchmarks"} <= seen
+    assert {"sae-jax", "derivations", "benchmarks", "mkdocs", "pip"} <= seen
 
 
 @pytest.mark.slow
 def test_training_shell_block_runs_verbatim(tmp_path):
-    """The digits lines of the Training block, in order (needs scikit-learn)."""
+    """The digits lines of the Training guide's block, in order (needs scikit-learn)."""
     pytest.importorskip("sklearn")
     from sae_jax.cli import main
 
-    lines = [a for a in _shell_lines() if a[0] == "sae-jax" and "runs/digits" in " ".join(a)]
+    lines = [a for a in _shell_lines("docs/guide/training.md") if a[0] == "sae-jax" and "runs/digits" in " ".join(a)]
     assert len(lines) >= 4
     cwd = os.getcwd()
     os.chdir(tmp_path)
@@ -233,14 +283,14 @@ def test_training_shell_block_runs_verbatim(tmp_path):
 
 @pytest.mark.slow
 def test_denoising_example_learns_as_the_readme_says(tmp_path, capsys):
-    """Issue 20.2: the Variants section's denoising line, verbatim (about a minute on 2 cores): no health
-    warning, few dead units, and the README's reconstruction (0.388) against the mean predictor's (0.506)."""
+    """Issue 20.2: the Variants guide's denoising line, verbatim (about a minute on 2 cores): no health
+    warning, few dead units, and the guide's reconstruction (0.388) against the mean predictor's (0.506)."""
     import json
 
     from sae_jax.cli import main
     from sae_jax.data import load_dataset
 
-    (argv,) = [a for a in _shell_lines() if a[:2] == ["sae-jax", "train"] and "runs/dae" in a]
+    (argv,) = [a for a in _shell_lines("docs/guide/variants.md") if a[:2] == ["sae-jax", "train"] and "runs/dae" in a]
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -252,8 +302,9 @@ def test_denoising_example_learns_as_the_readme_says(tmp_path, capsys):
     last = [json.loads(r) for r in (tmp_path / "runs" / "dae" / "metrics.jsonl").read_text().splitlines()][-1]
     x = load_dataset("natural")
     baseline = 0.5 * np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))
-    assert f"mean predictor's {baseline:.3f}" in README
-    assert f"reconstruction {last['reconstruction']:.3f} on the clean patches" in README
+    variants = page("docs/guide/variants.md")
+    assert f"mean predictor's {baseline:.3f}" in variants
+    assert f"reconstruction {last['reconstruction']:.3f} on the clean patches" in variants
     assert last["dead_fraction"] <= 0.2 and last["reconstruction"] < 0.8 * baseline
 
 
@@ -263,29 +314,29 @@ COMMITTED = {"probe": EXPERIMENTS / "probe.json", "self-taught": EXPERIMENTS / "
 
 
 def test_experiment_table_is_the_committed_run():
-    """Every accuracy of the committed run (docs/experiments/) is in the README's table, as mean ± std."""
+    """Every accuracy of the committed run (docs/experiments/) is in the experiments guide's table, as mean ± std."""
     import json
 
-    section = README.split("## Softmax, stacked autoencoders", 1)[1].split("\n## ", 1)[0]
+    section = page("docs/guide/experiments.md")
     for command, path in COMMITTED.items():
         res = json.loads(path.read_text())
         assert res["command"] == command and res["table"]["seeds"] == [0, 1, 2]
         for row in res["table"]["rows"]:
             assert f"| {row['mean']:.4f} ± {row['std']:.4f} |" in section, (command, row["name"])
     for png in ("self-taught/features.png", "stacked/second_layer.png", "stacked/second_layer_fine_tuned.png"):
-        assert f"docs/experiments/{png}" in section and (EXPERIMENTS / png).is_file()
+        assert f"](../experiments/{png})" in section and (EXPERIMENTS / png).is_file()
 
 
 @pytest.mark.slow
 def test_experiment_commands_reproduce_the_committed_run(tmp_path):
-    """The digits self-taught and stacked lines of the README, verbatim (minutes; needs scikit-learn):
+    """The digits self-taught and stacked lines of the experiments guide, verbatim (minutes; needs scikit-learn):
     each seed's accuracies equal the committed run's (to 0.02: another CPU may round differently)."""
     import json
 
     pytest.importorskip("sklearn")
     from sae_jax.cli import main
 
-    lines = [a for a in _shell_lines() if a[:2] in (["sae-jax", "self-taught"], ["sae-jax", "stacked"])
+    lines = [a for a in _shell_lines("docs/guide/experiments.md") if a[:2] in (["sae-jax", "self-taught"], ["sae-jax", "stacked"])
              and "--data" not in a]
     assert [a[1] for a in lines] == ["self-taught", "stacked"]
     cwd = os.getcwd()
@@ -319,14 +370,19 @@ def test_cli_docstring_examples_parse():
 
 
 def test_layout_section_matches_the_tree():
-    """Issue 13: every module and subpackage of sae_jax is in README's Layout, and nothing else is."""
-    block = README.split("## Layout", 1)[1].split("```", 2)[1]
-    listed = set(re.findall(r"^  ([a-z_]+(?:\.py|/))\s", block, flags=re.M))
-    pkg = ROOT / "sae_jax"
-    tree = {p.name for p in pkg.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    tree |= {p.name + "/" for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert listed == tree, f"README Layout lists {sorted(listed - tree)} not in the tree; misses {sorted(tree - listed)}"
-    for sub in ("cli", "data"):  # the subpackages' modules are named in their line
-        for p in (pkg / sub).glob("*.py"):
+    """Issue 13: every module and subpackage of sae_jax, public (``sae_jax/``, two spaces in) and private
+    (``sae_jax/_src/``, four), is in the Layout guide (docs/guide/layout.md), and nothing else is."""
+    block = page("docs/guide/layout.md").split("```", 2)[1]
+
+    def tree(pkg: Path) -> set[str]:
+        names = {p.name for p in pkg.glob("*.py") if p.name != "__main__.py" and (p.name != "__init__.py" or pkg.name == "sae_jax")}
+        return names | {p.name + "/" for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+
+    for indent, pkg in (("  ", ROOT / "sae_jax"), ("    ", ROOT / "sae_jax" / "_src")):
+        listed = set(re.findall(rf"^{indent}([a-z_]+(?:\.py|/))\s", block, flags=re.M))
+        assert listed == tree(pkg), (f"docs/guide/layout.md lists {sorted(listed - tree(pkg))} not in {pkg.name}/; "
+                                     f"misses {sorted(tree(pkg) - listed)}")
+    for sub in ("cli", "data"):  # the private subpackages' modules are named in their line
+        for p in (ROOT / "sae_jax" / "_src" / sub).glob("*.py"):
             if p.name not in ("__init__.py", "__main__.py"):
-                assert p.name in block, f"README Layout's {sub}/ line does not name {p.name}"
+                assert p.name in block, f"docs/guide/layout.md's {sub}/ line does not name {p.name}"
