@@ -1,5 +1,7 @@
-r"""Optimisers over any pytree: :func:`lbfgs` (optax's L-BFGS with the compact-form direction) and
-:func:`minimize_lbfgs` (a jitted L-BFGS loop with a zoom line search).
+r"""Optimisers over any pytree: :func:`lbfgs` (optax's L-BFGS with the compact-form direction),
+:func:`minimize_lbfgs` (a jitted L-BFGS loop with a zoom line search) and :func:`lbfgs_loop` (one
+jitted step per Python iteration, for objectives evaluated on the host, such as data streamed from
+disk with :func:`sae_jax.scale.make_chunked_value_and_grad`).
 
 Examples:
   >>> import jax.numpy as jnp
@@ -15,6 +17,8 @@ from sae_jax._src.lbfgs import (
     lbfgs as lbfgs,
     scale_by_compact_lbfgs as scale_by_compact_lbfgs,
     ScaleByCompactLBFGSState as ScaleByCompactLBFGSState,
+    lbfgs_loop as lbfgs_loop,
+    LbfgsResult as LbfgsResult,
     minimize_lbfgs as minimize_lbfgs,
     MinimizeResult as MinimizeResult,
 )
@@ -23,6 +27,8 @@ __all__ = [
     "lbfgs",
     "scale_by_compact_lbfgs",
     "ScaleByCompactLBFGSState",
+    "lbfgs_loop",
+    "LbfgsResult",
     "minimize_lbfgs",
     "MinimizeResult",
 ]

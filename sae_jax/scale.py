@@ -35,6 +35,8 @@ from sae_jax._src.sharded import (
     sharded_cost_terms_and_grad as sharded_cost_terms_and_grad,
     shard_map_cost_and_grad as shard_map_cost_and_grad,
     shard_map_cost_terms_and_grad as shard_map_cost_terms_and_grad,
+    make_sharded_value_and_grad as make_sharded_value_and_grad,
+    make_train_value_and_grad as make_train_value_and_grad,
 )
 
 __all__ = [
@@ -55,4 +57,6 @@ __all__ = [
     "sharded_cost_terms_and_grad",
     "shard_map_cost_and_grad",
     "shard_map_cost_terms_and_grad",
+    "make_sharded_value_and_grad",
+    "make_train_value_and_grad",
 ]

@@ -49,7 +49,7 @@ def main(port: int, process_id: int, num_processes: int, out: str) -> None:
         initialization_timeout=60,
     )
     import sae_jax as sae
-    from sae_jax.scale import batch_mesh
+    from sae_jax.scale import batch_mesh, make_sharded_value_and_grad
 
     params, x = problem()
     params = sae.Params(*params)
@@ -59,7 +59,7 @@ def main(port: int, process_id: int, num_processes: int, out: str) -> None:
     results = {"n_devices": len(jax.devices()), "n_local": len(jax.local_devices())}
     for method in ("shard_map", "jit", "denoising"):
         opts = dict(method="shard_map", x_input=local_input) if method == "denoising" else dict(method=method)
-        vg = sharded.make_sharded_value_and_grad(mesh, local, process_local=True, **opts, **HP)
+        vg = make_sharded_value_and_grad(mesh, local, process_local=True, **opts, **HP)
         J, grads = vg(params)
         assert J.sharding.is_fully_replicated
         results[f"{method}/m"] = np.asarray(vg.batch.m.addressable_data(0))

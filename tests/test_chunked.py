@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import sae_jax as sae
-from sae_jax._src.lbfgs import lbfgs_loop, traceable
+from sae_jax._src.lbfgs import traceable
+from sae_jax.optim import lbfgs_loop
 from sae_jax.scale import chunk_size_for_budget, chunked_cost, chunked_cost_and_grad, chunked_cost_terms, chunked_cost_terms_and_grad, make_chunked_value_and_grad
 from helpers import count_compiles
 

@@ -243,7 +243,7 @@ def _sae_value_and_grad(p, x):
 def test_the_three_loops_are_one_algorithm():
     """The trainer's step (make_step in a Python loop here), lbfgs_loop (one jitted step per
     iteration) and minimize_lbfgs (one jitted while_loop) run the one driver: the same iterates."""
-    from sae_jax._src.lbfgs import lbfgs_loop
+    from sae_jax.optim import lbfgs_loop
     from sae_jax.optim import minimize_lbfgs
 
     p, x = _problem()

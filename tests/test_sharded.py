@@ -13,8 +13,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import sae_jax as sae
-from sae_jax._src import sharded
-from sae_jax.scale import batch_mesh, replicate, shard_batch, shard_map_cost_and_grad, shard_map_cost_terms_and_grad, sharded_cost_and_grad, sharded_cost_terms_and_grad
+from sae_jax.scale import batch_mesh, replicate, shard_batch, shard_map_cost_and_grad, shard_map_cost_terms_and_grad, sharded_cost_and_grad, sharded_cost_terms_and_grad, make_sharded_value_and_grad, make_train_value_and_grad
 
 HP = dict(lam=1e-3, beta=3.0, rho=0.1)
 N, H = 9, 3  # n_visible a square, so the CLI can draw filters.png
@@ -112,7 +111,7 @@ def test_shard_map_uses_global_rho_hat_not_per_device():
 def test_make_sharded_value_and_grad_eager_and_traced(method):
     p, x = _problem(2 * N_DEV + 5)
     mesh = batch_mesh()
-    vg = sharded.make_sharded_value_and_grad(mesh, x, method=method, **HP)
+    vg = make_sharded_value_and_grad(mesh, x, method=method, **HP)
     want = sae.cost_and_grad(p, jnp.asarray(x), **HP)
     assert_close(vg(p), want)
     assert_close(jax.jit(vg)(p), want)
@@ -148,7 +147,7 @@ def test_bad_input():
     with pytest.raises(sae.InputError, match="rho"):
         sharded_cost_and_grad(p, batch, lam=0.0, beta=1.0, rho=0.0)
     with pytest.raises(sae.InputError, match="method"):
-        sharded.make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
+        make_sharded_value_and_grad(mesh, x, method="pmap", **HP)
 
 
 def test_denoising_equals_single_device():
@@ -171,10 +170,10 @@ def test_denoising_equals_single_device():
     got = shard_map_cost_terms_and_grad(p, plain, x_input=x_tilde, **HP)
     assert_close(got, want)
     assert _replicated(got)
-    vg = sharded.make_sharded_value_and_grad(mesh, x, x_input=xt, **HP)  # shard_batch(x, mesh, x_input=xt)
+    vg = make_sharded_value_and_grad(mesh, x, x_input=xt, **HP)  # shard_batch(x, mesh, x_input=xt)
     assert vg.batch.x_input.sharding == vg.batch.x.sharding and vg.batch.x_input.shape == (rows, N)
     assert_close(vg(p), (want[0].cost, want[1]))
-    fn = sharded.make_train_value_and_grad(mesh, **HP)
+    fn = make_train_value_and_grad(mesh, **HP)
     (J, terms), grads = jax.jit(fn)(p, DenoisingBatch(jnp.asarray(x), jnp.asarray(xt)))
     assert_close((terms, grads), want)
     for call, message in (

@@ -589,7 +589,18 @@ def _host_loop_step(params, state, token, *, optimizer):
 
 
 class LbfgsResult(NamedTuple):
-    """What :func:`lbfgs_loop` returns."""
+    """What :func:`lbfgs_loop` returns: the final parameters, and J and ‖∇J‖ at every iterate.
+
+    ``values[0]`` and ``grad_norms[0]`` are at the starting point, so both lists have one entry
+    more than the number of steps taken.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from sae_jax.optim import lbfgs_loop
+      >>> res = lbfgs_loop(lambda p: (jnp.sum(p ** 2), 2 * p), jnp.ones(2), num_steps=3, traced=True)
+      >>> len(res.values) == len(res.grad_norms) and res.values[0] == 2.0
+      True
+    """
 
     params: Any  # the final parameters
     values: list  # J at each iterate, values[0] at the start
@@ -611,7 +622,7 @@ def lbfgs_loop(
 
     ``value_and_grad`` is any ``params -> (J, grads)``: a jit-able one (e.g. ``partial`` of
     :func:`sae_jax.cost_and_grad`) is traced into the step with ``traced=True``; a Python one (e.g.
-    :func:`sae_jax._src.chunked.make_chunked_value_and_grad` over a ``.npy`` file) is called from the
+    :func:`sae_jax.scale.make_chunked_value_and_grad` over a ``.npy`` file) is called from the
     compiled step through a host callback (``jax.pure_callback`` under :func:`value_with_grad`), looked
     up by an integer token passed as a traced argument, so every run with the same shapes reuses the
     compiled step. Same algorithm either way, so a chunked run follows the in-memory run's trajectory.
@@ -622,7 +633,7 @@ def lbfgs_loop(
       num_steps: maximum number of L-BFGS iterations.
       memory_size: L-BFGS history length (for the default ``lbfgs(memory_size=...)``).
       optimizer: another optax transformation taking ``value``, ``grad``, ``value_fn``, e.g.
-        :func:`sae_jax._src.step.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
+        :func:`sae_jax.training.make_optimizer` of a ``TrainConfig``, to follow the trainer's exact
         L-BFGS (its memory and line-search settings).
       tol: stop when :math:`\lVert\nabla J\rVert \le` ``tol``.
       callback: called as ``callback(step, params, J)`` after each step.
@@ -633,6 +644,23 @@ def lbfgs_loop(
 
     Returns:
       :class:`LbfgsResult` ``(params, values, grad_norms)``.
+
+    Examples:
+      A host (Python) objective, as for data streamed from disk: here J = Σ (p − c)², evaluated
+      in NumPy outside the compiled step.
+
+      >>> import numpy as np
+      >>> import jax.numpy as jnp
+      >>> from sae_jax.optim import lbfgs_loop
+      >>> c = np.array([1.0, -2.0, 3.0], np.float32)
+      >>> def value_and_grad(p):                      # called from the compiled step via a host callback
+      ...     d = np.asarray(p) - c
+      ...     return np.float32(np.sum(d ** 2)), (2 * d).astype(np.float32)
+      >>> res = lbfgs_loop(value_and_grad, jnp.zeros(3), num_steps=10, tol=1e-6)
+      >>> [round(float(v), 3) for v in res.params]
+      [1.0, -2.0, 3.0]
+      >>> res.values[0], round(res.values[-1], 6)
+      (14.0, 0.0)
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
         raise InputError(f"num_steps must be an integer >= 0, got {num_steps!r}")

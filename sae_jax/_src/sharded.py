@@ -341,7 +341,7 @@ def make_sharded_value_and_grad(
     """Shard ``x`` once and return ``value_and_grad(params) -> (J, grads)``, jit-able, for a trainer.
 
     The returned function has the shape of :func:`sae_jax.cost_and_grad` with the data bound,
-    so it plugs into any ``params -> (value, grads)`` seam (e.g. :func:`sae_jax._src.lbfgs.lbfgs_loop`
+    so it plugs into any ``params -> (value, grads)`` seam (e.g. :func:`sae_jax.optim.lbfgs_loop`
     with ``traced=True``, or optax L-BFGS inside ``jit``). It can be called eagerly or traced.
 
     Args:
@@ -351,6 +351,22 @@ def make_sharded_value_and_grad(
       method: ``"shard_map"`` (explicit psum) or ``"jit"`` (partitioner).
       l1: the L1 activation penalty's weight (:func:`sae_jax.cost`); tied parameters work as there.
       x_input: denoising: the corrupted input, ``x``'s shape (:func:`shard_batch`); one fixed corruption.
+
+    Returns:
+      ``value_and_grad(params) -> (J, grads)``, with ``grads`` replicated over ``mesh``; its
+      ``.batch`` attribute is the :class:`ShardedBatch`.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> import sae_jax
+      >>> from sae_jax.scale import batch_mesh, make_sharded_value_and_grad
+      >>> p = sae_jax.init_params(jax.random.key(0), 8, 3)
+      >>> x = np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32)
+      >>> vg = make_sharded_value_and_grad(batch_mesh(), x, lam=1e-4, beta=3.0, rho=0.1)
+      >>> J, g = vg(p)                                  # global rho_hat over every device's rows
+      >>> J_ref, _ = sae_jax.cost_and_grad(p, x, lam=1e-4, beta=3.0, rho=0.1)
+      >>> bool(abs(J - J_ref) <= 1e-5 * abs(J_ref)), g.W1.shape
+      (True, (3, 8))
     """
     if method not in ("shard_map", "jit"):
         raise InputError(f"method must be 'shard_map' or 'jit', got {method!r}")
@@ -375,12 +391,12 @@ def make_train_value_and_grad(
     r"""The full-batch objective for :func:`sae_jax.training.train`'s ``value_and_grad_fn`` seam, data-parallel.
 
     Returns ``value_and_grad_fn(params, x) -> ((J, CostTerms), grads)`` (the convention of
-    ``jax.value_and_grad(f, has_aux=True)`` that :func:`sae_jax._src.training.make_step` takes), for an
+    ``jax.value_and_grad(f, has_aux=True)`` that ``train``'s step takes), for an
     **unsharded** ``x`` of any m: inside the trace it pads ``x`` with masked zero rows to a
     multiple of ``mesh.size``, splits the rows over the mesh and runs the ``shard_map`` /
     ``psum`` evaluation (global :math:`\hat\rho`, global m). XLA moves ``x`` onto the mesh
     once per dispatch of the caller's jitted loop. Equal to the one-device manual objective.
-    Denoising: ``x`` may be a :class:`~sae_jax._src.step.DenoisingBatch` ``(x, x_input)`` (what
+    Denoising: ``x`` may be a ``DenoisingBatch`` ``(x, x_input)`` (what
     ``train`` passes when ``config.corruption`` is set: a fresh corruption per step, drawn from
     the seed and the step as on one device); ``x_input`` is padded and split alike.
 
@@ -389,6 +405,18 @@ def make_train_value_and_grad(
 
     Full batch only (L-BFGS, or Adam/SGD with ``rho_hat="batch"``: then each minibatch's own
     :math:`\hat\rho` is what is sharded, as on one device).
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> import sae_jax
+      >>> from sae_jax.scale import batch_mesh, make_train_value_and_grad
+      >>> p = sae_jax.init_params(jax.random.key(0), 8, 3)
+      >>> x = jax.numpy.asarray(np.random.default_rng(0).uniform(size=(10, 8)).astype(np.float32))
+      >>> fn = make_train_value_and_grad(batch_mesh(), lam=1e-4, beta=3.0, rho=0.1)
+      >>> (J, terms), g = jax.jit(fn)(p, x)             # x unsharded, any m: padded and split inside
+      >>> J_ref, _ = sae_jax.cost_and_grad(p, x, lam=1e-4, beta=3.0, rho=0.1)
+      >>> bool(abs(J - J_ref) <= 1e-5 * abs(J_ref)), terms.rho_hat.shape
+      (True, (3,))
     """
     axis = _axis(mesh)
     validate.check_output(output)
