@@ -17,7 +17,7 @@ A :class:`Step` has a ``source``:
 
 Rendering: :func:`render_text` (plain text / unicode, for the terminal) and
 :func:`render_latex` (Markdown with ``$$`` LaTeX blocks, for the notebook and
-the README); :meth:`Step.latex` gives one step's LaTeX.
+the docs site); :meth:`Step.latex` gives one step's LaTeX.
 """
 
 from __future__ import annotations

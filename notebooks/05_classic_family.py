@@ -61,7 +61,7 @@ def show(d):
 # γ(1/m)Σᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ adds γ to each sample's δ⁽²⁾ before f′, with the same single 1/m outside
 # as the KL term (γ/m inside would be the 1/m question's mistake again). Denoising feeds the
 # corrupted X̃ forward and into δ⁽²⁾ᵀX̃ while the target stays the clean X.
-# (`sae_jax` represents tied parameters as `Params(W1, b1, None, b2)`; see the README's Variants.)
+# (`sae_jax` represents tied parameters as `Params(W1, b1, None, b2)`; see the Variants guide, docs/guide/variants.md.)
 
 # %%
 d_tied = ae_variants.tied_weights(ms=(1, 2))

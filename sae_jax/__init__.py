@@ -17,7 +17,7 @@ and one public module per idea: :mod:`sae_jax.training` (train, sweep, the run d
 :mod:`sae_jax.experiments`, :mod:`sae_jax.check`, :mod:`sae_jax.gradcheck`, :mod:`sae_jax.display`
 and :mod:`sae_jax.cli`. Everything under ``sae_jax._src`` is private and may move.
 
-Data must be in the parameters' dtype everywhere (nothing is converted silently; see README "Dtypes").
+Data must be in the parameters' dtype everywhere (nothing is converted silently; see the math guide, "Dtypes").
 
 Importing sae_jax never imports sympy (that lives in the top-level ``derivations`` package).
 

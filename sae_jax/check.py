@@ -103,8 +103,8 @@ Diagnosis (:func:`sae_jax._src.check.report.analyse`)
     per-probe error table, the matched mistake with its signature, evidence (for each array and
     probe that differs, the least-squares ratios of their reconstruction / weight-decay /
     sparsity parts to the correct parts, e.g. "sparsity ×0.142857 (1/7)" at m = 7, and the
-    cost as a rescaled term), and the derivation step (``derivations/``, README § The
-    derivation) with the right form. For code (not a results file) it also checks their
+    cost as a rescaled term), and the derivation step (``derivations/``, the Derivation
+    guide) with the right form. For code (not a results file) it also checks their
     gradient against five-point central differences of *their own* cost: consistent means a
     different objective (a convention difference in the cost), inconsistent means a gradient bug.
 

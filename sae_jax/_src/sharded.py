@@ -34,7 +34,7 @@ gradient are exact. (Nothing is refused; at most ``devices − 1`` rows of paddi
 exactly as ``x`` (:func:`shard_batch`'s ``x_input=``, or any array of ``batch.x``'s padded shape,
 e.g. ``corrupt(key, batch.x, ...)`` made on the devices); the network reads it, ``x`` is the target.
 
-**Several hosts**: after ``jax.distributed.initialize`` (see README, "Across devices and hosts"),
+**Several hosts**: after ``jax.distributed.initialize`` (see the scaling guide, docs/guide/scaling.md),
 :func:`shard_batch` on each process takes that process's rows (``process_local=True``), pads
 them to a common per-process length and assembles one global array with
 ``jax.make_array_from_process_local_data``; m is the sum of every process's true row count.

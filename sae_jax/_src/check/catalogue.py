@@ -29,25 +29,25 @@ from ..params import Params
 
 __all__ = ["Mistake", "CATALOGUE", "MISTAKES", "variant_cost_and_grad", "as_read"]
 
-# Where the right form is derived (README section "The derivation (derivations/)";
+# Where the right form is derived (the Derivation guide, docs/guide/derivation.md;
 # `python -m derivations` prints each named derivation step by step).
 _D_SPARSITY = ("derivations/symbolic_m.py, 'Sparsity term, per sample: ∂(β Σ_j KL(ρ‖ρ̂_j)) / ∂z_(k,p)' "
-               "and 'Weight gradient: ∂J/∂W1_(p,q)' (python -m derivations; README § The derivation)")
+               "and 'Weight gradient: ∂J/∂W1_(p,q)' (python -m derivations; docs/guide/derivation.md)")
 _D_DELTA = ("derivations/symbolic_m.py, 'Whole cost, per sample: ∂J/∂z_(k,p) = δ⁽²⁾_(k,p) / m' and "
-            "'Weight gradient: ∂J/∂W1_(p,q)' (python -m derivations; README § The derivation)")
+            "'Weight gradient: ∂J/∂W1_(p,q)' (python -m derivations; docs/guide/derivation.md)")
 _D_COST = ("the cost's definition, J = (1/m) Σ_i ½‖x̂⁽ⁱ⁾ − x⁽ⁱ⁾‖² + (λ/2)(‖W1‖² + ‖W2‖²) + β Σ_j KL(ρ‖ρ̂_j) "
-           "(sae_jax/_src/cost.py; README § Pure functions), differentiated in derivations/concrete.py "
+           "(sae_jax/_src/cost.py; docs/guide/math.md), differentiated in derivations/concrete.py "
            "'Exact identities at concrete sizes' (python -m derivations)")
 _D_TIED = ("derivations/ae_variants.py, the tied-weights gradient: the hand formula with both contributions "
-           "minus sympy's diff is 0, with either alone it is not (python -m derivations; README § Variants)")
+           "minus sympy's diff is 0, with either alone it is not (python -m derivations; docs/guide/variants.md)")
 _D_TIED_DECAY = ("sae_jax/_src/variants.py: a tied cost is the untied cost at W2 = W1ᵀ, J = ... + (λ/2)(‖W1‖² + ‖W1ᵀ‖²) "
-                 "= ... + λ‖W1‖², gradient ... + 2λW1 (README § Variants)")
+                 "= ... + λ‖W1‖², gradient ... + 2λW1 (docs/guide/variants.md)")
 _D_L1 = ("derivations/ae_variants.py, 'The L1 activation penalty's delta: δ⁽²⁾ += γ f'(z⁽²⁾), one 1/m outside' "
          "(its negative control: γ/m inside; python -m derivations); the term γ(1/m)Σᵢ‖a⁽²⁾⁽ⁱ⁾‖₁ in "
-         "sae_jax/_src/variants.py (README § Variants)")
+         "sae_jax/_src/variants.py (docs/guide/variants.md)")
 _D_DENOISING = ("derivations/ae_variants.py, 'Denoising: input X̃ in the forward pass and in δ⁽²⁾ᵀX̃, target X in "
                 "δ⁽³⁾' (its negative control: the clean X in δ⁽²⁾ᵀX; python -m derivations); sae_jax/_src/variants.py "
-                "(README § Variants): ρ̂ and the L1 term are of x̃'s hidden activations")
+                "(docs/guide/variants.md): ρ̂ and the L1 term are of x̃'s hidden activations")
 _D_SIGMOID = ("derivations/concrete.py, 'The sigmoid's derivative: f' = f(1 − f)' (f' at z, written with "
               "a = f(z); python -m derivations)")
 

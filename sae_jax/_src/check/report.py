@@ -411,7 +411,7 @@ def analyse(label: str, header: list[str], outputs_by_packing: dict[str, dict[st
     if match:
         lines.append("  The right form is derived in: " + "; ".join(MISTAKES[n].derivation for n in match))
     else:
-        lines.append("  The right form: README § The derivation (python -m derivations).")
+        lines.append("  The right form: docs/guide/derivation.md (python -m derivations).")
     return Report(label, passed, match, errors, scores[:3], tol, packing, fd, "\n".join(lines), located=located)
 
 
