@@ -10,22 +10,6 @@ from .probes import PACKINGS, Probe as Probe, check_options, probes as probes, r
 from ..checks.errors import InputError
 from .report import DEFAULT_TOL as DEFAULT_TOL, Report as Report, analyse
 
-__all__ = [
-    "CATALOGUE",
-    "DEFAULT_TOL",
-    "MISTAKES",
-    "Mistake",
-    "Probe",
-    "Report",
-    "check",
-    "check_results",
-    "detect_convention",
-    "load_function",
-    "probes",
-    "reference",
-    "variant_cost_and_grad",
-    "write_cases",
-]
 
 _CONVENTION_TEXT = {
     "ufldl": "UFLDL convention (theta, visibleSize, hiddenSize, lambda, sparsityParam, beta, data)",

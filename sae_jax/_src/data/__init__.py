@@ -24,32 +24,3 @@ from .images import (
 )
 from .mnist import MNIST_FILES, find_mnist, load_mnist
 
-__all__ = [
-    "NATURAL_IMAGES",
-    "BORDER",
-    "BUILTIN",
-    "DataSpec",
-    "data_spec",
-    "load_from_spec",
-    "load_dataset",
-    "natural_images",
-    "natural_image_patches",
-    "whiten_images",
-    "whitened_natural_images",
-    "sample_patches",
-    "normalize_patches",
-    "load_digits",
-    "load_digit_labels",
-    "load_array",
-    "load_mnist_idx",
-    "load_mnist_idx_labels",
-    "load_labels",
-    "MNIST_FILES",
-    "find_mnist",
-    "load_mnist",
-    "IDX_LABELS_MAGIC",
-    "load_images_mat",
-    "patches_from_images_mat",
-    "sniff_format",
-    "InputError",
-]
