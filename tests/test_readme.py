@@ -85,9 +85,9 @@ FAST = {
     "train": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
               "TrainConfig()": "TrainConfig(steps=3)",
               'run_dir="runs/demo")': 'run_dir="runs/demo", pictures=False)'},
-    # chunked_lbfgs compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
+    # lbfgs_loop compiles an L-BFGS step over pure_callback (~15 s); its trajectory is
     # tests/test_chunked.py's; here only the name is checked by default.
-    "chunked": {"res = chunked_lbfgs(vg, params, num_steps=400)": "res = chunked_lbfgs"},
+    "chunked": {"res = lbfgs_loop(vg, params, num_steps=400)": "res = lbfgs_loop"},
     "warm_start": {"natural_image_patches(2_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
                    "steps=50": "steps=3"},
     "sweep": {"natural_image_patches(10_000, 8, seed=0)": "natural_image_patches(200, 8, seed=0)",
