@@ -82,6 +82,7 @@ def test_torch_peer_matches_sae_jax():
         _close(a.numpy(), b)
 
 
+@pytest.mark.slow  # the whole harness end to end; its parts (peers, compare_kernels) run by default
 def test_entry_point_runs_at_tiny_sizes(tmp_path, capsys):
     rc = main([
         "--quick", "--sizes", "8x4x40", "--dtypes", "float32", "--budget", "0", "--skip", "e2e,memory,others",

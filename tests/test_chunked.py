@@ -272,6 +272,7 @@ def _assert_same_trajectory(streamed, in_memory):
     assert_close(streamed.params, in_memory.params, tol=1e-9)
 
 
+@pytest.mark.slow  # the driver's loops follow one trajectory by default (test_lbfgs: the three loops)
 def test_lbfgs_on_memmapped_npy_follows_the_trainers_in_memory_run(tmp_path):
     """The trainer's L-BFGS (same optax transformation), driven from Python over chunks of a
     memory-mapped .npy, follows sae_jax._src.training.train's in-memory full-batch run step by step."""

@@ -293,6 +293,7 @@ def test_train_corruption_level_in_float32(tmp_path, capsys, argv, needle):
 # --- a killed sweep resumes -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a killed sweep resumes by default in test_sweep (in process)
 def test_cli_sweep_resume_after_a_kill(tmp_path, capsys, monkeypatch):
     """A sweep killed after its step-5 checkpoint leaves only that checkpoint; ``--resume`` ends where
     an uninterrupted sweep ends (the same parameters, bit for bit)."""

@@ -109,6 +109,7 @@ def test_probe_of_a_natural_run_says_it_has_no_labels(files, tmp_path, capsys):
     _error(capsys, ["probe", str(d)], f"the data of {d}", "'natural'", "without labels", "--data digits")
 
 
+@pytest.mark.slow  # self_taught runs by default in test_experiments; this adds the command's files
 def test_self_taught_writes_results_and_features(mnist, tmp_path, capsys):
     """On the ten-digit MNIST directory below (its defaults: 5-9 unlabelled, 0-4 labelled), preset digits."""
     out = tmp_path / "st"

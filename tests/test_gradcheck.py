@@ -61,6 +61,7 @@ def _cli_gradcheck_passes_on(devices, capsys, monkeypatch):
     assert [sum(r.startswith(f"{d} ") for r in rows) for d in devices] == [5] * len(devices), out  # cost + 4 arrays each
 
 
+@pytest.mark.slow  # `sae-jax gradcheck` runs by default (test_cli_gradcheck_defaults_pass)
 def test_cli_gradcheck_passes_and_prints_table(capsys, monkeypatch):
     """The CLI's device loop on two host CPUs (the default device and another); the real command on its
     own device is test_cli_gradcheck_defaults_pass, all 8 host CPUs run under -m slow (each device

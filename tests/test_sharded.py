@@ -189,6 +189,7 @@ def test_denoising_equals_single_device():
             call()
 
 
+@pytest.mark.slow  # make_train_value_and_grad equals the one-device objective by default (this file)
 def test_cli_devices_trains_like_one_device(tmp_path, capsys):
     """`sae-jax train --devices all` (sharded.make_train_value_and_grad in train()'s seam; rows over
     every device, m = 41 not a multiple of 8) takes the same L-BFGS steps as the one-device train().

@@ -454,6 +454,7 @@ def test_resuming_a_non_finite_checkpoint_of_an_older_trainer_is_an_input_error(
 NONSQUARE = TrainConfig(n_hidden=3, steps=4, chunk=4, checkpoint_every=4)
 
 
+@pytest.mark.slow  # non-square training runs by default through the CLI (test_cli)
 def test_non_square_data_trains_and_the_result_is_never_lost(tmp_path, monkeypatch):
     """50 features: training used to finish, write params, then raise 'n_visible=50 is not a square'
     from the picture, losing the TrainResult. Now filters.png is skipped with a warning (or drawn

@@ -321,7 +321,7 @@ NOISY = TrainConfig(n_hidden=5, optimizer="adam", batch_size=40, steps=8, chunk=
                     tied=True, l1=0.01, corruption="mask", corruption_level=0.3)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", [pytest.param("adam", marks=pytest.mark.slow), "lbfgs"])  # adam resumes after a kill in test_kill_resume
 def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path, optimizer):
     cfg = dataclasses.replace(NOISY, optimizer=optimizer)
     whole = train(X16, cfg, run_dir=tmp_path / "whole")
@@ -344,6 +344,7 @@ def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path, optimizer):
     del half
 
 
+@pytest.mark.slow  # every variant's manual gradient equals jax.grad by default; trajectories follow
 def test_manual_and_autodiff_trajectories_agree_with_every_variant():
     cfg = dataclasses.replace(NOISY, optimizer="lbfgs", steps=6, chunk=6, output="linear",
                               corruption="gaussian", corruption_level=0.2)
