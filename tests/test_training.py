@@ -127,7 +127,7 @@ def _ema_point(dtype=jnp.float64):
     return p, EmaBatch(x, rho_prev)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("alpha", [pytest.param(0.0, marks=pytest.mark.slow), 0.5, pytest.param(0.9, marks=pytest.mark.slow)])
 def test_ema_manual_gradient_equals_autodiff(alpha):
     p, batch = _ema_point()
     hp = dict(lam=1e-3, beta=3.0, rho=0.05, ema_decay=alpha)

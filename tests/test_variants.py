@@ -52,8 +52,16 @@ def _theta(p):
     return sae.params_to_theta(p)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("m,n,h", SIZES)
+def _float64_cases():
+    """Every variant at (17, 9, 4); at m = 1 the combined variants by default (each alone, and
+    n = h = 1, under ``-m slow``: the combinations exercise every term the single ones do)."""
+    for m, n, h in SIZES:
+        for variant in VARIANTS:
+            default = (m, n, h) == (17, 9, 4) or ((m, n, h) == (1, 3, 2) and variant.startswith("tied+"))
+            yield pytest.param(variant, m, n, h, marks=() if default else pytest.mark.slow, id=f"{m}-{n}-{h}-{variant}")
+
+
+@pytest.mark.parametrize("variant,m,n,h", list(_float64_cases()))
 def test_manual_equals_autodiff_float64(variant, m, n, h):
     p, x, opts = _problem(m * 100 + n * 10 + h, m, n, h, variant)
     J, g = sae.cost_and_grad(p, x, **HP, **opts)
