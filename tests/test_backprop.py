@@ -83,7 +83,7 @@ def test_matches_independent_ufldl_transcription(output):
         assert max_rel_err(got, want) <= 1e-12
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("output", ["sigmoid", pytest.param("linear", marks=pytest.mark.slow)])  # the float64 grid above uses the jitted reference for both outputs
 def test_autodiff_reference_is_value_and_grad_of_cost(output):
     """Eager jax.value_and_grad(sae.cost), its jitted form, and sae.autodiff_cost_and_grad agree."""
     p, x = random_problem(10, 9, 5, 3, output=output)
@@ -128,7 +128,7 @@ def test_on_every_device(device):
     assert_tree_close(g_ad, ref[1], 1e-12, f"autodiff on {device}")
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("output", ["sigmoid", pytest.param("linear", marks=pytest.mark.slow)])  # linear: five-point differences below
 def test_check_grads_finite_differences(output):
     """jax.test_util.check_grads on the cost (float64 central differences, first and second order)."""
     p, x = random_problem(15, 6, 4, 3, output=output)

@@ -253,7 +253,8 @@ def test_vmap_over_l1_under_jit():
 # --- the chunked and sharded paths -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["tied", "tied+l1", "tied+l1+gaussian"])
+@pytest.mark.parametrize("variant", [pytest.param("tied", marks=pytest.mark.slow), pytest.param("tied+l1", marks=pytest.mark.slow),
+                                     "tied+l1+gaussian"])  # the combination exercises every term
 def test_chunked_and_sharded_take_every_variant(variant):
     """Chunked (chunk sizes 1, a non-divisor of m = 11, and >= m) and sharded (jit, shard_map;
     11 rows over the devices: padded) == the one-shot full batch, denoising's x_input included
