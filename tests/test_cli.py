@@ -390,20 +390,3 @@ def test_train_and_evaluate_warn_in_one_stderr_line_for_a_dead_run_only(tmp_path
     assert _warning_lines(capsys.readouterr().err) == []
     assert main(["evaluate", str(tmp_path / "good")]) == 0
     assert _warning_lines(capsys.readouterr().err) == []
-
-
-def test_header_and_done_lines_name_the_variants_and_both_rho_hats(tmp_path, capsys):
-    """Issue 20.2: a denoising run held ρ̂ of its corrupted input; the done line reports it beside the
-    clean data's, both named, and both lines name tied, L1 γ (with its term's value) and the corruption."""
-    d = tmp_path / "dae"
-    assert main(["train", "--out", str(d), *SMALL, "--tied", "--l1", "1e-3", "--corruption", "mask",
-                 "--corruption-level", "0.3"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    settings = "tied, L1 gamma=0.001, corruption mask p=0.3"
-    assert settings in out[0] and out[0].startswith("sae-jax train:")
-    (done,) = [line for line in out if line.startswith("done:")]
-    last = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()][-1]
-    assert f"({settings})" in done and f"L1 {last['l1']:.6f}" in done
-    assert f"clean data: rho_hat mean {last['rho_hat_mean']:.4f}, sparsity {last['sparsity']:.6f}" in done
-    noisy = done.split("corrupted training input: rho_hat mean ", 1)[1]
-    assert float(noisy.split(",")[0]) != pytest.approx(last["rho_hat_mean"], abs=5e-5)

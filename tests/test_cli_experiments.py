@@ -133,6 +133,7 @@ def test_self_taught_writes_results_and_features(mnist, tmp_path, capsys):
     assert (out / "results.json").read_bytes() == before
 
 
+@pytest.mark.slow  # stacked_digits runs by default in test_experiments; this adds the command's files
 def test_stacked_writes_results_and_second_layer_pictures(files, tmp_path, capsys):
     out = tmp_path / "stacked"
     capsys.readouterr()

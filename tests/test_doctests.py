@@ -1,6 +1,7 @@
 """Run the Examples: sections of the library's docstrings, and require them of every public module.
 
-Every module of ``sae_jax`` (the private ``sae_jax._src`` included) has its doctests run. Each
+Every module of ``sae_jax`` (the private ``sae_jax._src`` included) has its doctests run (the
+private docstrings' under ``-m slow``). Each
 public module in :data:`PUBLIC_MODULES` must also have at least one example (``attempted > 0``): issue 13's
 "every public module has a runnable Example". A public module that exists but is not listed
 fails :func:`test_every_public_module_is_listed`, so a new module cannot slip through without
@@ -46,19 +47,52 @@ DISCOVERED = ["sae_jax"] + [
 ]
 
 
-def _run_doctests(module) -> doctest.TestResults:
+def _public_docstrings() -> tuple[set, set]:
+    """(the public modules, the public objects' ``module.qualname`` where they are defined): the
+    docstrings the docs site shows. A public class's methods count as public too."""
+    objects = set()
+    for module in PUBLIC_MODULES:
+        m = importlib.import_module(module)
+        for n in m.__all__:
+            obj = getattr(m, n)
+            home, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+            if isinstance(home, str) and isinstance(qual, str):
+                objects.add(f"{home}.{qual}")
+    return set(PUBLIC_MODULES), objects
+
+
+def is_public_docstring(test_name: str) -> bool:
+    modules, objects = _PUBLIC
+    return test_name in modules or any(test_name == o or test_name.startswith(o + ".") for o in objects)
+
+
+_PUBLIC = _public_docstrings()
+
+
+def _run_doctests(module, select=None) -> doctest.TestResults:
+    """``doctest.testmod(module)``, keeping only the docstrings whose name ``select`` accepts."""
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     # docstring examples are written for a user's default config (float32, standard promotion)
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"), jax.enable_x64(False):
-        return doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        for test in finder.find(module, module.__name__):
+            if select is None or select(test.name):
+                runner.run(test)
+    return runner.summarize(verbose=False)
 
 
+#: The default run executes the examples of every public name and public module (what the docs site
+#: shows); the examples in private docstrings (``sae_jax._src`` module docstrings and private
+#: functions, for contributors) run under ``-m slow``.
+@pytest.mark.parametrize("part", ["public", pytest.param("private", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(set(DISCOVERED) | set(PUBLIC_MODULES)))
-def test_docstring_examples(name):
+def test_docstring_examples(name, part):
     if importlib.util.find_spec(name) is None:
         pytest.fail(f"{name} is listed in PUBLIC_MODULES but does not exist: update the list")
-    result = _run_doctests(importlib.import_module(name))
-    assert result.failed == 0, f"{result.failed} doctest failure(s) in {name}"
-    if name in PUBLIC_MODULES:
+    wanted = is_public_docstring if part == "public" else (lambda n: not is_public_docstring(n))
+    result = _run_doctests(importlib.import_module(name), wanted)
+    assert result.failed == 0, f"{result.failed} doctest failure(s) in {name} ({part} docstrings)"
+    if name in PUBLIC_MODULES and part == "public":
         assert result.attempted > 0, (
             f"{name} has no doctest examples: add a runnable Examples: block to its module docstring"
         )
@@ -77,3 +111,12 @@ def test_a_module_without_examples_fails(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert _run_doctests(module).attempted == 0
+
+
+def test_public_docstrings_are_the_public_names():
+    """The split above sees public names where they are defined, methods included, and not private ones."""
+    assert is_public_docstring("sae_jax._src.backprop.cost_and_grad")
+    assert is_public_docstring("sae_jax._src.rundir.RunDir.open")
+    assert is_public_docstring("sae_jax.training")
+    assert not is_public_docstring("sae_jax._src.backprop")  # a private module's docstring
+    assert not is_public_docstring("sae_jax._src.step.make_step")

@@ -190,7 +190,7 @@ def test_bad_input_to_the_pipeline():
         train_stacked(X0, Y0, configs=[TrainConfig()], n_classes=1)
 
 
-@pytest.mark.slow  # the same pipeline runs by default through `sae-jax stacked` (test_cli_experiments)
+@pytest.mark.slow  # the same pipeline runs by default in test_experiments::test_stacked_before_and_after_fine_tuning
 def test_pipeline_pretrain_softmax_fine_tune_at_a_tiny_size():
     rng = np.random.default_rng(10)
     k, n, m = 3, 9, 60

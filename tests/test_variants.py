@@ -391,8 +391,20 @@ SMALL = ["--patch-size", "4", "--n-patches", "120", "--n-hidden", "5", "--steps"
 
 def test_cli_tied_denoising_run_then_visualize_encode_evaluate(tmp_path, capsys):
     d = tmp_path / "run"
+    capsys.readouterr()
     assert main(["train", "--out", str(d), *SMALL, "--tied", "--l1", "0.01", "--corruption", "mask",
                  "--corruption-level", "0.25"]) == 0
+    # Issue 20.2: a denoising run held rho_hat of its corrupted input; the done line reports it beside the
+    # clean data's, both named, and both lines name tied, L1 gamma (with its term's value) and the corruption.
+    out = capsys.readouterr().out.splitlines()
+    settings = "tied, L1 gamma=0.01, corruption mask p=0.25"
+    assert settings in out[0] and out[0].startswith("sae-jax train:")
+    (done,) = [line for line in out if line.startswith("done:")]
+    last = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()][-1]
+    assert f"({settings})" in done and f"L1 {last['l1']:.6f}" in done
+    assert f"clean data: rho_hat mean {last['rho_hat_mean']:.4f}, sparsity {last['sparsity']:.6f}" in done
+    noisy = done.split("corrupted training input: rho_hat mean ", 1)[1]
+    assert float(noisy.split(",")[0]) != pytest.approx(last["rho_hat_mean"], abs=5e-5)
     conf = json.loads((d / "config.json").read_text())["config"]
     assert (conf["tied"], conf["l1"], conf["corruption"], conf["corruption_level"]) == (True, 0.01, "mask", 0.25)
     assert main(["visualize", str(d), "--out", str(tmp_path / "f.png")]) == 0
