@@ -186,6 +186,7 @@ def test_ae_variants_controls_are_not_vacuous():
         ae_variants.hand_gradient(ae_variants.model(1, 1, 1), "guess")
 
 
+@pytest.mark.slow  # run_all runs this agreement by default (test_main_runs_every_check_and_exits_0)
 def test_ae_variants_three_way_agreement():
     d = ae_variants.agreement()
     assert d.passed, render_text(d)
@@ -194,6 +195,7 @@ def test_ae_variants_three_way_agreement():
 # --- numerics ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # run_all runs this agreement by default (test_main_runs_every_check_and_exits_0)
 @pytest.mark.parametrize("n, h, m, output", numeric.CASES)
 def test_three_way_agreement(n, h, m, output):
     errs = numeric.three_way(n, h, m, output, seed=m)
