@@ -486,6 +486,7 @@ def test_non_square_data_trains_and_the_result_is_never_lost(tmp_path, monkeypat
     assert r3.metrics[-1]["step"] == 4 and not any(p.name.startswith(".") for p in (tmp_path / "d").iterdir())
 
 
+@pytest.mark.slow  # a validation split trains and is evaluated by default in test_cli
 def test_validation_split_rows_are_held_out_and_logged(tmp_path):
     """validation_fraction: training sees only the training rows (same result as training on them
     alone), every metrics row has the held-out val_* diagnostics, and the split is the seed's."""
@@ -617,6 +618,7 @@ def test_a_dead_run_warns_in_its_result_and_a_working_one_does_not():
     assert good.input_metrics is None  # no corruption: the metrics rows are of the training input
 
 
+@pytest.mark.slow  # the CLI's done line reports both rho_hats by default (test_variants' CLI run)
 def test_a_denoising_run_reports_rho_hat_of_its_corrupted_input():
     """The metrics rows are of the clean rows; ``input_metrics`` holds ρ̂ on the corruption the trainer's
     key stream draws at the final step, recomputed here with numpy from that corruption."""

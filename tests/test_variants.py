@@ -330,7 +330,8 @@ NOISY = TrainConfig(n_hidden=5, optimizer="adam", batch_size=40, steps=8, chunk=
                     tied=True, l1=0.01, corruption="mask", corruption_level=0.3)
 
 
-@pytest.mark.parametrize("optimizer", [pytest.param("adam", marks=pytest.mark.slow), "lbfgs"])  # adam resumes after a kill in test_kill_resume
+@pytest.mark.parametrize("optimizer", [pytest.param("adam", marks=pytest.mark.slow), pytest.param("lbfgs", marks=pytest.mark.slow)])
+# resume is bit-identical by default in test_training (L-BFGS) and test_kill_resume (Adam, a real kill)
 def test_denoising_tied_l1_run_resumes_bit_identically(tmp_path, optimizer):
     cfg = dataclasses.replace(NOISY, optimizer=optimizer)
     whole = train(X16, cfg, run_dir=tmp_path / "whole")
