@@ -60,6 +60,7 @@ def _error(capsys, argv, *needles):
     return err
 
 
+@pytest.mark.slow  # sae-jax probe runs by default (test_probe_json_matches_the_library); this adds the text table
 def test_probe_prints_one_table_over_seeds(run_dir, files, capsys):
     capsys.readouterr()
     assert main(["probe", str(run_dir), "--labels-path", files["y"], "--seeds", "0,1", "--softmax-steps", "20",
