@@ -9,6 +9,7 @@ from sae_jax.gradcheck import FD_TOL, GradcheckRow, default_step, format_table, 
 from helpers import random_problem
 
 
+@pytest.mark.slow  # gradcheck's rows are checked by default in test_backprop (five-point) and its table by the CLI test
 def test_gradcheck_rows_and_table():
     p, x = random_problem(0, 8, 4, 3)
     devices = jax.devices()[:2]  # every device is covered by the CLI test and test_backprop

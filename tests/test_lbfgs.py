@@ -77,7 +77,7 @@ def _directions(transform, trajectory):
     return dirs, state
 
 
-@pytest.mark.parametrize("memory, steps", [(1, 6), (4, 15), pytest.param(10, 25, marks=pytest.mark.slow)])  # 10: optax's default memory, under -m slow
+@pytest.mark.parametrize("memory, steps", [(1, 6), pytest.param(4, 15, marks=pytest.mark.slow), pytest.param(10, 25, marks=pytest.mark.slow)])  # memory 1 by default (memory 4 is held to optax's whole optimizer in test_lbfgs_trains_like_optax_lbfgs); 4 and 10 under -m slow
 def test_direction_equals_optax_two_loop(memory, steps):
     # memory < steps: the circular buffer wraps around; memory 10 > the run's 4 as well.
     traj = _trajectory(steps)

@@ -53,7 +53,7 @@ def _assert_tree_close(a, b, rtol):
         assert np.max(np.abs(u - v)) / scale <= rtol
 
 
-@pytest.mark.parametrize("base", [LBFGS, ADAM], ids=["lbfgs", "adam"])
+@pytest.mark.parametrize("base", [pytest.param(LBFGS, id="lbfgs"), pytest.param(ADAM, id="adam", marks=pytest.mark.slow)])  # adam: the same gradients, another optimizer
 def test_manual_and_autodiff_give_the_same_trajectory(base):
     r_m = train(X, dataclasses.replace(base, gradient="manual"))
     r_a = train(X, dataclasses.replace(base, gradient="autodiff"))
