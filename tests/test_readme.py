@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import compile_speed_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,10 +116,11 @@ def _run(code: str, tmp_path: Path, env_extra: dict | None = None, timeout: int 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env.update(env_extra or {})
-    # The suite's compile-speed setting (tests/conftest.py: XLA backend optimisation level 0) is the
-    # one XLA_ setting passed on: it changes how fast programs compile, not what the block does.
-    if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+    # The suite's compile-speed settings (tests/conftest.py: TEST_XLA_FLAGS) are the one XLA_ setting
+    # passed on: they change how fast programs compile, not what the block does.
+    speed = compile_speed_flags()
+    if speed:
+        env["XLA_FLAGS"] = " ".join([env.get("XLA_FLAGS", ""), *speed]).strip()
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=timeout)
     assert r.returncode == 0, f"documented block failed:\n{code}\n--- stderr ---\n{r.stderr[-3000:]}"

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import count_compiles
+from helpers import count_compiles, rerun_at_xla_defaults
 
 from sae_jax import InputError
 from sae_jax.training import load_params
@@ -76,7 +76,11 @@ def test_16_settings_compile_once_and_each_is_its_own_adam_run(batching):
 
 
 @pytest.mark.parametrize("batching", ["map", "vmap"])
-def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path, batching):
+def test_lbfgs_sweep_equals_single_runs_and_writes_the_directory(tmp_path, batching, request):
+    # "map" is bit for bit its single runs in the machine code XLA's defaults emit (users' programs);
+    # the suite's compile-speed flags round L-BFGS's line search differently (1e-14) between the two
+    if batching == "map" and rerun_at_xla_defaults(request):
+        return
     out = tmp_path / "sw"
     r = sweep(X, LBFGS, GRID4, out_dir=out, batching=batching)
     _assert_each_setting_is_its_own_run(r, LBFGS)
