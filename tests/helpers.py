@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sae_jax as sae
+from conftest import TEST_XLA_FLAGS
 from sae_jax._src.params import init_radius
 
 # manual vs jax.grad is the same math summed in another order: hold it tight.
@@ -20,9 +21,10 @@ GRAD_RTOL = {jnp.dtype(jnp.float64): 1e-12, jnp.dtype(jnp.float32): 2e-5}
 COST_RTOL = {jnp.dtype(jnp.float64): 1e-13, jnp.dtype(jnp.float32): 2e-6}
 
 
-#: The XLA flags tests/conftest.py sets for compile speed (TEST_XLA_FLAGS): they change how programs
-#: are lowered to machine code, so results agree with XLA's defaults to rounding, not always bit for bit.
-COMPILE_SPEED_FLAGS = ("--xla_backend_optimization_level=", "--xla_cpu_use_fusion_emitters=")
+#: The names of the XLA flags tests/conftest.py sets for compile speed (its TEST_XLA_FLAGS): they change
+#: how programs are lowered to machine code, so results agree with XLA's defaults to rounding, not
+#: always bit for bit.
+COMPILE_SPEED_FLAGS = tuple(f.split("=", 1)[0] + "=" for f in TEST_XLA_FLAGS.split())
 
 
 def compile_speed_flags() -> list[str]:
